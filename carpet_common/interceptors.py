@@ -1,0 +1,124 @@
+"""Server interceptors in one shape: they wrap the handler's behaviour, so they run on the
+worker thread with the request in hand (never on the server's polling thread)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from carpet_common import errors
+
+logger = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "carpet.example.com"
+
+# The one table from domain exception to status code; the most specific class wins.
+STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+Behaviour = Callable[[object, grpc.ServicerContext], object]
+# wrapper(behaviour, call_details, response_streaming) -> behaviour
+Wrapper = Callable[[Behaviour, grpc.HandlerCallDetails, bool], Behaviour]
+
+
+def status_code_for(error: errors.DomainError) -> grpc.StatusCode:
+    for cls, code in STATUS_BY_ERROR:
+        if isinstance(error, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler | None, wrapper: Wrapper,
+                 call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    """Return `handler` with its behaviour replaced by the wrapper's."""
+    if handler is None:
+        return None
+    if handler.unary_unary:
+        kind, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+    elif handler.unary_stream:
+        kind, factory = handler.unary_stream, grpc.unary_stream_rpc_method_handler
+    elif handler.stream_unary:
+        kind, factory = handler.stream_unary, grpc.stream_unary_rpc_method_handler
+    else:
+        kind, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
+    return factory(
+        wrapper(kind, call_details, handler.response_streaming),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class BehaviourInterceptor(grpc.ServerInterceptor):
+    """Base: subclasses implement `wrap(behaviour, call_details, streaming) -> behaviour`."""
+
+    def wrap(self, behaviour: Behaviour, call_details: grpc.HandlerCallDetails,
+             streaming: bool) -> Behaviour:
+        raise NotImplementedError
+
+    def intercept_service(self, continuation, handler_call_details):
+        return wrap_handler(continuation(handler_call_details), self.wrap, handler_call_details)
+
+
+def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
+               reason: str, metadata: dict[str, str] | None = None) -> None:
+    """Abort the call with a rich status carrying google.rpc.ErrorInfo(reason)."""
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    context.abort_with_status(rpc_status.to_status(status))
+
+
+class ErrorMappingInterceptor(BehaviourInterceptor):
+    """Domain exceptions -> their status code; anything unexpected -> INTERNAL with a generic
+    message, and the traceback only in the log."""
+
+    def wrap(self, behaviour, call_details, streaming):
+        method = call_details.method
+
+        def handle(error: Exception, context: grpc.ServicerContext):
+            if isinstance(error, errors.DomainError):
+                extra = {}
+                if isinstance(error, errors.ResourceExhausted):
+                    extra["retry_after_s"] = str(error.retry_after_s)
+                    context.set_trailing_metadata((("retry-after", str(error.retry_after_s)),))
+                abort_with(context, status_code_for(error), error.message, error.reason, extra)
+            logger.exception("unhandled error in %s", method)
+            abort_with(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+
+        def unary(request, context):
+            try:
+                return behaviour(request, context)
+            except Exception as error:  # noqa: BLE001 - this is the one place that maps them
+                if _already_aborted(error):
+                    raise
+                handle(error, context)
+
+        def stream(request, context):
+            try:
+                yield from behaviour(request, context)
+            except Exception as error:  # noqa: BLE001
+                if _already_aborted(error):
+                    raise
+                handle(error, context)
+
+        return stream if streaming else unary
+
+
+def _already_aborted(error: Exception) -> bool:
+    # grpc's context.abort() marks the call aborted and raises a bare `Exception()`; it must
+    # pass through untouched or the status it set would be replaced by INTERNAL.
+    return type(error) is Exception and not error.args
+

@@ -1,0 +1,114 @@
+"""gRPC server bootstrap shared by the three processes.
+
+`create_server` builds a started server with health and reflection registered and returns it
+with the bound port (bind port 0 in tests). `run_until_signal` blocks until SIGTERM/SIGINT, then
+flips health to NOT_SERVING (load balancers stop sending) and stops with a grace period.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 5.0
+# Messages above this are refused by gRPC itself (RESOURCE_EXHAUSTED); images stay under 10 MB.
+MAX_MESSAGE_BYTES = 12 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: str
+    key: str
+    client_ca: str | None = None  # set: clients must present a certificate (mTLS)
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.Server
+    health: health.HealthServicer
+    service_names: tuple[str, ...]
+
+    def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        self.health.enter_graceful_shutdown()  # every service -> NOT_SERVING
+        self.server.stop(grace).wait()
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self.server.wait_for_termination(timeout)
+
+
+def _server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    with open(tls.key, "rb") as key_file, open(tls.cert, "rb") as cert_file:
+        pair = (key_file.read(), cert_file.read())
+    client_ca = None
+    if tls.client_ca:
+        with open(tls.client_ca, "rb") as ca_file:
+            client_ca = ca_file.read()
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def create_server(
+    address: str,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    *,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    max_workers: int = 16,
+    tls: TlsFiles | None = None,
+) -> tuple[GrpcServer, int]:
+    """Build, bind and start a server. `register(server)` adds the servicers;
+    `service_names` are their full names, announced by health and reflection."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=list(interceptors),
+        # Overload is refused with RESOURCE_EXHAUSTED instead of queueing without bound.
+        maximum_concurrent_rpcs=max_workers * 8,
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),  # a second process on the same port is an error
+        ],
+    )
+    register(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, _server_credentials(tls))
+    if port == 0:
+        raise OSError(f"could not bind gRPC address {address}")
+    server.start()
+    for name in ("", *service_names):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return GrpcServer(server, health_servicer, tuple(service_names)), port
+
+
+def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] | None = None,
+                     grace: float = SHUTDOWN_GRACE_S) -> None:
+    """Block the main thread until SIGTERM or SIGINT, then stop everything gracefully."""
+    stop = threading.Event()
+
+    def request_stop(signum, _frame):
+        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    stop.wait()
+    if on_stop is not None:
+        on_stop()
+    for running in servers:
+        running.stop(grace)
+    logger.info("stopped")

@@ -1,0 +1,152 @@
+"""Every setting of every process, read from the environment in this one place.
+
+`load_settings()` is called once at start by each process's entry point; everything else gets
+the frozen `Settings` passed in. Secrets are excluded from `repr` so they never reach a log.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MIN_ADMIN_TOKEN_LENGTH = 24
+DEFAULT_RENDER_MODES = "preview:1,standard:2,hd:4"
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the process refuses to start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    credit_database_url: str = "sqlite:///var/credit.db"
+    render_database_url: str = "sqlite:///var/render.db"
+    credit_addr: str = "127.0.0.1:50051"
+    render_addr: str = "127.0.0.1:50052"
+    admin_grpc_addr: str = "127.0.0.1:50053"
+    admin_http_addr: str = "127.0.0.1:8080"
+    # name -> token; the name is the actor written to audit rows.
+    admin_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_jwks_file: str | None = None
+    jwt_audience: str = "carpet-admin"
+    jwt_issuer: str = "carpet"
+    renderer: str = "local"
+    render_api_url: str | None = None
+    render_api_key: str | None = field(default=None, repr=False)
+    render_modes: Mapping[str, int] = field(
+        default_factory=lambda: parse_render_modes(DEFAULT_RENDER_MODES))
+    render_workers: int = 2
+    rate_limit_admin: str = "120/minute"
+    rate_limit_render: str = "600/minute"
+    rate_limit_storage: str = "memory://"
+    trusted_proxies: tuple[str, ...] = ()
+    render_storage_dir: str = "var/renders"
+    seed_org_name: str = "Default Organization"
+    seed_admin_name: str = "Admin"
+    seed_admin_email: str = "admin@example.com"
+    seed_credits: int = 100
+    metrics_addr: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    # Not in the contract; operational knobs of this implementation.
+    log_format: str = "text"  # "json" for one JSON object per line
+    grpc_max_workers: int = 16
+    db_max_connections: int = 20
+
+
+def parse_admin_tokens(raw: str) -> dict[str, str]:
+    """`name:token[,name:token…]`; refuses short tokens so a weak one never goes live."""
+    tokens: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, sep, token = item.partition(":")
+        if not sep or not name or not token:
+            raise SettingsError("ADMIN_TOKENS entries must look like name:token")
+        if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+            # Name the entry, never the token.
+            raise SettingsError(
+                f"ADMIN_TOKENS: token for {name!r} is shorter than "
+                f"{MIN_ADMIN_TOKEN_LENGTH} characters")
+        if name in tokens:
+            raise SettingsError(f"ADMIN_TOKENS: name {name!r} appears twice")
+        tokens[name] = token
+    return tokens
+
+
+def parse_render_modes(raw: str) -> dict[str, int]:
+    modes: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        mode, sep, cost = item.partition(":")
+        if not sep or not mode or not cost.strip().isdigit() or int(cost) <= 0:
+            raise SettingsError(f"RENDER_MODES entry {item!r} must look like mode:cost (cost > 0)")
+        modes[mode.strip()] = int(cost)
+    if not modes:
+        raise SettingsError("RENDER_MODES names no mode")
+    return modes
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    defaults = Settings()
+
+    def text(name: str, default: str | None) -> str | None:
+        value = env.get(name)
+        return value if value not in (None, "") else default
+
+    log_format = text("LOG_FORMAT", defaults.log_format)
+    if log_format not in ("text", "json"):
+        raise SettingsError("LOG_FORMAT must be text or json")
+    renderer = text("RENDERER", defaults.renderer)
+    if renderer not in ("local", "http"):
+        raise SettingsError("RENDERER must be local or http")
+
+    return Settings(
+        credit_database_url=text("CREDIT_DATABASE_URL", defaults.credit_database_url),
+        render_database_url=text("RENDER_DATABASE_URL", defaults.render_database_url),
+        credit_addr=text("CREDIT_ADDR", defaults.credit_addr),
+        render_addr=text("RENDER_ADDR", defaults.render_addr),
+        admin_grpc_addr=text("ADMIN_GRPC_ADDR", defaults.admin_grpc_addr),
+        admin_http_addr=text("ADMIN_HTTP_ADDR", defaults.admin_http_addr),
+        admin_tokens=parse_admin_tokens(env.get("ADMIN_TOKENS", "")),
+        jwt_secret=text("JWT_SECRET", None),
+        jwt_jwks_file=text("JWT_JWKS_FILE", None),
+        jwt_audience=text("JWT_AUDIENCE", defaults.jwt_audience),
+        jwt_issuer=text("JWT_ISSUER", defaults.jwt_issuer),
+        renderer=renderer,
+        render_api_url=text("RENDER_API_URL", None),
+        render_api_key=text("RENDER_API_KEY", None),
+        render_modes=parse_render_modes(text("RENDER_MODES", DEFAULT_RENDER_MODES)),
+        render_workers=_int(env, "RENDER_WORKERS", defaults.render_workers),
+        rate_limit_admin=text("RATE_LIMIT_ADMIN", defaults.rate_limit_admin),
+        rate_limit_render=text("RATE_LIMIT_RENDER", defaults.rate_limit_render),
+        rate_limit_storage=text("RATE_LIMIT_STORAGE", defaults.rate_limit_storage),
+        trusted_proxies=tuple(
+            p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()),
+        render_storage_dir=text("RENDER_STORAGE_DIR", defaults.render_storage_dir),
+        seed_org_name=text("SEED_ORG_NAME", defaults.seed_org_name),
+        seed_admin_name=text("SEED_ADMIN_NAME", defaults.seed_admin_name),
+        seed_admin_email=text("SEED_ADMIN_EMAIL", defaults.seed_admin_email),
+        seed_credits=_int(env, "SEED_CREDITS", defaults.seed_credits),
+        metrics_addr=text("METRICS_ADDR", None),
+        tls_cert=text("TLS_CERT", None),
+        tls_key=text("TLS_KEY", None),
+        tls_client_ca=text("TLS_CLIENT_CA", None),
+        log_format=log_format,
+        grpc_max_workers=_int(env, "GRPC_MAX_WORKERS", defaults.grpc_max_workers, minimum=1),
+        db_max_connections=_int(env, "DB_MAX_CONNECTIONS", defaults.db_max_connections,
+                                minimum=1),
+    )

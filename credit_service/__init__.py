@@ -1,0 +1,1 @@
+"""The credit service: organisations, users, balances, holds and the audit trail."""

@@ -1,0 +1,176 @@
+"""Tables owned by the credit service.
+
+The rules of CONTRACT §3 are enforced by the database itself (CHECK, UNIQUE, NOT NULL, foreign
+keys), so no code path, replica or hand-written SQL can break them. Every rule here is also
+written into migrations/0001_init_schema.py, the schema's source of truth; models and schema are
+compared by tests/integration/test_migrations.py.
+"""
+from __future__ import annotations
+
+import datetime
+
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    BlobField,
+    CharField,
+    Check,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+ROLES = ("ADMIN", "STAFF")
+HOLD_STATES = ("held", "captured", "released", "expired")
+CREDIT_LOG_KINDS = ("seed", "adjust", "render")
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC, microsecond precision: stored the same way on SQLite and PostgreSQL."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return "%s IN (%s)" % (column, ", ".join("'%s'" % v for v in values))
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Organization(BaseModel):
+    id = BigAutoField()
+    name = CharField(max_length=200, unique=True, constraints=[Check("length(name) > 0")])
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("created_at", "id"), False),)
+
+
+class User(BaseModel):
+    id = BigAutoField()
+    organization = ForeignKeyField(Organization, backref="users", on_delete="RESTRICT")
+    name = CharField(max_length=200, constraints=[Check("length(name) > 0")])
+    # Stored lower-cased (CHECK) and unique: duplicates in any letter case are refused.
+    email = CharField(max_length=320, unique=True, constraints=[Check("email = lower(email)")])
+    role = CharField(max_length=16, constraints=[Check(_in("role", ROLES))])
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("created_at", "id"), False),
+            (("organization", "created_at", "id"), False),
+        )
+
+
+class CreditBalance(BaseModel):
+    id = BigAutoField()
+    organization = ForeignKeyField(Organization, unique=True, on_delete="RESTRICT")
+    balance = BigIntegerField(default=0, constraints=[Check("balance >= 0")])
+    held = BigIntegerField(default=0, constraints=[Check("held >= 0")])
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        constraints = [Check("held <= balance", name="credit_balance_held_within_balance")]
+
+
+class CreditLog(BaseModel):
+    id = BigAutoField()
+    organization = ForeignKeyField(Organization, on_delete="RESTRICT")
+    user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
+    delta = BigIntegerField(constraints=[Check("delta <> 0")])
+    balance_after = BigIntegerField(constraints=[Check("balance_after >= 0")])
+    kind = CharField(max_length=16, constraints=[Check(_in("kind", CREDIT_LOG_KINDS))])
+    reason = TextField()
+    reference = CharField(max_length=200, default="")
+    actor = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("created_at", "id"), False),
+            (("organization", "created_at", "id"), False),
+        )
+
+
+class CreditHold(BaseModel):
+    id = BigAutoField()
+    organization = ForeignKeyField(Organization, on_delete="RESTRICT")
+    user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
+    amount = BigIntegerField(constraints=[Check("amount > 0")])
+    state = CharField(max_length=16, default="held",
+                      constraints=[Check(_in("state", HOLD_STATES))])
+    reference = CharField(max_length=200)
+    expires_at = DateTimeField()
+    credit_log = ForeignKeyField(CreditLog, null=True, unique=True, on_delete="RESTRICT")
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            # One hold per (organisation, reference): a repeated reserve finds the first.
+            (("organization", "reference"), True),
+            # The expiry sweeper scans held holds by expiry.
+            (("state", "expires_at"), False),
+        )
+
+
+class AuditLog(BaseModel):
+    id = BigAutoField()
+    created_at = DateTimeField(default=utcnow)
+    actor = CharField(max_length=200)
+    role = CharField(max_length=16, default="")
+    action = CharField(max_length=200)
+    # No foreign key: a denied attempt may name an organisation that does not exist.
+    organization_id = BigIntegerField(null=True)
+    target = CharField(max_length=200, default="")
+    details = TextField(default="{}")
+    outcome = CharField(max_length=64)
+    peer = CharField(max_length=200, default="")
+    request_id = CharField(max_length=200, default="")
+    # The adjustment this row audits (invariant 3: each `adjust` log row has one).
+    credit_log = ForeignKeyField(CreditLog, null=True, unique=True, on_delete="RESTRICT")
+    prev_hash = CharField(max_length=64)
+    hash = CharField(max_length=64, unique=True)
+
+    class Meta:
+        indexes = (
+            (("created_at", "id"), False),
+            (("organization_id", "created_at", "id"), False),
+            (("actor", "created_at", "id"), False),
+            (("action", "created_at", "id"), False),
+        )
+
+
+class AuditChainHead(BaseModel):
+    """One row holding the newest audit hash. Writers lock it (SELECT … FOR UPDATE on
+    PostgreSQL, the IMMEDIATE write lock on SQLite) so concurrent replicas extend one chain
+    instead of forking it."""
+
+    id = IntegerField(primary_key=True, constraints=[Check("id = 1")])
+    last_hash = CharField(max_length=64)
+
+
+class IdempotencyRecord(BaseModel):
+    """First result of a mutating call per (method, key); survives restarts."""
+
+    id = BigAutoField()
+    method = CharField(max_length=200)
+    key = CharField(max_length=200)
+    request_hash = CharField(max_length=64)
+    response = BlobField()  # the serialized response message
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("method", "key"), True),)
+
+
+ALL_MODELS = (Organization, User, CreditBalance, CreditLog, CreditHold, AuditLog,
+              AuditChainHead, IdempotencyRecord)

@@ -1,0 +1,1 @@
+"""The render service: the carpet catalogue and render jobs paid through credit holds."""

@@ -1,0 +1,104 @@
+"""Tables owned by the render service. Organisations, users and holds live in the credit
+service, so their ids are plain columns here (no cross-service foreign keys).
+
+Every rule is enforced by the database and also written into migrations/0001_init_schema.py.
+"""
+from __future__ import annotations
+
+import datetime
+
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    BlobField,
+    CharField,
+    Check,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+RENDER_STATUSES = ("queued", "processing", "success", "failed")
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Carpet(BaseModel):
+    id = BigAutoField()
+    sku = CharField(max_length=64, unique=True, constraints=[Check("length(sku) > 0")])
+    name = CharField(max_length=200, constraints=[Check("length(name) > 0")])
+    width_cm = IntegerField(constraints=[Check("width_cm > 0")])
+    length_cm = IntegerField(constraints=[Check("length_cm > 0")])
+    material = CharField(max_length=100, default="")
+    # Kept in the database so every replica sees it without shared disk.
+    image = BlobField()
+    image_content_type = CharField(max_length=32)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("created_at", "id"), False),)
+
+
+class RenderJob(BaseModel):
+    id = BigAutoField()
+    organization_id = BigIntegerField()
+    user_id = BigIntegerField(null=True)
+    carpet = ForeignKeyField(Carpet, on_delete="RESTRICT", index=False)
+    mode = CharField(max_length=32)
+    status = CharField(max_length=16, default="queued", constraints=[
+        Check("status IN ('queued', 'processing', 'success', 'failed')")])
+    error_text = TextField(default="")
+    cost = BigIntegerField(constraints=[Check("cost > 0")])
+    credits_charged = BigIntegerField(default=0, constraints=[Check("credits_charged >= 0")])
+    hold_id = BigIntegerField(null=True)
+    credit_log_id = BigIntegerField(null=True)
+    idempotency_key = CharField(max_length=200, null=True)
+    request_hash = CharField(max_length=64, default="")
+    # Worker lease: a processing job whose lease ran out is claimed again.
+    lease_owner = CharField(max_length=100, null=True)
+    lease_expires_at = DateTimeField(null=True)
+    attempts = IntegerField(default=0)
+    output_path = CharField(max_length=500, null=True)
+    output_content_type = CharField(max_length=32, null=True)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        constraints = [
+            # A success is always charged: it names its credit-log row.
+            Check("status <> 'success' OR credit_log_id IS NOT NULL",
+                  name="render_job_success_is_charged"),
+        ]
+        indexes = (
+            (("created_at", "id"), False),
+            (("organization_id", "created_at", "id"), False),
+            (("user_id", "created_at", "id"), False),
+            (("status", "created_at", "id"), False),
+            (("carpet", "created_at", "id"), False),
+            (("organization_id", "idempotency_key"), True),
+        )
+
+
+class RenderInput(BaseModel):
+    """The optional room photo, apart from the job row so that row stays small."""
+
+    job = ForeignKeyField(RenderJob, primary_key=True, on_delete="CASCADE")
+    room_image = BlobField()
+
+
+ALL_MODELS = (Carpet, RenderJob, RenderInput)
