@@ -122,3 +122,21 @@ def _already_aborted(error: Exception) -> bool:
     # pass through untouched or the status it set would be replaced by INTERNAL.
     return type(error) is Exception and not error.args
 
+
+
+class DatabaseConnectionInterceptor(BehaviourInterceptor):
+    """Each unary call borrows a connection for its duration and gives it back (to the pool on
+    PostgreSQL). Streaming handlers open connections themselves, only while they query."""
+
+    def __init__(self, database):
+        self._database = database
+
+    def wrap(self, behaviour, call_details, streaming):
+        if streaming or call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
+            return behaviour
+
+        def unary(request, context):
+            with self._database.connection_context():
+                return behaviour(request, context)
+
+        return unary

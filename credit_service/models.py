@@ -117,8 +117,9 @@ class CreditHold(BaseModel):
         indexes = (
             # One hold per (organisation, reference): a repeated reserve finds the first.
             (("organization", "reference"), True),
-            # The expiry sweeper scans held holds by expiry.
+            # The expiry sweeper scans held holds by expiry, all organisations or one.
             (("state", "expires_at"), False),
+            (("organization", "state", "expires_at"), False),
         )
 
 

@@ -100,6 +100,7 @@ def up(migrator, db):
             indexes = (
                 (("organization", "reference"), True),
                 (("state", "expires_at"), False),
+                (("organization", "state", "expires_at"), False),
             )
 
     class AuditLog(Base):

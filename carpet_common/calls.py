@@ -1,0 +1,187 @@
+"""What every RPC knows about its caller, set once per call by `CallContextInterceptor` and
+`AuthInterceptor` and read by the layers below (audit, rate limits, role checks)."""
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from carpet_common import errors
+from carpet_common.auth import Access, Authenticator, Principal, authorize
+from carpet_common.interceptors import BehaviourInterceptor
+from carpet_common.logs import request_id_var
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    method: str
+    client_ip: str
+    request_id: str
+    metadata: Mapping[str, str]
+
+
+call_var: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("call", default=None)
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "principal", default=None)
+
+
+def current_call() -> CallInfo:
+    call = call_var.get()
+    if call is None:
+        raise RuntimeError("no RPC in progress")
+    return call
+
+
+def current_principal() -> Principal | None:
+    return principal_var.get()
+
+
+def peer_ip(peer: str) -> str:
+    """`ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` -> the address alone."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return peer
+
+
+def client_ip(peer_address: str, forwarded_for: str, trusted_proxies: Sequence[str]) -> str:
+    """The peer, or — when the peer is a trusted proxy — the first untrusted hop of
+    x-forwarded-for, read from the right (hops further left are the client's own claims)."""
+    trusted = _networks(trusted_proxies)
+    address = peer_address
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    while _is_trusted(address, trusted) and hops:
+        address = hops.pop()
+    return address
+
+
+def _networks(entries: Sequence[str]):
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            continue
+    return networks
+
+
+def _is_trusted(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+class CallContextInterceptor(BehaviourInterceptor):
+    """Outermost: request id (from `x-request-id` or new), client IP, metadata."""
+
+    def __init__(self, trusted_proxies: Sequence[str] = ()):
+        self._trusted = tuple(trusted_proxies)
+
+    def wrap(self, behaviour, call_details, streaming):
+        method = call_details.method
+
+        def enter(context: grpc.ServicerContext):
+            metadata = {key: value for key, value in context.invocation_metadata()
+                        if isinstance(value, str)}
+            request_id = metadata.get("x-request-id", "")[:100] or uuid.uuid4().hex
+            ip = client_ip(peer_ip(context.peer()), metadata.get("x-forwarded-for", ""),
+                           self._trusted)
+            return (call_var.set(CallInfo(method, ip, request_id, metadata)),
+                    request_id_var.set(request_id))
+
+        def leave(tokens):
+            call_var.reset(tokens[0])
+            request_id_var.reset(tokens[1])
+
+        def unary(request, context):
+            tokens = enter(context)
+            try:
+                return behaviour(request, context)
+            finally:
+                leave(tokens)
+
+        def stream(request, context):
+            tokens = enter(context)
+            try:
+                yield from behaviour(request, context)
+            finally:
+                leave(tokens)
+
+        return stream if streaming else unary
+
+
+@dataclass(frozen=True)
+class Denial:
+    """A refused admin attempt, for the audit log."""
+
+    method: str
+    actor: str
+    role: str
+    outcome: str  # "denied:UNAUTHENTICATED" / "denied:PERMISSION_DENIED"
+    message: str
+    client_ip: str
+    request_id: str
+
+
+class AuthInterceptor(BehaviourInterceptor):
+    """Authenticates and role-checks every call of `policy` (methods it does not name are
+    ADMIN-only: deny by default). Denials go to `on_denied` before the error is raised."""
+
+    OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+    def __init__(self, authenticator: Authenticator, policy: Mapping[str, Access],
+                 on_denied: Callable[[Denial], None] | None = None):
+        self._authenticator = authenticator
+        self._policy = dict(policy)
+        self._on_denied = on_denied
+
+    def _admit(self, method: str) -> Principal | None:
+        access = self._policy.get(method, Access.ADMIN)
+        if access is Access.INTERNAL:
+            return None  # authorised by the transport (loopback or mTLS)
+        call = current_call()
+        principal = None
+        try:
+            principal = self._authenticator.authenticate(call.metadata)
+            authorize(principal, access)
+            return principal
+        except (errors.Unauthenticated, errors.PermissionDenied) as error:
+            if self._on_denied is not None:
+                code = ("UNAUTHENTICATED" if isinstance(error, errors.Unauthenticated)
+                        else "PERMISSION_DENIED")
+                self._on_denied(Denial(
+                    method=method,
+                    actor=principal.actor if principal else "anonymous",
+                    role=principal.role if principal else "",
+                    outcome=f"denied:{code}", message=error.message,
+                    client_ip=call.client_ip, request_id=call.request_id))
+            raise
+
+    def wrap(self, behaviour, call_details, streaming):
+        method = call_details.method
+        if method.startswith(self.OPEN_PREFIXES):
+            return behaviour
+
+        def unary(request, context):
+            token = principal_var.set(self._admit(method))
+            try:
+                return behaviour(request, context)
+            finally:
+                principal_var.reset(token)
+
+        def stream(request, context):
+            token = principal_var.set(self._admit(method))
+            try:
+                yield from behaviour(request, context)
+            finally:
+                principal_var.reset(token)
+
+        return stream if streaming else unary

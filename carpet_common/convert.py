@@ -1,0 +1,22 @@
+"""Small conversions between protobuf and Python values, used by every servicer."""
+from __future__ import annotations
+
+import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+
+def timestamp(value: datetime.datetime | None) -> Timestamp | None:
+    """Naive UTC datetime -> Timestamp (None stays unset)."""
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def optional_time(message, field: str) -> datetime.datetime | None:
+    """A Timestamp field as naive UTC, or None when the caller did not set it."""
+    if not message.HasField(field):
+        return None
+    return getattr(message, field).ToDatetime()

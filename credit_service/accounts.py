@@ -1,0 +1,118 @@
+"""Organisations and users: plain functions over the models, one transaction per change."""
+from __future__ import annotations
+
+import re
+
+from peewee import JOIN, IntegrityError
+
+from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
+from carpet_common.paging import Page, paginate
+from credit_service.models import ROLES, CreditBalance, CreditLog, Organization, User, database
+
+MAX_NAME_LENGTH = 200
+MAX_BATCH_IDS = 500
+MAX_INITIAL_CREDITS = 10**12
+# Deliberately simple: one @, no spaces, a dot in the domain. Delivery is not our business.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
+
+
+def _required_name(name: str, what: str = "name") -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        raise InvalidArgument(f"{what} must be 1..{MAX_NAME_LENGTH} characters")
+    return name
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    if len(email) > 320 or not _EMAIL.match(email):
+        raise InvalidArgument("email is not a valid address")
+    return email
+
+
+def create_organization(name: str, initial_credits: int, *, actor: str,
+                        reason: str = "initial credit") -> Organization:
+    name = _required_name(name)
+    if not 0 <= initial_credits <= MAX_INITIAL_CREDITS:
+        raise InvalidArgument(f"initial_credits must be between 0 and {MAX_INITIAL_CREDITS}")
+    try:
+        with database.atomic():
+            organization = Organization.create(name=name)
+            CreditBalance.create(organization=organization, balance=initial_credits, held=0)
+            if initial_credits:
+                CreditLog.create(organization=organization, delta=initial_credits,
+                                 balance_after=initial_credits, kind="seed", reason=reason,
+                                 actor=actor)
+    except IntegrityError:
+        raise AlreadyExists(f"an organisation named {name!r} already exists") from None
+    return with_balance(Organization.select()).where(Organization.id == organization.id).get()
+
+
+def with_balance(query):
+    """Organisations joined with their balance row (`.balance_row`)."""
+    return (query.select_extend(CreditBalance.balance, CreditBalance.held)
+            .join(CreditBalance, JOIN.LEFT_OUTER,
+                  on=(CreditBalance.organization == Organization.id), attr="balance_row"))
+
+
+def get_organization(organization_id: int) -> Organization:
+    row = (with_balance(Organization.select())
+           .where(Organization.id == organization_id).first())
+    if row is None:
+        raise NotFound(f"organisation {organization_id} not found")
+    return row
+
+
+def list_organizations(page_size: int, page_token: str) -> Page:
+    return paginate(with_balance(Organization.select()), Organization.created_at,
+                    Organization.id, page_size, page_token)
+
+
+def create_user(organization_id: int, name: str, email: str, role: str) -> User:
+    name = _required_name(name)
+    email = normalize_email(email)
+    if role not in ROLES:
+        raise InvalidArgument("role must be ROLE_ADMIN or ROLE_STAFF")
+    try:
+        with database.atomic():
+            if not Organization.select().where(Organization.id == organization_id).exists():
+                raise NotFound(f"organisation {organization_id} not found")
+            user = User.create(organization=organization_id, name=name, email=email, role=role)
+    except IntegrityError:
+        raise AlreadyExists("a user with this email already exists") from None
+    return get_user(user.id)
+
+
+def _users_with_organization():
+    """Users with their organisation's name and balance (`.organization`, `.balance_row`)."""
+    return (User.select(User, Organization, CreditBalance.balance)
+            .join(Organization, on=(User.organization == Organization.id))
+            .join(CreditBalance, JOIN.LEFT_OUTER,
+                  on=(CreditBalance.organization == Organization.id), attr="balance_row")
+            .switch(User))
+
+
+def get_user(user_id: int) -> User:
+    row = _users_with_organization().where(User.id == user_id).first()
+    if row is None:
+        raise NotFound(f"user {user_id} not found")
+    return row
+
+
+def batch_get_users(ids: list[int]) -> list[User]:
+    if len(ids) > MAX_BATCH_IDS:
+        raise InvalidArgument(f"at most {MAX_BATCH_IDS} ids per call")
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    return list(_users_with_organization().where(User.id.in_(wanted)))
+
+
+def list_users(page_size: int, page_token: str, *, organization_id: int = 0,
+               role: str = "") -> Page:
+    query = _users_with_organization()
+    if organization_id:
+        query = query.where(User.organization == organization_id)
+    if role:
+        query = query.where(User.role == role)
+    return paginate(query, User.created_at, User.id, page_size, page_token)

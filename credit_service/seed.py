@@ -1,0 +1,44 @@
+"""`python -m credit_service seed`: the default organisation, its ADMIN user and its initial
+credit (with the `seed` credit-log row). Running it again changes nothing."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from carpet_common.settings import Settings
+from credit_service import accounts
+from credit_service.audit import AuditEntry, append_audit
+from credit_service.models import Organization, User, database
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    organization_id: int
+    admin_user_id: int
+    created: tuple[str, ...]  # what this run created; empty when everything existed
+
+
+def _audit(action: str, organization_id: int, target: str, details: dict) -> None:
+    append_audit(AuditEntry(actor="seed", role="", action=action, outcome="ok",
+                            organization_id=organization_id, target=target,
+                            details=json.dumps(details, sort_keys=True)))
+
+
+def seed(settings: Settings) -> SeedResult:
+    created: list[str] = []
+    email = accounts.normalize_email(settings.seed_admin_email)
+    with database.atomic():
+        organization = Organization.get_or_none(Organization.name == settings.seed_org_name.strip())
+        if organization is None:
+            organization = accounts.create_organization(
+                settings.seed_org_name, settings.seed_credits, actor="seed", reason="seed")
+            _audit("seed.CreateOrganization", organization.id, f"organization:{organization.id}",
+                   {"name": organization.name, "initial_credits": settings.seed_credits})
+            created.append("organization")
+        admin = User.get_or_none(User.email == email)
+        if admin is None:
+            admin = accounts.create_user(organization.id, settings.seed_admin_name, email, "ADMIN")
+            _audit("seed.CreateUser", organization.id, f"user:{admin.id}",
+                   {"email": email, "role": "ADMIN"})
+            created.append("admin user")
+    return SeedResult(organization.id, admin.id, tuple(created))

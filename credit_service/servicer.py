@@ -1,0 +1,182 @@
+"""gRPC servicers of the credit service: parse the request, call one domain function, build
+the response. No queries here and no protobuf below here."""
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+from carpet_common.calls import current_principal
+from carpet_common.convert import optional_time, timestamp
+from carpet_common.errors import InvalidArgument
+from credit_service import accounts, audit, ledger
+from credit_service.models import AuditLog, CreditHold, CreditLog, Organization, User
+from protos.carpet.credit.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    credit_pb2,
+    credit_pb2_grpc,
+)
+
+Clock = Callable[[], datetime.datetime]
+
+ROLE_TO_PROTO = {"ADMIN": account_pb2.ROLE_ADMIN, "STAFF": account_pb2.ROLE_STAFF}
+ROLE_FROM_PROTO = {value: key for key, value in ROLE_TO_PROTO.items()}
+KIND_TO_PROTO = {"seed": credit_pb2.CREDIT_LOG_KIND_SEED,
+                 "adjust": credit_pb2.CREDIT_LOG_KIND_ADJUST,
+                 "render": credit_pb2.CREDIT_LOG_KIND_RENDER}
+KIND_FROM_PROTO = {value: key for key, value in KIND_TO_PROTO.items()}
+HOLD_STATE_TO_PROTO = {"held": credit_pb2.HOLD_STATE_HELD,
+                       "captured": credit_pb2.HOLD_STATE_CAPTURED,
+                       "released": credit_pb2.HOLD_STATE_RELEASED,
+                       "expired": credit_pb2.HOLD_STATE_EXPIRED}
+
+
+def _actor() -> str:
+    principal = current_principal()
+    return principal.actor if principal else "internal"
+
+
+def _staff_scope(organization_id: int) -> int:
+    principal = current_principal()
+    return principal.check_organization(organization_id) if principal else organization_id
+
+
+def organization_message(row: Organization) -> account_pb2.Organization:
+    balance_row = getattr(row, "balance_row", None)
+    return account_pb2.Organization(
+        id=row.id, name=row.name, balance=balance_row.balance if balance_row else 0,
+        held=balance_row.held if balance_row else 0, created_at=timestamp(row.created_at))
+
+
+def user_message(row: User) -> account_pb2.User:
+    balance_row = getattr(row.organization, "balance_row", None)
+    return account_pb2.User(
+        id=row.id, organization_id=row.organization.id,
+        organization_name=row.organization.name, name=row.name, email=row.email,
+        role=ROLE_TO_PROTO[row.role], credit=balance_row.balance if balance_row else 0,
+        created_at=timestamp(row.created_at))
+
+
+def balance_message(view: ledger.BalanceView) -> credit_pb2.Balance:
+    return credit_pb2.Balance(organization_id=view.organization_id, balance=view.balance,
+                              held=view.held, available=view.available)
+
+
+def credit_log_message(row: CreditLog) -> credit_pb2.CreditLog:
+    return credit_pb2.CreditLog(
+        id=row.id, organization_id=row.organization_id, user_id=row.user_id or 0,
+        delta=row.delta, balance_after=row.balance_after, kind=KIND_TO_PROTO[row.kind],
+        reason=row.reason, reference=row.reference, actor=row.actor,
+        created_at=timestamp(row.created_at))
+
+
+def hold_message(row: CreditHold) -> credit_pb2.Hold:
+    return credit_pb2.Hold(
+        id=row.id, organization_id=row.organization_id, amount=row.amount,
+        state=HOLD_STATE_TO_PROTO[row.state], reference=row.reference,
+        expires_at=timestamp(row.expires_at), user_id=row.user_id or 0,
+        credit_log_id=row.credit_log_id or 0)
+
+
+def audit_message(row: AuditLog) -> audit_pb2.AuditLog:
+    return audit_pb2.AuditLog(
+        id=row.id, actor=row.actor, role=row.role, action=row.action,
+        organization_id=row.organization_id or 0, target=row.target, details=row.details,
+        outcome=row.outcome, peer=row.peer, request_id=row.request_id,
+        created_at=timestamp(row.created_at))
+
+
+def _role(value: int) -> str:
+    if value not in ROLE_FROM_PROTO:
+        raise InvalidArgument("role must be ROLE_ADMIN or ROLE_STAFF")
+    return ROLE_FROM_PROTO[value]
+
+
+class AccountServicer(account_pb2_grpc.AccountServiceServicer):
+    def CreateOrganization(self, request, context):
+        row = accounts.create_organization(request.name, request.initial_credits,
+                                           actor=_actor())
+        return organization_message(row)
+
+    def GetOrganization(self, request, context):
+        return organization_message(accounts.get_organization(request.id))
+
+    def ListOrganizations(self, request, context):
+        page = accounts.list_organizations(request.page_size, request.page_token)
+        return account_pb2.ListOrganizationsResponse(
+            organizations=[organization_message(row) for row in page.rows],
+            next_page_token=page.next_page_token)
+
+    def CreateUser(self, request, context):
+        row = accounts.create_user(request.organization_id, request.name, request.email,
+                                   _role(request.role))
+        return user_message(row)
+
+    def GetUser(self, request, context):
+        return user_message(accounts.get_user(request.id))
+
+    def BatchGetUsers(self, request, context):
+        rows = accounts.batch_get_users(list(request.ids))
+        return account_pb2.BatchGetUsersResponse(users=[user_message(row) for row in rows])
+
+    def ListUsers(self, request, context):
+        role = "" if request.role == account_pb2.ROLE_UNSPECIFIED else _role(request.role)
+        page = accounts.list_users(request.page_size, request.page_token,
+                                   organization_id=_staff_scope(request.organization_id),
+                                   role=role)
+        return account_pb2.ListUsersResponse(users=[user_message(row) for row in page.rows],
+                                             next_page_token=page.next_page_token)
+
+
+class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
+    def __init__(self, clock: Clock):
+        self._clock = clock
+
+    def GetBalance(self, request, context):
+        return balance_message(ledger.get_balance(request.organization_id, self._clock()))
+
+    def AdjustCredits(self, request, context):
+        log, after = ledger.adjust_credits(
+            request.organization_id, request.delta, request.reason, actor=_actor(),
+            reference=request.idempotency_key, now=self._clock())
+        return credit_pb2.AdjustCreditsResponse(log=credit_log_message(log),
+                                                balance=balance_message(after))
+
+    def ReserveCredits(self, request, context):
+        hold = ledger.reserve_credits(request.organization_id, request.amount,
+                                      request.reference, request.ttl_seconds,
+                                      user_id=request.user_id or None, now=self._clock())
+        return hold_message(hold)
+
+    def CaptureHold(self, request, context):
+        hold, log = ledger.capture_hold(request.hold_id, now=self._clock())
+        return credit_pb2.CaptureHoldResponse(hold=hold_message(hold),
+                                              log=credit_log_message(log))
+
+    def ReleaseHold(self, request, context):
+        return hold_message(ledger.release_hold(request.hold_id, now=self._clock()))
+
+    def ListCreditLogs(self, request, context):
+        kind = KIND_FROM_PROTO.get(request.kind, "")
+        if request.kind and not kind:
+            raise InvalidArgument("unknown credit-log kind")
+        page = ledger.list_credit_logs(request.page_size, request.page_token,
+                                       organization_id=request.organization_id, kind=kind,
+                                       user_id=request.user_id)
+        return credit_pb2.ListCreditLogsResponse(
+            logs=[credit_log_message(row) for row in page.rows],
+            next_page_token=page.next_page_token)
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    def ListAuditLogs(self, request, context):
+        page = audit.list_audit_logs(
+            request.page_size, request.page_token, organization_id=request.organization_id,
+            actor=request.actor, action=request.action,
+            created_after=optional_time(request, "created_after"),
+            created_before=optional_time(request, "created_before"))
+        return audit_pb2.ListAuditLogsResponse(
+            audit_logs=[audit_message(row) for row in page.rows],
+            next_page_token=page.next_page_token)

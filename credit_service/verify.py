@@ -1,0 +1,59 @@
+"""`python -m credit_service verify`: checks the credit invariants of CONTRACT §3.
+
+1. balance = sum of the organisation's credit-log deltas; 2. held = sum of its `held` holds;
+3. every `adjust` row has its audit row; 5. the audit hash chain is unbroken.
+Returns readable problem lines; the CLI exits non-zero when there are any.
+"""
+from __future__ import annotations
+
+from peewee import JOIN, fn
+
+from credit_service.audit import broken_links
+from credit_service.models import AuditLog, CreditBalance, CreditHold, CreditLog, Organization
+
+
+def balance_mismatches() -> list[str]:
+    ledger_sum = (CreditLog.select(CreditLog.organization.alias("org_id"),
+                                   fn.SUM(CreditLog.delta).alias("total"))
+                  .group_by(CreditLog.organization).alias("ledger"))
+    rows = (Organization.select(Organization.id, CreditBalance.balance,
+                                fn.COALESCE(ledger_sum.c.total, 0).alias("total"))
+            .join(CreditBalance, JOIN.LEFT_OUTER,
+                  on=(CreditBalance.organization == Organization.id))
+            .join(ledger_sum, JOIN.LEFT_OUTER, on=(ledger_sum.c.org_id == Organization.id))
+            .tuples())
+    problems = []
+    for organization_id, balance, total in rows:
+        if balance is None:
+            problems.append(f"invariant 1: organisation {organization_id} has no balance row")
+        elif balance != int(total):
+            problems.append(f"invariant 1: organisation {organization_id} balance {balance} "
+                            f"!= sum of credit-log deltas {int(total)}")
+    return problems
+
+
+def held_mismatches() -> list[str]:
+    open_holds = (CreditHold.select(CreditHold.organization.alias("org_id"),
+                                    fn.SUM(CreditHold.amount).alias("total"))
+                  .where(CreditHold.state == "held")
+                  .group_by(CreditHold.organization).alias("open_holds"))
+    rows = (CreditBalance.select(CreditBalance.organization, CreditBalance.held,
+                                 fn.COALESCE(open_holds.c.total, 0))
+            .join(open_holds, JOIN.LEFT_OUTER,
+                  on=(open_holds.c.org_id == CreditBalance.organization))
+            .tuples())
+    return [f"invariant 2: organisation {organization_id} held {held} != sum of held holds "
+            f"{int(total)}" for organization_id, held, total in rows if held != int(total)]
+
+
+def unaudited_adjustments() -> list[str]:
+    rows = (CreditLog.select(CreditLog.id)
+            .join(AuditLog, JOIN.LEFT_OUTER, on=(AuditLog.credit_log == CreditLog.id))
+            .where((CreditLog.kind == "adjust") & AuditLog.id.is_null())
+            .tuples())
+    return [f"invariant 3: adjust credit_log {log_id} has no audit row" for (log_id,) in rows]
+
+
+def verify_credit() -> list[str]:
+    return [*balance_mismatches(), *held_mismatches(), *unaudited_adjustments(),
+            *(f"invariant 5: {problem}" for problem in broken_links())]

@@ -1,0 +1,46 @@
+"""python -m render_service {serve,migrate}"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from carpet_common.db import bind_database
+from carpet_common.logs import configure_logging
+from carpet_common.migrate import apply_migrations
+from carpet_common.server import run_until_signal
+from carpet_common.settings import SettingsError, load_settings
+from render_service import migrations
+from render_service.models import database
+
+logger = logging.getLogger("render_service")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m render_service")
+    parser.add_argument("command", choices=("serve", "migrate"))
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+    db = bind_database(database, settings.render_database_url,
+                       max_connections=settings.db_max_connections)
+
+    if args.command == "migrate":
+        applied = apply_migrations(db, migrations.DIRECTORY)
+        print("render: applied " + ", ".join(applied) if applied else "render: schema up to date")
+        return 0
+
+    from render_service.app import build_server
+
+    running, port = build_server(settings, settings.render_addr)
+    logger.info("render service listening on %s (port %d)", settings.render_addr, port)
+    run_until_signal([running])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

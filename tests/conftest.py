@@ -1,0 +1,162 @@
+"""Shared fixtures: a fresh database per test on SQLite (a temporary file, never :memory:) and,
+when TEST_DATABASE_URL is set, on PostgreSQL (one database per test module, dropped afterwards,
+its tables emptied before each test). Tests take `engine` to run on both."""
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import uuid
+from urllib.parse import urlparse, urlunparse
+
+import psycopg2
+import pytest
+
+from carpet_common.db import bind_database, is_postgres
+from carpet_common.migrate import apply_migrations
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+PG_SKIP_REASON = "TEST_DATABASE_URL is not set: PostgreSQL case skipped"
+
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def pytest_collection_modifyitems(config, items):
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason=PG_SKIP_REASON)
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _admin_execute(statement: str) -> None:
+    # CREATE/DROP DATABASE cannot run in a transaction: autocommit, no `with connection`.
+    connection = psycopg2.connect(PG_URL)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+class PostgresDatabases:
+    """Databases created on demand for one test module and dropped at its end."""
+
+    def __init__(self, module_name: str):
+        self._prefix = "t_" + module_name.rsplit(".", 1)[-1][:30] + "_" + uuid.uuid4().hex[:8]
+        self._created: dict[str, str] = {}
+
+    def url(self, name: str) -> str:
+        if name not in self._created:
+            database = f"{self._prefix}_{name}".lower()
+            _admin_execute(f'CREATE DATABASE "{database}"')
+            parsed = urlparse(PG_URL)
+            self._created[name] = urlunparse(parsed._replace(path="/" + database))
+        return self._created[name]
+
+    def drop_all(self) -> None:
+        for url in self._created.values():
+            database = urlparse(url).path.lstrip("/")
+            _admin_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        self._created.clear()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def pg_databases(request):
+    databases = PostgresDatabases(request.module.__name__)
+    yield databases
+    databases.drop_all()
+
+
+def empty_tables(database, models) -> None:
+    """Remove every row (PostgreSQL module databases are shared by the module's tests)."""
+    names = ", ".join(f'"{model._meta.table_name}"' for model in models)
+    database.execute_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+def fresh_database_url(engine, name, tmp_path, pg_databases) -> str:
+    if engine == "sqlite":
+        return f"sqlite:///{tmp_path / (name + '.db')}"
+    return pg_databases.url(name)
+
+
+@pytest.fixture
+def credit_db_url(engine, tmp_path, pg_databases) -> str:
+    """A migrated, empty credit-service database (seeded audit chain head only)."""
+    from credit_service import migrations, models
+    from credit_service.audit import GENESIS_HASH
+
+    url = fresh_database_url(engine, "credit", tmp_path, pg_databases)
+    database = bind_database(models.database, url)
+    apply_migrations(database, migrations.DIRECTORY)
+    if is_postgres(database):
+        with database.connection_context():
+            empty_tables(database, models.ALL_MODELS)
+            models.AuditChainHead.create(id=1, last_hash=GENESIS_HASH)
+    _close(database)
+    return url
+
+
+@pytest.fixture
+def render_db_url(engine, tmp_path, pg_databases) -> str:
+    from render_service import migrations, models
+
+    url = fresh_database_url(engine, "render", tmp_path, pg_databases)
+    database = bind_database(models.database, url)
+    apply_migrations(database, migrations.DIRECTORY)
+    if is_postgres(database):
+        with database.connection_context():
+            empty_tables(database, models.ALL_MODELS)
+    _close(database)
+    return url
+
+
+def _close(database) -> None:
+    if is_postgres(database):
+        database.close_all()
+    elif not database.is_closed():
+        database.close()
+
+
+@pytest.fixture
+def credit_db(credit_db_url):
+    """The credit models bound to a fresh database, with a connection open for the test."""
+    from credit_service import models
+
+    database = bind_database(models.database, credit_db_url, max_connections=64)
+    database.connect()
+    yield database
+    if not database.is_closed():
+        database.close()
+    _close(database)
+
+
+class FakeClock:
+    """An injectable clock: tests move time instead of sleeping."""
+
+    def __init__(self, start: datetime.datetime | None = None):
+        self.now = start or datetime.datetime(2026, 1, 1, 12, 0, 0)
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += datetime.timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

@@ -1,0 +1,114 @@
+"""Each process starts with `python -m … serve`, answers health and reflection on its address,
+and stops cleanly on Ctrl-C (SIGINT); `make run`'s launcher brings up all three."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.conftest import free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+SERVICES = {
+    "credit_service": ("CREDIT_ADDR", ["carpet.credit.v1.AccountService",
+                                       "carpet.credit.v1.AuditService",
+                                       "carpet.credit.v1.CreditService"]),
+    "render_service": ("RENDER_ADDR", ["carpet.render.v1.RenderService"]),
+    "admin_gateway": ("ADMIN_GRPC_ADDR", ["carpet.admin.v1.AdminService"]),
+}
+
+
+def wait_serving(address: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} did not become SERVING")
+            time.sleep(0.1)
+
+
+def listed_services(address: str) -> list[str]:
+    with grpc.insecure_channel(address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        reply = next(stub.ServerReflectionInfo(iter([request]), timeout=5))
+        return sorted(s.name for s in reply.list_services_response.service)
+
+
+def base_env(tmp_path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "CREDIT_DATABASE_URL": f"sqlite:///{tmp_path}/credit.db",
+        "RENDER_DATABASE_URL": f"sqlite:///{tmp_path}/render.db",
+        "ADMIN_TOKENS": f"tester:{ADMIN_TOKEN}",
+        "PYTHONPATH": ROOT,
+    })
+    return env
+
+
+@pytest.mark.parametrize("module", sorted(SERVICES))
+def test_process_serves_health_and_reflection_and_stops_on_ctrl_c(module, tmp_path):
+    variable, services = SERVICES[module]
+    address = f"127.0.0.1:{free_port()}"
+    env = base_env(tmp_path)
+    env[variable] = address
+    if module != "admin_gateway":
+        subprocess.run([sys.executable, "-m", module, "migrate"], env=env, check=True,
+                       cwd=ROOT, capture_output=True)
+    process = subprocess.Popen([sys.executable, "-m", module, "serve"], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_serving(address)
+        assert listed_services(address) == sorted(
+            [*services, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"])
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
+    env = base_env(tmp_path)
+    addresses = {}
+    for module, (variable, _) in SERVICES.items():
+        addresses[module] = f"127.0.0.1:{free_port()}"
+        env[variable] = addresses[module]
+    env.pop("ADMIN_TOKENS")  # the launcher generates and keeps one in var/
+    launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    try:
+        for address in addresses.values():
+            wait_serving(address, timeout=60)
+        token_file = tmp_path / "var" / "admin_token"
+        assert len(token_file.read_text().strip()) >= 24
+        launcher.send_signal(signal.SIGINT)
+        output, _ = launcher.communicate(timeout=20)
+        assert launcher.returncode == 0
+        for address in addresses.values():
+            assert address in output
+        assert token_file.read_text().strip() in output
+        assert "all processes stopped" in output
+        for address in addresses.values():
+            with pytest.raises(TimeoutError):
+                wait_serving(address, timeout=1)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()

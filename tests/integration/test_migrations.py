@@ -1,0 +1,41 @@
+"""The init_schema migrations apply to empty databases on both engines, leave no drift between
+models and schema, and are a no-op when run again."""
+import pytest
+from playhouse.schema_diff import diff_models
+
+from carpet_common.db import bind_database, is_postgres
+from carpet_common.migrate import apply_migrations
+from tests.conftest import fresh_database_url
+
+
+def _services():
+    from credit_service import migrations as credit_migrations
+    from credit_service import models as credit_models
+    from render_service import migrations as render_migrations
+    from render_service import models as render_models
+
+    return {
+        "credit": (credit_models, credit_migrations.DIRECTORY),
+        "render": (render_models, render_migrations.DIRECTORY),
+    }
+
+
+@pytest.mark.parametrize("service", ["credit", "render"])
+def test_migrations_apply_without_drift_and_rerun_is_noop(engine, tmp_path, pg_databases,
+                                                          service):
+    models, directory = _services()[service]
+    url = fresh_database_url(engine, f"migrate_{service}", tmp_path, pg_databases)
+    database = bind_database(models.database, url)
+    try:
+        with database.connection_context():
+            assert database.get_tables() == []
+            assert apply_migrations(database, directory) == ["0001_init_schema"]
+            tables = set(database.get_tables())
+            assert {model._meta.table_name for model in models.ALL_MODELS} <= tables
+            diff = diff_models(database, list(models.ALL_MODELS))
+            assert not diff, f"models and schema drifted: {diff}"
+            assert apply_migrations(database, directory) == []
+            assert set(database.get_tables()) == tables
+    finally:
+        if is_postgres(database):
+            database.close_all()

@@ -1,0 +1,53 @@
+import pytest
+
+from carpet_common.settings import Settings, SettingsError, load_settings
+
+GOOD_TOKEN = "a" * 24
+
+
+def test_defaults_match_the_contract():
+    settings = load_settings({})
+    assert settings.credit_database_url == "sqlite:///var/credit.db"
+    assert settings.render_database_url == "sqlite:///var/render.db"
+    assert (settings.credit_addr, settings.render_addr, settings.admin_grpc_addr,
+            settings.admin_http_addr) == ("127.0.0.1:50051", "127.0.0.1:50052",
+                                          "127.0.0.1:50053", "127.0.0.1:8080")
+    assert settings.render_modes == {"preview": 1, "standard": 2, "hd": 4}
+    assert settings.admin_tokens == {}
+    assert (settings.jwt_audience, settings.jwt_issuer) == ("carpet-admin", "carpet")
+    assert (settings.rate_limit_admin, settings.rate_limit_render) == ("120/minute", "600/minute")
+    assert settings.render_workers == 2
+    assert settings.seed_admin_email == "admin@example.com"
+    assert settings.seed_credits == 100
+
+
+def test_several_admin_tokens_are_accepted_for_rotation():
+    settings = load_settings({"ADMIN_TOKENS": f"alice:{GOOD_TOKEN},bob:{'b' * 30}"})
+    assert settings.admin_tokens == {"alice": GOOD_TOKEN, "bob": "b" * 30}
+
+
+def test_short_token_is_refused_without_echoing_it():
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"ADMIN_TOKENS": "alice:short-secret-value"})
+    assert "alice" in str(raised.value)
+    assert "short-secret-value" not in str(raised.value)
+
+
+@pytest.mark.parametrize("raw", ["nocolon", ":" + GOOD_TOKEN, f"a:{GOOD_TOKEN},a:{GOOD_TOKEN}"])
+def test_malformed_admin_tokens_are_refused(raw):
+    with pytest.raises(SettingsError):
+        load_settings({"ADMIN_TOKENS": raw})
+
+
+@pytest.mark.parametrize("raw", ["preview", "preview:0", "preview:x", ""])
+def test_malformed_render_modes_are_refused(raw):
+    with pytest.raises(SettingsError):
+        load_settings({"RENDER_MODES": raw or ","})
+
+
+def test_secrets_stay_out_of_repr():
+    settings = load_settings({"ADMIN_TOKENS": f"alice:{GOOD_TOKEN}", "JWT_SECRET": "s" * 40,
+                              "RENDER_API_KEY": "key-123456789"})
+    text = repr(settings)
+    assert GOOD_TOKEN not in text and "s" * 40 not in text and "key-123456789" not in text
+    assert isinstance(settings, Settings)
