@@ -1,6 +1,7 @@
 """Organisations and users: plain functions over the models, one transaction per change."""
 from __future__ import annotations
 
+import datetime
 import re
 
 from peewee import JOIN, IntegrityError
@@ -30,19 +31,20 @@ def normalize_email(email: str) -> str:
     return email
 
 
-def create_organization(name: str, initial_credits: int, *, actor: str,
+def create_organization(name: str, initial_credits: int, *, actor: str, now: datetime.datetime,
                         reason: str = "initial credit") -> Organization:
     name = _required_name(name)
     if not 0 <= initial_credits <= MAX_INITIAL_CREDITS:
         raise InvalidArgument(f"initial_credits must be between 0 and {MAX_INITIAL_CREDITS}")
     try:
         with database.atomic():
-            organization = Organization.create(name=name)
-            CreditBalance.create(organization=organization, balance=initial_credits, held=0)
+            organization = Organization.create(name=name, created_at=now)
+            CreditBalance.create(organization=organization, balance=initial_credits, held=0,
+                                 updated_at=now)
             if initial_credits:
                 CreditLog.create(organization=organization, delta=initial_credits,
                                  balance_after=initial_credits, kind="seed", reason=reason,
-                                 actor=actor)
+                                 actor=actor, created_at=now)
     except IntegrityError:
         raise AlreadyExists(f"an organisation named {name!r} already exists") from None
     return with_balance(Organization.select()).where(Organization.id == organization.id).get()
@@ -68,7 +70,8 @@ def list_organizations(page_size: int, page_token: str) -> Page:
                     Organization.id, page_size, page_token)
 
 
-def create_user(organization_id: int, name: str, email: str, role: str) -> User:
+def create_user(organization_id: int, name: str, email: str, role: str, *,
+                now: datetime.datetime) -> User:
     name = _required_name(name)
     email = normalize_email(email)
     if role not in ROLES:
@@ -77,7 +80,8 @@ def create_user(organization_id: int, name: str, email: str, role: str) -> User:
         with database.atomic():
             if not Organization.select().where(Organization.id == organization_id).exists():
                 raise NotFound(f"organisation {organization_id} not found")
-            user = User.create(organization=organization_id, name=name, email=email, role=role)
+            user = User.create(organization=organization_id, name=name, email=email, role=role,
+                               created_at=now)
     except IntegrityError:
         raise AlreadyExists("a user with this email already exists") from None
     return get_user(user.id)

@@ -107,7 +107,7 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
     ]
 
     def register(server):
-        account_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(), server)
+        account_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(clock), server)
         credit_pb2_grpc.add_CreditServiceServicer_to_server(CreditServicer(clock), server)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(), server)
 

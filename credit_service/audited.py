@@ -50,7 +50,7 @@ def summarize_request(request: Message) -> str:
             summary[field.name] = f"<{len(value)} bytes>"
         elif isinstance(value, Message):
             summary[field.name] = json_format.MessageToDict(value)
-        elif field.label == field.LABEL_REPEATED:
+        elif field.is_repeated:
             summary[field.name] = list(value)[:50]
         else:
             summary[field.name] = value if not isinstance(value, str) else value[:500]

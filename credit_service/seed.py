@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from carpet_common.settings import Settings
 from credit_service import accounts
 from credit_service.audit import AuditEntry, append_audit
-from credit_service.models import Organization, User, database
+from credit_service.models import Organization, User, database, utcnow
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,15 @@ def seed(settings: Settings) -> SeedResult:
         organization = Organization.get_or_none(Organization.name == settings.seed_org_name.strip())
         if organization is None:
             organization = accounts.create_organization(
-                settings.seed_org_name, settings.seed_credits, actor="seed", reason="seed")
+                settings.seed_org_name, settings.seed_credits, actor="seed", reason="seed",
+                now=utcnow())
             _audit("seed.CreateOrganization", organization.id, f"organization:{organization.id}",
                    {"name": organization.name, "initial_credits": settings.seed_credits})
             created.append("organization")
         admin = User.get_or_none(User.email == email)
         if admin is None:
-            admin = accounts.create_user(organization.id, settings.seed_admin_name, email, "ADMIN")
+            admin = accounts.create_user(organization.id, settings.seed_admin_name, email, "ADMIN",
+                                         now=utcnow())
             _audit("seed.CreateUser", organization.id, f"user:{admin.id}",
                    {"email": email, "role": "ADMIN"})
             created.append("admin user")

@@ -95,9 +95,12 @@ def _role(value: int) -> str:
 
 
 class AccountServicer(account_pb2_grpc.AccountServiceServicer):
+    def __init__(self, clock: Clock):
+        self._clock = clock
+
     def CreateOrganization(self, request, context):
         row = accounts.create_organization(request.name, request.initial_credits,
-                                           actor=_actor())
+                                           actor=_actor(), now=self._clock())
         return organization_message(row)
 
     def GetOrganization(self, request, context):
@@ -111,7 +114,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
 
     def CreateUser(self, request, context):
         row = accounts.create_user(request.organization_id, request.name, request.email,
-                                   _role(request.role))
+                                   _role(request.role), now=self._clock())
         return user_message(row)
 
     def GetUser(self, request, context):
