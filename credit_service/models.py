@@ -36,7 +36,8 @@ def utcnow() -> datetime.datetime:
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return "%s IN (%s)" % (column, ", ".join("'%s'" % v for v in values))
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
 
 
 class BaseModel(Model):

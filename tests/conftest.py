@@ -167,9 +167,9 @@ def credit_server(credit_db, clock):
     """A real credit-service gRPC server on port 0 with every interceptor, on a fresh database;
     yields its stubs."""
     from credit_service.app import build_server
-    from tests.helpers import credit_stubs, test_settings
+    from tests.helpers import credit_stubs, service_settings
 
-    running, port = build_server(test_settings(grpc_max_workers=48), "127.0.0.1:0", clock=clock)
+    running, port = build_server(service_settings(grpc_max_workers=48), "127.0.0.1:0", clock=clock)
     stubs = credit_stubs(port)
     yield stubs
     stubs.channel.close()

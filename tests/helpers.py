@@ -16,7 +16,7 @@ JWT_SECRET = "jwt-secret-for-tests-" + "x" * 32
 ADMIN = (("x-admin-token", ADMIN_TOKEN),)
 
 
-def test_settings(**overrides):
+def service_settings(**overrides):
     settings = load_settings({
         "ADMIN_TOKENS": f"alice:{ADMIN_TOKEN},bob:{SECOND_ADMIN_TOKEN}",
         "JWT_SECRET": JWT_SECRET,
