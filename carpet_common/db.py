@@ -9,6 +9,7 @@ tied to the gRPC thread pool by the caller.
 from __future__ import annotations
 
 import os
+import threading
 from urllib.parse import urlparse
 
 from peewee import Database, DatabaseProxy, SqliteDatabase
@@ -16,6 +17,44 @@ from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase
 
 SQLITE_BUSY_TIMEOUT_S = 15
+
+
+class SerializedSqliteDatabase(SqliteDatabase):
+    """SQLite has one writer at a time. Threads of one process queue for it on a Python lock,
+    handed over the moment the writer commits, instead of in SQLite's busy handler, which
+    polls with sleeps of up to 100 ms (seen as a 100 ms p99 under load). Other processes on the
+    same file still wait through the busy timeout."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._writer = threading.Lock()
+        self._holder = threading.local()
+
+    def begin(self, lock_type=None):
+        self._writer.acquire()
+        self._holder.holds = True
+        try:
+            super().begin(lock_type)
+        except BaseException:
+            self._release_writer()
+            raise
+
+    def commit(self):
+        try:
+            super().commit()
+        finally:
+            self._release_writer()
+
+    def rollback(self):
+        try:
+            super().rollback()
+        finally:
+            self._release_writer()
+
+    def _release_writer(self) -> None:
+        if getattr(self._holder, "holds", False):
+            self._holder.holds = False
+            self._writer.release()
 
 
 def is_postgres(database: Database) -> bool:
@@ -43,7 +82,7 @@ def open_database(url: str, *, max_connections: int = 20) -> Database:
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        return SqliteDatabase(
+        return SerializedSqliteDatabase(
             path,
             pragmas={
                 "journal_mode": "wal",
@@ -70,3 +109,38 @@ def bind_database(proxy: DatabaseProxy, url: str, *, max_connections: int = 20) 
     database = open_database(url, max_connections=max_connections)
     proxy.initialize(database)
     return database
+
+
+class Statement:
+    """A hand-written SQL statement for a hot path, with `{p}` for each parameter.
+
+    Peewee builds a query's SQL anew on every call (~0.3 ms of CPU each); on the reserve and
+    capture path that costs more than the database work itself, so those few statements are
+    written once here and formatted once per dialect. Everything else uses the query builder.
+    """
+
+    def __init__(self, text: str):
+        self.text = " ".join(text.split())
+        self._by_placeholder: dict[str, str] = {}
+
+    def sql_for(self, database) -> str:
+        return self.sql_with(database.param)
+
+    def sql_with(self, placeholder: str) -> str:
+        """The text for a driver's placeholder style (`?` for sqlite3, `%s` for psycopg2)."""
+        sql = self._by_placeholder.get(placeholder)
+        if sql is None:
+            sql = self._by_placeholder[placeholder] = self.text.replace("{p}", placeholder)
+        return sql
+
+    def rows(self, database, *params) -> list[tuple]:
+        """Run it and return every row (read to the end, so SQLite can commit afterwards)."""
+        return database.execute_sql(self.sql_for(database), params).fetchall()
+
+    def row(self, database, *params) -> tuple | None:
+        rows = self.rows(database, *params)
+        return rows[0] if rows else None
+
+    def count(self, database, *params) -> int:
+        """Run a statement without RETURNING; the number of rows it changed."""
+        return database.execute_sql(self.sql_for(database), params).rowcount

@@ -9,6 +9,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from peewee import InterfaceError, OperationalError
 
 from carpet_common import errors
 
@@ -125,18 +126,40 @@ def _already_aborted(error: Exception) -> bool:
 
 
 class DatabaseConnectionInterceptor(BehaviourInterceptor):
-    """Each unary call borrows a connection for its duration and gives it back (to the pool on
-    PostgreSQL). Streaming handlers open connections themselves, only while they query."""
+    """Gives each call a database connection: every server thread keeps its own open (taken
+    from the pool on PostgreSQL). Checking a connection in and out of the pool on every call
+    costs more than most queries and contends on the pool's lock; the server's thread pool
+    bounds how many connections exist. A connection that broke (database restarted, backend
+    terminated) is dropped, so the thread's next call opens a fresh one, and the caller gets
+    UNAVAILABLE: safe to retry."""
 
     def __init__(self, database):
         self._database = database
 
     def wrap(self, behaviour, call_details, streaming):
-        if streaming or call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
+        if call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
             return behaviour
 
         def unary(request, context):
-            with self._database.connection_context():
+            self._database.connect(reuse_if_open=True)
+            try:
                 return behaviour(request, context)
+            except (OperationalError, InterfaceError) as error:
+                raise self._unavailable(error) from error
 
-        return unary
+        def stream(request, context):
+            self._database.connect(reuse_if_open=True)
+            try:
+                yield from behaviour(request, context)
+            except (OperationalError, InterfaceError) as error:
+                raise self._unavailable(error) from error
+
+        return stream if streaming else unary
+
+    def _unavailable(self, error: Exception) -> errors.Unavailable:
+        logger.warning("database error, dropping this thread's connection: %s", error)
+        try:
+            self._database.close()
+        except Exception:  # noqa: BLE001 - a broken connection may refuse to close cleanly
+            logger.debug("closing a broken connection failed", exc_info=True)
+        return errors.Unavailable("database unavailable, retry")

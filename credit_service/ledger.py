@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from peewee import IntegrityError, fn
+from peewee import JOIN, IntegrityError
 
+from carpet_common.db import Statement, is_postgres
 from carpet_common.errors import FailedPrecondition, InsufficientCredits, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from credit_service.models import (
@@ -53,14 +54,19 @@ def _read_balance(organization_id: int) -> BalanceView:
     return BalanceView(organization_id, row.balance, row.held)
 
 
+_BALANCE_NOW = Statement("""
+    SELECT b.balance, b.held - COALESCE((
+        SELECT SUM(h.amount) FROM credit_hold h
+        WHERE h.organization_id = {p} AND h.state = 'held' AND h.expires_at <= {p}), 0)
+    FROM credit_balance b WHERE b.organization_id = {p}""")
+
+
 def get_balance(organization_id: int, now: datetime.datetime) -> BalanceView:
     """Holds past their expiry no longer count as held, even before the sweeper runs."""
-    current = _read_balance(organization_id)
-    overdue = (CreditHold.select(fn.COALESCE(fn.SUM(CreditHold.amount), 0))
-               .where((CreditHold.organization == organization_id)
-                      & (CreditHold.state == "held") & (CreditHold.expires_at <= now))
-               .scalar())
-    return BalanceView(organization_id, current.balance, current.held - int(overdue))
+    found = _BALANCE_NOW.row(database, organization_id, now, organization_id)
+    if found is None:
+        raise NotFound(f"organisation {organization_id} not found")
+    return BalanceView(organization_id, found[0], int(found[1]))
 
 
 def _clean_reason(reason: str) -> str:
@@ -126,6 +132,78 @@ def expire_holds(now: datetime.datetime, limit: int = 500) -> int:
     return expired
 
 
+# The reserve and capture statements (see carpet_common.db.Statement for why they are SQL).
+# Each transaction touches the organisation's balance row last, so its row lock is held only
+# from that UPDATE to COMMIT: hot organisations serialise on as little work as possible.
+_INSERT_HOLD = Statement("""
+    INSERT INTO credit_hold (organization_id, user_id, amount, state, reference, expires_at,
+                             created_at, updated_at)
+    VALUES ({p}, {p}, {p}, 'held', {p}, {p}, {p}, {p})
+    ON CONFLICT (organization_id, reference) DO NOTHING
+    RETURNING id""")
+_HOLD_CREDITS = Statement("""
+    UPDATE credit_balance SET held = held + {p}, updated_at = {p}
+    WHERE organization_id = {p} AND balance - held >= {p}""")
+_CAPTURE_HOLD = Statement("""
+    UPDATE credit_hold SET state = 'captured', updated_at = {p}
+    WHERE id = {p} AND state = 'held' AND expires_at > {p}
+    RETURNING organization_id, amount, reference, user_id, expires_at, created_at""")
+_CHARGE_HELD = Statement("""
+    UPDATE credit_balance SET balance = balance - {p}, held = held - {p}, updated_at = {p}
+    WHERE organization_id = {p}
+    RETURNING balance""")
+_INSERT_RENDER_LOG = Statement("""
+    INSERT INTO credit_log (organization_id, user_id, hold_id, delta, balance_after, kind,
+                            reason, reference, actor, created_at)
+    VALUES ({p}, {p}, {p}, {p}, {p}, 'render', 'render charge', {p}, {p}, {p})
+    RETURNING id""")
+# PostgreSQL runs each of the two transactions as one statement (data-modifying CTEs), so the
+# balance row is locked for a single round trip before COMMIT. SQLite has no such CTEs; its
+# writers are serialised by the IMMEDIATE lock anyway, so it runs the statements above.
+_RESERVE_PG = Statement("""
+    WITH hold AS (
+        INSERT INTO credit_hold (organization_id, user_id, amount, state, reference,
+                                 expires_at, created_at, updated_at)
+        VALUES ({p}, {p}, {p}, 'held', {p}, {p}, {p}, {p})
+        ON CONFLICT (organization_id, reference) DO NOTHING
+        RETURNING id),
+    reserved AS (
+        UPDATE credit_balance SET held = held + {p}, updated_at = {p}
+        WHERE organization_id = {p} AND balance - held >= {p} AND EXISTS (SELECT 1 FROM hold)
+        RETURNING organization_id)
+    SELECT (SELECT id FROM hold), EXISTS (SELECT 1 FROM reserved)""")
+_CAPTURE_PG = Statement("""
+    WITH captured AS (
+        UPDATE credit_hold SET state = 'captured', updated_at = {p}
+        WHERE id = {p} AND state = 'held' AND expires_at > {p}
+        RETURNING id, organization_id, amount, reference, user_id, expires_at, created_at),
+    charged AS (
+        UPDATE credit_balance b
+        SET balance = b.balance - c.amount, held = b.held - c.amount, updated_at = {p}
+        FROM captured c WHERE b.organization_id = c.organization_id
+        RETURNING b.balance),
+    logged AS (
+        INSERT INTO credit_log (organization_id, user_id, hold_id, delta, balance_after, kind,
+                                reason, reference, actor, created_at)
+        SELECT c.organization_id, c.user_id, c.id, -c.amount, charged.balance, 'render',
+               'render charge', c.reference, {p}, {p}
+        FROM captured c, charged
+        RETURNING id, balance_after)
+    SELECT c.organization_id, c.amount, c.reference, c.user_id, c.expires_at, c.created_at,
+           logged.id, logged.balance_after
+    FROM captured c, logged""")
+_RELEASE_HOLD = Statement("""
+    UPDATE credit_hold SET state = 'released', updated_at = {p}
+    WHERE id = {p} AND state = 'held'
+    RETURNING organization_id, amount""")
+_UNHOLD_CREDITS = Statement("""
+    UPDATE credit_balance SET held = held - {p}, updated_at = {p} WHERE organization_id = {p}""")
+
+
+class _NotReserved(Exception):
+    """Rolls the reserve transaction back: the balance did not cover the amount."""
+
+
 def reserve_credits(organization_id: int, amount: int, reference: str, ttl_seconds: int, *,
                     user_id: int | None, now: datetime.datetime) -> CreditHold:
     if not 0 < amount <= MAX_RESERVATION:
@@ -136,40 +214,65 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
     ttl = ttl_seconds or DEFAULT_HOLD_TTL_S
     if not 0 < ttl <= MAX_HOLD_TTL_S:
         raise InvalidArgument(f"ttl_seconds must be between 1 and {MAX_HOLD_TTL_S}")
-    try:
+    expires_at = now + datetime.timedelta(seconds=ttl)
+
+    def insert_and_hold() -> tuple[int | None, bool]:
+        """(new hold id or None when the reference has one, whether credits were held)"""
+        hold_row = (organization_id, user_id or None, amount, reference, expires_at, now, now)
+        if is_postgres(database.obj):
+            return _RESERVE_PG.row(database, *hold_row, amount, now, organization_id, amount)
+        inserted = _INSERT_HOLD.row(database, *hold_row)
+        if inserted is None:
+            return None, False
+        return inserted[0], bool(_HOLD_CREDITS.count(database, amount, now, organization_id,
+                                                     amount))
+
+    def attempt() -> CreditHold:
         with database.atomic():
-            existing = _hold_by_reference(organization_id, reference)
-            if existing is not None:
-                return existing
-            _expire_overdue(organization_id, now)
-            reserved = (CreditBalance.update(held=CreditBalance.held + amount, updated_at=now)
-                        .where((CreditBalance.organization == organization_id)
-                               & ((CreditBalance.balance - CreditBalance.held) >= amount))
-                        .execute())
-            if not reserved:
-                if not _organization_exists(organization_id):
-                    raise NotFound(f"organisation {organization_id} not found")
-                raise InsufficientCredits("not enough available credit")
-            return CreditHold.create(
-                organization=organization_id, user=user_id or None, amount=amount,
-                state="held", reference=reference,
-                expires_at=now + datetime.timedelta(seconds=ttl), created_at=now,
-                updated_at=now)
+            hold_id, held = insert_and_hold()
+            if hold_id is None:  # this reference already has its hold: a repeat
+                return _hold_by_reference(organization_id, reference)
+            if not held:
+                raise _NotReserved
+        hold = CreditHold(id=hold_id, organization=organization_id, user=user_id or None,
+                          amount=amount, state="held", reference=reference,
+                          expires_at=expires_at, created_at=now, updated_at=now)
+        hold.credit_log_id = None
+        return hold
+
+    try:
+        try:
+            return attempt()
+        except _NotReserved:
+            # Overdue holds may still count as held: expire them, then try once more.
+            with database.atomic():
+                released = _expire_overdue(organization_id, now)
+            if not released:
+                raise
+            return attempt()
+    except _NotReserved:
+        raise InsufficientCredits("not enough available credit") from None
     except IntegrityError:
-        # A concurrent reserve with the same reference won; ours rolled back entirely.
-        existing = _hold_by_reference(organization_id, reference)
-        if existing is None:
-            raise
-        return existing
+        # The hold's foreign key: there is no such organisation.
+        if not _organization_exists(organization_id):
+            raise NotFound(f"organisation {organization_id} not found") from None
+        raise
+
+
+def _holds():
+    """Holds with `credit_log_id`: the id of the `render` row that captured them, or None."""
+    return (CreditHold.select(CreditHold, CreditLog.id.alias("credit_log_id"))
+            .join(CreditLog, JOIN.LEFT_OUTER, on=(CreditLog.hold == CreditHold.id))
+            .objects())
 
 
 def _hold_by_reference(organization_id: int, reference: str) -> CreditHold | None:
-    return CreditHold.get_or_none((CreditHold.organization == organization_id)
-                                  & (CreditHold.reference == reference))
+    return _holds().where((CreditHold.organization == organization_id)
+                          & (CreditHold.reference == reference)).first()
 
 
 def _get_hold(hold_id: int) -> CreditHold:
-    hold = CreditHold.get_or_none(CreditHold.id == hold_id)
+    hold = _holds().where(CreditHold.id == hold_id).first()
     if hold is None:
         raise NotFound(f"hold {hold_id} not found")
     return hold
@@ -181,31 +284,43 @@ def _not_held(hold: CreditHold, now: datetime.datetime) -> FailedPrecondition:
     return FailedPrecondition(f"hold {hold.id} is {hold.state}, not held", reason="HOLD_NOT_HELD")
 
 
+def _capture_writes(hold_id: int, now: datetime.datetime, actor: str) -> tuple | None:
+    """The capture's writes, in the caller's transaction. The conditional UPDATE of the hold
+    decides between racing capture, release and expiry: None when the hold was not held."""
+    if is_postgres(database.obj):
+        return _CAPTURE_PG.row(database, now, hold_id, now, now, actor, now)
+    won = _CAPTURE_HOLD.row(database, now, hold_id, now)
+    if won is None:
+        return None
+    organization_id, amount, reference, user_id, _expires_at, _created_at = won
+    (balance_after,) = _CHARGE_HELD.row(database, amount, amount, now, organization_id)
+    (log_id,) = _INSERT_RENDER_LOG.row(database, organization_id, user_id, hold_id, -amount,
+                                       balance_after, reference, actor, now)
+    return (*won, log_id, balance_after)
+
+
 def capture_hold(hold_id: int, *, now: datetime.datetime,
                  actor: str = "render-service") -> tuple[CreditHold, CreditLog]:
     """held -> captured: balance and held drop by the amount, one `render` log row.
     Capturing again returns the same row."""
     with database.atomic():
-        # The conditional UPDATE decides between racing capture/release/expiry.
-        won = (CreditHold.update(state="captured", updated_at=now)
-               .where((CreditHold.id == hold_id) & (CreditHold.state == "held")
-                      & (CreditHold.expires_at > now))
-               .execute())
-        hold = _get_hold(hold_id)
-        if not won:
+        captured = _capture_writes(hold_id, now, actor)
+        if captured is None:
+            hold = _get_hold(hold_id)
             if hold.state == "captured":
-                return hold, CreditLog.get_by_id(hold.credit_log_id)
+                return hold, CreditLog.get(CreditLog.hold == hold_id)
             raise _not_held(hold, now)
-        (CreditBalance.update(balance=CreditBalance.balance - hold.amount,
-                              held=CreditBalance.held - hold.amount, updated_at=now)
-         .where(CreditBalance.organization == hold.organization_id).execute())
-        after = _read_balance(hold.organization_id)
-        log = CreditLog.create(organization=hold.organization_id, user=hold.user_id,
-                               delta=-hold.amount, balance_after=after.balance, kind="render",
-                               reason="render charge", reference=hold.reference, actor=actor,
-                               created_at=now)
-        CreditHold.update(credit_log=log.id).where(CreditHold.id == hold_id).execute()
-        hold.credit_log = log.id
+    (organization_id, amount, reference, user_id, expires_at, created_at, log_id,
+     balance_after) = captured
+    hold = CreditHold(id=hold_id, organization=organization_id, user=user_id, amount=amount,
+                      state="captured", reference=reference,
+                      expires_at=CreditHold.expires_at.python_value(expires_at),
+                      created_at=CreditHold.created_at.python_value(created_at),
+                      updated_at=now)
+    hold.credit_log_id = log_id
+    log = CreditLog(id=log_id, organization=organization_id, user=user_id, hold=hold_id,
+                    delta=-amount, balance_after=balance_after, kind="render",
+                    reason="render charge", reference=reference, actor=actor, created_at=now)
     return hold, log
 
 
@@ -213,14 +328,12 @@ def release_hold(hold_id: int, *, now: datetime.datetime) -> CreditHold:
     """held -> released. Releasing again, or releasing an expired hold, changes nothing;
     a captured hold cannot be released."""
     with database.atomic():
-        won = (CreditHold.update(state="released", updated_at=now)
-               .where((CreditHold.id == hold_id) & (CreditHold.state == "held"))
-               .execute())
+        won = _RELEASE_HOLD.row(database, now, hold_id)
+        if won is not None:
+            organization_id, amount = won
+            _UNHOLD_CREDITS.count(database, amount, now, organization_id)
         hold = _get_hold(hold_id)
-        if won:
-            (CreditBalance.update(held=CreditBalance.held - hold.amount, updated_at=now)
-             .where(CreditBalance.organization == hold.organization_id).execute())
-        elif hold.state == "captured":
+        if won is None and hold.state == "captured":
             raise FailedPrecondition(f"hold {hold_id} is captured and cannot be released",
                                      reason="HOLD_NOT_HELD")
     return hold

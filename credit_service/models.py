@@ -82,10 +82,34 @@ class CreditBalance(BaseModel):
         constraints = [Check("held <= balance", name="credit_balance_held_within_balance")]
 
 
+class CreditHold(BaseModel):
+    id = BigAutoField()
+    organization = ForeignKeyField(Organization, on_delete="RESTRICT")
+    user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
+    amount = BigIntegerField(constraints=[Check("amount > 0")])
+    state = CharField(max_length=16, default="held",
+                      constraints=[Check(_in("state", HOLD_STATES))])
+    reference = CharField(max_length=200)
+    expires_at = DateTimeField()
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            # One hold per (organisation, reference): a repeated reserve finds the first.
+            (("organization", "reference"), True),
+            # The expiry sweeper scans held holds by expiry, all organisations or one.
+            (("state", "expires_at"), False),
+            (("organization", "state", "expires_at"), False),
+        )
+
+
 class CreditLog(BaseModel):
     id = BigAutoField()
     organization = ForeignKeyField(Organization, on_delete="RESTRICT")
     user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
+    # The hold a `render` row captured; unique, so a hold is charged at most once.
+    hold = ForeignKeyField(CreditHold, null=True, unique=True, on_delete="RESTRICT")
     delta = BigIntegerField(constraints=[Check("delta <> 0")])
     balance_after = BigIntegerField(constraints=[Check("balance_after >= 0")])
     kind = CharField(max_length=16, constraints=[Check(_in("kind", CREDIT_LOG_KINDS))])
@@ -98,29 +122,6 @@ class CreditLog(BaseModel):
         indexes = (
             (("created_at", "id"), False),
             (("organization", "created_at", "id"), False),
-        )
-
-
-class CreditHold(BaseModel):
-    id = BigAutoField()
-    organization = ForeignKeyField(Organization, on_delete="RESTRICT")
-    user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
-    amount = BigIntegerField(constraints=[Check("amount > 0")])
-    state = CharField(max_length=16, default="held",
-                      constraints=[Check(_in("state", HOLD_STATES))])
-    reference = CharField(max_length=200)
-    expires_at = DateTimeField()
-    credit_log = ForeignKeyField(CreditLog, null=True, unique=True, on_delete="RESTRICT")
-    created_at = DateTimeField(default=utcnow)
-    updated_at = DateTimeField(default=utcnow)
-
-    class Meta:
-        indexes = (
-            # One hold per (organisation, reference): a repeated reserve finds the first.
-            (("organization", "reference"), True),
-            # The expiry sweeper scans held holds by expiry, all organisations or one.
-            (("state", "expires_at"), False),
-            (("organization", "state", "expires_at"), False),
         )
 
 
@@ -174,5 +175,5 @@ class IdempotencyRecord(BaseModel):
         indexes = ((("method", "key"), True),)
 
 
-ALL_MODELS = (Organization, User, CreditBalance, CreditLog, CreditHold, AuditLog,
+ALL_MODELS = (Organization, User, CreditBalance, CreditHold, CreditLog, AuditLog,
               AuditChainHead, IdempotencyRecord)

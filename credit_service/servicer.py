@@ -77,7 +77,7 @@ def hold_message(row: CreditHold) -> credit_pb2.Hold:
         id=row.id, organization_id=row.organization_id, amount=row.amount,
         state=HOLD_STATE_TO_PROTO[row.state], reference=row.reference,
         expires_at=timestamp(row.expires_at), user_id=row.user_id or 0,
-        credit_log_id=row.credit_log_id or 0)
+        credit_log_id=row.credit_log_id or 0)  # set by the ledger's hold queries
 
 
 def audit_message(row: AuditLog) -> audit_pb2.AuditLog:

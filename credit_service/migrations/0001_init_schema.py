@@ -64,10 +64,30 @@ def up(migrator, db):
         class Meta:
             constraints = [Check("held <= balance", name="credit_balance_held_within_balance")]
 
+    class CreditHold(Base):
+        id = BigAutoField()
+        organization = ForeignKeyField(Organization, on_delete="RESTRICT")
+        user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
+        amount = BigIntegerField(constraints=[Check("amount > 0")])
+        state = CharField(max_length=16, default="held", constraints=[
+            Check("state IN ('held', 'captured', 'released', 'expired')")])
+        reference = CharField(max_length=200)
+        expires_at = DateTimeField()
+        created_at = DateTimeField(default=_now)
+        updated_at = DateTimeField(default=_now)
+
+        class Meta:
+            indexes = (
+                (("organization", "reference"), True),
+                (("state", "expires_at"), False),
+                (("organization", "state", "expires_at"), False),
+            )
+
     class CreditLog(Base):
         id = BigAutoField()
         organization = ForeignKeyField(Organization, on_delete="RESTRICT")
         user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
+        hold = ForeignKeyField(CreditHold, null=True, unique=True, on_delete="RESTRICT")
         delta = BigIntegerField(constraints=[Check("delta <> 0")])
         balance_after = BigIntegerField(constraints=[Check("balance_after >= 0")])
         kind = CharField(max_length=16,
@@ -83,25 +103,6 @@ def up(migrator, db):
                 (("organization", "created_at", "id"), False),
             )
 
-    class CreditHold(Base):
-        id = BigAutoField()
-        organization = ForeignKeyField(Organization, on_delete="RESTRICT")
-        user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
-        amount = BigIntegerField(constraints=[Check("amount > 0")])
-        state = CharField(max_length=16, default="held", constraints=[
-            Check("state IN ('held', 'captured', 'released', 'expired')")])
-        reference = CharField(max_length=200)
-        expires_at = DateTimeField()
-        credit_log = ForeignKeyField(CreditLog, null=True, unique=True, on_delete="RESTRICT")
-        created_at = DateTimeField(default=_now)
-        updated_at = DateTimeField(default=_now)
-
-        class Meta:
-            indexes = (
-                (("organization", "reference"), True),
-                (("state", "expires_at"), False),
-                (("organization", "state", "expires_at"), False),
-            )
 
     class AuditLog(Base):
         id = BigAutoField()
@@ -142,6 +143,6 @@ def up(migrator, db):
         class Meta:
             indexes = ((("method", "key"), True),)
 
-    db.create_tables([Organization, User, CreditBalance, CreditLog, CreditHold, AuditLog,
+    db.create_tables([Organization, User, CreditBalance, CreditHold, CreditLog, AuditLog,
                       AuditChainHead, IdempotencyRecord], safe=False)
     AuditChainHead.create(id=1, last_hash=GENESIS_HASH)

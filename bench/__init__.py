@@ -1,0 +1,1 @@
+"""Load generator: real server processes, clients in separate processes, results as JSON."""

@@ -1,0 +1,133 @@
+"""Client-side workloads of the credit scenarios. Each factory runs inside a client process and
+returns a callable doing one iteration; the callable returns how many operations it did."""
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import random
+import sqlite3
+from urllib.parse import urlparse
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
+
+TIMEOUT_S = 10
+
+
+def _references(index: int):
+    prefix = f"bench-{os.getpid()}-{index}-"
+    return (prefix + str(n) for n in itertools.count())
+
+
+def health_check(config: dict, index: int):
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(config["address"]))
+    request = health_pb2.HealthCheckRequest()
+
+    def operation() -> int:
+        stub.Check(request, timeout=TIMEOUT_S)
+        return 1
+
+    return operation
+
+
+def get_balance(config: dict, index: int):
+    stub = credit_pb2_grpc.CreditServiceStub(grpc.insecure_channel(config["address"]))
+    organizations = config["spread_organizations"]
+    rng = random.Random(index)
+
+    def operation() -> int:
+        stub.GetBalance(credit_pb2.GetBalanceRequest(organization_id=rng.choice(organizations)),
+                        timeout=TIMEOUT_S)
+        return 1
+
+    return operation
+
+
+def _reserve_capture(config: dict, index: int, organizations: list[int]):
+    stub = credit_pb2_grpc.CreditServiceStub(grpc.insecure_channel(config["address"]))
+    references = _references(index)
+    rng = random.Random(index)
+
+    def operation() -> int:
+        hold = stub.ReserveCredits(credit_pb2.ReserveCreditsRequest(
+            organization_id=rng.choice(organizations), amount=1, reference=next(references)),
+            timeout=TIMEOUT_S)
+        stub.CaptureHold(credit_pb2.CaptureHoldRequest(hold_id=hold.id), timeout=TIMEOUT_S)
+        return 2
+
+    return operation
+
+
+def reserve_capture_hot(config: dict, index: int):
+    return _reserve_capture(config, index, [config["hot_organization"]])
+
+
+def reserve_capture_spread(config: dict, index: int):
+    return _reserve_capture(config, index, config["spread_organizations"])
+
+
+def database_transactions(config: dict, index: int):
+    """The ceiling: the service's own reserve and capture transactions (the very statements of
+    credit_service.ledger) issued straight through the database driver, on the hot
+    organisation, with no gRPC and no service code in between."""
+    from credit_service import ledger
+
+    url = config["database_url"]
+    organization = config["hot_organization"]
+    references = _references(index)
+    if url.startswith("sqlite"):
+        connection = sqlite3.connect(urlparse(url).path, isolation_level=None, timeout=15)
+        connection.execute("PRAGMA journal_mode=wal")
+        connection.execute("PRAGMA synchronous=normal")
+        placeholder, begin = "?", "BEGIN IMMEDIATE"
+    else:
+        import psycopg2
+
+        connection = psycopg2.connect(url)
+        connection.autocommit = True  # explicit BEGIN/COMMIT, as peewee does
+        placeholder, begin = "%s", "BEGIN"
+    sql = {name: getattr(ledger, name).sql_with(placeholder) for name in (
+        "_INSERT_HOLD", "_HOLD_CREDITS", "_CAPTURE_HOLD", "_CHARGE_HELD", "_INSERT_RENDER_LOG",
+        "_RESERVE_PG", "_CAPTURE_PG")}
+    postgres = not url.startswith("sqlite")
+    cursor = connection.cursor()
+
+    def execute(name, *params):
+        cursor.execute(sql[name], params)
+        return cursor.fetchall() if "RETURNING" in sql[name] else None
+
+    def operation() -> int:
+        try:
+            return transactions()
+        except Exception:
+            cursor.execute("ROLLBACK")
+            raise
+
+    def transactions() -> int:
+        reference = next(references)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        expires = now + datetime.timedelta(minutes=15)
+        hold_row = (organization, None, 1, reference, expires, now, now)
+        cursor.execute(begin)
+        if postgres:
+            [(hold_id, _held)] = execute("_RESERVE_PG", *hold_row, 1, now, organization, 1)
+        else:
+            [(hold_id,)] = execute("_INSERT_HOLD", *hold_row)
+            execute("_HOLD_CREDITS", 1, now, organization, 1)
+        cursor.execute("COMMIT")
+
+        cursor.execute(begin)
+        if postgres:
+            execute("_CAPTURE_PG", now, hold_id, now, now, "bench", now)
+        else:
+            execute("_CAPTURE_HOLD", now, hold_id, now)
+            [(balance,)] = execute("_CHARGE_HELD", 1, 1, now, organization)
+            execute("_INSERT_RENDER_LOG", organization, None, hold_id, -1, balance, reference,
+                    "bench", now)
+        cursor.execute("COMMIT")
+        return 2
+
+    return operation

@@ -1,0 +1,91 @@
+"""Bench environment: a fresh database, bulk-loaded organisations, real server processes."""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse, urlunparse
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def fresh_database_url(base_url: str | None, name: str) -> str:
+    """A new empty database: a file under bench/results for SQLite, or a database next to
+    BENCH_DATABASE_URL's (dropped and created again) for PostgreSQL."""
+    if not base_url:
+        os.makedirs(RESULTS_DIR, exist_ok=True)
+        path = os.path.join(RESULTS_DIR, f"{name}.db")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+        return f"sqlite:///{path}"
+    import psycopg2
+
+    database = f"carpet_bench_{name}"
+    connection = psycopg2.connect(base_url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            cursor.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        connection.close()
+    return urlunparse(urlparse(base_url)._replace(path="/" + database))
+
+
+def wait_serving(address: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise TimeoutError(f"{address} did not start")
+
+
+class ServerProcess:
+    """`python -m <module> serve` with the given settings; stopped with SIGTERM."""
+
+    def __init__(self, module: str, env: dict[str, str], address: str):
+        self.address = address
+        self.log_path = os.path.join(RESULTS_DIR, f"{module}.log")
+        os.makedirs(RESULTS_DIR, exist_ok=True)
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen([sys.executable, "-m", module, "serve"],
+                                         env={**os.environ, **env}, cwd=ROOT,
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+        wait_serving(address)
+
+    def stop(self) -> None:
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._log.close()
+
+
+def run_cli(module: str, command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, command], env={**os.environ, **env},
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def admin_token() -> str:
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,132 @@
+"""Authenticator: admin tokens in constant time, JWTs with algorithms fixed by configuration
+(HS256 secret, RS256/ES256 keys by kid from a JWKS file that is re-read on rotation)."""
+import dataclasses
+import json
+import os
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from carpet_common.auth import Access, Authenticator, Principal, authorize
+from carpet_common.errors import PermissionDenied, Unauthenticated
+from carpet_common.settings import load_settings
+
+TOKEN = "token-for-unit-tests-0123456789"
+
+
+def claims(**overrides):
+    values = {"sub": "dana", "role": "ADMIN", "exp": int(time.time()) + 300,
+              "aud": "carpet-admin", "iss": "carpet"}
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture
+def keys(tmp_path):
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "jwks.json"
+
+    def write(*entries):
+        document = {"keys": []}
+        for kid, key in entries:
+            algorithm = RSAAlgorithm if isinstance(key, rsa.RSAPrivateKey) else ECAlgorithm
+            jwk = json.loads(algorithm.to_jwk(key.public_key()))
+            jwk["kid"] = kid
+            document["keys"].append(jwk)
+        path.write_text(json.dumps(document))
+        stat = os.stat(path)
+        os.utime(path, (stat.st_atime, stat.st_mtime + 1))  # a visible change for the reload
+
+    write(("rsa-1", rsa_key), ("ec-1", ec_key))
+    return rsa_key, ec_key, path, write
+
+
+def authenticator(**env):
+    return Authenticator(load_settings({"ADMIN_TOKENS": f"ops:{TOKEN}", **env}))
+
+
+def test_admin_token_names_the_actor():
+    principal = authenticator().authenticate({"x-admin-token": TOKEN})
+    assert principal == Principal(actor="ops", role="ADMIN")
+    with pytest.raises(Unauthenticated):
+        authenticator().authenticate({"x-admin-token": TOKEN[:-1]})
+    with pytest.raises(Unauthenticated):
+        authenticator().authenticate({})
+
+
+def test_rs256_and_es256_by_kid(keys):
+    rsa_key, ec_key, path, _ = keys
+    auth = authenticator(JWT_JWKS_FILE=str(path))
+    rs = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
+    es = jwt.encode(claims(sub="eve"), ec_key, algorithm="ES256", headers={"kid": "ec-1"})
+    assert auth.authenticate({"authorization": f"Bearer {rs}"}).actor == "dana"
+    assert auth.authenticate({"authorization": f"Bearer {es}"}).actor == "eve"
+
+
+def test_unknown_kid_and_rotation(keys):
+    rsa_key, _, path, write = keys
+    auth = authenticator(JWT_JWKS_FILE=str(path))
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(claims(), new_key, algorithm="RS256", headers={"kid": "rsa-2"})
+    with pytest.raises(Unauthenticated, match="unknown key"):
+        auth.authenticate({"authorization": f"Bearer {token}"})
+    write(("rsa-1", rsa_key), ("rsa-2", new_key))  # rotate in without a restart
+    assert auth.authenticate({"authorization": f"Bearer {token}"}).actor == "dana"
+    write(("rsa-2", new_key))  # rotate the old key out
+    old = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
+    with pytest.raises(Unauthenticated):
+        auth.authenticate({"authorization": f"Bearer {old}"})
+
+
+def test_hs_rs_confusion_is_refused(keys):
+    rsa_key, _, path, _ = keys
+    auth = authenticator(JWT_JWKS_FILE=str(path), JWT_SECRET="s" * 40)
+    public_pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    # Forge: HS256 "signed" with the public key, naming the RSA kid.
+    import hashlib
+    import hmac
+
+    header = jwt.utils.base64url_encode(
+        json.dumps({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}).encode())
+    payload = jwt.utils.base64url_encode(json.dumps(claims()).encode())
+    signature = jwt.utils.base64url_encode(
+        hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest())
+    forged = (header + b"." + payload + b"." + signature).decode()
+    with pytest.raises(Unauthenticated):
+        auth.authenticate({"authorization": f"Bearer {forged}"})
+
+
+def test_alg_none_is_refused():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    token = jwt.encode(claims(), None, algorithm="none")
+    with pytest.raises(Unauthenticated):
+        auth.authenticate({"authorization": f"Bearer {token}"})
+
+
+def test_jwt_refused_when_no_key_is_configured():
+    token = jwt.encode(claims(), "s" * 40, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        authenticator().authenticate({"authorization": f"Bearer {token}"})
+
+
+def test_staff_needs_an_organisation_and_is_scoped():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    no_org = jwt.encode(claims(role="STAFF"), "s" * 40, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        auth.authenticate({"authorization": f"Bearer {no_org}"})
+    staff = auth.authenticate({"authorization": "Bearer " + jwt.encode(
+        claims(role="STAFF", org=7), "s" * 40, algorithm="HS256")})
+    assert staff.check_organization(0) == 7
+    assert staff.check_organization(7) == 7
+    with pytest.raises(PermissionDenied):
+        staff.check_organization(8)
+    with pytest.raises(PermissionDenied):
+        authorize(staff, Access.ADMIN)
+    authorize(staff, Access.STAFF_READ)
+    assert dataclasses.replace(staff, role="ADMIN").check_organization(8) == 8
