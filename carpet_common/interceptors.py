@@ -73,13 +73,18 @@ class BehaviourInterceptor(grpc.ServerInterceptor):
 
 
 def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
-               reason: str, metadata: dict[str, str] | None = None) -> None:
-    """Abort the call with a rich status carrying google.rpc.ErrorInfo(reason)."""
+               reason: str, metadata: dict[str, str] | None = None,
+               trailers: tuple[tuple[str, str], ...] = ()) -> None:
+    """Abort the call with a rich status carrying google.rpc.ErrorInfo(reason), plus any
+    extra trailing metadata (such as retry-after)."""
     info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
-    context.abort_with_status(rpc_status.to_status(status))
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code.value[0], message=message, details=[detail]))
+    if trailers:
+        status = status._replace(trailing_metadata=(*status.trailing_metadata, *trailers))
+    context.abort_with_status(status)
 
 
 class ErrorMappingInterceptor(BehaviourInterceptor):
@@ -91,11 +96,12 @@ class ErrorMappingInterceptor(BehaviourInterceptor):
 
         def handle(error: Exception, context: grpc.ServicerContext):
             if isinstance(error, errors.DomainError):
-                extra = {}
+                extra, trailers = {}, ()
                 if isinstance(error, errors.ResourceExhausted):
                     extra["retry_after_s"] = str(error.retry_after_s)
-                    context.set_trailing_metadata((("retry-after", str(error.retry_after_s)),))
-                abort_with(context, status_code_for(error), error.message, error.reason, extra)
+                    trailers = (("retry-after", str(error.retry_after_s)),)
+                abort_with(context, status_code_for(error), error.message, error.reason, extra,
+                           trailers)
             logger.exception("unhandled error in %s", method)
             abort_with(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
@@ -163,3 +169,16 @@ class DatabaseConnectionInterceptor(BehaviourInterceptor):
         except Exception:  # noqa: BLE001 - a broken connection may refuse to close cleanly
             logger.debug("closing a broken connection failed", exc_info=True)
         return errors.Unavailable("database unavailable, retry")
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """The google.rpc.ErrorInfo reason a failed call carries ('' when none): the inverse of
+    `abort_with`, for clients of these services."""
+    status = rpc_status.from_call(error)
+    if status is None:
+        return ""
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""

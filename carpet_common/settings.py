@@ -54,6 +54,9 @@ class Settings:
     log_format: str = "text"  # "json" for one JSON object per line
     grpc_max_workers: int = 16
     db_max_connections: int = 20
+    render_lease_seconds: int = 60  # a processing job whose lease ran out is claimed again
+    render_hold_ttl_seconds: int = 900  # lifetime of a render's credit hold
+    render_max_attempts: int = 5  # claims before a job that keeps crashing is failed
 
 
 def parse_admin_tokens(raw: str) -> dict[str, str]:
@@ -149,4 +152,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         grpc_max_workers=_int(env, "GRPC_MAX_WORKERS", defaults.grpc_max_workers, minimum=1),
         db_max_connections=_int(env, "DB_MAX_CONNECTIONS", defaults.db_max_connections,
                                 minimum=1),
+        render_lease_seconds=_int(env, "RENDER_LEASE_SECONDS", defaults.render_lease_seconds,
+                                  minimum=1),
+        render_hold_ttl_seconds=_int(env, "RENDER_HOLD_TTL_SECONDS",
+                                     defaults.render_hold_ttl_seconds, minimum=60),
+        render_max_attempts=_int(env, "RENDER_MAX_ATTEMPTS", defaults.render_max_attempts,
+                                 minimum=1),
     )

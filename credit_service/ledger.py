@@ -20,6 +20,7 @@ from credit_service.models import (
     CreditHold,
     CreditLog,
     Organization,
+    User,
     database,
 )
 
@@ -253,9 +254,11 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
     except _NotReserved:
         raise InsufficientCredits("not enough available credit") from None
     except IntegrityError:
-        # The hold's foreign key: there is no such organisation.
+        # A foreign key of the hold: there is no such organisation or user.
         if not _organization_exists(organization_id):
             raise NotFound(f"organisation {organization_id} not found") from None
+        if user_id and not User.select().where(User.id == user_id).exists():
+            raise NotFound(f"user {user_id} not found") from None
         raise
 
 

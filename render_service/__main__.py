@@ -1,4 +1,4 @@
-"""python -m render_service {serve,migrate}"""
+"""python -m render_service {serve,migrate,verify}"""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,7 @@ logger = logging.getLogger("render_service")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m render_service")
-    parser.add_argument("command", choices=("serve", "migrate"))
+    parser.add_argument("command", choices=("serve", "migrate", "verify"))
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -34,11 +34,26 @@ def main(argv: list[str] | None = None) -> int:
         print("render: applied " + ", ".join(applied) if applied else "render: schema up to date")
         return 0
 
-    from render_service.app import build_server
+    if args.command == "verify":
+        from render_service.verify import verify_renders
 
-    running, port = build_server(settings, settings.render_addr)
-    logger.info("render service listening on %s (port %d)", settings.render_addr, port)
-    run_until_signal([running])
+        problems = verify_renders(settings)
+        for problem in problems:
+            print(problem)
+        print(f"verify: {len(problems)} problem(s)" if problems
+              else "verify: render invariants hold")
+        return 1 if problems else 0
+
+    from render_service.app import build_server, build_workers, credit_channel
+    from render_service.credit_client import CreditClient
+
+    credit = CreditClient(credit_channel(settings))
+    running, port = build_server(settings, settings.render_addr, credit=credit)
+    workers = build_workers(settings, credit=credit)
+    workers.start()
+    logger.info("render service listening on %s (port %d), %d workers", settings.render_addr,
+                port, settings.render_workers)
+    run_until_signal([running], on_stop=workers.stop)
     return 0
 
 

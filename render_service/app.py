@@ -1,29 +1,60 @@
-"""Assembles the render service. The RenderService methods themselves arrive with issue 4;
-until then the generated base servicer answers UNIMPLEMENTED."""
+"""Assembles the render service: servicer, interceptors, credit client, workers."""
 from __future__ import annotations
+
+import grpc
 
 from carpet_common.calls import CallContextInterceptor
 from carpet_common.interceptors import DatabaseConnectionInterceptor, ErrorMappingInterceptor
+from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2_grpc
-from render_service.models import database
+from render_service.credit_client import CreditClient
+from render_service.models import database, utcnow
+from render_service.renderers import Renderer, renderer_from_settings
+from render_service.servicer import RenderServicer
+from render_service.storage import ImageStore
+from render_service.worker import WorkerPool
 
-SERVICE_NAMES = ("carpet.render.v1.RenderService",)
+SERVICE = "carpet.render.v1.RenderService"
+SERVICE_NAMES = (SERVICE,)
 
 
-def build_server(settings: Settings, address: str) -> tuple[GrpcServer, int]:
+def credit_channel(settings: Settings) -> grpc.Channel:
+    """The one channel to the credit service for this process (TLS when configured)."""
+    if settings.tls_cert and settings.tls_key and settings.tls_client_ca:
+        with open(settings.tls_client_ca, "rb") as ca, open(settings.tls_key, "rb") as key, \
+                open(settings.tls_cert, "rb") as cert:
+            credentials = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
+        return grpc.secure_channel(settings.credit_addr, credentials)
+    return grpc.insecure_channel(settings.credit_addr)
+
+
+def build_server(settings: Settings, address: str, *, credit: CreditClient | None = None,
+                 clock=utcnow) -> tuple[GrpcServer, int]:
+    credit = credit or CreditClient(credit_channel(settings))
+    store = ImageStore(settings.render_storage_dir)
     interceptors = [
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
+        RateLimitInterceptor(RateLimiter(settings.rate_limit_render, settings.rate_limit_storage,
+                                         namespace="render"),
+                             methods={f"/{SERVICE}/SubmitRender"}),
         DatabaseConnectionInterceptor(database),
     ]
 
     def register(server):
         render_pb2_grpc.add_RenderServiceServicer_to_server(
-            render_pb2_grpc.RenderServiceServicer(), server)
+            RenderServicer(settings, credit, store, clock), server)
 
     tls = (TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
            if settings.tls_cert and settings.tls_key else None)
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
                          max_workers=settings.grpc_max_workers, tls=tls)
+
+
+def build_workers(settings: Settings, *, credit: CreditClient | None = None,
+                  renderer: Renderer | None = None, clock=utcnow) -> WorkerPool:
+    return WorkerPool(settings, renderer or renderer_from_settings(settings),
+                      credit or CreditClient(credit_channel(settings)),
+                      ImageStore(settings.render_storage_dir), clock=clock)

@@ -11,6 +11,7 @@ from peewee import (
     BigAutoField,
     BigIntegerField,
     BlobField,
+    BooleanField,
     CharField,
     Check,
     DatabaseProxy,
@@ -71,6 +72,9 @@ class RenderJob(BaseModel):
     lease_owner = CharField(max_length=100, null=True)
     lease_expires_at = DateTimeField(null=True)
     attempts = IntegerField(default=0)
+    # The job ended but its hold may still be held (the credit service was unreachable):
+    # the worker pool's settler releases it and clears the flag.
+    release_pending = BooleanField(default=False)
     output_path = CharField(max_length=500, null=True)
     output_content_type = CharField(max_length=32, null=True)
     created_at = DateTimeField(default=utcnow)
@@ -91,6 +95,7 @@ class RenderJob(BaseModel):
             (("status", "created_at", "id"), False),
             (("carpet", "created_at", "id"), False),
             (("organization_id", "idempotency_key"), True),
+            (("release_pending", "id"), False),
         )
 
 

@@ -174,3 +174,59 @@ def credit_server(credit_db, clock):
     yield stubs
     stubs.channel.close()
     running.stop(grace=1)
+
+
+@pytest.fixture
+def render_db(render_db_url):
+    from render_service import models
+
+    database = bind_database(models.database, render_db_url, max_connections=64)
+    database.connect()
+    yield database
+    if not database.is_closed():
+        database.close()
+    _close(database)
+
+
+@pytest.fixture
+def render_settings(credit_server, tmp_path):
+    from tests.helpers import service_settings
+
+    return service_settings(credit_addr=f"127.0.0.1:{credit_server.port}",
+                            render_storage_dir=str(tmp_path / "renders"), render_workers=2,
+                            rate_limit_render="off", grpc_max_workers=32)
+
+
+@pytest.fixture
+def render_server(render_db, render_settings, clock):
+    """A real render-service server on port 0 (workers not started: tests start them with
+    `start_workers`), next to the real credit server of `credit_server`."""
+    from render_service.app import build_server
+    from tests.helpers import render_stubs
+
+    running, port = build_server(render_settings, "127.0.0.1:0")
+    stubs = render_stubs(port)
+    yield stubs
+    stubs.channel.close()
+    running.stop(grace=1)
+
+
+@pytest.fixture
+def start_workers(render_db, render_settings):
+    """Call with optional settings overrides / a renderer; the pools are stopped afterwards."""
+    import dataclasses
+
+    from render_service.app import build_workers
+
+    pools = []
+
+    def start(renderer=None, **overrides):
+        pool = build_workers(dataclasses.replace(render_settings, **overrides),
+                             renderer=renderer)
+        pool.start()
+        pools.append(pool)
+        return pool
+
+    yield start
+    for pool in pools:
+        pool.stop(timeout=10)

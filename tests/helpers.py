@@ -5,9 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
+from carpet_common.interceptors import error_reason  # noqa: F401 - re-exported for tests
 from carpet_common.settings import load_settings
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
@@ -24,24 +23,13 @@ def service_settings(**overrides):
     return dataclasses.replace(settings, **overrides)
 
 
-def error_reason(error: grpc.RpcError) -> str:
-    """The google.rpc.ErrorInfo reason carried by a failed call ('' when none)."""
-    status = rpc_status.from_call(error)
-    if status is None:
-        return ""
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
-
-
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
 @dataclass
 class CreditStubs:
+    port: int
     channel: grpc.Channel
     accounts: object
     credits: object
@@ -52,6 +40,20 @@ def credit_stubs(port: int) -> CreditStubs:
     from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
 
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    return CreditStubs(channel, account_pb2_grpc.AccountServiceStub(channel),
+    return CreditStubs(port, channel, account_pb2_grpc.AccountServiceStub(channel),
                        credit_pb2_grpc.CreditServiceStub(channel),
                        audit_pb2_grpc.AuditServiceStub(channel))
+
+
+@dataclass
+class RenderStubs:
+    port: int
+    channel: grpc.Channel
+    renders: object
+
+
+def render_stubs(port: int) -> RenderStubs:
+    from protos.carpet.render.v1 import render_pb2_grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    return RenderStubs(port, channel, render_pb2_grpc.RenderServiceStub(channel))

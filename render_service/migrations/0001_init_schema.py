@@ -9,6 +9,7 @@ from peewee import (
     BigAutoField,
     BigIntegerField,
     BlobField,
+    BooleanField,
     CharField,
     Check,
     DateTimeField,
@@ -61,6 +62,7 @@ def up(migrator, db):
         lease_owner = CharField(max_length=100, null=True)
         lease_expires_at = DateTimeField(null=True)
         attempts = IntegerField(default=0)
+        release_pending = BooleanField(default=False)
         output_path = CharField(max_length=500, null=True)
         output_content_type = CharField(max_length=32, null=True)
         created_at = DateTimeField(default=_now)
@@ -80,6 +82,7 @@ def up(migrator, db):
                 (("status", "created_at", "id"), False),
                 (("carpet", "created_at", "id"), False),
                 (("organization_id", "idempotency_key"), True),
+                (("release_pending", "id"), False),
             )
 
     class RenderInput(Base):

@@ -1,0 +1,62 @@
+"""Per-client-IP rate limits (RATE_LIMIT_* settings), on the `limits` library so the counters
+can live in memory (one process) or in Redis (shared by every replica)."""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+from limits import parse, storage, strategies
+
+from carpet_common import errors
+from carpet_common.calls import current_call
+from carpet_common.interceptors import BehaviourInterceptor
+
+
+class RateLimiter:
+    """`limit` like `60/minute`, or `off`. `storage_uri` like `memory://` or `redis://host`."""
+
+    def __init__(self, limit: str, storage_uri: str = "memory://", namespace: str = "carpet"):
+        self.enabled = limit.strip().lower() != "off"
+        self._namespace = namespace
+        if self.enabled:
+            try:
+                self._item = parse(limit)
+            except ValueError:
+                raise ValueError(f"rate limit {limit!r} is not like '60/minute' or 'off'") from None
+            self._limiter = strategies.MovingWindowRateLimiter(
+                storage.storage_from_string(storage_uri))
+
+    def check(self, client_ip: str) -> None:
+        """Count one request of `client_ip`; ResourceExhausted (with Retry-After) when over."""
+        if not self.enabled:
+            return
+        if self._limiter.hit(self._item, self._namespace, client_ip):
+            return
+        stats = self._limiter.get_window_stats(self._item, self._namespace, client_ip)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise errors.ResourceExhausted(
+            f"rate limit exceeded, retry in {retry_after} s", retry_after_s=retry_after)
+
+
+class RateLimitInterceptor(BehaviourInterceptor):
+    """Applies `limiter` to the named methods (all methods when `methods` is None)."""
+
+    def __init__(self, limiter: RateLimiter, methods: Iterable[str] | None = None):
+        self._limiter = limiter
+        self._methods = None if methods is None else frozenset(methods)
+
+    def wrap(self, behaviour, call_details, streaming):
+        if not self._limiter.enabled or (
+                self._methods is not None and call_details.method not in self._methods):
+            return behaviour
+
+        def unary(request, context):
+            self._limiter.check(current_call().client_ip)
+            return behaviour(request, context)
+
+        def stream(request, context):
+            self._limiter.check(current_call().client_ip)
+            yield from behaviour(request, context)
+
+        return stream if streaming else unary

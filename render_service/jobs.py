@@ -1,0 +1,196 @@
+"""Render jobs in the render database: plain functions, each change one transaction.
+
+A job moves queued -> processing -> success | failed. Every move is a conditional UPDATE on the
+job's current status (and, for a worker, on its lease), so a racing cancel, a second worker or a
+restarted process can never move a job twice.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+
+from peewee import IntegrityError, fn
+
+from carpet_common.db import is_postgres
+from carpet_common.errors import FailedPrecondition, IdempotencyKeyReused, InvalidArgument, NotFound
+from carpet_common.paging import Page, paginate
+from render_service.models import RENDER_STATUSES, Carpet, RenderInput, RenderJob, database
+
+TERMINAL = ("success", "failed")
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+# A queued job without a hold is one whose submission was interrupted; workers wait this long
+# before taking it over (reserving its hold themselves), so they never race the submitter.
+ORPHAN_GRACE = datetime.timedelta(seconds=60)
+
+
+def request_fingerprint(*parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else repr(part).encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: str, cost: int,
+               room_image: bytes | None, idempotency_key: str, fingerprint: str, *,
+               now: datetime.datetime) -> tuple[RenderJob, bool]:
+    """The new queued job (minimal fields), or with a known key the first one: (job, created)."""
+    if organization_id <= 0:
+        raise InvalidArgument("organization_id is required")
+    key = idempotency_key.strip() or None
+    if key and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise InvalidArgument(
+            f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    if not Carpet.select().where(Carpet.id == carpet_id).exists():
+        raise NotFound(f"carpet {carpet_id} not found")
+    if key:
+        existing = _by_key(organization_id, key, fingerprint)
+        if existing is not None:
+            return existing, False
+    try:
+        with database.atomic():
+            job = RenderJob.create(
+                organization_id=organization_id, user_id=user_id, carpet=carpet_id, mode=mode,
+                cost=cost, idempotency_key=key, request_hash=fingerprint, created_at=now,
+                updated_at=now)
+            if room_image:
+                RenderInput.create(job=job, room_image=room_image)
+    except IntegrityError:
+        existing = _by_key(organization_id, key, fingerprint) if key else None
+        if existing is None:
+            raise
+        return existing, False  # a concurrent submission with the same key won
+    return job, True
+
+
+def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | None:
+    existing = RenderJob.get_or_none((RenderJob.organization_id == organization_id)
+                                     & (RenderJob.idempotency_key == key))
+    if existing is not None and existing.request_hash != fingerprint:
+        raise IdempotencyKeyReused("idempotency_key was already used with a different request")
+    return existing
+
+
+def attach_hold(job_id: int, hold_id: int, now: datetime.datetime) -> None:
+    (RenderJob.update(hold_id=hold_id, updated_at=now)
+     .where((RenderJob.id == job_id) & RenderJob.hold_id.is_null()).execute())
+
+
+def get_job(job_id: int) -> RenderJob:
+    job = RenderJob.get_or_none(RenderJob.id == job_id)
+    if job is None:
+        raise NotFound(f"render {job_id} not found")
+    return job
+
+
+def list_jobs(page_size: int, page_token: str, *, organization_id: int = 0, user_id: int = 0,
+              status: str = "", mode: str = "", created_after: datetime.datetime | None = None,
+              created_before: datetime.datetime | None = None) -> Page:
+    query = RenderJob.select()
+    if organization_id:
+        query = query.where(RenderJob.organization_id == organization_id)
+    if user_id:
+        query = query.where(RenderJob.user_id == user_id)
+    if status:
+        if status not in RENDER_STATUSES:
+            raise InvalidArgument("unknown status")
+        query = query.where(RenderJob.status == status)
+    if mode:
+        query = query.where(RenderJob.mode == mode)
+    if created_after is not None:
+        query = query.where(RenderJob.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(RenderJob.created_at < created_before)
+    return paginate(query, RenderJob.created_at, RenderJob.id, page_size, page_token)
+
+
+def fail_unstarted(job_id: int, error_text: str, now: datetime.datetime, *,
+                   release_pending: bool) -> bool:
+    """queued -> failed (a refused submission or a cancel). False when it had moved on."""
+    return bool(RenderJob.update(status="failed", error_text=error_text, finished_at=now,
+                                 updated_at=now, release_pending=release_pending)
+                .where((RenderJob.id == job_id) & (RenderJob.status == "queued")).execute())
+
+
+def cancel_job(job_id: int, now: datetime.datetime) -> RenderJob:
+    """A queued job -> failed "canceled", its hold marked for release."""
+    if not fail_unstarted(job_id, "canceled", now, release_pending=True):
+        job = get_job(job_id)
+        raise FailedPrecondition(f"render {job_id} is {job.status}; only queued renders can be "
+                                 f"canceled", reason="NOT_CANCELLABLE")
+    return get_job(job_id)
+
+
+# --- the worker side -------------------------------------------------------------------------
+
+def claim_next(owner: str, now: datetime.datetime, lease: datetime.timedelta) -> RenderJob | None:
+    """Take the oldest claimable job: queued (with its hold, or orphaned past the grace), or
+    processing with a lapsed lease. PostgreSQL: FOR UPDATE SKIP LOCKED, so workers of every
+    replica take different jobs; SQLite: inside the IMMEDIATE write transaction."""
+    claimable = (
+        ((RenderJob.status == "queued")
+         & (RenderJob.hold_id.is_null(False) | (RenderJob.created_at < now - ORPHAN_GRACE)))
+        | ((RenderJob.status == "processing") & (RenderJob.lease_expires_at < now)))
+    with database.atomic():
+        candidate = (RenderJob.select(RenderJob.id).where(claimable)
+                     .order_by(RenderJob.id).limit(1))
+        if is_postgres(database.obj):
+            candidate = candidate.for_update(for_update="FOR UPDATE", skip_locked=True)
+        row = candidate.first()
+        if row is None:
+            return None
+        (RenderJob.update(status="processing", lease_owner=owner, lease_expires_at=now + lease,
+                          started_at=fn.COALESCE(RenderJob.started_at, now),
+                          attempts=RenderJob.attempts + 1, updated_at=now)
+         .where(RenderJob.id == row.id).execute())
+    return get_job(row.id)
+
+
+def renew_lease(job_id: int, owner: str, now: datetime.datetime,
+                lease: datetime.timedelta) -> bool:
+    """The heartbeat; False when the job is no longer this worker's."""
+    return bool(RenderJob.update(lease_expires_at=now + lease, updated_at=now)
+                .where((RenderJob.id == job_id) & (RenderJob.status == "processing")
+                       & (RenderJob.lease_owner == owner)).execute())
+
+
+def _owned(job_id: int, owner: str):
+    return ((RenderJob.id == job_id) & (RenderJob.status == "processing")
+            & (RenderJob.lease_owner == owner))
+
+
+def record_output(job_id: int, owner: str, path: str, content_type: str,
+                  now: datetime.datetime) -> bool:
+    return bool(RenderJob.update(output_path=path, output_content_type=content_type,
+                                 updated_at=now).where(_owned(job_id, owner)).execute())
+
+
+def finish_success(job_id: int, owner: str, credits_charged: int, credit_log_id: int,
+                   now: datetime.datetime) -> bool:
+    return bool(RenderJob.update(status="success", credits_charged=credits_charged,
+                                 credit_log_id=credit_log_id, finished_at=now, updated_at=now,
+                                 lease_owner=None, lease_expires_at=None)
+                .where(_owned(job_id, owner)).execute())
+
+
+def finish_failed(job_id: int, owner: str, error_text: str, now: datetime.datetime, *,
+                  release_pending: bool) -> bool:
+    return bool(RenderJob.update(status="failed", error_text=error_text, finished_at=now,
+                                 updated_at=now, lease_owner=None, lease_expires_at=None,
+                                 release_pending=release_pending)
+                .where(_owned(job_id, owner)).execute())
+
+
+def jobs_to_release(limit: int = 100) -> list[RenderJob]:
+    return list(RenderJob.select().where(RenderJob.release_pending == True)  # noqa: E712
+                .order_by(RenderJob.id).limit(limit))
+
+
+def release_done(job_id: int, now: datetime.datetime) -> None:
+    (RenderJob.update(release_pending=False, updated_at=now)
+     .where(RenderJob.id == job_id).execute())
+
+
+def room_image(job_id: int) -> bytes | None:
+    row = RenderInput.get_or_none(RenderInput.job == job_id)
+    return bytes(row.room_image) if row else None

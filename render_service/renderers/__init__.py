@@ -1,0 +1,45 @@
+"""Renderers: one small interface, two implementations (`local`, `http`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from carpet_common.settings import Settings
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    job_id: int
+    mode: str
+    carpet_image: bytes
+    carpet_width_cm: int
+    carpet_length_cm: int
+    room_image: bytes | None
+
+
+@dataclass(frozen=True)
+class RenderedImage:
+    data: bytes
+    content_type: str
+
+
+class RenderError(Exception):
+    """The render failed for good; the message is shown to users, so it holds no secrets."""
+
+
+class TransientRenderError(RenderError):
+    """Worth retrying (timeout, 429, 5xx)."""
+
+
+class Renderer(Protocol):
+    def render(self, request: RenderRequest) -> RenderedImage: ...
+
+
+def renderer_from_settings(settings: Settings) -> Renderer:
+    if settings.renderer == "http":
+        from render_service.renderers.http import HttpRenderer
+
+        return HttpRenderer(settings.render_api_url or "", settings.render_api_key or "")
+    from render_service.renderers.local import LocalRenderer
+
+    return LocalRenderer()

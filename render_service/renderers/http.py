@@ -1,0 +1,98 @@
+"""The external image API renderer (RENDERER=http). The request and response it expects are
+described in docs/render-api.md.
+
+The API key travels only in the Authorization header of the outgoing request. It is never put
+in a log line, an error text, the database or a response: errors name the HTTP status only.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+
+from render_service.renderers import (
+    RenderedImage,
+    RenderError,
+    RenderRequest,
+    TransientRenderError,
+)
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED_TYPES = ("image/png", "image/jpeg")
+MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+
+
+class HttpRenderer:
+    def __init__(self, url: str, api_key: str, *, timeout_s: float = 30.0, attempts: int = 3,
+                 backoff_s: float = 0.5, max_retry_after_s: float = 10.0):
+        if not url:
+            raise ValueError("RENDERER=http needs RENDER_API_URL")
+        self._url = url
+        self._api_key = api_key
+        self._timeout = timeout_s
+        self._attempts = attempts
+        self._backoff = backoff_s
+        self._max_retry_after = max_retry_after_s
+
+    def render(self, request: RenderRequest) -> RenderedImage:
+        body = json.dumps({
+            "job_id": request.job_id,
+            "mode": request.mode,
+            "carpet": {"image_base64": base64.b64encode(request.carpet_image).decode(),
+                       "width_cm": request.carpet_width_cm,
+                       "length_cm": request.carpet_length_cm},
+            "room_image_base64": (base64.b64encode(request.room_image).decode()
+                                  if request.room_image else None),
+        }).encode()
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return self._post(body)
+            except TransientRenderError as error:
+                if attempt == self._attempts:
+                    raise TransientRenderError(
+                        f"{error} (gave up after {attempt} attempts)") from None
+                backoff = self._backoff * 2 ** (attempt - 1)
+                delay = min(self._max_retry_after, getattr(error, "retry_after", None) or backoff)
+                logger.info("image API attempt %d for job %d failed (%s); retrying in %.1f s",
+                            attempt, request.job_id, error, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _post(self, body: bytes) -> RenderedImage:
+        outgoing = urllib.request.Request(self._url, data=body, method="POST", headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self._api_key}",
+            "Accept": ", ".join(ACCEPTED_TYPES),
+        })
+        try:
+            with urllib.request.urlopen(outgoing, timeout=self._timeout) as response:
+                content_type = response.headers.get_content_type()
+                data = response.read(MAX_RESPONSE_BYTES + 1)
+        except urllib.error.HTTPError as error:
+            status = error.code
+            error.close()
+            if status == 429 or status >= 500:
+                transient = TransientRenderError(f"image API answered HTTP {status}")
+                transient.retry_after = _retry_after(error.headers.get("Retry-After"))
+                raise transient from None
+            raise RenderError(f"image API refused the request (HTTP {status})") from None
+        except TimeoutError:
+            raise TransientRenderError("image API timed out") from None
+        except (urllib.error.URLError, ConnectionError, OSError):
+            raise TransientRenderError("image API unreachable") from None
+        if content_type not in ACCEPTED_TYPES:
+            raise RenderError(f"image API answered with {content_type!r}, not an image")
+        if len(data) > MAX_RESPONSE_BYTES or not data:
+            raise RenderError("image API answered with an empty or oversized image")
+        return RenderedImage(data, content_type)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,111 @@
+"""gRPC servicer of the render service: parse, call the domain, build the response."""
+from __future__ import annotations
+
+import time
+
+from carpet_common.convert import optional_time, timestamp
+from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from carpet_common.settings import Settings
+from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
+from render_service import catalogue, jobs, renders
+from render_service.credit_client import CreditClient
+from render_service.models import Carpet, RenderJob
+from render_service.storage import ImageStore
+
+STATUS_TO_PROTO = {"queued": render_pb2.RENDER_STATUS_QUEUED,
+                   "processing": render_pb2.RENDER_STATUS_PROCESSING,
+                   "success": render_pb2.RENDER_STATUS_SUCCESS,
+                   "failed": render_pb2.RENDER_STATUS_FAILED}
+STATUS_FROM_PROTO = {value: key for key, value in STATUS_TO_PROTO.items()}
+WATCH_POLL_S = 0.2
+WATCH_LIMIT_S = 15 * 60  # a watcher holds a server thread; it may watch again after this
+
+
+def carpet_message(row: Carpet) -> render_pb2.Carpet:
+    return render_pb2.Carpet(id=row.id, sku=row.sku, name=row.name, width_cm=row.width_cm,
+                             length_cm=row.length_cm, material=row.material,
+                             created_at=timestamp(row.created_at),
+                             image_content_type=row.image_content_type)
+
+
+def render_message(row: RenderJob) -> render_pb2.RenderJob:
+    return render_pb2.RenderJob(
+        id=row.id, organization_id=row.organization_id, user_id=row.user_id or 0,
+        carpet_id=row.carpet_id, mode=row.mode, status=STATUS_TO_PROTO[row.status],
+        error_text=row.error_text, credits_charged=row.credits_charged,
+        credit_log_id=row.credit_log_id or 0, created_at=timestamp(row.created_at),
+        started_at=timestamp(row.started_at), finished_at=timestamp(row.finished_at),
+        hold_id=row.hold_id or 0)
+
+
+class RenderServicer(render_pb2_grpc.RenderServiceServicer):
+    def __init__(self, settings: Settings, credit: CreditClient, store: ImageStore, clock):
+        self._settings = settings
+        self._credit = credit
+        self._store = store
+        self._clock = clock
+
+    def CreateCarpet(self, request, context):
+        return carpet_message(catalogue.create_carpet(
+            request.sku, request.name, request.width_cm, request.length_cm, request.material,
+            request.image, now=self._clock()))
+
+    def GetCarpet(self, request, context):
+        return carpet_message(catalogue.get_carpet(request.id))
+
+    def ListCarpets(self, request, context):
+        page = catalogue.list_carpets(request.page_size, request.page_token,
+                                      material=request.material)
+        return render_pb2.ListCarpetsResponse(carpets=[carpet_message(r) for r in page.rows],
+                                              next_page_token=page.next_page_token)
+
+    def SubmitRender(self, request, context):
+        job = renders.submit_render(
+            organization_id=request.organization_id, user_id=request.user_id or None,
+            carpet_id=request.carpet_id, mode=request.mode, room_image=request.room_image,
+            idempotency_key=request.idempotency_key, credit=self._credit,
+            settings=self._settings, now=self._clock())
+        return render_message(job)
+
+    def GetRender(self, request, context):
+        return render_message(jobs.get_job(request.id))
+
+    def ListRenders(self, request, context):
+        status = ""
+        if request.status:
+            if request.status not in STATUS_FROM_PROTO:
+                raise InvalidArgument("unknown status")
+            status = STATUS_FROM_PROTO[request.status]
+        page = jobs.list_jobs(
+            request.page_size, request.page_token, organization_id=request.organization_id,
+            user_id=request.user_id, status=status, mode=request.mode,
+            created_after=optional_time(request, "created_after"),
+            created_before=optional_time(request, "created_before"))
+        return render_pb2.ListRendersResponse(renders=[render_message(r) for r in page.rows],
+                                              next_page_token=page.next_page_token)
+
+    def WatchRender(self, request, context):
+        last_status = None
+        deadline = time.monotonic() + WATCH_LIMIT_S
+        while context.is_active() and time.monotonic() < deadline:
+            job = jobs.get_job(request.id)
+            if job.status != last_status:
+                last_status = job.status
+                yield render_message(job)
+            if job.status in jobs.TERMINAL:
+                return
+            time.sleep(WATCH_POLL_S)
+
+    def CancelRender(self, request, context):
+        return render_message(renders.cancel_render(request.id, credit=self._credit,
+                                                    now=self._clock()))
+
+    def GetRenderOutput(self, request, context):
+        job = jobs.get_job(request.id)
+        if job.status != "success":
+            raise FailedPrecondition(f"render {job.id} is {job.status}, it has no image",
+                                     reason="RENDER_NOT_READY")
+        if not self._store.exists(job.output_path):
+            raise NotFound(f"the image of render {job.id} is missing from storage")
+        for chunk in self._store.read_chunks(job.output_path):
+            yield render_pb2.RenderOutputChunk(content_type=job.output_content_type, data=chunk)

@@ -1,0 +1,206 @@
+"""The render workers (RENDER_WORKERS threads per process) and the hold settler.
+
+A worker claims a job, keeps its lease alive with a heartbeat while it works, renders, stores
+the image, captures the hold and finishes the job. Every step can be interrupted (process
+killed, credit service down) and picked up again from the database:
+- a lapsed lease makes the job claimable again;
+- a job that already has its stored image is only captured and finished, never rendered twice;
+- a capture is idempotent (the same hold gives the same credit-log row);
+- a job without a hold (its submission was interrupted) gets one reserved, by its reference.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from carpet_common import errors
+from carpet_common.settings import Settings
+from render_service import jobs
+from render_service.credit_client import CreditClient
+from render_service.models import Carpet, RenderJob, database, utcnow
+from render_service.renderers import Renderer, RenderError, RenderRequest
+from render_service.storage import ImageStore
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.2
+SETTLE_INTERVAL_S = 2.0
+REPEATED_FAILURE_TEXT = "render failed repeatedly"
+
+
+class _Heartbeat(threading.Thread):
+    """Renews a job's lease every third of its length until stopped."""
+
+    def __init__(self, job_id: int, owner: str, lease: datetime.timedelta, clock):
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self._job_id, self._owner, self._lease, self._clock = job_id, owner, lease, clock
+        self._stopped = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._lease.total_seconds() / 3):
+            try:
+                with database.connection_context():
+                    if not jobs.renew_lease(self._job_id, self._owner, self._clock(),
+                                            self._lease):
+                        self.lost = True
+                        return
+            except Exception:  # the next beat retries; the lease is longer than two beats
+                logger.warning("lease renewal of job %d failed", self._job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class WorkerPool:
+    def __init__(self, settings: Settings, renderer: Renderer, credit: CreditClient,
+                 store: ImageStore, *, clock: Callable[[], datetime.datetime] = utcnow):
+        self._settings = settings
+        self._renderer = renderer
+        self._credit = credit
+        self._store = store
+        self._clock = clock
+        self._lease = datetime.timedelta(seconds=settings.render_lease_seconds)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}"
+
+    def start(self) -> None:
+        for index in range(self._settings.render_workers):
+            self._threads.append(threading.Thread(
+                target=self._work, args=(f"{self._owner_prefix}:{index}",),
+                name=f"render-worker-{index}", daemon=True))
+        self._threads.append(threading.Thread(target=self._settle, name="hold-settler",
+                                              daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the jobs in hand (up to `timeout`); unfinished ones are re-claimed later."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    # --- workers ------------------------------------------------------------------------
+
+    def _work(self, owner: str) -> None:
+        while not self._stop.is_set():
+            try:
+                with database.connection_context():
+                    job = jobs.claim_next(owner, self._clock(), self._lease)
+                    if job is not None:
+                        self.process(job, owner)
+            except Exception:
+                logger.exception("render worker %s hit an error", owner)
+                job = None
+                self._stop.wait(1.0)
+            if job is None:
+                self._stop.wait(IDLE_POLL_S)
+
+    def process(self, job: RenderJob, owner: str) -> None:
+        heartbeat = _Heartbeat(job.id, owner, self._lease, self._clock)
+        heartbeat.start()
+        try:
+            self._process(job, owner)
+        finally:
+            heartbeat.stop()
+
+    def _process(self, job: RenderJob, owner: str) -> None:
+        has_output = self._store.exists(job.output_path)
+        if not has_output and job.attempts > self._settings.render_max_attempts:
+            self._fail(job, owner, REPEATED_FAILURE_TEXT)
+            return
+        hold_id = job.hold_id or self._reserve_for_orphan(job, owner)
+        if hold_id is None:
+            return
+        if not has_output:
+            if not self._render_and_store(job, owner):
+                return
+        try:
+            captured = self._credit.capture(hold_id)
+        except errors.FailedPrecondition as error:
+            # The hold expired (or was released) before the render finished: nothing charged.
+            text = ("credit hold expired before the render finished"
+                    if error.reason == "HOLD_EXPIRED" else "credit hold was no longer held")
+            jobs.finish_failed(job.id, owner, text, self._clock(), release_pending=False)
+            return
+        except errors.Unavailable:
+            logger.warning("capture of job %d deferred: credit service unavailable", job.id)
+            return  # the lease lapses and the job is captured on its next claim
+        jobs.finish_success(job.id, owner, -captured.log.delta, captured.log.id, self._clock())
+
+    def _reserve_for_orphan(self, job: RenderJob, owner: str) -> int | None:
+        try:
+            hold = self._credit.reserve(job.organization_id, job.cost, job.id,
+                                        self._settings.render_hold_ttl_seconds, job.user_id)
+        except errors.InsufficientCredits:
+            jobs.finish_failed(job.id, owner, "insufficient credits", self._clock(),
+                               release_pending=False)
+            return None
+        except (errors.NotFound, errors.InvalidArgument) as error:
+            jobs.finish_failed(job.id, owner, error.message, self._clock(),
+                               release_pending=False)
+            return None
+        except errors.Unavailable:
+            return None
+        jobs.attach_hold(job.id, hold.id, self._clock())
+        return hold.id
+
+    def _render_and_store(self, job: RenderJob, owner: str) -> bool:
+        carpet = Carpet.get_by_id(job.carpet_id)
+        request = RenderRequest(job_id=job.id, mode=job.mode, carpet_image=bytes(carpet.image),
+                                carpet_width_cm=carpet.width_cm,
+                                carpet_length_cm=carpet.length_cm,
+                                room_image=jobs.room_image(job.id))
+        try:
+            image = self._renderer.render(request)
+        except RenderError as error:
+            self._fail(job, owner, str(error))
+            return False
+        except Exception:
+            logger.exception("renderer crashed on job %d", job.id)
+            self._fail(job, owner, "render failed")
+            return False
+        name = self._store.save(job.id, image.data, image.content_type)
+        return jobs.record_output(job.id, owner, name, image.content_type, self._clock())
+
+    def _fail(self, job: RenderJob, owner: str, text: str) -> None:
+        """Fail the job and give its hold back (or leave that to the settler)."""
+        if jobs.finish_failed(job.id, owner, text, self._clock(), release_pending=True):
+            self._release(jobs.get_job(job.id))
+
+    # --- settler ------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        while not self._stop.wait(SETTLE_INTERVAL_S):
+            try:
+                with database.connection_context():
+                    for job in jobs.jobs_to_release():
+                        self._release(job)
+            except Exception:
+                logger.exception("hold settler hit an error")
+
+    def _release(self, job: RenderJob) -> None:
+        """Give an ended job's hold back, then clear its release_pending flag."""
+        hold_id = job.hold_id
+        try:
+            if hold_id is None:
+                # The submission's reservation may have landed with its answer lost: reserving
+                # by the same reference returns that hold if it exists.
+                try:
+                    hold_id = self._credit.reserve(job.organization_id, job.cost, job.id,
+                                                   self._settings.render_hold_ttl_seconds,
+                                                   job.user_id).id
+                except (errors.InsufficientCredits, errors.NotFound, errors.InvalidArgument):
+                    jobs.release_done(job.id, self._clock())  # no hold exists
+                    return
+            self._credit.release(hold_id, f"render {job.status}")
+        except errors.Unavailable:
+            return  # tried again on the next round
+        except errors.FailedPrecondition:
+            logger.error("hold %s of failed job %d was captured", hold_id, job.id)
+        jobs.release_done(job.id, self._clock())

@@ -1,0 +1,283 @@
+"""RenderService through real servers (render and credit both on port 0, interceptors on),
+with the local renderer, on SQLite and PostgreSQL."""
+import dataclasses
+import io
+import time
+
+import grpc
+import pytest
+from PIL import Image
+
+from carpet_common.settings import Settings
+from credit_service.verify import verify_credit
+from protos.carpet.credit.v1 import credit_pb2
+from protos.carpet.render.v1 import render_pb2
+from render_service.verify import verify_renders
+from tests.fake_image_api import tiny_png
+from tests.integration.test_credit_accounts import create_org, expect_error
+
+pytestmark = pytest.mark.usefixtures("engine")
+FINAL = (render_pb2.RENDER_STATUS_SUCCESS, render_pb2.RENDER_STATUS_FAILED)
+
+
+def jpeg(size=(40, 30)) -> bytes:
+    output = io.BytesIO()
+    Image.new("RGB", size, (90, 60, 30)).save(output, format="JPEG")
+    return output.getvalue()
+
+
+def create_carpet(stubs, sku="K-1", image=None, **fields):
+    values = dict(sku=sku, name="Kilim", width_cm=160, length_cm=230, material="wool",
+                  image=image if image is not None else tiny_png())
+    values.update(fields)
+    return stubs.renders.CreateCarpet(render_pb2.CreateCarpetRequest(**values), timeout=10)
+
+
+def submit(stubs, organization_id, carpet_id, mode="preview", key="", room=b"", user_id=0):
+    return stubs.renders.SubmitRender(render_pb2.SubmitRenderRequest(
+        organization_id=organization_id, carpet_id=carpet_id, mode=mode, idempotency_key=key,
+        room_image=room, user_id=user_id), timeout=30)
+
+
+def wait_final(stubs, job_id, timeout=30):
+    states = []
+    for job in stubs.renders.WatchRender(render_pb2.WatchRenderRequest(id=job_id),
+                                         timeout=timeout):
+        states.append(job.status)
+    assert states and states[-1] in FINAL, states
+    return stubs.renders.GetRender(render_pb2.GetRenderRequest(id=job_id), timeout=10), states
+
+
+def balance(credit_server, organization_id):
+    return credit_server.credits.GetBalance(
+        credit_pb2.GetBalanceRequest(organization_id=organization_id), timeout=10)
+
+
+def settings_for(credit_db_url, render_db_url) -> Settings:
+    return dataclasses.replace(Settings(), credit_database_url=credit_db_url,
+                               render_database_url=render_db_url)
+
+
+def test_carpets(render_server):
+    carpet = create_carpet(render_server, "K-1")
+    assert (carpet.sku, carpet.width_cm, carpet.length_cm, carpet.image_content_type) == (
+        "K-1", 160, 230, "image/png")
+    assert create_carpet(render_server, "K-2", image=jpeg(), material="silk"
+                         ).image_content_type == "image/jpeg"
+    assert render_server.renders.GetCarpet(render_pb2.GetCarpetRequest(id=carpet.id),
+                                           timeout=10) == carpet
+    listed = render_server.renders.ListCarpets(render_pb2.ListCarpetsRequest(page_size=1),
+                                               timeout=10)
+    assert [c.sku for c in listed.carpets] == ["K-2"] and listed.next_page_token
+    silk = render_server.renders.ListCarpets(render_pb2.ListCarpetsRequest(material="silk"),
+                                             timeout=10)
+    assert [c.sku for c in silk.carpets] == ["K-2"]
+
+
+def test_carpet_errors(render_server):
+    create_carpet(render_server, "K-1")
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    expect_error(lambda: create_carpet(render_server, "K-1"), grpc.StatusCode.ALREADY_EXISTS)
+    expect_error(lambda: create_carpet(render_server, "K-3", image=b"not an image"), invalid)
+    expect_error(lambda: create_carpet(render_server, "K-4", image=tiny_png()[:40]), invalid)
+    gif = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(gif, format="GIF")
+    expect_error(lambda: create_carpet(render_server, "K-5", image=gif.getvalue()), invalid)
+    expect_error(lambda: create_carpet(render_server, "K-6", image=b"\x89PNG" + b"0" * (
+        10 * 1024 * 1024)), invalid)
+    expect_error(lambda: create_carpet(render_server, "K-7", width_cm=0), invalid)
+    expect_error(lambda: create_carpet(render_server, "", image=tiny_png()), invalid)
+    expect_error(lambda: render_server.renders.GetCarpet(render_pb2.GetCarpetRequest(id=999),
+                                                         timeout=10), grpc.StatusCode.NOT_FOUND)
+
+
+def test_render_creates_job_and_exactly_one_charge(render_server, credit_server, start_workers,
+                                                    credit_db_url, render_db_url):
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    job = submit(render_server, org.id, carpet.id, mode="standard")
+    assert job.status == render_pb2.RENDER_STATUS_QUEUED and job.hold_id
+    assert balance(credit_server, org.id).held == 2
+    stream = render_server.renders.WatchRender(render_pb2.WatchRenderRequest(id=job.id),
+                                               timeout=30)
+    assert next(stream).status == render_pb2.RENDER_STATUS_QUEUED
+    start_workers()
+    states = [update.status for update in stream]
+    assert states[-1] == render_pb2.RENDER_STATUS_SUCCESS  # via processing, unless too quick
+    assert set(states) <= {render_pb2.RENDER_STATUS_PROCESSING, render_pb2.RENDER_STATUS_SUCCESS}
+    done = render_server.renders.GetRender(render_pb2.GetRenderRequest(id=job.id), timeout=10)
+    assert done.status == render_pb2.RENDER_STATUS_SUCCESS, done.error_text
+    assert done.credits_charged == 2 and done.credit_log_id
+    assert done.started_at.seconds and done.finished_at.seconds
+    assert balance(credit_server, org.id) == credit_pb2.Balance(
+        organization_id=org.id, balance=8, held=0, available=8)
+    logs = credit_server.credits.ListCreditLogs(
+        credit_pb2.ListCreditLogsRequest(organization_id=org.id,
+                                         kind=credit_pb2.CREDIT_LOG_KIND_RENDER),
+        metadata=(("x-admin-token", "admin-token-for-tests-0123456789"),), timeout=10).logs
+    assert [(log.id, log.delta, log.reference) for log in logs] == [
+        (done.credit_log_id, -2, f"render-job:{job.id}")]
+
+    chunks = list(render_server.renders.GetRenderOutput(
+        render_pb2.GetRenderOutputRequest(id=job.id), timeout=10))
+    assert {chunk.content_type for chunk in chunks} == {"image/png"}
+    picture = Image.open(io.BytesIO(b"".join(chunk.data for chunk in chunks)))
+    assert picture.format == "PNG" and picture.size == (1024, 768)
+    assert verify_credit() == []
+    assert verify_renders(settings_for(credit_db_url, render_db_url)) == []
+
+
+def test_render_with_a_room_photo(render_server, credit_server, start_workers):
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    job = submit(render_server, org.id, carpet.id, room=jpeg((300, 200)))
+    start_workers()
+    done, _ = wait_final(render_server, job.id)
+    assert done.status == render_pb2.RENDER_STATUS_SUCCESS
+    data = b"".join(c.data for c in render_server.renders.GetRenderOutput(
+        render_pb2.GetRenderOutputRequest(id=job.id), timeout=10))
+    assert Image.open(io.BytesIO(data)).size == (640, 427)  # the photo's shape, preview width
+
+
+def test_insufficient_credit_is_kept_as_a_failed_job(render_server, credit_server):
+    org = create_org(credit_server, "Poor", 3)
+    carpet = create_carpet(render_server)
+    expect_error(lambda: submit(render_server, org.id, carpet.id, mode="hd"),
+                 grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_CREDITS")
+    failed = render_server.renders.ListRenders(render_pb2.ListRendersRequest(
+        organization_id=org.id, status=render_pb2.RENDER_STATUS_FAILED), timeout=10).renders
+    assert [(j.mode, j.error_text, j.credits_charged) for j in failed] == [
+        ("hd", "insufficient credits", 0)]
+    assert balance(credit_server, org.id).held == 0
+
+
+def test_submit_errors(render_server, credit_server):
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    expect_error(lambda: submit(render_server, org.id, 999), grpc.StatusCode.NOT_FOUND)
+    expect_error(lambda: submit(render_server, org.id, carpet.id, mode="ultra"), invalid)
+    expect_error(lambda: submit(render_server, org.id, carpet.id, room=b"garbage"), invalid)
+    expect_error(lambda: submit(render_server, org.id, carpet.id,
+                                room=b"\xff\xd8" + b"0" * (10 * 1024 * 1024)), invalid)
+    expect_error(lambda: submit(render_server, org.id, carpet.id,
+                                room=b"0" * (13 * 1024 * 1024)),
+                 grpc.StatusCode.RESOURCE_EXHAUSTED)  # above the message size limit
+    expect_error(lambda: submit(render_server, 999, carpet.id), grpc.StatusCode.NOT_FOUND)
+    expect_error(lambda: submit(render_server, 0, carpet.id), invalid)
+    expect_error(lambda: render_server.renders.GetRender(render_pb2.GetRenderRequest(id=999),
+                                                         timeout=10), grpc.StatusCode.NOT_FOUND)
+    assert balance(credit_server, org.id).held == 0
+
+
+def test_submit_idempotency(render_server, credit_server):
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    first = submit(render_server, org.id, carpet.id, key="order-7")
+    assert submit(render_server, org.id, carpet.id, key="order-7") == first
+    expect_error(lambda: submit(render_server, org.id, carpet.id, mode="hd", key="order-7"),
+                 grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED")
+    assert balance(credit_server, org.id).held == 1  # reserved once
+
+
+def test_cancel_releases_the_hold(render_server, credit_server, start_workers, credit_db_url,
+                                  render_db_url):
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    job = submit(render_server, org.id, carpet.id, mode="hd")
+    assert balance(credit_server, org.id).held == 4
+    canceled = render_server.renders.CancelRender(render_pb2.CancelRenderRequest(id=job.id),
+                                                  timeout=10)
+    assert (canceled.status, canceled.error_text) == (render_pb2.RENDER_STATUS_FAILED,
+                                                      "canceled")
+    assert balance(credit_server, org.id) == credit_pb2.Balance(
+        organization_id=org.id, balance=10, held=0, available=10)
+    expect_error(lambda: render_server.renders.CancelRender(
+        render_pb2.CancelRenderRequest(id=job.id), timeout=10),
+        grpc.StatusCode.FAILED_PRECONDITION, "NOT_CANCELLABLE")
+    expect_error(lambda: list(render_server.renders.GetRenderOutput(
+        render_pb2.GetRenderOutputRequest(id=job.id), timeout=10)),
+        grpc.StatusCode.FAILED_PRECONDITION, "RENDER_NOT_READY")
+    second = submit(render_server, org.id, carpet.id)
+    start_workers()
+    done, _ = wait_final(render_server, second.id)
+    expect_error(lambda: render_server.renders.CancelRender(
+        render_pb2.CancelRenderRequest(id=done.id), timeout=10),
+        grpc.StatusCode.FAILED_PRECONDITION)
+    assert verify_credit() == []
+    assert verify_renders(settings_for(credit_db_url, render_db_url)) == []
+
+
+def test_list_renders_filters_and_pages(render_server, credit_server):
+    acme = create_org(credit_server, "Acme", 20)
+    other = create_org(credit_server, "Other", 20)
+    carpet = create_carpet(render_server)
+    ids = [submit(render_server, acme.id, carpet.id, mode=mode).id
+           for mode in ("preview", "hd", "preview")]
+    submit(render_server, other.id, carpet.id)
+    mine, token = [], ""
+    while True:
+        page = render_server.renders.ListRenders(render_pb2.ListRendersRequest(
+            organization_id=acme.id, page_size=2, page_token=token), timeout=10)
+        mine += [job.id for job in page.renders]
+        token = page.next_page_token
+        if not token:
+            break
+    assert mine == ids[::-1]
+    previews = render_server.renders.ListRenders(render_pb2.ListRendersRequest(
+        organization_id=acme.id, mode="preview"), timeout=10).renders
+    assert [job.id for job in previews] == [ids[2], ids[0]]
+    expect_error(lambda: render_server.renders.ListRenders(
+        render_pb2.ListRendersRequest(status=9), timeout=10), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def test_submit_is_rate_limited_per_client_ip(render_db, render_settings):
+    from render_service.app import build_server
+    from tests.helpers import render_stubs
+
+    limited = dataclasses.replace(render_settings, rate_limit_render="3/minute")
+    running, port = build_server(limited, "127.0.0.1:0")
+    stubs = render_stubs(port)
+    try:
+        for _ in range(3):  # refused for other reasons, but counted
+            expect_error(lambda: submit(stubs, 1, 999), grpc.StatusCode.NOT_FOUND)
+        error = expect_error(lambda: submit(stubs, 1, 999), grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             "RATE_LIMITED")
+        trailers = dict(error.trailing_metadata())
+        assert 1 <= int(trailers["retry-after"]) <= 60
+        # Other methods are not limited.
+        expect_error(lambda: stubs.renders.GetRender(render_pb2.GetRenderRequest(id=5),
+                                                     timeout=10), grpc.StatusCode.NOT_FOUND)
+    finally:
+        stubs.channel.close()
+        running.stop(grace=1)
+
+
+def test_concurrent_submissions_never_overspend(render_server, credit_server, start_workers,
+                                                credit_db_url, render_db_url):
+    import concurrent.futures
+
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+
+    def attempt(_):
+        try:
+            return submit(render_server, org.id, carpet.id, mode="standard").id
+        except grpc.RpcError as error:
+            return error.code()
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(attempt, range(32)))
+    accepted = [r for r in results if isinstance(r, int)]
+    assert len(accepted) == 5
+    assert results.count(grpc.StatusCode.FAILED_PRECONDITION) == 27
+    start_workers()
+    for job_id in accepted:
+        assert wait_final(render_server, job_id)[0].status == render_pb2.RENDER_STATUS_SUCCESS
+    assert balance(credit_server, org.id).balance == 0
+    deadline = time.monotonic() + 5
+    while verify_renders(settings_for(credit_db_url, render_db_url)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert verify_renders(settings_for(credit_db_url, render_db_url)) == []
+    assert verify_credit() == []
