@@ -4,14 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import free_port
+from tests.processes import wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -23,22 +22,6 @@ SERVICES = {
     "render_service": ("RENDER_ADDR", ["carpet.render.v1.RenderService"]),
     "admin_gateway": ("ADMIN_GRPC_ADDR", ["carpet.admin.v1.AdminService"]),
 }
-
-
-def wait_serving(address: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{address} did not become SERVING")
-            time.sleep(0.1)
 
 
 def listed_services(address: str) -> list[str]:

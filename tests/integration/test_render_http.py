@@ -1,0 +1,101 @@
+"""The HTTP renderer against a fake image API (a real HTTP server on loopback): retries on
+429/5xx/timeouts with a bound, final job states, and the API key never in a log or an error."""
+import logging
+
+import pytest
+
+from credit_service.verify import verify_credit
+from protos.carpet.render.v1 import render_pb2
+from render_service.renderers import RenderError, RenderRequest, TransientRenderError
+from render_service.renderers.http import HttpRenderer
+from render_service.verify import verify_renders
+from tests.fake_image_api import FakeImageApi, tiny_png
+from tests.integration.test_credit_accounts import create_org
+from tests.integration.test_render_service import (
+    balance,
+    create_carpet,
+    settings_for,
+    submit,
+    wait_final,
+)
+
+API_KEY = "sk-live-fake-image-api-key-0123456789"
+REQUEST = RenderRequest(job_id=1, mode="preview", carpet_image=tiny_png(), carpet_width_cm=100,
+                        carpet_length_cm=150, room_image=None)
+
+
+def renderer(api, **options):
+    values = dict(timeout_s=1.0, attempts=3, backoff_s=0.05)
+    values.update(options)
+    return HttpRenderer(api.url, API_KEY, **values)
+
+
+def test_success_sends_the_key_only_in_the_header():
+    with FakeImageApi(["ok"]) as api:
+        image = renderer(api).render(REQUEST)
+    assert image.content_type == "image/png" and image.data == tiny_png()
+    assert api.authorizations == [f"Bearer {API_KEY}"]
+
+
+def test_429_then_success_is_retried():
+    with FakeImageApi(["retry-after:429:0", "ok"]) as api:
+        assert renderer(api).render(REQUEST).content_type == "image/png"
+    assert api.calls[1] == 2
+
+
+@pytest.mark.parametrize("script, message", [
+    (["status:500"], "image API answered HTTP 500 (gave up after 3 attempts)"),
+    (["status:503"], "image API answered HTTP 503 (gave up after 3 attempts)"),
+    (["slow:2"], "image API timed out (gave up after 3 attempts)"),
+])
+def test_transient_failures_are_retried_a_bounded_number_of_times(script, message, caplog):
+    caplog.set_level(logging.DEBUG)
+    with FakeImageApi(script) as api:
+        with pytest.raises(TransientRenderError) as raised:
+            renderer(api).render(REQUEST)
+    assert str(raised.value) == message
+    assert api.calls[1] == 3
+    assert API_KEY not in caplog.text and API_KEY not in str(raised.value)
+
+
+def test_a_refusal_is_not_retried():
+    with FakeImageApi(["status:400"]) as api:
+        with pytest.raises(RenderError) as raised:
+            renderer(api).render(REQUEST)
+    assert str(raised.value) == "image API refused the request (HTTP 400)"
+    assert api.calls[1] == 1
+
+
+def test_unreachable_api():
+    unreachable = HttpRenderer("http://127.0.0.1:9/", API_KEY, timeout_s=0.5, attempts=2,
+                               backoff_s=0.01)
+    with pytest.raises(TransientRenderError) as raised:
+        unreachable.render(REQUEST)
+    assert API_KEY not in str(raised.value)
+
+
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize("script, status, error_text", [
+    (["status:500"], render_pb2.RENDER_STATUS_FAILED,
+     "image API answered HTTP 500 (gave up after 3 attempts)"),
+    (["status:429", "ok"], render_pb2.RENDER_STATUS_SUCCESS, ""),
+    (["slow:2"], render_pb2.RENDER_STATUS_FAILED, "image API timed out (gave up after 3 attempts)"),
+])
+def test_jobs_through_the_http_renderer(render_server, credit_server, start_workers,
+                                        credit_db_url, render_db_url, caplog,
+                                        script, status, error_text):
+    caplog.set_level(logging.DEBUG)
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    with FakeImageApi(script) as api:
+        start_workers(renderer(api))
+        job = submit(render_server, org.id, carpet.id, mode="hd")
+        done, _ = wait_final(render_server, job.id)
+    assert (done.status, done.error_text) == (status, error_text)
+    charged = 4 if status == render_pb2.RENDER_STATUS_SUCCESS else 0
+    assert done.credits_charged == charged
+    assert balance(credit_server, org.id).balance == 10 - charged
+    assert balance(credit_server, org.id).held == 0  # a failed render's hold is released
+    assert API_KEY not in caplog.text and API_KEY not in done.error_text
+    assert verify_credit() == []
+    assert verify_renders(settings_for(credit_db_url, render_db_url)) == []

@@ -1,0 +1,68 @@
+"""Real service processes for end-to-end tests: started with `python -m … serve`, stopped with
+SIGTERM or killed with SIGKILL, restarted with the same settings."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wait_serving(address: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} did not become SERVING")
+            time.sleep(0.1)
+
+
+def run_cli(module: str, command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, command], env={**os.environ, **env},
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+class ServiceProcess:
+    def __init__(self, module: str, address: str, env: dict[str, str], log_path: str):
+        self.module, self.address, self.env, self.log_path = module, address, env, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ServiceProcess:
+        log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child process
+        self.process = subprocess.Popen([sys.executable, "-m", self.module, "serve"],
+                                        env={**os.environ, **self.env}, cwd=ROOT,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_serving(self.address)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        with open(self.log_path) as handle:
+            return handle.read()
