@@ -20,6 +20,7 @@ from bench.environment import (
 )
 
 HOT_BALANCE = 10**11
+RENDER_BALANCE = 10**11
 SPREAD_ORGANIZATIONS = 1000
 SPREAD_BALANCE = 10**9
 
@@ -32,11 +33,12 @@ def load_organizations(url: str) -> dict:
     database = bind_database(models.database, url)
     with database.connection_context(), database.atomic():
         now = models.utcnow()
-        names = ["hot"] + [f"spread-{i:04d}" for i in range(SPREAD_ORGANIZATIONS)]
+        names = ["hot", "render"] + [f"spread-{i:04d}" for i in range(SPREAD_ORGANIZATIONS)]
         models.Organization.insert_many([{"name": n, "created_at": now} for n in names]).execute()
         ids = dict(models.Organization.select(models.Organization.name, models.Organization.id)
                    .tuples())
-        balances = [(ids[n], HOT_BALANCE if n == "hot" else SPREAD_BALANCE) for n in names]
+        special = {"hot": HOT_BALANCE, "render": RENDER_BALANCE}
+        balances = [(ids[n], special.get(n, SPREAD_BALANCE)) for n in names]
         models.CreditBalance.insert_many(
             [{"organization": i, "balance": b, "held": 0, "updated_at": now}
              for i, b in balances]).execute()
@@ -45,8 +47,21 @@ def load_organizations(url: str) -> dict:
               "reason": "bench", "created_at": now} for i, b in balances]).execute()
     if hasattr(database, "close_all"):
         database.close_all()
-    return {"hot_organization": ids["hot"],
-            "spread_organizations": [ids[n] for n in names[1:]]}
+    return {"hot_organization": ids["hot"], "render_organization": ids["render"],
+            "spread_organizations": [ids[n] for n in names[2:]]}
+
+
+def create_carpet(address: str) -> int:
+    import grpc
+
+    from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
+    from tests.fake_image_api import tiny_png
+
+    with grpc.insecure_channel(address) as channel:
+        return render_pb2_grpc.RenderServiceStub(channel).CreateCarpet(
+            render_pb2.CreateCarpetRequest(sku="BENCH-1", name="Bench kilim", width_cm=120,
+                                           length_cm=180, image=tiny_png(size=(64, 96))),
+            timeout=10).id
 
 
 def row(result: Result, ceiling: Result | None) -> dict:
@@ -84,7 +99,7 @@ def main() -> int:
     results: dict[str, Result] = {}
 
     def scenario(name: str, workload: str) -> Result:
-        result = run_scenario(name, f"bench.credit_workloads.{workload}", config,
+        result = run_scenario(name, f"bench.{workload}", config,
                               concurrency=concurrency, seconds=seconds)
         results[name] = result
         print(f"{name:32s} {result.ops_per_s:9.1f} ops/s  p50 {result.p50_ms:7.2f} ms  "
@@ -92,25 +107,61 @@ def main() -> int:
               flush=True)
         return result
 
-    try:
-        grpc_ceiling = scenario("ceiling.grpc", "health_check")
-        db_ceiling = scenario("ceiling.db", "database_transactions")
-        scenario("credit.get_balance", "get_balance")
-        scenario("credit.reserve_capture_hot", "reserve_capture_hot")
-        scenario("credit.reserve_capture_spread", "reserve_capture_spread")
-    finally:
+    render_env = {**env, "RENDER_DATABASE_URL": fresh_database_url(base_url, "render"),
+                  "CREDIT_ADDR": address, "RATE_LIMIT_RENDER": "off",
+                  "RENDER_STORAGE_DIR": os.path.join(RESULTS_DIR, "renders")}
+    migrated = run_cli("render_service", "migrate", render_env)
+    if migrated.returncode != 0:
         server.stop()
+        print(migrated.stderr, file=sys.stderr)
+        return 1
+    render_servers = []
+
+    def start_render(workers: int) -> None:
+        for running in render_servers:
+            running.stop()
+        render_address = free_address()
+        render_servers[:] = [ServerProcess("render_service", {
+            **render_env, "RENDER_ADDR": render_address, "RENDER_WORKERS": str(workers)},
+            render_address)]
+        config["render_address"] = render_address
+
+    try:
+        grpc_ceiling = scenario("ceiling.grpc", "credit_workloads.health_check")
+        db_ceiling = scenario("ceiling.db", "credit_workloads.database_transactions")
+        scenario("credit.get_balance", "credit_workloads.get_balance")
+        scenario("credit.reserve_capture_hot", "credit_workloads.reserve_capture_hot")
+        scenario("credit.reserve_capture_spread", "credit_workloads.reserve_capture_spread")
+        # Submissions alone (no workers competing for the CPU), then whole renders.
+        start_render(workers=0)
+        config["carpet"] = create_carpet(config["render_address"])
+        render_ceiling = scenario("ceiling.grpc.render", "render_workloads.health_check")
+        scenario("render.submit", "render_workloads.submit")
+        start_render(workers=2)
+        scenario("render.end_to_end", "render_workloads.end_to_end")
+    finally:
+        for running in [*render_servers, server]:
+            running.stop()
     verified = run_cli("credit_service", "verify", env)
+    render_verified = run_cli("render_service", "verify", render_env)
 
     lower = min(grpc_ceiling, db_ceiling, key=lambda r: r.ops_per_s)
     ceilings = {"ceiling.grpc": None, "ceiling.db": None, "credit.get_balance": grpc_ceiling,
-                "credit.reserve_capture_hot": lower, "credit.reserve_capture_spread": lower}
+                "credit.reserve_capture_hot": lower, "credit.reserve_capture_spread": lower,
+                "ceiling.grpc.render": None, "render.submit": render_ceiling,
+                "render.end_to_end": render_ceiling}
+    scenarios = [row(results[name], ceilings[name]) for name in ceilings]
+    for entry in scenarios:
+        if entry["name"].startswith("render."):
+            # The render target is on latency: p50 against the same server's health check.
+            entry["p50_ratio"] = round(entry["p50_ms"] / render_ceiling.p50_ms, 3)
     report = {
         "database": engine,
         "seconds": seconds,
         "concurrency": concurrency,
-        "verify": verified.stdout.strip().splitlines()[-1] if verified.stdout else "",
-        "scenarios": [row(results[name], ceilings[name]) for name in ceilings],
+        "verify": " / ".join(result.stdout.strip().splitlines()[-1] if result.stdout else ""
+                             for result in (verified, render_verified)),
+        "scenarios": scenarios,
     }
     os.makedirs(RESULTS_DIR, exist_ok=True)
     with open(os.path.join(RESULTS_DIR, "latest.json"), "w") as handle:
@@ -118,7 +169,7 @@ def main() -> int:
     with open(os.path.join(RESULTS_DIR, f"latest-{engine}.json"), "w") as handle:
         json.dump(report, handle, indent=2)
     print(json.dumps(report, indent=2))
-    return 0 if verified.returncode == 0 else 1
+    return 0 if verified.returncode == 0 and render_verified.returncode == 0 else 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import hashlib
 
 from peewee import IntegrityError, fn
 
-from carpet_common.db import is_postgres
+from carpet_common.db import Statement, is_postgres
 from carpet_common.errors import FailedPrecondition, IdempotencyKeyReused, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from render_service.models import RENDER_STATUSES, Carpet, RenderInput, RenderJob, database
@@ -31,35 +31,49 @@ def request_fingerprint(*parts) -> str:
     return digest.hexdigest()
 
 
+# The submission path's writes, written once as SQL (see carpet_common.db.Statement).
+_INSERT_JOB = Statement("""
+    INSERT INTO render_job (organization_id, user_id, carpet_id, mode, status, error_text, cost,
+                            credits_charged, idempotency_key, request_hash, attempts,
+                            release_pending, created_at, updated_at)
+    VALUES ({p}, {p}, {p}, {p}, 'queued', '', {p}, 0, {p}, {p}, 0, {p}, {p}, {p})
+    RETURNING id""")
+_ATTACH_HOLD = Statement("""
+    UPDATE render_job SET hold_id = {p}, updated_at = {p} WHERE id = {p} AND hold_id IS NULL""")
+
+
 def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: str, cost: int,
                room_image: bytes | None, idempotency_key: str, fingerprint: str, *,
                now: datetime.datetime) -> tuple[RenderJob, bool]:
-    """The new queued job (minimal fields), or with a known key the first one: (job, created)."""
+    """The new queued job (minimal fields), or with a known key the first one: (job, created).
+    An unknown carpet is refused by the job's foreign key, not by a look-up first."""
     if organization_id <= 0:
         raise InvalidArgument("organization_id is required")
     key = idempotency_key.strip() or None
     if key and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise InvalidArgument(
             f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
-    if not Carpet.select().where(Carpet.id == carpet_id).exists():
-        raise NotFound(f"carpet {carpet_id} not found")
     if key:
         existing = _by_key(organization_id, key, fingerprint)
         if existing is not None:
             return existing, False
     try:
         with database.atomic():
-            job = RenderJob.create(
-                organization_id=organization_id, user_id=user_id, carpet=carpet_id, mode=mode,
-                cost=cost, idempotency_key=key, request_hash=fingerprint, created_at=now,
-                updated_at=now)
+            (job_id,) = _INSERT_JOB.row(database, organization_id, user_id, carpet_id, mode,
+                                        cost, key, fingerprint, False, now, now)
             if room_image:
-                RenderInput.create(job=job, room_image=room_image)
+                RenderInput.insert(job=job_id, room_image=room_image).execute()
     except IntegrityError:
         existing = _by_key(organization_id, key, fingerprint) if key else None
-        if existing is None:
-            raise
-        return existing, False  # a concurrent submission with the same key won
+        if existing is not None:
+            return existing, False  # a concurrent submission with the same key won
+        if not Carpet.select().where(Carpet.id == carpet_id).exists():
+            raise NotFound(f"carpet {carpet_id} not found") from None
+        raise
+    job = RenderJob(id=job_id, organization_id=organization_id, user_id=user_id,
+                    carpet=carpet_id, mode=mode, status="queued", error_text="", cost=cost,
+                    credits_charged=0, idempotency_key=key, request_hash=fingerprint,
+                    attempts=0, release_pending=False, created_at=now, updated_at=now)
     return job, True
 
 
@@ -72,8 +86,7 @@ def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | Non
 
 
 def attach_hold(job_id: int, hold_id: int, now: datetime.datetime) -> None:
-    (RenderJob.update(hold_id=hold_id, updated_at=now)
-     .where((RenderJob.id == job_id) & RenderJob.hold_id.is_null()).execute())
+    _ATTACH_HOLD.count(database, hold_id, now, job_id)
 
 
 def get_job(job_id: int) -> RenderJob:

@@ -50,7 +50,8 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
         jobs.fail_unstarted(job.id, "credit service unavailable", now, release_pending=True)
         raise
     jobs.attach_hold(job.id, hold.id, now)
-    return jobs.get_job(job.id)
+    job.hold_id = hold.id
+    return job
 
 
 def cancel_render(job_id: int, *, credit: CreditClient, now: datetime.datetime) -> RenderJob:
