@@ -57,12 +57,19 @@ def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: 
         existing = _by_key(organization_id, key, fingerprint)
         if existing is not None:
             return existing, False
+    def insert() -> int:
+        (new_id,) = _INSERT_JOB.row(database, organization_id, user_id, carpet_id, mode, cost,
+                                    key, fingerprint, False, now, now)
+        if room_image:
+            RenderInput.insert(job=new_id, room_image=room_image).execute()
+        return new_id
+
     try:
-        with database.atomic():
-            (job_id,) = _INSERT_JOB.row(database, organization_id, user_id, carpet_id, mode,
-                                        cost, key, fingerprint, False, now, now)
-            if room_image:
-                RenderInput.insert(job=job_id, room_image=room_image).execute()
+        if room_image or not is_postgres(database.obj):
+            with database.atomic():  # SQLite: also queues for the writer lock
+                job_id = insert()
+        else:
+            job_id = insert()  # one statement: PostgreSQL commits it on its own
     except IntegrityError:
         existing = _by_key(organization_id, key, fingerprint) if key else None
         if existing is not None:

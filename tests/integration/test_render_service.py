@@ -281,3 +281,19 @@ def test_concurrent_submissions_never_overspend(render_server, credit_server, st
         time.sleep(0.1)
     assert verify_renders(settings_for(credit_db_url, render_db_url)) == []
     assert verify_credit() == []
+
+
+def test_unknown_ids_and_bad_pages(render_server):
+    not_found = grpc.StatusCode.NOT_FOUND
+    expect_error(lambda: list(render_server.renders.WatchRender(
+        render_pb2.WatchRenderRequest(id=404), timeout=10)), not_found)
+    expect_error(lambda: list(render_server.renders.GetRenderOutput(
+        render_pb2.GetRenderOutputRequest(id=404), timeout=10)), not_found)
+    expect_error(lambda: render_server.renders.CancelRender(
+        render_pb2.CancelRenderRequest(id=404), timeout=10), not_found)
+    expect_error(lambda: render_server.renders.ListCarpets(
+        render_pb2.ListCarpetsRequest(page_size=501), timeout=10),
+        grpc.StatusCode.INVALID_ARGUMENT)
+    expect_error(lambda: render_server.renders.ListRenders(
+        render_pb2.ListRendersRequest(page_token="%%%"), timeout=10),
+        grpc.StatusCode.INVALID_ARGUMENT)

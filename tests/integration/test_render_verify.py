@@ -1,0 +1,58 @@
+"""`python -m render_service verify` names each breach of invariant 4 and exits 1."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from credit_service import models as credit_models
+from render_service import models as render_models
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+def run_verify(credit_url, render_url):
+    env = dict(os.environ, CREDIT_DATABASE_URL=credit_url, RENDER_DATABASE_URL=render_url)
+    return subprocess.run([sys.executable, "-m", "render_service", "verify"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_verify_reports_charges_that_do_not_match_jobs(credit_db, render_db, credit_db_url,
+                                                       render_db_url):
+    org = credit_models.Organization.create(name="Acme")
+    credit_models.CreditBalance.create(organization=org, balance=10, held=0)
+    carpet = render_models.Carpet.create(sku="K", name="K", width_cm=1, length_cm=1, image=b"",
+                                         image_content_type="image/png")
+
+    def job(status, **fields):
+        return render_models.RenderJob.create(organization_id=org.id, carpet=carpet,
+                                              mode="preview", cost=1, status=status, **fields)
+
+    def charge(job_row):
+        hold = credit_models.CreditHold.create(organization=org, amount=1, state="captured",
+                                               reference=f"render-job:{job_row.id}",
+                                               expires_at=credit_models.utcnow())
+        return credit_models.CreditLog.create(organization=org, hold=hold, delta=-1,
+                                              balance_after=9, kind="render", reason="r",
+                                              reference=f"render-job:{job_row.id}")
+
+    good = job("queued")
+    good_log = charge(good)
+    render_models.RenderJob.update(status="success", credit_log_id=good_log.id,
+                                   credits_charged=1).where(
+        render_models.RenderJob.id == good.id).execute()
+    assert run_verify(credit_db_url, render_db_url).returncode == 0
+
+    uncharged = job("success", credit_log_id=999, credits_charged=1)
+    charged_failure = job("failed")
+    charge(charged_failure)
+    open_hold = job("failed")
+    credit_models.CreditHold.create(organization=org, amount=1, state="held",
+                                    reference=f"render-job:{open_hold.id}",
+                                    expires_at=credit_models.utcnow())
+    result = run_verify(credit_db_url, render_db_url)
+    assert result.returncode == 1
+    assert f"invariant 4: success job {uncharged.id} has 0 captures, not 1" in result.stdout
+    assert f"invariant 4: failed job {charged_failure.id} was charged (1 captures)" in \
+        result.stdout
+    assert f"invariant 4: failed job {open_hold.id} still has a held hold" in result.stdout
