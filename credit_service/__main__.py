@@ -1,15 +1,13 @@
 """python -m credit_service {serve,migrate,seed,verify}"""
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from carpet_common.cli import report, start
 from carpet_common.db import bind_database
-from carpet_common.logs import configure_logging
 from carpet_common.migrate import apply_migrations
 from carpet_common.server import run_until_signal
-from carpet_common.settings import SettingsError, load_settings
 from credit_service import migrations
 from credit_service.models import database
 
@@ -17,15 +15,7 @@ logger = logging.getLogger("credit_service")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m credit_service")
-    parser.add_argument("command", choices=("serve", "migrate", "seed", "verify"))
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_format)
+    args, settings = start("credit_service", ("serve", "migrate", "seed", "verify"), argv)
     db = bind_database(database, settings.credit_database_url,
                        max_connections=settings.db_max_connections)
 
@@ -47,11 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         from credit_service.verify import verify_credit
 
         with db.connection_context():
-            problems = verify_credit()
-        for problem in problems:
-            print(problem)
-        print(f"verify: {len(problems)} problem(s)" if problems else "verify: all invariants hold")
-        return 1 if problems else 0
+            return report(verify_credit(), "all invariants hold")
 
     from credit_service.app import HoldSweeper, build_server, system_clock
 

@@ -1,15 +1,13 @@
 """python -m render_service {serve,migrate,verify}"""
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from carpet_common.cli import report, start
 from carpet_common.db import bind_database
-from carpet_common.logs import configure_logging
 from carpet_common.migrate import apply_migrations
 from carpet_common.server import run_until_signal
-from carpet_common.settings import SettingsError, load_settings
 from render_service import migrations
 from render_service.models import database
 
@@ -17,15 +15,7 @@ logger = logging.getLogger("render_service")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m render_service")
-    parser.add_argument("command", choices=("serve", "migrate", "verify"))
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_format)
+    args, settings = start("render_service", ("serve", "migrate", "verify"), argv)
     db = bind_database(database, settings.render_database_url,
                        max_connections=settings.db_max_connections)
 
@@ -37,12 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         from render_service.verify import verify_renders
 
-        problems = verify_renders(settings)
-        for problem in problems:
-            print(problem)
-        print(f"verify: {len(problems)} problem(s)" if problems
-              else "verify: render invariants hold")
-        return 1 if problems else 0
+        return report(verify_renders(settings), "render invariants hold")
 
     from render_service.app import build_server, build_workers, credit_channel
     from render_service.credit_client import CreditClient

@@ -93,35 +93,35 @@ def fresh_database_url(engine, name, tmp_path, pg_databases) -> str:
     return pg_databases.url(name)
 
 
-@pytest.fixture
-def credit_db_url(engine, tmp_path, pg_databases) -> str:
-    """A migrated, empty credit-service database (seeded audit chain head only)."""
-    from credit_service import migrations, models
-    from credit_service.audit import GENESIS_HASH
+def migrated_url(service, engine, tmp_path, pg_databases) -> str:
+    """A migrated, empty database of `service` ("credit" or "render"). On PostgreSQL the
+    module's database is reused, its tables emptied (the audit chain head put back)."""
+    import importlib
 
-    url = fresh_database_url(engine, "credit", tmp_path, pg_databases)
+    models = importlib.import_module(f"{service}_service.models")
+    migrations = importlib.import_module(f"{service}_service.migrations")
+    url = fresh_database_url(engine, service, tmp_path, pg_databases)
     database = bind_database(models.database, url)
     apply_migrations(database, migrations.DIRECTORY)
     if is_postgres(database):
         with database.connection_context():
             empty_tables(database, models.ALL_MODELS)
-            models.AuditChainHead.create(id=1, last_hash=GENESIS_HASH)
+            if service == "credit":
+                from credit_service.audit import GENESIS_HASH
+
+                models.AuditChainHead.create(id=1, last_hash=GENESIS_HASH)
     _close(database)
     return url
+
+
+@pytest.fixture
+def credit_db_url(engine, tmp_path, pg_databases) -> str:
+    return migrated_url("credit", engine, tmp_path, pg_databases)
 
 
 @pytest.fixture
 def render_db_url(engine, tmp_path, pg_databases) -> str:
-    from render_service import migrations, models
-
-    url = fresh_database_url(engine, "render", tmp_path, pg_databases)
-    database = bind_database(models.database, url)
-    apply_migrations(database, migrations.DIRECTORY)
-    if is_postgres(database):
-        with database.connection_context():
-            empty_tables(database, models.ALL_MODELS)
-    _close(database)
-    return url
+    return migrated_url("render", engine, tmp_path, pg_databases)
 
 
 def _close(database) -> None:
@@ -131,17 +131,21 @@ def _close(database) -> None:
         database.close()
 
 
-@pytest.fixture
-def credit_db(credit_db_url):
-    """The credit models bound to a fresh database, with a connection open for the test."""
-    from credit_service import models
-
-    database = bind_database(models.database, credit_db_url, max_connections=64)
+def _bound(models, url):
+    """A service's models bound to `url`, with a connection open for the test's thread."""
+    database = bind_database(models.database, url, max_connections=64)
     database.connect()
     yield database
     if not database.is_closed():
         database.close()
     _close(database)
+
+
+@pytest.fixture
+def credit_db(credit_db_url):
+    from credit_service import models
+
+    yield from _bound(models, credit_db_url)
 
 
 class FakeClock:
@@ -180,12 +184,7 @@ def credit_server(credit_db, clock):
 def render_db(render_db_url):
     from render_service import models
 
-    database = bind_database(models.database, render_db_url, max_connections=64)
-    database.connect()
-    yield database
-    if not database.is_closed():
-        database.close()
-    _close(database)
+    yield from _bound(models, render_db_url)
 
 
 @pytest.fixture

@@ -5,9 +5,6 @@ import datetime
 import pytest
 from peewee import IntegrityError
 
-from carpet_common.db import bind_database, is_postgres
-from carpet_common.migrate import apply_migrations
-
 
 @pytest.fixture
 def credit(credit_db):
@@ -99,19 +96,6 @@ def test_foreign_keys_are_enforced(credit_db, credit):
     models, _, _ = credit
     _refused(credit_db, lambda: models.User.create(organization=999, name="Ghost",
                                                    email="ghost@example.com", role="STAFF"))
-
-
-@pytest.fixture
-def render_db(render_db_url):
-    from render_service import migrations, models
-
-    database = bind_database(models.database, render_db_url)
-    apply_migrations(database, migrations.DIRECTORY)
-    database.connect(reuse_if_open=True)
-    yield database
-    database.close()
-    if is_postgres(database):
-        database.close_all()
 
 
 def test_render_job_rules(render_db):
