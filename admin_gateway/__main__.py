@@ -1,17 +1,58 @@
-"""python -m admin_gateway serve"""
+"""python -m admin_gateway {serve,token}
+
+`token --sub NAME --role ADMIN|STAFF [--org ID] --ttl 15m` prints a short-lived JWT signed with
+JWT_SECRET, for grpcurl, curl or the admin page."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
+from carpet_common.auth import ROLE_ADMIN, ROLE_STAFF, mint_jwt
 from carpet_common.cli import start
 from carpet_common.server import run_until_signal
 
 logger = logging.getLogger("admin_gateway")
+MAX_TTL_S = 24 * 60 * 60
+
+
+def parse_ttl(text: str) -> int:
+    match = re.fullmatch(r"(\d+)([smh]?)", text.strip())
+    if not match:
+        raise ValueError("ttl must look like 90s, 15m or 2h")
+    seconds = int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if not 0 < seconds <= MAX_TTL_S:
+        raise ValueError("ttl must be between 1 s and 24 h")
+    return seconds
+
+
+def _token_arguments(parser) -> None:
+    parser.add_argument("--sub", help="the admin's name (the audit actor)")
+    parser.add_argument("--role", choices=(ROLE_ADMIN, ROLE_STAFF), default=ROLE_ADMIN)
+    parser.add_argument("--org", type=int, help="organisation id (required for STAFF)")
+    parser.add_argument("--ttl", default="15m", help="lifetime, e.g. 15m (at most 24h)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    _, settings = start("admin_gateway", ("serve",), argv)
+    args, settings = start("admin_gateway", ("serve", "token"), argv, _token_arguments)
+
+    if args.command == "token":
+        if not args.sub:
+            print("token: --sub is required", file=sys.stderr)
+            return 2
+        if args.role == ROLE_STAFF and args.org is None:
+            print("token: a STAFF token needs --org", file=sys.stderr)
+            return 2
+        if not settings.jwt_secret:
+            print("token: JWT_SECRET is not set", file=sys.stderr)
+            return 2
+        try:
+            ttl = parse_ttl(args.ttl)
+        except ValueError as error:
+            print(f"token: {error}", file=sys.stderr)
+            return 2
+        print(mint_jwt(settings, args.sub, args.role, ttl, args.org))
+        return 0
 
     from admin_gateway.app import build_server
 

@@ -1,22 +1,71 @@
-"""Assembles the admin gateway's gRPC server. The AdminService methods and the HTTP surface
-arrive with issue 5; until then the generated base servicer answers UNIMPLEMENTED."""
+"""Assembles the admin gateway's gRPC server: the AdminService, its access policy, per-IP rate
+limit, and the audit of refused attempts (written by the credit service, which owns the log)."""
 from __future__ import annotations
 
-from carpet_common.calls import CallContextInterceptor
+import logging
+
+import grpc
+
+from admin_gateway.clients import ServiceClients
+from admin_gateway.servicer import AdminServicer
+from carpet_common.auth import Access, Authenticator
+from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
+from carpet_common.convert import utcnow
 from carpet_common.interceptors import ErrorMappingInterceptor
-from carpet_common.server import GrpcServer, create_server
+from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
+from carpet_common.server import GrpcServer, TlsFiles, create_server
 from carpet_common.settings import Settings
 from protos.carpet.admin.v1 import admin_pb2_grpc
+from protos.carpet.credit.v1 import audit_pb2
 
-SERVICE_NAMES = ("carpet.admin.v1.AdminService",)
+logger = logging.getLogger(__name__)
+
+SERVICE = "carpet.admin.v1.AdminService"
+SERVICE_NAMES = (SERVICE,)
+POLICY = {
+    f"/{SERVICE}/GetOverview": Access.STAFF_READ,
+    f"/{SERVICE}/ListUsers": Access.STAFF_READ,
+    f"/{SERVICE}/ListRenders": Access.STAFF_READ,
+    f"/{SERVICE}/ListOrganizations": Access.ADMIN,
+    f"/{SERVICE}/ListCreditLogs": Access.ADMIN,
+    f"/{SERVICE}/ListAuditLogs": Access.ADMIN,
+    f"/{SERVICE}/CreateUser": Access.ADMIN,
+    f"/{SERVICE}/AdjustCredits": Access.ADMIN,
+}
 
 
-def build_server(settings: Settings, address: str) -> tuple[GrpcServer, int]:
+def denial_recorder(clients: ServiceClients):
+    def record(denial: Denial) -> None:
+        try:
+            clients.audit.RecordDenial(audit_pb2.RecordDenialRequest(
+                actor=denial.actor, role=denial.role, action=denial.method,
+                outcome=denial.outcome, message=denial.message, peer=denial.client_ip,
+                request_id=denial.request_id), timeout=5)
+        except grpc.RpcError as error:
+            # The caller is refused either way; the gap shows in the log.
+            logger.error("could not audit a refused %s from %s: %s", denial.method,
+                         denial.client_ip, error.code().name)
+
+    return record
+
+
+def build_server(settings: Settings, address: str, *, clients: ServiceClients | None = None,
+                 clock=None) -> tuple[GrpcServer, int]:
+    clients = clients or ServiceClients(settings.credit_addr, settings.render_addr)
+    limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,
+                          namespace="admin")
+    interceptors = [
+        CallContextInterceptor(settings.trusted_proxies),
+        ErrorMappingInterceptor(),
+        RateLimitInterceptor(limiter, methods=set(POLICY)),
+        AuthInterceptor(Authenticator(settings), POLICY, on_denied=denial_recorder(clients)),
+    ]
+
     def register(server):
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            admin_pb2_grpc.AdminServiceServicer(), server)
+            AdminServicer(clients, clock or utcnow), server)
 
-    return create_server(address, register, SERVICE_NAMES,
-                         interceptors=[CallContextInterceptor(settings.trusted_proxies),
-                                       ErrorMappingInterceptor()],
-                         max_workers=settings.grpc_max_workers)
+    tls = (TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+           if settings.tls_cert and settings.tls_key else None)
+    return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
+                         max_workers=settings.grpc_max_workers, tls=tls)

@@ -6,6 +6,11 @@ import datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 
+def utcnow() -> datetime.datetime:
+    """Naive UTC, microsecond precision: stored the same way on SQLite and PostgreSQL."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
 def timestamp(value: datetime.datetime | None) -> Timestamp | None:
     """Naive UTC datetime -> Timestamp (None stays unset)."""
     if value is None:

@@ -47,6 +47,9 @@ def main() -> int:
     if not env.get("ADMIN_TOKENS"):
         token = local_admin_token()
         env["ADMIN_TOKENS"] = f"{LOCAL_ADMIN_NAME}:{token}"
+    # The gateway passes each admin's IP on in x-forwarded-for; on one machine the services
+    # believe it from loopback (set TRUSTED_PROXIES yourself in any other set-up).
+    env.setdefault("TRUSTED_PROXIES", "127.0.0.1")
     try:
         settings = load_settings(env)
     except SettingsError as error:

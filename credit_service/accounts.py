@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime
 import re
 
-from peewee import JOIN, IntegrityError
+from peewee import JOIN, IntegrityError, fn
 
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
@@ -120,3 +120,16 @@ def list_users(page_size: int, page_token: str, *, organization_id: int = 0,
     if role:
         query = query.where(User.role == role)
     return paginate(query, User.created_at, User.id, page_size, page_token)
+
+
+def account_totals(organization_id: int = 0) -> tuple[int, int, int, int]:
+    """(organisations, users, sum of balances, sum of held), for one organisation or all."""
+    balances = CreditBalance.select(fn.COUNT(CreditBalance.id),
+                                    fn.COALESCE(fn.SUM(CreditBalance.balance), 0),
+                                    fn.COALESCE(fn.SUM(CreditBalance.held), 0))
+    users = User.select(fn.COUNT(User.id))
+    if organization_id:
+        balances = balances.where(CreditBalance.organization == organization_id)
+        users = users.where(User.organization == organization_id)
+    organizations, balance, held = balances.tuples().get()
+    return int(organizations), int(users.scalar()), int(balance), int(held)

@@ -40,6 +40,7 @@ POLICY = {
     f"/{ACCOUNT}/GetUser": Access.INTERNAL,
     f"/{ACCOUNT}/BatchGetUsers": Access.INTERNAL,
     f"/{ACCOUNT}/ListUsers": Access.STAFF_READ,
+    f"/{ACCOUNT}/GetAccountTotals": Access.STAFF_READ,
     f"/{CREDIT}/GetBalance": Access.INTERNAL,
     f"/{CREDIT}/AdjustCredits": Access.ADMIN,
     f"/{CREDIT}/ReserveCredits": Access.INTERNAL,
@@ -47,6 +48,8 @@ POLICY = {
     f"/{CREDIT}/ReleaseHold": Access.INTERNAL,
     f"/{CREDIT}/ListCreditLogs": Access.ADMIN,
     f"/{AUDIT}/ListAuditLogs": Access.ADMIN,
+    # The gateway's refusals; authorised by the transport like the render service's calls.
+    f"/{AUDIT}/RecordDenial": Access.INTERNAL,
 }
 
 AUDITED = {

@@ -7,8 +7,6 @@ compared by tests/integration/test_migrations.py.
 """
 from __future__ import annotations
 
-import datetime
-
 from peewee import (
     BigAutoField,
     BigIntegerField,
@@ -23,16 +21,14 @@ from peewee import (
     TextField,
 )
 
+from carpet_common.convert import utcnow
+
 database = DatabaseProxy()
 
 ROLES = ("ADMIN", "STAFF")
 HOLD_STATES = ("held", "captured", "released", "expired")
 CREDIT_LOG_KINDS = ("seed", "adjust", "render")
 
-
-def utcnow() -> datetime.datetime:
-    """Naive UTC, microsecond precision: stored the same way on SQLite and PostgreSQL."""
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -3,6 +3,7 @@ the response. No queries here and no protobuf below here."""
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 
 from carpet_common.calls import current_principal
@@ -133,6 +134,13 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
                                              next_page_token=page.next_page_token)
 
 
+    def GetAccountTotals(self, request, context):
+        organizations, users, balance, held = accounts.account_totals(
+            _staff_scope(request.organization_id))
+        return account_pb2.AccountTotals(organizations=organizations, users=users,
+                                         total_balance=balance, total_held=held)
+
+
 class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
     def __init__(self, clock: Clock):
         self._clock = clock
@@ -174,6 +182,15 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    def RecordDenial(self, request, context):
+        if not request.outcome.startswith("denied:") or not request.action:
+            raise InvalidArgument("a denial needs an action and a denied:<CODE> outcome")
+        row = audit.append_audit(audit.AuditEntry(
+            actor=request.actor or "anonymous", role=request.role, action=request.action,
+            outcome=request.outcome[:64], details=json.dumps({"error": request.message[:500]}),
+            peer=request.peer, request_id=request.request_id))
+        return audit_message(row)
+
     def ListAuditLogs(self, request, context):
         page = audit.list_audit_logs(
             request.page_size, request.page_token, organization_id=request.organization_id,

@@ -214,3 +214,13 @@ def release_done(job_id: int, now: datetime.datetime) -> None:
 def room_image(job_id: int) -> bytes | None:
     row = RenderInput.get_or_none(RenderInput.job == job_id)
     return bytes(row.room_image) if row else None
+
+
+def render_totals(organization_id: int = 0) -> dict[str, int]:
+    """Jobs per status, for one organisation or all."""
+    query = RenderJob.select(RenderJob.status, fn.COUNT(RenderJob.id)).group_by(RenderJob.status)
+    if organization_id:
+        query = query.where(RenderJob.organization_id == organization_id)
+    counts = dict.fromkeys(RENDER_STATUSES, 0)
+    counts.update({status: int(count) for status, count in query.tuples()})
+    return counts

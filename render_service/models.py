@@ -5,8 +5,6 @@ Every rule is enforced by the database and also written into migrations/0001_ini
 """
 from __future__ import annotations
 
-import datetime
-
 from peewee import (
     BigAutoField,
     BigIntegerField,
@@ -22,13 +20,12 @@ from peewee import (
     TextField,
 )
 
+from carpet_common.convert import utcnow
+
 database = DatabaseProxy()
 
 RENDER_STATUSES = ("queued", "processing", "success", "failed")
 
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 class BaseModel(Model):

@@ -109,3 +109,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             raise NotFound(f"the image of render {job.id} is missing from storage")
         for chunk in self._store.read_chunks(job.output_path):
             yield render_pb2.RenderOutputChunk(content_type=job.output_content_type, data=chunk)
+
+    def GetRenderTotals(self, request, context):
+        by_status = jobs.render_totals(request.organization_id)
+        return render_pb2.RenderTotals(total=sum(by_status.values()), by_status=by_status)

@@ -229,3 +229,23 @@ def start_workers(render_db, render_settings):
     yield start
     for pool in pools:
         pool.stop(timeout=10)
+
+
+@pytest.fixture
+def gateway(credit_server, render_server, render_settings):
+    """The admin gateway's gRPC server on port 0 in front of the real credit and render
+    servers; yields (AdminService stub, settings)."""
+    import dataclasses
+
+    import grpc
+
+    from admin_gateway.app import build_server
+    from protos.carpet.admin.v1 import admin_pb2_grpc
+
+    settings = dataclasses.replace(render_settings,
+                                   render_addr=f"127.0.0.1:{render_server.port}")
+    running, port = build_server(settings, "127.0.0.1:0")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield admin_pb2_grpc.AdminServiceStub(channel), port
+    channel.close()
+    running.stop(grace=1)

@@ -11,7 +11,7 @@ from carpet_common.settings import load_settings
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 SECOND_ADMIN_TOKEN = "second-admin-token-abcdefghijkl"
-JWT_SECRET = "jwt-secret-for-tests-" + "x" * 32
+JWT_SECRET = "jwt-secret-for-tests-" + "x" * 48
 ADMIN = (("x-admin-token", ADMIN_TOKEN),)
 
 

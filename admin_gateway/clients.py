@@ -1,0 +1,74 @@
+"""The gateway's clients of the credit and render services: channels built once per process,
+a client interceptor that carries the caller's credential, request id and client IP to the
+services (which check the credential again), and a deadline on every call."""
+from __future__ import annotations
+
+import grpc
+
+from carpet_common import errors
+from carpet_common.calls import call_var
+from carpet_common.interceptors import error_reason
+from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
+from protos.carpet.render.v1 import render_pb2_grpc
+
+CALL_TIMEOUT_S = 10.0
+FORWARDED = ("x-admin-token", "authorization")
+
+
+class _ForwardCaller(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    def _with_caller(self, details):
+        call = call_var.get()
+        metadata = list(details.metadata or ())
+        if call is not None:
+            metadata += [(key, call.metadata[key]) for key in FORWARDED if key in call.metadata]
+            metadata += [("x-request-id", call.request_id), ("x-forwarded-for", call.client_ip)]
+        return details._replace(metadata=metadata, timeout=details.timeout or CALL_TIMEOUT_S)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_caller(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_caller(details), request)
+
+
+
+
+def _channel(address: str) -> grpc.Channel:
+    return grpc.intercept_channel(grpc.insecure_channel(address), _ForwardCaller())
+
+
+class ServiceClients:
+    def __init__(self, credit_address: str, render_address: str):
+        credit, render = _channel(credit_address), _channel(render_address)
+        self._channels = (credit, render)
+        self.accounts = account_pb2_grpc.AccountServiceStub(credit)
+        self.credits = credit_pb2_grpc.CreditServiceStub(credit)
+        self.audit = audit_pb2_grpc.AuditServiceStub(credit)
+        self.renders = render_pb2_grpc.RenderServiceStub(render)
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+
+_BY_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+}
+
+
+def relayed(error: grpc.RpcError) -> Exception:
+    """A service's refusal, passed on to the gateway's caller with its code and reason."""
+    cls = _BY_CODE.get(error.code())
+    if cls is None:
+        return error  # INTERNAL and the like: the gateway answers INTERNAL, generic message
+    if cls is errors.Unavailable:
+        return errors.Unavailable("a backend service is unavailable, retry")
+    return cls(error.details() or error.code().name, reason=error_reason(error) or None)
