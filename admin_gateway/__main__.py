@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         print(mint_jwt(settings, args.sub, args.role, ttl, args.org))
         return 0
 
-    from admin_gateway.app import build_server
+    from admin_gateway.app import start_gateway
 
-    running, port = build_server(settings, settings.admin_grpc_addr)
-    logger.info("admin gateway listening on %s (port %d)", settings.admin_grpc_addr, port)
-    run_until_signal([running])
+    gateway = start_gateway(settings, settings.admin_grpc_addr, settings.admin_http_addr)
+    logger.info("admin gateway listening on %s (gRPC) and http://%s/admin/",
+                settings.admin_grpc_addr, settings.admin_http_addr)
+    run_until_signal([gateway.grpc], on_stop=gateway.http.stop)
     return 0
 
 

@@ -3,10 +3,15 @@ limit, and the audit of refused attempts (written by the credit service, which o
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
 
 import grpc
 
 from admin_gateway.clients import ServiceClients
+from admin_gateway.http import AdminHttpServer
 from admin_gateway.servicer import AdminServicer
 from carpet_common.auth import Access, Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
@@ -50,7 +55,7 @@ def denial_recorder(clients: ServiceClients):
 
 
 def build_server(settings: Settings, address: str, *, clients: ServiceClients | None = None,
-                 clock=None) -> tuple[GrpcServer, int]:
+                 clock=None, unix_socket: str | None = None) -> tuple[GrpcServer, int]:
     clients = clients or ServiceClients(settings.credit_addr, settings.render_addr)
     limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,
                           namespace="admin")
@@ -68,4 +73,28 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
     tls = (TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
            if settings.tls_cert and settings.tls_key else None)
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls)
+                         max_workers=settings.grpc_max_workers, tls=tls, unix_socket=unix_socket)
+
+
+@dataclass
+class Gateway:
+    grpc: GrpcServer
+    grpc_port: int
+    http: AdminHttpServer
+    _socket_dir: str
+
+    def stop(self) -> None:
+        self.http.stop()
+        self.grpc.stop()
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+
+def start_gateway(settings: Settings, grpc_address: str, http_address: str) -> Gateway:
+    """The gRPC server and the HTTP front end, joined by a private Unix socket."""
+    socket_dir = tempfile.mkdtemp(prefix="carpet-admin-")
+    os.chmod(socket_dir, 0o700)
+    socket_path = os.path.join(socket_dir, "admin.sock")
+    running, port = build_server(settings, grpc_address, unix_socket=socket_path)
+    http = AdminHttpServer(http_address, f"unix:{socket_path}", settings.trusted_proxies)
+    http.start()
+    return Gateway(running, port, http, socket_dir)

@@ -72,6 +72,10 @@ def _networks(entries: Sequence[str]):
 
 
 def _is_trusted(address: str, networks) -> bool:
+    if address.startswith("unix:"):
+        # A Unix socket is reachable only from this machine's file system: the gateway's own
+        # HTTP front end uses one and passes the browser's address on.
+        return True
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

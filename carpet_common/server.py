@@ -69,6 +69,7 @@ def create_server(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     max_workers: int = 16,
     tls: TlsFiles | None = None,
+    unix_socket: str | None = None,
 ) -> tuple[GrpcServer, int]:
     """Build, bind and start a server. `register(server)` adds the servicers;
     `service_names` are their full names, announced by health and reflection."""
@@ -95,6 +96,8 @@ def create_server(
         port = server.add_secure_port(address, _server_credentials(tls))
     if port == 0:
         raise OSError(f"could not bind gRPC address {address}")
+    if unix_socket is not None:  # a private local listener (plaintext; file permissions guard it)
+        server.add_insecure_port(f"unix:{unix_socket}")
     server.start()
     for name in ("", *service_names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

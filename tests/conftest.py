@@ -249,3 +249,18 @@ def gateway(credit_server, render_server, render_settings):
     yield admin_pb2_grpc.AdminServiceStub(channel), port
     channel.close()
     running.stop(grace=1)
+
+
+@pytest.fixture
+def http_gateway(credit_server, render_server, render_settings):
+    """The whole gateway (gRPC + HTTP on port 0) in front of the real services; yields its
+    HTTP base URL."""
+    import dataclasses
+
+    from admin_gateway.app import start_gateway
+
+    settings = dataclasses.replace(render_settings,
+                                   render_addr=f"127.0.0.1:{render_server.port}")
+    gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
+    yield f"http://127.0.0.1:{gateway.http.port}"
+    gateway.stop()

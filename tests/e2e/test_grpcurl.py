@@ -24,7 +24,8 @@ def running_system(tmp_path, credit_db_url, render_db_url):
     env = {"CREDIT_DATABASE_URL": credit_db_url, "RENDER_DATABASE_URL": render_db_url,
            "ADMIN_TOKENS": f"ops:{TOKEN}", "RENDER_STORAGE_DIR": str(tmp_path / "renders"),
            "CREDIT_ADDR": f"127.0.0.1:{free_port()}", "RENDER_ADDR": f"127.0.0.1:{free_port()}",
-           "ADMIN_GRPC_ADDR": f"127.0.0.1:{free_port()}", "TRUSTED_PROXIES": "127.0.0.1"}
+           "ADMIN_GRPC_ADDR": f"127.0.0.1:{free_port()}", "TRUSTED_PROXIES": "127.0.0.1",
+           "ADMIN_HTTP_ADDR": f"127.0.0.1:{free_port()}"}
     assert run_cli("credit_service", "seed", env).returncode == 0
     processes = [ServiceProcess(module, env[variable], env, str(tmp_path / f"{module}.log"))
                  for module, variable in (("credit_service", "CREDIT_ADDR"),

@@ -38,6 +38,7 @@ def base_env(tmp_path) -> dict[str, str]:
         "CREDIT_DATABASE_URL": f"sqlite:///{tmp_path}/credit.db",
         "RENDER_DATABASE_URL": f"sqlite:///{tmp_path}/render.db",
         "ADMIN_TOKENS": f"tester:{ADMIN_TOKEN}",
+        "ADMIN_HTTP_ADDR": f"127.0.0.1:{free_port()}",
         "PYTHONPATH": ROOT,
     })
     return env

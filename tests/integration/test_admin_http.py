@@ -1,0 +1,118 @@
+"""The gateway's HTTP JSON API (CONTRACT §7) over real HTTP, with the services behind it, on
+SQLite and PostgreSQL: the seed's paths, the error body and status mapping, Retry-After."""
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.helpers import ADMIN_TOKEN
+from tests.integration.test_admin_gateway import staff
+from tests.integration.test_credit_accounts import create_org, create_user
+
+pytestmark = pytest.mark.usefixtures("engine")
+TOKEN = {"x-admin-token": ADMIN_TOKEN}
+
+
+def call(base, path, *, method="GET", body=None, headers=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read()), dict(error.headers)
+
+
+def test_read_endpoints(http_gateway, credit_server):
+    acme = create_org(credit_server, "Acme", 40)
+    create_user(credit_server, acme.id, "ada@example.com", name="Ada")
+    status, overview, _ = call(http_gateway, "/admin/overview", headers=TOKEN)
+    assert status == 200
+    assert (overview["organizations"], overview["totalUsers"],
+            overview["totalRemainingCredit"]) == ("1", "1", "40")
+    status, users, _ = call(http_gateway, "/admin/users?page_size=10", headers=TOKEN)
+    assert status == 200 and [(u["name"], u["organizationName"], u["credit"])
+                              for u in users["users"]] == [("Ada", "Acme", "40")]
+    status, organizations, _ = call(http_gateway, "/admin/organizations", headers=TOKEN)
+    assert [o["name"] for o in organizations["organizations"]] == ["Acme"]
+    status, renders, _ = call(http_gateway, f"/admin/renders?organizationId={acme.id}",
+                              headers=TOKEN)
+    assert status == 200 and renders == {}  # no renders yet: an empty page
+
+
+def test_adjust_and_create_user_are_audited(http_gateway, credit_server):
+    acme = create_org(credit_server, "Acme", 10)
+    status, adjusted, _ = call(http_gateway, "/admin/credits/adjust", method="POST",
+                               body={"organizationId": acme.id, "delta": 15,
+                                     "reason": "welcome bonus"}, headers=TOKEN)
+    assert status == 200 and adjusted["balance"]["balance"] == "25"
+    status, user, _ = call(http_gateway, "/admin/users", method="POST", headers=TOKEN,
+                           body={"organization_id": acme.id, "name": "Bo",
+                                 "email": "bo@example.com", "role": "ROLE_STAFF"})
+    assert status == 200 and user["email"] == "bo@example.com"
+    status, audit, _ = call(http_gateway, "/admin/audit?actor=alice", headers=TOKEN)
+    assert [(row["action"], row["outcome"]) for row in audit["auditLogs"]] == [
+        ("/carpet.credit.v1.AccountService/CreateUser", "ok"),
+        ("/carpet.credit.v1.CreditService/AdjustCredits", "ok"),
+        ("/carpet.credit.v1.AccountService/CreateOrganization", "ok")]
+
+
+def test_error_mapping(http_gateway, credit_server):
+    acme = create_org(credit_server, "Acme", 10)
+    create_user(credit_server, acme.id, "ada@example.com")
+    cases = [
+        (call(http_gateway, "/admin/overview"), 401, "UNAUTHENTICATED"),
+        (call(http_gateway, "/admin/overview", headers={"Authorization": "Bearer nope"}), 401,
+         "UNAUTHENTICATED"),
+        (call(http_gateway, "/admin/credits/adjust", method="POST", headers=dict(staff(acme.id)),
+              body={"organizationId": acme.id, "delta": 1, "reason": "x"}), 403,
+         "PERMISSION_DENIED"),
+        (call(http_gateway, "/admin/renders?pageSize=900", headers=TOKEN), 400,
+         "INVALID_ARGUMENT"),
+        (call(http_gateway, "/admin/credits/adjust", method="POST", headers=TOKEN,
+              body={"organizationId": acme.id, "delta": 0, "reason": "x"}), 400,
+         "INVALID_ARGUMENT"),
+        (call(http_gateway, "/admin/credits/adjust", method="POST", headers=TOKEN,
+              body={"organizationId": acme.id, "delta": -50, "reason": "x"}), 412,
+         "INSUFFICIENT_CREDITS"),
+        (call(http_gateway, "/admin/credits/adjust", method="POST", headers=TOKEN,
+              body={"organizationId": 999, "delta": 5, "reason": "x"}), 404, "NOT_FOUND"),
+        (call(http_gateway, "/admin/users", method="POST", headers=TOKEN,
+              body={"organizationId": acme.id, "name": "A", "email": "ADA@example.com",
+                    "role": "ROLE_STAFF"}), 409, "ALREADY_EXISTS"),
+        (call(http_gateway, "/admin/users", method="POST", headers=TOKEN, raw=b"{not json"),
+         400, "INVALID_ARGUMENT"),
+        (call(http_gateway, "/admin/users", method="POST", headers=TOKEN,
+              body={"organizationId": "many"}), 400, "INVALID_ARGUMENT"),
+        (call(http_gateway, "/admin/nothing-here", headers=TOKEN), 404, "NOT_FOUND"),
+    ]
+    for (status, body, _), expected_status, expected_code in cases:
+        assert (status, body["code"]) == (expected_status, expected_code), body
+        assert body["message"]
+    status, audit, _ = call(http_gateway, "/admin/audit?action=/carpet.admin.v1.AdminService/"
+                                          "GetOverview", headers=TOKEN)
+    assert [(row["outcome"], row["peer"]) for row in audit["auditLogs"]] == [
+        ("denied:UNAUTHENTICATED", "127.0.0.1")] * 2
+
+
+def test_rate_limit_answers_429_with_retry_after(credit_server, render_server,
+                                                 render_settings):
+    import dataclasses
+
+    from admin_gateway.app import start_gateway
+
+    settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{render_server.port}",
+                                   rate_limit_admin="2/minute")
+    gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
+    base = f"http://127.0.0.1:{gateway.http.port}"
+    try:
+        assert [call(base, "/admin/overview", headers=TOKEN)[0] for _ in range(2)] == [200, 200]
+        status, body, headers = call(base, "/admin/overview", headers=TOKEN)
+        assert (status, body["code"]) == (429, "RATE_LIMITED")
+        assert 1 <= int(headers["Retry-After"]) <= 60
+    finally:
+        gateway.stop()
