@@ -17,6 +17,7 @@ from carpet_common.auth import Access, Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
 from carpet_common.convert import utcnow
 from carpet_common.interceptors import ErrorMappingInterceptor
+from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server
 from carpet_common.settings import Settings
@@ -36,6 +37,7 @@ POLICY = {
     f"/{SERVICE}/ListAuditLogs": Access.ADMIN,
     f"/{SERVICE}/CreateUser": Access.ADMIN,
     f"/{SERVICE}/AdjustCredits": Access.ADMIN,
+    f"/{SERVICE}/GetRenderImage": Access.STAFF_READ,
 }
 
 
@@ -60,6 +62,7 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
     limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,
                           namespace="admin")
     interceptors = [
+        MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
         RateLimitInterceptor(limiter, methods=set(POLICY)),
@@ -95,6 +98,8 @@ def start_gateway(settings: Settings, grpc_address: str, http_address: str) -> G
     os.chmod(socket_dir, 0o700)
     socket_path = os.path.join(socket_dir, "admin.sock")
     running, port = build_server(settings, grpc_address, unix_socket=socket_path)
-    http = AdminHttpServer(http_address, f"unix:{socket_path}", settings.trusted_proxies)
+    http = AdminHttpServer(http_address, f"unix:{socket_path}", settings.trusted_proxies,
+                           backends={"credit": settings.credit_addr,
+                                     "render": settings.render_addr})
     http.start()
     return Gateway(running, port, http, socket_dir)

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import threading
+import time
 import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
 from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from admin_gateway.openapi import build_document
 from carpet_common.calls import client_ip
 from carpet_common.interceptors import error_reason
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -29,17 +35,35 @@ MAX_BODY_BYTES = 64 * 1024
 CALL_TIMEOUT_S = 15.0
 FORWARDED_HEADERS = ("x-admin-token", "authorization", "x-request-id")
 
-# (HTTP method, path) -> (AdminService method, request type)
+# (HTTP method, path) -> (AdminService method, request type, response type)
 ROUTES = {
-    ("GET", "/admin/overview"): ("GetOverview", admin_pb2.GetOverviewRequest),
-    ("GET", "/admin/users"): ("ListUsers", account_pb2.ListUsersRequest),
-    ("POST", "/admin/users"): ("CreateUser", account_pb2.CreateUserRequest),
-    ("GET", "/admin/renders"): ("ListRenders", render_pb2.ListRendersRequest),
-    ("POST", "/admin/credits/adjust"): ("AdjustCredits", credit_pb2.AdjustCreditsRequest),
-    ("GET", "/admin/organizations"): ("ListOrganizations", account_pb2.ListOrganizationsRequest),
-    ("GET", "/admin/credit-logs"): ("ListCreditLogs", credit_pb2.ListCreditLogsRequest),
-    ("GET", "/admin/audit"): ("ListAuditLogs", audit_pb2.ListAuditLogsRequest),
+    ("GET", "/admin/overview"): ("GetOverview", admin_pb2.GetOverviewRequest, admin_pb2.Overview),
+    ("GET", "/admin/users"): ("ListUsers", account_pb2.ListUsersRequest,
+                              account_pb2.ListUsersResponse),
+    ("POST", "/admin/users"): ("CreateUser", account_pb2.CreateUserRequest, account_pb2.User),
+    ("GET", "/admin/renders"): ("ListRenders", render_pb2.ListRendersRequest,
+                                admin_pb2.ListRendersResponse),
+    ("POST", "/admin/credits/adjust"): ("AdjustCredits", credit_pb2.AdjustCreditsRequest,
+                                        credit_pb2.AdjustCreditsResponse),
+    ("GET", "/admin/organizations"): ("ListOrganizations", account_pb2.ListOrganizationsRequest,
+                                      account_pb2.ListOrganizationsResponse),
+    ("GET", "/admin/credit-logs"): ("ListCreditLogs", credit_pb2.ListCreditLogsRequest,
+                                    credit_pb2.ListCreditLogsResponse),
+    ("GET", "/admin/audit"): ("ListAuditLogs", audit_pb2.ListAuditLogsRequest,
+                              audit_pb2.ListAuditLogsResponse),
 }
+IMAGE_PATH = re.compile(r"/admin/renders/(\d{1,18})/image")
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript",
+                "style.css": "text/css"}
+PAGE_HEADERS = {  # the admin page loads nothing from elsewhere and runs no inline script
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+}
+HTTP_REQUESTS = Counter("carpet_http_requests_total", "HTTP requests handled",
+                        ["route", "status"])
+HTTP_SECONDS = Histogram("carpet_http_duration_seconds", "HTTP request latency", ["route"])
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
@@ -71,11 +95,29 @@ def parse_request(request_type, method: str, query: str, body: bytes):
 
 
 class AdminHttpServer:
-    def __init__(self, address: str, grpc_target: str, trusted_proxies=()):
+    def __init__(self, address: str, grpc_target: str, trusted_proxies=(),
+                 backends: dict[str, str] | None = None):
         host, _, port = address.rpartition(":")
         self._channel = grpc.insecure_channel(grpc_target)
         self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self._trusted = tuple(trusted_proxies)
+        # /healthz is ready only when every backend answers its health check.
+        self._backend_channels = {name: grpc.insecure_channel(target)
+                                  for name, target in (backends or {}).items()}
+        self._openapi = json.dumps(build_document(ROUTES, {
+            "/admin/renders/{id}/image": {"get": {
+                "operationId": "GetRenderImage", "summary": "A rendered picture",
+                "parameters": [{"name": "id", "in": "path", "required": True,
+                                "schema": {"type": "string", "format": "int64"}}],
+                "security": [{"adminToken": []}, {"bearer": []}],
+                "responses": {"200": {"description": "the picture", "content": {
+                    "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+                    **{code: {"description": text, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Error"}}}}
+                       for code, text in (("401", "credentials"), ("403", "role"),
+                                          ("404", "not found"), ("412", "not rendered yet"))}}}},
+        })).encode()
         self._server = ThreadingHTTPServer((host, int(port)), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="admin-http",
@@ -92,6 +134,8 @@ class AdminHttpServer:
         self._server.shutdown()
         self._server.server_close()
         self._channel.close()
+        for channel in self._backend_channels.values():
+            channel.close()
 
     def _handler_class(self):
         outer = self
@@ -113,52 +157,119 @@ class AdminHttpServer:
         return Handler
 
     def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        url = urllib.parse.urlsplit(handler.path)
-        route = ROUTES.get((method, url.path.rstrip("/") or "/"))
-        if route is None:
-            known = {path for (_, path) in ROUTES}
-            status = 405 if url.path in known else 404
-            return self._error(handler, status, "NOT_FOUND" if status == 404
-                               else "METHOD_NOT_ALLOWED", "no such endpoint")
-        length = int(handler.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            return self._error(handler, 413, "TOO_LARGE", "request body too large")
-        body = handler.rfile.read(length) if length else b""
-        name, request_type = route
-        try:
-            request = parse_request(request_type, method, url.query, body)
-        except BadRequest as error:
-            return self._error(handler, 400, "INVALID_ARGUMENT", str(error))
+        started = time.perf_counter()
+        path = urllib.parse.urlsplit(handler.path).path
+        route, status = self._route(handler, method, path)
+        HTTP_REQUESTS.labels(route, str(status)).inc()
+        HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
+
+    def _route(self, handler, method: str, path: str) -> tuple[str, int]:
+        """Serve the request; returns (route label, HTTP status) for the metrics."""
+        if method == "GET":
+            if path == "/healthz":
+                return path, self._healthz(handler)
+            if path == "/metrics":
+                return path, self._send_bytes(handler, 200, generate_latest(),
+                                              CONTENT_TYPE_LATEST)
+            if path == "/admin/openapi.json":
+                return path, self._send_bytes(handler, 200, self._openapi, "application/json")
+            if path in ("/admin", "/admin/"):
+                return "/admin/", self._static(handler, "index.html")
+            if path.startswith("/admin/static/"):
+                return "/admin/static", self._static(handler, path[len("/admin/static/"):])
+            image = IMAGE_PATH.fullmatch(path)
+            if image:
+                return "/admin/renders/{id}/image", self._image(handler, int(image.group(1)))
+        key = (method, path.rstrip("/"))
+        if key not in ROUTES:
+            if any(route_path == key[1] for _, route_path in ROUTES):
+                return path, self._error(handler, 405, "METHOD_NOT_ALLOWED", "wrong method")
+            return "unknown", self._error(handler, 404, "NOT_FOUND", "no such endpoint")
+        return key[1], self._call(handler, method, *ROUTES[key][:2])
+
+    def _metadata(self, handler) -> list[tuple[str, str]]:
         browser = client_ip(handler.client_address[0],
                             handler.headers.get("X-Forwarded-For", ""), self._trusted)
         metadata = [(key, handler.headers[key]) for key in FORWARDED_HEADERS
                     if handler.headers.get(key)]
         metadata.append(("x-forwarded-for", browser))
+        return metadata
+
+    def _call(self, handler, method: str, name: str, request_type) -> int:
+        length = int(handler.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            return self._error(handler, 413, "TOO_LARGE", "request body too large")
+        body = handler.rfile.read(length) if length else b""
         try:
-            response = getattr(self._admin, name)(request, metadata=metadata,
+            request = parse_request(request_type, method,
+                                    urllib.parse.urlsplit(handler.path).query, body)
+        except BadRequest as error:
+            return self._error(handler, 400, "INVALID_ARGUMENT", str(error))
+        try:
+            response = getattr(self._admin, name)(request, metadata=self._metadata(handler),
                                                   timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as error:
-            trailers = dict(error.trailing_metadata() or ())
-            return self._error(handler, HTTP_STATUS.get(error.code(), 500),
-                               error_reason(error) or error.code().name,
-                               error.details() or "internal error",
-                               retry_after=trailers.get("retry-after"))
-        self._send(handler, 200, json_format.MessageToDict(response))
+            return self._rpc_error(handler, error)
+        return self._send(handler, 200, json_format.MessageToDict(response))
+
+    def _image(self, handler, job_id: int) -> int:
+        try:
+            chunks = list(self._admin.GetRenderImage(
+                render_pb2.GetRenderOutputRequest(id=job_id), metadata=self._metadata(handler),
+                timeout=CALL_TIMEOUT_S))
+        except grpc.RpcError as error:
+            return self._rpc_error(handler, error)
+        data = b"".join(chunk.data for chunk in chunks)
+        content_type = chunks[0].content_type if chunks else "application/octet-stream"
+        return self._send_bytes(handler, 200, data, content_type,
+                                {"Cache-Control": "private, max-age=3600"})
+
+    def _healthz(self, handler) -> int:
+        down = []
+        for name, channel in self._backend_channels.items():
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status != health_pb2.HealthCheckResponse.SERVING:
+                    down.append(name)
+            except grpc.RpcError:
+                down.append(name)
+        if down:
+            return self._send(handler, 503, {"status": "unavailable", "down": sorted(down)})
+        return self._send(handler, 200, {"status": "ok"})
+
+    def _static(self, handler, name: str) -> int:
+        if name not in STATIC_FILES:  # a fixed list: no path ever reaches the file system
+            return self._error(handler, 404, "NOT_FOUND", "no such file")
+        with open(os.path.join(STATIC_DIR, name), "rb") as page:
+            return self._send_bytes(handler, 200, page.read(), STATIC_FILES[name],
+                                    {**PAGE_HEADERS, "Cache-Control": "no-cache"})
+
+    def _rpc_error(self, handler, error: grpc.RpcError) -> int:
+        trailers = dict(error.trailing_metadata() or ())
+        return self._error(handler, HTTP_STATUS.get(error.code(), 500),
+                           error_reason(error) or error.code().name,
+                           error.details() or "internal error",
+                           retry_after=trailers.get("retry-after"))
 
     def _error(self, handler, status: int, code: str, message: str,
-               retry_after: str | None = None) -> None:
+               retry_after: str | None = None) -> int:
         headers = {"Retry-After": retry_after} if retry_after else {}
-        self._send(handler, status, {"code": code, "message": message}, headers)
+        return self._send(handler, status, {"code": code, "message": message}, headers)
+
+    def _send(self, handler, status: int, document: dict, headers: dict | None = None) -> int:
+        payload = json.dumps(document, ensure_ascii=False).encode()
+        return self._send_bytes(handler, status, payload, "application/json; charset=utf-8",
+                                {"Cache-Control": "no-store", **(headers or {})})
 
     @staticmethod
-    def _send(handler, status: int, document: dict, headers: dict | None = None) -> None:
-        payload = json.dumps(document, ensure_ascii=False).encode()
-        handler.send_response(status, HTTPStatus(status).phrase if status in
-                              HTTPStatus._value2member_map_ else None)
-        handler.send_header("Content-Type", "application/json; charset=utf-8")
+    def _send_bytes(handler, status: int, payload: bytes, content_type: str,
+                    headers: dict | None = None) -> int:
+        handler.send_response(status, HTTPStatus(status).phrase)
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(payload)))
-        handler.send_header("Cache-Control", "no-store")
         for key, value in (headers or {}).items():
             handler.send_header(key, value)
         handler.end_headers()
         handler.wfile.write(payload)
+        return status

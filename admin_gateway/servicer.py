@@ -101,4 +101,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def AdjustCredits(self, request, context):
         return self._clients.credits.AdjustCredits(request)
 
+    def GetRenderImage(self, request, context):
+        try:
+            job = self._clients.renders.GetRender(render_pb2.GetRenderRequest(id=request.id))
+            _scope(job.organization_id)  # STAFF: only its own organisation's pictures
+            yield from self._clients.renders.GetRenderOutput(request)
+        except grpc.RpcError as error:
+            raise relayed(error) from None
+
 

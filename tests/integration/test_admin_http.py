@@ -116,3 +116,71 @@ def test_rate_limit_answers_429_with_retry_after(credit_server, render_server,
         assert 1 <= int(headers["Retry-After"]) <= 60
     finally:
         gateway.stop()
+
+
+def fetch(url, headers=None):
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read(), dict(error.headers)
+
+
+def test_image_healthz_metrics_and_openapi(http_gateway, credit_server, render_server,
+                                           start_workers):
+    from tests.integration.test_admin_gateway import staff
+    from tests.integration.test_render_service import create_carpet, submit, wait_final
+
+    acme = create_org(credit_server, "Acme", 10)
+    other = create_org(credit_server, "Other", 10)
+    job = submit(render_server, acme.id, create_carpet(render_server).id)
+    start_workers()
+    wait_final(render_server, job.id)
+    status, picture, headers = fetch(f"{http_gateway}/admin/renders/{job.id}/image", TOKEN)
+    assert (status, headers["Content-Type"]) == (200, "image/png")
+    assert picture.startswith(b"\x89PNG")
+    assert fetch(f"{http_gateway}/admin/renders/{job.id}/image")[0] == 401
+    assert fetch(f"{http_gateway}/admin/renders/{job.id}/image", dict(staff(other.id)))[0] == 403
+    assert fetch(f"{http_gateway}/admin/renders/999/image", TOKEN)[0] == 404
+
+    status, body, _ = fetch(f"{http_gateway}/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+
+    status, body, headers = fetch(f"{http_gateway}/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    text = body.decode()
+    assert ('carpet_rpc_requests_total{code="OK",method="/carpet.admin.v1.AdminService/'
+            'GetRenderImage"}') in text
+    assert 'carpet_rpc_requests_total{code="UNAUTHENTICATED"' in text
+    assert 'carpet_http_requests_total{route="/admin/renders/{id}/image",status="403"}' in text
+    assert ADMIN_TOKEN not in text
+
+    status, body, _ = fetch(f"{http_gateway}/admin/openapi.json")
+    document = json.loads(body)
+    assert status == 200 and document["openapi"].startswith("3.")
+    from admin_gateway.http import ROUTES
+
+    for (method, path), _ in ROUTES.items():
+        operation = document["paths"][path][method.lower()]
+        reference = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        assert reference.split("/")[-1] in document["components"]["schemas"]
+        assert set(operation["responses"]) >= {"200", "400", "401", "403", "429"}
+    adjust = document["components"]["schemas"]["carpet_credit_v1_AdjustCreditsRequest"]
+    assert set(adjust["properties"]) == {"organizationId", "delta", "reason", "idempotencyKey"}
+
+
+def test_healthz_is_unready_when_a_service_is_down(credit_server, render_settings):
+    import dataclasses
+
+    from admin_gateway.app import start_gateway
+    from tests.conftest import free_port
+
+    settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{free_port()}")
+    gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
+    try:
+        status, body, _ = fetch(f"http://127.0.0.1:{gateway.http.port}/healthz")
+        assert (status, json.loads(body)) == (503, {"status": "unavailable", "down": ["render"]})
+    finally:
+        gateway.stop()

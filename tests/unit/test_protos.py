@@ -33,6 +33,7 @@ ADDED_METHODS = {
     "carpet.credit.v1.AccountService": {"GetAccountTotals"},
     "carpet.credit.v1.AuditService": {"RecordDenial"},
     "carpet.render.v1.RenderService": {"GetRenderTotals"},
+    "carpet.admin.v1.AdminService": {"GetRenderImage"},
 }
 
 

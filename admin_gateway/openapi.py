@@ -1,0 +1,100 @@
+"""The OpenAPI 3 document of the HTTP API, generated from the routes and the proto
+descriptors, so it always describes exactly the bodies the gateway reads and writes (proto
+JSON: lowerCamelCase names, 64-bit integers as strings, enums by name)."""
+from __future__ import annotations
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+ERROR_SCHEMA = {
+    "type": "object", "required": ["code", "message"],
+    "properties": {"code": {"type": "string", "description": "reason, e.g. INSUFFICIENT_CREDITS"},
+                   "message": {"type": "string"}},
+}
+ERROR_STATUSES = {"400": "bad input", "401": "missing or bad credentials",
+                  "403": "role not allowed", "404": "not found", "409": "already exists",
+                  "412": "precondition failed (e.g. insufficient credits)",
+                  "429": "rate limited (see Retry-After)", "503": "a service is unavailable"}
+_SCALARS = {
+    FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
+    FieldDescriptor.TYPE_UINT64: {"type": "string", "format": "uint64"},
+    FieldDescriptor.TYPE_INT32: {"type": "integer", "format": "int32"},
+    FieldDescriptor.TYPE_UINT32: {"type": "integer", "format": "int32", "minimum": 0},
+    FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
+    FieldDescriptor.TYPE_STRING: {"type": "string"},
+    FieldDescriptor.TYPE_BYTES: {"type": "string", "format": "byte"},
+    FieldDescriptor.TYPE_DOUBLE: {"type": "number"},
+    FieldDescriptor.TYPE_FLOAT: {"type": "number"},
+}
+
+
+def _schema_name(descriptor: Descriptor) -> str:
+    return descriptor.full_name.replace(".", "_")
+
+
+def _field_schema(field: FieldDescriptor, components: dict) -> dict:
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        value = field.message_type.fields_by_name["value"]
+        return {"type": "object", "additionalProperties": _single(value, components)}
+    schema = _single(field, components)
+    return {"type": "array", "items": schema} if field.is_repeated else schema
+
+
+def _single(field: FieldDescriptor, components: dict) -> dict:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return {"type": "string", "enum": [value.name for value in field.enum_type.values]}
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if field.message_type.full_name == "google.protobuf.Timestamp":
+            return {"type": "string", "format": "date-time"}
+        return {"$ref": f"#/components/schemas/{add_message(field.message_type, components)}"}
+    return dict(_SCALARS[field.type])
+
+
+def add_message(descriptor: Descriptor, components: dict) -> str:
+    name = _schema_name(descriptor)
+    if name not in components:
+        components[name] = {}  # placeholder: messages may refer to themselves
+        components[name] = {
+            "type": "object",
+            "properties": {field.json_name: _field_schema(field, components)
+                           for field in descriptor.fields},
+        }
+    return name
+
+
+def build_document(routes: dict, extra_paths: dict) -> dict:
+    components: dict = {"Error": ERROR_SCHEMA}
+    paths: dict = {}
+    for (method, path), (rpc, request_type, response_type) in sorted(routes.items()):
+        operation = {"operationId": rpc, "summary": f"AdminService.{rpc}",
+                     "security": [{"adminToken": []}, {"bearer": []}]}
+        request = request_type.DESCRIPTOR
+        if method == "GET":
+            operation["parameters"] = [
+                {"name": field.json_name, "in": "query", "required": False,
+                 "schema": _single(field, components)}
+                for field in request.fields
+                if not field.is_repeated and field.type != FieldDescriptor.TYPE_MESSAGE
+                or (field.message_type is not None
+                    and field.message_type.full_name == "google.protobuf.Timestamp")]
+        else:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{add_message(request, components)}"}}}}
+        operation["responses"] = {
+            "200": {"description": "OK", "content": {"application/json": {"schema": {
+                "$ref": f"#/components/schemas/{add_message(response_type.DESCRIPTOR, components)}"
+            }}}},
+            **{status: {"description": text, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}
+               for status, text in ERROR_STATUSES.items()},
+        }
+        paths.setdefault(path, {})[method.lower()] = operation
+    paths.update(extra_paths)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Carpet admin API", "version": "1",
+                 "description": "The admin gateway's HTTP JSON API (proto JSON bodies)."},
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {
+            "adminToken": {"type": "apiKey", "in": "header", "name": "x-admin-token"},
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }

@@ -1,0 +1,186 @@
+// The admin page: plain JavaScript, no build step. The token lives in sessionStorage (this tab
+// only) and travels in a header, never in a URL.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "carpet-admin-token";
+const pages = { users: [""], renders: [""] };  // page-token stacks: index 0 is the newest page
+
+function credentialHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY) || "";
+  // A JWT has three dot-separated parts; anything else is an admin token.
+  return token.split(".").length === 3
+    ? { "Authorization": "Bearer " + token }
+    : { "x-admin-token": token };
+}
+
+function explain(status, body, retryAfter) {
+  if (status === 401) return "Sign-in failed: the token was not accepted.";
+  if (status === 403) return "Your role may not do this.";
+  if (status === 429) return `Too many requests: try again in ${retryAfter || "a few"} seconds.`;
+  if (body && body.code === "INSUFFICIENT_CREDITS") return "Not enough credit for this change.";
+  return (body && body.message) ? body.message : `Request failed (HTTP ${status}).`;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { "Content-Type": "application/json", ...credentialHeaders(), ...(options.headers || {}) },
+  });
+  const body = (response.headers.get("Content-Type") || "").startsWith("application/json")
+    ? await response.json() : null;
+  if (!response.ok) {
+    const error = new Error(explain(response.status, body, response.headers.get("Retry-After")));
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = !message;
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text == null ? "" : String(text);
+  row.appendChild(td);
+  return td;
+}
+
+async function loadOverview() {
+  const overview = await api("/admin/overview");
+  $("card-users").textContent = overview.totalUsers || "0";
+  $("card-renders").textContent = overview.totalRenders || "0";
+  $("card-credit").textContent = overview.totalRemainingCredit || "0";
+  $("card-held").textContent = overview.totalHeld || "0";
+}
+
+async function loadOrganizations() {
+  const result = await api("/admin/organizations?pageSize=500");
+  const select = $("adjust-org");
+  select.replaceChildren();
+  for (const organization of result.organizations || []) {
+    const option = document.createElement("option");
+    option.value = organization.id;
+    option.textContent = `${organization.name} (${organization.balance || 0})`;
+    select.appendChild(option);
+  }
+}
+
+async function loadUsers() {
+  const token = pages.users[pages.users.length - 1];
+  const result = await api("/admin/users?pageSize=20&pageToken=" + encodeURIComponent(token));
+  const body = $("users").querySelector("tbody");
+  body.replaceChildren();
+  for (const user of result.users || []) {
+    const row = document.createElement("tr");
+    [user.name, user.email, (user.role || "").replace("ROLE_", ""), user.organizationName,
+     user.credit || "0"].forEach((value) => cell(row, value));
+    body.appendChild(row);
+  }
+  $("users-next").disabled = !result.nextPageToken;
+  $("users-next").dataset.token = result.nextPageToken || "";
+  $("users-prev").disabled = pages.users.length === 1;
+}
+
+async function thumbnail(td, path) {
+  try {
+    const response = await fetch(path, { headers: credentialHeaders() });
+    if (!response.ok) return;
+    const image = document.createElement("img");
+    image.alt = "render";
+    image.src = URL.createObjectURL(await response.blob());
+    td.appendChild(image);
+  } catch (error) { /* a missing thumbnail leaves an empty cell */ }
+}
+
+async function loadRenders() {
+  const token = pages.renders[pages.renders.length - 1];
+  const result = await api("/admin/renders?pageSize=20&pageToken=" + encodeURIComponent(token));
+  const body = $("renders").querySelector("tbody");
+  body.replaceChildren();
+  for (const row of result.renders || []) {
+    const job = row.render;
+    const tr = document.createElement("tr");
+    const status = (job.status || "").replace("RENDER_STATUS_", "").toLowerCase();
+    cell(tr, new Date(job.createdAt).toLocaleString());
+    cell(tr, row.userName || (job.userId ? `#${job.userId}` : "—"));
+    cell(tr, job.mode);
+    cell(tr, status).className = "status-" + status;
+    cell(tr, job.errorText || "");
+    const picture = cell(tr, "");
+    if (row.imagePath) thumbnail(picture, row.imagePath);
+    body.appendChild(tr);
+  }
+  $("renders-next").disabled = !result.nextPageToken;
+  $("renders-next").dataset.token = result.nextPageToken || "";
+  $("renders-prev").disabled = pages.renders.length === 1;
+}
+
+async function refresh() {
+  await Promise.all([loadOverview(), loadOrganizations(), loadUsers(), loadRenders()]);
+}
+
+async function signIn(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+  try {
+    await refresh();
+    showError("");
+    $("dashboard").hidden = false;
+    $("sign-in-form").hidden = true;
+    $("sign-out").hidden = false;
+  } catch (error) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("dashboard").hidden = true;
+    showError(error.message);
+  }
+}
+
+function pager(list, load) {
+  $(list + "-next").addEventListener("click", (event) => {
+    pages[list].push(event.target.dataset.token);
+    load().catch((error) => showError(error.message));
+  });
+  $(list + "-prev").addEventListener("click", () => {
+    if (pages[list].length > 1) pages[list].pop();
+    load().catch((error) => showError(error.message));
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token").value.trim();
+    $("token").value = "";
+    signIn(token);
+  });
+  $("sign-out").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    location.reload();
+  });
+  $("adjust-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    $("adjust-result").textContent = "";
+    try {
+      const result = await api("/admin/credits/adjust", {
+        method: "POST",
+        body: JSON.stringify({
+          organizationId: $("adjust-org").value,
+          delta: $("adjust-delta").value,
+          reason: $("adjust-reason").value,
+        }),
+      });
+      $("adjust-result").textContent = `Done: balance is now ${result.balance.balance || 0}.`;
+      showError("");
+      await Promise.all([loadOverview(), loadOrganizations(), loadUsers()]);
+    } catch (error) {
+      showError(error.message);
+    }
+  });
+  pager("users", loadUsers);
+  pager("renders", loadRenders);
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) signIn(saved);
+});

@@ -1,0 +1,58 @@
+"""Prometheus metrics of a process: RPC counts and latency by method and status code.
+Recorded by `MetricsInterceptor` (outermost, so it sees the final code of every call)."""
+from __future__ import annotations
+
+import time
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from carpet_common import errors
+from carpet_common.interceptors import BehaviourInterceptor, status_code_for
+
+RPC_REQUESTS = Counter("carpet_rpc_requests_total", "gRPC calls handled", ["method", "code"])
+RPC_SECONDS = Histogram("carpet_rpc_duration_seconds", "gRPC call latency", ["method"],
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                 2.5, 5, 10))
+
+
+def _code(context: grpc.ServicerContext, error: BaseException | None) -> str:
+    if isinstance(error, errors.DomainError):
+        return status_code_for(error).name
+    code = context.code() if hasattr(context, "code") else None
+    if code is not None:
+        return code.name
+    return "OK" if error is None else "UNKNOWN"
+
+
+class MetricsInterceptor(BehaviourInterceptor):
+    def wrap(self, behaviour, call_details, streaming):
+        method = call_details.method
+        if method.startswith(("/grpc.health", "/grpc.reflection")):
+            return behaviour
+
+        def record(context, started, error):
+            RPC_REQUESTS.labels(method, _code(context, error)).inc()
+            RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+        def unary(request, context):
+            started, error = time.perf_counter(), None
+            try:
+                return behaviour(request, context)
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                record(context, started, error)
+
+        def stream(request, context):
+            started, error = time.perf_counter(), None
+            try:
+                yield from behaviour(request, context)
+            except BaseException as raised:
+                error = raised
+                raise
+            finally:
+                record(context, started, error)
+
+        return stream if streaming else unary
