@@ -159,7 +159,11 @@ class AdminHttpServer:
     def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         started = time.perf_counter()
         path = urllib.parse.urlsplit(handler.path).path
-        route, status = self._route(handler, method, path)
+        try:
+            route, status = self._route(handler, method, path)
+        except Exception:  # noqa: BLE001 - the caller gets a generic 500, the log the rest
+            logger.exception("HTTP %s %s failed", method, path)
+            route, status = "error", self._error(handler, 500, "INTERNAL", "internal error")
         HTTP_REQUESTS.labels(route, str(status)).inc()
         HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
 

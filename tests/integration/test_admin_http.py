@@ -118,6 +118,25 @@ def test_rate_limit_answers_429_with_retry_after(credit_server, render_server,
         gateway.stop()
 
 
+def test_rate_limit_recovers_after_the_window(credit_server, render_server, render_settings):
+    import dataclasses
+    import time
+
+    from admin_gateway.app import start_gateway
+
+    settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{render_server.port}",
+                                   rate_limit_admin="2/second")
+    gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
+    base = f"http://127.0.0.1:{gateway.http.port}"
+    try:
+        statuses = [call(base, "/admin/overview", headers=TOKEN)[0] for _ in range(4)]
+        assert statuses[:2] == [200, 200] and 429 in statuses[2:]
+        time.sleep(1.2)  # the one-second window moves on
+        assert call(base, "/admin/overview", headers=TOKEN)[0] == 200
+    finally:
+        gateway.stop()
+
+
 def fetch(url, headers=None):
     request = urllib.request.Request(url, headers=headers or {})
     try:
