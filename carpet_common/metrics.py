@@ -56,3 +56,23 @@ class MetricsInterceptor(BehaviourInterceptor):
                 record(context, started, error)
 
         return stream if streaming else unary
+
+
+def serve_metrics(address: str | None) -> None:
+    """Serve /metrics on METRICS_ADDR (host:port) from a background thread, when it is set."""
+    if not address:
+        return
+    from prometheus_client import start_http_server
+
+    host, _, port = address.rpartition(":")
+    start_http_server(int(port), addr=host or "127.0.0.1")
+
+
+def gauge_from_query(gauge, database, query) -> None:
+    """Make `gauge` read `query()` (a number) from the database at each scrape."""
+
+    def read() -> float:
+        with database.connection_context():
+            return float(query())
+
+    gauge.set_function(read)

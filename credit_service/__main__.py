@@ -39,9 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         with db.connection_context():
             return report(verify_credit(), "all invariants hold")
 
-    from credit_service.app import HoldSweeper, build_server, system_clock
+    from carpet_common.metrics import serve_metrics
+    from credit_service.app import HoldSweeper, build_server, register_gauges, system_clock
 
     running, port = build_server(settings, settings.credit_addr)
+    if settings.metrics_addr:
+        register_gauges()
+        serve_metrics(settings.metrics_addr)
     sweeper = HoldSweeper(clock=system_clock)
     sweeper.start()
     logger.info("credit service listening on %s (port %d)", settings.credit_addr, port)

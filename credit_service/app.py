@@ -8,6 +8,7 @@ import threading
 from carpet_common.auth import Access, Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor
 from carpet_common.interceptors import DatabaseConnectionInterceptor, ErrorMappingInterceptor
+from carpet_common.metrics import MetricsInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server
 from carpet_common.settings import Settings
 from credit_service import ledger
@@ -102,6 +103,7 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
                  ) -> tuple[GrpcServer, int]:
     authenticator = Authenticator(settings)
     interceptors = [
+        MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
         AuthInterceptor(authenticator, POLICY, on_denied=record_denial),
@@ -118,3 +120,15 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
            if settings.tls_cert and settings.tls_key else None)
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
                          max_workers=settings.grpc_max_workers, tls=tls)
+
+
+def register_gauges() -> None:
+    """Hold counts for /metrics, read from the database at each scrape."""
+    from prometheus_client import Gauge
+
+    from carpet_common.metrics import gauge_from_query
+    from credit_service.models import CreditHold
+
+    held = Gauge("carpet_credit_holds_held", "holds in state held (reserved, not yet charged)")
+    gauge_from_query(held, database,
+                     lambda: CreditHold.select().where(CreditHold.state == "held").count())

@@ -29,9 +29,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return report(verify_renders(settings), "render invariants hold")
 
-    from render_service.app import build_server, build_workers, credit_channel
+    from carpet_common.metrics import serve_metrics
+    from render_service.app import build_server, build_workers, credit_channel, register_gauges
     from render_service.credit_client import CreditClient
 
+    if settings.metrics_addr:
+        register_gauges()
+        serve_metrics(settings.metrics_addr)
     credit = CreditClient(credit_channel(settings))
     running, port = build_server(settings, settings.render_addr, credit=credit)
     workers = build_workers(settings, credit=credit)

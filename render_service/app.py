@@ -5,6 +5,7 @@ import grpc
 
 from carpet_common.calls import CallContextInterceptor
 from carpet_common.interceptors import DatabaseConnectionInterceptor, ErrorMappingInterceptor
+from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server
 from carpet_common.settings import Settings
@@ -35,6 +36,7 @@ def build_server(settings: Settings, address: str, *, credit: CreditClient | Non
     credit = credit or CreditClient(credit_channel(settings))
     store = ImageStore(settings.render_storage_dir)
     interceptors = [
+        MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
         RateLimitInterceptor(RateLimiter(settings.rate_limit_render, settings.rate_limit_storage,
@@ -58,3 +60,16 @@ def build_workers(settings: Settings, *, credit: CreditClient | None = None,
     return WorkerPool(settings, renderer or renderer_from_settings(settings),
                       credit or CreditClient(credit_channel(settings)),
                       ImageStore(settings.render_storage_dir), clock=clock)
+
+
+def register_gauges() -> None:
+    """Queue depth for /metrics, read from the database at each scrape."""
+    from prometheus_client import Gauge
+
+    from carpet_common.metrics import gauge_from_query
+    from render_service.models import RenderJob
+
+    for status in ("queued", "processing"):
+        gauge = Gauge(f"carpet_render_jobs_{status}", f"render jobs in status {status}")
+        gauge_from_query(gauge, database, lambda status=status: RenderJob.select().where(
+            RenderJob.status == status).count())

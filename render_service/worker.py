@@ -15,7 +15,10 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
+
+from prometheus_client import Histogram
 
 from carpet_common import errors
 from carpet_common.settings import Settings
@@ -27,6 +30,9 @@ from render_service.storage import ImageStore
 
 logger = logging.getLogger(__name__)
 
+JOB_SECONDS = Histogram("carpet_render_job_duration_seconds",
+                        "from claim to success or failure, by outcome", ["outcome"],
+                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 IDLE_POLL_S = 0.2
 SETTLE_INTERVAL_S = 2.0
 REPEATED_FAILURE_TEXT = "render failed repeatedly"
@@ -104,10 +110,14 @@ class WorkerPool:
     def process(self, job: RenderJob, owner: str) -> None:
         heartbeat = _Heartbeat(job.id, owner, self._lease, self._clock)
         heartbeat.start()
+        started = time.perf_counter()
         try:
             self._process(job, owner)
         finally:
             heartbeat.stop()
+            status = RenderJob.select(RenderJob.status).where(RenderJob.id == job.id).scalar()
+            outcome = status if status in jobs.TERMINAL else "deferred"
+            JOB_SECONDS.labels(outcome).observe(time.perf_counter() - started)
 
     def _process(self, job: RenderJob, owner: str) -> None:
         has_output = self._store.exists(job.output_path)
