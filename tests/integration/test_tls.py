@@ -1,0 +1,89 @@
+"""gRPC over TLS with generated certificates: TLS_CERT/TLS_KEY serve TLS; with TLS_CLIENT_CA the
+server requires client certificates (mTLS between services), and the render service's channel
+to the credit service presents its own certificate."""
+import dataclasses
+import datetime
+import ipaddress
+import pathlib
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from credit_service.app import build_server
+from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
+from render_service.app import credit_channel
+from tests.helpers import service_settings
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+def _name(common_name):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(subject, issuer, public_key, signing_key, *, ca=False, dns=None):
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+               .public_key(public_key).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=1))
+               .not_valid_after(now + datetime.timedelta(hours=1))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if dns:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(dns), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+@pytest.fixture
+def pki(tmp_path):
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("carpet test CA", "carpet test CA", ca_key.public_key(), ca_key, ca=True)
+    files = {"ca": tmp_path / "ca.pem"}
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for name in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate(name, "carpet test CA", key.public_key(), ca_key, dns="localhost")
+        files[f"{name}_cert"] = tmp_path / f"{name}.pem"
+        files[f"{name}_key"] = tmp_path / f"{name}.key"
+        files[f"{name}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{name}_key"].write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    return {key: str(path) for key, path in files.items()}
+
+
+def balance_over(channel):
+    return credit_pb2_grpc.CreditServiceStub(channel).GetBalance(
+        credit_pb2.GetBalanceRequest(organization_id=1), timeout=5)
+
+
+def test_mutual_tls(credit_db, pki):
+    settings = service_settings(tls_cert=pki["server_cert"], tls_key=pki["server_key"],
+                                tls_client_ca=pki["ca"])
+    running, port = build_server(settings, "127.0.0.1:0")
+    address = f"localhost:{port}"
+    ca = pathlib.Path(pki["ca"]).read_bytes()
+    try:
+        with grpc.insecure_channel(address) as plaintext:
+            with pytest.raises(grpc.RpcError) as raised:
+                balance_over(plaintext)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        with grpc.secure_channel(address, grpc.ssl_channel_credentials(ca)) as no_client_cert:
+            with pytest.raises(grpc.RpcError) as raised:
+                balance_over(no_client_cert)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        # The render service's channel: its own certificate, the shared CA.
+        render_settings = dataclasses.replace(
+            settings, credit_addr=address, tls_cert=pki["client_cert"],
+            tls_key=pki["client_key"])
+        with credit_channel(render_settings) as channel:
+            with pytest.raises(grpc.RpcError) as raised:
+                balance_over(channel)
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND  # reached the service
+    finally:
+        running.stop(grace=1)
