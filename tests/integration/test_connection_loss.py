@@ -1,0 +1,37 @@
+"""PostgreSQL connections terminated under a running server (pg_terminate_backend): the call
+that hits a dead connection answers UNAVAILABLE (safe to retry) and the next calls work."""
+import grpc
+import psycopg2
+import pytest
+
+from protos.carpet.credit.v1 import credit_pb2
+from tests.conftest import PG_URL
+from tests.integration.test_credit_accounts import create_org
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_terminated_connections_recover(credit_server, credit_db_url):
+    org = create_org(credit_server, "Acme", 10)
+    database = credit_db_url.rsplit("/", 1)[1]
+    admin = psycopg2.connect(PG_URL)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
+        assert cursor.fetchone()[0] >= 1
+    admin.close()
+
+    outcomes = []
+    for _ in range(60):  # more calls than server threads: every thread meets its dead link
+        try:
+            credit_server.credits.GetBalance(
+                credit_pb2.GetBalanceRequest(organization_id=org.id), timeout=10)
+            outcomes.append("OK")
+        except grpc.RpcError as error:
+            outcomes.append(error.code().name)
+    assert set(outcomes) <= {"OK", "UNAVAILABLE"}
+    assert outcomes[-10:] == ["OK"] * 10
+    balance = credit_server.credits.GetBalance(
+        credit_pb2.GetBalanceRequest(organization_id=org.id), timeout=10)
+    assert balance.balance == 10
