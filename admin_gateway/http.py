@@ -63,7 +63,8 @@ PAGE_HEADERS = {  # the admin page loads nothing from elsewhere and runs no inli
 }
 HTTP_REQUESTS = Counter("carpet_http_requests_total", "HTTP requests handled",
                         ["route", "status"])
-HTTP_SECONDS = Histogram("carpet_http_duration_seconds", "HTTP request latency", ["route"])
+HTTP_SECONDS = Histogram("carpet_http_duration_seconds", "HTTP request latency",
+                         ["route", "status"])
 
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
@@ -165,7 +166,7 @@ class AdminHttpServer:
             logger.exception("HTTP %s %s failed", method, path)
             route, status = "error", self._error(handler, 500, "INTERNAL", "internal error")
         HTTP_REQUESTS.labels(route, str(status)).inc()
-        HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
+        HTTP_SECONDS.labels(route, str(status)).observe(time.perf_counter() - started)
 
     def _route(self, handler, method: str, path: str) -> tuple[str, int]:
         """Serve the request; returns (route label, HTTP status) for the metrics."""

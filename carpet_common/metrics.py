@@ -11,7 +11,7 @@ from carpet_common import errors
 from carpet_common.interceptors import BehaviourInterceptor, status_code_for
 
 RPC_REQUESTS = Counter("carpet_rpc_requests_total", "gRPC calls handled", ["method", "code"])
-RPC_SECONDS = Histogram("carpet_rpc_duration_seconds", "gRPC call latency", ["method"],
+RPC_SECONDS = Histogram("carpet_rpc_duration_seconds", "gRPC call latency", ["method", "code"],
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                  2.5, 5, 10))
 
@@ -32,8 +32,9 @@ class MetricsInterceptor(BehaviourInterceptor):
             return behaviour
 
         def record(context, started, error):
-            RPC_REQUESTS.labels(method, _code(context, error)).inc()
-            RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+            code = _code(context, error)
+            RPC_REQUESTS.labels(method, code).inc()
+            RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
 
         def unary(request, context):
             started, error = time.perf_counter(), None

@@ -51,8 +51,8 @@ def test_services_serve_their_metrics(tmp_path, credit_db_url, render_db_url):
         assert "carpet_credit_holds_held 1.0" in credit_text
         assert ('carpet_rpc_requests_total{code="NOT_FOUND",method="/carpet.render.v1.'
                 'RenderService/GetRender"} 1.0') in render_text
-        assert 'carpet_rpc_duration_seconds_count{method="/carpet.render.v1.RenderService/' \
-               'SubmitRender"} 1.0' in render_text
+        assert ('carpet_rpc_duration_seconds_count{code="OK",method="/carpet.render.v1.'
+                'RenderService/SubmitRender"} 1.0') in render_text
         assert "carpet_render_jobs_queued 1.0" in render_text
         assert TOKEN not in credit_text
     finally:
