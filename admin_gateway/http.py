@@ -22,7 +22,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from admin_gateway.openapi import build_document
+from admin_gateway.openapi import IMAGE_PATH_ITEM, build_document
 from carpet_common.calls import client_ip
 from carpet_common.interceptors import error_reason
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -105,20 +105,8 @@ class AdminHttpServer:
         # /healthz is ready only when every backend answers its health check.
         self._backend_channels = {name: grpc.insecure_channel(target)
                                   for name, target in (backends or {}).items()}
-        self._openapi = json.dumps(build_document(ROUTES, {
-            "/admin/renders/{id}/image": {"get": {
-                "operationId": "GetRenderImage", "summary": "A rendered picture",
-                "parameters": [{"name": "id", "in": "path", "required": True,
-                                "schema": {"type": "string", "format": "int64"}}],
-                "security": [{"adminToken": []}, {"bearer": []}],
-                "responses": {"200": {"description": "the picture", "content": {
-                    "image/png": {"schema": {"type": "string", "format": "binary"}},
-                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
-                    **{code: {"description": text, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Error"}}}}
-                       for code, text in (("401", "credentials"), ("403", "role"),
-                                          ("404", "not found"), ("412", "not rendered yet"))}}}},
-        })).encode()
+        self._openapi = json.dumps(build_document(
+            ROUTES, {"/admin/renders/{id}/image": IMAGE_PATH_ITEM})).encode()
         self._server = ThreadingHTTPServer((host, int(port)), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="admin-http",

@@ -14,6 +14,22 @@ ERROR_STATUSES = {"400": "bad input", "401": "missing or bad credentials",
                   "403": "role not allowed", "404": "not found", "409": "already exists",
                   "412": "precondition failed (e.g. insufficient credits)",
                   "429": "rate limited (see Retry-After)", "503": "a service is unavailable"}
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+# GET /admin/renders/{id}/image answers with the picture itself, not proto JSON.
+IMAGE_PATH_ITEM = {"get": {
+    "operationId": "GetRenderImage", "summary": "A rendered picture",
+    "parameters": [{"name": "id", "in": "path", "required": True,
+                    "schema": {"type": "string", "format": "int64"}}],
+    "security": [{"adminToken": []}, {"bearer": []}],
+    "responses": {
+        "200": {"description": "the picture", "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+        **{code: {"description": text, "content": _ERROR_BODY} for code, text in (
+            ("401", "missing or bad credentials"), ("403", "another organisation's render"),
+            ("404", "no such render"), ("412", "not rendered yet"))},
+    },
+}}
 _SCALARS = {
     FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
     FieldDescriptor.TYPE_UINT64: {"type": "string", "format": "uint64"},
@@ -83,8 +99,7 @@ def build_document(routes: dict, extra_paths: dict) -> dict:
             "200": {"description": "OK", "content": {"application/json": {"schema": {
                 "$ref": f"#/components/schemas/{add_message(response_type.DESCRIPTOR, components)}"
             }}}},
-            **{status: {"description": text, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"}}}}
+            **{status: {"description": text, "content": _ERROR_BODY}
                for status, text in ERROR_STATUSES.items()},
         }
         paths.setdefault(path, {})[method.lower()] = operation
