@@ -179,6 +179,9 @@ def test_image_healthz_metrics_and_openapi(http_gateway, credit_server, render_s
     status, body, _ = fetch(f"{http_gateway}/admin/openapi.json")
     document = json.loads(body)
     assert status == 200 and document["openapi"].startswith("3.")
+    from openapi_spec_validator import validate
+
+    validate(document)  # raises on anything that is not valid OpenAPI 3
     from admin_gateway.http import ROUTES
 
     for (method, path), _ in ROUTES.items():
