@@ -66,12 +66,13 @@ def request_fingerprint(request: Message) -> str:
 
 
 def record_denial(denial: Denial) -> None:
-    """AuthInterceptor's hook: refused admin attempts are audited with the client IP."""
-    with database.connection_context():
-        append_audit(AuditEntry(actor=denial.actor, role=denial.role, action=denial.method,
-                                outcome=denial.outcome,
-                                details=json.dumps({"error": denial.message}),
-                                peer=denial.client_ip, request_id=denial.request_id))
+    """AuthInterceptor's hook: refused admin attempts are audited with the client IP. It runs
+    before DatabaseConnectionInterceptor, so it takes the thread's connection the same way."""
+    database.connect(reuse_if_open=True)
+    append_audit(AuditEntry(actor=denial.actor, role=denial.role, action=denial.method,
+                            outcome=denial.outcome,
+                            details=json.dumps({"error": denial.message}),
+                            peer=denial.client_ip, request_id=denial.request_id))
 
 
 class AuditInterceptor(BehaviourInterceptor):

@@ -96,3 +96,14 @@ def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+@pytest.mark.parametrize("module", sorted(SERVICES))
+def test_short_admin_token_is_refused_at_start(module, tmp_path):
+    env = base_env(tmp_path)
+    env["ADMIN_TOKENS"] = "ops:too-short-secret"
+    result = subprocess.run([sys.executable, "-m", module, "serve"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "'ops' is shorter than 24 characters" in result.stderr
+    assert "too-short-secret" not in result.stderr + result.stdout
