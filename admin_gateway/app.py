@@ -16,7 +16,7 @@ from admin_gateway.servicer import AdminServicer
 from carpet_common.auth import Access, Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
 from carpet_common.convert import utcnow
-from carpet_common.interceptors import ErrorMappingInterceptor
+from carpet_common.interceptors import ErrorMappingInterceptor, TextFieldInterceptor
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server
@@ -67,6 +67,7 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
         ErrorMappingInterceptor(),
         RateLimitInterceptor(limiter, methods=set(POLICY)),
         AuthInterceptor(Authenticator(settings), POLICY, on_denied=denial_recorder(clients)),
+        TextFieldInterceptor(),
     ]
 
     def register(server):

@@ -5,6 +5,8 @@ import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from carpet_common.errors import InvalidArgument
+
 
 def utcnow() -> datetime.datetime:
     """Naive UTC, microsecond precision: stored the same way on SQLite and PostgreSQL."""
@@ -21,7 +23,11 @@ def timestamp(value: datetime.datetime | None) -> Timestamp | None:
 
 
 def optional_time(message, field: str) -> datetime.datetime | None:
-    """A Timestamp field as naive UTC, or None when the caller did not set it."""
+    """A Timestamp field as naive UTC, or None when the caller did not set it. A timestamp
+    outside 0001-01-01..9999-12-31 or with nanos outside 0..999,999,999 is the caller's error."""
     if not message.HasField(field):
         return None
-    return getattr(message, field).ToDatetime()
+    try:
+        return getattr(message, field).ToDatetime()
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"{field} is not a valid timestamp") from None

@@ -131,6 +131,40 @@ def _already_aborted(error: Exception) -> bool:
 
 
 
+def nul_text_field(message) -> str | None:
+    """The name of the first string field (nested ones included) holding a NUL character."""
+    for field, value in message.ListFields():
+        values = value if field.is_repeated else (value,)
+        if field.type == field.TYPE_STRING and any("\x00" in text for text in values):
+            return field.name
+        if field.type == field.TYPE_MESSAGE:
+            for nested in values:
+                if (name := nul_text_field(nested)) is not None:
+                    return name
+    return None
+
+
+class TextFieldInterceptor(BehaviourInterceptor):
+    """Refuses any request whose text holds a NUL character, for every method in one place:
+    PostgreSQL cannot store or even compare such text (the driver raises), SQLite would keep
+    it silently, and no name, reason, filter or key of this system needs one."""
+
+    def wrap(self, behaviour, call_details, streaming):
+        def check(request):
+            if (name := nul_text_field(request)) is not None:
+                raise errors.InvalidArgument(f"{name} must not contain NUL characters")
+
+        def unary(request, context):
+            check(request)
+            return behaviour(request, context)
+
+        def stream(request, context):
+            check(request)
+            yield from behaviour(request, context)
+
+        return stream if streaming else unary
+
+
 class DatabaseConnectionInterceptor(BehaviourInterceptor):
     """Gives each call a database connection: every server thread keeps its own open (taken
     from the pool on PostgreSQL). Checking a connection in and out of the pool on every call

@@ -7,7 +7,11 @@ import threading
 
 from carpet_common.auth import Access, Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor
-from carpet_common.interceptors import DatabaseConnectionInterceptor, ErrorMappingInterceptor
+from carpet_common.interceptors import (
+    DatabaseConnectionInterceptor,
+    ErrorMappingInterceptor,
+    TextFieldInterceptor,
+)
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server
 from carpet_common.settings import Settings
@@ -107,6 +111,7 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
         AuthInterceptor(authenticator, POLICY, on_denied=record_denial),
+        TextFieldInterceptor(),
         DatabaseConnectionInterceptor(database),
         AuditInterceptor(AUDITED),
     ]

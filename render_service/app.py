@@ -4,7 +4,11 @@ from __future__ import annotations
 import grpc
 
 from carpet_common.calls import CallContextInterceptor
-from carpet_common.interceptors import DatabaseConnectionInterceptor, ErrorMappingInterceptor
+from carpet_common.interceptors import (
+    DatabaseConnectionInterceptor,
+    ErrorMappingInterceptor,
+    TextFieldInterceptor,
+)
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server
@@ -42,6 +46,7 @@ def build_server(settings: Settings, address: str, *, credit: CreditClient | Non
         RateLimitInterceptor(RateLimiter(settings.rate_limit_render, settings.rate_limit_storage,
                                          namespace="render"),
                              methods={f"/{SERVICE}/SubmitRender"}),
+        TextFieldInterceptor(),
         DatabaseConnectionInterceptor(database),
     ]
 

@@ -1,0 +1,164 @@
+"""Bad input for every RPC of every service, generated with hypothesis from the proto
+descriptors (tests/fuzz/proto_strategies.py), against real servers on SQLite and PostgreSQL:
+only the contract's status codes come back (never INTERNAL or UNKNOWN), and a refused call
+changes nothing in either database. The one deliberate exception is the contract's: a render
+refused for want of credit is kept as a `failed` job. Refused admin calls do add an audit row
+(attempts are audited), so the audit tables are left out of the comparison and checked apart.
+
+FUZZ_EXAMPLES sets the examples per RPC (default 25)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import grpc
+import pytest
+from google.protobuf import text_format
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message_factory import GetMessageClass
+from hypothesis import HealthCheck, given, settings
+
+from credit_service import models as credit_models
+from protos.carpet.admin.v1 import admin_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
+from protos.carpet.render.v1 import render_pb2
+from render_service import models as render_models
+from tests.fake_image_api import tiny_png
+from tests.fuzz.proto_strategies import message_strategy
+from tests.helpers import ADMIN, error_reason
+from tests.integration.test_credit_accounts import create_org, create_user
+from tests.integration.test_render_service import create_carpet, jpeg, submit
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+CONTRACT_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+}
+VALID_IMAGES = [tiny_png(), jpeg()]
+
+SERVICES = {  # where each service is reached: "credit", "render" or "gateway"
+    account_pb2.DESCRIPTOR.services_by_name["AccountService"]: "credit",
+    credit_pb2.DESCRIPTOR.services_by_name["CreditService"]: "credit",
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"]: "credit",
+    render_pb2.DESCRIPTOR.services_by_name["RenderService"]: "render",
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"]: "gateway",
+}
+METHODS = [(target, method) for service, target in SERVICES.items()
+           for method in service.methods]
+
+
+def snapshot(database, models) -> dict[str, set]:
+    """Every row of every table, as comparable tuples."""
+    with database.connection_context():
+        return {model._meta.table_name: {
+            tuple(bytes(value) if isinstance(value, memoryview) else value for value in row)
+            for row in model.select().tuples()} for model in models}
+
+
+def shown(request) -> str:
+    return text_format.MessageToString(request, as_one_line=True)[:400]
+
+
+def changed_tables(before: dict, after: dict) -> dict[str, tuple[set, set]]:
+    return {table: (before[table] - after[table], after[table] - before[table])
+            for table in before if before[table] != after[table]}
+
+
+@pytest.fixture
+def fuzz_stack(credit_server, render_server, render_settings, credit_db, render_db):
+    """The three servers, with rows the generated small ids can reach: organisations with and
+    without credit, users, carpets, a queued render. Rate limits are off so that every example
+    reaches the handlers."""
+    from admin_gateway.app import build_server
+
+    gateway_settings = dataclasses.replace(render_settings, rate_limit_admin="off",
+                                           render_addr=f"127.0.0.1:{render_server.port}")
+    gateway, gateway_port = build_server(gateway_settings, "127.0.0.1:0")
+    acme, empty = create_org(credit_server, "Acme", 40), create_org(credit_server, "Empty", 0)
+    create_user(credit_server, acme.id, "ada@example.com", role=account_pb2.ROLE_ADMIN)
+    create_user(credit_server, empty.id, "bo@example.com")
+    carpet = create_carpet(render_server)
+    create_carpet(render_server, sku="K-2", image=jpeg())
+    submit(render_server, acme.id, carpet.id)
+    channels = {"credit": credit_server.channel, "render": render_server.channel,
+                "gateway": grpc.insecure_channel(f"127.0.0.1:{gateway_port}")}
+    yield channels
+    channels["gateway"].close()
+    gateway.stop(grace=1)
+
+
+def invoke(channel: grpc.Channel, method: MethodDescriptor, request):
+    """Call `method` with the admin token; returns (code, reason) of the outcome. A server
+    stream is read to its end (or to a short deadline: a watched job may still be queued)."""
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    response_type = GetMessageClass(method.output_type)
+    try:
+        if method.server_streaming:
+            call = channel.unary_stream(path, request_serializer=type(request).SerializeToString,
+                                        response_deserializer=response_type.FromString)
+            for _ in call(request, metadata=ADMIN, timeout=1.5):
+                pass
+        else:
+            call = channel.unary_unary(path, request_serializer=type(request).SerializeToString,
+                                       response_deserializer=response_type.FromString)
+            call(request, metadata=ADMIN, timeout=20)
+    except grpc.RpcError as error:
+        return error.code(), error_reason(error), error.details()
+    return grpc.StatusCode.OK, "", ""
+
+
+@pytest.mark.parametrize("target,method", METHODS,
+                         ids=[f"{m.containing_service.name}.{m.name}" for _, m in METHODS])
+def test_generated_requests_get_contract_codes_and_errors_change_nothing(
+        fuzz_stack, credit_db, render_db, target, method):
+    channel = fuzz_stack[target]
+    databases = ((credit_db, credit_models.ALL_MODELS), (render_db, render_models.ALL_MODELS))
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(message_strategy(method.input_type, VALID_IMAGES))
+    def check(request):
+        before = [snapshot(database, models) for database, models in databases]
+        code, reason, details = invoke(channel, method, request)
+        allowed = CONTRACT_ERRORS | {grpc.StatusCode.OK}
+        if method.server_streaming:
+            allowed.add(grpc.StatusCode.DEADLINE_EXCEEDED)  # a watched job still queued
+        assert code in allowed, f"{method.full_name} -> {code.name}: {details} for {shown(request)}"
+        if code in (grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return
+        after = [snapshot(database, models) for database, models in databases]
+        credit_changes = changed_tables(before[0], after[0])
+        credit_changes.pop("audit_chain_head", None)  # moves with every audit row
+        if "audit_log" in credit_changes:  # the refused attempt, audited; nothing else
+            removed, added = credit_changes.pop("audit_log")
+            assert not removed and all(f"error:{code.name}" in row for row in added), added
+        render_changes = changed_tables(before[1], after[1])
+        if method.name == "SubmitRender" and reason == "INSUFFICIENT_CREDITS":  # kept as failed
+            removed, added = render_changes.pop("render_job")
+            assert not removed and len(added) == 1 and "failed" in next(iter(added))
+        assert credit_changes == {}, f"{code.name} changed {credit_changes} for {shown(request)}"
+        assert render_changes == {}, f"{code.name} changed {render_changes} for {shown(request)}"
+
+    check()
+
+
+@pytest.mark.parametrize("target", ["credit", "render", "gateway"])
+def test_messages_above_the_size_limit_are_refused(fuzz_stack, credit_db, render_db, target):
+    """gRPC itself refuses a request over MAX_MESSAGE_BYTES (12 MB) before any handler runs."""
+    from carpet_common.server import MAX_MESSAGE_BYTES
+
+    method = {"credit": account_pb2.DESCRIPTOR.services_by_name["AccountService"]
+              .methods_by_name["CreateOrganization"],
+              "render": render_pb2.DESCRIPTOR.services_by_name["RenderService"]
+              .methods_by_name["CreateCarpet"],
+              "gateway": admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+              .methods_by_name["CreateUser"]}[target]
+    request = GetMessageClass(method.input_type)(name="x" * (MAX_MESSAGE_BYTES + 1))
+    databases = ((credit_db, credit_models.ALL_MODELS), (render_db, render_models.ALL_MODELS))
+    before = [snapshot(database, models) for database, models in databases]
+    code, _, details = invoke(fuzz_stack[target], method, request)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
+    assert [snapshot(database, models) for database, models in databases] == before
