@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 CALL_TIMEOUT_S = 15.0
 FORWARDED_HEADERS = ("x-admin-token", "authorization", "x-request-id")
+CREDENTIAL_HEADERS = {"x-admin-token": "malformed", "authorization": "Bearer malformed"}
+# gRPC metadata values must be printable ASCII; HTTP headers may carry any byte.
+METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
 
 # (HTTP method, path) -> (AdminService method, request type, response type)
 ROUTES = {
@@ -183,14 +186,28 @@ class AdminHttpServer:
     def _metadata(self, handler) -> list[tuple[str, str]]:
         browser = client_ip(handler.client_address[0],
                             handler.headers.get("X-Forwarded-For", ""), self._trusted)
-        metadata = [(key, handler.headers[key]) for key in FORWARDED_HEADERS
-                    if handler.headers.get(key)]
+        metadata = []
+        for key in FORWARDED_HEADERS:
+            value = handler.headers.get(key)
+            if not value:
+                continue
+            if not METADATA_VALUE.fullmatch(value):
+                # A credential gRPC cannot carry is still passed on as one that never
+                # authenticates, so the refusal is audited and rate-limited like any other;
+                # an unreadable request id is dropped (the gateway makes one).
+                if key not in CREDENTIAL_HEADERS:
+                    continue
+                value = CREDENTIAL_HEADERS[key]
+            metadata.append((key, value))
         metadata.append(("x-forwarded-for", browser))
         return metadata
 
     def _call(self, handler, method: str, name: str, request_type) -> int:
-        length = int(handler.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
+        try:
+            length = int(handler.headers.get("Content-Length") or 0)
+        except ValueError:
+            return self._error(handler, 400, "INVALID_ARGUMENT", "bad Content-Length")
+        if not 0 <= length <= MAX_BODY_BYTES:
             return self._error(handler, 413, "TOO_LARGE", "request body too large")
         body = handler.rfile.read(length) if length else b""
         try:

@@ -27,7 +27,8 @@ IMAGE_PATH_ITEM = {"get": {
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
         **{code: {"description": text, "content": _ERROR_BODY} for code, text in (
             ("401", "missing or bad credentials"), ("403", "another organisation's render"),
-            ("404", "no such render"), ("412", "not rendered yet"))},
+            ("404", "no such render"), ("412", "not rendered yet"),
+            ("429", "rate limited (see Retry-After)"), ("503", "a service is unavailable"))},
     },
 }}
 _SCALARS = {
@@ -102,6 +103,9 @@ def build_document(routes: dict, extra_paths: dict) -> dict:
             **{status: {"description": text, "content": _ERROR_BODY}
                for status, text in ERROR_STATUSES.items()},
         }
+        if method == "POST":
+            operation["responses"]["413"] = {"description": "body over 64 KiB",
+                                             "content": _ERROR_BODY}
         paths.setdefault(path, {})[method.lower()] = operation
     paths.update(extra_paths)
     return {
