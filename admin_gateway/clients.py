@@ -8,6 +8,7 @@ import grpc
 from carpet_common import errors
 from carpet_common.calls import call_var
 from carpet_common.interceptors import error_reason
+from carpet_common.server import CLIENT_CHANNEL_OPTIONS
 from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2_grpc
 
@@ -34,7 +35,8 @@ class _ForwardCaller(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInt
 
 
 def _channel(address: str) -> grpc.Channel:
-    return grpc.intercept_channel(grpc.insecure_channel(address), _ForwardCaller())
+    return grpc.intercept_channel(grpc.insecure_channel(address, options=CLIENT_CHANNEL_OPTIONS),
+                                  _ForwardCaller())
 
 
 class ServiceClients:

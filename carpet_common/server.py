@@ -29,6 +29,17 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 MAX_MESSAGE_BYTES = 12 * 1024 * 1024
 
 
+# Options of every channel one service opens to another. The address may name several replicas
+# (`ipv4:10.0.0.5:50051,10.0.0.6:50051`, or a `dns:` name with several records): calls are
+# spread round-robin over those that answer, and a restarted replica is tried again within
+# seconds (gRPC's default reconnect backoff grows to two minutes).
+CLIENT_CHANNEL_OPTIONS = (
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 3000),
+)
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     cert: str

@@ -11,7 +11,7 @@ from carpet_common.interceptors import (
 )
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
-from carpet_common.server import GrpcServer, TlsFiles, create_server
+from carpet_common.server import CLIENT_CHANNEL_OPTIONS, GrpcServer, TlsFiles, create_server
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2_grpc
 from render_service.credit_client import CreditClient
@@ -31,8 +31,9 @@ def credit_channel(settings: Settings) -> grpc.Channel:
         with open(settings.tls_client_ca, "rb") as ca, open(settings.tls_key, "rb") as key, \
                 open(settings.tls_cert, "rb") as cert:
             credentials = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
-        return grpc.secure_channel(settings.credit_addr, credentials)
-    return grpc.insecure_channel(settings.credit_addr)
+        return grpc.secure_channel(settings.credit_addr, credentials,
+                                   options=CLIENT_CHANNEL_OPTIONS)
+    return grpc.insecure_channel(settings.credit_addr, options=CLIENT_CHANNEL_OPTIONS)
 
 
 def build_server(settings: Settings, address: str, *, credit: CreditClient | None = None,

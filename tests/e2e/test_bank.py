@@ -1,0 +1,374 @@
+"""A bank test in the spirit of Jepsen's, on PostgreSQL: two credit-service and two
+render-service processes share one database each; client threads adjust, reserve, capture,
+release, submit, cancel and watch across a few organisations while a fault thread kills
+processes with SIGKILL (and restarts them) and terminates their database connections
+(pg_terminate_backend). A sampler reads every balance throughout. After the faults stop and
+the system settles:
+
+- `verify` passes on both services (invariants 1-5);
+- every acknowledged adjustment is in the ledger exactly once, every refused one is absent,
+  one whose outcome the client never learned is there at most once, and nothing else is;
+- every `success` job is charged exactly once at its mode's cost, no `failed` job is charged,
+  and no job is left queued or processing;
+- no hold is left `held` past its expiry;
+- no sampled balance was ever negative (nor held above it).
+
+Bounded and seeded: BANK_SECONDS (default 60) of load, BANK_SEED (printed) for the choices.
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import grpc
+import psycopg2
+import pytest
+
+from carpet_common.server import CLIENT_CHANNEL_OPTIONS
+from protos.carpet.credit.v1 import account_pb2, account_pb2_grpc, credit_pb2, credit_pb2_grpc
+from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
+from tests.conftest import free_port
+from tests.fake_image_api import FakeImageApi, tiny_png
+from tests.processes import ServiceProcess, run_cli
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
+
+ADMIN_TOKEN = "bank-test-admin-token-0123456789"
+ADMIN = (("x-admin-token", ADMIN_TOKEN),)
+COST = {"preview": 1, "standard": 2, "hd": 4}
+ORGANISATIONS = 3
+CLIENTS = 6
+SECONDS = float(os.environ.get("BANK_SECONDS", "60"))
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+HOLD_TTL_S = 4
+
+
+class Indeterminate(Exception):
+    """Retries ran out on UNAVAILABLE / DEADLINE_EXCEEDED: the call may or may not have
+    taken effect."""
+
+
+@dataclass
+class History:
+    """What the clients were told, kept under one lock."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    adjust_acked: dict[str, int] = field(default_factory=dict)  # idempotency key -> delta
+    adjust_refused: set[str] = field(default_factory=set)
+    adjust_unknown: set[str] = field(default_factory=set)
+    jobs: set[int] = field(default_factory=set)
+    codes: Counter = field(default_factory=Counter)
+    unexpected: list[str] = field(default_factory=list)
+    samples: int = 0
+    bad_samples: list[tuple] = field(default_factory=list)
+    faults: Counter = field(default_factory=Counter)
+
+    def saw(self, code: grpc.StatusCode, where: str, details: str = "") -> None:
+        with self.lock:
+            self.codes[code.name] += 1
+            if code in NEVER:
+                self.unexpected.append(f"{where}: {code.name} {details}")
+
+
+def call(history: History, where: str, method, request, *, timeout=10.0, attempts=8):
+    """Call with retries on UNAVAILABLE/DEADLINE_EXCEEDED (the request carries its own
+    idempotency key or reference, so a retry is safe). Raises grpc.RpcError for a definite
+    refusal, Indeterminate when retries ran out."""
+    for attempt in range(attempts):
+        try:
+            response = method(request, metadata=ADMIN, timeout=timeout)
+            history.saw(grpc.StatusCode.OK, where)
+            return response
+        except grpc.RpcError as error:
+            history.saw(error.code(), where, error.details())
+            if error.code() not in RETRYABLE:
+                raise
+            time.sleep(min(0.1 * 2**attempt, 1.5))
+    raise Indeterminate(where)
+
+
+class Cluster:
+    """Two replicas of each service on one PostgreSQL database per service."""
+
+    def __init__(self, tmp_path, credit_db_url, render_db_url, api_url):
+        credit_ports = [free_port(), free_port()]
+        self.credit_target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in credit_ports)
+        self.env = {
+            "CREDIT_DATABASE_URL": credit_db_url, "RENDER_DATABASE_URL": render_db_url,
+            "ADMIN_TOKENS": f"ops:{ADMIN_TOKEN}", "RENDERER": "http", "RENDER_API_URL": api_url,
+            "RENDER_API_KEY": "sk-bank-test-key-0123456789",
+            "RENDER_STORAGE_DIR": str(tmp_path / "renders"), "RENDER_LEASE_SECONDS": "3",
+            "RENDER_HOLD_TTL_SECONDS": "60", "RENDER_WORKERS": "2", "RATE_LIMIT_RENDER": "off",
+            "GRPC_MAX_WORKERS": "16", "DB_MAX_CONNECTIONS": "24", "LOG_FORMAT": "json",
+        }
+        self.credits = [ServiceProcess("credit_service", f"127.0.0.1:{port}",
+                                       {**self.env, "CREDIT_ADDR": f"127.0.0.1:{port}"},
+                                       str(tmp_path / f"credit-{i}.log"))
+                        for i, port in enumerate(credit_ports)]
+        render_ports = [free_port(), free_port()]
+        self.render_target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in render_ports)
+        self.renders = [ServiceProcess("render_service", f"127.0.0.1:{port}",
+                                       {**self.env, "RENDER_ADDR": f"127.0.0.1:{port}",
+                                        "CREDIT_ADDR": self.credit_target},
+                                       str(tmp_path / f"render-{i}.log"))
+                        for i, port in enumerate(render_ports)]
+        self.processes = [*self.credits, *self.renders]
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+
+    def ensure_running(self) -> None:
+        for process in self.processes:
+            if process.process is None or process.process.poll() is not None:
+                process.start()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+def query(url: str, sql: str, *args) -> list[tuple]:
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+    finally:
+        connection.close()
+
+
+def sampler(history: History, credit_db_url: str, stop: threading.Event) -> None:
+    while not stop.wait(0.2):
+        try:
+            rows = query(credit_db_url, "SELECT organization_id, balance, held "
+                                        "FROM credit_balance")
+        except psycopg2.Error:
+            continue  # our own connection may be terminated by the fault thread
+        with history.lock:
+            history.samples += 1
+            history.bad_samples += [row for row in rows
+                                    if row[1] < 0 or row[2] < 0 or row[2] > row[1]]
+
+
+def faults(history: History, cluster: Cluster, databases: list[str], rng: random.Random,
+           stop: threading.Event) -> None:
+    """One fault at a time: a SIGKILL and restart, or every connection of one database cut."""
+    while not stop.wait(rng.uniform(1.5, 4.0)):
+        if rng.random() < 0.6:
+            process = rng.choice(cluster.processes)
+            process.kill()
+            history.faults[f"kill {process.module}"] += 1
+            time.sleep(rng.uniform(0.3, 1.5))
+            process.start()
+        else:
+            database = rng.choice(databases)
+            # Run from a connection to the credit database, which the query itself spares.
+            terminated = query(cluster.env["CREDIT_DATABASE_URL"],
+                               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = %s AND pid <> pg_backend_pid()", database)
+            history.faults["pg_terminate_backend"] += 1
+            history.faults["connections terminated"] += terminated[0][0]
+
+
+def client(history: History, cluster_targets: tuple[str, str], organisations: list[int],
+           carpet_id: int, rng: random.Random, stop: threading.Event) -> None:
+    credit_channel = grpc.insecure_channel(cluster_targets[0], options=CLIENT_CHANNEL_OPTIONS)
+    render_channel = grpc.insecure_channel(cluster_targets[1], options=CLIENT_CHANNEL_OPTIONS)
+    credits = credit_pb2_grpc.CreditServiceStub(credit_channel)
+    renders = render_pb2_grpc.RenderServiceStub(render_channel)
+    my_jobs: list[int] = []
+    try:
+        while not stop.is_set():
+            organisation = rng.choice(organisations)
+            action = rng.choices(["adjust", "reserve", "submit", "cancel", "watch"],
+                                 weights=[3, 3, 4, 1, 1])[0]
+            try:
+                if action == "adjust":
+                    adjust(history, credits, organisation, rng)
+                elif action == "reserve":
+                    reserve(history, credits, organisation, rng)
+                elif action == "submit":
+                    job = call(history, "SubmitRender", renders.SubmitRender,
+                               render_pb2.SubmitRenderRequest(
+                                   organization_id=organisation, carpet_id=carpet_id,
+                                   mode=rng.choice(list(COST)),
+                                   idempotency_key=f"bank-{uuid.uuid4()}"), timeout=15)
+                    my_jobs.append(job.id)
+                    with history.lock:
+                        history.jobs.add(job.id)
+                elif action == "cancel" and my_jobs:
+                    call(history, "CancelRender", renders.CancelRender,
+                         render_pb2.CancelRenderRequest(id=rng.choice(my_jobs)))
+                elif action == "watch" and my_jobs:
+                    for _ in renders.WatchRender(render_pb2.WatchRenderRequest(
+                            id=rng.choice(my_jobs)), metadata=ADMIN, timeout=2):
+                        pass
+            except Indeterminate:
+                pass
+            except grpc.RpcError as error:  # definite refusals are part of the game
+                if error.code() in NEVER:
+                    history.saw(error.code(), action, error.details())
+    finally:
+        credit_channel.close()
+        render_channel.close()
+
+
+def adjust(history: History, credits, organisation: int, rng: random.Random) -> None:
+    key = f"bank-{uuid.uuid4()}"
+    delta = rng.choice([-1, 1]) * rng.randint(1, 25)
+    request = credit_pb2.AdjustCreditsRequest(organization_id=organisation, delta=delta,
+                                              reason="bank test", idempotency_key=key)
+    try:
+        call(history, "AdjustCredits", credits.AdjustCredits, request)
+    except Indeterminate:
+        with history.lock:
+            history.adjust_unknown.add(key)
+        raise
+    except grpc.RpcError:
+        with history.lock:
+            history.adjust_refused.add(key)
+        raise
+    with history.lock:
+        history.adjust_acked[key] = delta
+
+
+def reserve(history: History, credits, organisation: int, rng: random.Random) -> None:
+    hold = call(history, "ReserveCredits", credits.ReserveCredits,
+                credit_pb2.ReserveCreditsRequest(
+                    organization_id=organisation, amount=rng.randint(1, 10),
+                    reference=f"bank-{uuid.uuid4()}", ttl_seconds=HOLD_TTL_S))
+    ending = rng.choice(["capture", "release", "abandon"])
+    if ending == "capture":
+        call(history, "CaptureHold", credits.CaptureHold,
+             credit_pb2.CaptureHoldRequest(hold_id=hold.id))
+    elif ending == "release":
+        call(history, "ReleaseHold", credits.ReleaseHold,
+             credit_pb2.ReleaseHoldRequest(hold_id=hold.id, reason="bank test"))
+    # "abandon": the hold must expire by itself
+
+
+def settle(cluster: Cluster, timeout: float = 120.0) -> None:
+    """Wait until no job is queued or processing and no hold is held past its expiry."""
+    deadline = time.monotonic() + timeout
+    render_url, credit_url = cluster.env["RENDER_DATABASE_URL"], cluster.env["CREDIT_DATABASE_URL"]
+    while True:
+        open_jobs = query(render_url, "SELECT count(*) FROM render_job "
+                                      "WHERE status IN ('queued', 'processing')")[0][0]
+        overdue = query(credit_url, "SELECT count(*) FROM credit_hold WHERE state = 'held' "
+                                    "AND expires_at < (now() AT TIME ZONE 'utc')")[0][0]
+        if open_jobs == 0 and overdue == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not settled: {open_jobs} open jobs, {overdue} overdue holds")
+        time.sleep(1.0)
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_bank(tmp_path, credit_db_url, render_db_url):
+    seed = int(os.environ.get("BANK_SEED", random.randrange(2**32)))
+    print(f"BANK_SEED={seed}")
+    rng = random.Random(seed)
+    history = History()
+    databases = [url.rsplit("/", 1)[1] for url in (credit_db_url, render_db_url)]
+    with FakeImageApi(["ok"]) as api:
+        cluster = Cluster(tmp_path, credit_db_url, render_db_url, api.url)
+        cluster.start()
+        try:
+            organisations, carpet_id = prepare(cluster)
+            run_load(history, cluster, organisations, carpet_id, databases, rng, credit_db_url)
+            cluster.ensure_running()
+            settle(cluster)
+            check(history, cluster)
+        finally:
+            cluster.stop()
+
+
+def prepare(cluster: Cluster) -> tuple[list[int], int]:
+    with grpc.insecure_channel(cluster.credits[0].address) as channel:
+        accounts = account_pb2_grpc.AccountServiceStub(channel)
+        organisations = [accounts.CreateOrganization(account_pb2.CreateOrganizationRequest(
+            name=f"Bank {i}", initial_credits=1000), metadata=ADMIN, timeout=10).id
+            for i in range(ORGANISATIONS)]
+    with grpc.insecure_channel(cluster.renders[0].address) as channel:
+        carpet = render_pb2_grpc.RenderServiceStub(channel).CreateCarpet(
+            render_pb2.CreateCarpetRequest(sku="B-1", name="Bank kilim", width_cm=100,
+                                           length_cm=150, image=tiny_png()), timeout=10)
+    return organisations, carpet.id
+
+
+def run_load(history, cluster, organisations, carpet_id, databases, rng, credit_db_url):
+    stop_clients, stop_watchers = threading.Event(), threading.Event()
+    targets = (cluster.credit_target, cluster.render_target)
+    clients = [threading.Thread(target=client, args=(history, targets, organisations, carpet_id,
+                                                     random.Random(rng.random()), stop_clients))
+               for _ in range(CLIENTS)]
+    watchers = [threading.Thread(target=sampler, args=(history, credit_db_url, stop_watchers)),
+                threading.Thread(target=faults, args=(history, cluster, databases,
+                                                      random.Random(rng.random()),
+                                                      stop_watchers))]
+    for thread in [*clients, *watchers]:
+        thread.start()
+    time.sleep(SECONDS)
+    stop_watchers.set()  # faults stop first: the clients' last calls can complete
+    for thread in watchers:
+        thread.join(timeout=60)
+    stop_clients.set()
+    for thread in clients:
+        thread.join(timeout=120)
+    print(f"faults: {dict(history.faults)}; calls: {dict(history.codes)}; "
+          f"samples: {history.samples}; jobs: {len(history.jobs)}; adjustments acked "
+          f"{len(history.adjust_acked)}, refused {len(history.adjust_refused)}, unknown "
+          f"{len(history.adjust_unknown)}")
+
+
+def check(history: History, cluster: Cluster) -> None:
+    credit_url, render_url = cluster.env["CREDIT_DATABASE_URL"], cluster.env["RENDER_DATABASE_URL"]
+    assert history.unexpected == []
+    assert history.faults["kill credit_service"] + history.faults["kill render_service"] > 0
+    assert history.samples > 0 and history.bad_samples == []
+    assert history.adjust_acked and history.jobs
+
+    for module in ("credit_service", "render_service"):
+        result = run_cli(module, "verify", cluster.env)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    ledger = Counter()
+    deltas = {}
+    for reference, delta in query(credit_url, "SELECT reference, delta FROM credit_log "
+                                              "WHERE kind = 'adjust'"):
+        ledger[reference] += 1
+        deltas[reference] = delta
+    for key, delta in history.adjust_acked.items():
+        assert (ledger[key], deltas.get(key)) == (1, delta), key
+    assert all(ledger[key] == 0 for key in history.adjust_refused)
+    assert all(ledger[key] <= 1 for key in history.adjust_unknown)
+    known = history.adjust_acked.keys() | history.adjust_refused | history.adjust_unknown
+    assert set(ledger) <= known, "an adjustment nobody asked for"
+
+    charges = Counter()
+    charged = {}
+    for reference, delta in query(credit_url, "SELECT reference, delta FROM credit_log "
+                                              "WHERE kind = 'render' "
+                                              "AND reference LIKE 'render-job:%%'"):
+        charges[reference] += 1
+        charged[reference] = delta
+    jobs = query(render_url, "SELECT id, status, mode, credits_charged FROM render_job")
+    assert {job_id for job_id, *_ in jobs} >= history.jobs  # every acknowledged job exists
+    for job_id, status, mode, credits_charged in jobs:
+        reference = f"render-job:{job_id}"
+        assert status in ("success", "failed"), (job_id, status)
+        if status == "success":
+            assert (charges[reference], -charged[reference], credits_charged) == (
+                1, COST[mode], COST[mode]), job_id
+        else:
+            assert (charges[reference], credits_charged) == (0, 0), job_id
+    overdue = query(credit_url, "SELECT count(*) FROM credit_hold WHERE state = 'held' "
+                                "AND expires_at < (now() AT TIME ZONE 'utc')")
+    assert overdue == [(0,)]
