@@ -12,6 +12,7 @@ from peewee import (
     BooleanField,
     CharField,
     Check,
+    CompositeKey,
     DatabaseProxy,
     DateTimeField,
     ForeignKeyField,
@@ -96,6 +97,21 @@ class RenderJob(BaseModel):
         )
 
 
+class RenderCount(BaseModel):
+    """How many jobs each organisation has in each status, kept by database triggers on
+    render_job (migrations/0002_render_counts.py) in the very statement that changes a job, so
+    overview totals cost the same at a thousand jobs and at a million, and no code path can
+    forget them. `python -m render_service verify` recounts them."""
+
+    organization_id = BigIntegerField()
+    status = CharField(max_length=16, constraints=[
+        Check("status IN ('queued', 'processing', 'success', 'failed')")])
+    jobs = BigIntegerField(constraints=[Check("jobs >= 0")])
+
+    class Meta:
+        primary_key = CompositeKey("organization_id", "status")
+
+
 class RenderInput(BaseModel):
     """The optional room photo, apart from the job row so that row stays small."""
 
@@ -103,4 +119,4 @@ class RenderInput(BaseModel):
     room_image = BlobField()
 
 
-ALL_MODELS = (Carpet, RenderJob, RenderInput)
+ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount)

