@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
+from bench.admin_scenarios import AdminBench
 from bench.driver import Result, run_scenario
 from bench.environment import (
     RESULTS_DIR,
@@ -64,6 +66,31 @@ def create_carpet(address: str) -> int:
             timeout=10).id
 
 
+ADMIN_SIZES = {"1k": 1_000, "1m": 1_000_000}
+ADMIN_WORKLOADS = {"admin.overview": "overview", "admin.list_renders": "list_renders",
+                   "admin.list_renders.deep": "list_renders_deep"}
+# The 1k scenarios against the gateway's health check; the 1m ones against their 1k run.
+ADMIN_CEILINGS = {"ceiling.grpc.admin": None,
+                  **{f"{name}.1k": "ceiling.grpc.admin" for name in ADMIN_WORKLOADS},
+                  **{f"{name}.1m": f"{name}.1k" for name in ADMIN_WORKLOADS}}
+
+
+def run_admin_scenarios(scenario, base_url, credit_env, credit_address, config) -> None:
+    admin = AdminBench(base_url, credit_env, credit_address, config["spread_organizations"])
+    try:
+        for label, size in ADMIN_SIZES.items():
+            started = time.monotonic()
+            config.update(admin.grow(size))
+            print(f"render history grown to {size} jobs in {time.monotonic() - started:.0f} s",
+                  flush=True)
+            if label == "1k":
+                scenario("ceiling.grpc.admin", "admin_workloads.health_check")
+            for name, workload in ADMIN_WORKLOADS.items():
+                scenario(f"{name}.{label}", f"admin_workloads.{workload}")
+    finally:
+        admin.stop()
+
+
 def row(result: Result, ceiling: Result | None) -> dict:
     return {
         "name": result.name,
@@ -83,8 +110,9 @@ def main() -> int:
     engine = "postgresql" if base_url else "sqlite"
 
     credit_url = fresh_database_url(base_url, "credit")
+    token = admin_token()
     env = {"CREDIT_DATABASE_URL": credit_url, "LOG_FORMAT": "json",
-           "ADMIN_TOKENS": f"bench:{admin_token()}", "GRPC_MAX_WORKERS": "16",
+           "ADMIN_TOKENS": f"bench:{token}", "GRPC_MAX_WORKERS": "16",
            "DB_MAX_CONNECTIONS": "16"}
     migrated = run_cli("credit_service", "migrate", env)
     if migrated.returncode != 0:
@@ -92,6 +120,7 @@ def main() -> int:
         return 1
     config = load_organizations(credit_url)
     config["database_url"] = credit_url
+    config["admin_token"] = token
 
     address = free_address()
     server = ServerProcess("credit_service", {**env, "CREDIT_ADDR": address}, address)
@@ -139,6 +168,10 @@ def main() -> int:
         scenario("render.submit", "render_workloads.submit")
         start_render(workers=2)
         scenario("render.end_to_end", "render_workloads.end_to_end")
+        for running in render_servers:  # the admin scenarios bring their own
+            running.stop()
+        render_servers.clear()
+        run_admin_scenarios(scenario, base_url, env, address, config)
     finally:
         for running in [*render_servers, server]:
             running.stop()
@@ -149,12 +182,17 @@ def main() -> int:
     ceilings = {"ceiling.grpc": None, "ceiling.db": None, "credit.get_balance": grpc_ceiling,
                 "credit.reserve_capture_hot": lower, "credit.reserve_capture_spread": lower,
                 "ceiling.grpc.render": None, "render.submit": render_ceiling,
-                "render.end_to_end": render_ceiling}
+                "render.end_to_end": render_ceiling,
+                **{name: results[ceiling] if ceiling else None
+                   for name, ceiling in ADMIN_CEILINGS.items()}}
     scenarios = [row(results[name], ceilings[name]) for name in ceilings]
     for entry in scenarios:
         if entry["name"].startswith("render."):
             # The render target is on latency: p50 against the same server's health check.
             entry["p50_ratio"] = round(entry["p50_ms"] / render_ceiling.p50_ms, 3)
+        if entry["name"].startswith("admin.") and entry["name"].endswith(".1m"):
+            # The admin target: at a million jobs, p50 at most twice that at a thousand.
+            entry["p50_ratio"] = round(entry["p50_ms"] / results[entry["ceiling"]].p50_ms, 3)
     report = {
         "database": engine,
         "seconds": seconds,

@@ -1,0 +1,59 @@
+"""Client-side workloads of the admin scenarios: calls to the gateway's AdminService with the
+bench's admin token (see bench/credit_workloads.py for the shape)."""
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
+from protos.carpet.render.v1 import render_pb2
+
+TIMEOUT_S = 30
+
+
+def _admin(config: dict):
+    return admin_pb2_grpc.AdminServiceStub(grpc.insecure_channel(config["admin_address"]))
+
+
+def health_check(config: dict, index: int):
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(config["admin_address"]))
+    request = health_pb2.HealthCheckRequest()
+
+    def operation() -> int:
+        stub.Check(request, timeout=TIMEOUT_S)
+        return 1
+
+    return operation
+
+
+def overview(config: dict, index: int):
+    stub, metadata = _admin(config), (("x-admin-token", config["admin_token"]),)
+
+    def operation() -> int:
+        stub.GetOverview(admin_pb2.GetOverviewRequest(), metadata=metadata, timeout=TIMEOUT_S)
+        return 1
+
+    return operation
+
+
+def _list_renders(config: dict, page_token: str):
+    stub, metadata = _admin(config), (("x-admin-token", config["admin_token"]),)
+    request = render_pb2.ListRendersRequest(page_size=50, page_token=page_token)
+
+    def operation() -> int:
+        page = stub.ListRenders(request, metadata=metadata, timeout=TIMEOUT_S)
+        if len(page.renders) != 50:
+            raise RuntimeError(f"a short page: {len(page.renders)} renders")
+        return 1
+
+    return operation
+
+
+def list_renders(config: dict, index: int):
+    """The newest page, as the admin page opens it."""
+    return _list_renders(config, "")
+
+
+def list_renders_deep(config: dict, index: int):
+    """A page from the middle of the history (its token made from the row there)."""
+    return _list_renders(config, config["deep_page_token"])

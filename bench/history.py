@@ -1,0 +1,50 @@
+"""Bulk-loads render history for the admin scenarios: finished jobs spread over organisations
+and users, older than anything the services write themselves. One INSERT … SELECT per chunk
+(generate_series on PostgreSQL, a recursive CTE on SQLite); the render_count triggers fire as
+for any job, so overview totals stay exact."""
+from __future__ import annotations
+
+import datetime
+
+CHUNK = 200_000
+# Every tenth job failed, the others succeeded; created one second apart, ending a day ago.
+_COLUMNS = ("organization_id, user_id, carpet_id, mode, status, error_text, cost, "
+            "credits_charged, credit_log_id, request_hash, attempts, release_pending, "
+            "created_at, updated_at, finished_at")
+_VALUES = """
+    {first_org} + i % {orgs}, {first_user} + i % {users}, {carpet}, 'preview',
+    CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'success' END,
+    CASE WHEN i % 10 = 0 THEN 'bench history: provider error' ELSE '' END,
+    1, CASE WHEN i % 10 = 0 THEN 0 ELSE 1 END, CASE WHEN i % 10 = 0 THEN NULL ELSE i END,
+    '', 1, {false}, {created}, {created}, {created}"""
+POSTGRES = ("INSERT INTO render_job (" + _COLUMNS + ") SELECT" + _VALUES
+            + " FROM generate_series(%s, %s) AS i")
+SQLITE = ("WITH RECURSIVE seq(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM seq WHERE i < ?) "
+          "INSERT INTO render_job (" + _COLUMNS + ") SELECT" + _VALUES + " FROM seq")
+HISTORY_START = datetime.datetime(2020, 1, 1)
+
+
+def grow_history(database, total: int, *, first_org: int, orgs: int, first_user: int,
+                 users: int, carpet: int) -> None:
+    """Add history rows until render_job holds `total` of them."""
+    from carpet_common.db import is_postgres
+
+    postgres = is_postgres(database)
+    created = ("%s::timestamp + i * interval '1 second'" if postgres
+               else "strftime('%Y-%m-%d %H:%M:%S', ?, '+' || i || ' seconds')")
+    sql = (POSTGRES if postgres else SQLITE).format(
+        first_org=first_org, orgs=orgs, first_user=first_user, users=users, carpet=carpet,
+        false="false" if postgres else "0", created=created)
+    if postgres:  # psycopg2 reads % as a placeholder: the modulo operator is written %%
+        sql = sql.replace(" % ", " %% ")
+    start_at = HISTORY_START.isoformat(sep=" ")
+    with database.connection_context():
+        present = database.execute_sql("SELECT count(*) FROM render_job").fetchone()[0]
+        for first in range(present, total, CHUNK):
+            last = min(first + CHUNK, total) - 1
+            stamps = (start_at,) * 3
+            parameters = (*stamps, first, last) if postgres else (first, last, *stamps)
+            with database.atomic():
+                database.execute_sql(sql, parameters)
+        if postgres:
+            database.execute_sql("ANALYZE render_job")
