@@ -66,6 +66,10 @@ def create_carpet(address: str) -> int:
             timeout=10).id
 
 
+# Scenario -> workload, run against two serving processes; compared with one process.
+MULTI_PROCESS = {"credit.get_balance.processes2": "credit_workloads.get_balance",
+                 "credit.reserve_capture_spread.processes2":
+                     "credit_workloads.reserve_capture_spread"}
 ADMIN_SIZES = {"1k": 1_000, "1m": 1_000_000}
 ADMIN_WORKLOADS = {"admin.overview": "overview", "admin.list_renders": "list_renders",
                    "admin.list_renders.deep": "list_renders_deep"}
@@ -161,6 +165,17 @@ def main() -> int:
         scenario("credit.get_balance", "credit_workloads.get_balance")
         scenario("credit.reserve_capture_hot", "credit_workloads.reserve_capture_hot")
         scenario("credit.reserve_capture_spread", "credit_workloads.reserve_capture_spread")
+        # The same two workloads against SERVER_PROCESSES=2 (SO_REUSEPORT) on the database.
+        processes_address = free_address()
+        shared = ServerProcess("credit_service", {**env, "CREDIT_ADDR": processes_address,
+                                                  "SERVER_PROCESSES": "2"}, processes_address)
+        config["address"] = processes_address
+        try:
+            for name in MULTI_PROCESS:
+                scenario(name, MULTI_PROCESS[name])
+        finally:
+            config["address"] = address
+            shared.stop()
         # Submissions alone (no workers competing for the CPU), then whole renders.
         start_render(workers=0)
         config["carpet"] = create_carpet(config["render_address"])
@@ -181,6 +196,7 @@ def main() -> int:
     lower = min(grpc_ceiling, db_ceiling, key=lambda r: r.ops_per_s)
     ceilings = {"ceiling.grpc": None, "ceiling.db": None, "credit.get_balance": grpc_ceiling,
                 "credit.reserve_capture_hot": lower, "credit.reserve_capture_spread": lower,
+                **{name: results[name.rsplit(".", 1)[0]] for name in MULTI_PROCESS},
                 "ceiling.grpc.render": None, "render.submit": render_ceiling,
                 "render.end_to_end": render_ceiling,
                 **{name: results[ceiling] if ceiling else None

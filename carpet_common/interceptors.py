@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from peewee import InterfaceError, OperationalError
@@ -151,6 +152,8 @@ class TextFieldInterceptor(BehaviourInterceptor):
 
     def wrap(self, behaviour, call_details, streaming):
         def check(request):
+            if not isinstance(request, Message):  # a client stream (reflection): not ours
+                return
             if (name := nul_text_field(request)) is not None:
                 raise errors.InvalidArgument(f"{name} must not contain NUL characters")
 

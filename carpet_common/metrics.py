@@ -59,14 +59,16 @@ class MetricsInterceptor(BehaviourInterceptor):
         return stream if streaming else unary
 
 
-def serve_metrics(address: str | None) -> None:
-    """Serve /metrics on METRICS_ADDR (host:port) from a background thread, when it is set."""
+def serve_metrics(address: str | None, process_index: int = 0) -> None:
+    """Serve /metrics on METRICS_ADDR (host:port) from a background thread, when it is set.
+    With SERVER_PROCESSES > 1 each process has its own counters: process i serves them on
+    the port METRICS_ADDR names plus i."""
     if not address:
         return
     from prometheus_client import start_http_server
 
     host, _, port = address.rpartition(":")
-    start_http_server(int(port), addr=host or "127.0.0.1")
+    start_http_server(int(port) + process_index, addr=host or "127.0.0.1")
 
 
 def gauge_from_query(gauge, database, query) -> None:

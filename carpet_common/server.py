@@ -81,9 +81,11 @@ def create_server(
     max_workers: int = 16,
     tls: TlsFiles | None = None,
     unix_socket: str | None = None,
+    share_port: bool = False,
 ) -> tuple[GrpcServer, int]:
     """Build, bind and start a server. `register(server)` adds the servicers;
-    `service_names` are their full names, announced by health and reflection."""
+    `service_names` are their full names, announced by health and reflection. `share_port`:
+    sibling processes of `serve_in_processes` bind the same address (SO_REUSEPORT)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
@@ -93,7 +95,8 @@ def create_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),  # a second process on the same port is an error
+            # Unless shared on purpose, a second process on the same port is an error.
+            ("grpc.so_reuseport", 1 if share_port else 0),
         ],
     )
     register(server)
@@ -132,3 +135,58 @@ def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] 
     for running in servers:
         running.stop(grace)
     logger.info("stopped")
+
+
+def serve_in_processes(count: int, serve: Callable[[int], int]) -> int:
+    """Run `serve(index)` in `count` forked processes that share the listening address (each
+    binds it with SO_REUSEPORT and the kernel spreads connections), so one service uses more
+    than one core despite the GIL. The parent only supervises: it passes SIGTERM/SIGINT on,
+    starts again a child that died without being asked to stop, and returns the worst exit
+    code of the shutdown. gRPC requires the fork to happen before any server or channel
+    exists, which is why `serve` builds everything itself. With count 1, `serve(0)` runs in
+    this process."""
+    if count == 1:
+        return serve(0)
+    import os
+
+    stopping = False
+
+    def spawn(index: int) -> int:
+        pid = os.fork()
+        if pid == 0:  # the child: serve, then leave without running the parent's cleanup
+            # Asked to stop before serve() installs its own handlers: nothing to drain yet.
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: os._exit(0))
+            code = 1
+            try:
+                code = serve(index)
+            finally:
+                os._exit(code)
+        return pid
+
+    children = {spawn(index): index for index in range(count)}
+
+    def forward(signum, _frame):
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    while children:
+        pid, status = os.wait()
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            worst = max(worst, code if code > 0 else (1 if code < 0 else 0))
+        else:
+            logger.error("serving process %d exited with %d; starting it again", index, code)
+            children[spawn(index)] = index
+    return worst

@@ -53,6 +53,8 @@ class Settings:
     # Not in the contract; operational knobs of this implementation.
     log_format: str = "text"  # "json" for one JSON object per line
     grpc_max_workers: int = 16
+    # Processes serving one address together (SO_REUSEPORT); >1 uses more than one core.
+    server_processes: int = 1
     db_max_connections: int = 20
     render_lease_seconds: int = 60  # a processing job whose lease ran out is claimed again
     render_hold_ttl_seconds: int = 900  # lifetime of a render's credit hold
@@ -150,6 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tls_client_ca=text("TLS_CLIENT_CA", None),
         log_format=log_format,
         grpc_max_workers=_int(env, "GRPC_MAX_WORKERS", defaults.grpc_max_workers, minimum=1),
+        server_processes=_int(env, "SERVER_PROCESSES", defaults.server_processes, minimum=1),
         db_max_connections=_int(env, "DB_MAX_CONNECTIONS", defaults.db_max_connections,
                                 minimum=1),
         render_lease_seconds=_int(env, "RENDER_LEASE_SECONDS", defaults.render_lease_seconds,

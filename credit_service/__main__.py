@@ -7,7 +7,7 @@ import sys
 from carpet_common.cli import report, start
 from carpet_common.db import bind_database
 from carpet_common.migrate import apply_migrations
-from carpet_common.server import run_until_signal
+from carpet_common.server import run_until_signal, serve_in_processes
 from credit_service import migrations
 from credit_service.models import database
 
@@ -39,16 +39,21 @@ def main(argv: list[str] | None = None) -> int:
         with db.connection_context():
             return report(verify_credit(), "all invariants hold")
 
+    return serve_in_processes(settings.server_processes, lambda index: serve(settings, index))
+
+
+def serve(settings, process_index: int) -> int:
     from carpet_common.metrics import serve_metrics
     from credit_service.app import HoldSweeper, build_server, register_gauges, system_clock
 
     running, port = build_server(settings, settings.credit_addr)
     if settings.metrics_addr:
         register_gauges()
-        serve_metrics(settings.metrics_addr)
+        serve_metrics(settings.metrics_addr, process_index)
     sweeper = HoldSweeper(clock=system_clock)
     sweeper.start()
-    logger.info("credit service listening on %s (port %d)", settings.credit_addr, port)
+    logger.info("credit service listening on %s (port %d, process %d)", settings.credit_addr,
+                port, process_index)
     run_until_signal([running], on_stop=sweeper.stop)
     return 0
 

@@ -124,7 +124,8 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
     tls = (TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
            if settings.tls_cert and settings.tls_key else None)
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls)
+                         max_workers=settings.grpc_max_workers, tls=tls,
+                         share_port=settings.server_processes > 1)
 
 
 def register_gauges() -> None:

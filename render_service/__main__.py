@@ -7,7 +7,7 @@ import sys
 from carpet_common.cli import report, start
 from carpet_common.db import bind_database
 from carpet_common.migrate import apply_migrations
-from carpet_common.server import run_until_signal
+from carpet_common.server import run_until_signal, serve_in_processes
 from render_service import migrations
 from render_service.models import database
 
@@ -29,19 +29,23 @@ def main(argv: list[str] | None = None) -> int:
 
         return report(verify_renders(settings), "render invariants hold")
 
+    return serve_in_processes(settings.server_processes, lambda index: serve(settings, index))
+
+
+def serve(settings, process_index: int) -> int:
     from carpet_common.metrics import serve_metrics
     from render_service.app import build_server, build_workers, credit_channel, register_gauges
     from render_service.credit_client import CreditClient
 
     if settings.metrics_addr:
         register_gauges()
-        serve_metrics(settings.metrics_addr)
+        serve_metrics(settings.metrics_addr, process_index)
     credit = CreditClient(credit_channel(settings))
     running, port = build_server(settings, settings.render_addr, credit=credit)
     workers = build_workers(settings, credit=credit)
     workers.start()
-    logger.info("render service listening on %s (port %d), %d workers", settings.render_addr,
-                port, settings.render_workers)
+    logger.info("render service listening on %s (port %d, process %d), %d workers",
+                settings.render_addr, port, process_index, settings.render_workers)
     run_until_signal([running], on_stop=workers.stop)
     return 0
 

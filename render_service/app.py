@@ -58,7 +58,8 @@ def build_server(settings: Settings, address: str, *, credit: CreditClient | Non
     tls = (TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
            if settings.tls_cert and settings.tls_key else None)
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls)
+                         max_workers=settings.grpc_max_workers, tls=tls,
+                         share_port=settings.server_processes > 1)
 
 
 def build_workers(settings: Settings, *, credit: CreditClient | None = None,

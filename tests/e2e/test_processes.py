@@ -107,3 +107,68 @@ def test_short_admin_token_is_refused_at_start(module, tmp_path):
     assert result.returncode == 2
     assert "'ops' is shorter than 24 characters" in result.stderr
     assert "too-short-secret" not in result.stderr + result.stdout
+
+
+def child_pids(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return {int(child) for child in children.read().split()}
+
+
+def served_calls(metrics_port: int) -> float:
+    """GetBalance calls one serving process answered, from its own /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
+        text = page.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("carpet_rpc_requests_total{")
+               and 'method="/carpet.credit.v1.CreditService/GetBalance"' in line)
+
+
+def test_server_processes_share_the_port_and_are_restarted(tmp_path):
+    """SERVER_PROCESSES=2: two processes serve one address (SO_REUSEPORT), both take calls
+    (each counts its own on METRICS_ADDR's port + its index), a killed one is started again,
+    and SIGTERM stops them all."""
+    import time
+
+    from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
+
+    address, metrics_port = f"127.0.0.1:{free_port()}", free_port()
+    env = {**base_env(tmp_path), "CREDIT_ADDR": address, "SERVER_PROCESSES": "2",
+           "METRICS_ADDR": f"127.0.0.1:{metrics_port}"}
+    subprocess.run([sys.executable, "-m", "credit_service", "migrate"], env=env, check=True,
+                   cwd=ROOT, capture_output=True)
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "credit_service", "serve"], env=env,
+                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_serving(address)
+        deadline = time.monotonic() + 20
+        while len(child_pids(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first_children = child_pids(process.pid)
+        assert len(first_children) == 2
+        for _ in range(40):  # a new connection each time: the kernel picks a process
+            with grpc.insecure_channel(address) as channel:
+                with pytest.raises(grpc.RpcError) as missing:
+                    credit_pb2_grpc.CreditServiceStub(channel).GetBalance(
+                        credit_pb2.GetBalanceRequest(organization_id=999), timeout=5)
+                assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        per_process = [served_calls(metrics_port), served_calls(metrics_port + 1)]
+        assert sum(per_process) == 40 and min(per_process) > 0, per_process
+
+        victim = sorted(first_children)[0]
+        os.kill(victim, signal.SIGKILL)
+        while (len(child_pids(process.pid)) < 2 or victim in child_pids(process.pid)) \
+                and time.monotonic() < deadline + 20:
+            time.sleep(0.1)
+        assert len(child_pids(process.pid)) == 2 and victim not in child_pids(process.pid)
+        wait_serving(address)
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
