@@ -58,7 +58,9 @@ def denial_recorder(clients: ServiceClients):
 
 def build_server(settings: Settings, address: str, *, clients: ServiceClients | None = None,
                  clock=None, unix_socket: str | None = None) -> tuple[GrpcServer, int]:
-    clients = clients or ServiceClients(settings.credit_addr, settings.render_addr)
+    clients = clients or ServiceClients(
+        settings.credit_addr, settings.render_addr,
+        (settings.tls_cert, settings.tls_key, settings.tls_client_ca))
     limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,
                           namespace="admin")
     interceptors = [
@@ -101,6 +103,7 @@ def start_gateway(settings: Settings, grpc_address: str, http_address: str) -> G
     running, port = build_server(settings, grpc_address, unix_socket=socket_path)
     http = AdminHttpServer(http_address, f"unix:{socket_path}", settings.trusted_proxies,
                            backends={"credit": settings.credit_addr,
-                                     "render": settings.render_addr})
+                                     "render": settings.render_addr},
+                           tls=(settings.tls_cert, settings.tls_key, settings.tls_client_ca))
     http.start()
     return Gateway(running, port, http, socket_dir)

@@ -8,7 +8,7 @@ import grpc
 from carpet_common import errors
 from carpet_common.calls import call_var
 from carpet_common.interceptors import error_reason
-from carpet_common.server import CLIENT_CHANNEL_OPTIONS
+from carpet_common.server import service_channel
 from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2_grpc
 
@@ -34,14 +34,11 @@ class _ForwardCaller(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInt
 
 
 
-def _channel(address: str) -> grpc.Channel:
-    return grpc.intercept_channel(grpc.insecure_channel(address, options=CLIENT_CHANNEL_OPTIONS),
-                                  _ForwardCaller())
-
-
 class ServiceClients:
-    def __init__(self, credit_address: str, render_address: str):
-        credit, render = _channel(credit_address), _channel(render_address)
+    def __init__(self, credit_address: str, render_address: str, tls: tuple = (None,) * 3):
+        """`tls`: (cert, key, CA) of this process, for mTLS to the services."""
+        credit, render = (grpc.intercept_channel(service_channel(address, *tls), _ForwardCaller())
+                          for address in (credit_address, render_address))
         self._channels = (credit, render)
         self.accounts = account_pb2_grpc.AccountServiceStub(credit)
         self.credits = credit_pb2_grpc.CreditServiceStub(credit)

@@ -11,7 +11,7 @@ from carpet_common.interceptors import (
 )
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
-from carpet_common.server import CLIENT_CHANNEL_OPTIONS, GrpcServer, TlsFiles, create_server
+from carpet_common.server import GrpcServer, TlsFiles, create_server, service_channel
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2_grpc
 from render_service.credit_client import CreditClient
@@ -26,14 +26,9 @@ SERVICE_NAMES = (SERVICE,)
 
 
 def credit_channel(settings: Settings) -> grpc.Channel:
-    """The one channel to the credit service for this process (TLS when configured)."""
-    if settings.tls_cert and settings.tls_key and settings.tls_client_ca:
-        with open(settings.tls_client_ca, "rb") as ca, open(settings.tls_key, "rb") as key, \
-                open(settings.tls_cert, "rb") as cert:
-            credentials = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
-        return grpc.secure_channel(settings.credit_addr, credentials,
-                                   options=CLIENT_CHANNEL_OPTIONS)
-    return grpc.insecure_channel(settings.credit_addr, options=CLIENT_CHANNEL_OPTIONS)
+    """The one channel to the credit service for this process (mTLS when configured)."""
+    return service_channel(settings.credit_addr, settings.tls_cert, settings.tls_key,
+                           settings.tls_client_ca)
 
 
 def build_server(settings: Settings, address: str, *, credit: CreditClient | None = None,
@@ -74,9 +69,8 @@ def register_gauges() -> None:
     from prometheus_client import Gauge
 
     from carpet_common.metrics import gauge_from_query
-    from render_service.models import RenderJob
+    from render_service.jobs import render_totals
 
     for status in ("queued", "processing"):
         gauge = Gauge(f"carpet_render_jobs_{status}", f"render jobs in status {status}")
-        gauge_from_query(gauge, database, lambda status=status: RenderJob.select().where(
-            RenderJob.status == status).count())
+        gauge_from_query(gauge, database, lambda status=status: render_totals()[status])
