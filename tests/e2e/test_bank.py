@@ -1,7 +1,8 @@
 """A bank test in the spirit of Jepsen's, on PostgreSQL: two credit-service and two
-render-service processes share one database each; client threads adjust, reserve, capture,
-release, submit, cancel and watch across a few organisations while a fault thread kills
-processes with SIGKILL (and restarts them) and terminates their database connections
+render-service processes share one database each, behind two admin-gateway processes; client
+threads adjust (directly and through the gateways), reserve, capture, release, submit, cancel,
+watch and read the overview across a few organisations while a fault thread kills processes
+with SIGKILL (and restarts them) and terminates their database connections
 (pg_terminate_backend). A sampler reads every balance throughout. After the faults stop and
 the system settles:
 
@@ -30,6 +31,7 @@ import psycopg2
 import pytest
 
 from carpet_common.server import CLIENT_CHANNEL_OPTIONS
+from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, account_pb2_grpc, credit_pb2, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from tests.conftest import free_port
@@ -94,7 +96,7 @@ def call(history: History, where: str, method, request, *, timeout=10.0, attempt
 
 
 class Cluster:
-    """Two replicas of each service on one PostgreSQL database per service."""
+    """Two replicas of each service on one PostgreSQL database per service, two gateways."""
 
     def __init__(self, tmp_path, credit_db_url, render_db_url, api_url):
         credit_ports = [free_port(), free_port()]
@@ -118,7 +120,14 @@ class Cluster:
                                         "CREDIT_ADDR": self.credit_target},
                                        str(tmp_path / f"render-{i}.log"))
                         for i, port in enumerate(render_ports)]
-        self.processes = [*self.credits, *self.renders]
+        gateway_ports = [free_port(), free_port()]
+        self.gateway_target = "ipv4:" + ",".join(f"127.0.0.1:{p}" for p in gateway_ports)
+        self.gateways = [ServiceProcess("admin_gateway", f"127.0.0.1:{port}", {
+            **self.env, "ADMIN_GRPC_ADDR": f"127.0.0.1:{port}",
+            "ADMIN_HTTP_ADDR": f"127.0.0.1:{free_port()}", "CREDIT_ADDR": self.credit_target,
+            "RENDER_ADDR": self.render_target, "RATE_LIMIT_ADMIN": "off"},
+            str(tmp_path / f"gateway-{i}.log")) for i, port in enumerate(gateway_ports)]
+        self.processes = [*self.credits, *self.renders, *self.gateways]
 
     def start(self) -> None:
         for process in self.processes:
@@ -177,21 +186,28 @@ def faults(history: History, cluster: Cluster, databases: list[str], rng: random
             history.faults["connections terminated"] += terminated[0][0]
 
 
-def client(history: History, cluster_targets: tuple[str, str], organisations: list[int],
+def client(history: History, cluster_targets: tuple[str, str, str], organisations: list[int],
            carpet_id: int, rng: random.Random, stop: threading.Event) -> None:
-    credit_channel = grpc.insecure_channel(cluster_targets[0], options=CLIENT_CHANNEL_OPTIONS)
-    render_channel = grpc.insecure_channel(cluster_targets[1], options=CLIENT_CHANNEL_OPTIONS)
-    credits = credit_pb2_grpc.CreditServiceStub(credit_channel)
-    renders = render_pb2_grpc.RenderServiceStub(render_channel)
+    channels = [grpc.insecure_channel(target, options=CLIENT_CHANNEL_OPTIONS)
+                for target in cluster_targets]
+    credits = credit_pb2_grpc.CreditServiceStub(channels[0])
+    renders = render_pb2_grpc.RenderServiceStub(channels[1])
+    admin = admin_pb2_grpc.AdminServiceStub(channels[2])
     my_jobs: list[int] = []
     try:
         while not stop.is_set():
             organisation = rng.choice(organisations)
-            action = rng.choices(["adjust", "reserve", "submit", "cancel", "watch"],
-                                 weights=[3, 3, 4, 1, 1])[0]
+            action = rng.choices(["adjust", "reserve", "submit", "cancel", "watch", "overview"],
+                                 weights=[3, 3, 4, 1, 1, 1])[0]
             try:
-                if action == "adjust":
-                    adjust(history, credits, organisation, rng)
+                if action == "adjust":  # half of them through a gateway
+                    adjust(history, rng.choice([credits, admin]), organisation, rng)
+                elif action == "overview":
+                    overview = call(history, "GetOverview", admin.GetOverview,
+                                    admin_pb2.GetOverviewRequest())
+                    if overview.total_remaining_credit < 0 or overview.total_held < 0:
+                        with history.lock:
+                            history.unexpected.append(f"negative overview: {overview}")
                 elif action == "reserve":
                     reserve(history, credits, organisation, rng)
                 elif action == "submit":
@@ -216,17 +232,18 @@ def client(history: History, cluster_targets: tuple[str, str], organisations: li
                 if error.code() in NEVER:
                     history.saw(error.code(), action, error.details())
     finally:
-        credit_channel.close()
-        render_channel.close()
+        for channel in channels:
+            channel.close()
 
 
-def adjust(history: History, credits, organisation: int, rng: random.Random) -> None:
+def adjust(history: History, stub, organisation: int, rng: random.Random) -> None:
+    """An adjustment through the credit service or the gateway (same request, same key)."""
     key = f"bank-{uuid.uuid4()}"
     delta = rng.choice([-1, 1]) * rng.randint(1, 25)
     request = credit_pb2.AdjustCreditsRequest(organization_id=organisation, delta=delta,
                                               reason="bank test", idempotency_key=key)
     try:
-        call(history, "AdjustCredits", credits.AdjustCredits, request)
+        call(history, "AdjustCredits", stub.AdjustCredits, request)
     except Indeterminate:
         with history.lock:
             history.adjust_unknown.add(key)
@@ -305,7 +322,7 @@ def prepare(cluster: Cluster) -> tuple[list[int], int]:
 
 def run_load(history, cluster, organisations, carpet_id, databases, rng, credit_db_url):
     stop_clients, stop_watchers = threading.Event(), threading.Event()
-    targets = (cluster.credit_target, cluster.render_target)
+    targets = (cluster.credit_target, cluster.render_target, cluster.gateway_target)
     clients = [threading.Thread(target=client, args=(history, targets, organisations, carpet_id,
                                                      random.Random(rng.random()), stop_clients))
                for _ in range(CLIENTS)]
