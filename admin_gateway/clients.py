@@ -32,8 +32,6 @@ class _ForwardCaller(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInt
         return continuation(self._with_caller(details), request)
 
 
-
-
 class ServiceClients:
     def __init__(self, credit_address: str, render_address: str, tls: tuple = (None,) * 3):
         """`tls`: (cert, key, CA) of this process, for mTLS to the services."""

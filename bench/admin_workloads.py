@@ -3,8 +3,8 @@ bench's admin token (see bench/credit_workloads.py for the shape)."""
 from __future__ import annotations
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.health import health_check_of
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.render.v1 import render_pb2
 
@@ -15,15 +15,7 @@ def _admin(config: dict):
     return admin_pb2_grpc.AdminServiceStub(grpc.insecure_channel(config["admin_address"]))
 
 
-def health_check(config: dict, index: int):
-    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(config["admin_address"]))
-    request = health_pb2.HealthCheckRequest()
-
-    def operation() -> int:
-        stub.Check(request, timeout=TIMEOUT_S)
-        return 1
-
-    return operation
+health_check = health_check_of("admin_address")
 
 
 def overview(config: dict, index: int):

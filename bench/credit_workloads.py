@@ -10,8 +10,8 @@ import sqlite3
 from urllib.parse import urlparse
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.health import health_check_of
 from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
 
 TIMEOUT_S = 10
@@ -22,15 +22,7 @@ def _references(index: int):
     return (prefix + str(n) for n in itertools.count())
 
 
-def health_check(config: dict, index: int):
-    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(config["address"]))
-    request = health_pb2.HealthCheckRequest()
-
-    def operation() -> int:
-        stub.Check(request, timeout=TIMEOUT_S)
-        return 1
-
-    return operation
+health_check = health_check_of("address")
 
 
 def get_balance(config: dict, index: int):

@@ -2,23 +2,15 @@
 from __future__ import annotations
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.health import health_check_of
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 
 TIMEOUT_S = 30
 FINAL = (render_pb2.RENDER_STATUS_SUCCESS, render_pb2.RENDER_STATUS_FAILED)
 
 
-def health_check(config: dict, index: int):
-    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(config["render_address"]))
-    request = health_pb2.HealthCheckRequest()
-
-    def operation() -> int:
-        stub.Check(request, timeout=TIMEOUT_S)
-        return 1
-
-    return operation
+health_check = health_check_of("render_address")
 
 
 def _submit_request(config: dict) -> render_pb2.SubmitRenderRequest:

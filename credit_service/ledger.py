@@ -15,7 +15,6 @@ from carpet_common.db import Statement, is_postgres
 from carpet_common.errors import FailedPrecondition, InsufficientCredits, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from credit_service.models import (
-    CREDIT_LOG_KINDS,
     CreditBalance,
     CreditHold,
     CreditLog,
@@ -347,9 +346,7 @@ def list_credit_logs(page_size: int, page_token: str, *, organization_id: int = 
     query = CreditLog.select()
     if organization_id:
         query = query.where(CreditLog.organization == organization_id)
-    if kind:
-        if kind not in CREDIT_LOG_KINDS:
-            raise InvalidArgument("unknown credit-log kind")
+    if kind:  # already one of CREDIT_LOG_KINDS: the servicer maps the enum
         query = query.where(CreditLog.kind == kind)
     if user_id:
         query = query.where(CreditLog.user == user_id)

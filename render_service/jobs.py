@@ -118,9 +118,7 @@ def list_jobs(page_size: int, page_token: str, *, organization_id: int = 0, user
         query = query.where(RenderJob.organization_id == organization_id)
     if user_id:
         query = query.where(RenderJob.user_id == user_id)
-    if status:
-        if status not in RENDER_STATUSES:
-            raise InvalidArgument("unknown status")
+    if status:  # already one of RENDER_STATUSES: the servicer maps the enum
         query = query.where(RenderJob.status == status)
     if mode:
         query = query.where(RenderJob.mode == mode)

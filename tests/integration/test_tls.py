@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from admin_gateway.clients import ServiceClients
 from credit_service.app import build_server
 from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
 from render_service.app import credit_channel
@@ -85,5 +86,14 @@ def test_mutual_tls(credit_db, pki):
             with pytest.raises(grpc.RpcError) as raised:
                 balance_over(channel)
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND  # reached the service
+        # The gateway's clients: the same settings, the same mTLS.
+        clients = ServiceClients(address, address,
+                                 (pki["client_cert"], pki["client_key"], pki["ca"]))
+        try:
+            with pytest.raises(grpc.RpcError) as raised:
+                clients.credits.GetBalance(credit_pb2.GetBalanceRequest(organization_id=1))
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        finally:
+            clients.close()
     finally:
         running.stop(grace=1)
