@@ -38,6 +38,7 @@ run: protos
 	$(PY) -m carpet_common.devrun
 
 test: protos
+	./scripts/ensure-test-tools.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: protos

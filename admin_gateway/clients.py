@@ -7,7 +7,6 @@ import grpc
 
 from carpet_common import errors
 from carpet_common.calls import call_var
-from carpet_common.interceptors import error_reason
 from carpet_common.server import service_channel
 from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2_grpc
@@ -48,24 +47,7 @@ class ServiceClients:
             channel.close()
 
 
-_BY_CODE = {
-    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: errors.NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
-    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
-    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
-}
-
-
 def relayed(error: grpc.RpcError) -> Exception:
-    """A service's refusal, passed on to the gateway's caller with its code and reason."""
-    cls = _BY_CODE.get(error.code())
-    if cls is None:
-        return error  # INTERNAL and the like: the gateway answers INTERNAL, generic message
-    if cls is errors.Unavailable:
-        return errors.Unavailable("a backend service is unavailable, retry")
-    return cls(error.details() or error.code().name, reason=error_reason(error) or None)
+    """A service's refusal, passed on to the gateway's caller with its code and reason;
+    INTERNAL and the like stay as they are (the gateway answers INTERNAL, generic message)."""
+    return errors.from_rpc_error(error) or error

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from admin_gateway.openapi import IMAGE_PATH_ITEM, build_document
 from carpet_common.calls import client_ip
-from carpet_common.interceptors import error_reason
+from carpet_common.errors import http_status_for, rpc_error_reason
 from carpet_common.server import service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
@@ -69,14 +69,6 @@ HTTP_REQUESTS = Counter("carpet_http_requests_total", "HTTP requests handled",
                         ["route", "status"])
 HTTP_SECONDS = Histogram("carpet_http_duration_seconds", "HTTP request latency",
                          ["route", "status"])
-
-HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.FAILED_PRECONDITION: 412, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-}
 
 
 class BadRequest(ValueError):
@@ -258,8 +250,8 @@ class AdminHttpServer:
 
     def _rpc_error(self, handler, error: grpc.RpcError) -> int:
         trailers = dict(error.trailing_metadata() or ())
-        return self._error(handler, HTTP_STATUS.get(error.code(), 500),
-                           error_reason(error) or error.code().name,
+        return self._error(handler, http_status_for(error.code()),
+                           rpc_error_reason(error) or error.code().name,
                            error.details() or "internal error",
                            retry_after=trailers.get("retry-after"))
 

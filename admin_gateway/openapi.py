@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from carpet_common.errors import HTTP_ERROR_STATUSES
+
 ERROR_SCHEMA = {
     "type": "object", "required": ["code", "message"],
     "properties": {"code": {"type": "string", "description": "reason, e.g. INSUFFICIENT_CREDITS"},
                    "message": {"type": "string"}},
 }
-ERROR_STATUSES = {"400": "bad input", "401": "missing or bad credentials",
-                  "403": "role not allowed", "404": "not found", "409": "already exists",
-                  "412": "precondition failed (e.g. insufficient credits)",
-                  "429": "rate limited (see Retry-After)", "503": "a service is unavailable"}
+# The error responses every JSON operation may give, from the one error map.
+ERROR_STATUSES = {str(status): text for status, text in sorted(HTTP_ERROR_STATUSES.items())}
 _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 # GET /admin/renders/{id}/image answers with the picture itself, not proto JSON.
 IMAGE_PATH_ITEM = {"get": {

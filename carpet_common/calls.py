@@ -2,17 +2,18 @@
 `AuthInterceptor` and read by the layers below (audit, rate limits, role checks)."""
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import ipaddress
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from carpet_common import errors
 from carpet_common.auth import Access, Authenticator, Principal, authorize
-from carpet_common.interceptors import BehaviourInterceptor
+from carpet_common.interceptors import AroundInterceptor
 from carpet_common.logs import request_id_var
 
 
@@ -83,43 +84,29 @@ def _is_trusted(address: str, networks) -> bool:
     return any(ip in network for network in networks)
 
 
-class CallContextInterceptor(BehaviourInterceptor):
+class CallContextInterceptor(AroundInterceptor):
     """Outermost: request id (from `x-request-id` or new), client IP, metadata."""
 
     def __init__(self, trusted_proxies: Sequence[str] = ()):
         self._trusted = tuple(trusted_proxies)
 
-    def wrap(self, behaviour, call_details, streaming):
-        method = call_details.method
-
-        def enter(context: grpc.ServicerContext):
+    def around(self, method):
+        @contextlib.contextmanager
+        def in_call(request, context: grpc.ServicerContext) -> Iterator[None]:
             metadata = {key: value for key, value in context.invocation_metadata()
                         if isinstance(value, str)}
             request_id = metadata.get("x-request-id", "")[:100] or uuid.uuid4().hex
             ip = client_ip(peer_ip(context.peer()), metadata.get("x-forwarded-for", ""),
                            self._trusted)
-            return (call_var.set(CallInfo(method, ip, request_id, metadata)),
-                    request_id_var.set(request_id))
-
-        def leave(tokens):
-            call_var.reset(tokens[0])
-            request_id_var.reset(tokens[1])
-
-        def unary(request, context):
-            tokens = enter(context)
+            call_token = call_var.set(CallInfo(method, ip, request_id, metadata))
+            request_token = request_id_var.set(request_id)
             try:
-                return behaviour(request, context)
+                yield
             finally:
-                leave(tokens)
+                call_var.reset(call_token)
+                request_id_var.reset(request_token)
 
-        def stream(request, context):
-            tokens = enter(context)
-            try:
-                yield from behaviour(request, context)
-            finally:
-                leave(tokens)
-
-        return stream if streaming else unary
+        return in_call
 
 
 @dataclass(frozen=True)
@@ -135,11 +122,9 @@ class Denial:
     request_id: str
 
 
-class AuthInterceptor(BehaviourInterceptor):
+class AuthInterceptor(AroundInterceptor):
     """Authenticates and role-checks every call of `policy` (methods it does not name are
     ADMIN-only: deny by default). Denials go to `on_denied` before the error is raised."""
-
-    OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
     def __init__(self, authenticator: Authenticator, policy: Mapping[str, Access],
                  on_denied: Callable[[Denial], None] | None = None):
@@ -159,33 +144,21 @@ class AuthInterceptor(BehaviourInterceptor):
             return principal
         except (errors.Unauthenticated, errors.PermissionDenied) as error:
             if self._on_denied is not None:
-                code = ("UNAUTHENTICATED" if isinstance(error, errors.Unauthenticated)
-                        else "PERMISSION_DENIED")
                 self._on_denied(Denial(
                     method=method,
                     actor=principal.actor if principal else "anonymous",
                     role=principal.role if principal else "",
-                    outcome=f"denied:{code}", message=error.message,
+                    outcome=f"denied:{error.grpc_code.name}", message=error.message,
                     client_ip=call.client_ip, request_id=call.request_id))
             raise
 
-    def wrap(self, behaviour, call_details, streaming):
-        method = call_details.method
-        if method.startswith(self.OPEN_PREFIXES):
-            return behaviour
-
-        def unary(request, context):
+    def around(self, method):
+        @contextlib.contextmanager
+        def admitted(request, context) -> Iterator[None]:
             token = principal_var.set(self._admit(method))
             try:
-                return behaviour(request, context)
+                yield
             finally:
                 principal_var.reset(token)
 
-        def stream(request, context):
-            token = principal_var.set(self._admit(method))
-            try:
-                yield from behaviour(request, context)
-            finally:
-                principal_var.reset(token)
-
-        return stream if streaming else unary
+        return admitted

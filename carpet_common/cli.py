@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from peewee import Database, DatabaseProxy, OperationalError
+from playhouse.db_url import parse as parse_db_url
+
+from carpet_common.db import bind_database, engine_name
 from carpet_common.logs import configure_logging
 from carpet_common.settings import Settings, SettingsError, load_settings
+
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 def start(prog: str, commands: Sequence[str], argv: list[str] | None = None,
@@ -23,7 +30,13 @@ def start(prog: str, commands: Sequence[str], argv: list[str] | None = None,
         # The message names the setting, never its value.
         print(f"configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, process=prog)
+    if args.command == "serve":
+        # Once, for the whole process, before any thread starts: how long a thread that got
+        # its database answer may wait for the GIL. Python's default (5 ms) is paid inside
+        # every transaction on a hot row while its row lock is held; the servers' handlers are
+        # I/O-bound, so the GIL is handed over sooner.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     return args, settings
 
 
@@ -33,3 +46,25 @@ def report(problems: list[str], all_good: str) -> int:
         print(problem)
     print(f"verify: {len(problems)} problem(s)" if problems else f"verify: {all_good}")
     return 1 if problems else 0
+
+
+def open_existing_database(proxy: DatabaseProxy, url: str, *,
+                           max_connections: int = 20) -> Database:
+    """Bind `proxy` to the database at `url`, for commands that read or change an existing one
+    (verify, seed, reconcile): a missing SQLite file or an unreachable PostgreSQL database is
+    said plainly (exit 2) and nothing is created."""
+    if engine_name(url) == "sqlite":
+        path = parse_db_url(url)["database"]
+        if not os.path.exists(path):
+            print(f"no database at {os.path.abspath(path)}: set the *_DATABASE_URL setting, "
+                  f"or run `make migrate` first (run from the project folder)", file=sys.stderr)
+            raise SystemExit(2)
+    database = bind_database(proxy, url, max_connections=max_connections)
+    try:
+        database.connect(reuse_if_open=True)
+        database.close()
+    except OperationalError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        print(f"cannot open the database: {first_line}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return database

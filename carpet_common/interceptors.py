@@ -1,9 +1,16 @@
-"""Server interceptors in one shape: they wrap the handler's behaviour, so they run on the
-worker thread with the request in hand (never on the server's polling thread)."""
+"""Server interceptors in one shape: each says what happens *around* a call, as a context
+manager, and one wrapper applies it to unary and streaming behaviours alike. They wrap the
+handler's behaviour, so they run on the worker thread with the request in hand (never on the
+server's polling thread).
+
+Health and reflection are grpc's own servicers and are never wrapped: wrapping them would turn
+each `Health/Watch` stream into a thread-holding handler of ours.
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 from google.protobuf import any_pb2
@@ -16,61 +23,54 @@ from carpet_common import errors
 
 logger = logging.getLogger(__name__)
 
-ERROR_DOMAIN = "carpet.example.com"
-
-# The one table from domain exception to status code; the most specific class wins.
-STATUS_BY_ERROR: tuple[tuple[type[errors.DomainError], grpc.StatusCode], ...] = (
-    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
-    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
-    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
-)
+# Methods served by grpc's own servicers: probes and `grpcurl list` need no credential.
+GRPC_OWN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 Behaviour = Callable[[object, grpc.ServicerContext], object]
-# wrapper(behaviour, call_details, response_streaming) -> behaviour
-Wrapper = Callable[[Behaviour, grpc.HandlerCallDetails, bool], Behaviour]
+# around(request, context) -> a context manager entered for the length of the call
+Around = Callable[[object, grpc.ServicerContext], contextlib.AbstractContextManager]
 
 
-def status_code_for(error: errors.DomainError) -> grpc.StatusCode:
-    for cls, code in STATUS_BY_ERROR:
-        if isinstance(error, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
-
-
-def wrap_handler(handler: grpc.RpcMethodHandler | None, wrapper: Wrapper,
-                 call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-    """Return `handler` with its behaviour replaced by the wrapper's."""
-    if handler is None:
-        return None
+def wrap_handler(handler: grpc.RpcMethodHandler | None, around: Around | None
+                 ) -> grpc.RpcMethodHandler | None:
+    """`handler` with its behaviour run inside `around(request, context)`."""
+    if handler is None or around is None:
+        return handler
     if handler.unary_unary:
-        kind, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
+        behaviour, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
     elif handler.unary_stream:
-        kind, factory = handler.unary_stream, grpc.unary_stream_rpc_method_handler
+        behaviour, factory = handler.unary_stream, grpc.unary_stream_rpc_method_handler
     elif handler.stream_unary:
-        kind, factory = handler.stream_unary, grpc.stream_unary_rpc_method_handler
+        behaviour, factory = handler.stream_unary, grpc.stream_unary_rpc_method_handler
     else:
-        kind, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
-    return factory(
-        wrapper(kind, call_details, handler.response_streaming),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+        behaviour, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
+
+    if handler.response_streaming:
+        def wrapped(request, context):
+            with around(request, context):
+                yield from behaviour(request, context)
+    else:
+        def wrapped(request, context):
+            with around(request, context):
+                return behaviour(request, context)
+
+    return factory(wrapped, request_deserializer=handler.request_deserializer,
+                   response_serializer=handler.response_serializer)
 
 
-class BehaviourInterceptor(grpc.ServerInterceptor):
-    """Base: subclasses implement `wrap(behaviour, call_details, streaming) -> behaviour`."""
+class AroundInterceptor(grpc.ServerInterceptor):
+    """Base: subclasses implement `around(method)`, returning an `Around` for that method (or
+    None to leave it alone). grpc's own health and reflection servicers are never wrapped."""
 
-    def wrap(self, behaviour: Behaviour, call_details: grpc.HandlerCallDetails,
-             streaming: bool) -> Behaviour:
+    def around(self, method: str) -> Around | None:
         raise NotImplementedError
 
     def intercept_service(self, continuation, handler_call_details):
-        return wrap_handler(continuation(handler_call_details), self.wrap, handler_call_details)
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if method.startswith(GRPC_OWN_PREFIXES):
+            return handler
+        return wrap_handler(handler, self.around(method))
 
 
 def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
@@ -78,7 +78,8 @@ def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: st
                trailers: tuple[tuple[str, str], ...] = ()) -> None:
     """Abort the call with a rich status carrying google.rpc.ErrorInfo(reason), plus any
     extra trailing metadata (such as retry-after)."""
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=errors.ERROR_DOMAIN,
+                                       metadata=metadata or {})
     detail = any_pb2.Any()
     detail.Pack(info)
     status = rpc_status.to_status(
@@ -88,48 +89,33 @@ def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: st
     context.abort_with_status(status)
 
 
-class ErrorMappingInterceptor(BehaviourInterceptor):
-    """Domain exceptions -> their status code; anything unexpected -> INTERNAL with a generic
-    message, and the traceback only in the log."""
+def abort_for(context: grpc.ServicerContext, error: errors.DomainError) -> None:
+    """Abort the call with the status, reason and message the error's class carries."""
+    extra, trailers = {}, ()
+    if isinstance(error, errors.ResourceExhausted):
+        extra["retry_after_s"] = str(error.retry_after_s)
+        trailers = (("retry-after", str(error.retry_after_s)),)
+    abort_with(context, error.grpc_code, error.message, error.reason, extra, trailers)
 
-    def wrap(self, behaviour, call_details, streaming):
-        method = call_details.method
 
-        def handle(error: Exception, context: grpc.ServicerContext):
-            if isinstance(error, errors.DomainError):
-                extra, trailers = {}, ()
-                if isinstance(error, errors.ResourceExhausted):
-                    extra["retry_after_s"] = str(error.retry_after_s)
-                    trailers = (("retry-after", str(error.retry_after_s)),)
-                abort_with(context, status_code_for(error), error.message, error.reason, extra,
-                           trailers)
-            logger.exception("unhandled error in %s", method)
-            abort_with(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+class ErrorMappingInterceptor(AroundInterceptor):
+    """Domain exceptions -> the status their class carries; anything unexpected -> INTERNAL
+    with a generic message, and the traceback only in the log."""
 
-        def unary(request, context):
+    def around(self, method):
+        @contextlib.contextmanager
+        def mapping(request, context) -> Iterator[None]:
             try:
-                return behaviour(request, context)
+                yield
             except Exception as error:  # noqa: BLE001 - this is the one place that maps them
-                if _already_aborted(error):
-                    raise
-                handle(error, context)
+                if context.code() is not None:
+                    raise  # the call was already aborted (grpc's own record of its status)
+                if isinstance(error, errors.DomainError):
+                    abort_for(context, error)
+                logger.exception("unhandled error in %s", method)
+                abort_with(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
-        def stream(request, context):
-            try:
-                yield from behaviour(request, context)
-            except Exception as error:  # noqa: BLE001
-                if _already_aborted(error):
-                    raise
-                handle(error, context)
-
-        return stream if streaming else unary
-
-
-def _already_aborted(error: Exception) -> bool:
-    # grpc's context.abort() marks the call aborted and raises a bare `Exception()`; it must
-    # pass through untouched or the status it set would be replaced by INTERNAL.
-    return type(error) is Exception and not error.args
-
+        return mapping
 
 
 def nul_text_field(message) -> str | None:
@@ -145,30 +131,22 @@ def nul_text_field(message) -> str | None:
     return None
 
 
-class TextFieldInterceptor(BehaviourInterceptor):
+class TextFieldInterceptor(AroundInterceptor):
     """Refuses any request whose text holds a NUL character, for every method in one place:
     PostgreSQL cannot store or even compare such text (the driver raises), SQLite would keep
     it silently, and no name, reason, filter or key of this system needs one."""
 
-    def wrap(self, behaviour, call_details, streaming):
-        def check(request):
-            if not isinstance(request, Message):  # a client stream (reflection): not ours
-                return
-            if (name := nul_text_field(request)) is not None:
+    def around(self, method):
+        @contextlib.contextmanager
+        def checked(request, context) -> Iterator[None]:
+            if isinstance(request, Message) and (name := nul_text_field(request)) is not None:
                 raise errors.InvalidArgument(f"{name} must not contain NUL characters")
+            yield
 
-        def unary(request, context):
-            check(request)
-            return behaviour(request, context)
-
-        def stream(request, context):
-            check(request)
-            yield from behaviour(request, context)
-
-        return stream if streaming else unary
+        return checked
 
 
-class DatabaseConnectionInterceptor(BehaviourInterceptor):
+class DatabaseConnectionInterceptor(AroundInterceptor):
     """Gives each call a database connection: every server thread keeps its own open (taken
     from the pool on PostgreSQL). Checking a connection in and out of the pool on every call
     costs more than most queries and contends on the pool's lock; the server's thread pool
@@ -179,25 +157,16 @@ class DatabaseConnectionInterceptor(BehaviourInterceptor):
     def __init__(self, database):
         self._database = database
 
-    def wrap(self, behaviour, call_details, streaming):
-        if call_details.method.startswith(("/grpc.health", "/grpc.reflection")):
-            return behaviour
-
-        def unary(request, context):
+    def around(self, method):
+        @contextlib.contextmanager
+        def connected(request, context) -> Iterator[None]:
             self._database.connect(reuse_if_open=True)
             try:
-                return behaviour(request, context)
+                yield
             except (OperationalError, InterfaceError) as error:
                 raise self._unavailable(error) from error
 
-        def stream(request, context):
-            self._database.connect(reuse_if_open=True)
-            try:
-                yield from behaviour(request, context)
-            except (OperationalError, InterfaceError) as error:
-                raise self._unavailable(error) from error
-
-        return stream if streaming else unary
+        return connected
 
     def _unavailable(self, error: Exception) -> errors.Unavailable:
         logger.warning("database error, dropping this thread's connection: %s", error)
@@ -206,16 +175,3 @@ class DatabaseConnectionInterceptor(BehaviourInterceptor):
         except Exception:  # noqa: BLE001 - a broken connection may refuse to close cleanly
             logger.debug("closing a broken connection failed", exc_info=True)
         return errors.Unavailable("database unavailable, retry")
-
-
-def error_reason(error: grpc.RpcError) -> str:
-    """The google.rpc.ErrorInfo reason a failed call carries ('' when none): the inverse of
-    `abort_with`, for clients of these services."""
-    status = rpc_status.from_call(error)
-    if status is None:
-        return ""
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""

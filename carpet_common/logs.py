@@ -29,8 +29,16 @@ def mask_credentials(text: str) -> str:
 
 
 class _ContextFilter(logging.Filter):
+    """Adds the request id and the process's name (`credit_service`, …): the three processes
+    of `make run` write to one terminal."""
+
+    def __init__(self, process: str):
+        super().__init__()
+        self._process = process
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        record.process_name = self._process
         return True
 
 
@@ -44,6 +52,7 @@ class _JsonFormatter(logging.Formatter):
         entry = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname,
+            "process": getattr(record, "process_name", "-"),
             "logger": record.name,
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
@@ -53,14 +62,15 @@ class _JsonFormatter(logging.Formatter):
         return mask_credentials(json.dumps(entry, ensure_ascii=False))
 
 
-def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+def configure_logging(fmt: str = "text", level: int = logging.INFO, *,
+                      process: str = "-") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_ContextFilter())
+    handler.addFilter(_ContextFilter(process))
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(_RedactingFormatter(
-            "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+            "%(asctime)s %(process_name)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

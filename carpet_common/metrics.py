@@ -2,13 +2,15 @@
 Recorded by `MetricsInterceptor` (outermost, so it sees the final code of every call)."""
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import grpc
 from prometheus_client import Counter, Histogram
 
 from carpet_common import errors
-from carpet_common.interceptors import BehaviourInterceptor, status_code_for
+from carpet_common.interceptors import AroundInterceptor
 
 RPC_REQUESTS = Counter("carpet_rpc_requests_total", "gRPC calls handled", ["method", "code"])
 RPC_SECONDS = Histogram("carpet_rpc_duration_seconds", "gRPC call latency", ["method", "code"],
@@ -18,45 +20,29 @@ RPC_SECONDS = Histogram("carpet_rpc_duration_seconds", "gRPC call latency", ["me
 
 def _code(context: grpc.ServicerContext, error: BaseException | None) -> str:
     if isinstance(error, errors.DomainError):
-        return status_code_for(error).name
-    code = context.code() if hasattr(context, "code") else None
+        return error.grpc_code.name
+    code = context.code()
     if code is not None:
         return code.name
     return "OK" if error is None else "UNKNOWN"
 
 
-class MetricsInterceptor(BehaviourInterceptor):
-    def wrap(self, behaviour, call_details, streaming):
-        method = call_details.method
-        if method.startswith(("/grpc.health", "/grpc.reflection")):
-            return behaviour
-
-        def record(context, started, error):
-            code = _code(context, error)
-            RPC_REQUESTS.labels(method, code).inc()
-            RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
-
-        def unary(request, context):
+class MetricsInterceptor(AroundInterceptor):
+    def around(self, method):
+        @contextlib.contextmanager
+        def measured(request, context) -> Iterator[None]:
             started, error = time.perf_counter(), None
             try:
-                return behaviour(request, context)
+                yield
             except BaseException as raised:
                 error = raised
                 raise
             finally:
-                record(context, started, error)
+                code = _code(context, error)
+                RPC_REQUESTS.labels(method, code).inc()
+                RPC_SECONDS.labels(method, code).observe(time.perf_counter() - started)
 
-        def stream(request, context):
-            started, error = time.perf_counter(), None
-            try:
-                yield from behaviour(request, context)
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                record(context, started, error)
-
-        return stream if streaming else unary
+        return measured
 
 
 def serve_metrics(address: str | None, process_index: int = 0) -> None:

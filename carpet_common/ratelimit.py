@@ -2,15 +2,16 @@
 can live in memory (one process) or in Redis (shared by every replica)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from limits import parse, storage, strategies
 
 from carpet_common import errors
 from carpet_common.calls import current_call
-from carpet_common.interceptors import BehaviourInterceptor
+from carpet_common.interceptors import AroundInterceptor
 
 
 class RateLimiter:
@@ -39,24 +40,21 @@ class RateLimiter:
             f"rate limit exceeded, retry in {retry_after} s", retry_after_s=retry_after)
 
 
-class RateLimitInterceptor(BehaviourInterceptor):
+class RateLimitInterceptor(AroundInterceptor):
     """Applies `limiter` to the named methods (all methods when `methods` is None)."""
 
     def __init__(self, limiter: RateLimiter, methods: Iterable[str] | None = None):
         self._limiter = limiter
         self._methods = None if methods is None else frozenset(methods)
 
-    def wrap(self, behaviour, call_details, streaming):
+    def around(self, method):
         if not self._limiter.enabled or (
-                self._methods is not None and call_details.method not in self._methods):
-            return behaviour
+                self._methods is not None and method not in self._methods):
+            return None
 
-        def unary(request, context):
+        @contextlib.contextmanager
+        def limited(request, context) -> Iterator[None]:
             self._limiter.check(current_call().client_ip)
-            return behaviour(request, context)
+            yield
 
-        def stream(request, context):
-            self._limiter.check(current_call().client_ip)
-            yield from behaviour(request, context)
-
-        return stream if streaming else unary
+        return limited

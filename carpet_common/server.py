@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -21,10 +20,6 @@ from grpc_reflection.v1alpha import reflection
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0
-# How long a thread that got its database answer may wait for the GIL. Python's default (5 ms)
-# is paid inside every transaction on a hot row, while its row lock is held; handlers here are
-# I/O-bound, so hand the GIL over sooner.
-GIL_SWITCH_INTERVAL_S = 0.0005
 # Messages above this are refused by gRPC itself (RESOURCE_EXHAUSTED); images stay under 10 MB.
 MAX_MESSAGE_BYTES = 12 * 1024 * 1024
 
@@ -41,16 +36,21 @@ CLIENT_CHANNEL_OPTIONS = (
 
 
 def service_channel(target: str, tls_cert: str | None = None, tls_key: str | None = None,
-                    tls_ca: str | None = None) -> grpc.Channel:
+                    tls_ca: str | None = None, *, service_config: str | None = None
+                    ) -> grpc.Channel:
     """A channel from one service to another. With TLS files set (the process's own TLS_CERT,
     TLS_KEY and TLS_CLIENT_CA, the CA that signs every service's certificate), the channel
     checks the server against that CA and presents the process's certificate (mTLS);
-    otherwise plaintext, for loopback."""
+    otherwise plaintext, for loopback. `service_config`: gRPC service config JSON (retry
+    policies)."""
+    options = CLIENT_CHANNEL_OPTIONS
+    if service_config:
+        options = (*options, ("grpc.service_config", service_config))
     if tls_cert and tls_key and tls_ca:
         with open(tls_ca, "rb") as ca, open(tls_key, "rb") as key, open(tls_cert, "rb") as cert:
             credentials = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
-        return grpc.secure_channel(target, credentials, options=CLIENT_CHANNEL_OPTIONS)
-    return grpc.insecure_channel(target, options=CLIENT_CHANNEL_OPTIONS)
+        return grpc.secure_channel(target, credentials, options=options)
+    return grpc.insecure_channel(target, options=options)
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,6 @@ def create_server(
     """Build, bind and start a server. `register(server)` adds the servicers;
     `service_names` are their full names, announced by health and reflection. `share_port`:
     sibling processes of `serve_in_processes` bind the same address (SO_REUSEPORT)."""
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=list(interceptors),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from carpet_common.cli import report, start
+from carpet_common.cli import open_existing_database, report, start
 from carpet_common.db import bind_database
 from carpet_common.migrate import apply_migrations
 from carpet_common.server import run_until_signal, serve_in_processes
@@ -16,8 +16,11 @@ logger = logging.getLogger("credit_service")
 
 def main(argv: list[str] | None = None) -> int:
     args, settings = start("credit_service", ("serve", "migrate", "seed", "verify"), argv)
-    db = bind_database(database, settings.credit_database_url,
-                       max_connections=settings.db_max_connections)
+    if args.command in ("seed", "verify"):  # these need the migrated database: never create one
+        db = open_existing_database(database, settings.credit_database_url)
+    else:
+        db = bind_database(database, settings.credit_database_url,
+                           max_connections=settings.db_max_connections)
 
     if args.command == "migrate":
         applied = apply_migrations(db, migrations.DIRECTORY)

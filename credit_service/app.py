@@ -16,16 +16,10 @@ from carpet_common.metrics import MetricsInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server
 from carpet_common.settings import Settings
 from credit_service import ledger
-from credit_service.audited import AuditInterceptor, AuditSpec, record_denial
+from credit_service.audited import record_denial
 from credit_service.models import database, utcnow
 from credit_service.servicer import AccountServicer, AuditServicer, Clock, CreditServicer
-from protos.carpet.credit.v1 import (
-    account_pb2,
-    account_pb2_grpc,
-    audit_pb2_grpc,
-    credit_pb2,
-    credit_pb2_grpc,
-)
+from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -56,24 +50,6 @@ POLICY = {
     # The gateway's refusals; authorised by the transport like the render service's calls.
     f"/{AUDIT}/RecordDenial": Access.INTERNAL,
 }
-
-AUDITED = {
-    f"/{ACCOUNT}/CreateOrganization": AuditSpec(
-        account_pb2.Organization,
-        organization_id=lambda request, response: response.id if response else None,
-        target=lambda request, response: f"organization:{response.id}" if response else ""),
-    f"/{ACCOUNT}/CreateUser": AuditSpec(
-        account_pb2.User,
-        organization_id=lambda request, response: request.organization_id,
-        target=lambda request, response: f"user:{response.id}" if response else ""),
-    f"/{CREDIT}/AdjustCredits": AuditSpec(
-        credit_pb2.AdjustCreditsResponse,
-        organization_id=lambda request, response: request.organization_id,
-        target=lambda request, response: (f"credit_log:{response.log.id}" if response
-                                          else f"organization:{request.organization_id}"),
-        credit_log_id=lambda response: response.log.id),
-}
-
 
 def system_clock() -> datetime.datetime:
     return utcnow()
@@ -113,7 +89,6 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
         AuthInterceptor(authenticator, POLICY, on_denied=record_denial),
         TextFieldInterceptor(),
         DatabaseConnectionInterceptor(database),
-        AuditInterceptor(AUDITED),
     ]
 
     def register(server):

@@ -1,16 +1,25 @@
-"""The audit and idempotency wrapper of the credit service's mutating admin calls.
+"""The audited, idempotent unit of work of the credit service's mutating admin calls.
 
-Around each such call it opens one transaction that holds: the idempotency look-up, the change
-itself (the servicer's behaviour), its audit row and the idempotency record. So no adjustment can
-exist without its audit row, and a retried key can never apply a change twice. Failed attempts
-are audited too, in a transaction of their own (the change itself rolled back).
+A servicer method opens it where the change happens:
+
+    with audited_change(request, organization_id=request.organization_id) as change:
+        if change.replayed:
+            return change.replay(credit_pb2.AdjustCreditsResponse)
+        log, after = ledger.adjust_credits(...)   # its atomic() nests as a savepoint
+        return change.done(response, target=..., credit_log_id=log.id)
+
+One transaction holds the idempotency key's claim, the change itself, its audit row and the
+stored response, so no adjustment can exist without its audit row and a retried key can never
+apply a change twice. The key is claimed by inserting its record first: a concurrent call with
+the same key waits on that row (PostgreSQL) or on the write lock (SQLite), then sees the first
+call's result and replays it. A refused attempt (a domain error) is audited too, in a
+transaction of its own after the change rolled back.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
-import logging
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from google.protobuf import json_format
@@ -19,25 +28,11 @@ from peewee import IntegrityError
 
 from carpet_common import errors
 from carpet_common.calls import Denial, current_call, current_principal
-from carpet_common.interceptors import BehaviourInterceptor, status_code_for
+from carpet_common.idempotency import clean_key, request_fingerprint
 from credit_service.audit import AuditEntry, append_audit
 from credit_service.models import IdempotencyRecord, database
 
-logger = logging.getLogger(__name__)
-
-MAX_IDEMPOTENCY_KEY_LENGTH = 200
 _SECRET_FIELD_HINTS = ("token", "secret", "password", "authorization", "api_key")
-
-
-@dataclass(frozen=True)
-class AuditSpec:
-    """How to audit one method: the response type (to replay stored results), the affected
-    organisation and target, and the credit-log row it wrote (for invariant 3)."""
-
-    response_type: type[Message]
-    organization_id: Callable[[Message, Message | None], int | None]
-    target: Callable[[Message, Message | None], str]
-    credit_log_id: Callable[[Message], int | None] = lambda response: None
 
 
 def summarize_request(request: Message) -> str:
@@ -57,12 +52,96 @@ def summarize_request(request: Message) -> str:
     return json.dumps(summary, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def request_fingerprint(request: Message) -> str:
-    """Hash of the request without its idempotency key: same key + same request = replay."""
-    copy = type(request)()
-    copy.CopyFrom(request)
-    copy.ClearField("idempotency_key")
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+@dataclass
+class Change:
+    """What the body of `audited_change` learns and tells: an earlier result to replay, or the
+    response of the change it made and what the audit row should name."""
+
+    replayed: bytes | None = None  # the stored response of an earlier call with the same key
+    response: Message | None = None
+    organization_id: int | None = None
+    target: str = ""
+    credit_log_id: int | None = None
+
+    def replay(self, response_type: type[Message]) -> Message:
+        return response_type.FromString(self.replayed or b"")
+
+    def done(self, response: Message, *, target: str, organization_id: int | None = None,
+             credit_log_id: int | None = None) -> Message:
+        self.response = response
+        self.target = target
+        if organization_id is not None:
+            self.organization_id = organization_id
+        self.credit_log_id = credit_log_id
+        return response
+
+
+def _audit_entry(request: Message, change: Change, outcome: str) -> AuditEntry:
+    call, principal = current_call(), current_principal()
+    return AuditEntry(
+        actor=principal.actor if principal else "anonymous",
+        role=principal.role if principal else "", action=call.method, outcome=outcome,
+        organization_id=change.organization_id or None, target=change.target,
+        details=summarize_request(request), peer=call.client_ip, request_id=call.request_id,
+        credit_log_id=change.credit_log_id)
+
+
+def _stored_response(method: str, key: str, fingerprint: str) -> bytes | None:
+    record = IdempotencyRecord.get_or_none((IdempotencyRecord.method == method)
+                                           & (IdempotencyRecord.key == key))
+    if record is None:
+        return None
+    if record.request_hash != fingerprint:
+        raise errors.IdempotencyKeyReused(
+            "idempotency_key was already used with a different request")
+    return bytes(record.response)
+
+
+def _claim_key(method: str, key: str, fingerprint: str) -> bytes | None:
+    """Inside the transaction: None when this call owns the key now, else the first call's
+    stored response."""
+    stored = _stored_response(method, key, fingerprint)
+    if stored is not None:
+        return stored
+    try:
+        with database.atomic():  # a savepoint: losing the race rolls back only the claim
+            IdempotencyRecord.create(method=method, key=key, request_hash=fingerprint,
+                                     response=b"")
+    except IntegrityError:
+        # A concurrent call with the same key committed first (we waited for it).
+        stored = _stored_response(method, key, fingerprint)
+        if stored is None:
+            raise
+        return stored
+    return None
+
+
+@contextlib.contextmanager
+def audited_change(request: Message, *, organization_id: int | None = None,
+                   target: str = "") -> Iterator[Change]:
+    """The unit of work of one audited, idempotent call (see the module's docstring).
+    `organization_id` and `target` name what a refused attempt's audit row is about."""
+    method = current_call().method
+    change = Change(organization_id=organization_id, target=target)
+    try:
+        key = clean_key(request.idempotency_key)
+        fingerprint = request_fingerprint(request)
+        with database.atomic():
+            if key:
+                change.replayed = _claim_key(method, key, fingerprint)
+            yield change
+            if change.replayed is not None:
+                return
+            if change.response is None:
+                raise RuntimeError(f"{method} ended its audited change without done()")
+            append_audit(_audit_entry(request, change, "ok"))
+            if key:
+                (IdempotencyRecord.update(response=change.response.SerializeToString())
+                 .where((IdempotencyRecord.method == method) & (IdempotencyRecord.key == key))
+                 .execute())
+    except errors.DomainError as error:
+        append_audit(_audit_entry(request, change, "error:" + error.grpc_code.name))
+        raise
 
 
 def record_denial(denial: Denial) -> None:
@@ -73,71 +152,3 @@ def record_denial(denial: Denial) -> None:
                             outcome=denial.outcome,
                             details=json.dumps({"error": denial.message}),
                             peer=denial.client_ip, request_id=denial.request_id))
-
-
-class AuditInterceptor(BehaviourInterceptor):
-    def __init__(self, specs: dict[str, AuditSpec]):
-        self._specs = specs
-
-    def wrap(self, behaviour, call_details, streaming):
-        spec = self._specs.get(call_details.method)
-        if spec is None or streaming:
-            return behaviour
-        method = call_details.method
-
-        def entry_for(request, response, outcome: str) -> AuditEntry:
-            call, principal = current_call(), current_principal()
-            return AuditEntry(
-                actor=principal.actor if principal else "anonymous",
-                role=principal.role if principal else "", action=method, outcome=outcome,
-                organization_id=spec.organization_id(request, response) or None,
-                target=spec.target(request, response), details=summarize_request(request),
-                peer=call.client_ip, request_id=call.request_id,
-                credit_log_id=spec.credit_log_id(response) if response is not None else None)
-
-        def replay(request, key: str, fingerprint: str):
-            record = IdempotencyRecord.get_or_none((IdempotencyRecord.method == method)
-                                                   & (IdempotencyRecord.key == key))
-            if record is None:
-                return None
-            if record.request_hash != fingerprint:
-                raise errors.IdempotencyKeyReused(
-                    "idempotency_key was already used with a different request")
-            return spec.response_type.FromString(bytes(record.response))
-
-        def attempt(request, context, key: str, fingerprint: str):
-            with database.atomic():
-                if key:
-                    previous = replay(request, key, fingerprint)
-                    if previous is not None:
-                        return previous
-                response = behaviour(request, context)
-                append_audit(entry_for(request, response, "ok"))
-                if key:
-                    IdempotencyRecord.create(method=method, key=key, request_hash=fingerprint,
-                                             response=response.SerializeToString())
-                return response
-
-        def unary(request, context):
-            key = request.idempotency_key.strip()
-            try:
-                if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-                    raise errors.InvalidArgument(
-                        f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
-                fingerprint = request_fingerprint(request)
-                try:
-                    return attempt(request, context, key, fingerprint)
-                except IntegrityError:
-                    if not key:
-                        raise
-                    # A concurrent call with the same key committed first: answer as a replay.
-                    previous = replay(request, key, fingerprint)
-                    if previous is None:
-                        raise
-                    return previous
-            except errors.DomainError as error:
-                outcome = "error:" + status_code_for(error).name
-                append_audit(entry_for(request, None, outcome))
-                raise
-
-        return unary

@@ -89,6 +89,7 @@ class CreditHold(BaseModel):
     expires_at = DateTimeField()
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    release_reason = CharField(max_length=200, default="")  # why it was released, if it was
 
     class Meta:
         indexes = (

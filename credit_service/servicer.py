@@ -10,7 +10,8 @@ from carpet_common.calls import current_principal
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.errors import InvalidArgument
 from credit_service import accounts, audit, ledger
-from credit_service.models import AuditLog, CreditHold, CreditLog, Organization, User
+from credit_service.audited import audited_change
+from credit_service.models import AuditLog, CreditLog, Organization, User
 from protos.carpet.credit.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -65,7 +66,7 @@ def balance_message(view: ledger.BalanceView) -> credit_pb2.Balance:
                               held=view.held, available=view.available)
 
 
-def credit_log_message(row: CreditLog) -> credit_pb2.CreditLog:
+def credit_log_message(row: CreditLog | ledger.CreditLogView) -> credit_pb2.CreditLog:
     return credit_pb2.CreditLog(
         id=row.id, organization_id=row.organization_id, user_id=row.user_id or 0,
         delta=row.delta, balance_after=row.balance_after, kind=KIND_TO_PROTO[row.kind],
@@ -73,12 +74,12 @@ def credit_log_message(row: CreditLog) -> credit_pb2.CreditLog:
         created_at=timestamp(row.created_at))
 
 
-def hold_message(row: CreditHold) -> credit_pb2.Hold:
+def hold_message(row: ledger.HoldView) -> credit_pb2.Hold:
     return credit_pb2.Hold(
         id=row.id, organization_id=row.organization_id, amount=row.amount,
         state=HOLD_STATE_TO_PROTO[row.state], reference=row.reference,
         expires_at=timestamp(row.expires_at), user_id=row.user_id or 0,
-        credit_log_id=row.credit_log_id or 0)  # set by the ledger's hold queries
+        credit_log_id=row.credit_log_id or 0, release_reason=row.release_reason)
 
 
 def audit_message(row: AuditLog) -> audit_pb2.AuditLog:
@@ -100,9 +101,13 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         self._clock = clock
 
     def CreateOrganization(self, request, context):
-        row = accounts.create_organization(request.name, request.initial_credits,
-                                           actor=_actor(), now=self._clock())
-        return organization_message(row)
+        with audited_change(request) as change:
+            if change.replayed:
+                return change.replay(account_pb2.Organization)
+            row = accounts.create_organization(request.name, request.initial_credits,
+                                               actor=_actor(), now=self._clock())
+            return change.done(organization_message(row), organization_id=row.id,
+                               target=f"organization:{row.id}")
 
     def GetOrganization(self, request, context):
         return organization_message(accounts.get_organization(request.id))
@@ -114,9 +119,12 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             next_page_token=page.next_page_token)
 
     def CreateUser(self, request, context):
-        row = accounts.create_user(request.organization_id, request.name, request.email,
-                                   _role(request.role), now=self._clock())
-        return user_message(row)
+        with audited_change(request, organization_id=request.organization_id) as change:
+            if change.replayed:
+                return change.replay(account_pb2.User)
+            row = accounts.create_user(request.organization_id, request.name, request.email,
+                                       _role(request.role), now=self._clock())
+            return change.done(user_message(row), target=f"user:{row.id}")
 
     def GetUser(self, request, context):
         return user_message(accounts.get_user(request.id))
@@ -149,11 +157,16 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
         return balance_message(ledger.get_balance(request.organization_id, self._clock()))
 
     def AdjustCredits(self, request, context):
-        log, after = ledger.adjust_credits(
-            request.organization_id, request.delta, request.reason, actor=_actor(),
-            reference=request.idempotency_key, now=self._clock())
-        return credit_pb2.AdjustCreditsResponse(log=credit_log_message(log),
-                                                balance=balance_message(after))
+        with audited_change(request, organization_id=request.organization_id,
+                            target=f"organization:{request.organization_id}") as change:
+            if change.replayed:
+                return change.replay(credit_pb2.AdjustCreditsResponse)
+            log, after = ledger.adjust_credits(
+                request.organization_id, request.delta, request.reason, actor=_actor(),
+                reference=request.idempotency_key, now=self._clock())
+            return change.done(credit_pb2.AdjustCreditsResponse(
+                log=credit_log_message(log), balance=balance_message(after)),
+                target=f"credit_log:{log.id}", credit_log_id=log.id)
 
     def ReserveCredits(self, request, context):
         hold = ledger.reserve_credits(request.organization_id, request.amount,
@@ -167,7 +180,14 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
                                               log=credit_log_message(log))
 
     def ReleaseHold(self, request, context):
-        return hold_message(ledger.release_hold(request.hold_id, now=self._clock()))
+        if request.hold_id:
+            hold = ledger.release_hold(request.hold_id, reason=request.reason, now=self._clock())
+        elif request.organization_id and request.reference:
+            hold = ledger.release_hold_by_reference(request.organization_id, request.reference,
+                                                    reason=request.reason, now=self._clock())
+        else:
+            raise InvalidArgument("give hold_id, or organization_id and reference")
+        return hold_message(hold)
 
     def ListCreditLogs(self, request, context):
         kind = KIND_FROM_PROTO.get(request.kind, "")

@@ -14,7 +14,7 @@ from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import GrpcServer, TlsFiles, create_server, service_channel
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2_grpc
-from render_service.credit_client import CreditClient
+from render_service.credit_client import RETRY_SERVICE_CONFIG, CreditClient
 from render_service.models import database, utcnow
 from render_service.renderers import Renderer, renderer_from_settings
 from render_service.servicer import RenderServicer
@@ -28,7 +28,7 @@ SERVICE_NAMES = (SERVICE,)
 def credit_channel(settings: Settings) -> grpc.Channel:
     """The one channel to the credit service for this process (mTLS when configured)."""
     return service_channel(settings.credit_addr, settings.tls_cert, settings.tls_key,
-                           settings.tls_client_ca)
+                           settings.tls_client_ca, service_config=RETRY_SERVICE_CONFIG)
 
 
 def build_server(settings: Settings, address: str, *, credit: CreditClient | None = None,

@@ -1,22 +1,35 @@
 """The render service's client of the credit service: one channel per process, a deadline on
-every call, retries on UNAVAILABLE with the same request (every call here is idempotent: a
-reserve by its reference, a capture or release by its hold id), and credit errors translated
-into this service's domain exceptions."""
+every call, and credit errors turned into this service's domain exceptions (the one error map,
+`carpet_common.errors.from_rpc_error`).
+
+Retries are the channel's configuration, not loops here: every call of this client is
+idempotent (a reserve by its reference, a capture or release by its hold), so the service config
+retries them on UNAVAILABLE with backoff, within the call's deadline.
+"""
 from __future__ import annotations
 
-import logging
-import time
+import json
 
 import grpc
 
 from carpet_common import errors
-from carpet_common.interceptors import error_reason
 from carpet_common.logs import request_id_var
 from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
 
-logger = logging.getLogger(__name__)
-
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+CREDIT_SERVICE = "carpet.credit.v1.CreditService"
+CALL_TIMEOUT_S = 5.0
+# gRPC's retry policy (gRFC A6) for the hold cycle; attempts share the call's deadline.
+RETRY_SERVICE_CONFIG = json.dumps({"methodConfig": [{
+    "name": [{"service": CREDIT_SERVICE, "method": method}
+             for method in ("ReserveCredits", "CaptureHold", "ReleaseHold")],
+    "retryPolicy": {
+        "maxAttempts": 4,
+        "initialBackoff": "0.2s",
+        "maxBackoff": "2s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    },
+}]})
 
 
 def hold_reference(job_id: int) -> str:
@@ -25,12 +38,9 @@ def hold_reference(job_id: int) -> str:
 
 
 class CreditClient:
-    def __init__(self, channel: grpc.Channel, *, timeout_s: float = 5.0, attempts: int = 4,
-                 backoff_s: float = 0.2):
+    def __init__(self, channel: grpc.Channel, *, timeout_s: float = CALL_TIMEOUT_S):
         self._stub = credit_pb2_grpc.CreditServiceStub(channel)
         self._timeout = timeout_s
-        self._attempts = attempts
-        self._backoff = backoff_s
 
     def reserve(self, organization_id: int, amount: int, job_id: int, ttl_seconds: int,
                 user_id: int | None) -> credit_pb2.Hold:
@@ -45,30 +55,21 @@ class CreditClient:
         return self._call(self._stub.ReleaseHold,
                           credit_pb2.ReleaseHoldRequest(hold_id=hold_id, reason=reason))
 
+    def release_by_reference(self, organization_id: int, job_id: int,
+                             reason: str) -> credit_pb2.Hold:
+        """Release the job's hold when its id is not known here (the submission's answer was
+        lost); NotFound when no hold with the job's reference exists."""
+        return self._call(self._stub.ReleaseHold, credit_pb2.ReleaseHoldRequest(
+            organization_id=organization_id, reference=hold_reference(job_id), reason=reason))
+
     def _call(self, method, request):
         metadata = (("x-request-id", request_id_var.get()),)
-        for attempt in range(1, self._attempts + 1):
-            try:
-                return method(request, timeout=self._timeout, metadata=metadata)
-            except grpc.RpcError as error:
-                if error.code() not in RETRYABLE:
-                    raise _translate(error) from None
-                if attempt == self._attempts:
-                    raise errors.Unavailable("credit service unavailable, retry") from None
-                logger.warning("credit service %s (attempt %d), retrying",
-                               error.code().name, attempt)
-                time.sleep(self._backoff * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
-
-
-def _translate(error: grpc.RpcError) -> Exception:
-    code, reason, message = error.code(), error_reason(error), error.details() or ""
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        if reason == "INSUFFICIENT_CREDITS":
-            return errors.InsufficientCredits("not enough credit for this render")
-        return errors.FailedPrecondition(message, reason=reason or None)
-    if code == grpc.StatusCode.NOT_FOUND:
-        return errors.NotFound(message)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return errors.InvalidArgument(message)
-    return error
+        try:
+            return method(request, timeout=self._timeout, metadata=metadata)
+        except grpc.RpcError as error:
+            translated = errors.from_rpc_error(error)
+            if translated is None:
+                raise
+            if isinstance(translated, errors.Unavailable):
+                raise errors.Unavailable("credit service unavailable, retry") from None
+            raise translated from None

@@ -7,12 +7,12 @@ restarted process can never move a job twice.
 from __future__ import annotations
 
 import datetime
-import hashlib
 
 from peewee import IntegrityError, fn
 
 from carpet_common.db import Statement, is_postgres
 from carpet_common.errors import FailedPrecondition, IdempotencyKeyReused, InvalidArgument, NotFound
+from carpet_common.idempotency import clean_key
 from carpet_common.paging import Page, paginate
 from render_service.models import (
     RENDER_STATUSES,
@@ -24,18 +24,9 @@ from render_service.models import (
 )
 
 TERMINAL = ("success", "failed")
-MAX_IDEMPOTENCY_KEY_LENGTH = 200
 # A queued job without a hold is one whose submission was interrupted; workers wait this long
 # before taking it over (reserving its hold themselves), so they never race the submitter.
 ORPHAN_GRACE = datetime.timedelta(seconds=60)
-
-
-def request_fingerprint(*parts) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part if isinstance(part, bytes) else repr(part).encode())
-        digest.update(b"\x00")
-    return digest.hexdigest()
 
 
 # The submission path's writes, written once as SQL (see carpet_common.db.Statement).
@@ -56,10 +47,7 @@ def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: 
     An unknown carpet is refused by the job's foreign key, not by a look-up first."""
     if organization_id <= 0:
         raise InvalidArgument("organization_id is required")
-    key = idempotency_key.strip() or None
-    if key and len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise InvalidArgument(
-            f"idempotency_key must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    key = clean_key(idempotency_key) or None
     if key:
         existing = _by_key(organization_id, key, fingerprint)
         if existing is not None:

@@ -27,12 +27,11 @@ def cost_of(settings: Settings, mode: str) -> int:
 
 
 def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, mode: str,
-                  room_image: bytes, idempotency_key: str, credit: CreditClient,
+                  room_image: bytes, idempotency_key: str, fingerprint: str, credit: CreditClient,
                   settings: Settings, now: datetime.datetime) -> RenderJob:
     cost = cost_of(settings, mode)
     if room_image:
         check_image(room_image, "room_image")
-    fingerprint = jobs.request_fingerprint(organization_id, user_id, carpet_id, mode, room_image)
     job, created = jobs.create_job(organization_id, user_id, carpet_id, mode, cost,
                                    room_image or None, idempotency_key, fingerprint, now=now)
     if not created:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from carpet_common import idempotency
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.settings import Settings
@@ -63,7 +64,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         job = renders.submit_render(
             organization_id=request.organization_id, user_id=request.user_id or None,
             carpet_id=request.carpet_id, mode=request.mode, room_image=request.room_image,
-            idempotency_key=request.idempotency_key, credit=self._credit,
+            idempotency_key=request.idempotency_key,
+            fingerprint=idempotency.request_fingerprint(request), credit=self._credit,
             settings=self._settings, now=self._clock())
         return render_message(job)
 

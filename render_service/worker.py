@@ -1,4 +1,5 @@
-"""The render workers (RENDER_WORKERS threads per process) and the hold settler.
+"""The render workers: RENDER_WORKERS threads per process, plus the hold settler
+(render_service.settler) that gives back the holds of jobs that ended without a charge.
 
 A worker claims a job, keeps its lease alive with a heartbeat while it works, renders, stores
 the image, captures the hold and finishes the job. Every step can be interrupted (process
@@ -26,6 +27,7 @@ from render_service import jobs
 from render_service.credit_client import CreditClient
 from render_service.models import Carpet, RenderJob, database, utcnow
 from render_service.renderers import Renderer, RenderError, RenderRequest
+from render_service.settler import HoldSettler
 from render_service.storage import ImageStore
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,6 @@ JOB_SECONDS = Histogram("carpet_render_job_duration_seconds",
                         "from claim to success or failure, by outcome", ["outcome"],
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 IDLE_POLL_S = 0.2
-SETTLE_INTERVAL_S = 2.0
 REPEATED_FAILURE_TEXT = "render failed repeatedly"
 
 
@@ -74,22 +75,23 @@ class WorkerPool:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}"
+        self._settler = HoldSettler(credit, clock)
 
     def start(self) -> None:
         for index in range(self._settings.render_workers):
             self._threads.append(threading.Thread(
                 target=self._work, args=(f"{self._owner_prefix}:{index}",),
                 name=f"render-worker-{index}", daemon=True))
-        self._threads.append(threading.Thread(target=self._settle, name="hold-settler",
-                                              daemon=True))
         for thread in self._threads:
             thread.start()
+        self._settler.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the jobs in hand (up to `timeout`); unfinished ones are re-claimed later."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
+        self._settler.stop(timeout)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -181,36 +183,4 @@ class WorkerPool:
     def _fail(self, job: RenderJob, owner: str, text: str) -> None:
         """Fail the job and give its hold back (or leave that to the settler)."""
         if jobs.finish_failed(job.id, owner, text, self._clock(), release_pending=True):
-            self._release(jobs.get_job(job.id))
-
-    # --- settler ------------------------------------------------------------------------
-
-    def _settle(self) -> None:
-        while not self._stop.wait(SETTLE_INTERVAL_S):
-            try:
-                with database.connection_context():
-                    for job in jobs.jobs_to_release():
-                        self._release(job)
-            except Exception:
-                logger.exception("hold settler hit an error")
-
-    def _release(self, job: RenderJob) -> None:
-        """Give an ended job's hold back, then clear its release_pending flag."""
-        hold_id = job.hold_id
-        try:
-            if hold_id is None:
-                # The submission's reservation may have landed with its answer lost: reserving
-                # by the same reference returns that hold if it exists.
-                try:
-                    hold_id = self._credit.reserve(job.organization_id, job.cost, job.id,
-                                                   self._settings.render_hold_ttl_seconds,
-                                                   job.user_id).id
-                except (errors.InsufficientCredits, errors.NotFound, errors.InvalidArgument):
-                    jobs.release_done(job.id, self._clock())  # no hold exists
-                    return
-            self._credit.release(hold_id, f"render {job.status}")
-        except errors.Unavailable:
-            return  # tried again on the next round
-        except errors.FailedPrecondition:
-            logger.error("hold %s of failed job %d was captured", hold_id, job.id)
-        jobs.release_done(job.id, self._clock())
+            self._settler.release(jobs.get_job(job.id))

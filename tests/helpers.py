@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from carpet_common.interceptors import error_reason  # noqa: F401 - re-exported for tests
+from carpet_common.errors import rpc_error_reason as error_reason  # noqa: F401 - for tests
 from carpet_common.settings import load_settings
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"

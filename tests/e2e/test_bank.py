@@ -352,8 +352,9 @@ def check(history: History, cluster: Cluster) -> None:
     assert history.samples > 0 and history.bad_samples == []
     assert history.adjust_acked and history.jobs
 
-    for module in ("credit_service", "render_service"):
-        result = run_cli(module, "verify", cluster.env)
+    for module, command in (("credit_service", "verify"), ("render_service", "verify"),
+                            ("ops", "reconcile")):
+        result = run_cli(module, command, cluster.env)
         assert result.returncode == 0, result.stdout + result.stderr
 
     ledger = Counter()

@@ -114,7 +114,7 @@ def render_charges(stack, org):
 
 def both_verify(stack):
     credit = run_cli("credit_service", "verify", stack.env)
-    renders = run_cli("render_service", "verify", stack.env)
+    renders = run_cli("ops", "reconcile", stack.env)
     return credit.returncode == 0 and renders.returncode == 0, credit.stdout + renders.stdout
 
 

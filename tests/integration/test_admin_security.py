@@ -71,23 +71,28 @@ def secured_gateway(credit_server, render_server, render_settings, tmp_path):
     running.stop(grace=1)
 
 
+# Credentials are minted when the test runs (factories), never when the module is imported:
+# a slow machine reaching this test late must still see a live JWT where one is meant.
 CASES = {
-    "no credential": ((), "UNAUTHENTICATED"),
-    "wrong admin token": ((("x-admin-token", "x" * 32),), "UNAUTHENTICATED"),
-    "expired JWT": (bearer(hs(exp=int(time.time()) - 5)), "UNAUTHENTICATED"),
-    "wrong audience": (bearer(hs(aud="elsewhere")), "UNAUTHENTICATED"),
-    "wrong issuer": (bearer(hs(iss="mallory")), "UNAUTHENTICATED"),
-    "alg none": (bearer(jwt.encode(claims(), None, algorithm="none")), "UNAUTHENTICATED"),
-    "unknown kid": (bearer(rs(kid="key-9")), "UNAUTHENTICATED"),
-    "HS/RS confusion": (bearer(hs_signed_with_public_key()), "UNAUTHENTICATED"),
-    "STAFF on an admin-only method": (bearer(hs(role="STAFF", org=1)), "PERMISSION_DENIED"),
+    "no credential": (lambda: (), "UNAUTHENTICATED"),
+    "wrong admin token": (lambda: (("x-admin-token", "x" * 32),), "UNAUTHENTICATED"),
+    "expired JWT": (lambda: bearer(hs(exp=int(time.time()) - 5)), "UNAUTHENTICATED"),
+    "wrong audience": (lambda: bearer(hs(aud="elsewhere")), "UNAUTHENTICATED"),
+    "wrong issuer": (lambda: bearer(hs(iss="mallory")), "UNAUTHENTICATED"),
+    "alg none": (lambda: bearer(jwt.encode(claims(), None, algorithm="none")),
+                 "UNAUTHENTICATED"),
+    "unknown kid": (lambda: bearer(rs(kid="key-9")), "UNAUTHENTICATED"),
+    "HS/RS confusion": (lambda: bearer(hs_signed_with_public_key()), "UNAUTHENTICATED"),
+    "STAFF on an admin-only method": (lambda: bearer(hs(role="STAFF", org=1)),
+                                      "PERMISSION_DENIED"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_refused_credentials_get_their_code_and_an_audit_row(secured_gateway, credit_server,
                                                              case):
-    metadata, code = CASES[case]
+    mint, code = CASES[case]
+    metadata = mint()
     org = create_org(credit_server, "Acme", 10)
     expect_error(lambda: secured_gateway.AdjustCredits(credit_pb2.AdjustCreditsRequest(
         organization_id=org.id, delta=5, reason="x"), metadata=metadata, timeout=10),

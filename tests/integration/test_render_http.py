@@ -5,10 +5,10 @@ import logging
 import pytest
 
 from credit_service.verify import verify_credit
+from ops.reconcile import reconcile
 from protos.carpet.render.v1 import render_pb2
 from render_service.renderers import RenderError, RenderRequest, TransientRenderError
 from render_service.renderers.http import HttpRenderer
-from render_service.verify import verify_renders
 from tests.fake_image_api import FakeImageApi, tiny_png
 from tests.integration.test_credit_accounts import create_org
 from tests.integration.test_render_service import (
@@ -98,4 +98,4 @@ def test_jobs_through_the_http_renderer(render_server, credit_server, start_work
     assert balance(credit_server, org.id).held == 0  # a failed render's hold is released
     assert API_KEY not in caplog.text and API_KEY not in done.error_text
     assert verify_credit() == []
-    assert verify_renders(settings_for(credit_db_url, render_db_url)) == []
+    assert reconcile(settings_for(credit_db_url, render_db_url)) == []

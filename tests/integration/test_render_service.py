@@ -10,9 +10,9 @@ from PIL import Image
 
 from carpet_common.settings import Settings
 from credit_service.verify import verify_credit
+from ops.reconcile import reconcile
 from protos.carpet.credit.v1 import credit_pb2
 from protos.carpet.render.v1 import render_pb2
-from render_service.verify import verify_renders
 from tests.fake_image_api import tiny_png
 from tests.integration.test_credit_accounts import create_org, expect_error
 
@@ -124,7 +124,7 @@ def test_render_creates_job_and_exactly_one_charge(render_server, credit_server,
     picture = Image.open(io.BytesIO(b"".join(chunk.data for chunk in chunks)))
     assert picture.format == "PNG" and picture.size == (1024, 768)
     assert verify_credit() == []
-    assert verify_renders(settings_for(credit_db_url, render_db_url)) == []
+    assert reconcile(settings_for(credit_db_url, render_db_url)) == []
 
 
 def test_render_with_a_room_photo(render_server, credit_server, start_workers):
@@ -205,7 +205,7 @@ def test_cancel_releases_the_hold(render_server, credit_server, start_workers, c
         render_pb2.CancelRenderRequest(id=done.id), timeout=10),
         grpc.StatusCode.FAILED_PRECONDITION)
     assert verify_credit() == []
-    assert verify_renders(settings_for(credit_db_url, render_db_url)) == []
+    assert reconcile(settings_for(credit_db_url, render_db_url)) == []
 
 
 def test_list_renders_filters_and_pages(render_server, credit_server):
@@ -276,10 +276,10 @@ def test_concurrent_submissions_never_overspend(render_server, credit_server, st
         assert wait_final(render_server, job_id)[0].status == render_pb2.RENDER_STATUS_SUCCESS
     assert balance(credit_server, org.id).balance == 0
     deadline = time.monotonic() + 5
-    while verify_renders(settings_for(credit_db_url, render_db_url)) and \
+    while reconcile(settings_for(credit_db_url, render_db_url)) and \
             time.monotonic() < deadline:
         time.sleep(0.1)
-    assert verify_renders(settings_for(credit_db_url, render_db_url)) == []
+    assert reconcile(settings_for(credit_db_url, render_db_url)) == []
     assert verify_credit() == []
 
 

@@ -1,4 +1,5 @@
-"""`python -m render_service verify` names each breach of invariant 4 and exits 1."""
+"""`python -m ops reconcile` names each breach of invariant 4 (both ledgers) and exits 1;
+`python -m render_service verify` checks the render database's own job counts."""
 import os
 import subprocess
 import sys
@@ -11,10 +12,14 @@ from render_service import models as render_models
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-def run_verify(credit_url, render_url):
+def run_verify(credit_url, render_url, module="render_service", command="verify"):
     env = dict(os.environ, CREDIT_DATABASE_URL=credit_url, RENDER_DATABASE_URL=render_url)
-    return subprocess.run([sys.executable, "-m", "render_service", "verify"], env=env,
+    return subprocess.run([sys.executable, "-m", module, command], env=env,
                           capture_output=True, text=True, timeout=60)
+
+
+def run_reconcile(credit_url, render_url):
+    return run_verify(credit_url, render_url, "ops", "reconcile")
 
 
 def test_verify_reports_charges_that_do_not_match_jobs(credit_db, render_db, credit_db_url,
@@ -41,7 +46,7 @@ def test_verify_reports_charges_that_do_not_match_jobs(credit_db, render_db, cre
     render_models.RenderJob.update(status="success", credit_log_id=good_log.id,
                                    credits_charged=1).where(
         render_models.RenderJob.id == good.id).execute()
-    assert run_verify(credit_db_url, render_db_url).returncode == 0
+    assert run_reconcile(credit_db_url, render_db_url).returncode == 0
 
     uncharged = job("success", credit_log_id=999, credits_charged=1)
     charged_failure = job("failed")
@@ -50,7 +55,7 @@ def test_verify_reports_charges_that_do_not_match_jobs(credit_db, render_db, cre
     credit_models.CreditHold.create(organization=org, amount=1, state="held",
                                     reference=f"render-job:{open_hold.id}",
                                     expires_at=credit_models.utcnow())
-    result = run_verify(credit_db_url, render_db_url)
+    result = run_reconcile(credit_db_url, render_db_url)
     assert result.returncode == 1
     assert f"invariant 4: success job {uncharged.id} has 0 captures, not 1" in result.stdout
     assert f"invariant 4: failed job {charged_failure.id} was charged (1 captures)" in \
