@@ -41,8 +41,16 @@ test: protos
 	./scripts/ensure-test-tools.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# buf breaking compares the protos with the previous commit's (BUF_AGAINST to choose another
+# baseline, e.g. a release tag: BUF_AGAINST='.git#tag=v1.0.0').
+BUF_AGAINST ?= .git\#ref=HEAD~1
+
 lint: protos
 	$(PY) -m ruff check .
+	$(VENV)/bin/buf lint
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		$(VENV)/bin/buf breaking --against '$(BUF_AGAINST)'; \
+	else echo "buf breaking: no previous commit to compare with (shallow clone?)"; fi
 
 bench: protos
 	$(PY) -m bench
