@@ -17,10 +17,12 @@ MAX_TTL_S = 24 * 60 * 60
 
 
 def parse_ttl(text: str) -> int:
-    match = re.fullmatch(r"(\d+)([smh]?)", text.strip())
+    # The unit is required: a bare "15" read as seconds was a surprise to people expecting
+    # minutes.
+    match = re.fullmatch(r"(\d+)([smh])", text.strip())
     if not match:
-        raise ValueError("ttl must look like 90s, 15m or 2h")
-    seconds = int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+        raise ValueError("ttl needs a unit: like 90s, 15m or 2h")
+    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
     if not 0 < seconds <= MAX_TTL_S:
         raise ValueError("ttl must be between 1 s and 24 h")
     return seconds

@@ -1,4 +1,4 @@
-"""The gateway's HTTP JSON API (CONTRACT §7) on ADMIN_HTTP_ADDR.
+"""The gateway's HTTP JSON API (docs/architecture.md, "Admin gateway") on ADMIN_HTTP_ADDR.
 
 Each request becomes a call to the gateway's own AdminService over a private Unix socket, so
 HTTP and gRPC share one pipeline: the same credentials (`x-admin-token` or
@@ -213,7 +213,10 @@ class AdminHttpServer:
                                                   timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as error:
             return self._rpc_error(handler, error)
-        return self._send(handler, 200, json_format.MessageToDict(response))
+        # Zero values are written out (`"held": "0"`), so a client never has to guess a
+        # missing field's meaning.
+        return self._send(handler, 200, json_format.MessageToDict(
+            response, always_print_fields_with_no_presence=True))
 
     def _image(self, handler, job_id: int) -> int:
         try:

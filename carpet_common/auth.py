@@ -1,4 +1,4 @@
-"""Admin authentication and the role guard (CONTRACT §6), shared by every process.
+"""Admin authentication and the role guard (docs/architecture.md), shared by every process.
 
 Credentials: `x-admin-token` (a token of ADMIN_TOKENS, compared in constant time; the token's
 name is the actor) or `authorization: Bearer <JWT>` (HS256 with JWT_SECRET, or RS256/ES256 keys

@@ -18,7 +18,7 @@ TOKEN_FILE = os.path.join("var", "admin_token")
 LOCAL_ADMIN_NAME = "local-admin"
 PROCESSES = (("credit service", "credit_service"), ("render service", "render_service"),
              ("admin gateway", "admin_gateway"))
-STOP_TIMEOUT_S = 10
+STOP_TIMEOUT_S = 30  # the render service finishes the jobs in hand first
 
 
 def local_admin_token() -> str:
@@ -84,15 +84,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     while not stopping and all(child.poll() is None for child in children):
         time.sleep(0.2)
-    for child in children:
+    # Stop in dependency order, each before the next: the gateway first (no new admin calls),
+    # then the render service (its workers finish the jobs in hand and capture or release their
+    # holds, which needs the credit service), the credit service last.
+    for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for child in children:
         try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            child.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
     print("all processes stopped")
     return 0 if stopping else 1
 

@@ -29,8 +29,8 @@ AUDIT = "carpet.credit.v1.AuditService"
 SERVICE_NAMES = (ACCOUNT, CREDIT, AUDIT)
 SWEEP_INTERVAL_S = 5.0
 
-# Who may call what (CONTRACT §6). Internal calls serve the render service and are authorised
-# by the transport (loopback or mTLS); anything not listed is ADMIN-only.
+# Who may call what (docs/architecture.md). Internal calls serve the render service and are
+# authorised by the transport (loopback or mTLS); anything not listed is ADMIN-only.
 POLICY = {
     f"/{ACCOUNT}/CreateOrganization": Access.ADMIN,
     f"/{ACCOUNT}/GetOrganization": Access.INTERNAL,

@@ -1,7 +1,7 @@
 """Tables owned by the credit service.
 
-The rules of CONTRACT §3 are enforced by the database itself (CHECK, UNIQUE, NOT NULL, foreign
-keys), so no code path, replica or hand-written SQL can break them. Every rule here is also
+The rules of docs/data-rules.md are enforced by the database itself (CHECK, UNIQUE, NOT NULL,
+foreign keys), so no code path, replica or hand-written SQL can break them. Every rule here is also
 written into migrations/0001_init_schema.py, the schema's source of truth; models and schema are
 compared by tests/integration/test_migrations.py.
 """

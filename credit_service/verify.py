@@ -1,4 +1,4 @@
-"""`python -m credit_service verify`: checks the credit invariants of CONTRACT §3.
+"""`python -m credit_service verify`: checks the credit invariants of docs/data-rules.md.
 
 1. balance = sum of the organisation's credit-log deltas; 2. held = sum of its `held` holds;
 3. every `adjust` row has its audit row; 5. the audit hash chain is unbroken.

@@ -60,12 +60,19 @@ async function loadOverview() {
 async function loadOrganizations() {
   const result = await api("/admin/organizations?pageSize=500");
   const select = $("adjust-org");
+  // Reloading the list after an adjustment must keep the admin's choice: a picker that jumped
+  // to another organisation once made the next Apply adjust the wrong one.
+  const chosen = select.value;
   select.replaceChildren();
   for (const organization of result.organizations || []) {
     const option = document.createElement("option");
     option.value = organization.id;
+    option.dataset.name = organization.name;
     option.textContent = `${organization.name} (${organization.balance || 0})`;
     select.appendChild(option);
+  }
+  if (chosen && [...select.options].some((option) => option.value === chosen)) {
+    select.value = chosen;
   }
 }
 
@@ -163,16 +170,25 @@ document.addEventListener("DOMContentLoaded", () => {
   $("adjust-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("adjust-result").textContent = "";
+    const option = $("adjust-org").selectedOptions[0];
+    if (!option) return;
+    const delta = $("adjust-delta").value.trim();
+    const amount = delta.startsWith("-") ? `take ${delta.slice(1)} credits from`
+                                         : `add ${delta} credits to`;
+    // Money moves only after the admin has read which organisation it is.
+    if (!window.confirm(`Really ${amount} ${option.dataset.name} (#${option.value})?`)) return;
     try {
       const result = await api("/admin/credits/adjust", {
         method: "POST",
         body: JSON.stringify({
-          organizationId: $("adjust-org").value,
-          delta: $("adjust-delta").value,
+          organizationId: option.value,
+          delta: delta,
           reason: $("adjust-reason").value,
         }),
       });
       $("adjust-result").textContent = `Done: balance is now ${result.balance.balance || 0}.`;
+      $("adjust-delta").value = "";
+      $("adjust-reason").value = "";
       showError("");
       await Promise.all([loadOverview(), loadOrganizations(), loadUsers()]);
     } catch (error) {

@@ -59,6 +59,15 @@ def test_admin_page(browser, world, http_gateway, credit_server):  # noqa: F811
     assert "insufficient credits" in renders.nth(0).text_content()
     page.wait_for_selector("#renders tbody tr:nth-child(2) img")  # the success's thumbnail
 
+    confirmations = []
+
+    def confirm(dialog):
+        confirmations.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", confirm)
+    other_balance_before = credit_server.credits.GetBalance(
+        credit_pb2.GetBalanceRequest(organization_id=other.id), timeout=10).balance
     page.select_option("#adjust-org", str(acme.id))
     page.fill("#adjust-delta", "7")
     page.fill("#adjust-reason", "goodwill from the page")
@@ -74,7 +83,25 @@ def test_admin_page(browser, world, http_gateway, credit_server):  # noqa: F811
         timeout=10).audit_logs
     assert [(row.actor, row.outcome) for row in rows] == [("alice", "ok")]
     assert '"reason": "goodwill from the page"' in rows[0].details
+    assert confirmations == [f"Really add 7 credits to Acme (#{acme.id})?"]
+    # The form is cleared and keeps the chosen organisation after the reload.
+    expect(page.locator("#adjust-delta")).to_have_value("")
+    expect(page.locator("#adjust-reason")).to_have_value("")
+    expect(page.locator("#adjust-org")).to_have_value(str(acme.id))
+
+    # A second adjustment in a row lands on the same organisation, named again.
+    page.fill("#adjust-delta", "3")
+    page.fill("#adjust-reason", "second goodwill")
+    page.click("#adjust-apply")
+    expect(page.locator("#adjust-result")).to_have_text("Done: balance is now 29.")
+    assert confirmations[-1] == f"Really add 3 credits to Acme (#{acme.id})?"
+    assert credit_server.credits.GetBalance(
+        credit_pb2.GetBalanceRequest(organization_id=acme.id), timeout=10).balance == 29
+    assert credit_server.credits.GetBalance(
+        credit_pb2.GetBalanceRequest(organization_id=other.id), timeout=10).balance == \
+        other_balance_before
 
     page.fill("#adjust-delta", "-1000")
+    page.fill("#adjust-reason", "too much")
     page.click("#adjust-apply")
     expect(page.locator("#error")).to_have_text("Not enough credit for this change.")

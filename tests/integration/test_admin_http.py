@@ -1,5 +1,6 @@
-"""The gateway's HTTP JSON API (CONTRACT §7) over real HTTP, with the services behind it, on
-SQLite and PostgreSQL: the seed's paths, the error body and status mapping, Retry-After."""
+"""The gateway's HTTP JSON API (docs/architecture.md) over real HTTP, with the services behind
+it, on SQLite and PostgreSQL: the original plan's paths, the error body and status mapping,
+Retry-After."""
 import json
 import urllib.error
 import urllib.request
@@ -231,3 +232,15 @@ def test_a_credential_grpc_cannot_carry_is_refused_and_audited(http_gateway, cre
                                               timeout=10)
     assert [(row.action, row.outcome) for row in audit.audit_logs] == [
         ("/carpet.admin.v1.AdminService/GetOverview", "denied:UNAUTHENTICATED")]
+
+
+def test_zero_values_are_written_out(http_gateway, credit_server):
+    """A field whose value is zero is in the JSON (`"totalHeld": "0"`), not left out."""
+    acme = create_org(credit_server, "Acme", 0)
+    status, overview, _ = call(http_gateway, "/admin/overview", headers=TOKEN)
+    assert status == 200
+    assert overview["totalHeld"] == "0" and overview["totalRenders"] == "0"
+    status, organizations, _ = call(http_gateway, "/admin/organizations", headers=TOKEN)
+    assert status == 200
+    assert [(row["id"], row["balance"], row["held"]) for row in
+            organizations["organizations"]] == [(str(acme.id), "0", "0")]

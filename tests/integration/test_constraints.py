@@ -1,4 +1,4 @@
-"""Each data rule of CONTRACT §3 is enforced by the database itself, on both engines: the bad
+"""Each data rule of docs/data-rules.md is enforced by the database itself, on both engines: the bad
 row is refused even when written around the service code."""
 import datetime
 

@@ -121,6 +121,27 @@ def test_release_is_idempotent_and_blocks_capture(credit_server):
     assert verify_credit() == []
 
 
+def test_release_keeps_its_reason_and_finds_a_hold_by_reference(credit_server):
+    org = create_org(credit_server, "Acme", 5)
+    hold = reserve(credit_server, org.id, 3, "render-job:7")
+    released = credit_server.credits.ReleaseHold(credit_pb2.ReleaseHoldRequest(
+        organization_id=org.id, reference="render-job:7", reason="render failed: timeout"),
+        timeout=10)
+    assert (released.id, released.state, released.release_reason) == (
+        hold.id, credit_pb2.HOLD_STATE_RELEASED, "render failed: timeout")
+    assert balance(credit_server, org.id).held == 0
+    # A repeat changes nothing, not even the reason.
+    again = credit_server.credits.ReleaseHold(credit_pb2.ReleaseHoldRequest(
+        hold_id=hold.id, reason="another reason"), timeout=10)
+    assert again.release_reason == "render failed: timeout"
+    expect_error(lambda: credit_server.credits.ReleaseHold(credit_pb2.ReleaseHoldRequest(
+        organization_id=org.id, reference="render-job:8", reason="x"), timeout=10),
+        grpc.StatusCode.NOT_FOUND)
+    expect_error(lambda: credit_server.credits.ReleaseHold(credit_pb2.ReleaseHoldRequest(
+        reason="x"), timeout=10), grpc.StatusCode.INVALID_ARGUMENT)
+    assert verify_credit() == []
+
+
 def test_expired_holds_stop_counting(credit_server, clock):
     org = create_org(credit_server, "Acme", 10)
     hold = reserve(credit_server, org.id, 6, "job-1", ttl=60)

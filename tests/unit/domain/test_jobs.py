@@ -1,0 +1,101 @@
+"""The render job state machine and keyset paging as plain functions (render_service.jobs)."""
+import datetime
+
+import pytest
+
+from carpet_common import errors
+from carpet_common.paging import decode_token, paginate
+from render_service import jobs
+from render_service.models import Carpet, RenderJob
+
+LEASE = datetime.timedelta(seconds=30)
+
+
+@pytest.fixture
+def carpet(render_db, clock):
+    return Carpet.create(sku="K1", name="Kilim", width_cm=100, length_cm=200, image=b"png",
+                         image_content_type="image/png", created_at=clock()).id
+
+
+def new_job(carpet, clock, key="", fingerprint="f", organization_id=1):
+    job, created = jobs.create_job(organization_id, None, carpet, "preview", 1, None, key,
+                                   fingerprint, now=clock())
+    return job, created
+
+
+def test_a_job_moves_forward_once(carpet, clock):
+    job, created = new_job(carpet, clock)
+    assert created and job.status == "queued"
+    jobs.attach_hold(job.id, 41, clock())
+    claimed = jobs.claim_next("w1", clock(), LEASE)
+    assert (claimed.id, claimed.status, claimed.attempts) == (job.id, "processing", 1)
+    assert jobs.claim_next("w2", clock(), LEASE) is None  # leased to w1
+    assert jobs.renew_lease(job.id, "w1", clock(), LEASE)
+    assert not jobs.renew_lease(job.id, "w2", clock(), LEASE)
+    assert not jobs.finish_success(job.id, "w2", 1, 7, clock())  # not w2's job
+    assert jobs.finish_success(job.id, "w1", 1, 7, clock())
+    assert not jobs.finish_failed(job.id, "w1", "late", clock(), release_pending=True)
+    done = jobs.get_job(job.id)
+    assert (done.status, done.credits_charged, done.credit_log_id) == ("success", 1, 7)
+    with pytest.raises(errors.FailedPrecondition) as refused:
+        jobs.cancel_job(job.id, clock())
+    assert refused.value.reason == "NOT_CANCELLABLE"
+
+
+def test_a_lapsed_lease_is_claimed_again(carpet, clock):
+    job, _ = new_job(carpet, clock)
+    jobs.attach_hold(job.id, 1, clock())
+    jobs.claim_next("w1", clock(), LEASE)
+    clock.advance(31)
+    again = jobs.claim_next("w2", clock(), LEASE)
+    assert (again.id, again.lease_owner, again.attempts) == (job.id, "w2", 2)
+    assert not jobs.finish_success(job.id, "w1", 1, 7, clock())  # w1 lost it
+
+
+def test_an_orphan_waits_for_its_grace(carpet, clock):
+    job, _ = new_job(carpet, clock)  # no hold: its submission was interrupted
+    assert jobs.claim_next("w1", clock(), LEASE) is None
+    clock.advance(jobs.ORPHAN_GRACE.total_seconds() + 1)
+    assert jobs.claim_next("w1", clock(), LEASE).id == job.id
+
+
+def test_cancel_marks_the_hold_for_release(carpet, clock):
+    job, _ = new_job(carpet, clock)
+    canceled = jobs.cancel_job(job.id, clock())
+    assert (canceled.status, canceled.error_text, canceled.release_pending) == (
+        "failed", "canceled", True)
+    assert [pending.id for pending in jobs.jobs_to_release()] == [job.id]
+    jobs.release_done(job.id, clock())
+    assert jobs.jobs_to_release() == []
+    assert jobs.render_totals(1) == {"queued": 0, "processing": 0, "success": 0, "failed": 1}
+
+
+def test_idempotency_key(carpet, clock):
+    first, created = new_job(carpet, clock, key="k", fingerprint="a")
+    again, created_again = new_job(carpet, clock, key="k", fingerprint="a")
+    assert created and not created_again and again.id == first.id
+    with pytest.raises(errors.IdempotencyKeyReused):
+        new_job(carpet, clock, key="k", fingerprint="b")
+    with pytest.raises(errors.NotFound):
+        jobs.create_job(1, None, 999, "preview", 1, None, "", "f", now=clock())
+
+
+def test_paging_is_keyset_newest_first(carpet, clock):
+    ids = []
+    for _ in range(5):
+        ids.append(new_job(carpet, clock)[0].id)
+        clock.advance(1)
+    first = paginate(RenderJob.select(), RenderJob.created_at, RenderJob.id, 2, "")
+    assert [row.id for row in first.rows] == ids[::-1][:2]
+    assert decode_token(first.next_page_token)[1] == ids[3]
+    second = paginate(RenderJob.select(), RenderJob.created_at, RenderJob.id, 2,
+                      first.next_page_token)
+    third = paginate(RenderJob.select(), RenderJob.created_at, RenderJob.id, 2,
+                     second.next_page_token)
+    assert [row.id for row in second.rows + third.rows] == ids[::-1][2:]
+    assert third.next_page_token == ""
+    for bad in ("not-a-token", "e30"):
+        with pytest.raises(errors.InvalidArgument):
+            paginate(RenderJob.select(), RenderJob.created_at, RenderJob.id, 2, bad)
+    with pytest.raises(errors.InvalidArgument):
+        paginate(RenderJob.select(), RenderJob.created_at, RenderJob.id, 501, "")
