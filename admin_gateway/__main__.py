@@ -10,7 +10,8 @@ import sys
 
 from carpet_common.auth import ROLE_ADMIN, ROLE_STAFF, mint_jwt
 from carpet_common.cli import start
-from carpet_common.server import run_until_signal
+from carpet_common.server import check_listen_address, run_until_signal, tls_files
+from carpet_common.settings import SettingsError
 
 logger = logging.getLogger("admin_gateway")
 MAX_TTL_S = 24 * 60 * 60
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.role == ROLE_STAFF and args.org is None:
             print("token: a STAFF token needs --org", file=sys.stderr)
             return 2
+        if args.org is not None and args.org <= 0:
+            print("token: --org must be a positive organisation id", file=sys.stderr)
+            return 2
         if not settings.jwt_secret:
             print("token: JWT_SECRET is not set", file=sys.stderr)
             return 2
@@ -57,6 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from admin_gateway.app import start_gateway
+
+    try:
+        check_listen_address("ADMIN_GRPC_ADDR", settings.admin_grpc_addr,
+                             tls=bool(tls_files(settings)),
+                             allow_plaintext=settings.allow_plaintext)
+        # The HTTP side has no TLS of its own: beyond loopback it belongs behind a TLS proxy.
+        check_listen_address("ADMIN_HTTP_ADDR", settings.admin_http_addr, tls=False,
+                             allow_plaintext=settings.allow_plaintext)
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
 
     gateway = start_gateway(settings, settings.admin_grpc_addr, settings.admin_http_addr)
     logger.info("admin gateway listening on %s (gRPC) and http://%s/admin/",

@@ -13,13 +13,14 @@ import grpc
 from admin_gateway.clients import ServiceClients
 from admin_gateway.http import AdminHttpServer
 from admin_gateway.servicer import AdminServicer
-from carpet_common.auth import Access, Authenticator
+from carpet_common.auth import ADMIN, ADMIN_STAFF, Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
 from carpet_common.convert import utcnow
+from carpet_common.denials import DenialLog
 from carpet_common.interceptors import ErrorMappingInterceptor, TextFieldInterceptor
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
-from carpet_common.server import GrpcServer, TlsFiles, create_server
+from carpet_common.server import GrpcServer, create_server, tls_files
 from carpet_common.settings import Settings
 from protos.carpet.admin.v1 import admin_pb2_grpc
 from protos.carpet.credit.v1 import audit_pb2
@@ -28,39 +29,46 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "carpet.admin.v1.AdminService"
 SERVICE_NAMES = (SERVICE,)
+# Who may call what: the gateway serves people (its callers are admins and staff); services
+# call the credit and render services directly. A method missing here is refused.
 POLICY = {
-    f"/{SERVICE}/GetOverview": Access.STAFF_READ,
-    f"/{SERVICE}/ListUsers": Access.STAFF_READ,
-    f"/{SERVICE}/ListRenders": Access.STAFF_READ,
-    f"/{SERVICE}/ListOrganizations": Access.ADMIN,
-    f"/{SERVICE}/ListCreditLogs": Access.ADMIN,
-    f"/{SERVICE}/ListAuditLogs": Access.ADMIN,
-    f"/{SERVICE}/CreateUser": Access.ADMIN,
-    f"/{SERVICE}/AdjustCredits": Access.ADMIN,
-    f"/{SERVICE}/GetRenderImage": Access.STAFF_READ,
+    f"/{SERVICE}/GetOverview": ADMIN_STAFF,
+    f"/{SERVICE}/ListUsers": ADMIN_STAFF,
+    f"/{SERVICE}/ListRenders": ADMIN_STAFF,
+    f"/{SERVICE}/ListOrganizations": ADMIN,
+    f"/{SERVICE}/ListCreditLogs": ADMIN,
+    f"/{SERVICE}/ListAuditLogs": ADMIN,
+    f"/{SERVICE}/CreateUser": ADMIN,
+    f"/{SERVICE}/AdjustCredits": ADMIN,
+    f"/{SERVICE}/GetRenderImage": ADMIN_STAFF,
 }
 
 
-def denial_recorder(clients: ServiceClients):
-    def record(denial: Denial) -> None:
+def denial_writer(clients: ServiceClients):
+    """Refusals are written to the audit log the credit service owns (RecordDenial)."""
+
+    def write(denial: Denial, count: int, methods) -> None:
+        message = denial.message if count == 1 else (
+            f"{denial.message} (and {count - 1} more: {dict(methods.most_common(10))})")
         try:
-            clients.audit.RecordDenial(audit_pb2.RecordDenialRequest(
+            clients.denials.RecordDenial(audit_pb2.RecordDenialRequest(
                 actor=denial.actor, role=denial.role, action=denial.method,
-                outcome=denial.outcome, message=denial.message, peer=denial.client_ip,
-                request_id=denial.request_id), timeout=5)
+                outcome=denial.outcome, message=message[:500], peer=denial.client_ip,
+                request_id=denial.request_id, count=count), timeout=5)
         except grpc.RpcError as error:
             # The caller is refused either way; the gap shows in the log.
-            logger.error("could not audit a refused %s from %s: %s", denial.method,
+            logger.error("could not audit %d refused call(s) from %s: %s", count,
                          denial.client_ip, error.code().name)
 
-    return record
+    return write
 
 
 def build_server(settings: Settings, address: str, *, clients: ServiceClients | None = None,
                  clock=None, unix_socket: str | None = None) -> tuple[GrpcServer, int]:
     clients = clients or ServiceClients(
         settings.credit_addr, settings.render_addr,
-        (settings.tls_cert, settings.tls_key, settings.tls_client_ca))
+        (settings.tls_cert, settings.tls_key, settings.tls_client_ca), settings.service_token)
+    denials = DenialLog(denial_writer(clients))
     limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,
                           namespace="admin")
     interceptors = [
@@ -68,7 +76,7 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
         RateLimitInterceptor(limiter, methods=set(POLICY)),
-        AuthInterceptor(Authenticator(settings), POLICY, on_denied=denial_recorder(clients)),
+        AuthInterceptor(Authenticator(settings), POLICY, on_denied=denials.record),
         TextFieldInterceptor(),
     ]
 
@@ -76,10 +84,9 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(clients, clock or utcnow), server)
 
-    tls = (TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-           if settings.tls_cert and settings.tls_key else None)
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls, unix_socket=unix_socket)
+                         max_workers=settings.grpc_max_workers, tls=tls_files(settings),
+                         unix_socket=unix_socket, reflection=settings.grpc_reflection)
 
 
 @dataclass

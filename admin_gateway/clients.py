@@ -1,6 +1,7 @@
 """The gateway's clients of the credit and render services: channels built once per process,
-a client interceptor that carries the caller's credential, request id and client IP to the
-services (which check the credential again), and a deadline on every call."""
+presenting the gateway's own service identity, plus a client interceptor that carries the
+caller's credential, request id and client IP to the services (which check the credential
+again), and a deadline on every call."""
 from __future__ import annotations
 
 import grpc
@@ -32,15 +33,22 @@ class _ForwardCaller(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInt
 
 
 class ServiceClients:
-    def __init__(self, credit_address: str, render_address: str, tls: tuple = (None,) * 3):
-        """`tls`: (cert, key, CA) of this process, for mTLS to the services."""
-        credit, render = (grpc.intercept_channel(service_channel(address, *tls), _ForwardCaller())
-                          for address in (credit_address, render_address))
-        self._channels = (credit, render)
+    def __init__(self, credit_address: str, render_address: str, tls: tuple = (None,) * 3,
+                 service_token: str | None = None):
+        """`tls`: (cert, key, CA) of this process, for mTLS to the services; `service_token`:
+        this process's own identity where certificates are not set up."""
+        own_credit, own_render = (service_channel(address, *tls, service_token=service_token)
+                                  for address in (credit_address, render_address))
+        credit, render = (grpc.intercept_channel(channel, _ForwardCaller())
+                          for channel in (own_credit, own_render))
+        self._channels = (own_credit, own_render)
         self.accounts = account_pb2_grpc.AccountServiceStub(credit)
         self.credits = credit_pb2_grpc.CreditServiceStub(credit)
         self.audit = audit_pb2_grpc.AuditServiceStub(credit)
         self.renders = render_pb2_grpc.RenderServiceStub(render)
+        # The gateway's own calls, without the caller's credential: reporting a refused
+        # caller must not present that caller's bad credential.
+        self.denials = audit_pb2_grpc.AuditServiceStub(own_credit)
 
     def close(self) -> None:
         for channel in self._channels:

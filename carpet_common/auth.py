@@ -1,18 +1,26 @@
-"""Admin authentication and the role guard (docs/architecture.md), shared by every process.
+"""Who is calling, and what each identity may do (docs/security.md), shared by every process.
 
-Credentials: `x-admin-token` (a token of ADMIN_TOKENS, compared in constant time; the token's
-name is the actor) or `authorization: Bearer <JWT>` (HS256 with JWT_SECRET, or RS256/ES256 keys
-from JWT_JWKS_FILE chosen by `kid`). The accepted algorithm always comes from configuration,
-never from the token, so `alg: none` and HS/RS confusion are refused.
+Every call on every port carries one verified identity; the network position of the caller
+grants nothing. Two kinds:
+
+- a **person**: `x-admin-token` (a token of ADMIN_TOKENS, compared in constant time; its name
+  is the actor) or `authorization: Bearer <JWT>` (HS256 with JWT_SECRET, or RS256/ES256 keys from
+  JWT_JWKS_FILE chosen by `kid`; the accepted algorithm always comes from configuration, never
+  from the token, so `alg: none` and HS/RS confusion are refused);
+- a **service**: the identity of its mTLS client certificate (URI SAN `spiffe://carpet/<name>`,
+  or the CN when it has no URI SAN), or a token of SERVICE_TOKENS sent as `x-service-token`.
+
+A call may carry both: the admin gateway forwards the person's credential next to its own
+service identity. Then the person acts where the method's rule admits persons, and the service
+where it admits only services (see `admit`).
 """
 from __future__ import annotations
 
-import enum
 import hmac
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import jwt
@@ -23,32 +31,115 @@ from carpet_common.settings import Settings
 
 ROLE_ADMIN = "ADMIN"
 ROLE_STAFF = "STAFF"
-REQUIRED_CLAIMS = ("exp", "aud", "iss", "sub", "role")
-
-
-class Access(enum.Enum):
-    INTERNAL = "internal"  # service-to-service; authorised by the transport (loopback / mTLS)
-    STAFF_READ = "staff_read"  # ADMIN, or STAFF restricted to its own organisation
-    ADMIN = "admin"  # ADMIN only
+ROLE_SERVICE = "SERVICE"
+REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "role")
+MAX_JWT_LIFETIME_S = 24 * 60 * 60
+SPIFFE_PREFIX = "spiffe://carpet/"
+SERVICE_TOKEN_HEADER = "x-service-token"
 
 
 @dataclass(frozen=True)
 class Principal:
-    actor: str
-    role: str
-    organization_id: int | None = None  # set for STAFF: the only organisation it may read
+    """The identity a call acts as."""
+
+    actor: str  # the person's name or email, or the service's name
+    role: str  # ADMIN, STAFF or SERVICE
+    organization_id: int | None = None  # STAFF: the only organisation it may see
+    via: str = ""  # a person's call relayed by a service: that service's name
 
     @property
     def is_admin(self) -> bool:
         return self.role == ROLE_ADMIN
 
+    @property
+    def is_staff(self) -> bool:
+        return self.role == ROLE_STAFF
+
+    @property
+    def is_service(self) -> bool:
+        return self.role == ROLE_SERVICE
+
     def check_organization(self, organization_id: int) -> int:
-        """The organisation a read is limited to: STAFF always its own (0 = all for ADMIN)."""
-        if self.is_admin:
+        """The organisation a call is limited to: STAFF always its own (0 = all only for ADMIN
+        and services); STAFF naming another organisation is refused."""
+        if not self.is_staff:
             return organization_id
         if organization_id not in (0, self.organization_id):
-            raise PermissionDenied("STAFF may only read its own organisation")
-        return self.organization_id or 0
+            raise PermissionDenied("STAFF may only see its own organisation")
+        return self.organization_id
+
+    def sees(self, organization_id: int) -> bool:
+        """Whether a row of `organization_id` exists for this caller (STAFF: own only)."""
+        return not self.is_staff or organization_id == self.organization_id
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a call proved: a person, a service, or both."""
+
+    person: Principal | None = None
+    service: str | None = None
+
+    @property
+    def actor(self) -> str:
+        if self.person is not None:
+            return self.person.actor
+        return self.service or "anonymous"
+
+    @property
+    def role(self) -> str:
+        if self.person is not None:
+            return self.person.role
+        return ROLE_SERVICE if self.service else ""
+
+
+ANY_SERVICE = "*"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call one method: ADMIN persons, STAFF persons (scoped to their organisation by
+    the servicer), and the named services (ANY_SERVICE: any authenticated service)."""
+
+    admin: bool = False
+    staff: bool = False
+    services: frozenset[str] = frozenset()
+
+    def admits_person(self, person: Principal) -> bool:
+        return (person.is_admin and self.admin) or (person.is_staff and self.staff)
+
+    def admits_service(self, name: str) -> bool:
+        return name in self.services or ANY_SERVICE in self.services
+
+    def __or__(self, other: Rule) -> Rule:
+        return Rule(self.admin or other.admin, self.staff or other.staff,
+                    self.services | other.services)
+
+
+ADMIN = Rule(admin=True)
+ADMIN_STAFF = Rule(admin=True, staff=True)
+
+
+def services(*names: str | Iterable[str]) -> Rule:
+    flat: set[str] = set()
+    for name in names:
+        flat.update((name,) if isinstance(name, str) else name)
+    return Rule(services=frozenset(flat))
+
+
+def admit(identity: Identity, rule: Rule | None) -> Principal:
+    """The principal the call acts as, or PermissionDenied. A method without a rule is refused
+    (deny by default). The person acts when the rule admits it; otherwise the service does,
+    when the rule admits that."""
+    if rule is not None:
+        if identity.person is not None and rule.admits_person(identity.person):
+            if identity.service:
+                return Principal(identity.person.actor, identity.person.role,
+                                 identity.person.organization_id, via=identity.service)
+            return identity.person
+        if identity.service and rule.admits_service(identity.service):
+            return Principal(actor=identity.service, role=ROLE_SERVICE)
+    raise PermissionDenied(f"{identity.actor} ({identity.role or 'no role'}) may not call this")
 
 
 class _JwksKeys:
@@ -87,32 +178,53 @@ class Authenticator:
     def __init__(self, settings: Settings):
         self._tokens = tuple((name, token.encode()) for name, token in
                              settings.admin_tokens.items())
+        self._service_tokens = tuple((name, token.encode()) for name, token in
+                                     settings.service_tokens.items())
         self._secret = settings.jwt_secret
         self._jwks = _JwksKeys(settings.jwt_jwks_file) if settings.jwt_jwks_file else None
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
 
+    def identify(self, metadata: Mapping[str, str],
+                 auth_context: Mapping[str, Iterable[bytes]] | None = None) -> Identity:
+        """Everything the call proves; Unauthenticated when it proves nothing, or when any
+        credential it carries is bad (a bad credential is never ignored)."""
+        person = None
+        if metadata.get("x-admin-token") or metadata.get("authorization"):
+            person = self.authenticate(metadata)
+        service = certificate_identity(auth_context or {})
+        if service is None and metadata.get(SERVICE_TOKEN_HEADER):
+            service = self._check_token(metadata[SERVICE_TOKEN_HEADER], self._service_tokens,
+                                        "service token not accepted")
+        if person is None and service is None:
+            raise Unauthenticated("missing credentials: send x-admin-token, a Bearer JWT or a "
+                                  "service identity (x-service-token or a client certificate)")
+        return Identity(person, service)
+
     def authenticate(self, metadata: Mapping[str, str]) -> Principal:
-        """The caller behind the metadata; raises Unauthenticated when there is none."""
+        """The person behind the metadata; raises Unauthenticated when there is none."""
         token = metadata.get("x-admin-token")
         if token:
-            return self._check_admin_token(token)
+            return Principal(actor=self._check_token(token, self._tokens,
+                                                     "admin token not accepted"),
+                             role=ROLE_ADMIN)
         authorization = metadata.get("authorization", "")
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
             return self._check_jwt(credential.strip())
         raise Unauthenticated("missing credentials: send x-admin-token or a Bearer JWT")
 
-    def _check_admin_token(self, token: str) -> Principal:
+    @staticmethod
+    def _check_token(token: str, accepted: tuple[tuple[str, bytes], ...], refusal: str) -> str:
         offered = token.encode()
         match = None
         # Compare against every token, without an early exit, so timing says nothing.
-        for name, expected in self._tokens:
+        for name, expected in accepted:
             if hmac.compare_digest(offered, expected) and match is None:
                 match = name
         if match is None:
-            raise Unauthenticated("admin token not accepted")
-        return Principal(actor=match, role=ROLE_ADMIN)
+            raise Unauthenticated(refusal)
+        return match
 
     def _key_for(self, token: str) -> tuple[object, str]:
         try:
@@ -140,20 +252,42 @@ class Authenticator:
         except jwt.PyJWTError as error:
             # PyJWT's messages name claims, never the token itself.
             raise Unauthenticated(f"JWT not accepted: {error}") from None
+        if not (isinstance(claims["iat"], int) and isinstance(claims["exp"], int)) or \
+                claims["exp"] - claims["iat"] > MAX_JWT_LIFETIME_S:
+            raise Unauthenticated("JWT lifetime (exp - iat) must be at most 24 h")
         role = claims.get("role")
         if role not in (ROLE_ADMIN, ROLE_STAFF):
             raise Unauthenticated("JWT role must be ADMIN or STAFF")
         organization_id = claims.get("org")
-        if role == ROLE_STAFF and not isinstance(organization_id, int):
+        if organization_id is not None and not _positive_int(organization_id):
+            raise Unauthenticated("JWT `org` must be a positive organisation id")
+        if role == ROLE_STAFF and organization_id is None:
             raise Unauthenticated("a STAFF JWT must carry its organisation in `org`")
         return Principal(actor=str(claims["sub"]), role=role,
-                         organization_id=organization_id if isinstance(organization_id, int)
-                         else None)
+                         organization_id=organization_id if role == ROLE_STAFF else None)
 
 
-def authorize(principal: Principal, access: Access) -> None:
-    if access is Access.ADMIN and not principal.is_admin:
-        raise PermissionDenied("this method needs the ADMIN role")
+def _positive_int(value) -> bool:
+    # bool is an int in Python: `"org": true` must not pass as organisation 1.
+    return type(value) is int and value > 0
+
+
+def certificate_identity(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
+    """The service named by a verified client certificate: its URI SAN spiffe://carpet/<name>,
+    or its CN when it has no URI SAN; None without a client certificate."""
+    if not auth_context.get("x509_pem_cert") and not auth_context.get("x509_common_name"):
+        return None
+    uris = [value.decode() for value in auth_context.get("x509_subject_alternative_name", ())
+            if value.decode().startswith(("spiffe://", "https://", "http://"))]
+    if uris:
+        spiffe = [uri[len(SPIFFE_PREFIX):] for uri in uris if uri.startswith(SPIFFE_PREFIX)]
+        if len(spiffe) != 1 or not spiffe[0] or "/" in spiffe[0]:
+            raise Unauthenticated("client certificate names no spiffe://carpet/<service>")
+        return spiffe[0]
+    common_names = [value.decode() for value in auth_context.get("x509_common_name", ())]
+    if len(common_names) != 1 or not common_names[0]:
+        raise Unauthenticated("client certificate names no service")
+    return common_names[0]
 
 
 def mint_jwt(settings: Settings, subject: str, role: str, ttl_seconds: int,
@@ -163,6 +297,10 @@ def mint_jwt(settings: Settings, subject: str, role: str, ttl_seconds: int,
 
     if not settings.jwt_secret:
         raise ValueError("JWT_SECRET is not set")
+    if organization_id is not None and not _positive_int(organization_id):
+        raise ValueError("org must be a positive organisation id")
+    if not 0 < ttl_seconds <= MAX_JWT_LIFETIME_S:
+        raise ValueError("ttl must be between 1 s and 24 h")
     now = int(time.time())
     claims = {"sub": subject, "role": role, "iat": now, "exp": now + ttl_seconds,
               "aud": settings.jwt_audience, "iss": settings.jwt_issuer}

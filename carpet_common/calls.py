@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import grpc
 
 from carpet_common import errors
-from carpet_common.auth import Access, Authenticator, Principal, authorize
+from carpet_common.auth import Authenticator, Principal, Rule, admit
 from carpet_common.interceptors import AroundInterceptor
 from carpet_common.logs import request_id_var
 
@@ -111,7 +111,7 @@ class CallContextInterceptor(AroundInterceptor):
 
 @dataclass(frozen=True)
 class Denial:
-    """A refused admin attempt, for the audit log."""
+    """A refused call, for the audit log."""
 
     method: str
     actor: str
@@ -123,31 +123,29 @@ class Denial:
 
 
 class AuthInterceptor(AroundInterceptor):
-    """Authenticates and role-checks every call of `policy` (methods it does not name are
-    ADMIN-only: deny by default). Denials go to `on_denied` before the error is raised."""
+    """Identifies the caller of every call and checks it against the service's policy table
+    (method -> `Rule`); a method missing from the table is refused (deny by default). Refusals
+    go to `on_denied` before the error is raised. grpc's own health and reflection servicers are
+    the only calls without an identity (AroundInterceptor leaves them alone)."""
 
-    def __init__(self, authenticator: Authenticator, policy: Mapping[str, Access],
+    def __init__(self, authenticator: Authenticator, policy: Mapping[str, Rule],
                  on_denied: Callable[[Denial], None] | None = None):
         self._authenticator = authenticator
         self._policy = dict(policy)
         self._on_denied = on_denied
 
-    def _admit(self, method: str) -> Principal | None:
-        access = self._policy.get(method, Access.ADMIN)
-        if access is Access.INTERNAL:
-            return None  # authorised by the transport (loopback or mTLS)
+    def _admit(self, method: str, context: grpc.ServicerContext) -> Principal:
         call = current_call()
-        principal = None
+        identity = None
         try:
-            principal = self._authenticator.authenticate(call.metadata)
-            authorize(principal, access)
-            return principal
+            identity = self._authenticator.identify(call.metadata, context.auth_context())
+            return admit(identity, self._policy.get(method))
         except (errors.Unauthenticated, errors.PermissionDenied) as error:
             if self._on_denied is not None:
                 self._on_denied(Denial(
                     method=method,
-                    actor=principal.actor if principal else "anonymous",
-                    role=principal.role if principal else "",
+                    actor=identity.actor if identity else "anonymous",
+                    role=identity.role if identity else "",
                     outcome=f"denied:{error.grpc_code.name}", message=error.message,
                     client_ip=call.client_ip, request_id=call.request_id))
             raise
@@ -155,7 +153,7 @@ class AuthInterceptor(AroundInterceptor):
     def around(self, method):
         @contextlib.contextmanager
         def admitted(request, context) -> Iterator[None]:
-            token = principal_var.set(self._admit(method))
+            token = principal_var.set(self._admit(method, context))
             try:
                 yield
             finally:

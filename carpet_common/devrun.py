@@ -1,7 +1,10 @@
 """`make run`: migrate, seed and start the three processes on SQLite; Ctrl-C stops them all.
 
-A local admin token is generated once into var/admin_token (git-ignored) and reused, so the
-admin page and grpcurl keep working across runs. Settings already in the environment win.
+Everything the closed boundary needs is generated once into var/ (git-ignored, mode 0600) and
+reused, so the admin page, grpcurl and an internal backend keep working across runs: the admin
+token, the service tokens (`render`, `admin-gateway`, and `web` for an internal backend) and the
+audit chain's key. The processes serve plaintext on loopback and prove who they are to each
+other with those service tokens. Settings already in the environment win.
 """
 from __future__ import annotations
 
@@ -12,27 +15,46 @@ import subprocess
 import sys
 import time
 
-from carpet_common.settings import SettingsError, load_settings
+from carpet_common.settings import SettingsError, load_settings, parse_admin_tokens
 
-TOKEN_FILE = os.path.join("var", "admin_token")
+VAR = "var"
 LOCAL_ADMIN_NAME = "local-admin"
-PROCESSES = (("credit service", "credit_service"), ("render service", "render_service"),
-             ("admin gateway", "admin_gateway"))
+# (label, module, the service name it presents on its outgoing calls)
+PROCESSES = (("credit service", "credit_service", None),
+             ("render service", "render_service", "render"),
+             ("admin gateway", "admin_gateway", "admin-gateway"))
+SERVICES = ("render", "admin-gateway", "web")  # `web`: an internal backend (RENDER_CLIENTS)
 STOP_TIMEOUT_S = 30  # the render service finishes the jobs in hand first
 
 
-def local_admin_token() -> str:
-    if os.path.exists(TOKEN_FILE):
-        with open(TOKEN_FILE) as handle:
-            token = handle.read().strip()
-        if len(token) >= 24:
-            return token
-    os.makedirs("var", exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    descriptor = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def kept_secret(name: str, min_length: int = 32) -> str:
+    """A random secret kept in var/<name> (0600), made on first use."""
+    path = os.path.join(VAR, name)
+    if os.path.exists(path):
+        with open(path) as handle:
+            value = handle.read().strip()
+        if len(value) >= min_length:
+            return value
+    os.makedirs(VAR, exist_ok=True)
+    value = secrets.token_urlsafe(max(32, min_length))
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
-    return token
+        handle.write(value + "\n")
+    return value
+
+
+def local_admin_token() -> str:
+    return kept_secret("admin_token", 24)
+
+
+def _service_tokens() -> dict[str, str]:
+    tokens = {name: kept_secret(f"{name.replace('-', '_')}_token") for name in SERVICES}
+    # One file with every accepted token, as SERVICE_TOKENS reads it (handy for scripts).
+    path = os.path.join(VAR, "service_tokens")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(",".join(f"{name}:{token}" for name, token in tokens.items()) + "\n")
+    return tokens
 
 
 def _run_step(args: list[str], env: dict[str, str]) -> None:
@@ -47,11 +69,17 @@ def main() -> int:
     if not env.get("ADMIN_TOKENS"):
         token = local_admin_token()
         env["ADMIN_TOKENS"] = f"{LOCAL_ADMIN_NAME}:{token}"
+    if not env.get("SERVICE_TOKENS"):
+        env["SERVICE_TOKENS"] = ",".join(f"{name}:{value}"
+                                         for name, value in _service_tokens().items())
+    if not env.get("AUDIT_HMAC_KEY"):
+        env["AUDIT_HMAC_KEY"] = kept_secret("audit_hmac_key", 43)
     # The gateway passes each admin's IP on in x-forwarded-for; on one machine the services
     # believe it from loopback (set TRUSTED_PROXIES yourself in any other set-up).
     env.setdefault("TRUSTED_PROXIES", "127.0.0.1")
     try:
         settings = load_settings(env)
+        service_tokens = parse_admin_tokens(env["SERVICE_TOKENS"], "SERVICE_TOKENS", 32)
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -61,17 +89,21 @@ def main() -> int:
     _run_step(["-m", "credit_service", "seed"], env)
 
     children = []
-    for _label, module in PROCESSES:
+    for _label, module, service in PROCESSES:
+        own = {"SERVICE_TOKEN": service_tokens[service]} if service in service_tokens else {}
         # Own process group: the terminal's Ctrl-C reaches us, and we stop them in order.
-        children.append(subprocess.Popen([sys.executable, "-m", module, "serve"], env=env,
-                                         start_new_session=True))
+        children.append(subprocess.Popen([sys.executable, "-m", module, "serve"],
+                                         env={**env, **own}, start_new_session=True))
     print()
     print(f"credit service   grpc  {settings.credit_addr}")
     print(f"render service   grpc  {settings.render_addr}")
     print(f"admin gateway    grpc  {settings.admin_grpc_addr}")
     print(f"admin gateway    http  http://{settings.admin_http_addr}/admin/")
     if token:
-        print(f"admin token      {token}   (actor {LOCAL_ADMIN_NAME}; kept in {TOKEN_FILE})")
+        print(f"admin token      {token}   (actor {LOCAL_ADMIN_NAME}; kept in var/admin_token)")
+    if "web" in service_tokens:
+        print(f"web token        {service_tokens['web']}   (an internal backend's "
+              f"x-service-token; kept in var/web_token)")
     print("Ctrl-C stops everything.", flush=True)
 
     stopping = False

@@ -6,6 +6,7 @@ flips health to NOT_SERVING (load balancers stop sending) and stops with a grace
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
@@ -15,7 +16,10 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection as grpc_reflection
+
+from carpet_common.auth import SERVICE_TOKEN_HEADER
+from carpet_common.settings import SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -35,17 +39,41 @@ CLIENT_CHANNEL_OPTIONS = (
 )
 
 
+class _PresentServiceToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds this process's own service token to every outgoing call."""
+
+    def __init__(self, token: str):
+        self._metadata = ((SERVICE_TOKEN_HEADER, token),)
+
+    def _with_token(self, details):
+        return details._replace(metadata=[*(details.metadata or ()), *self._metadata])
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+
 def service_channel(target: str, tls_cert: str | None = None, tls_key: str | None = None,
-                    tls_ca: str | None = None, *, service_config: str | None = None
-                    ) -> grpc.Channel:
-    """A channel from one service to another. With TLS files set (the process's own TLS_CERT,
-    TLS_KEY and TLS_CLIENT_CA, the CA that signs every service's certificate), the channel
-    checks the server against that CA and presents the process's certificate (mTLS);
-    otherwise plaintext, for loopback. `service_config`: gRPC service config JSON (retry
-    policies)."""
+                    tls_ca: str | None = None, *, service_token: str | None = None,
+                    service_config: str | None = None) -> grpc.Channel:
+    """A channel from one service to another, presenting this process's identity. With TLS
+    files set (the process's own TLS_CERT, TLS_KEY and TLS_CLIENT_CA, the CA that signs every
+    service's certificate), the channel checks the server against that CA and presents the
+    process's certificate (mTLS: the certificate is the identity); otherwise plaintext, and
+    the identity is `service_token` (SERVICE_TOKEN), sent on every call. `service_config`:
+    gRPC service config JSON (retry policies)."""
     options = CLIENT_CHANNEL_OPTIONS
     if service_config:
         options = (*options, ("grpc.service_config", service_config))
+    channel = _transport_channel(target, tls_cert, tls_key, tls_ca, options)
+    if service_token:
+        channel = grpc.intercept_channel(channel, _PresentServiceToken(service_token))
+    return channel
+
+
+def _transport_channel(target, tls_cert, tls_key, tls_ca, options) -> grpc.Channel:
     if tls_cert and tls_key and tls_ca:
         with open(tls_ca, "rb") as ca, open(tls_key, "rb") as key, open(tls_cert, "rb") as cert:
             credentials = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
@@ -58,6 +86,36 @@ class TlsFiles:
     cert: str
     key: str
     client_ca: str | None = None  # set: clients must present a certificate (mTLS)
+
+
+def tls_files(settings) -> TlsFiles | None:
+    """The process's TLS settings, or None to serve plaintext."""
+    if settings.tls_cert and settings.tls_key:
+        return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    return None
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address (`host:port`, `[v6]:port`, `unix:…`) is reachable only from
+    this machine."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name, 0.0.0.0 and :: all reach beyond this machine
+
+
+def check_listen_address(setting: str, address: str, *, tls: bool,
+                         allow_plaintext: bool) -> None:
+    """Refuse to serve plaintext beyond this machine unless ALLOW_PLAINTEXT=1 says so (for a
+    network where something else encrypts, such as a service mesh's sidecar)."""
+    if not tls and not allow_plaintext and not is_loopback(address):
+        raise SettingsError(f"{setting} is not a loopback address and TLS is not set up "
+                            f"(TLS_CERT, TLS_KEY); set ALLOW_PLAINTEXT=1 to serve plaintext")
 
 
 @dataclass
@@ -95,6 +153,7 @@ def create_server(
     tls: TlsFiles | None = None,
     unix_socket: str | None = None,
     share_port: bool = False,
+    reflection: bool = True,
 ) -> tuple[GrpcServer, int]:
     """Build, bind and start a server. `register(server)` adds the servicers;
     `service_names` are their full names, announced by health and reflection. `share_port`:
@@ -114,8 +173,9 @@ def create_server(
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if reflection:  # GRPC_REFLECTION=off removes it
+        grpc_reflection.enable_server_reflection(
+            (*service_names, health.SERVICE_NAME, grpc_reflection.SERVICE_NAME), server)
     if tls is None:
         port = server.add_insecure_port(address)
     else:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 MIN_ADMIN_TOKEN_LENGTH = 24
+MIN_SERVICE_TOKEN_LENGTH = 32
+MIN_SECRET_BYTES = 32  # JWT_SECRET and AUDIT_HMAC_KEY: HMAC-SHA256 keys of at least 256 bits
 DEFAULT_RENDER_MODES = "preview:1,standard:2,hd:4"
 
 
@@ -50,6 +52,15 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    # name -> token of the services whose calls this process accepts (x-service-token).
+    service_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # This process's own token, presented on its outgoing calls.
+    service_token: str | None = field(default=None, repr=False)
+    # Services allowed on the render service's methods (internal backends).
+    render_clients: tuple[str, ...] = ("web",)
+    audit_hmac_key: bytes | None = field(default=None, repr=False)
+    allow_plaintext: bool = False  # listen on a non-loopback address without TLS
+    grpc_reflection: bool = True
     # Not in the contract; operational knobs of this implementation.
     log_format: str = "text"  # "json" for one JSON object per line
     grpc_max_workers: int = 16
@@ -61,22 +72,40 @@ class Settings:
     render_max_attempts: int = 5  # claims before a job that keeps crashing is failed
 
 
-def parse_admin_tokens(raw: str) -> dict[str, str]:
+def parse_admin_tokens(raw: str, setting: str = "ADMIN_TOKENS",
+                       min_length: int = MIN_ADMIN_TOKEN_LENGTH) -> dict[str, str]:
     """`name:token[,name:token…]`; refuses short tokens so a weak one never goes live."""
     tokens: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         name, sep, token = item.partition(":")
         if not sep or not name or not token:
-            raise SettingsError("ADMIN_TOKENS entries must look like name:token")
-        if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+            raise SettingsError(f"{setting} entries must look like name:token")
+        if len(token) < min_length:
             # Name the entry, never the token.
             raise SettingsError(
-                f"ADMIN_TOKENS: token for {name!r} is shorter than "
-                f"{MIN_ADMIN_TOKEN_LENGTH} characters")
+                f"{setting}: token for {name!r} is shorter than {min_length} characters")
         if name in tokens:
-            raise SettingsError(f"ADMIN_TOKENS: name {name!r} appears twice")
+            raise SettingsError(f"{setting}: name {name!r} appears twice")
         tokens[name] = token
     return tokens
+
+
+def _secret(env: Mapping[str, str], name: str, min_length: int) -> str | None:
+    value = env.get(name) or None
+    if value is not None and len(value.encode()) < min_length:
+        raise SettingsError(f"{name} is shorter than {min_length} bytes")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise SettingsError(f"{name} must be 1/on or 0/off")
 
 
 def parse_render_modes(raw: str) -> dict[str, int]:
@@ -127,7 +156,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_grpc_addr=text("ADMIN_GRPC_ADDR", defaults.admin_grpc_addr),
         admin_http_addr=text("ADMIN_HTTP_ADDR", defaults.admin_http_addr),
         admin_tokens=parse_admin_tokens(env.get("ADMIN_TOKENS", "")),
-        jwt_secret=text("JWT_SECRET", None),
+        jwt_secret=_secret(env, "JWT_SECRET", MIN_SECRET_BYTES),
         jwt_jwks_file=text("JWT_JWKS_FILE", None),
         jwt_audience=text("JWT_AUDIENCE", defaults.jwt_audience),
         jwt_issuer=text("JWT_ISSUER", defaults.jwt_issuer),
@@ -150,6 +179,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tls_cert=text("TLS_CERT", None),
         tls_key=text("TLS_KEY", None),
         tls_client_ca=text("TLS_CLIENT_CA", None),
+        service_tokens=parse_admin_tokens(env.get("SERVICE_TOKENS", ""), "SERVICE_TOKENS",
+                                          MIN_SERVICE_TOKEN_LENGTH),
+        service_token=_secret(env, "SERVICE_TOKEN", MIN_SERVICE_TOKEN_LENGTH),
+        render_clients=tuple(name.strip() for name in
+                             (env.get("RENDER_CLIENTS") or "web").split(",") if name.strip()),
+        audit_hmac_key=(key.encode() if (key := _secret(env, "AUDIT_HMAC_KEY",
+                                                         MIN_SECRET_BYTES)) else None),
+        allow_plaintext=_flag(env, "ALLOW_PLAINTEXT", False),
+        grpc_reflection=_flag(env, "GRPC_REFLECTION", True),
         log_format=log_format,
         grpc_max_workers=_int(env, "GRPC_MAX_WORKERS", defaults.grpc_max_workers, minimum=1),
         server_processes=_int(env, "SERVER_PROCESSES", defaults.server_processes, minimum=1),

@@ -7,8 +7,14 @@ import sys
 from carpet_common.cli import open_existing_database, report, start
 from carpet_common.db import bind_database
 from carpet_common.migrate import apply_migrations
-from carpet_common.server import run_until_signal, serve_in_processes
-from credit_service import migrations
+from carpet_common.server import (
+    check_listen_address,
+    run_until_signal,
+    serve_in_processes,
+    tls_files,
+)
+from carpet_common.settings import SettingsError
+from credit_service import audit, migrations
 from credit_service.models import database
 
 logger = logging.getLogger("credit_service")
@@ -25,7 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         applied = apply_migrations(db, migrations.DIRECTORY)
         print("credit: applied " + ", ".join(applied) if applied else "credit: schema up to date")
+        if settings.audit_hmac_key:
+            audit.use_key(settings.audit_hmac_key)
+            try:
+                with db.connection_context():
+                    if audit.seal_chain():
+                        print("credit: audit chain keyed with AUDIT_HMAC_KEY")
+            except audit.ChainBroken as error:
+                print(f"credit: {error}; run verify and investigate", file=sys.stderr)
+                return 1
         return 0
+
+    if not settings.audit_hmac_key:
+        print("configuration error: AUDIT_HMAC_KEY is not set (the audit chain is keyed with "
+              "it; make run generates one)", file=sys.stderr)
+        return 2
+    audit.use_key(settings.audit_hmac_key)
 
     if args.command == "seed":
         from credit_service.seed import seed
@@ -42,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         with db.connection_context():
             return report(verify_credit(), "all invariants hold")
 
+    try:
+        check_listen_address("CREDIT_ADDR", settings.credit_addr, tls=bool(tls_files(settings)),
+                             allow_plaintext=settings.allow_plaintext)
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     return serve_in_processes(settings.server_processes, lambda index: serve(settings, index))
 
 

@@ -5,18 +5,19 @@ import datetime
 import logging
 import threading
 
-from carpet_common.auth import Access, Authenticator
+from carpet_common.auth import ADMIN, ADMIN_STAFF, Authenticator, Rule, services
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor
+from carpet_common.denials import DenialLog
 from carpet_common.interceptors import (
     DatabaseConnectionInterceptor,
     ErrorMappingInterceptor,
     TextFieldInterceptor,
 )
 from carpet_common.metrics import MetricsInterceptor
-from carpet_common.server import GrpcServer, TlsFiles, create_server
-from carpet_common.settings import Settings
-from credit_service import ledger
-from credit_service.audited import record_denial
+from carpet_common.server import GrpcServer, create_server, tls_files
+from carpet_common.settings import Settings, SettingsError
+from credit_service import audit, ledger
+from credit_service.audited import write_denial
 from credit_service.models import database, utcnow
 from credit_service.servicer import AccountServicer, AuditServicer, Clock, CreditServicer
 from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
@@ -29,27 +30,36 @@ AUDIT = "carpet.credit.v1.AuditService"
 SERVICE_NAMES = (ACCOUNT, CREDIT, AUDIT)
 SWEEP_INTERVAL_S = 5.0
 
-# Who may call what (docs/architecture.md). Internal calls serve the render service and are
-# authorised by the transport (loopback or mTLS); anything not listed is ADMIN-only.
-POLICY = {
-    f"/{ACCOUNT}/CreateOrganization": Access.ADMIN,
-    f"/{ACCOUNT}/GetOrganization": Access.INTERNAL,
-    f"/{ACCOUNT}/ListOrganizations": Access.ADMIN,
-    f"/{ACCOUNT}/CreateUser": Access.ADMIN,
-    f"/{ACCOUNT}/GetUser": Access.INTERNAL,
-    f"/{ACCOUNT}/BatchGetUsers": Access.INTERNAL,
-    f"/{ACCOUNT}/ListUsers": Access.STAFF_READ,
-    f"/{ACCOUNT}/GetAccountTotals": Access.STAFF_READ,
-    f"/{CREDIT}/GetBalance": Access.INTERNAL,
-    f"/{CREDIT}/AdjustCredits": Access.ADMIN,
-    f"/{CREDIT}/ReserveCredits": Access.INTERNAL,
-    f"/{CREDIT}/CaptureHold": Access.INTERNAL,
-    f"/{CREDIT}/ReleaseHold": Access.INTERNAL,
-    f"/{CREDIT}/ListCreditLogs": Access.ADMIN,
-    f"/{AUDIT}/ListAuditLogs": Access.ADMIN,
-    # The gateway's refusals; authorised by the transport like the render service's calls.
-    f"/{AUDIT}/RecordDenial": Access.INTERNAL,
-}
+# The services that act on their own behalf here (docs/security.md).
+RENDER = "render"
+GATEWAY = "admin-gateway"
+
+
+def policy(settings: Settings) -> dict[str, Rule]:
+    """Who may call each method of this server (method -> Rule); a method missing here is
+    refused. STAFF persons are limited to their own organisation by the servicer."""
+    backends = services(settings.render_clients)  # internal backends, e.g. `web`
+    readers = ADMIN_STAFF | services(RENDER, GATEWAY) | backends
+    return {
+        f"/{ACCOUNT}/CreateOrganization": ADMIN,
+        f"/{ACCOUNT}/GetOrganization": readers,
+        f"/{ACCOUNT}/ListOrganizations": ADMIN,
+        f"/{ACCOUNT}/CreateUser": ADMIN,
+        f"/{ACCOUNT}/GetUser": readers,
+        f"/{ACCOUNT}/BatchGetUsers": services(GATEWAY) | backends,
+        f"/{ACCOUNT}/ListUsers": ADMIN_STAFF,
+        f"/{ACCOUNT}/GetAccountTotals": services(GATEWAY),
+        f"/{CREDIT}/GetBalance": readers,
+        f"/{CREDIT}/AdjustCredits": ADMIN,
+        f"/{CREDIT}/ReserveCredits": services(RENDER),
+        f"/{CREDIT}/CaptureHold": services(RENDER),
+        f"/{CREDIT}/ReleaseHold": services(RENDER),
+        f"/{CREDIT}/ListCreditLogs": ADMIN,
+        f"/{AUDIT}/ListAuditLogs": ADMIN,
+        # Refusals seen by the other processes, written to the one log this service owns.
+        f"/{AUDIT}/RecordDenial": services(GATEWAY, RENDER),
+    }
+
 
 def system_clock() -> datetime.datetime:
     return utcnow()
@@ -81,12 +91,21 @@ class HoldSweeper(threading.Thread):
 
 def build_server(settings: Settings, address: str, *, clock: Clock = system_clock
                  ) -> tuple[GrpcServer, int]:
-    authenticator = Authenticator(settings)
+    """The credit service's server. Like the database behind the models, the audit key is
+    bound for the process here (the service refuses to start without one), and the audit chain
+    is keyed if it is not yet (see credit_service.audit.seal_chain)."""
+    if not settings.audit_hmac_key:
+        raise SettingsError("AUDIT_HMAC_KEY is not set: the credit service keeps a keyed audit "
+                            "chain (make run generates one)")
+    audit.use_key(settings.audit_hmac_key)
+    with database.connection_context():
+        audit.seal_chain()
+    denials = DenialLog(write_denial)
     interceptors = [
         MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
-        AuthInterceptor(authenticator, POLICY, on_denied=record_denial),
+        AuthInterceptor(Authenticator(settings), policy(settings), on_denied=denials.record),
         TextFieldInterceptor(),
         DatabaseConnectionInterceptor(database),
     ]
@@ -96,11 +115,10 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
         credit_pb2_grpc.add_CreditServiceServicer_to_server(CreditServicer(clock), server)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(), server)
 
-    tls = (TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-           if settings.tls_cert and settings.tls_key else None)
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls,
-                         share_port=settings.server_processes > 1)
+                         max_workers=settings.grpc_max_workers, tls=tls_files(settings),
+                         share_port=settings.server_processes > 1,
+                         reflection=settings.grpc_reflection)
 
 
 def register_gauges() -> None:

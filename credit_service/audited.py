@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -144,11 +145,19 @@ def audited_change(request: Message, *, organization_id: int | None = None,
         raise
 
 
-def record_denial(denial: Denial) -> None:
-    """AuthInterceptor's hook: refused admin attempts are audited with the client IP. It runs
-    before DatabaseConnectionInterceptor, so it takes the thread's connection the same way."""
-    database.connect(reuse_if_open=True)
-    append_audit(AuditEntry(actor=denial.actor, role=denial.role, action=denial.method,
-                            outcome=denial.outcome,
-                            details=json.dumps({"error": denial.message}),
-                            peer=denial.client_ip, request_id=denial.request_id))
+def write_denial(denial: Denial, count: int, methods: Counter) -> None:
+    """DenialLog's writer: refused calls (one, or a burst summarised) as one audit row with
+    the client IP. It runs before DatabaseConnectionInterceptor (or on the summary timer's
+    thread), so it opens a connection when the thread has none, and gives back what it opened."""
+    opened = database.connect(reuse_if_open=True)
+    details = {"error": denial.message}
+    if count > 1:
+        details.update(count=count, methods=dict(methods.most_common(20)))
+    try:
+        append_audit(AuditEntry(actor=denial.actor, role=denial.role, action=denial.method,
+                                outcome=denial.outcome,
+                                details=json.dumps(details, sort_keys=True),
+                                peer=denial.client_ip, request_id=denial.request_id))
+    finally:
+        if opened:
+            database.close()

@@ -149,6 +149,8 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
     if not 0 < ttl <= MAX_HOLD_TTL_S:
         raise InvalidArgument(f"ttl_seconds must be between 1 and {MAX_HOLD_TTL_S}")
     expires_at = now + datetime.timedelta(seconds=ttl)
+    if user_id:
+        _check_member(user_id, organization_id)
 
     def attempt() -> HoldView:
         with database.atomic():
@@ -181,6 +183,18 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
         if user_id and not User.select().where(User.id == user_id).exists():
             raise NotFound(f"user {user_id} not found") from None
         raise
+
+
+def _check_member(user_id: int, organization_id: int) -> None:
+    """A hold names a user of its own organisation (users never change organisation, so a
+    look-up before the transaction is as good as one inside it)."""
+    member_of = (User.select(User.organization).where(User.id == user_id)
+                 .scalar())
+    if member_of is None:
+        raise NotFound(f"user {user_id} not found")
+    if member_of != organization_id:
+        raise InvalidArgument(f"user {user_id} is not a member of organisation "
+                              f"{organization_id}")
 
 
 def _clean_reference(reference: str) -> str:

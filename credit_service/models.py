@@ -156,6 +156,7 @@ class AuditChainHead(BaseModel):
 
     id = IntegerField(primary_key=True, constraints=[Check("id = 1")])
     last_hash = CharField(max_length=64)
+    seal = CharField(max_length=64, default="")  # HMAC of last_hash: '' until keyed
 
 
 class IdempotencyRecord(BaseModel):

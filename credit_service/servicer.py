@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from carpet_common.calls import current_principal
 from carpet_common.convert import optional_time, timestamp
-from carpet_common.errors import InvalidArgument
+from carpet_common.errors import InvalidArgument, NotFound
 from credit_service import accounts, audit, ledger
 from credit_service.audited import audited_change
 from credit_service.models import AuditLog, CreditLog, Organization, User
@@ -36,13 +36,18 @@ HOLD_STATE_TO_PROTO = {"held": credit_pb2.HOLD_STATE_HELD,
 
 
 def _actor() -> str:
-    principal = current_principal()
-    return principal.actor if principal else "internal"
+    return current_principal().actor
 
 
 def _staff_scope(organization_id: int) -> int:
-    principal = current_principal()
-    return principal.check_organization(organization_id) if principal else organization_id
+    """STAFF: its own organisation only (0 means its own); others as asked."""
+    return current_principal().check_organization(organization_id)
+
+
+def _visible(organization_id: int, what: str):
+    """A row of another organisation does not exist for STAFF."""
+    if not current_principal().sees(organization_id):
+        raise NotFound(f"{what} not found")
 
 
 def organization_message(row: Organization) -> account_pb2.Organization:
@@ -110,6 +115,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
                                target=f"organization:{row.id}")
 
     def GetOrganization(self, request, context):
+        _visible(request.id, f"organisation {request.id}")
         return organization_message(accounts.get_organization(request.id))
 
     def ListOrganizations(self, request, context):
@@ -127,7 +133,9 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             return change.done(user_message(row), target=f"user:{row.id}")
 
     def GetUser(self, request, context):
-        return user_message(accounts.get_user(request.id))
+        row = accounts.get_user(request.id)
+        _visible(row.organization.id, f"user {request.id}")
+        return user_message(row)
 
     def BatchGetUsers(self, request, context):
         rows = accounts.batch_get_users(list(request.ids))
@@ -154,6 +162,7 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
         self._clock = clock
 
     def GetBalance(self, request, context):
+        _visible(request.organization_id, f"organisation {request.organization_id}")
         return balance_message(ledger.get_balance(request.organization_id, self._clock()))
 
     def AdjustCredits(self, request, context):
@@ -205,9 +214,13 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def RecordDenial(self, request, context):
         if not request.outcome.startswith("denied:") or not request.action:
             raise InvalidArgument("a denial needs an action and a denied:<CODE> outcome")
+        details = {"error": request.message[:500],
+                   "reported_by": current_principal().actor}
+        if request.count > 1:
+            details["count"] = request.count
         row = audit.append_audit(audit.AuditEntry(
             actor=request.actor or "anonymous", role=request.role, action=request.action,
-            outcome=request.outcome[:64], details=json.dumps({"error": request.message[:500]}),
+            outcome=request.outcome[:64], details=json.dumps(details, sort_keys=True),
             peer=request.peer, request_id=request.request_id))
         return audit_message(row)
 

@@ -7,7 +7,13 @@ import sys
 from carpet_common.cli import open_existing_database, report, start
 from carpet_common.db import bind_database
 from carpet_common.migrate import apply_migrations
-from carpet_common.server import run_until_signal, serve_in_processes
+from carpet_common.server import (
+    check_listen_address,
+    run_until_signal,
+    serve_in_processes,
+    tls_files,
+)
+from carpet_common.settings import SettingsError
 from render_service import migrations
 from render_service.models import database
 
@@ -34,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
             return report(list(count_problems()), "render invariants hold "
                           "(charges across both databases: python -m ops reconcile)")
 
+    try:
+        check_listen_address("RENDER_ADDR", settings.render_addr, tls=bool(tls_files(settings)),
+                             allow_plaintext=settings.allow_plaintext)
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
     return serve_in_processes(settings.server_processes, lambda index: serve(settings, index))
 
 
@@ -45,9 +57,9 @@ def serve(settings, process_index: int) -> int:
     if settings.metrics_addr:
         register_gauges()
         serve_metrics(settings.metrics_addr, process_index)
-    credit = CreditClient(credit_channel(settings))
-    running, port = build_server(settings, settings.render_addr, credit=credit)
-    workers = build_workers(settings, credit=credit)
+    channel = credit_channel(settings)
+    running, port = build_server(settings, settings.render_addr, channel=channel)
+    workers = build_workers(settings, credit=CreditClient(channel))
     workers.start()
     logger.info("render service listening on %s (port %d, process %d), %d workers",
                 settings.render_addr, port, process_index, settings.render_workers)

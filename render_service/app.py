@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import grpc
 
-from carpet_common.calls import CallContextInterceptor
+from carpet_common.auth import ADMIN, ADMIN_STAFF, Authenticator, Rule, services
+from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
+from carpet_common.denials import DenialLog
 from carpet_common.interceptors import (
     DatabaseConnectionInterceptor,
     ErrorMappingInterceptor,
@@ -11,8 +13,9 @@ from carpet_common.interceptors import (
 )
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
-from carpet_common.server import GrpcServer, TlsFiles, create_server, service_channel
+from carpet_common.server import GrpcServer, create_server, service_channel, tls_files
 from carpet_common.settings import Settings
+from protos.carpet.credit.v1 import audit_pb2, audit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2_grpc
 from render_service.credit_client import RETRY_SERVICE_CONFIG, CreditClient
 from render_service.models import database, utcnow
@@ -23,22 +26,64 @@ from render_service.worker import WorkerPool
 
 SERVICE = "carpet.render.v1.RenderService"
 SERVICE_NAMES = (SERVICE,)
+GATEWAY = "admin-gateway"
+
+
+def policy(settings: Settings) -> dict[str, Rule]:
+    """Who may call each method (method -> Rule); a method missing here is refused. STAFF
+    persons see only their own organisation's jobs (another's is NOT_FOUND); the internal
+    backends of RENDER_CLIENTS act for any organisation."""
+    clients = services(settings.render_clients)
+    everyone = ADMIN_STAFF | clients
+    return {
+        f"/{SERVICE}/CreateCarpet": ADMIN | clients,
+        f"/{SERVICE}/GetCarpet": everyone | services(GATEWAY),
+        f"/{SERVICE}/ListCarpets": everyone | services(GATEWAY),
+        f"/{SERVICE}/SubmitRender": everyone,
+        f"/{SERVICE}/GetRender": everyone,
+        f"/{SERVICE}/ListRenders": everyone,
+        f"/{SERVICE}/WatchRender": everyone,
+        f"/{SERVICE}/CancelRender": everyone,
+        f"/{SERVICE}/GetRenderOutput": everyone,
+        f"/{SERVICE}/GetRenderTotals": everyone,
+    }
 
 
 def credit_channel(settings: Settings) -> grpc.Channel:
-    """The one channel to the credit service for this process (mTLS when configured)."""
+    """The one channel to the credit service for this process: mTLS when configured, else
+    this process's service token on every call."""
     return service_channel(settings.credit_addr, settings.tls_cert, settings.tls_key,
-                           settings.tls_client_ca, service_config=RETRY_SERVICE_CONFIG)
+                           settings.tls_client_ca, service_token=settings.service_token,
+                           service_config=RETRY_SERVICE_CONFIG)
 
 
-def build_server(settings: Settings, address: str, *, credit: CreditClient | None = None,
+def denial_writer(channel: grpc.Channel):
+    """Refusals are written to the audit log the credit service owns (RecordDenial)."""
+    stub = audit_pb2_grpc.AuditServiceStub(channel)
+
+    def write(denial: Denial, count: int, methods) -> None:
+        message = denial.message if count == 1 else (
+            f"{denial.message} (and {count - 1} more: {dict(methods.most_common(10))})")
+        stub.RecordDenial(audit_pb2.RecordDenialRequest(
+            actor=denial.actor, role=denial.role, action=denial.method, outcome=denial.outcome,
+            message=message[:500], peer=denial.client_ip, request_id=denial.request_id,
+            count=count), timeout=5)
+
+    return write
+
+
+def build_server(settings: Settings, address: str, *, channel: grpc.Channel | None = None,
                  clock=utcnow) -> tuple[GrpcServer, int]:
-    credit = credit or CreditClient(credit_channel(settings))
+    """`channel`: the process's channel to the credit service (one is made when not given)."""
+    channel = channel or credit_channel(settings)
+    credit = CreditClient(channel)
     store = ImageStore(settings.render_storage_dir)
+    denials = DenialLog(denial_writer(channel))
     interceptors = [
         MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
+        AuthInterceptor(Authenticator(settings), policy(settings), on_denied=denials.record),
         RateLimitInterceptor(RateLimiter(settings.rate_limit_render, settings.rate_limit_storage,
                                          namespace="render"),
                              methods={f"/{SERVICE}/SubmitRender"}),
@@ -50,11 +95,10 @@ def build_server(settings: Settings, address: str, *, credit: CreditClient | Non
         render_pb2_grpc.add_RenderServiceServicer_to_server(
             RenderServicer(settings, credit, store, clock), server)
 
-    tls = (TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-           if settings.tls_cert and settings.tls_key else None)
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls,
-                         share_port=settings.server_processes > 1)
+                         max_workers=settings.grpc_max_workers, tls=tls_files(settings),
+                         share_port=settings.server_processes > 1,
+                         reflection=settings.grpc_reflection)
 
 
 def build_workers(settings: Settings, *, credit: CreditClient | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from carpet_common import idempotency
+from carpet_common.calls import current_principal
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.settings import Settings
@@ -39,6 +40,20 @@ def render_message(row: RenderJob) -> render_pb2.RenderJob:
         hold_id=row.hold_id or 0)
 
 
+def _scope(organization_id: int) -> int:
+    """STAFF: its own organisation only (0 means its own); ADMIN and services as asked."""
+    return current_principal().check_organization(organization_id)
+
+
+def _visible_job(job_id: int) -> RenderJob:
+    """The job, or NOT_FOUND when it does not exist for the caller (another organisation's job
+    is, for STAFF, as if it did not exist)."""
+    job = jobs.get_job(job_id)
+    if not current_principal().sees(job.organization_id):
+        raise NotFound(f"render {job_id} not found")
+    return job
+
+
 class RenderServicer(render_pb2_grpc.RenderServiceServicer):
     def __init__(self, settings: Settings, credit: CreditClient, store: ImageStore, clock):
         self._settings = settings
@@ -62,7 +77,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
 
     def SubmitRender(self, request, context):
         job = renders.submit_render(
-            organization_id=request.organization_id, user_id=request.user_id or None,
+            organization_id=_scope(request.organization_id), user_id=request.user_id or None,
             carpet_id=request.carpet_id, mode=request.mode, room_image=request.room_image,
             idempotency_key=request.idempotency_key,
             fingerprint=idempotency.request_fingerprint(request), credit=self._credit,
@@ -70,7 +85,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         return render_message(job)
 
     def GetRender(self, request, context):
-        return render_message(jobs.get_job(request.id))
+        return render_message(_visible_job(request.id))
 
     def ListRenders(self, request, context):
         status = ""
@@ -79,7 +94,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                 raise InvalidArgument("unknown status")
             status = STATUS_FROM_PROTO[request.status]
         page = jobs.list_jobs(
-            request.page_size, request.page_token, organization_id=request.organization_id,
+            request.page_size, request.page_token,
+            organization_id=_scope(request.organization_id),
             user_id=request.user_id, status=status, mode=request.mode,
             created_after=optional_time(request, "created_after"),
             created_before=optional_time(request, "created_before"))
@@ -89,6 +105,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
     def WatchRender(self, request, context):
         last_status = None
         deadline = time.monotonic() + WATCH_LIMIT_S
+        _visible_job(request.id)
         while context.is_active() and time.monotonic() < deadline:
             job = jobs.get_job(request.id)
             if job.status != last_status:
@@ -99,11 +116,12 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             time.sleep(WATCH_POLL_S)
 
     def CancelRender(self, request, context):
+        _visible_job(request.id)
         return render_message(renders.cancel_render(request.id, credit=self._credit,
                                                     now=self._clock()))
 
     def GetRenderOutput(self, request, context):
-        job = jobs.get_job(request.id)
+        job = _visible_job(request.id)
         if job.status != "success":
             raise FailedPrecondition(f"render {job.id} is {job.status}, it has no image",
                                      reason="RENDER_NOT_READY")
@@ -113,5 +131,5 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             yield render_pb2.RenderOutputChunk(content_type=job.output_content_type, data=chunk)
 
     def GetRenderTotals(self, request, context):
-        by_status = jobs.render_totals(request.organization_id)
+        by_status = jobs.render_totals(_scope(request.organization_id))
         return render_pb2.RenderTotals(total=sum(by_status.values()), by_status=by_status)

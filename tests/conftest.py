@@ -177,6 +177,7 @@ def credit_server(credit_db, clock):
     stubs = credit_stubs(port)
     yield stubs
     stubs.channel.close()
+    stubs.anonymous.channel.close()
     running.stop(grace=1)
 
 
@@ -189,11 +190,12 @@ def render_db(render_db_url):
 
 @pytest.fixture
 def render_settings(credit_server, tmp_path):
-    from tests.helpers import service_settings
+    from tests.helpers import SERVICE_TOKEN, service_settings
 
     return service_settings(credit_addr=f"127.0.0.1:{credit_server.port}",
                             render_storage_dir=str(tmp_path / "renders"), render_workers=2,
-                            rate_limit_render="off", grpc_max_workers=32)
+                            rate_limit_render="off", grpc_max_workers=32,
+                            service_token=SERVICE_TOKEN["render"])
 
 
 @pytest.fixture
@@ -207,6 +209,7 @@ def render_server(render_db, render_settings, clock):
     stubs = render_stubs(port)
     yield stubs
     stubs.channel.close()
+    stubs.anonymous.channel.close()
     running.stop(grace=1)
 
 
@@ -241,9 +244,11 @@ def gateway(credit_server, render_server, render_settings):
 
     from admin_gateway.app import build_server
     from protos.carpet.admin.v1 import admin_pb2_grpc
+    from tests.helpers import SERVICE_TOKEN
 
     settings = dataclasses.replace(render_settings,
-                                   render_addr=f"127.0.0.1:{render_server.port}")
+                                   render_addr=f"127.0.0.1:{render_server.port}",
+                                   service_token=SERVICE_TOKEN["admin-gateway"])
     running, port = build_server(settings, "127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield admin_pb2_grpc.AdminServiceStub(channel), port
@@ -258,9 +263,11 @@ def http_gateway(credit_server, render_server, render_settings):
     import dataclasses
 
     from admin_gateway.app import start_gateway
+    from tests.helpers import SERVICE_TOKEN
 
     settings = dataclasses.replace(render_settings,
-                                   render_addr=f"127.0.0.1:{render_server.port}")
+                                   render_addr=f"127.0.0.1:{render_server.port}",
+                                   service_token=SERVICE_TOKEN["admin-gateway"])
     gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
     yield f"http://127.0.0.1:{gateway.http.port}"
     gateway.stop()

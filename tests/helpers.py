@@ -13,12 +13,26 @@ ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 SECOND_ADMIN_TOKEN = "second-admin-token-abcdefghijkl"
 JWT_SECRET = "jwt-secret-for-tests-" + "x" * 48
 ADMIN = (("x-admin-token", ADMIN_TOKEN),)
+AUDIT_HMAC_KEY = "audit-hmac-key-for-tests-" + "k" * 40
+# Service identities (x-service-token): the render service, the admin gateway and an internal
+# backend (`web`, the default RENDER_CLIENTS).
+SERVICE_TOKEN = {"render": "render-service-token-for-tests-0123456789",
+                 "admin-gateway": "gateway-service-token-for-tests-0123456789",
+                 "web": "web-backend-token-for-tests-0123456789abcd"}
+GATEWAY_TOKEN = SERVICE_TOKEN["admin-gateway"]
+SERVICE_TOKENS = ",".join(f"{name}:{token}" for name, token in SERVICE_TOKEN.items())
+
+
+def as_service(name: str) -> tuple[tuple[str, str], ...]:
+    return (("x-service-token", SERVICE_TOKEN[name]),)
 
 
 def service_settings(**overrides):
     settings = load_settings({
         "ADMIN_TOKENS": f"alice:{ADMIN_TOKEN},bob:{SECOND_ADMIN_TOKEN}",
         "JWT_SECRET": JWT_SECRET,
+        "SERVICE_TOKENS": SERVICE_TOKENS,
+        "AUDIT_HMAC_KEY": AUDIT_HMAC_KEY,
     })
     return dataclasses.replace(settings, **overrides)
 
@@ -34,15 +48,44 @@ class CreditStubs:
     accounts: object
     credits: object
     audit: object
+    anonymous: CreditStubs | None = None  # the same server through a channel of no identity
 
 
-def credit_stubs(port: int) -> CreditStubs:
+class _Identity(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Presents a service token on every call, next to whatever the call itself sends."""
+
+    def __init__(self, service: str):
+        self._metadata = as_service(service)
+
+    def _add(self, details):
+        return details._replace(metadata=[*(details.metadata or ()), *self._metadata])
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._add(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._add(details), request)
+
+
+def identified_channel(port: int | str, service: str | None) -> grpc.Channel:
+    """A channel to a local server (a port, or an address) that presents `service`'s token on
+    every call (None: no identity of its own)."""
+    channel = grpc.insecure_channel(port if isinstance(port, str) else f"127.0.0.1:{port}")
+    return channel if service is None else grpc.intercept_channel(channel, _Identity(service))
+
+
+def credit_stubs(port: int, service: str | None = "render") -> CreditStubs:
+    """Stubs that call as the render service (the credit service's main caller); calls that
+    send an admin credential act as that person."""
     from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    return CreditStubs(port, channel, account_pb2_grpc.AccountServiceStub(channel),
-                       credit_pb2_grpc.CreditServiceStub(channel),
-                       audit_pb2_grpc.AuditServiceStub(channel))
+    channel = identified_channel(port, service)
+    stubs = CreditStubs(port, channel, account_pb2_grpc.AccountServiceStub(channel),
+                        credit_pb2_grpc.CreditServiceStub(channel),
+                        audit_pb2_grpc.AuditServiceStub(channel))
+    if service is not None:
+        stubs.anonymous = credit_stubs(port, None)
+    return stubs
 
 
 @dataclass
@@ -50,10 +93,15 @@ class RenderStubs:
     port: int
     channel: grpc.Channel
     renders: object
+    anonymous: RenderStubs | None = None  # the same server through a channel of no identity
 
 
-def render_stubs(port: int) -> RenderStubs:
+def render_stubs(port: int, service: str | None = "web") -> RenderStubs:
+    """Stubs that call as the internal backend `web` (a RENDER_CLIENTS service)."""
     from protos.carpet.render.v1 import render_pb2_grpc
 
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    return RenderStubs(port, channel, render_pb2_grpc.RenderServiceStub(channel))
+    channel = identified_channel(port, service)
+    stubs = RenderStubs(port, channel, render_pb2_grpc.RenderServiceStub(channel))
+    if service is not None:
+        stubs.anonymous = render_stubs(port, None)
+    return stubs

@@ -12,6 +12,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The service identity each process presents on its outgoing calls.
+OWN_SERVICE = {"render_service": "render", "admin_gateway": "admin-gateway"}
+
+
+def security_env(module: str | None = None) -> dict[str, str]:
+    """What every process of a test deployment shares (accepted service tokens, the audit
+    key), plus `module`'s own service token."""
+    from tests.helpers import AUDIT_HMAC_KEY, SERVICE_TOKEN, SERVICE_TOKENS
+
+    env = {"SERVICE_TOKENS": SERVICE_TOKENS, "AUDIT_HMAC_KEY": AUDIT_HMAC_KEY}
+    if module in OWN_SERVICE:
+        env["SERVICE_TOKEN"] = SERVICE_TOKEN[OWN_SERVICE[module]]
+    return env
 
 
 def wait_serving(address: str, timeout: float = 20.0) -> None:
@@ -31,7 +44,8 @@ def wait_serving(address: str, timeout: float = 20.0) -> None:
 
 
 def run_cli(module: str, command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, command], env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", module, command],
+                          env={**os.environ, **security_env(module), **env},
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -43,7 +57,8 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen([sys.executable, "-m", self.module, "serve"],
-                                        env={**os.environ, **self.env}, cwd=ROOT,
+                                        env={**os.environ, **security_env(self.module),
+                                             **self.env}, cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_serving(self.address)

@@ -30,12 +30,13 @@ import grpc
 import psycopg2
 import pytest
 
-from carpet_common.server import CLIENT_CHANNEL_OPTIONS
+from carpet_common.server import service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, account_pb2_grpc, credit_pb2, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from tests.conftest import free_port
 from tests.fake_image_api import FakeImageApi, tiny_png
+from tests.helpers import SERVICE_TOKEN, identified_channel
 from tests.processes import ServiceProcess, run_cli
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
@@ -188,8 +189,10 @@ def faults(history: History, cluster: Cluster, databases: list[str], rng: random
 
 def client(history: History, cluster_targets: tuple[str, str, str], organisations: list[int],
            carpet_id: int, rng: random.Random, stop: threading.Event) -> None:
-    channels = [grpc.insecure_channel(target, options=CLIENT_CHANNEL_OPTIONS)
-                for target in cluster_targets]
+    # The credit service as the render service calls it (holds), the render service as an
+    # internal backend (`web`) does, the gateway as an admin (its calls carry the token).
+    channels = [service_channel(target, service_token=SERVICE_TOKEN[name] if name else None)
+                for target, name in zip(cluster_targets, ("render", "web", None), strict=True)]
     credits = credit_pb2_grpc.CreditServiceStub(channels[0])
     renders = render_pb2_grpc.RenderServiceStub(channels[1])
     admin = admin_pb2_grpc.AdminServiceStub(channels[2])
@@ -313,7 +316,7 @@ def prepare(cluster: Cluster) -> tuple[list[int], int]:
         organisations = [accounts.CreateOrganization(account_pb2.CreateOrganizationRequest(
             name=f"Bank {i}", initial_credits=1000), metadata=ADMIN, timeout=10).id
             for i in range(ORGANISATIONS)]
-    with grpc.insecure_channel(cluster.renders[0].address) as channel:
+    with identified_channel(cluster.renders[0].address, "web") as channel:
         carpet = render_pb2_grpc.RenderServiceStub(channel).CreateCarpet(
             render_pb2.CreateCarpetRequest(sku="B-1", name="Bank kilim", width_cm=100,
                                            length_cm=150, image=tiny_png()), timeout=10)

@@ -10,7 +10,8 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import free_port
-from tests.processes import wait_serving
+from tests.helpers import as_service
+from tests.processes import security_env, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -40,6 +41,7 @@ def base_env(tmp_path) -> dict[str, str]:
         "ADMIN_TOKENS": f"tester:{ADMIN_TOKEN}",
         "ADMIN_HTTP_ADDR": f"127.0.0.1:{free_port()}",
         "PYTHONPATH": ROOT,
+        **security_env(),
     })
     return env
 
@@ -73,7 +75,8 @@ def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
     for module, (variable, _) in SERVICES.items():
         addresses[module] = f"127.0.0.1:{free_port()}"
         env[variable] = addresses[module]
-    env.pop("ADMIN_TOKENS")  # the launcher generates and keeps one in var/
+    for generated in ("ADMIN_TOKENS", "SERVICE_TOKENS", "AUDIT_HMAC_KEY"):
+        env.pop(generated)  # the launcher generates and keeps them in var/
     launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
@@ -81,13 +84,30 @@ def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
         for address in addresses.values():
             wait_serving(address, timeout=60)
         token_file = tmp_path / "var" / "admin_token"
+        web_token_file = tmp_path / "var" / "web_token"
         assert len(token_file.read_text().strip()) >= 24
+        assert len(web_token_file.read_text().strip()) >= 32
+        for secret in ("admin_token", "web_token", "service_tokens", "audit_hmac_key"):
+            assert (tmp_path / "var" / secret).stat().st_mode & 0o777 == 0o600, secret
+        # An internal backend's call with the printed `web` token reaches the render service;
+        # the same call without it is refused.
+        from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
+
+        with grpc.insecure_channel(addresses["render_service"]) as channel:
+            renders = render_pb2_grpc.RenderServiceStub(channel)
+            web = (("x-service-token", web_token_file.read_text().strip()),)
+            assert list(renders.ListRenders(render_pb2.ListRendersRequest(), metadata=web,
+                                            timeout=10).renders) == []
+            with pytest.raises(grpc.RpcError) as anonymous:
+                renders.ListRenders(render_pb2.ListRendersRequest(), timeout=10)
+            assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
         launcher.send_signal(signal.SIGINT)
         output, _ = launcher.communicate(timeout=20)
         assert launcher.returncode == 0
         for address in addresses.values():
             assert address in output
         assert token_file.read_text().strip() in output
+        assert web_token_file.read_text().strip() in output
         assert "all processes stopped" in output
         for address in addresses.values():
             with pytest.raises(TimeoutError):
@@ -153,7 +173,8 @@ def test_server_processes_share_the_port_and_are_restarted(tmp_path):
             with grpc.insecure_channel(address) as channel:
                 with pytest.raises(grpc.RpcError) as missing:
                     credit_pb2_grpc.CreditServiceStub(channel).GetBalance(
-                        credit_pb2.GetBalanceRequest(organization_id=999), timeout=5)
+                        credit_pb2.GetBalanceRequest(organization_id=999), timeout=5,
+                        metadata=as_service("render"))
                 assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         per_process = [served_calls(metrics_port), served_calls(metrics_port + 1)]
         assert sum(per_process) == 40 and min(per_process) > 0, per_process
@@ -172,3 +193,40 @@ def test_server_processes_share_the_port_and_are_restarted(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("module", sorted(SERVICES))
+def test_plaintext_beyond_loopback_needs_allow_plaintext(module, tmp_path):
+    """A process asked to listen on a non-loopback address without TLS refuses to start;
+    ALLOW_PLAINTEXT=1 (e.g. behind a mesh sidecar that encrypts) lets it."""
+    variable, _ = SERVICES[module]
+    env = {**base_env(tmp_path), variable: f"0.0.0.0:{free_port()}"}
+    refused = subprocess.run([sys.executable, "-m", module, "serve"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2
+    assert f"{variable} is not a loopback address" in refused.stderr
+    assert "ALLOW_PLAINTEXT=1" in refused.stderr
+    port = env[variable].rsplit(":", 1)[1]
+    env.update({"ALLOW_PLAINTEXT": "1", "GRPC_REFLECTION": "off"})
+    if module != "admin_gateway":
+        subprocess.run([sys.executable, "-m", module, "migrate"], env=env, check=True,
+                       cwd=ROOT, capture_output=True)
+    process = subprocess.Popen([sys.executable, "-m", module, "serve"], env=env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        with pytest.raises(grpc.RpcError) as no_reflection:  # GRPC_REFLECTION=off
+            listed_services(f"127.0.0.1:{port}")
+        assert no_reflection.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def test_token_command_refuses_organisation_zero(tmp_path):
+    env = {**base_env(tmp_path), "JWT_SECRET": "j" * 40}
+    result = subprocess.run([sys.executable, "-m", "admin_gateway", "token", "--sub", "sam",
+                             "--role", "STAFF", "--org", "0", "--ttl", "15m"], env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--org must be a positive organisation id" in result.stderr

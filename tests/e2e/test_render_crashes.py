@@ -11,6 +11,7 @@ from protos.carpet.credit.v1 import account_pb2, account_pb2_grpc, credit_pb2, c
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from tests.conftest import free_port
 from tests.fake_image_api import FakeImageApi, tiny_png
+from tests.helpers import identified_channel
 from tests.processes import ServiceProcess, run_cli
 
 ADMIN_TOKEN = "crash-test-admin-token-0123456789"
@@ -44,18 +45,20 @@ class Stack:
         self.renders.append(process)
         return process.start()
 
-    def channel(self, address):
-        channel = grpc.insecure_channel(address)
+    def channel(self, address, service=None):
+        channel = identified_channel(address, service)
         self._channels.append(channel)
         return channel
 
     def credit_stubs(self):
-        channel = self.channel(self.credit.address)
+        channel = self.channel(self.credit.address, "render")
         return (account_pb2_grpc.AccountServiceStub(channel),
                 credit_pb2_grpc.CreditServiceStub(channel))
 
     def render_stub(self, index=0):
-        return render_pb2_grpc.RenderServiceStub(self.channel(self.renders[index].address))
+        """The render service as an internal backend (`web`) calls it."""
+        return render_pb2_grpc.RenderServiceStub(self.channel(self.renders[index].address,
+                                                              "web"))
 
     def close(self):
         for channel in self._channels:

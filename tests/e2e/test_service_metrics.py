@@ -9,6 +9,7 @@ from protos.carpet.credit.v1 import account_pb2, account_pb2_grpc
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from tests.conftest import free_port
 from tests.fake_image_api import tiny_png
+from tests.helpers import identified_channel
 from tests.processes import ServiceProcess
 
 TOKEN = "metrics-admin-token-0123456789ab"
@@ -37,7 +38,7 @@ def test_services_serve_their_metrics(tmp_path, credit_db_url, render_db_url):
             org = account_pb2_grpc.AccountServiceStub(channel).CreateOrganization(
                 account_pb2.CreateOrganizationRequest(name="Acme", initial_credits=5),
                 metadata=(("x-admin-token", TOKEN),), timeout=10)
-        with grpc.insecure_channel(env["RENDER_ADDR"]) as channel:
+        with identified_channel(env["RENDER_ADDR"], "web") as channel:
             renders = render_pb2_grpc.RenderServiceStub(channel)
             carpet = renders.CreateCarpet(render_pb2.CreateCarpetRequest(
                 sku="K", name="K", width_cm=1, length_cm=1, image=tiny_png()), timeout=10)

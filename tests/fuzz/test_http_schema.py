@@ -13,7 +13,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
 from tests.fuzz.test_grpc_bad_input import EXAMPLES
-from tests.helpers import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, GATEWAY_TOKEN
 from tests.integration.test_credit_accounts import create_org, create_user
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -28,7 +28,8 @@ def gateway_base(credit_server, render_server, render_settings):
     acme = create_org(credit_server, "Acme", 40)
     create_user(credit_server, acme.id, "ada@example.com")
     settings = dataclasses.replace(render_settings, rate_limit_admin="off",
-                                   render_addr=f"127.0.0.1:{render_server.port}")
+                                   render_addr=f"127.0.0.1:{render_server.port}",
+                                   service_token=GATEWAY_TOKEN)
     gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
     yield f"http://127.0.0.1:{gateway.http.port}"
     gateway.stop()

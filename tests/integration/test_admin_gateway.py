@@ -14,7 +14,7 @@ import pytest
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
-from tests.helpers import ADMIN, JWT_SECRET, bearer
+from tests.helpers import ADMIN, GATEWAY_TOKEN, JWT_SECRET, bearer
 from tests.integration.test_credit_accounts import create_org, create_user, expect_error
 from tests.integration.test_render_service import create_carpet, submit, wait_final
 
@@ -23,7 +23,8 @@ pytestmark = pytest.mark.usefixtures("engine")
 
 def staff(organization_id):
     return bearer(jwt.encode({"sub": "sam", "role": "STAFF", "org": organization_id,
-                              "exp": int(time.time()) + 300, "aud": "carpet-admin",
+                              "exp": int(time.time()) + 300,
+                              "iat": int(time.time()), "aud": "carpet-admin",
                               "iss": "carpet"}, JWT_SECRET, algorithm="HS256"))
 
 
@@ -138,6 +139,7 @@ def test_admin_limit_per_client_ip(credit_server, render_server, render_settings
     from admin_gateway.app import build_server
 
     settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{render_server.port}",
+                                   service_token=GATEWAY_TOKEN,
                                    rate_limit_admin="3/minute")
     running, port = build_server(settings, "127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

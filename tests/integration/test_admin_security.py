@@ -17,7 +17,7 @@ from admin_gateway.app import build_server
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
-from tests.helpers import ADMIN, JWT_SECRET, bearer
+from tests.helpers import ADMIN, GATEWAY_TOKEN, JWT_SECRET, bearer
 from tests.integration.test_credit_accounts import create_org, expect_error
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -26,6 +26,7 @@ RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 def claims(**overrides):
     values = {"sub": "carol", "role": "ADMIN", "exp": int(time.time()) + 300,
+              "iat": int(time.time()),
               "aud": "carpet-admin", "iss": "carpet"}
     values.update(overrides)
     return {k: v for k, v in values.items() if v is not None}
@@ -62,13 +63,20 @@ def secured_gateway(credit_server, render_server, render_settings, tmp_path):
     jwk["kid"] = "key-1"
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [jwk]}))
-    settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{render_server.port}",
+    # The render service checks the forwarded JWT again: it gets the same keys.
+    from render_service.app import build_server as build_render_server
+
+    render, render_port = build_render_server(
+        dataclasses.replace(render_settings, jwt_jwks_file=str(jwks)), "127.0.0.1:0")
+    settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{render_port}",
+                                   service_token=GATEWAY_TOKEN,
                                    jwt_jwks_file=str(jwks))
     running, port = build_server(settings, "127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield admin_pb2_grpc.AdminServiceStub(channel)
     channel.close()
     running.stop(grace=1)
+    render.stop(grace=1)
 
 
 # Credentials are minted when the test runs (factories), never when the module is imported:
@@ -106,8 +114,8 @@ def test_refused_credentials_get_their_code_and_an_audit_row(secured_gateway, cr
 
 
 def test_rs256_by_kid_is_accepted(secured_gateway, credit_server):
-    # ListRenders needs only the gateway's check (the render service takes no admin calls);
-    # methods that reach the credit service need JWT_JWKS_FILE there too (docs/operations).
+    # Every service checks the forwarded JWT again, so each needs JWT_JWKS_FILE
+    # (docs/operations.md); here the gateway and the render service have it.
     page = secured_gateway.ListRenders(render_pb2.ListRendersRequest(), metadata=bearer(rs()),
                                        timeout=10)
     assert list(page.renders) == []
@@ -138,6 +146,7 @@ def test_limit_is_shared_by_replicas_through_redis(credit_server, render_server,
     """Two gateway replicas with RATE_LIMIT_STORAGE on one Redis count one client together."""
     settings = dataclasses.replace(
         render_settings, render_addr=f"127.0.0.1:{render_server.port}",
+                                   service_token=GATEWAY_TOKEN,
         rate_limit_admin="4/minute", rate_limit_storage="redis://127.0.0.1:6379/15",
         trusted_proxies=("127.0.0.1",))
     replicas = [build_server(settings, "127.0.0.1:0") for _ in range(2)]

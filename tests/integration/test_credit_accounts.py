@@ -4,7 +4,7 @@ import jwt
 import pytest
 
 from protos.carpet.credit.v1 import account_pb2
-from tests.helpers import ADMIN, JWT_SECRET, bearer, error_reason
+from tests.helpers import ADMIN, JWT_SECRET, bearer, credit_stubs, error_reason
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -13,7 +13,8 @@ def staff_token(organization_id: int, exp_offset: int = 600) -> str:
     import time
 
     return jwt.encode({"sub": "sam", "role": "STAFF", "org": organization_id,
-                       "exp": int(time.time()) + exp_offset, "aud": "carpet-admin",
+                       "exp": int(time.time()) + exp_offset,
+                       "iat": int(time.time()), "aud": "carpet-admin",
                        "iss": "carpet"}, JWT_SECRET, algorithm="HS256")
 
 
@@ -89,7 +90,8 @@ def test_create_and_read_users(credit_server):
     assert credit_server.accounts.GetUser(account_pb2.GetUserRequest(id=user.id),
                                           timeout=10) == user
     other = create_user(credit_server, organization.id, "bob@example.com")
-    batch = credit_server.accounts.BatchGetUsers(
+    gateway = credit_stubs(credit_server.port, "admin-gateway")
+    batch = gateway.accounts.BatchGetUsers(
         account_pb2.BatchGetUsersRequest(ids=[other.id, user.id, 9999, user.id]), timeout=10)
     assert sorted(u.id for u in batch.users) == sorted([user.id, other.id])
     listed = credit_server.accounts.ListUsers(account_pb2.ListUsersRequest(), metadata=ADMIN,
@@ -118,7 +120,8 @@ def test_create_user_errors(credit_server):
                  grpc.StatusCode.NOT_FOUND)
     expect_error(lambda: credit_server.accounts.GetUser(account_pb2.GetUserRequest(id=999),
                                                         timeout=10), grpc.StatusCode.NOT_FOUND)
-    expect_error(lambda: credit_server.accounts.BatchGetUsers(
+    gateway = credit_stubs(credit_server.port, "admin-gateway")
+    expect_error(lambda: gateway.accounts.BatchGetUsers(
         account_pb2.BatchGetUsersRequest(ids=list(range(1, 502))), timeout=10),
         grpc.StatusCode.INVALID_ARGUMENT)
 

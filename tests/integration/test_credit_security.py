@@ -27,6 +27,7 @@ ADJUST = "/carpet.credit.v1.CreditService/AdjustCredits"
 
 def admin_jwt(**overrides):
     claims = {"sub": "carol", "role": "ADMIN", "exp": int(time.time()) + 600,
+              "iat": int(time.time()),
               "aud": "carpet-admin", "iss": "carpet"}
     claims.update(overrides)
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, JWT_SECRET,
@@ -39,7 +40,8 @@ def audit_rows(stubs, **filters):
 
 
 def adjust_with(stubs, metadata, organization_id=1):
-    return stubs.credits.AdjustCredits(
+    """AdjustCredits with exactly `metadata` as the credential (no service identity)."""
+    return stubs.anonymous.credits.AdjustCredits(
         credit_pb2.AdjustCreditsRequest(organization_id=organization_id, delta=1, reason="r"),
         metadata=metadata, timeout=10)
 
@@ -88,11 +90,14 @@ def test_bad_credentials_are_refused_and_audited(credit_server, metadata, code):
     lambda: admin_jwt(role=None),  # role missing
     lambda: admin_jwt(role="ROOT"),  # unknown role
     lambda: jwt.encode({"sub": "x", "role": "ADMIN", "exp": int(time.time()) + 60,
+                        "iat": int(time.time()),
                         "aud": "carpet-admin", "iss": "carpet"}, None, algorithm="none"),
     lambda: jwt.encode({"sub": "x", "role": "ADMIN", "exp": int(time.time()) + 60,
+                        "iat": int(time.time()),
                         "aud": "carpet-admin", "iss": "carpet"}, "another-secret-" + "y" * 30,
                        algorithm="HS256"),  # wrong key
     lambda: jwt.encode({"sub": "x", "role": "ADMIN", "exp": int(time.time()) + 60,
+                        "iat": int(time.time()),
                         "aud": "carpet-admin", "iss": "carpet"}, JWT_SECRET, algorithm="HS512"),
 ])
 def test_bad_jwts_are_refused(credit_server, token_factory):
@@ -143,11 +148,20 @@ def test_credentials_never_reach_the_log(credit_server, caplog):
             assert secret not in row.details and secret not in row.actor
 
 
-def test_internal_methods_need_no_token_but_lists_do(credit_server):
+def test_the_hold_cycle_and_reads_need_an_identity(credit_server):
+    """Loopback grants nothing: without an identity every call is refused; the render service
+    may hold credits but not read the ledger's lists."""
     org = create_org(credit_server, "Acme", 3)
-    assert credit_server.credits.GetBalance(
+    anonymous = credit_server.anonymous
+    expect_error(lambda: anonymous.credits.GetBalance(
+        credit_pb2.GetBalanceRequest(organization_id=org.id), timeout=10),
+        grpc.StatusCode.UNAUTHENTICATED)
+    expect_error(lambda: anonymous.credits.ReserveCredits(credit_pb2.ReserveCreditsRequest(
+        organization_id=org.id, amount=1, reference="r"), timeout=10),
+        grpc.StatusCode.UNAUTHENTICATED)
+    assert credit_server.credits.GetBalance(  # as the render service
         credit_pb2.GetBalanceRequest(organization_id=org.id), timeout=10).balance == 3
     expect_error(lambda: credit_server.credits.ListCreditLogs(
-        credit_pb2.ListCreditLogsRequest(), timeout=10), grpc.StatusCode.UNAUTHENTICATED)
+        credit_pb2.ListCreditLogsRequest(), timeout=10), grpc.StatusCode.PERMISSION_DENIED)
     expect_error(lambda: credit_server.audit.ListAuditLogs(
-        audit_pb2.ListAuditLogsRequest(), timeout=10), grpc.StatusCode.UNAUTHENTICATED)
+        audit_pb2.ListAuditLogsRequest(), timeout=10), grpc.StatusCode.PERMISSION_DENIED)

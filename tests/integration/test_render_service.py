@@ -297,3 +297,59 @@ def test_unknown_ids_and_bad_pages(render_server):
     expect_error(lambda: render_server.renders.ListRenders(
         render_pb2.ListRendersRequest(page_token="%%%"), timeout=10),
         grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def test_staff_sees_and_spends_only_for_its_own_organisation(render_server, credit_server):
+    """STAFF persons on the render service: submissions for its own organisation only, naming
+    only its own users; another organisation's job does not exist for it (NOT_FOUND). Every
+    caller's submission names a user of the submitting organisation."""
+    from tests.helpers import bearer
+    from tests.integration.test_credit_accounts import create_user, staff_token
+
+    mine, theirs = create_org(credit_server, "Mine", 20), create_org(credit_server, "Theirs", 20)
+    my_user = create_user(credit_server, mine.id, "me@example.com")
+    their_user = create_user(credit_server, theirs.id, "them@example.com")
+    carpet = create_carpet(render_server)
+    staff = bearer(staff_token(mine.id))
+    renders = render_server.anonymous.renders  # the person's credential alone
+
+    def as_staff(request_type, method, **fields):
+        return getattr(renders, method)(request_type(**fields), metadata=staff, timeout=10)
+
+    own = as_staff(render_pb2.SubmitRenderRequest, "SubmitRender", organization_id=mine.id,
+                   carpet_id=carpet.id, mode="preview", user_id=my_user.id)
+    assert own.organization_id == mine.id
+    implicit = as_staff(render_pb2.SubmitRenderRequest, "SubmitRender", carpet_id=carpet.id,
+                        mode="preview")  # organisation 0: its own
+    assert implicit.organization_id == mine.id
+    expect_error(lambda: as_staff(render_pb2.SubmitRenderRequest, "SubmitRender",
+                                  organization_id=theirs.id, carpet_id=carpet.id,
+                                  mode="preview"), grpc.StatusCode.PERMISSION_DENIED)
+    expect_error(lambda: as_staff(render_pb2.SubmitRenderRequest, "SubmitRender",
+                                  organization_id=mine.id, carpet_id=carpet.id, mode="preview",
+                                  user_id=their_user.id), grpc.StatusCode.INVALID_ARGUMENT)
+    # The same rule for an internal backend: the user must belong to the organisation.
+    expect_error(lambda: submit(render_server, theirs.id, carpet.id, user_id=my_user.id),
+                 grpc.StatusCode.INVALID_ARGUMENT)
+
+    foreign = submit(render_server, theirs.id, carpet.id)
+    for method, request_type in (("GetRender", render_pb2.GetRenderRequest),
+                                 ("CancelRender", render_pb2.CancelRenderRequest)):
+        expect_error(lambda: as_staff(request_type, method, id=foreign.id),
+                     grpc.StatusCode.NOT_FOUND)
+    for method, request_type in (("WatchRender", render_pb2.WatchRenderRequest),
+                                 ("GetRenderOutput", render_pb2.GetRenderOutputRequest)):
+        expect_error(lambda: list(as_staff(request_type, method, id=foreign.id)),
+                     grpc.StatusCode.NOT_FOUND)
+    assert submit(render_server, theirs.id, carpet.id).status == render_pb2.RENDER_STATUS_QUEUED
+    listed = as_staff(render_pb2.ListRendersRequest, "ListRenders")
+    assert {job.organization_id for job in listed.renders} == {mine.id}
+    expect_error(lambda: as_staff(render_pb2.ListRendersRequest, "ListRenders",
+                                  organization_id=theirs.id), grpc.StatusCode.PERMISSION_DENIED)
+    assert as_staff(render_pb2.GetRenderRequest, "GetRender", id=own.id).id == own.id
+    totals = as_staff(render_pb2.GetRenderTotalsRequest, "GetRenderTotals")
+    assert totals.total == len(listed.renders)
+    # STAFF may not add carpets; an internal backend and ADMIN may.
+    expect_error(lambda: as_staff(render_pb2.CreateCarpetRequest, "CreateCarpet", sku="S",
+                                  name="S", width_cm=1, length_cm=1, image=tiny_png()),
+                 grpc.StatusCode.PERMISSION_DENIED)

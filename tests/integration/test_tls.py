@@ -26,17 +26,20 @@ def _name(common_name):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _certificate(subject, issuer, public_key, signing_key, *, ca=False, dns=None):
+def _certificate(subject, issuer, public_key, signing_key, *, ca=False, dns=None, uri=None):
     now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(public_key).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=1))
                .not_valid_after(now + datetime.timedelta(hours=1))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    names = []
     if dns:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName(dns), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
+        names += [x509.DNSName(dns), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    if uri:
+        names.append(x509.UniformResourceIdentifier(uri))
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(signing_key, hashes.SHA256())
 
 
@@ -46,9 +49,16 @@ def pki(tmp_path):
     ca = _certificate("carpet test CA", "carpet test CA", ca_key.public_key(), ca_key, ca=True)
     files = {"ca": tmp_path / "ca.pem"}
     files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for name in ("server", "client"):
+    # name -> (CN, URI SAN): the identity is the spiffe://carpet/<name> URI SAN, or the CN
+    # when the certificate has no URI SAN.
+    identities = {"server": ("server", None), "client": ("client", "spiffe://carpet/render"),
+                  "gateway": ("admin-gateway", None),
+                  "mallory": ("render", "spiffe://carpet/mallory"),
+                  "foreign": ("render", "spiffe://elsewhere/render")}
+    for name, (common_name, uri) in identities.items():
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(name, "carpet test CA", key.public_key(), ca_key, dns="localhost")
+        cert = _certificate(common_name, "carpet test CA", key.public_key(), ca_key,
+                            dns="localhost", uri=uri)
         files[f"{name}_cert"] = tmp_path / f"{name}.pem"
         files[f"{name}_key"] = tmp_path / f"{name}.key"
         files[f"{name}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -86,14 +96,32 @@ def test_mutual_tls(credit_db, pki):
             with pytest.raises(grpc.RpcError) as raised:
                 balance_over(channel)
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND  # reached the service
-        # The gateway's clients: the same settings, the same mTLS.
+        # The gateway's clients: the same settings, the same mTLS; its certificate names it by
+        # its CN. It may read a balance, but not hold credits (only `render` may).
         clients = ServiceClients(address, address,
-                                 (pki["client_cert"], pki["client_key"], pki["ca"]))
+                                 (pki["gateway_cert"], pki["gateway_key"], pki["ca"]))
         try:
             with pytest.raises(grpc.RpcError) as raised:
                 clients.credits.GetBalance(credit_pb2.GetBalanceRequest(organization_id=1))
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.RpcError) as raised:
+                clients.credits.ReserveCredits(credit_pb2.ReserveCreditsRequest(
+                    organization_id=1, amount=1, reference="r"), timeout=5)
+            assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
         finally:
             clients.close()
+        # Certificates from the right CA with the wrong identity: a URI SAN naming another
+        # service wins over a CN of `render`; another trust domain names no service here.
+        for name, code in (("mallory", grpc.StatusCode.PERMISSION_DENIED),
+                           ("foreign", grpc.StatusCode.UNAUTHENTICATED)):
+            wrong = dataclasses.replace(settings, credit_addr=address,
+                                        tls_cert=pki[f"{name}_cert"],
+                                        tls_key=pki[f"{name}_key"])
+            with credit_channel(wrong) as channel:
+                with pytest.raises(grpc.RpcError) as raised:
+                    credit_pb2_grpc.CreditServiceStub(channel).ReserveCredits(
+                        credit_pb2.ReserveCreditsRequest(organization_id=1, amount=1,
+                                                         reference="r"), timeout=5)
+                assert raised.value.code() == code, name
     finally:
         running.stop(grace=1)

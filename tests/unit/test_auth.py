@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from carpet_common.auth import Access, Authenticator, Principal, authorize
+from carpet_common.auth import ADMIN, ADMIN_STAFF, Authenticator, Identity, Principal, admit
 from carpet_common.errors import PermissionDenied, Unauthenticated
 from carpet_common.settings import load_settings
 
@@ -20,6 +20,7 @@ TOKEN = "token-for-unit-tests-0123456789"
 
 def claims(**overrides):
     values = {"sub": "dana", "role": "ADMIN", "exp": int(time.time()) + 300,
+              "iat": int(time.time()),
               "aud": "carpet-admin", "iss": "carpet"}
     values.update(overrides)
     return values
@@ -127,6 +128,72 @@ def test_staff_needs_an_organisation_and_is_scoped():
     with pytest.raises(PermissionDenied):
         staff.check_organization(8)
     with pytest.raises(PermissionDenied):
-        authorize(staff, Access.ADMIN)
-    authorize(staff, Access.STAFF_READ)
+        admit(Identity(person=staff), ADMIN)
+    assert admit(Identity(person=staff), ADMIN_STAFF) == staff
     assert dataclasses.replace(staff, role="ADMIN").check_organization(8) == 8
+
+
+@pytest.mark.parametrize("org", [0, -3, False, True, "7", 7.0])
+def test_org_must_be_a_positive_integer(org):
+    auth = authenticator(JWT_SECRET="s" * 40)
+    token = jwt.encode(claims(role="STAFF", org=org), "s" * 40, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        auth.authenticate({"authorization": f"Bearer {token}"})
+
+
+def test_iat_is_required_and_a_lifetime_over_a_day_is_refused():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    now = int(time.time())
+    without_iat = {key: value for key, value in claims().items() if key != "iat"}
+    for bad in (without_iat, claims(iat=now, exp=now + 24 * 3600 + 1)):
+        with pytest.raises(Unauthenticated):
+            auth.authenticate({"authorization": "Bearer " + jwt.encode(bad, "s" * 40,
+                                                                       algorithm="HS256")})
+    day = jwt.encode(claims(iat=now, exp=now + 24 * 3600), "s" * 40, algorithm="HS256")
+    assert auth.authenticate({"authorization": f"Bearer {day}"}).actor == "dana"
+
+
+def test_staff_never_gets_all_organisations_and_admin_jwts_carry_no_scope():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    staff = auth.authenticate({"authorization": "Bearer " + jwt.encode(
+        claims(role="STAFF", org=7), "s" * 40, algorithm="HS256")})
+    assert staff.check_organization(0) == 7 and staff.sees(7) and not staff.sees(8)
+    admin = auth.authenticate({"authorization": "Bearer " + jwt.encode(
+        claims(org=7), "s" * 40, algorithm="HS256")})
+    assert admin.check_organization(0) == 0 and admin.sees(8)
+
+
+def test_service_identities():
+    from carpet_common.auth import ROLE_SERVICE, services
+
+    token = "w" * 40
+    auth = authenticator(SERVICE_TOKENS=f"web:{token}", ADMIN_TOKENS=f"ops:{TOKEN}")
+    web = auth.identify({"x-service-token": token})
+    assert (web.person, web.service) == (None, "web")
+    with pytest.raises(Unauthenticated):
+        auth.identify({"x-service-token": "x" * 40})
+    with pytest.raises(Unauthenticated):
+        auth.identify({})
+    # A person relayed by a service acts as the person where persons are admitted, and the
+    # service acts where only services are.
+    both = auth.identify({"x-service-token": token, "x-admin-token": TOKEN})
+    assert admit(both, ADMIN) == Principal("ops", "ADMIN", via="web")
+    assert admit(both, services("web")) == Principal("web", ROLE_SERVICE)
+    with pytest.raises(PermissionDenied):
+        admit(web, ADMIN)
+    # A bad person credential is never ignored because a service token came with it.
+    with pytest.raises(Unauthenticated):
+        auth.identify({"x-service-token": token, "x-admin-token": "nope" * 8})
+    # Certificates: the spiffe://carpet/<name> URI SAN, else the CN.
+    from carpet_common.auth import certificate_identity
+
+    assert certificate_identity({"x509_common_name": [b"render"],
+                                 "x509_subject_alternative_name": [
+                                     b"localhost", b"spiffe://carpet/admin-gateway"]}) == \
+        "admin-gateway"
+    assert certificate_identity({"x509_common_name": [b"render"],
+                                 "x509_subject_alternative_name": [b"localhost"]}) == "render"
+    with pytest.raises(Unauthenticated):
+        certificate_identity({"x509_common_name": [b"render"],
+                              "x509_subject_alternative_name": [b"spiffe://other/render"]})
+    assert certificate_identity({}) is None

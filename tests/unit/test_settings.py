@@ -51,3 +51,28 @@ def test_secrets_stay_out_of_repr():
     text = repr(settings)
     assert GOOD_TOKEN not in text and "s" * 40 not in text and "key-123456789" not in text
     assert isinstance(settings, Settings)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("JWT_SECRET", "s" * 31), ("AUDIT_HMAC_KEY", "k" * 31), ("SERVICE_TOKEN", "t" * 31),
+    ("SERVICE_TOKENS", "web:" + "t" * 31), ("ALLOW_PLAINTEXT", "maybe"),
+])
+def test_weak_keys_and_unclear_switches_are_refused_without_echoing_them(name, value):
+    with pytest.raises(SettingsError) as raised:
+        load_settings({name: value})
+    assert name in str(raised.value) and value not in str(raised.value)
+
+
+def test_boundary_settings():
+    settings = load_settings({"SERVICE_TOKENS": f"render:{'r' * 32},web:{'w' * 40}",
+                              "SERVICE_TOKEN": "r" * 32, "AUDIT_HMAC_KEY": "k" * 32,
+                              "RENDER_CLIENTS": "web, shop", "GRPC_REFLECTION": "off",
+                              "ALLOW_PLAINTEXT": "1"})
+    assert settings.service_tokens == {"render": "r" * 32, "web": "w" * 40}
+    assert settings.render_clients == ("web", "shop")
+    assert (settings.grpc_reflection, settings.allow_plaintext) == (False, True)
+    assert settings.audit_hmac_key == b"k" * 32
+    assert "r" * 32 not in repr(settings) and "k" * 32 not in repr(settings)
+    defaults = load_settings({})
+    assert (defaults.render_clients, defaults.grpc_reflection, defaults.allow_plaintext) == (
+        ("web",), True, False)

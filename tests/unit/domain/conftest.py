@@ -8,10 +8,12 @@ import pytest
 from peewee import SqliteDatabase
 from playhouse.migrations import Runner
 
+from credit_service import audit
 from credit_service import migrations as credit_migrations
 from credit_service import models as credit_models
 from render_service import migrations as render_migrations
 from render_service import models as render_models
+from tests.helpers import AUDIT_HMAC_KEY
 
 T0 = datetime.datetime(2026, 11, 25, 12, 0, 0)
 
@@ -27,6 +29,8 @@ def _memory_database(proxy, directory):
 @pytest.fixture
 def credit_db():
     database = _memory_database(credit_models.database, credit_migrations.DIRECTORY)
+    audit.use_key(AUDIT_HMAC_KEY.encode())
+    audit.seal_chain()
     yield database
     database.close()
 

@@ -1,0 +1,118 @@
+"""The policy tables, walked exhaustively: every method of every service descriptor, called on
+its real server by every kind of caller (no credential, STAFF of another organisation, an ADMIN
+token, each service identity), gets exactly what its service's table says. A method missing
+from a table fails here (deny by default is the server's answer, but the table must say so)."""
+import time
+
+import grpc
+import jwt
+import pytest
+from google.protobuf.message_factory import GetMessageClass
+
+from admin_gateway.app import POLICY as GATEWAY_POLICY
+from carpet_common.auth import Identity, Principal, admit
+from carpet_common.errors import PermissionDenied
+from credit_service.app import policy as credit_policy
+from protos.carpet.admin.v1 import admin_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
+from protos.carpet.render.v1 import render_pb2
+from render_service.app import policy as render_policy
+from tests.helpers import ADMIN, JWT_SECRET, SERVICE_TOKEN, as_service, bearer
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+SERVICES = {  # descriptor -> which server answers it
+    account_pb2.DESCRIPTOR.services_by_name["AccountService"]: "credit",
+    credit_pb2.DESCRIPTOR.services_by_name["CreditService"]: "credit",
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"]: "credit",
+    render_pb2.DESCRIPTOR.services_by_name["RenderService"]: "render",
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"]: "gateway",
+}
+OTHER_ORG = 424242
+
+
+def staff_of_another_organisation():
+    now = int(time.time())
+    return bearer(jwt.encode({"sub": "stranger", "role": "STAFF", "org": OTHER_ORG, "iat": now,
+                              "exp": now + 300, "aud": "carpet-admin", "iss": "carpet"},
+                             JWT_SECRET, algorithm="HS256"))
+
+
+def callers():
+    """(name, metadata, the identity the server should see) for every kind of caller."""
+    yield "no credential", (), None
+    yield "STAFF of another organisation", staff_of_another_organisation(), Identity(
+        person=Principal("stranger", "STAFF", OTHER_ORG))
+    yield "ADMIN token", ADMIN, Identity(person=Principal("alice", "ADMIN"))
+    for service in SERVICE_TOKEN:
+        yield f"service {service}", as_service(service), Identity(service=service)
+
+
+def call(channel, method, metadata):
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    request = GetMessageClass(method.input_type)()
+    deserialize = GetMessageClass(method.output_type).FromString
+    try:
+        if method.server_streaming:
+            stream = channel.unary_stream(path, request_serializer=type(request).SerializeToString,
+                                          response_deserializer=deserialize)
+            for _ in stream(request, metadata=metadata, timeout=5):
+                pass
+        else:
+            channel.unary_unary(path, request_serializer=type(request).SerializeToString,
+                                response_deserializer=deserialize)(
+                request, metadata=metadata, timeout=10)
+    except grpc.RpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+def test_every_method_answers_every_caller_as_its_table_says(credit_server, render_server,
+                                                             render_settings, gateway):
+    tables = {"credit": credit_policy(render_settings), "render": render_policy(render_settings),
+              "gateway": GATEWAY_POLICY}
+    ports = {"credit": credit_server.port, "render": render_server.port, "gateway": gateway[1]}
+    channels = {target: grpc.insecure_channel(f"127.0.0.1:{port}")
+                for target, port in ports.items()}
+    walked = {target: set() for target in tables}
+    try:
+        for service, target in SERVICES.items():
+            for method in service.methods:
+                path = f"/{service.full_name}/{method.name}"
+                assert path in tables[target], f"{path} is missing from the {target} table"
+                walked[target].add(path)
+                for name, metadata, identity in callers():
+                    code = call(channels[target], method, metadata)
+                    if identity is None:
+                        expected = {grpc.StatusCode.UNAUTHENTICATED}
+                    else:
+                        try:
+                            admit(identity, tables[target][path])
+                        except PermissionDenied:
+                            expected = {grpc.StatusCode.PERMISSION_DENIED}
+                        else:  # admitted: whatever the empty request gets, not a refusal
+                            expected = set(grpc.StatusCode) - {
+                                grpc.StatusCode.UNAUTHENTICATED,
+                                grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INTERNAL}
+                    assert code in expected, f"{path} for {name}: {code.name}"
+    finally:
+        for channel in channels.values():
+            channel.close()
+    for target, table in tables.items():
+        assert set(table) == walked[target], f"the {target} table names unknown methods"
+
+
+def test_the_tables_say_what_the_boundary_promises(render_settings):
+    """The rules that matter most, read from the tables themselves."""
+    credit, render = credit_policy(render_settings), render_policy(render_settings)
+    hold_cycle = [f"/carpet.credit.v1.CreditService/{name}"
+                  for name in ("ReserveCredits", "CaptureHold", "ReleaseHold")]
+    for path in hold_cycle:
+        assert credit[path].services == {"render"} and not credit[path].admin
+    for name in ("BatchGetUsers", "GetAccountTotals", "RecordDenial"):
+        rule = credit[f"/carpet.credit.v1.AccountService/{name}"] if name != "RecordDenial" \
+            else credit["/carpet.credit.v1.AuditService/RecordDenial"]
+        assert not rule.admin and not rule.staff and rule.services
+    for path, rule in render.items():
+        assert rule.admin and "web" in rule.services, path
+        assert rule.staff == (not path.endswith("/CreateCarpet")), path
