@@ -335,11 +335,11 @@ def test_staff_sees_and_spends_only_for_its_own_organisation(render_server, cred
     foreign = submit(render_server, theirs.id, carpet.id)
     for method, request_type in (("GetRender", render_pb2.GetRenderRequest),
                                  ("CancelRender", render_pb2.CancelRenderRequest)):
-        expect_error(lambda: as_staff(request_type, method, id=foreign.id),
+        expect_error(lambda m=method, r=request_type: as_staff(r, m, id=foreign.id),
                      grpc.StatusCode.NOT_FOUND)
     for method, request_type in (("WatchRender", render_pb2.WatchRenderRequest),
                                  ("GetRenderOutput", render_pb2.GetRenderOutputRequest)):
-        expect_error(lambda: list(as_staff(request_type, method, id=foreign.id)),
+        expect_error(lambda m=method, r=request_type: list(as_staff(r, m, id=foreign.id)),
                      grpc.StatusCode.NOT_FOUND)
     assert submit(render_server, theirs.id, carpet.id).status == render_pb2.RENDER_STATUS_QUEUED
     listed = as_staff(render_pb2.ListRendersRequest, "ListRenders")
