@@ -9,9 +9,8 @@ import re
 import sys
 
 from carpet_common.auth import ROLE_ADMIN, ROLE_STAFF, mint_jwt
-from carpet_common.cli import start
-from carpet_common.server import check_listen_address, run_until_signal, tls_files
-from carpet_common.settings import SettingsError
+from carpet_common.cli import refuse_plaintext_beyond_loopback, start
+from carpet_common.server import run_until_signal
 
 logger = logging.getLogger("admin_gateway")
 MAX_TTL_S = 24 * 60 * 60
@@ -62,16 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from admin_gateway.app import start_gateway
 
-    try:
-        check_listen_address("ADMIN_GRPC_ADDR", settings.admin_grpc_addr,
-                             tls=bool(tls_files(settings)),
-                             allow_plaintext=settings.allow_plaintext)
-        # The HTTP side has no TLS of its own: beyond loopback it belongs behind a TLS proxy.
-        check_listen_address("ADMIN_HTTP_ADDR", settings.admin_http_addr, tls=False,
-                             allow_plaintext=settings.allow_plaintext)
-    except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
+    refuse_plaintext_beyond_loopback(settings, ("ADMIN_GRPC_ADDR", settings.admin_grpc_addr),
+                                     ("ADMIN_HTTP_ADDR", settings.admin_http_addr))
 
     gateway = start_gateway(settings, settings.admin_grpc_addr, settings.admin_http_addr)
     logger.info("admin gateway listening on %s (gRPC) and http://%s/admin/",

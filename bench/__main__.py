@@ -16,9 +16,12 @@ from bench.environment import (
     RESULTS_DIR,
     ServerProcess,
     admin_token,
+    channel_as,
     free_address,
     fresh_database_url,
     run_cli,
+    security_env,
+    service_tokens,
 )
 
 HOT_BALANCE = 10**11
@@ -53,13 +56,12 @@ def load_organizations(url: str) -> dict:
             "spread_organizations": [ids[n] for n in names[2:]]}
 
 
-def create_carpet(address: str) -> int:
-    import grpc
+def create_carpet(config: dict, address: str) -> int:
 
     from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
     from tests.fake_image_api import tiny_png
 
-    with grpc.insecure_channel(address) as channel:
+    with channel_as(config, address, "web") as channel:
         return render_pb2_grpc.RenderServiceStub(channel).CreateCarpet(
             render_pb2.CreateCarpetRequest(sku="BENCH-1", name="Bench kilim", width_cm=120,
                                            length_cm=180, image=tiny_png(size=(64, 96))),
@@ -117,7 +119,7 @@ def main() -> int:
     token = admin_token()
     env = {"CREDIT_DATABASE_URL": credit_url, "LOG_FORMAT": "json",
            "ADMIN_TOKENS": f"bench:{token}", "GRPC_MAX_WORKERS": "16",
-           "DB_MAX_CONNECTIONS": "16"}
+           "DB_MAX_CONNECTIONS": "16", **security_env()}
     migrated = run_cli("credit_service", "migrate", env)
     if migrated.returncode != 0:
         print(migrated.stderr, file=sys.stderr)
@@ -125,6 +127,7 @@ def main() -> int:
     config = load_organizations(credit_url)
     config["database_url"] = credit_url
     config["admin_token"] = token
+    config["service_tokens"] = service_tokens(env)
 
     address = free_address()
     server = ServerProcess("credit_service", {**env, "CREDIT_ADDR": address}, address)
@@ -178,7 +181,7 @@ def main() -> int:
             shared.stop()
         # Submissions alone (no workers competing for the CPU), then whole renders.
         start_render(workers=0)
-        config["carpet"] = create_carpet(config["render_address"])
+        config["carpet"] = create_carpet(config, config["render_address"])
         render_ceiling = scenario("ceiling.grpc.render", "render_workloads.health_check")
         scenario("render.submit", "render_workloads.submit")
         start_render(workers=2)
@@ -191,7 +194,7 @@ def main() -> int:
         for running in [*render_servers, server]:
             running.stop()
     verified = run_cli("credit_service", "verify", env)
-    render_verified = run_cli("render_service", "verify", render_env)
+    render_verified = run_cli("ops", "reconcile", render_env)
 
     lower = min(grpc_ceiling, db_ceiling, key=lambda r: r.ops_per_s)
     ceilings = {"ceiling.grpc": None, "ceiling.db": None, "credit.get_balance": grpc_ceiling,

@@ -9,8 +9,7 @@ import random
 import sqlite3
 from urllib.parse import urlparse
 
-import grpc
-
+from bench.environment import channel_as
 from bench.health import health_check_of
 from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
 
@@ -26,7 +25,7 @@ health_check = health_check_of("address")
 
 
 def get_balance(config: dict, index: int):
-    stub = credit_pb2_grpc.CreditServiceStub(grpc.insecure_channel(config["address"]))
+    stub = credit_pb2_grpc.CreditServiceStub(channel_as(config, config["address"], "render"))
     organizations = config["spread_organizations"]
     rng = random.Random(index)
 
@@ -39,7 +38,8 @@ def get_balance(config: dict, index: int):
 
 
 def _reserve_capture(config: dict, index: int, organizations: list[int]):
-    stub = credit_pb2_grpc.CreditServiceStub(grpc.insecure_channel(config["address"]))
+    # As the render service calls it: only `render` may hold credits.
+    stub = credit_pb2_grpc.CreditServiceStub(channel_as(config, config["address"], "render"))
     references = _references(index)
     rng = random.Random(index)
 

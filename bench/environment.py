@@ -60,10 +60,35 @@ def wait_serving(address: str, timeout: float = 30.0) -> None:
     raise TimeoutError(f"{address} did not start")
 
 
+# The service identity each process presents on its outgoing calls (docs/security.md).
+OWN_SERVICE = {"render_service": "render", "admin_gateway": "admin-gateway"}
+
+
+def security_env() -> dict[str, str]:
+    """Service tokens (`render`, `admin-gateway`, and `web`, the clients' internal backend) and
+    the audit key, made anew for each run."""
+    tokens = {name: secrets.token_urlsafe(32) for name in ("render", "admin-gateway", "web")}
+    return {"SERVICE_TOKENS": ",".join(f"{name}:{token}" for name, token in tokens.items()),
+            "AUDIT_HMAC_KEY": secrets.token_urlsafe(43)}
+
+
+def service_tokens(env: dict[str, str]) -> dict[str, str]:
+    return dict(item.split(":", 1) for item in env["SERVICE_TOKENS"].split(","))
+
+
+def channel_as(config: dict, address: str, service: str) -> grpc.Channel:
+    """A client channel presenting `service`'s token (config["service_tokens"])."""
+    from carpet_common.server import service_channel
+
+    return service_channel(address, service_token=config["service_tokens"][service])
+
+
 class ServerProcess:
     """`python -m <module> serve` with the given settings; stopped with SIGTERM."""
 
     def __init__(self, module: str, env: dict[str, str], address: str):
+        if module in OWN_SERVICE:
+            env = {**env, "SERVICE_TOKEN": service_tokens(env)[OWN_SERVICE[module]]}
         self.address = address
         self.log_path = os.path.join(RESULTS_DIR, f"{module}.log")
         os.makedirs(RESULTS_DIR, exist_ok=True)

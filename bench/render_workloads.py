@@ -1,8 +1,7 @@
 """Client-side workloads of the render scenarios (see bench/credit_workloads.py for the shape)."""
 from __future__ import annotations
 
-import grpc
-
+from bench.environment import channel_as
 from bench.health import health_check_of
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 
@@ -19,7 +18,8 @@ def _submit_request(config: dict) -> render_pb2.SubmitRenderRequest:
 
 
 def submit(config: dict, index: int):
-    stub = render_pb2_grpc.RenderServiceStub(grpc.insecure_channel(config["render_address"]))
+    stub = render_pb2_grpc.RenderServiceStub(
+        channel_as(config, config["render_address"], "web"))
     request = _submit_request(config)
 
     def operation() -> int:
@@ -31,7 +31,8 @@ def submit(config: dict, index: int):
 
 def end_to_end(config: dict, index: int):
     """Submit, then watch until the job ends: one operation is one finished render."""
-    stub = render_pb2_grpc.RenderServiceStub(grpc.insecure_channel(config["render_address"]))
+    stub = render_pb2_grpc.RenderServiceStub(
+        channel_as(config, config["render_address"], "web"))
     request = _submit_request(config)
 
     def operation() -> int:

@@ -48,6 +48,23 @@ def report(problems: list[str], all_good: str) -> int:
     return 1 if problems else 0
 
 
+def refuse_plaintext_beyond_loopback(settings: Settings, *listeners: tuple[str, str]) -> None:
+    """Exit 2 when a listener (`(SETTING, address)`) would serve plaintext beyond this
+    machine without ALLOW_PLAINTEXT=1 (see carpet_common.server.check_listen_address)."""
+    from carpet_common.server import check_listen_address, tls_files
+
+    try:
+        for setting, address in listeners:
+            # The gateway's HTTP side has no TLS of its own: beyond loopback it belongs behind
+            # a TLS-terminating proxy.
+            tls = bool(tls_files(settings)) and setting != "ADMIN_HTTP_ADDR"
+            check_listen_address(setting, address, tls=tls,
+                                 allow_plaintext=settings.allow_plaintext)
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def open_existing_database(proxy: DatabaseProxy, url: str, *,
                            max_connections: int = 20) -> Database:
     """Bind `proxy` to the database at `url`, for commands that read or change an existing one

@@ -39,7 +39,8 @@ CLIENT_CHANNEL_OPTIONS = (
 )
 
 
-class _PresentServiceToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+class ServiceTokenInterceptor(grpc.UnaryUnaryClientInterceptor,
+                              grpc.UnaryStreamClientInterceptor):
     """Adds this process's own service token to every outgoing call."""
 
     def __init__(self, token: str):
@@ -69,7 +70,7 @@ def service_channel(target: str, tls_cert: str | None = None, tls_key: str | Non
         options = (*options, ("grpc.service_config", service_config))
     channel = _transport_channel(target, tls_cert, tls_key, tls_ca, options)
     if service_token:
-        channel = grpc.intercept_channel(channel, _PresentServiceToken(service_token))
+        channel = grpc.intercept_channel(channel, ServiceTokenInterceptor(service_token))
     return channel
 
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 import logging
 import sys
 
-from carpet_common.cli import open_existing_database, report, start
+from carpet_common.cli import (
+    open_existing_database,
+    refuse_plaintext_beyond_loopback,
+    report,
+    start,
+)
 from carpet_common.db import bind_database
 from carpet_common.migrate import apply_migrations
-from carpet_common.server import (
-    check_listen_address,
-    run_until_signal,
-    serve_in_processes,
-    tls_files,
-)
-from carpet_common.settings import SettingsError
+from carpet_common.server import run_until_signal, serve_in_processes
 from render_service import migrations
 from render_service.models import database
 
@@ -40,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             return report(list(count_problems()), "render invariants hold "
                           "(charges across both databases: python -m ops reconcile)")
 
-    try:
-        check_listen_address("RENDER_ADDR", settings.render_addr, tls=bool(tls_files(settings)),
-                             allow_plaintext=settings.allow_plaintext)
-    except SettingsError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
+    refuse_plaintext_beyond_loopback(settings, ("RENDER_ADDR", settings.render_addr))
     return serve_in_processes(settings.server_processes, lambda index: serve(settings, index))
 
 

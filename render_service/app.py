@@ -83,10 +83,11 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
         MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
-        AuthInterceptor(Authenticator(settings), policy(settings), on_denied=denials.record),
+        # Before authentication, so guessing credentials is limited too.
         RateLimitInterceptor(RateLimiter(settings.rate_limit_render, settings.rate_limit_storage,
                                          namespace="render"),
-                             methods={f"/{SERVICE}/SubmitRender"}),
+                             methods={f"/{SERVICE}/SubmitRender", f"/{SERVICE}/CreateCarpet"}),
+        AuthInterceptor(Authenticator(settings), policy(settings), on_denied=denials.record),
         TextFieldInterceptor(),
         DatabaseConnectionInterceptor(database),
     ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import grpc
 
 from carpet_common.errors import rpc_error_reason as error_reason  # noqa: F401 - for tests
+from carpet_common.server import ServiceTokenInterceptor
 from carpet_common.settings import load_settings
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
@@ -51,27 +52,13 @@ class CreditStubs:
     anonymous: CreditStubs | None = None  # the same server through a channel of no identity
 
 
-class _Identity(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Presents a service token on every call, next to whatever the call itself sends."""
-
-    def __init__(self, service: str):
-        self._metadata = as_service(service)
-
-    def _add(self, details):
-        return details._replace(metadata=[*(details.metadata or ()), *self._metadata])
-
-    def intercept_unary_unary(self, continuation, details, request):
-        return continuation(self._add(details), request)
-
-    def intercept_unary_stream(self, continuation, details, request):
-        return continuation(self._add(details), request)
-
-
 def identified_channel(port: int | str, service: str | None) -> grpc.Channel:
     """A channel to a local server (a port, or an address) that presents `service`'s token on
     every call (None: no identity of its own)."""
     channel = grpc.insecure_channel(port if isinstance(port, str) else f"127.0.0.1:{port}")
-    return channel if service is None else grpc.intercept_channel(channel, _Identity(service))
+    if service is None:
+        return channel
+    return grpc.intercept_channel(channel, ServiceTokenInterceptor(SERVICE_TOKEN[service]))
 
 
 def credit_stubs(port: int, service: str | None = "render") -> CreditStubs:

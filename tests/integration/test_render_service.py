@@ -245,11 +245,15 @@ def test_submit_is_rate_limited_per_client_ip(render_db, render_settings):
                              "RATE_LIMITED")
         trailers = dict(error.trailing_metadata())
         assert 1 <= int(trailers["retry-after"]) <= 60
-        # Other methods are not limited.
+        # CreateCarpet shares the client's budget; other methods are not limited.
+        expect_error(lambda: stubs.renders.CreateCarpet(render_pb2.CreateCarpetRequest(
+            sku="S", name="S", width_cm=1, length_cm=1, image=tiny_png()), timeout=10),
+            grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
         expect_error(lambda: stubs.renders.GetRender(render_pb2.GetRenderRequest(id=5),
                                                      timeout=10), grpc.StatusCode.NOT_FOUND)
     finally:
         stubs.channel.close()
+        stubs.anonymous.channel.close()
         running.stop(grace=1)
 
 
