@@ -220,7 +220,12 @@ def test_plaintext_beyond_loopback_needs_allow_plaintext(module, tmp_path):
         assert no_reflection.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        try:
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def test_token_command_refuses_organisation_zero(tmp_path):
