@@ -63,9 +63,9 @@ def reserve_capture_spread(config: dict, index: int):
 
 def database_transactions(config: dict, index: int):
     """The ceiling: the service's own reserve and capture transactions (the very statements of
-    credit_service.ledger) issued straight through the database driver, on the hot
+    credit_service.ledger_sql) issued straight through the database driver, on the hot
     organisation, with no gRPC and no service code in between."""
-    from credit_service import ledger
+    from credit_service import ledger_sql
 
     url = config["database_url"]
     organization = config["hot_organization"]
@@ -81,7 +81,7 @@ def database_transactions(config: dict, index: int):
         connection = psycopg2.connect(url)
         connection.autocommit = True  # explicit BEGIN/COMMIT, as peewee does
         placeholder, begin = "%s", "BEGIN"
-    sql = {name: getattr(ledger, name).sql_with(placeholder) for name in (
+    sql = {name: getattr(ledger_sql, name).sql_with(placeholder) for name in (
         "_INSERT_HOLD", "_HOLD_CREDITS", "_CAPTURE_HOLD", "_CHARGE_HELD", "_INSERT_RENDER_LOG",
         "_RESERVE_PG", "_CAPTURE_PG")}
     postgres = not url.startswith("sqlite")
