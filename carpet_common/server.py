@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -210,6 +211,21 @@ def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] 
     logger.info("stopped")
 
 
+def _stop_with_parent(parent: int) -> None:
+    """In a forked child: be sent SIGTERM (a graceful stop) when the supervisor dies, even by
+    SIGKILL, so no orphan keeps serving the shared port with old settings (Linux's
+    PR_SET_PDEATHSIG). A supervisor that died before this ran is caught by its pid."""
+    import ctypes
+    import ctypes.util
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        logger.warning("could not ask to stop with the supervisor (errno %d)", ctypes.get_errno())
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def serve_in_processes(count: int, serve: Callable[[int], int]) -> int:
     """Run `serve(index)` in `count` forked processes that share the listening address (each
     binds it with SO_REUSEPORT and the kernel spreads connections), so one service uses more
@@ -220,9 +236,10 @@ def serve_in_processes(count: int, serve: Callable[[int], int]) -> int:
     this process."""
     if count == 1:
         return serve(0)
-    import os
 
     stopping = False
+
+    supervisor = os.getpid()
 
     def spawn(index: int) -> int:
         pid = os.fork()
@@ -230,6 +247,7 @@ def serve_in_processes(count: int, serve: Callable[[int], int]) -> int:
             # Asked to stop before serve() installs its own handlers: nothing to drain yet.
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: os._exit(0))
+            _stop_with_parent(supervisor)
             code = 1
             try:
                 code = serve(index)
