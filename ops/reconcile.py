@@ -1,6 +1,13 @@
-"""Invariant 4 across both ledgers: a job in `success` has exactly one capture (one `render`
-credit-log row, the one it names, for the credits it says); a job in `failed` has none; no hold
-outlives its job's end (the hold of an ended job is captured, released or expired).
+"""Invariant 4 across both ledgers, in both directions.
+
+From the render side: a job in `success` has exactly one capture (one `render` credit-log row,
+the one it names, for the credits it says); a job in `failed` has none; no hold outlives its
+job's end (the hold of an ended job is captured, released or expired).
+
+From the credit side: every capture names a job the render database has, and that job ended in
+`success`; every hold of a render job names a job the render database has. (After restoring the
+two databases from snapshots taken at different moments, these find what one side has and the
+other lost.)
 
 Reads the render database and the credit database.
 """
@@ -23,7 +30,7 @@ def reconcile(settings: Settings) -> list[str]:
     render_db = bind_database(render_models.database, settings.render_database_url)
     credit_db = bind_database(credit_models.database, settings.credit_database_url)
     with render_db.connection_context(), credit_db.connection_context():
-        return [*count_problems(), *charge_problems()]
+        return [*count_problems(), *charge_problems(), *credit_side_problems()]
 
 
 def _ended_jobs():
@@ -68,3 +75,51 @@ def charge_problems():
                 yield f"invariant 4: failed job {job.id} was charged ({len(logs)} captures)"
             if reference in open_holds:
                 yield f"invariant 4: {job.status} job {job.id} still has a held hold"
+
+
+def _job_id(reference: str) -> int | None:
+    prefix = hold_reference(0)[:-1]  # "render-job:"
+    if not reference.startswith(prefix) or not reference[len(prefix):].isdigit():
+        return None
+    return int(reference[len(prefix):])
+
+
+def _in_batches(query, id_field):
+    last_id = 0
+    while True:
+        batch = list(query.where(id_field > last_id).order_by(id_field).limit(BATCH))
+        if not batch:
+            return
+        yield batch
+        last_id = batch[-1].id
+
+
+def _jobs_by_id(job_ids) -> dict:
+    RenderJob = render_models.RenderJob
+    return {job.id: job for job in RenderJob.select(RenderJob.id, RenderJob.status)
+            .where(RenderJob.id.in_(sorted(job_ids)))}
+
+
+def credit_side_problems():
+    CreditLog, CreditHold = credit_models.CreditLog, credit_models.CreditHold
+    captures = CreditLog.select(CreditLog.id, CreditLog.reference).where(
+        CreditLog.kind == "render")
+    for batch in _in_batches(captures, CreditLog.id):
+        named = {log.id: _job_id(log.reference) for log in batch}
+        jobs = _jobs_by_id({job_id for job_id in named.values() if job_id is not None})
+        for log in batch:
+            job = jobs.get(named[log.id])
+            if job is None:
+                yield (f"invariant 4: capture credit_log {log.id} ({log.reference}) names a job "
+                       f"the render database does not have")
+            elif job.status not in ("success", "failed"):  # a charged failure: see above
+                yield (f"invariant 4: capture credit_log {log.id} ({log.reference}) names a job "
+                       f"that is still {job.status}")
+    holds = CreditHold.select(CreditHold.id, CreditHold.reference, CreditHold.state)
+    for batch in _in_batches(holds, CreditHold.id):
+        named = {hold.id: _job_id(hold.reference) for hold in batch}
+        jobs = _jobs_by_id({job_id for job_id in named.values() if job_id is not None})
+        for hold in batch:
+            if named[hold.id] is not None and named[hold.id] not in jobs:
+                yield (f"invariant 4: {hold.state} hold {hold.id} ({hold.reference}) names a "
+                       f"job the render database does not have")

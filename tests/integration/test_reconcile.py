@@ -1,0 +1,75 @@
+"""`python -m ops reconcile` after restoring the two databases from snapshots taken at different
+moments, in both orders: what one side has and the other lost is named, from both directions;
+snapshots taken together reconcile cleanly. (SQLite's online backup is the snapshot; the
+PostgreSQL restore commands are in docs/operations.md.)"""
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from protos.carpet.render.v1 import render_pb2
+from tests.integration.test_credit_accounts import create_org
+from tests.integration.test_render_service import create_carpet, submit, wait_final
+from tests.processes import ROOT, security_env
+
+
+def snapshot(url: str, path) -> str:
+    """SQLite's online backup of a live database (`sqlite3 db ".backup copy"`)."""
+    source = sqlite3.connect(url.removeprefix("sqlite:///"))
+    target = sqlite3.connect(str(path))
+    with target:
+        source.backup(target)
+    source.close()
+    target.close()
+    return f"sqlite:///{path}"
+
+
+def reconcile(credit_url: str, render_url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **security_env(), "CREDIT_DATABASE_URL": credit_url,
+           "RENDER_DATABASE_URL": render_url}
+    return subprocess.run([sys.executable, "-m", "ops", "reconcile"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_snapshots_taken_apart_are_reconciled_in_both_directions(
+        render_server, credit_server, start_workers, credit_db_url, render_db_url, tmp_path):
+    start_workers()
+    org = create_org(credit_server, "Acme", 50)
+    carpet = create_carpet(render_server)
+
+    def render_one():
+        done, _ = wait_final(render_server, submit(render_server, org.id, carpet.id).id)
+        assert done.status == render_pb2.RENDER_STATUS_SUCCESS, done
+        return done
+
+    first = render_one()
+    credit_then = snapshot(credit_db_url, tmp_path / "credit-then.db")
+    render_then = snapshot(render_db_url, tmp_path / "render-then.db")
+    later = render_one()  # rendered, charged: seconds after the first snapshots
+    credit_now = snapshot(credit_db_url, tmp_path / "credit-now.db")
+    render_now = snapshot(render_db_url, tmp_path / "render-now.db")
+
+    for credit, render in ((credit_then, render_then), (credit_now, render_now)):
+        together = reconcile(credit, render)
+        assert together.returncode == 0, together.stdout + together.stderr
+
+    # The render database restored from the earlier snapshot: the credit side has a capture
+    # and a hold of a job the render side no longer knows.
+    older_render = reconcile(credit_now, render_then)
+    assert older_render.returncode == 1
+    assert (f"capture credit_log {later.credit_log_id} (render-job:{later.id}) names a job the "
+            f"render database does not have") in older_render.stdout
+    assert (f"captured hold {later.hold_id} (render-job:{later.id}) names a job the render "
+            f"database does not have") in older_render.stdout
+    assert "verify: 2 problem(s)" in older_render.stdout
+
+    # The credit database restored from the earlier snapshot: a job the render side finished
+    # has no capture.
+    older_credit = reconcile(credit_then, render_now)
+    assert older_credit.returncode == 1
+    assert older_credit.stdout.splitlines() == [
+        f"invariant 4: success job {later.id} has 0 captures, not 1", "verify: 1 problem(s)"]
+    assert first.id < later.id  # the first job, in both snapshots, is never named
