@@ -20,7 +20,7 @@ from carpet_common.denials import DenialLog
 from carpet_common.interceptors import ErrorMappingInterceptor, TextFieldInterceptor
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
-from carpet_common.server import GrpcServer, create_server, tls_files
+from carpet_common.server import ChannelSecurity, GrpcServer, create_server, tls_files
 from carpet_common.settings import Settings
 from protos.carpet.admin.v1 import admin_pb2_grpc
 from protos.carpet.credit.v1 import audit_pb2
@@ -67,7 +67,7 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
                  clock=None, unix_socket: str | None = None) -> tuple[GrpcServer, int]:
     clients = clients or ServiceClients(
         settings.credit_addr, settings.render_addr,
-        (settings.tls_cert, settings.tls_key, settings.tls_client_ca), settings.service_token)
+        ChannelSecurity.from_settings(settings), settings.service_token)
     denials = DenialLog(denial_writer(clients))
     limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,
                           namespace="admin")
@@ -111,6 +111,6 @@ def start_gateway(settings: Settings, grpc_address: str, http_address: str) -> G
     http = AdminHttpServer(http_address, f"unix:{socket_path}", settings.trusted_proxies,
                            backends={"credit": settings.credit_addr,
                                      "render": settings.render_addr},
-                           tls=(settings.tls_cert, settings.tls_key, settings.tls_client_ca))
+                           security=ChannelSecurity.from_settings(settings))
     http.start()
     return Gateway(running, port, http, socket_dir)

@@ -8,7 +8,7 @@ import grpc
 
 from carpet_common import errors
 from carpet_common.calls import call_var
-from carpet_common.server import service_channel
+from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
 from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2_grpc
 
@@ -33,11 +33,12 @@ class _ForwardCaller(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInt
 
 
 class ServiceClients:
-    def __init__(self, credit_address: str, render_address: str, tls: tuple = (None,) * 3,
+    def __init__(self, credit_address: str, render_address: str,
+                 security: ChannelSecurity = PLAINTEXT,
                  service_token: str | None = None):
-        """`tls`: (cert, key, CA) of this process, for mTLS to the services; `service_token`:
-        this process's own identity where certificates are not set up."""
-        own_credit, own_render = (service_channel(address, *tls, service_token=service_token)
+        """`security`: how this process's channels are secured (TLS, its certificate);
+        `service_token`: its own identity where certificates are not set up."""
+        own_credit, own_render = (service_channel(address, security, service_token=service_token)
                                   for address in (credit_address, render_address))
         credit, render = (grpc.intercept_channel(channel, _ForwardCaller())
                           for channel in (own_credit, own_render))

@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from admin_gateway.openapi import IMAGE_PATH_ITEM, build_document
 from carpet_common.calls import client_ip
 from carpet_common.errors import http_status_for, rpc_error_reason
-from carpet_common.server import service_channel
+from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
@@ -93,13 +93,14 @@ def parse_request(request_type, method: str, query: str, body: bytes):
 
 class AdminHttpServer:
     def __init__(self, address: str, grpc_target: str, trusted_proxies=(),
-                 backends: dict[str, str] | None = None, tls: tuple = (None,) * 3):
+                 backends: dict[str, str] | None = None,
+                 security: ChannelSecurity = PLAINTEXT):
         host, _, port = address.rpartition(":")
         self._channel = grpc.insecure_channel(grpc_target)
         self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self._trusted = tuple(trusted_proxies)
         # /healthz is ready only when every backend answers its health check.
-        self._backend_channels = {name: service_channel(target, *tls)
+        self._backend_channels = {name: service_channel(target, security)
                                   for name, target in (backends or {}).items()}
         self._openapi = json.dumps(build_document(
             ROUTES, {"/admin/renders/{id}/image": IMAGE_PATH_ITEM})).encode()

@@ -57,30 +57,89 @@ class ServiceTokenInterceptor(grpc.UnaryUnaryClientInterceptor,
         return continuation(self._with_token(details), request)
 
 
-def service_channel(target: str, tls_cert: str | None = None, tls_key: str | None = None,
-                    tls_ca: str | None = None, *, service_token: str | None = None,
+@dataclass(frozen=True)
+class ChannelSecurity:
+    """How a process's channels to other services are secured.
+
+    TLS when `roots` (the CA that signs the servers' certificates) is set; the process's own
+    certificate is presented when `cert` and `key` are (mTLS: the certificate is its identity).
+    `server_name`: the name every server's certificate must carry, checked instead of the
+    dialled host, so a list of replicas (`ipv4:10.0.0.5:50051,10.0.0.6:50051`) or a `dns:` name
+    with several records verifies each replica."""
+
+    roots: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    server_name: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> ChannelSecurity:
+        return cls(roots=settings.tls_ca or settings.tls_client_ca,
+                   cert=settings.tls_cert, key=settings.tls_key,
+                   server_name=settings.tls_server_name)
+
+
+PLAINTEXT = ChannelSecurity()  # for loopback and tests
+
+
+def service_channel(target: str, security: ChannelSecurity = PLAINTEXT, *,
+                    service_token: str | None = None,
                     service_config: str | None = None) -> grpc.Channel:
-    """A channel from one service to another, presenting this process's identity. With TLS
-    files set (the process's own TLS_CERT, TLS_KEY and TLS_CLIENT_CA, the CA that signs every
-    service's certificate), the channel checks the server against that CA and presents the
-    process's certificate (mTLS: the certificate is the identity); otherwise plaintext, and
-    the identity is `service_token` (SERVICE_TOKEN), sent on every call. `service_config`:
-    gRPC service config JSON (retry policies)."""
+    """A channel from one service to another, presenting this process's identity: its client
+    certificate under mTLS, and `service_token` (SERVICE_TOKEN) on every call when given.
+    `service_config`: gRPC service config JSON (retry policies)."""
     options = CLIENT_CHANNEL_OPTIONS
     if service_config:
         options = (*options, ("grpc.service_config", service_config))
-    channel = _transport_channel(target, tls_cert, tls_key, tls_ca, options)
+    if security.roots and security.server_name:
+        options = (*options, ("grpc.ssl_target_name_override", security.server_name))
+    channel = _transport_channel(target, security, options)
+    channel = grpc.intercept_channel(channel, _FirstFailureLog(target))
     if service_token:
         channel = grpc.intercept_channel(channel, ServiceTokenInterceptor(service_token))
     return channel
 
 
-def _transport_channel(target, tls_cert, tls_key, tls_ca, options) -> grpc.Channel:
-    if tls_cert and tls_key and tls_ca:
-        with open(tls_ca, "rb") as ca, open(tls_key, "rb") as key, open(tls_cert, "rb") as cert:
-            credentials = grpc.ssl_channel_credentials(ca.read(), key.read(), cert.read())
-        return grpc.secure_channel(target, credentials, options=options)
-    return grpc.insecure_channel(target, options=options)
+def _transport_channel(target: str, security: ChannelSecurity, options) -> grpc.Channel:
+    if not security.roots:
+        return grpc.insecure_channel(target, options=options)
+    with open(security.roots, "rb") as roots:
+        root_certificates = roots.read()
+    key = cert = None
+    if security.cert and security.key:
+        with open(security.key, "rb") as key_file, open(security.cert, "rb") as cert_file:
+            key, cert = key_file.read(), cert_file.read()
+    credentials = grpc.ssl_channel_credentials(root_certificates, key, cert)
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+class _FirstFailureLog(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Logs the first UNAVAILABLE of a target with grpc's reason (a failed TLS handshake says
+    why here, e.g. a certificate that does not name the server), once until a call succeeds
+    again, so a broken link is visible without flooding the log."""
+
+    def __init__(self, target: str):
+        self._target = target
+        self._failing = False
+
+    def _done(self, call) -> None:
+        code = call.code()
+        if code == grpc.StatusCode.UNAVAILABLE and not self._failing:
+            self._failing = True
+            reason = call.debug_error_string() if hasattr(call, "debug_error_string") else ""
+            logger.error("cannot reach %s: %s %s", self._target, call.details(), reason)
+        elif code == grpc.StatusCode.OK:
+            self._failing = False
+
+    def _watch(self, call):
+        call.add_done_callback(self._done)  # never blocks: `.future()` calls stay parallel
+        return call
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return self._watch(continuation(details, request))
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(details, request)
 
 
 @dataclass(frozen=True)

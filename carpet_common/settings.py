@@ -52,6 +52,13 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    # The CA that signs the servers' certificates, for this process's outgoing channels (default:
+    # TLS_CLIENT_CA, one private CA for the deployment); set alone, channels use TLS without
+    # client certificates (services then prove who they are with SERVICE_TOKEN).
+    tls_ca: str | None = None
+    # The name every server certificate carries, verified instead of the dialled host (needed
+    # for a list of replicas or a dns: name).
+    tls_server_name: str | None = None
     # name -> token of the services whose calls this process accepts (x-service-token).
     service_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
     # This process's own token, presented on its outgoing calls.
@@ -179,6 +186,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tls_cert=text("TLS_CERT", None),
         tls_key=text("TLS_KEY", None),
         tls_client_ca=text("TLS_CLIENT_CA", None),
+        tls_ca=text("TLS_CA", None),
+        tls_server_name=text("TLS_SERVER_NAME", None),
         service_tokens=parse_admin_tokens(env.get("SERVICE_TOKENS", ""), "SERVICE_TOKENS",
                                           MIN_SERVICE_TOKEN_LENGTH),
         service_token=_secret(env, "SERVICE_TOKEN", MIN_SERVICE_TOKEN_LENGTH),

@@ -13,7 +13,13 @@ from carpet_common.interceptors import (
 )
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
-from carpet_common.server import GrpcServer, create_server, service_channel, tls_files
+from carpet_common.server import (
+    ChannelSecurity,
+    GrpcServer,
+    create_server,
+    service_channel,
+    tls_files,
+)
 from carpet_common.settings import Settings
 from protos.carpet.credit.v1 import audit_pb2, audit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2_grpc
@@ -52,8 +58,8 @@ def policy(settings: Settings) -> dict[str, Rule]:
 def credit_channel(settings: Settings) -> grpc.Channel:
     """The one channel to the credit service for this process: mTLS when configured, else
     this process's service token on every call."""
-    return service_channel(settings.credit_addr, settings.tls_cert, settings.tls_key,
-                           settings.tls_client_ca, service_token=settings.service_token,
+    return service_channel(settings.credit_addr, ChannelSecurity.from_settings(settings),
+                           service_token=settings.service_token,
                            service_config=RETRY_SERVICE_CONFIG)
 
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from admin_gateway.clients import ServiceClients
+from carpet_common.server import ChannelSecurity
 from credit_service.app import build_server
 from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
 from render_service.app import credit_channel
@@ -54,11 +55,15 @@ def pki(tmp_path):
     identities = {"server": ("server", None), "client": ("client", "spiffe://carpet/render"),
                   "gateway": ("admin-gateway", None),
                   "mallory": ("render", "spiffe://carpet/mallory"),
-                  "foreign": ("render", "spiffe://elsewhere/render")}
+                  "foreign": ("render", "spiffe://elsewhere/render"),
+                  # two replicas of the credit service: the name they share, not localhost
+                  "replica_a": ("credit", "spiffe://carpet/credit"),
+                  "replica_b": ("credit", "spiffe://carpet/credit")}
     for name, (common_name, uri) in identities.items():
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _certificate(common_name, "carpet test CA", key.public_key(), ca_key,
-                            dns="localhost", uri=uri)
+                            dns="credit.internal" if name.startswith("replica") else "localhost",
+                            uri=uri)
         files[f"{name}_cert"] = tmp_path / f"{name}.pem"
         files[f"{name}_key"] = tmp_path / f"{name}.key"
         files[f"{name}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -98,8 +103,8 @@ def test_mutual_tls(credit_db, pki):
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND  # reached the service
         # The gateway's clients: the same settings, the same mTLS; its certificate names it by
         # its CN. It may read a balance, but not hold credits (only `render` may).
-        clients = ServiceClients(address, address,
-                                 (pki["gateway_cert"], pki["gateway_key"], pki["ca"]))
+        clients = ServiceClients(address, address, ChannelSecurity(
+            roots=pki["ca"], cert=pki["gateway_cert"], key=pki["gateway_key"]))
         try:
             with pytest.raises(grpc.RpcError) as raised:
                 clients.credits.GetBalance(credit_pb2.GetBalanceRequest(organization_id=1))
@@ -125,3 +130,53 @@ def test_mutual_tls(credit_db, pki):
                 assert raised.value.code() == code, name
     finally:
         running.stop(grace=1)
+
+
+@pytest.mark.parametrize("mutual", [True, False], ids=["mTLS", "TLS only"])
+def test_a_list_of_replicas_is_verified_against_the_shared_name(credit_db, pki, caplog,
+                                                                mutual):
+    """CREDIT_ADDR naming two replicas (`ipv4:a,b`): each replica's certificate is checked
+    against TLS_SERVER_NAME, not the literal target. Under mTLS the render service's
+    certificate is its identity; with TLS only (TLS_CA, no client CA) its service token is.
+    Without TLS_SERVER_NAME the handshake fails, and the reason is logged once."""
+    import logging
+
+    from carpet_common.server import service_channel
+    from tests.helpers import SERVICE_TOKEN
+
+    replicas = [build_server(service_settings(
+        tls_cert=pki[f"replica_{name}_cert"], tls_key=pki[f"replica_{name}_key"],
+        tls_client_ca=pki["ca"] if mutual else None), "127.0.0.1:0") for name in ("a", "b")]
+    ports = [port for _, port in replicas]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+    client = dict(tls_cert=pki["client_cert"], tls_key=pki["client_key"]) if mutual else {}
+    render = service_settings(credit_addr=target, tls_ca=pki["ca"],
+                              service_token=None if mutual else SERVICE_TOKEN["render"],
+                              tls_server_name="credit.internal", **client)
+    try:
+        for address in [target, *(f"127.0.0.1:{port}" for port in ports)]:
+            with credit_channel(dataclasses.replace(render, credit_addr=address)) as channel:
+                for _ in range(4):
+                    with pytest.raises(grpc.RpcError) as raised:
+                        balance_over(channel)
+                    # NOT_FOUND: organisation 1 does not exist, so the call reached the
+                    # service, authenticated as `render`.
+                    assert raised.value.code() == grpc.StatusCode.NOT_FOUND, address
+        caplog.set_level(logging.ERROR, logger="carpet_common.server")
+        unverified = dataclasses.replace(render, tls_server_name=None)
+        with credit_channel(unverified) as channel:
+            for _ in range(3):
+                with pytest.raises(grpc.RpcError) as raised:
+                    balance_over(channel)
+                assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        logged = [record.getMessage() for record in caplog.records
+                  if record.getMessage().startswith(f"cannot reach {target}")]
+        assert len(logged) == 1, logged  # once per target, not once per call
+        # Plaintext to a TLS replica: refused by the transport.
+        with service_channel(f"127.0.0.1:{ports[0]}") as plaintext:
+            with pytest.raises(grpc.RpcError) as raised:
+                balance_over(plaintext)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        for running, _ in replicas:
+            running.stop(grace=1)
