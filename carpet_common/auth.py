@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from prometheus_client import Counter, Gauge
 
 from carpet_common.errors import PermissionDenied, Unauthenticated
 from carpet_common.settings import Settings
@@ -36,6 +37,20 @@ REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "role")
 MAX_JWT_LIFETIME_S = 24 * 60 * 60
 SPIFFE_PREFIX = "spiffe://carpet/"
 SERVICE_TOKEN_HEADER = "x-service-token"
+# Which credentials are still in use, e.g. during a token rotation: by kind and name (the names
+# of ADMIN_TOKENS and SERVICE_TOKENS entries, certificate identities; JWTs by kind only, since
+# their subjects are unbounded). Reads count as much as writes.
+CREDENTIAL_USES = Counter("carpet_credential_uses_total",
+                          "calls that proved an identity, by credential kind and name",
+                          ["kind", "name"])
+CREDENTIAL_LAST_USED = Gauge("carpet_credential_last_used_timestamp_seconds",
+                             "when a credential last proved an identity (Unix time)",
+                             ["kind", "name"])
+
+
+def _used(kind: str, name: str) -> None:
+    CREDENTIAL_USES.labels(kind, name).inc()
+    CREDENTIAL_LAST_USED.labels(kind, name).set_to_current_time()
 
 
 @dataclass(frozen=True)
@@ -193,9 +208,12 @@ class Authenticator:
         if metadata.get("x-admin-token") or metadata.get("authorization"):
             person = self.authenticate(metadata)
         service = certificate_identity(auth_context or {})
-        if service is None and metadata.get(SERVICE_TOKEN_HEADER):
+        if service is not None:
+            _used("certificate", service)
+        elif metadata.get(SERVICE_TOKEN_HEADER):
             service = self._check_token(metadata[SERVICE_TOKEN_HEADER], self._service_tokens,
                                         "service token not accepted")
+            _used("service-token", service)
         if person is None and service is None:
             raise Unauthenticated("missing credentials: send x-admin-token, a Bearer JWT or a "
                                   "service identity (x-service-token or a client certificate)")
@@ -205,9 +223,9 @@ class Authenticator:
         """The person behind the metadata; raises Unauthenticated when there is none."""
         token = metadata.get("x-admin-token")
         if token:
-            return Principal(actor=self._check_token(token, self._tokens,
-                                                     "admin token not accepted"),
-                             role=ROLE_ADMIN)
+            name = self._check_token(token, self._tokens, "admin token not accepted")
+            _used("admin-token", name)
+            return Principal(actor=name, role=ROLE_ADMIN)
         authorization = metadata.get("authorization", "")
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
@@ -263,6 +281,7 @@ class Authenticator:
             raise Unauthenticated("JWT `org` must be a positive organisation id")
         if role == ROLE_STAFF and organization_id is None:
             raise Unauthenticated("a STAFF JWT must carry its organisation in `org`")
+        _used("jwt", "")
         return Principal(actor=str(claims["sub"]), role=role,
                          organization_id=organization_id if role == ROLE_STAFF else None)
 

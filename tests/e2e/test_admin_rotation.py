@@ -38,6 +38,18 @@ def test_rotation_by_restart(tmp_path, credit_db_url, render_db_url):
             process.start()
         gateway = env["ADMIN_GRPC_ADDR"]
         assert (overview(gateway, OLD), overview(gateway, NEW)) == (grpc.StatusCode.OK,) * 2
+        # During the rotation, /metrics says which names are still in use (reads count too).
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{env['ADMIN_HTTP_ADDR']}/metrics",
+                                    timeout=10) as page:
+            metrics = page.read().decode()
+        for name in ("old", "new"):
+            assert (f'carpet_credential_uses_total{{kind="admin-token",name="{name}"}} 1.0'
+                    in metrics), metrics[-2000:]
+            assert (f'carpet_credential_last_used_timestamp_seconds{{kind="admin-token",'
+                    f'name="{name}"}}') in metrics
+        assert OLD not in metrics and NEW not in metrics
         for module in ("admin_gateway", "credit_service"):
             processes[module].stop()
             processes[module].env = {**env, "ADMIN_TOKENS": f"new:{NEW}"}
