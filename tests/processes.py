@@ -27,9 +27,11 @@ def security_env(module: str | None = None) -> dict[str, str]:
     return env
 
 
-def wait_serving(address: str, timeout: float = 20.0) -> None:
+def wait_serving(address: str, timeout: float = 20.0, channel_factory=None) -> None:
+    """Until the server at `address` answers its health check SERVING. `channel_factory`:
+    makes the channel (e.g. TLS) instead of a plaintext one."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with (channel_factory or grpc.insecure_channel)(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -50,8 +52,10 @@ def run_cli(module: str, command: str, env: dict[str, str]) -> subprocess.Comple
 
 
 class ServiceProcess:
-    def __init__(self, module: str, address: str, env: dict[str, str], log_path: str):
+    def __init__(self, module: str, address: str, env: dict[str, str], log_path: str,
+                 channel_factory=None):
         self.module, self.address, self.env, self.log_path = module, address, env, log_path
+        self.channel_factory = channel_factory  # how to reach it for health checks (TLS)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ServiceProcess:
@@ -61,7 +65,7 @@ class ServiceProcess:
                                              **self.env}, cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_serving(self.address)
+        wait_serving(self.address, channel_factory=self.channel_factory)
         return self
 
     def kill(self) -> None:

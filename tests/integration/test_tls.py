@@ -2,16 +2,10 @@
 server requires client certificates (mTLS between services), and the render service's channel
 to the credit service presents its own certificate."""
 import dataclasses
-import datetime
-import ipaddress
 import pathlib
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from admin_gateway.clients import ServiceClients
 from carpet_common.server import ChannelSecurity
@@ -19,58 +13,25 @@ from credit_service.app import build_server
 from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
 from render_service.app import credit_channel
 from tests.helpers import service_settings
+from tests.pki import make_pki
 
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-def _name(common_name):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(subject, issuer, public_key, signing_key, *, ca=False, dns=None, uri=None):
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-               .public_key(public_key).serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=1))
-               .not_valid_after(now + datetime.timedelta(hours=1))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    names = []
-    if dns:
-        names += [x509.DNSName(dns), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    if uri:
-        names.append(x509.UniformResourceIdentifier(uri))
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(signing_key, hashes.SHA256())
-
-
 @pytest.fixture
 def pki(tmp_path):
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("carpet test CA", "carpet test CA", ca_key.public_key(), ca_key, ca=True)
-    files = {"ca": tmp_path / "ca.pem"}
-    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    # name -> (CN, URI SAN): the identity is the spiffe://carpet/<name> URI SAN, or the CN
-    # when the certificate has no URI SAN.
-    identities = {"server": ("server", None), "client": ("client", "spiffe://carpet/render"),
-                  "gateway": ("admin-gateway", None),
-                  "mallory": ("render", "spiffe://carpet/mallory"),
-                  "foreign": ("render", "spiffe://elsewhere/render"),
-                  # two replicas of the credit service: the name they share, not localhost
-                  "replica_a": ("credit", "spiffe://carpet/credit"),
-                  "replica_b": ("credit", "spiffe://carpet/credit")}
-    for name, (common_name, uri) in identities.items():
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(common_name, "carpet test CA", key.public_key(), ca_key,
-                            dns="credit.internal" if name.startswith("replica") else "localhost",
-                            uri=uri)
-        files[f"{name}_cert"] = tmp_path / f"{name}.pem"
-        files[f"{name}_key"] = tmp_path / f"{name}.key"
-        files[f"{name}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        files[f"{name}_key"].write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-    return {key: str(path) for key, path in files.items()}
+    # name -> (CN, URI SAN, DNS SAN): the identity is the spiffe://carpet/<name> URI SAN, or
+    # the CN when the certificate has no URI SAN.
+    return make_pki(tmp_path, {
+        "server": ("server", None, "localhost"),
+        "client": ("client", "spiffe://carpet/render", "localhost"),
+        "gateway": ("admin-gateway", None, "localhost"),
+        "mallory": ("render", "spiffe://carpet/mallory", "localhost"),
+        "foreign": ("render", "spiffe://elsewhere/render", "localhost"),
+        # two replicas of the credit service: the name they share, not localhost
+        "replica_a": ("credit", "spiffe://carpet/credit", "credit.internal"),
+        "replica_b": ("credit", "spiffe://carpet/credit", "credit.internal"),
+    })
 
 
 def balance_over(channel):
