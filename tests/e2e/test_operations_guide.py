@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
-from protos.carpet.credit.v1 import account_pb2, credit_pb2
+from protos.carpet.credit.v1 import account_pb2, credit_pb2, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from tests.conftest import free_port
 from tests.fake_image_api import tiny_png
@@ -66,7 +66,7 @@ def test_the_operations_guide_step_by_step(tmp_path, credit_db_url, render_db_ur
     # 1. One private CA; a certificate per service (and one for the admin's grpcurl).
     pki = make_pki(tmp_path, {
         name: (name, f"spiffe://carpet/{name}", SHARED_NAME)
-        for name in ("credit", "render", "admin-gateway", "web", "ada")})
+        for name in ("credit", "render", "admin-gateway", "web", "ada", "mallory")})
     env = {"CREDIT_DATABASE_URL": credit_db_url, "RENDER_DATABASE_URL": render_db_url,
            "TLS_CLIENT_CA": pki["ca"], "TLS_SERVER_NAME": SHARED_NAME,
            "ADMIN_TOKENS": f"old:{OLD},new:{NEW}", "RENDER_STORAGE_DIR": str(tmp_path / "r"),
@@ -116,6 +116,24 @@ def test_the_operations_guide_step_by_step(tmp_path, credit_db_url, render_db_ur
             organization_id=organization.id, carpet_id=carpet.id, mode="preview"), timeout=10)
         final = list(web.WatchRender(render_pb2.WatchRenderRequest(id=job.id), timeout=60))[-1]
         assert final.status == render_pb2.RENDER_STATUS_SUCCESS and final.credits_charged == 1
+
+        # A certificate from the right CA naming a service that may not hold credits.
+        mallory = credit_pb2_grpc.CreditServiceStub(tls_channel(pki, "mallory")(
+            listing(credits)))
+        with pytest.raises(grpc.RpcError) as refused:
+            mallory.ReserveCredits(credit_pb2.ReserveCreditsRequest(
+                organization_id=organization.id, amount=50, reference="mine"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # A certificate of another CA: the handshake itself is refused.
+        (tmp_path / "elsewhere").mkdir()
+        stranger = make_pki(tmp_path / "elsewhere", {"render": (
+            "render", "spiffe://carpet/render", SHARED_NAME)})
+        with pytest.raises(grpc.RpcError) as refused:
+            credit_pb2_grpc.CreditServiceStub(tls_channel(
+                {**stranger, "ca": pki["ca"]}, "render")(listing(credits))).ReserveCredits(
+                credit_pb2.ReserveCreditsRequest(organization_id=organization.id, amount=50,
+                                                 reference="mine"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
         # 6. Rotation: `old` is removed by restarting one replica at a time; the other replica
         # of each kind keeps serving, so a caller with the new token never sees a failure.
