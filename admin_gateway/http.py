@@ -63,12 +63,16 @@ STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javasc
 PAGE_HEADERS = {  # the admin page loads nothing from elsewhere and runs no inline script
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "
                                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "no-referrer",
 }
 HTTP_REQUESTS = Counter("carpet_http_requests_total", "HTTP requests handled",
                         ["route", "status"])
 HTTP_SECONDS = Histogram("carpet_http_duration_seconds", "HTTP request latency",
                          ["route", "status"])
+
+
+def _escaped(text: str) -> str:
+    return text.encode("unicode_escape").decode("ascii")
 
 
 class BadRequest(ValueError):
@@ -131,8 +135,9 @@ class AdminHttpServer:
             sys_version = ""
 
             def log_message(self, format, *args):  # noqa: A002 - the base class's name
-                # Paths and codes only: headers (credentials) are never logged.
-                logger.info("%s %s", self.address_string(), format % args)
+                # Paths and codes only: headers (credentials) are never logged; control
+                # characters in a request line are escaped, so it cannot forge log lines.
+                logger.info("%s %s", self.address_string(), _escaped(format % args))
 
             def do_GET(self):
                 outer._dispatch(self, "GET")
@@ -172,14 +177,15 @@ class AdminHttpServer:
                 return "/admin/renders/{id}/image", self._image(handler, int(image.group(1)))
         key = (method, path.rstrip("/"))
         if key not in ROUTES:
-            if any(route_path == key[1] for _, route_path in ROUTES):
-                return path, self._error(handler, 405, "METHOD_NOT_ALLOWED", "wrong method")
+            if any(route_path == key[1] for _, route_path in ROUTES):  # a known route: a label
+                return key[1], self._error(handler, 405, "METHOD_NOT_ALLOWED", "wrong method")
             return "unknown", self._error(handler, 404, "NOT_FOUND", "no such endpoint")
         return key[1], self._call(handler, method, *ROUTES[key][:2])
 
     def _metadata(self, handler) -> list[tuple[str, str]]:
-        browser = client_ip(handler.client_address[0],
-                            handler.headers.get("X-Forwarded-For", ""), self._trusted)
+        # Every X-Forwarded-For line counts (a proxy may add its own line).
+        forwarded = ",".join(handler.headers.get_all("X-Forwarded-For") or [])
+        browser = client_ip(handler.client_address[0], forwarded, self._trusted)
         metadata = []
         for key in FORWARDED_HEADERS:
             value = handler.headers.get(key)
@@ -274,6 +280,7 @@ class AdminHttpServer:
                     headers: dict | None = None) -> int:
         handler.send_response(status, HTTPStatus(status).phrase)
         handler.send_header("Content-Type", content_type)
+        handler.send_header("X-Content-Type-Options", "nosniff")  # on every response
         handler.send_header("Content-Length", str(len(payload)))
         for key, value in (headers or {}).items():
             handler.send_header(key, value)

@@ -93,8 +93,16 @@ class CallContextInterceptor(AroundInterceptor):
     def around(self, method):
         @contextlib.contextmanager
         def in_call(request, context: grpc.ServicerContext) -> Iterator[None]:
-            metadata = {key: value for key, value in context.invocation_metadata()
-                        if isinstance(value, str)}
+            metadata, forwarded = {}, []
+            for key, value in context.invocation_metadata():
+                if not isinstance(value, str):
+                    continue
+                if key == "x-forwarded-for":  # every line counts: hops may come in several
+                    forwarded.append(value)
+                else:
+                    metadata[key] = value
+            if forwarded:
+                metadata["x-forwarded-for"] = ",".join(forwarded)
             request_id = metadata.get("x-request-id", "")[:100] or uuid.uuid4().hex
             ip = client_ip(peer_ip(context.peer()), metadata.get("x-forwarded-for", ""),
                            self._trusted)

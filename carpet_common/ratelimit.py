@@ -3,6 +3,7 @@ can live in memory (one process) or in Redis (shared by every replica)."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import time
 from collections.abc import Iterable, Iterator
@@ -12,6 +13,20 @@ from limits import parse, storage, strategies
 from carpet_common import errors
 from carpet_common.calls import current_call
 from carpet_common.interceptors import AroundInterceptor
+
+
+def client_key(client_ip: str) -> str:
+    """Whom a limit counts: an IPv4 address, or an IPv6 address's /64 (one subscriber gets a
+    whole /64, so counting single IPv6 addresses would give each client billions of budgets)."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is that IPv4 client
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 class RateLimiter:
@@ -32,9 +47,10 @@ class RateLimiter:
         """Count one request of `client_ip`; ResourceExhausted (with Retry-After) when over."""
         if not self.enabled:
             return
-        if self._limiter.hit(self._item, self._namespace, client_ip):
+        key = client_key(client_ip)
+        if self._limiter.hit(self._item, self._namespace, key):
             return
-        stats = self._limiter.get_window_stats(self._item, self._namespace, client_ip)
+        stats = self._limiter.get_window_stats(self._item, self._namespace, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise errors.ResourceExhausted(
             f"rate limit exceeded, retry in {retry_after} s", retry_after_s=retry_after)

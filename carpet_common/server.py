@@ -25,8 +25,10 @@ from carpet_common.settings import SettingsError
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0
-# Messages above this are refused by gRPC itself (RESOURCE_EXHAUSTED); images stay under 10 MB.
-MAX_MESSAGE_BYTES = 12 * 1024 * 1024
+# Messages above this are refused by gRPC itself (RESOURCE_EXHAUSTED, "Received message larger
+# than max"). Pictures are limited to 10 MB by the services, which say so with the number; this
+# is set well above that, so a picture a little over the limit gets that readable refusal.
+MAX_MESSAGE_BYTES = 24 * 1024 * 1024
 
 
 # Options of every channel one service opens to another. The address may name several replicas

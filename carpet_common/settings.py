@@ -36,6 +36,7 @@ class Settings:
     renderer: str = "local"
     render_api_url: str | None = None
     render_api_key: str | None = field(default=None, repr=False)
+    render_api_allow_http: bool = False  # plain http:// to the image API (a local fake only)
     render_modes: Mapping[str, int] = field(
         default_factory=lambda: parse_render_modes(DEFAULT_RENDER_MODES))
     render_workers: int = 2
@@ -170,6 +171,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         renderer=renderer,
         render_api_url=text("RENDER_API_URL", None),
         render_api_key=text("RENDER_API_KEY", None),
+        render_api_allow_http=_flag(env, "RENDER_API_ALLOW_HTTP", False),
         render_modes=parse_render_modes(text("RENDER_MODES", DEFAULT_RENDER_MODES)),
         render_workers=_int(env, "RENDER_WORKERS", defaults.render_workers),
         rate_limit_admin=text("RATE_LIMIT_ADMIN", defaults.rate_limit_admin),

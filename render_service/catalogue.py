@@ -7,7 +7,7 @@ from peewee import IntegrityError
 
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
-from render_service.images import check_image
+from render_service.images import MAX_CARPET_ASPECT, check_image
 from render_service.models import Carpet
 
 MAX_SIZE_CM = 10_000
@@ -28,7 +28,7 @@ def create_carpet(sku: str, name: str, width_cm: int, length_cm: int, material: 
     for value, what in ((width_cm, "width_cm"), (length_cm, "length_cm")):
         if not 0 < value <= MAX_SIZE_CM:
             raise InvalidArgument(f"{what} must be between 1 and {MAX_SIZE_CM}")
-    picture = check_image(image, "carpet image")
+    picture = check_image(image, "carpet image", MAX_CARPET_ASPECT)
     try:
         return Carpet.create(sku=sku, name=name, width_cm=width_cm, length_cm=length_cm,
                              material=material, image=picture.data,

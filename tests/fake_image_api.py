@@ -1,5 +1,6 @@
 """A fake of the external image API for tests: a real HTTP server on loopback. Each request
-takes the next scripted answer (the last one repeats): "ok", "slow:<seconds>", "status:<code>"
+takes the next scripted answer (the last one repeats): "ok", "slow:<seconds>", "status:<code>",
+"redirect:<url>"
 or "retry-after:<code>:<seconds>". It counts calls per job and records the keys it was sent."""
 from __future__ import annotations
 
@@ -70,6 +71,11 @@ class FakeImageApi:
                     kind = "ok"
                 if kind == "status":
                     self.send_response(int(argument))
+                    self.end_headers()
+                    return
+                if kind == "redirect":  # to another server: it must never get the key
+                    self.send_response(307)
+                    self.send_header("Location", argument)
                     self.end_headers()
                     return
                 if kind == "retry-after":

@@ -39,7 +39,8 @@ def renderer_from_settings(settings: Settings) -> Renderer:
     if settings.renderer == "http":
         from render_service.renderers.http import HttpRenderer
 
-        return HttpRenderer(settings.render_api_url or "", settings.render_api_key or "")
+        return HttpRenderer(settings.render_api_url or "", settings.render_api_key or "",
+                            allow_http=settings.render_api_allow_http)
     from render_service.renderers.local import LocalRenderer
 
     return LocalRenderer()

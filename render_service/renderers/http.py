@@ -1,8 +1,10 @@
 """The external image API renderer (RENDERER=http). The request and response it expects are
 described in docs/render-api.md.
 
-The API key travels only in the Authorization header of the outgoing request. It is never put
-in a log line, an error text, the database or a response: errors name the HTTP status only.
+The API key travels only in the Authorization header of the outgoing request, over HTTPS only
+(`RENDER_API_ALLOW_HTTP=1` allows plain HTTP, for a local fake), and redirects are never
+followed: a redirect would carry the key to wherever it points. It is never put in a log line,
+an error text, the database or a response: errors name the HTTP status only.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import logging
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from render_service.renderers import (
@@ -26,11 +29,24 @@ ACCEPTED_TYPES = ("image/png", "image/jpeg")
 MAX_RESPONSE_BYTES = 20 * 1024 * 1024
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # the 3xx answer itself comes back as an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 class HttpRenderer:
     def __init__(self, url: str, api_key: str, *, timeout_s: float = 30.0, attempts: int = 3,
-                 backoff_s: float = 0.5, max_retry_after_s: float = 10.0):
+                 backoff_s: float = 0.5, max_retry_after_s: float = 10.0,
+                 allow_http: bool = False):
         if not url:
             raise ValueError("RENDERER=http needs RENDER_API_URL")
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme != "https" and not (scheme == "http" and allow_http):
+            raise ValueError("RENDER_API_URL must be https:// (RENDER_API_ALLOW_HTTP=1 allows "
+                             "http:// for a local fake)")
         self._url = url
         self._api_key = api_key
         self._timeout = timeout_s
@@ -69,12 +85,15 @@ class HttpRenderer:
             "Accept": ", ".join(ACCEPTED_TYPES),
         })
         try:
-            with urllib.request.urlopen(outgoing, timeout=self._timeout) as response:
+            with _OPENER.open(outgoing, timeout=self._timeout) as response:
                 content_type = response.headers.get_content_type()
                 data = response.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as error:
             status = error.code
             error.close()
+            if 300 <= status < 400:
+                raise RenderError(f"image API redirected (HTTP {status}); redirects are not "
+                                  f"followed") from None
             if status == 429 or status >= 500:
                 transient = TransientRenderError(f"image API answered HTTP {status}")
                 transient.retry_after = _retry_after(error.headers.get("Retry-After"))

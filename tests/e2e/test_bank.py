@@ -105,7 +105,7 @@ class Cluster:
         self.env = {
             "CREDIT_DATABASE_URL": credit_db_url, "RENDER_DATABASE_URL": render_db_url,
             "ADMIN_TOKENS": f"ops:{ADMIN_TOKEN}", "RENDERER": "http", "RENDER_API_URL": api_url,
-            "RENDER_API_KEY": "sk-bank-test-key-0123456789",
+            "RENDER_API_ALLOW_HTTP": "1", "RENDER_API_KEY": "sk-bank-test-key-0123456789",
             "RENDER_STORAGE_DIR": str(tmp_path / "renders"), "RENDER_LEASE_SECONDS": "3",
             "RENDER_HOLD_TTL_SECONDS": "60", "RENDER_WORKERS": "2", "RATE_LIMIT_RENDER": "off",
             "GRPC_MAX_WORKERS": "16", "DB_MAX_CONNECTIONS": "24", "LOG_FORMAT": "json",

@@ -27,7 +27,7 @@ class Stack:
         self.env = {
             "CREDIT_DATABASE_URL": credit_db_url, "RENDER_DATABASE_URL": render_db_url,
             "CREDIT_ADDR": f"127.0.0.1:{free_port()}", "ADMIN_TOKENS": f"ops:{ADMIN_TOKEN}",
-            "RENDERER": "http", "RENDER_API_URL": api_url,
+            "RENDERER": "http", "RENDER_API_URL": api_url, "RENDER_API_ALLOW_HTTP": "1",
             "RENDER_API_KEY": "sk-crash-test-key-0123456789",
             "RENDER_STORAGE_DIR": str(tmp_path / "renders"), "RENDER_LEASE_SECONDS": "2",
             "RENDER_WORKERS": "2", "RATE_LIMIT_RENDER": "off", "LOG_FORMAT": "json",

@@ -166,7 +166,7 @@ def test_generated_requests_get_contract_codes_and_errors_change_nothing(
 
 @pytest.mark.parametrize("target", ["credit", "render", "gateway"])
 def test_messages_above_the_size_limit_are_refused(fuzz_stack, credit_db, render_db, target):
-    """gRPC itself refuses a request over MAX_MESSAGE_BYTES (12 MB) before any handler runs."""
+    """gRPC itself refuses a request over MAX_MESSAGE_BYTES (24 MB) before any handler runs."""
     from carpet_common.server import MAX_MESSAGE_BYTES
 
     method = {"credit": account_pb2.DESCRIPTOR.services_by_name["AccountService"]

@@ -249,3 +249,52 @@ def test_zero_values_are_written_out(http_gateway, credit_server):
     assert status == 200
     assert [(row["id"], row["balance"], row["held"]) for row in
             organizations["organizations"]] == [(str(acme.id), "0", "0")]
+
+
+def test_edge_details(http_gateway, credit_server, render_settings, render_server, caplog):
+    """Every X-Forwarded-For line is read; unknown paths share one metrics label; every
+    response says nosniff; control characters of a request line are escaped in the log."""
+    import dataclasses
+    import http.client
+    import logging
+    import socket
+
+    from admin_gateway.app import start_gateway
+    from tests.helpers import GATEWAY_TOKEN
+
+    settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{render_server.port}",
+                                   service_token=GATEWAY_TOKEN, trusted_proxies=("127.0.0.1",))
+    gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
+    port = gateway.http.port
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.putrequest("GET", "/admin/overview")
+        connection.putheader("X-Forwarded-For", "203.0.113.1")  # the client's own claim
+        connection.putheader("X-Forwarded-For", "198.51.100.2, 127.0.0.1")  # added by proxies
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 401 and response.headers["X-Content-Type-Options"] == "nosniff"
+        response.read()
+        connection.close()
+        status, audit, _ = call(f"http://127.0.0.1:{port}", "/admin/audit?action=/carpet.admin."
+                                "v1.AdminService/GetOverview", headers=TOKEN)
+        assert [row["peer"] for row in audit["auditLogs"]] == ["198.51.100.2"]
+
+        base = f"http://127.0.0.1:{port}"
+        for index in range(40):
+            assert call(base, f"/admin/bogus-{index}", headers=TOKEN)[0] == 404
+        assert call(base, "/admin/overview/", method="POST", body={}, headers=TOKEN)[0] == 405
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        assert "bogus" not in metrics and "overview/" not in metrics
+        assert 'route="unknown",status="404"' in metrics
+        assert 'route="/admin/overview",status="405"' in metrics
+
+        caplog.set_level(logging.INFO, logger="admin_gateway.http")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"GET /admin/\x1b[31mred HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert b"nosniff" in raw.recv(4096)
+        lines = [record.getMessage() for record in caplog.records
+                 if "red HTTP/1.1" in record.getMessage()]
+        assert lines and all("\x1b" not in line and "\\x1b" in line for line in lines), lines
+    finally:
+        gateway.stop()

@@ -25,7 +25,7 @@ REQUEST = RenderRequest(job_id=1, mode="preview", carpet_image=tiny_png(), carpe
 
 
 def renderer(api, **options):
-    values = dict(timeout_s=1.0, attempts=3, backoff_s=0.05)
+    values = dict(timeout_s=1.0, attempts=3, backoff_s=0.05, allow_http=True)
     values.update(options)
     return HttpRenderer(api.url, API_KEY, **values)
 
@@ -66,9 +66,22 @@ def test_a_refusal_is_not_retried():
     assert api.calls[1] == 1
 
 
+def test_only_https_unless_allowed_and_redirects_are_not_followed():
+    with pytest.raises(ValueError) as refused:
+        HttpRenderer("http://images.example/v1/render", API_KEY)
+    assert "must be https://" in str(refused.value) and API_KEY not in str(refused.value)
+    HttpRenderer("https://images.example/v1/render", API_KEY)  # fine: nothing is sent yet
+    with FakeImageApi(["ok"]) as elsewhere, \
+            FakeImageApi([f"redirect:{elsewhere.url}"]) as api:
+        with pytest.raises(RenderError) as raised:
+            renderer(api).render(REQUEST)
+    assert str(raised.value) == "image API redirected (HTTP 307); redirects are not followed"
+    assert elsewhere.total_calls() == 0 and elsewhere.authorizations == []
+
+
 def test_unreachable_api():
     unreachable = HttpRenderer("http://127.0.0.1:9/", API_KEY, timeout_s=0.5, attempts=2,
-                               backoff_s=0.01)
+                               backoff_s=0.01, allow_http=True)
     with pytest.raises(TransientRenderError) as raised:
         unreachable.render(REQUEST)
     assert API_KEY not in str(raised.value)

@@ -357,3 +357,36 @@ def test_staff_sees_and_spends_only_for_its_own_organisation(render_server, cred
     expect_error(lambda: as_staff(render_pb2.CreateCarpetRequest, "CreateCarpet", sku="S",
                                   name="S", width_cm=1, length_cm=1, image=tiny_png()),
                  grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_limits_are_refused_with_the_limit_and_the_value(render_server, credit_server):
+    """Every picture limit is INVALID_ARGUMENT naming the limit and the value, up to the
+    transport's own limit (well above the picture limit), and before any pixel is decoded."""
+    from carpet_common.server import MAX_MESSAGE_BYTES
+    from render_service.images import MAX_IMAGE_BYTES
+
+    org = create_org(credit_server, "Acme", 20)
+    carpet = create_carpet(render_server)
+
+    def refusal(room):
+        return expect_error(lambda: submit(render_server, org.id, carpet.id, room=room),
+                            grpc.StatusCode.INVALID_ARGUMENT).details()
+
+    oversized = b"\x89PNG" + b"0" * (MAX_IMAGE_BYTES + 1_000_000)  # 11 MB: under the transport's
+    assert len(oversized) < MAX_MESSAGE_BYTES
+    assert refusal(oversized) == (f"room_image is {len(oversized)} bytes; the limit is "
+                                  f"{MAX_IMAGE_BYTES} bytes (10 MB)")
+    many = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(many, "PNG")  # 48 MP, yet a small file
+    assert refusal(many.getvalue()) == ("room_image has 48000000 pixels (8000×6000); the limit "
+                                        "is 40000000")
+    thin = io.BytesIO()
+    Image.new("1", (200, 200_000)).save(thin, "PNG")  # 40 MP: a 1600×1.6M canvas in hd
+    assert refusal(thin.getvalue()) == ("room_image is 200×200000; its longer side may be at "
+                                        "most 4 times its shorter side")
+    assert refusal(tiny_png(size=(8, 8))) == ("room_image is 8×8; each side must be at least 16 "
+                                              "pixels")
+    # A long runner is a fine carpet picture; a sliver is not.
+    create_carpet(render_server, sku="RUNNER", image=tiny_png(size=(40, 360)))
+    expect_error(lambda: create_carpet(render_server, sku="SLIVER", image=tiny_png(size=(20, 400))),
+                 grpc.StatusCode.INVALID_ARGUMENT)
