@@ -29,6 +29,7 @@ SHUTDOWN_GRACE_S = 5.0
 # than max"). Pictures are limited to 10 MB by the services, which say so with the number; this
 # is set well above that, so a picture a little over the limit gets that readable refusal.
 MAX_MESSAGE_BYTES = 24 * 1024 * 1024
+MAX_CONNECTION_AGE_S = 600
 
 
 # Options of every channel one service opens to another. The address may name several replicas
@@ -217,13 +218,22 @@ def create_server(
     unix_socket: str | None = None,
     share_port: bool = False,
     reflection: bool = True,
+    long_streams: Sequence[str] = (),
+    stream_limits=None,
 ) -> tuple[GrpcServer, int]:
     """Build, bind and start a server. `register(server)` adds the servicers;
     `service_names` are their full names, announced by health and reflection. `share_port`:
-    sibling processes of `serve_in_processes` bind the same address (SO_REUSEPORT)."""
+    sibling processes of `serve_in_processes` bind the same address (SO_REUSEPORT).
+    `long_streams`: methods whose streams last as long as a client wants (like WatchRender);
+    with server reflection they are bounded so they cannot take every thread
+    (carpet_common.streams)."""
+    from carpet_common.streams import REFLECTION, StreamLimitInterceptor, limits_for
+
+    bounded = StreamLimitInterceptor({REFLECTION, *long_streams},
+                                     stream_limits or limits_for(max_workers))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=list(interceptors),
+        interceptors=[*interceptors, bounded],
         # Overload is refused with RESOURCE_EXHAUSTED instead of queueing without bound.
         maximum_concurrent_rpcs=max_workers * 8,
         options=[
@@ -231,6 +241,11 @@ def create_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             # Unless shared on purpose, a second process on the same port is an error.
             ("grpc.so_reuseport", 1 if share_port else 0),
+            # Every connection is closed after at most ten minutes (clients reconnect by
+            # themselves; calls in flight get a minute to finish), so no stream, not even a
+            # health Watch, is held open forever.
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_S * 1000),
+            ("grpc.max_connection_age_grace_ms", 60_000),
         ],
     )
     register(server)

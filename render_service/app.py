@@ -105,7 +105,8 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
     return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
                          max_workers=settings.grpc_max_workers, tls=tls_files(settings),
                          share_port=settings.server_processes > 1,
-                         reflection=settings.grpc_reflection)
+                         reflection=settings.grpc_reflection,
+                         long_streams=(f"/{SERVICE}/WatchRender",))
 
 
 def build_workers(settings: Settings, *, credit: CreditClient | None = None,

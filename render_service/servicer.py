@@ -20,7 +20,7 @@ STATUS_TO_PROTO = {"queued": render_pb2.RENDER_STATUS_QUEUED,
                    "failed": render_pb2.RENDER_STATUS_FAILED}
 STATUS_FROM_PROTO = {value: key for key, value in STATUS_TO_PROTO.items()}
 WATCH_POLL_S = 0.2
-WATCH_LIMIT_S = 15 * 60  # a watcher holds a server thread; it may watch again after this
+WATCH_LIMIT_S = 5 * 60  # a watcher holds a server thread (bounded: carpet_common.streams)
 
 
 def carpet_message(row: Carpet) -> render_pb2.Carpet:

@@ -160,8 +160,12 @@ def test_submit_errors(render_server, credit_server):
     expect_error(lambda: submit(render_server, org.id, carpet.id, room=b"garbage"), invalid)
     expect_error(lambda: submit(render_server, org.id, carpet.id,
                                 room=b"\xff\xd8" + b"0" * (10 * 1024 * 1024)), invalid)
+    # 13 MB: over the picture limit, under the transport's, so refused with the numbers; over
+    # the transport's own limit gRPC itself refuses it.
     expect_error(lambda: submit(render_server, org.id, carpet.id,
-                                room=b"0" * (13 * 1024 * 1024)),
+                                room=b"0" * (13 * 1024 * 1024)), invalid)
+    expect_error(lambda: submit(render_server, org.id, carpet.id,
+                                room=b"0" * (25 * 1024 * 1024)),
                  grpc.StatusCode.RESOURCE_EXHAUSTED)  # above the message size limit
     expect_error(lambda: submit(render_server, 999, carpet.id), grpc.StatusCode.NOT_FOUND)
     expect_error(lambda: submit(render_server, 0, carpet.id), invalid)

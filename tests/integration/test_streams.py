@@ -1,0 +1,51 @@
+"""Long-lived streams (server reflection, WatchRender) cannot take every thread: they are
+bounded per client and in total, and cancelled after their lifetime or when their client sends
+nothing; short calls keep being served meanwhile."""
+import threading
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from carpet_common.server import create_server
+from carpet_common.streams import StreamLimits
+
+
+def open_reflection(channel, release: threading.Event):
+    def requests():
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+        release.wait()  # then send nothing more: an idle stream
+
+    stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(requests())
+    next(stream)
+    return stream
+
+
+def test_reflection_streams_are_bounded_and_idle_ones_are_closed():
+    limits = StreamLimits(per_client=2, total=2, lifetime_s=60, idle_s=1)
+    running, port = create_server("127.0.0.1:0", lambda server: None, [], max_workers=4,
+                                  stream_limits=limits)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    release = threading.Event()
+    try:
+        held = [open_reflection(channel, release) for _ in range(2)]
+        with pytest.raises(grpc.RpcError) as refused:
+            open_reflection(channel, release)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "at most 2 per client" in refused.value.details()
+        # Short calls still have threads.
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(20):
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+                health_pb2.HealthCheckResponse.SERVING
+        # The idle streams are cancelled by the server, which frees their threads and slots.
+        for stream in held:
+            with pytest.raises(grpc.RpcError) as closed:
+                next(stream)
+            assert closed.value.code() == grpc.StatusCode.CANCELLED
+        open_reflection(channel, release)  # a slot is free again
+    finally:
+        release.set()
+        channel.close()
+        running.stop(grace=1)
