@@ -14,10 +14,12 @@ import re
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
+import waitress
+import waitress.wasyncore
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -95,11 +97,37 @@ def parse_request(request_type, method: str, query: str, body: bytes):
         raise BadRequest(str(error).splitlines()[0][:300]) from None
 
 
-class AdminHttpServer:
-    def __init__(self, address: str, grpc_target: str, trusted_proxies=(),
+# waitress's limits for this server: bounded threads and connections, small requests (the API
+# takes JSON bodies of at most MAX_BODY_BYTES), idle connections closed.
+HTTP_LIMITS = {
+    "threads": 8,  # each waits on the gateway's own gRPC calls
+    "connection_limit": 1000,  # open connections at once; more wait to be accepted
+    "channel_timeout": 30,  # seconds an idle (keep-alive) connection is kept
+    "cleanup_interval": 5,
+    "max_request_header_size": 16 * 1024,
+    # Above MAX_BODY_BYTES the API answers its own JSON 413; far above it waitress refuses
+    # before reading the body at all.
+    "max_request_body_size": 4 * MAX_BODY_BYTES,
+    # X-Forwarded-For is judged by this module (TRUSTED_PROXIES), not dropped by waitress.
+    "clear_untrusted_proxy_headers": False,
+}
+SHUTDOWN_GRACE_S = 5.0
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+
+
+class AdminHttpApp:
+    """The WSGI application: routes, the call to AdminService, the JSON answer."""
+
+    def __init__(self, grpc_target: str, trusted_proxies=(),
                  backends: dict[str, str] | None = None,
                  security: ChannelSecurity = PLAINTEXT):
-        host, _, port = address.rpartition(":")
         self._channel = grpc.insecure_channel(grpc_target)
         self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self._trusted = tuple(trusted_proxies)
@@ -108,87 +136,64 @@ class AdminHttpServer:
                                   for name, target in (backends or {}).items()}
         self._openapi = json.dumps(build_document(
             ROUTES, {"/admin/renders/{id}/image": IMAGE_PATH_ITEM})).encode()
-        self._server = ThreadingHTTPServer((host, int(port)), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="admin-http",
-                                        daemon=True)
 
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def close(self) -> None:
         self._channel.close()
         for channel in self._backend_channels.values():
             channel.close()
 
-    def _handler_class(self):
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "carpet-admin"
-            sys_version = ""
-
-            def log_message(self, format, *args):  # noqa: A002 - the base class's name
-                # Paths and codes only: headers (credentials) are never logged; control
-                # characters in a request line are escaped, so it cannot forge log lines.
-                logger.info("%s %s", self.address_string(), _escaped(format % args))
-
-            def do_GET(self):
-                outer._dispatch(self, "GET")
-
-            def do_POST(self):
-                outer._dispatch(self, "POST")
-
-        return Handler
-
-    def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+    def __call__(self, environ, start_response):
         started = time.perf_counter()
-        path = urllib.parse.urlsplit(handler.path).path
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         try:
-            route, status = self._route(handler, method, path)
+            route, response = self._route(environ, method, path)
         except Exception:  # noqa: BLE001 - the caller gets a generic 500, the log the rest
-            logger.exception("HTTP %s %s failed", method, path)
-            route, status = "error", self._error(handler, 500, "INTERNAL", "internal error")
-        HTTP_REQUESTS.labels(route, str(status)).inc()
-        HTTP_SECONDS.labels(route, str(status)).observe(time.perf_counter() - started)
+            logger.exception("HTTP %s %s failed", method, _escaped(path))
+            route, response = "error", _error(500, "INTERNAL", "internal error")
+        HTTP_REQUESTS.labels(route, str(response.status)).inc()
+        HTTP_SECONDS.labels(route, str(response.status)).observe(time.perf_counter() - started)
+        # Paths and codes only: headers (credentials) are never logged; control characters
+        # in a path are escaped, so it cannot forge log lines.
+        logger.info("%s %s %s %d", environ.get("REMOTE_ADDR", "-"), method, _escaped(path),
+                    response.status)
+        headers = [("Content-Type", response.content_type),
+                   ("Content-Length", str(len(response.body))),
+                   ("X-Content-Type-Options", "nosniff"),  # on every response
+                   *response.headers.items()]
+        start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
+        return [response.body]
 
-    def _route(self, handler, method: str, path: str) -> tuple[str, int]:
-        """Serve the request; returns (route label, HTTP status) for the metrics."""
+    def _route(self, environ, method: str, path: str) -> tuple[str, Response]:
+        """Serve the request; returns (route label, response). Labels come from a fixed set,
+        never from the request, so /metrics cannot grow with bogus paths."""
         if method == "GET":
             if path == "/healthz":
-                return path, self._healthz(handler)
+                return path, self._healthz()
             if path == "/metrics":
-                return path, self._send_bytes(handler, 200, generate_latest(),
-                                              CONTENT_TYPE_LATEST)
+                return path, Response(200, generate_latest(), CONTENT_TYPE_LATEST, {})
             if path == "/admin/openapi.json":
-                return path, self._send_bytes(handler, 200, self._openapi, "application/json")
+                return path, Response(200, self._openapi, "application/json", {})
             if path in ("/admin", "/admin/"):
-                return "/admin/", self._static(handler, "index.html")
+                return "/admin/", _static("index.html")
             if path.startswith("/admin/static/"):
-                return "/admin/static", self._static(handler, path[len("/admin/static/"):])
+                return "/admin/static", _static(path[len("/admin/static/"):])
             image = IMAGE_PATH.fullmatch(path)
             if image:
-                return "/admin/renders/{id}/image", self._image(handler, int(image.group(1)))
+                return "/admin/renders/{id}/image", self._image(environ, int(image.group(1)))
         key = (method, path.rstrip("/"))
         if key not in ROUTES:
             if any(route_path == key[1] for _, route_path in ROUTES):  # a known route: a label
-                return key[1], self._error(handler, 405, "METHOD_NOT_ALLOWED", "wrong method")
-            return "unknown", self._error(handler, 404, "NOT_FOUND", "no such endpoint")
-        return key[1], self._call(handler, method, *ROUTES[key][:2])
+                return key[1], _error(405, "METHOD_NOT_ALLOWED", "wrong method")
+            return "unknown", _error(404, "NOT_FOUND", "no such endpoint")
+        return key[1], self._call(environ, method, *ROUTES[key][:2])
 
-    def _metadata(self, handler) -> list[tuple[str, str]]:
-        # Every X-Forwarded-For line counts (a proxy may add its own line).
-        forwarded = ",".join(handler.headers.get_all("X-Forwarded-For") or [])
-        browser = client_ip(handler.client_address[0], forwarded, self._trusted)
+    def _metadata(self, environ) -> list[tuple[str, str]]:
+        # Every X-Forwarded-For line counts: the server joins repeated headers with commas.
+        browser = client_ip(environ.get("REMOTE_ADDR", ""),
+                            environ.get("HTTP_X_FORWARDED_FOR", ""), self._trusted)
         metadata = []
         for key in FORWARDED_HEADERS:
-            value = handler.headers.get(key)
+            value = environ.get("HTTP_" + key.upper().replace("-", "_"))
             if not value:
                 continue
             if not METADATA_VALUE.fullmatch(value):
@@ -202,42 +207,40 @@ class AdminHttpServer:
         metadata.append(("x-forwarded-for", browser))
         return metadata
 
-    def _call(self, handler, method: str, name: str, request_type) -> int:
+    def _call(self, environ, method: str, name: str, request_type) -> Response:
         try:
-            length = int(handler.headers.get("Content-Length") or 0)
+            length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return self._error(handler, 400, "INVALID_ARGUMENT", "bad Content-Length")
+            return _error(400, "INVALID_ARGUMENT", "bad Content-Length")
         if not 0 <= length <= MAX_BODY_BYTES:
-            return self._error(handler, 413, "TOO_LARGE", "request body too large")
-        body = handler.rfile.read(length) if length else b""
+            return _error(413, "TOO_LARGE", "request body too large")
+        body = environ["wsgi.input"].read(length) if length else b""
         try:
-            request = parse_request(request_type, method,
-                                    urllib.parse.urlsplit(handler.path).query, body)
+            request = parse_request(request_type, method, environ.get("QUERY_STRING", ""), body)
         except BadRequest as error:
-            return self._error(handler, 400, "INVALID_ARGUMENT", str(error))
+            return _error(400, "INVALID_ARGUMENT", str(error))
         try:
-            response = getattr(self._admin, name)(request, metadata=self._metadata(handler),
+            response = getattr(self._admin, name)(request, metadata=self._metadata(environ),
                                                   timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as error:
-            return self._rpc_error(handler, error)
+            return _rpc_error(error)
         # Zero values are written out (`"held": "0"`), so a client never has to guess a
         # missing field's meaning.
-        return self._send(handler, 200, json_format.MessageToDict(
+        return _json(200, json_format.MessageToDict(
             response, always_print_fields_with_no_presence=True))
 
-    def _image(self, handler, job_id: int) -> int:
+    def _image(self, environ, job_id: int) -> Response:
         try:
             chunks = list(self._admin.GetRenderImage(
-                render_pb2.GetRenderOutputRequest(id=job_id), metadata=self._metadata(handler),
+                render_pb2.GetRenderOutputRequest(id=job_id), metadata=self._metadata(environ),
                 timeout=CALL_TIMEOUT_S))
         except grpc.RpcError as error:
-            return self._rpc_error(handler, error)
+            return _rpc_error(error)
         data = b"".join(chunk.data for chunk in chunks)
         content_type = chunks[0].content_type if chunks else "application/octet-stream"
-        return self._send_bytes(handler, 200, data, content_type,
-                                {"Cache-Control": "private, max-age=3600"})
+        return Response(200, data, content_type, {"Cache-Control": "private, max-age=3600"})
 
-    def _healthz(self, handler) -> int:
+    def _healthz(self) -> Response:
         down = []
         for name, channel in self._backend_channels.items():
             try:
@@ -248,42 +251,60 @@ class AdminHttpServer:
             except grpc.RpcError:
                 down.append(name)
         if down:
-            return self._send(handler, 503, {"status": "unavailable", "down": sorted(down)})
-        return self._send(handler, 200, {"status": "ok"})
+            return _json(503, {"status": "unavailable", "down": sorted(down)})
+        return _json(200, {"status": "ok"})
 
-    def _static(self, handler, name: str) -> int:
-        if name not in STATIC_FILES:  # a fixed list: no path ever reaches the file system
-            return self._error(handler, 404, "NOT_FOUND", "no such file")
-        with open(os.path.join(STATIC_DIR, name), "rb") as page:
-            return self._send_bytes(handler, 200, page.read(), STATIC_FILES[name],
-                                    {**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
-    def _rpc_error(self, handler, error: grpc.RpcError) -> int:
-        trailers = dict(error.trailing_metadata() or ())
-        return self._error(handler, http_status_for(error.code()),
-                           rpc_error_reason(error) or error.code().name,
-                           error.details() or "internal error",
-                           retry_after=trailers.get("retry-after"))
+def _static(name: str) -> Response:
+    if name not in STATIC_FILES:  # a fixed list: no path ever reaches the file system
+        return _error(404, "NOT_FOUND", "no such file")
+    with open(os.path.join(STATIC_DIR, name), "rb") as page:
+        return Response(200, page.read(), STATIC_FILES[name],
+                        {**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
-    def _error(self, handler, status: int, code: str, message: str,
-               retry_after: str | None = None) -> int:
-        headers = {"Retry-After": retry_after} if retry_after else {}
-        return self._send(handler, status, {"code": code, "message": message}, headers)
 
-    def _send(self, handler, status: int, document: dict, headers: dict | None = None) -> int:
-        payload = json.dumps(document, ensure_ascii=False).encode()
-        return self._send_bytes(handler, status, payload, "application/json; charset=utf-8",
-                                {"Cache-Control": "no-store", **(headers or {})})
+def _rpc_error(error: grpc.RpcError) -> Response:
+    trailers = dict(error.trailing_metadata() or ())
+    return _error(http_status_for(error.code()), rpc_error_reason(error) or error.code().name,
+                  error.details() or "internal error", retry_after=trailers.get("retry-after"))
 
-    @staticmethod
-    def _send_bytes(handler, status: int, payload: bytes, content_type: str,
-                    headers: dict | None = None) -> int:
-        handler.send_response(status, HTTPStatus(status).phrase)
-        handler.send_header("Content-Type", content_type)
-        handler.send_header("X-Content-Type-Options", "nosniff")  # on every response
-        handler.send_header("Content-Length", str(len(payload)))
-        for key, value in (headers or {}).items():
-            handler.send_header(key, value)
-        handler.end_headers()
-        handler.wfile.write(payload)
-        return status
+
+def _error(status: int, code: str, message: str, retry_after: str | None = None) -> Response:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return _json(status, {"code": code, "message": message}, headers)
+
+
+def _json(status: int, document: dict, headers: dict | None = None) -> Response:
+    payload = json.dumps(document, ensure_ascii=False).encode()
+    return Response(status, payload, "application/json; charset=utf-8",
+                    {"Cache-Control": "no-store", **(headers or {})})
+
+
+class AdminHttpServer:
+    """AdminHttpApp served by waitress on its own thread."""
+
+    def __init__(self, address: str, grpc_target: str, trusted_proxies=(),
+                 backends: dict[str, str] | None = None,
+                 security: ChannelSecurity = PLAINTEXT):
+        host, _, port = address.rpartition(":")
+        self._app = AdminHttpApp(grpc_target, trusted_proxies, backends, security)
+        self._server = waitress.create_server(self._app, host=host.strip("[]"), port=int(port),
+                                              ident="carpet-admin", **HTTP_LIMITS)
+        self._thread = threading.Thread(target=self._server.run, name="admin-http",
+                                        daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.effective_port
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop accepting, let requests in flight finish (up to `grace`), then close."""
+        self._server.accepting = False
+        self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=grace)
+        self._server.close()
+        waitress.wasyncore.close_all(self._server._map)  # ends the server's loop
+        self._thread.join(grace)
+        self._app.close()
