@@ -50,7 +50,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             total_users=account_totals.users, total_renders=render_totals.total,
             total_remaining_credit=account_totals.total_balance,
             total_held=account_totals.total_held, organizations=account_totals.organizations,
-            renders_by_status=dict(render_totals.by_status), as_of=timestamp(self._clock()))
+            renders_by_status=dict(render_totals.by_status), as_of=timestamp(self._clock()),
+            storage_bytes=render_totals.storage_bytes)
 
     @relaying
     def ListUsers(self, request, context):

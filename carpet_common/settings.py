@@ -45,6 +45,9 @@ class Settings:
     rate_limit_storage: str = "memory://"
     trusted_proxies: tuple[str, ...] = ()
     render_storage_dir: str = "var/renders"
+    # How long room pictures / rendered outputs are kept, in seconds (None: forever).
+    render_input_retention_s: int | None = 30 * 24 * 3600
+    render_output_retention_s: int | None = None
     seed_org_name: str = "Default Organization"
     seed_admin_name: str = "Admin"
     seed_admin_email: str = "admin@example.com"
@@ -103,6 +106,22 @@ def _secret(env: Mapping[str, str], name: str, min_length: int) -> str | None:
     if value is not None and len(value.encode()) < min_length:
         raise SettingsError(f"{name} is shorter than {min_length} bytes")
     return value
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    """`30d`, `12h`, `90m`, `3600s`, or `forever`; the unit is required."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw == "forever":
+        return None
+    number, unit = raw[:-1], raw[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit() or int(number) <= 0:
+        raise SettingsError(f"{name} must look like 30d, 12h, 90m or 3600s, or be 'forever'")
+    return int(number) * _DURATION_UNITS[unit]
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -180,6 +199,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=tuple(
             p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()),
         render_storage_dir=text("RENDER_STORAGE_DIR", defaults.render_storage_dir),
+        render_input_retention_s=_duration(env, "RENDER_INPUT_RETENTION",
+                                           defaults.render_input_retention_s),
+        render_output_retention_s=_duration(env, "RENDER_OUTPUT_RETENTION",
+                                            defaults.render_output_retention_s),
         seed_org_name=text("SEED_ORG_NAME", defaults.seed_org_name),
         seed_admin_name=text("SEED_ADMIN_NAME", defaults.seed_admin_name),
         seed_admin_email=text("SEED_ADMIN_EMAIL", defaults.seed_admin_email),

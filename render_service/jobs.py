@@ -20,6 +20,7 @@ from render_service.models import (
     RenderCount,
     RenderInput,
     RenderJob,
+    RenderStorage,
     database,
 )
 
@@ -33,8 +34,9 @@ ORPHAN_GRACE = datetime.timedelta(seconds=60)
 _INSERT_JOB = Statement("""
     INSERT INTO render_job (organization_id, user_id, carpet_id, mode, status, error_text, cost,
                             credits_charged, idempotency_key, request_hash, attempts,
-                            release_pending, created_at, updated_at)
-    VALUES ({p}, {p}, {p}, {p}, 'queued', '', {p}, 0, {p}, {p}, 0, {p}, {p}, {p})
+                            release_pending, has_room_image, input_bytes, output_bytes,
+                            output_expired, created_at, updated_at)
+    VALUES ({p}, {p}, {p}, {p}, 'queued', '', {p}, 0, {p}, {p}, 0, {p}, {p}, 0, 0, {p}, {p}, {p})
     RETURNING id""")
 _ATTACH_HOLD = Statement("""
     UPDATE render_job SET hold_id = {p}, updated_at = {p} WHERE id = {p} AND hold_id IS NULL""")
@@ -53,15 +55,14 @@ def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: 
         if existing is not None:
             return existing, False
     def insert() -> int:
+        # The room picture is not stored yet: only once the credit is reserved (attach_hold).
         (new_id,) = _INSERT_JOB.row(database, organization_id, user_id, carpet_id, mode, cost,
-                                    key, fingerprint, False, now, now)
-        if room_image:
-            RenderInput.insert(job=new_id, room_image=room_image).execute()
+                                    key, fingerprint, False, bool(room_image), False, now, now)
         return new_id
 
     try:
-        if room_image or not is_postgres(database.obj):
-            with database.atomic():  # SQLite: also queues for the writer lock
+        if not is_postgres(database.obj):
+            with database.atomic():  # SQLite: queues for the writer lock
                 job_id = insert()
         else:
             job_id = insert()  # one statement: PostgreSQL commits it on its own
@@ -75,7 +76,9 @@ def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: 
     job = RenderJob(id=job_id, organization_id=organization_id, user_id=user_id,
                     carpet=carpet_id, mode=mode, status="queued", error_text="", cost=cost,
                     credits_charged=0, idempotency_key=key, request_hash=fingerprint,
-                    attempts=0, release_pending=False, created_at=now, updated_at=now)
+                    attempts=0, release_pending=False, has_room_image=bool(room_image),
+                    input_bytes=0, output_bytes=0, output_expired=False, created_at=now,
+                    updated_at=now)
     return job, True
 
 
@@ -87,8 +90,24 @@ def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | Non
     return existing
 
 
-def attach_hold(job_id: int, hold_id: int, now: datetime.datetime) -> None:
-    _ATTACH_HOLD.count(database, hold_id, now, job_id)
+def attach_hold(job_id: int, hold_id: int, now: datetime.datetime,
+                room_image: bytes | None = None) -> None:
+    """The job's credit is reserved: record its hold and, in the same transaction, store its
+    room picture (never before: a refused submission keeps no picture)."""
+    if not room_image:
+        _ATTACH_HOLD.count(database, hold_id, now, job_id)
+        return
+    with database.atomic():
+        if _ATTACH_HOLD.count(database, hold_id, now, job_id):
+            RenderInput.insert(job=job_id, room_image=room_image).execute()
+            (RenderJob.update(input_bytes=len(room_image))
+             .where(RenderJob.id == job_id).execute())
+
+
+def _forget_input(job_id: int) -> None:
+    """Inside the transaction that ends a job unrendered: its room picture goes."""
+    if RenderInput.delete().where(RenderInput.job == job_id).execute():
+        RenderJob.update(input_bytes=0).where(RenderJob.id == job_id).execute()
 
 
 def get_job(job_id: int) -> RenderJob:
@@ -119,10 +138,16 @@ def list_jobs(page_size: int, page_token: str, *, organization_id: int = 0, user
 
 def fail_unstarted(job_id: int, error_text: str, now: datetime.datetime, *,
                    release_pending: bool) -> bool:
-    """queued -> failed (a refused submission or a cancel). False when it had moved on."""
-    return bool(RenderJob.update(status="failed", error_text=error_text, finished_at=now,
-                                 updated_at=now, release_pending=release_pending)
-                .where((RenderJob.id == job_id) & (RenderJob.status == "queued")).execute())
+    """queued -> failed (a refused submission or a cancel), its room picture removed. False
+    when it had moved on."""
+    with database.atomic():
+        failed = bool(RenderJob.update(status="failed", error_text=error_text, finished_at=now,
+                                       updated_at=now, release_pending=release_pending)
+                      .where((RenderJob.id == job_id) & (RenderJob.status == "queued"))
+                      .execute())
+        if failed:
+            _forget_input(job_id)
+    return failed
 
 
 def cancel_job(job_id: int, now: datetime.datetime) -> RenderJob:
@@ -172,10 +197,11 @@ def _owned(job_id: int, owner: str):
             & (RenderJob.lease_owner == owner))
 
 
-def record_output(job_id: int, owner: str, path: str, content_type: str,
+def record_output(job_id: int, owner: str, path: str, content_type: str, size: int,
                   now: datetime.datetime) -> bool:
     return bool(RenderJob.update(output_path=path, output_content_type=content_type,
-                                 updated_at=now).where(_owned(job_id, owner)).execute())
+                                 output_bytes=size, updated_at=now)
+                .where(_owned(job_id, owner)).execute())
 
 
 def finish_success(job_id: int, owner: str, credits_charged: int, credit_log_id: int,
@@ -188,10 +214,14 @@ def finish_success(job_id: int, owner: str, credits_charged: int, credit_log_id:
 
 def finish_failed(job_id: int, owner: str, error_text: str, now: datetime.datetime, *,
                   release_pending: bool) -> bool:
-    return bool(RenderJob.update(status="failed", error_text=error_text, finished_at=now,
-                                 updated_at=now, lease_owner=None, lease_expires_at=None,
-                                 release_pending=release_pending)
-                .where(_owned(job_id, owner)).execute())
+    with database.atomic():
+        failed = bool(RenderJob.update(status="failed", error_text=error_text, finished_at=now,
+                                       updated_at=now, lease_owner=None, lease_expires_at=None,
+                                       release_pending=release_pending)
+                      .where(_owned(job_id, owner)).execute())
+        if failed:
+            _forget_input(job_id)
+    return failed
 
 
 def jobs_to_release(limit: int = 100) -> list[RenderJob]:
@@ -207,6 +237,38 @@ def release_done(job_id: int, now: datetime.datetime) -> None:
 def room_image(job_id: int) -> bytes | None:
     row = RenderInput.get_or_none(RenderInput.job == job_id)
     return bytes(row.room_image) if row else None
+
+
+def stored_bytes(organization_id: int = 0) -> int:
+    """Room pictures and outputs kept, in bytes, for one organisation or all (trigger-kept)."""
+    query = RenderStorage.select(fn.COALESCE(fn.SUM(RenderStorage.bytes), 0))
+    if organization_id:
+        query = query.where(RenderStorage.organization_id == organization_id)
+    return int(query.scalar() or 0)
+
+
+def expire_inputs(before: datetime.datetime, now: datetime.datetime, limit: int = 500) -> int:
+    """Room pictures of ended jobs created before `before` are removed (RENDER_INPUT_RETENTION).
+    Safe with replicas: removing twice removes once."""
+    ended = [job.id for job in RenderJob.select(RenderJob.id).where(
+        (RenderJob.input_bytes > 0) & RenderJob.status.in_(TERMINAL)
+        & (RenderJob.created_at < before)).limit(limit)]
+    for job_id in ended:
+        with database.atomic():
+            _forget_input(job_id)
+    return len(ended)
+
+
+def outputs_to_expire(before: datetime.datetime, limit: int = 500) -> list[RenderJob]:
+    return list(RenderJob.select(RenderJob.id, RenderJob.output_path).where(
+        (RenderJob.status == "success") & (RenderJob.output_expired == False)  # noqa: E712
+        & RenderJob.output_path.is_null(False) & (RenderJob.finished_at < before))
+        .limit(limit))
+
+
+def mark_output_expired(job_id: int, now: datetime.datetime) -> None:
+    (RenderJob.update(output_expired=True, output_bytes=0, updated_at=now)
+     .where(RenderJob.id == job_id).execute())
 
 
 def render_totals(organization_id: int = 0) -> dict[str, int]:

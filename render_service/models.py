@@ -75,6 +75,11 @@ class RenderJob(BaseModel):
     release_pending = BooleanField(default=False)
     output_path = CharField(max_length=500, null=True)
     output_content_type = CharField(max_length=32, null=True)
+    # What is stored now, in bytes (0 once removed); render_storage sums them per organisation.
+    input_bytes = BigIntegerField(default=0)
+    output_bytes = BigIntegerField(default=0)
+    has_room_image = BooleanField(default=False)  # a room picture was submitted
+    output_expired = BooleanField(default=False)  # RENDER_OUTPUT_RETENTION removed the picture
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)
@@ -119,4 +124,12 @@ class RenderInput(BaseModel):
     room_image = BlobField()
 
 
-ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount)
+class RenderStorage(BaseModel):
+    """Bytes each organisation keeps on the render side (room pictures and outputs), kept by
+    triggers on render_job (migrations/0003_render_storage.py)."""
+
+    organization_id = BigIntegerField(primary_key=True)
+    bytes = BigIntegerField(constraints=[Check("bytes >= 0")])
+
+
+ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount, RenderStorage)

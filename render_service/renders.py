@@ -48,7 +48,7 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
     except Exception:
         jobs.fail_unstarted(job.id, "credit service unavailable", now, release_pending=True)
         raise
-    jobs.attach_hold(job.id, hold.id, now)
+    jobs.attach_hold(job.id, hold.id, now, room_image or None)
     job.hold_id = hold.id
     return job
 

@@ -122,6 +122,9 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
 
     def GetRenderOutput(self, request, context):
         job = _visible_job(request.id)
+        if job.output_expired:
+            raise FailedPrecondition(f"render {job.id}'s picture has expired (kept for "
+                                     f"RENDER_OUTPUT_RETENTION)", reason="RENDER_OUTPUT_EXPIRED")
         if job.status != "success":
             raise FailedPrecondition(f"render {job.id} is {job.status}, it has no image",
                                      reason="RENDER_NOT_READY")
@@ -131,5 +134,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             yield render_pb2.RenderOutputChunk(content_type=job.output_content_type, data=chunk)
 
     def GetRenderTotals(self, request, context):
-        by_status = jobs.render_totals(_scope(request.organization_id))
-        return render_pb2.RenderTotals(total=sum(by_status.values()), by_status=by_status)
+        organization_id = _scope(request.organization_id)
+        by_status = jobs.render_totals(organization_id)
+        return render_pb2.RenderTotals(total=sum(by_status.values()), by_status=by_status,
+                                       storage_bytes=jobs.stored_bytes(organization_id))

@@ -30,6 +30,14 @@ class ImageStore:
     def exists(self, name: str | None) -> bool:
         return bool(name) and os.path.exists(self.path(name))
 
+    def remove(self, name: str | None) -> None:
+        """Gone already is fine: replicas may remove the same picture."""
+        if name:
+            try:
+                os.remove(self.path(name))
+            except FileNotFoundError:
+                pass
+
     def read_chunks(self, name: str, chunk_size: int = 64 * 1024):
         with open(self.path(name), "rb") as handle:
             while chunk := handle.read(chunk_size):

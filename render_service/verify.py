@@ -1,5 +1,5 @@
 """`python -m render_service verify`: the render database's own invariants. The trigger-kept
-job counts (render_count) equal a recount of render_job.
+job counts (render_count) and stored bytes (render_storage) equal a recount of render_job.
 
 Whether every job was charged as it says (invariant 4) needs the credit database too:
 `python -m ops reconcile` checks that.
@@ -23,3 +23,16 @@ def count_problems():
         if recount.get(key, 0) != kept.get(key, 0):
             yield (f"render counts: organisation {key[0]} has {recount.get(key, 0)} {key[1]} "
                    f"jobs, render_count says {kept.get(key, 0)}")
+
+    RenderStorage = render_models.RenderStorage
+    restored = {org: int(total) for org, total in
+                RenderJob.select(RenderJob.organization_id,
+                                 fn.SUM(RenderJob.input_bytes + RenderJob.output_bytes))
+                .group_by(RenderJob.organization_id).tuples() if total}
+    kept_bytes = {org: int(total) for org, total in
+                  RenderStorage.select(RenderStorage.organization_id, RenderStorage.bytes)
+                  .tuples() if total}
+    for org in sorted(restored.keys() | kept_bytes.keys()):
+        if restored.get(org, 0) != kept_bytes.get(org, 0):
+            yield (f"render storage: organisation {org} keeps {restored.get(org, 0)} bytes, "
+                   f"render_storage says {kept_bytes.get(org, 0)}")

@@ -27,6 +27,7 @@ from render_service import jobs
 from render_service.credit_client import CreditClient
 from render_service.models import Carpet, RenderJob, database, utcnow
 from render_service.renderers import Renderer, RenderError, RenderRequest
+from render_service.retention import RetentionSweeper
 from render_service.settler import HoldSettler
 from render_service.storage import ImageStore
 
@@ -76,6 +77,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}"
         self._settler = HoldSettler(credit, clock)
+        self._retention = RetentionSweeper(settings, store, clock)
 
     def start(self) -> None:
         for index in range(self._settings.render_workers):
@@ -85,6 +87,7 @@ class WorkerPool:
         for thread in self._threads:
             thread.start()
         self._settler.start()
+        self._retention.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the jobs in hand (up to `timeout`); unfinished ones are re-claimed later."""
@@ -92,6 +95,7 @@ class WorkerPool:
         for thread in self._threads:
             thread.join(timeout)
         self._settler.stop(timeout)
+        self._retention.stop(timeout)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -160,6 +164,12 @@ class WorkerPool:
         except errors.Unavailable:
             return None
         jobs.attach_hold(job.id, hold.id, self._clock())
+        if job.has_room_image and jobs.room_image(job.id) is None:
+            # Its submission stopped between reserving and storing the picture: rendering
+            # without it would charge for the wrong picture.
+            self._fail(job, owner, "the room picture was lost before the credit was reserved; "
+                                   "submit again")
+            return None
         return hold.id
 
     def _render_and_store(self, job: RenderJob, owner: str) -> bool:
@@ -178,7 +188,8 @@ class WorkerPool:
             self._fail(job, owner, "render failed")
             return False
         name = self._store.save(job.id, image.data, image.content_type)
-        return jobs.record_output(job.id, owner, name, image.content_type, self._clock())
+        return jobs.record_output(job.id, owner, name, image.content_type, len(image.data),
+                                  self._clock())
 
     def _fail(self, job: RenderJob, owner: str, text: str) -> None:
         """Fail the job and give its hold back (or leave that to the settler)."""

@@ -1,0 +1,62 @@
+"""Keeping pictures no longer than asked: room pictures of ended jobs go after
+RENDER_INPUT_RETENTION (default 30 days), rendered outputs after RENDER_OUTPUT_RETENTION
+(default: kept forever); an expired output answers FAILED_PRECONDITION "expired". Runs in every
+render-service process; removing twice removes once, so replicas need no coordination.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Callable
+
+from carpet_common.settings import Settings
+from render_service import jobs
+from render_service.models import database
+from render_service.storage import ImageStore
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 60.0
+
+
+def sweep(settings: Settings, store: ImageStore, now: datetime.datetime) -> tuple[int, int]:
+    """One pass: (room pictures removed, outputs removed)."""
+    inputs = outputs = 0
+    if settings.render_input_retention_s is not None:
+        before = now - datetime.timedelta(seconds=settings.render_input_retention_s)
+        inputs = jobs.expire_inputs(before, now)
+    if settings.render_output_retention_s is not None:
+        before = now - datetime.timedelta(seconds=settings.render_output_retention_s)
+        for job in jobs.outputs_to_expire(before):
+            store.remove(job.output_path)  # the file first: a crash leaves it to the next pass
+            jobs.mark_output_expired(job.id, now)
+            outputs += 1
+    return inputs, outputs
+
+
+class RetentionSweeper:
+    def __init__(self, settings: Settings, store: ImageStore,
+                 clock: Callable[[], datetime.datetime], interval_s: float = SWEEP_INTERVAL_S):
+        self._settings, self._store, self._clock = settings, store, clock
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                with database.connection_context():
+                    inputs, outputs = sweep(self._settings, self._store, self._clock())
+                if inputs or outputs:
+                    logger.info("retention removed %d room pictures and %d outputs",
+                                inputs, outputs)
+            except Exception:
+                logger.exception("retention sweep failed")
