@@ -19,6 +19,7 @@ from http import HTTPStatus
 
 import grpc
 import waitress
+import waitress.channel
 import waitress.wasyncore
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -103,7 +104,7 @@ HTTP_LIMITS = {
     "threads": 8,  # each waits on the gateway's own gRPC calls
     "connection_limit": 1000,  # open connections at once; more wait to be accepted
     "channel_timeout": 30,  # seconds an idle (keep-alive) connection is kept
-    "cleanup_interval": 5,
+    "cleanup_interval": 2,  # how often both timeouts are checked
     "max_request_header_size": 16 * 1024,
     # Above MAX_BODY_BYTES the API answers its own JSON 413; far above it waitress refuses
     # before reading the body at all.
@@ -112,6 +113,40 @@ HTTP_LIMITS = {
     "clear_untrusted_proxy_headers": False,
 }
 SHUTDOWN_GRACE_S = 5.0
+# A request must arrive whole (headers and body) within this many seconds of its first byte:
+# waitress's own timeout only closes idle connections, and a client trickling a byte a second
+# is never idle. It holds no thread meanwhile, but it holds one of the connections.
+REQUEST_READ_TIMEOUT_S = 20.0
+
+
+class _TimedChannel(waitress.channel.HTTPChannel):
+    """Remembers when the request it is reading began."""
+
+    reading_since: float | None = None
+
+    def received(self, data):
+        if data and self.request is None and self.reading_since is None:
+            self.reading_since = time.monotonic()
+        result = super().received(data)
+        if self.request is None:  # nothing half-read: the request (if any) is complete
+            self.reading_since = None
+        return result
+
+
+def _with_read_timeout(server) -> None:
+    """Also close connections whose request has been arriving for too long."""
+    server.channel_class = _TimedChannel
+    close_idle = server.maintenance
+
+    def maintenance(now):
+        close_idle(now)
+        cutoff = time.monotonic() - REQUEST_READ_TIMEOUT_S
+        for channel in list(server.active_channels.values()):
+            started = getattr(channel, "reading_since", None)
+            if started is not None and started < cutoff:
+                channel.will_close = True
+
+    server.maintenance = maintenance
 
 
 @dataclass
@@ -290,6 +325,7 @@ class AdminHttpServer:
         self._app = AdminHttpApp(grpc_target, trusted_proxies, backends, security)
         self._server = waitress.create_server(self._app, host=host.strip("[]"), port=int(port),
                                               ident="carpet-admin", **HTTP_LIMITS)
+        _with_read_timeout(self._server)
         self._thread = threading.Thread(target=self._server.run, name="admin-http",
                                         daemon=True)
 

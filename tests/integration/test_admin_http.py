@@ -298,3 +298,45 @@ def test_edge_details(http_gateway, credit_server, render_settings, render_serve
         assert lines and all("\x1b" not in line and "\\x1b" in line for line in lines), lines
     finally:
         gateway.stop()
+
+
+def test_a_request_trickling_in_is_cut_off(render_settings, render_server, credit_server,
+                                           monkeypatch):
+    """A client that keeps a request arriving a byte at a time is never idle, so the HTTP
+    server's idle timeout would keep it forever: the read timeout closes it; a whole request
+    on another connection is served meanwhile."""
+    import dataclasses
+    import socket
+
+    from admin_gateway import http
+    from admin_gateway.app import start_gateway
+    from tests.helpers import GATEWAY_TOKEN
+
+    monkeypatch.setattr(http, "REQUEST_READ_TIMEOUT_S", 1.0)
+    settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{render_server.port}",
+                                   service_token=GATEWAY_TOKEN)
+    gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
+    try:
+        slow = socket.create_connection(("127.0.0.1", gateway.http.port), timeout=10)
+        slow.sendall(b"GET /admin/overview HTTP/1.1\r\n")
+        closed = False
+        for _ in range(60):  # a header line every 0.2 s: never idle, never complete
+            try:
+                slow.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                closed = True
+                break
+            slow.settimeout(0.2)
+            try:
+                if slow.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+        assert closed, "the trickling request was never cut off"
+        status, _, _ = call(f"http://127.0.0.1:{gateway.http.port}", "/admin/overview",
+                            headers=TOKEN)
+        assert status == 200
+        slow.close()
+    finally:
+        gateway.stop()
