@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
 
 from carpet_common.auth import ADMIN, ADMIN_STAFF, Authenticator, Rule, services
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor
@@ -14,6 +13,7 @@ from carpet_common.interceptors import (
     TextFieldInterceptor,
 )
 from carpet_common.metrics import MetricsInterceptor
+from carpet_common.periodic import Periodic
 from carpet_common.server import GrpcServer, create_server, tls_files
 from carpet_common.settings import Settings, SettingsError
 from credit_service import audit, ledger
@@ -65,28 +65,17 @@ def system_clock() -> datetime.datetime:
     return utcnow()
 
 
-class HoldSweeper(threading.Thread):
+def hold_sweeper(clock: Clock, interval_s: float = SWEEP_INTERVAL_S) -> Periodic:
     """Moves overdue holds to `expired` and lowers `held`, every few seconds. Safe with several
     replicas: each hold is expired by a conditional UPDATE, so only one sweeper wins it."""
 
-    def __init__(self, clock: Clock, interval_s: float = SWEEP_INTERVAL_S):
-        super().__init__(name="hold-sweeper", daemon=True)
-        self._clock = clock
-        self._interval = interval_s
-        self._stop_event = threading.Event()
+    def sweep() -> None:
+        with database.connection_context():
+            expired = ledger.expire_holds(clock())
+        if expired:
+            logger.info("expired holds worth %d credits", expired)
 
-    def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
-            try:
-                with database.connection_context():
-                    expired = ledger.expire_holds(self._clock())
-                if expired:
-                    logger.info("expired holds worth %d credits", expired)
-            except Exception:  # keep sweeping; the next round retries
-                logger.exception("hold sweep failed")
-
-    def stop(self) -> None:
-        self._stop_event.set()
+    return Periodic("hold-sweeper", interval_s, sweep)
 
 
 def build_server(settings: Settings, address: str, *, clock: Clock = system_clock

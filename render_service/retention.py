@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
 from collections.abc import Callable
 
+from carpet_common.periodic import Periodic
 from carpet_common.settings import Settings
 from render_service import jobs
 from render_service.models import database
@@ -35,28 +35,13 @@ def sweep(settings: Settings, store: ImageStore, now: datetime.datetime) -> tupl
     return inputs, outputs
 
 
-class RetentionSweeper:
-    def __init__(self, settings: Settings, store: ImageStore,
-                 clock: Callable[[], datetime.datetime], interval_s: float = SWEEP_INTERVAL_S):
-        self._settings, self._store, self._clock = settings, store, clock
-        self._interval = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+def retention_sweeper(settings: Settings, store: ImageStore,
+                      clock: Callable[[], datetime.datetime],
+                      interval_s: float = SWEEP_INTERVAL_S) -> Periodic:
+    def one_round() -> None:
+        with database.connection_context():
+            inputs, outputs = sweep(settings, store, clock())
+        if inputs or outputs:
+            logger.info("retention removed %d room pictures and %d outputs", inputs, outputs)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                with database.connection_context():
-                    inputs, outputs = sweep(self._settings, self._store, self._clock())
-                if inputs or outputs:
-                    logger.info("retention removed %d room pictures and %d outputs",
-                                inputs, outputs)
-            except Exception:
-                logger.exception("retention sweep failed")
+    return Periodic("retention", interval_s, one_round)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import datetime
 import logging
-import threading
 from collections.abc import Callable
 
 from carpet_common import errors
+from carpet_common.periodic import Periodic
 from render_service import jobs
 from render_service.credit_client import CreditClient
 from render_service.models import RenderJob, database
@@ -33,24 +33,18 @@ class HoldSettler:
     def __init__(self, credit: CreditClient, clock: Callable[[], datetime.datetime]):
         self._credit = credit
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hold-settler", daemon=True)
+        self._rounds = Periodic("hold-settler", SETTLE_INTERVAL_S, self._settle)
 
     def start(self) -> None:
-        self._thread.start()
+        self._rounds.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+        self._rounds.stop(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.wait(SETTLE_INTERVAL_S):
-            try:
-                with database.connection_context():
-                    for job in jobs.jobs_to_release():
-                        self.release(job)
-            except Exception:
-                logger.exception("hold settler hit an error")
+    def _settle(self) -> None:
+        with database.connection_context():
+            for job in jobs.jobs_to_release():
+                self.release(job)
 
     def release(self, job: RenderJob) -> None:
         """Give an ended job's hold back, then clear its release_pending flag (left set when

@@ -27,7 +27,7 @@ from render_service import jobs
 from render_service.credit_client import CreditClient
 from render_service.models import Carpet, RenderJob, database, utcnow
 from render_service.renderers import Renderer, RenderError, RenderRequest
-from render_service.retention import RetentionSweeper
+from render_service.retention import retention_sweeper
 from render_service.settler import HoldSettler
 from render_service.storage import ImageStore
 
@@ -77,7 +77,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}"
         self._settler = HoldSettler(credit, clock)
-        self._retention = RetentionSweeper(settings, store, clock)
+        self._retention = retention_sweeper(settings, store, clock)
 
     def start(self) -> None:
         for index in range(self._settings.render_workers):
