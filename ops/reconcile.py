@@ -108,6 +108,8 @@ def credit_side_problems():
         named = {log.id: _job_id(log.reference) for log in batch}
         jobs = _jobs_by_id({job_id for job_id in named.values() if job_id is not None})
         for log in batch:
+            if named[log.id] is None:
+                continue  # not a render job's reference: another use of the hold cycle
             job = jobs.get(named[log.id])
             if job is None:
                 yield (f"invariant 4: capture credit_log {log.id} ({log.reference}) names a job "

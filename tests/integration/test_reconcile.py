@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from protos.carpet.credit.v1 import credit_pb2
 from protos.carpet.render.v1 import render_pb2
 from tests.integration.test_credit_accounts import create_org
 from tests.integration.test_render_service import create_carpet, submit, wait_final
@@ -46,6 +47,10 @@ def test_snapshots_taken_apart_are_reconciled_in_both_directions(
         return done
 
     first = render_one()
+    # A capture that is not a render job's (another use of the hold cycle) is not invariant 4.
+    hold = credit_server.credits.ReserveCredits(credit_pb2.ReserveCreditsRequest(
+        organization_id=org.id, amount=1, reference="not-a-render-job"), timeout=10)
+    credit_server.credits.CaptureHold(credit_pb2.CaptureHoldRequest(hold_id=hold.id), timeout=10)
     credit_then = snapshot(credit_db_url, tmp_path / "credit-then.db")
     render_then = snapshot(render_db_url, tmp_path / "render-then.db")
     later = render_one()  # rendered, charged: seconds after the first snapshots
