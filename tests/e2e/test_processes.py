@@ -237,6 +237,9 @@ def test_children_stop_when_their_supervisor_is_killed(tmp_path):
         print(f"port free {freed_after:.3f} s after the supervisor's SIGKILL")
         assert port_is_free(address), "orphaned children still hold the port"
     finally:
+        if process.poll() is None:  # the test failed before killing the supervisor
+            process.kill()
+            process.wait()
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
