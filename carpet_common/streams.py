@@ -32,21 +32,24 @@ REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
 @dataclass(frozen=True)
 class StreamLimits:
-    per_client: int = 4
-    total: int = 8  # keep well under the server's thread pool
+    total: int = 8  # all long streams together: keep well under the server's thread pool
+    per_client: int = 8  # one client IP's WatchRender streams (a backend waits on many renders)
+    reflection_per_client: int = 2  # nobody needs more than a couple of these
     lifetime_s: float = 300.0
     idle_s: float = 60.0  # a stream fed by its client (reflection) that sends nothing
 
 
 def limits_for(max_workers: int) -> StreamLimits:
-    """At most a quarter of the pool per kind of server, at least one stream."""
-    total = max(1, max_workers // 4)
-    return StreamLimits(per_client=min(4, total), total=total)
+    """Half the pool for long streams at most (the other half always serves short calls); one
+    client may take them all for WatchRender, two for reflection."""
+    total = max(1, max_workers // 2)
+    return StreamLimits(total=total, per_client=total,
+                        reflection_per_client=min(2, total))
 
 
 @dataclass
 class _Open:
-    client: str
+    client: tuple[str, bool]
     context: grpc.ServicerContext
     started: float
     last_activity: float
@@ -62,7 +65,7 @@ class StreamLimitInterceptor(grpc.ServerInterceptor):
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[int, _Open] = {}
-        self._per_client: Counter = Counter()
+        self._per_client: Counter = Counter()  # (client, reflection?) -> open streams
         self._watchdog: threading.Thread | None = None
 
     def intercept_service(self, continuation, handler_call_details):
@@ -97,13 +100,14 @@ class StreamLimitInterceptor(grpc.ServerInterceptor):
         return call.client_ip if call is not None else peer_ip(context.peer())
 
     def _admit(self, context, waits_on_client: bool) -> int:
-        client = self._client(context)
+        client = (self._client(context), waits_on_client)
+        per_client = (self._limits.reflection_per_client if waits_on_client
+                      else self._limits.per_client)
         now = self._clock()
         with self._lock:
-            if len(self._open) >= self._limits.total or \
-                    self._per_client[client] >= self._limits.per_client:
+            if len(self._open) >= self._limits.total or self._per_client[client] >= per_client:
                 refusal = errors.ResourceExhausted(
-                    f"too many open streams (at most {self._limits.per_client} per client and "
+                    f"too many open streams (at most {per_client} of this kind per client and "
                     f"{self._limits.total} in all); close one and retry", retry_after_s=5)
             else:
                 refusal = None
@@ -151,5 +155,5 @@ class StreamLimitInterceptor(grpc.ServerInterceptor):
                                and now - stream.last_activity > self._limits.idle_s)]
             for stream in overdue:
                 logger.info("closing a stream of %s that lived or idled too long",
-                            stream.client)
+                            stream.client[0])
                 stream.context.cancel()

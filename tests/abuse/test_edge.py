@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
+from carpet_common.streams import limits_for
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, account_pb2_grpc, credit_pb2, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
@@ -170,7 +171,9 @@ def test_held_streams_do_not_starve_short_calls(system):
             assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             refused["watch_render"] += 1
     try:
-        assert refused["reflection"] >= 3 * 64 - 3 * 4 and refused["watch_render"] >= 60, refused
+        limits = limits_for(16)  # GRPC_MAX_WORKERS' default
+        assert refused["reflection"] == 3 * (64 - limits.reflection_per_client), refused
+        assert refused["watch_render"] == 64 - (limits.total - limits.reflection_per_client)
         latencies = legitimate_calls(system)
         report("3x64 health Watch + 3x64 reflection + 64 WatchRender streams", latencies)
     finally:

@@ -23,7 +23,8 @@ def open_reflection(channel, release: threading.Event):
 
 
 def test_reflection_streams_are_bounded_and_idle_ones_are_closed():
-    limits = StreamLimits(per_client=2, total=2, lifetime_s=60, idle_s=1)
+    limits = StreamLimits(total=3, per_client=3, reflection_per_client=2, lifetime_s=60,
+                          idle_s=1)
     running, port = create_server("127.0.0.1:0", lambda server: None, [], max_workers=4,
                                   stream_limits=limits)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -33,7 +34,7 @@ def test_reflection_streams_are_bounded_and_idle_ones_are_closed():
         with pytest.raises(grpc.RpcError) as refused:
             open_reflection(channel, release)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "at most 2 per client" in refused.value.details()
+        assert "at most 2 of this kind per client" in refused.value.details()
         # Short calls still have threads.
         health = health_pb2_grpc.HealthStub(channel)
         for _ in range(20):
