@@ -4,6 +4,8 @@ caller's credential, request id and client IP to the services (which check the c
 again), and a deadline on every call."""
 from __future__ import annotations
 
+import json
+
 import grpc
 
 from carpet_common import errors
@@ -13,6 +15,23 @@ from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2
 from protos.carpet.render.v1 import render_pb2_grpc
 
 CALL_TIMEOUT_S = 10.0
+# The gateway's reads are idempotent: a replica restarting or a connection being refused is
+# retried by the channel (gRFC A6) within the call's deadline. Changes are not retried here:
+# they are the caller's to retry, with its idempotency key.
+READS = {
+    "carpet.credit.v1.AccountService": ("GetOrganization", "ListOrganizations", "GetUser",
+                                        "BatchGetUsers", "ListUsers", "GetAccountTotals"),
+    "carpet.credit.v1.CreditService": ("GetBalance", "ListCreditLogs"),
+    "carpet.credit.v1.AuditService": ("ListAuditLogs",),
+    "carpet.render.v1.RenderService": ("GetCarpet", "ListCarpets", "GetRender", "ListRenders",
+                                       "GetRenderOutput", "GetRenderTotals"),
+}
+READ_RETRIES = json.dumps({"methodConfig": [{
+    "name": [{"service": service, "method": method}
+             for service, methods in READS.items() for method in methods],
+    "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+}]})
 FORWARDED = ("x-admin-token", "authorization")
 
 
@@ -38,7 +57,8 @@ class ServiceClients:
                  service_token: str | None = None):
         """`security`: how this process's channels are secured (TLS, its certificate);
         `service_token`: its own identity where certificates are not set up."""
-        own_credit, own_render = (service_channel(address, security, service_token=service_token)
+        own_credit, own_render = (service_channel(address, security, service_token=service_token,
+                                                  service_config=READ_RETRIES)
                                   for address in (credit_address, render_address))
         credit, render = (grpc.intercept_channel(channel, _ForwardCaller())
                           for channel in (own_credit, own_render))
