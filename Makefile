@@ -37,6 +37,7 @@ seed: migrate
 run: protos
 	$(PY) -m carpet_common.devrun
 
+# The admin page tests drive Debian's chromium: the script installs it when it is missing.
 test: protos
 	./scripts/ensure-test-tools.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
