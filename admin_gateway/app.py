@@ -13,7 +13,7 @@ import grpc
 from admin_gateway.clients import ServiceClients
 from admin_gateway.http import AdminHttpServer
 from admin_gateway.servicer import AdminServicer
-from carpet_common.auth import ADMIN, ADMIN_STAFF, Authenticator
+from carpet_common.auth import ADMIN, ADMIN_STAFF, PUBLIC, Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
 from carpet_common.convert import utcnow
 from carpet_common.denials import DenialLog
@@ -21,6 +21,7 @@ from carpet_common.interceptors import ErrorMappingInterceptor, TextFieldInterce
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import ChannelSecurity, GrpcServer, create_server, tls_files
+from carpet_common.sessions import revoked_sessions_via
 from carpet_common.settings import Settings
 from protos.carpet.admin.v1 import admin_pb2_grpc
 from protos.carpet.credit.v1 import audit_pb2
@@ -41,6 +42,15 @@ POLICY = {
     f"/{SERVICE}/CreateUser": ADMIN,
     f"/{SERVICE}/AdjustCredits": ADMIN,
     f"/{SERVICE}/GetRenderImage": ADMIN_STAFF,
+    f"/{SERVICE}/SetUserPassword": ADMIN,
+    f"/{SERVICE}/DeactivateUser": ADMIN,
+    f"/{SERVICE}/ActivateUser": ADMIN,
+    # Sign-in proves the person by what the request carries (password, refresh token); the
+    # credit service checks it, counts failures and locks out.
+    f"/{SERVICE}/Login": PUBLIC,
+    f"/{SERVICE}/Refresh": PUBLIC,
+    f"/{SERVICE}/Logout": PUBLIC,
+    f"/{SERVICE}/ChangePassword": ADMIN_STAFF,
 }
 
 
@@ -69,6 +79,8 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
         settings.credit_addr, settings.render_addr,
         ChannelSecurity.from_settings(settings), settings.service_token)
     denials = DenialLog(denial_writer(clients))
+    ended_sessions = revoked_sessions_via(clients.credit_channel,
+                                          settings.session_check_interval_s)
     limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,
                           namespace="admin")
     interceptors = [
@@ -76,7 +88,8 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
         RateLimitInterceptor(limiter, methods=set(POLICY)),
-        AuthInterceptor(Authenticator(settings), POLICY, on_denied=denials.record),
+        AuthInterceptor(Authenticator(settings, ended_sessions), POLICY,
+                        on_denied=denials.record),
         TextFieldInterceptor(),
     ]
 
@@ -84,9 +97,13 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(clients, clock or utcnow), server)
 
-    return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls_files(settings),
-                         unix_socket=unix_socket, reflection=settings.grpc_reflection)
+    running, port = create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
+                                  max_workers=settings.grpc_max_workers,
+                                  tls=tls_files(settings), unix_socket=unix_socket,
+                                  reflection=settings.grpc_reflection)
+    ended_sessions.start()
+    running.background.append(ended_sessions)
+    return running, port
 
 
 @dataclass

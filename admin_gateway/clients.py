@@ -11,7 +11,12 @@ import grpc
 from carpet_common import errors
 from carpet_common.calls import call_var
 from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
-from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
+from protos.carpet.credit.v1 import (
+    account_pb2_grpc,
+    audit_pb2_grpc,
+    auth_pb2_grpc,
+    credit_pb2_grpc,
+)
 from protos.carpet.render.v1 import render_pb2_grpc
 
 CALL_TIMEOUT_S = 10.0
@@ -36,11 +41,19 @@ FORWARDED = ("x-admin-token", "authorization")
 
 
 class _ForwardCaller(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Carries the caller's request id and address, and its credential unless
+    `credentials=False` (the gateway's own calls)."""
+
+    def __init__(self, credentials: bool = True):
+        self._credentials = credentials
+
     def _with_caller(self, details):
         call = call_var.get()
         metadata = list(details.metadata or ())
         if call is not None:
-            metadata += [(key, call.metadata[key]) for key in FORWARDED if key in call.metadata]
+            if self._credentials:
+                metadata += [(key, call.metadata[key]) for key in FORWARDED
+                             if key in call.metadata]
             metadata += [("x-request-id", call.request_id), ("x-forwarded-for", call.client_ip)]
         return details._replace(metadata=metadata, timeout=details.timeout or CALL_TIMEOUT_S)
 
@@ -67,9 +80,14 @@ class ServiceClients:
         self.credits = credit_pb2_grpc.CreditServiceStub(credit)
         self.audit = audit_pb2_grpc.AuditServiceStub(credit)
         self.renders = render_pb2_grpc.RenderServiceStub(render)
+        self.auth = auth_pb2_grpc.AuthServiceStub(credit)  # ChangePassword: as the person
         # The gateway's own calls, without the caller's credential: reporting a refused
-        # caller must not present that caller's bad credential.
+        # caller must not present that caller's bad credential, and a sign-in call proves
+        # its person by the password or refresh token in its request.
+        self.credit_channel = own_credit
         self.denials = audit_pb2_grpc.AuditServiceStub(own_credit)
+        self.sign_in = auth_pb2_grpc.AuthServiceStub(
+            grpc.intercept_channel(own_credit, _ForwardCaller(credentials=False)))
 
     def close(self) -> None:
         for channel in self._channels:

@@ -30,7 +30,7 @@ from carpet_common.calls import client_ip
 from carpet_common.errors import http_status_for, rpc_error_reason
 from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
-from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, auth_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,23 @@ ROUTES = {
                                     credit_pb2.ListCreditLogsResponse),
     ("GET", "/admin/audit"): ("ListAuditLogs", audit_pb2.ListAuditLogsRequest,
                               audit_pb2.ListAuditLogsResponse),
+    ("POST", "/admin/users/{id}/password"): ("SetUserPassword",
+                                             account_pb2.SetUserPasswordRequest, account_pb2.User),
+    ("POST", "/admin/users/{id}/deactivate"): ("DeactivateUser", account_pb2.SetUserActiveRequest,
+                                               account_pb2.User),
+    ("POST", "/admin/users/{id}/activate"): ("ActivateUser", account_pb2.SetUserActiveRequest,
+                                             account_pb2.User),
+    # Sign-in (CONTRACT §9): no credential header but the password or refresh token itself.
+    ("POST", "/auth/login"): ("Login", auth_pb2.LoginRequest, auth_pb2.Session),
+    ("POST", "/auth/refresh"): ("Refresh", auth_pb2.RefreshRequest, auth_pb2.Session),
+    ("POST", "/auth/logout"): ("Logout", auth_pb2.LogoutRequest, auth_pb2.LogoutResponse),
+    ("POST", "/auth/password"): ("ChangePassword", auth_pb2.ChangePasswordRequest,
+                                 auth_pb2.ChangePasswordResponse),
 }
+PUBLIC_ROUTES = {"/auth/login", "/auth/refresh", "/auth/logout"}
+# Routes with an id in the path: the template -> a pattern capturing it.
+TEMPLATED_ROUTES = {path: re.compile(re.escape(path).replace(r"\{id\}", r"(\d{1,18})"))
+                    for _, path in ROUTES if "{id}" in path}
 IMAGE_PATH = re.compile(r"/admin/renders/(\d{1,18})/image")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript",
@@ -82,9 +98,15 @@ class BadRequest(ValueError):
     pass
 
 
+def _carries_secret(request_type) -> bool:
+    return any("password" in field.name or "token" in field.name
+               for field in request_type.DESCRIPTOR.fields)
+
+
 def parse_request(request_type, method: str, query: str, body: bytes):
     """Query parameters (GET) or a JSON body (POST) -> the request message; names may be the
-    proto field names or their JSON (lowerCamelCase) names."""
+    proto field names or their JSON (lowerCamelCase) names. The parser's message may quote a
+    value, so a body carrying a password or token gets a fixed one instead."""
     try:
         if method == "GET":
             fields = {key: values[-1] for key, values in
@@ -95,6 +117,10 @@ def parse_request(request_type, method: str, query: str, body: bytes):
                 raise BadRequest("the body must be a JSON object")
         return json_format.ParseDict(fields, request_type())
     except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        if _carries_secret(request_type):
+            fields = ", ".join(field.json_name for field in request_type.DESCRIPTOR.fields)
+            raise BadRequest(f"the body must be a JSON object with string fields ({fields})"
+                             ) from None
         raise BadRequest(str(error).splitlines()[0][:300]) from None
 
 
@@ -170,7 +196,7 @@ class AdminHttpApp:
         self._backend_channels = {name: service_channel(target, security)
                                   for name, target in (backends or {}).items()}
         self._openapi = json.dumps(build_document(
-            ROUTES, {"/admin/renders/{id}/image": IMAGE_PATH_ITEM})).encode()
+            ROUTES, {"/admin/renders/{id}/image": IMAGE_PATH_ITEM}, PUBLIC_ROUTES)).encode()
 
     def close(self) -> None:
         self._channel.close()
@@ -215,12 +241,20 @@ class AdminHttpApp:
             image = IMAGE_PATH.fullmatch(path)
             if image:
                 return "/admin/renders/{id}/image", self._image(environ, int(image.group(1)))
-        key = (method, path.rstrip("/"))
+        route, path_id = path.rstrip("/"), None
+        for template, pattern in TEMPLATED_ROUTES.items():
+            match = pattern.fullmatch(route)
+            if match:
+                route, path_id = template, int(match.group(1))
+        key = (method, route)
         if key not in ROUTES:
-            if any(route_path == key[1] for _, route_path in ROUTES):  # a known route: a label
-                return key[1], _error(405, "METHOD_NOT_ALLOWED", "wrong method")
+            if any(route_path == route for _, route_path in ROUTES):  # a known route: a label
+                return route, _error(405, "METHOD_NOT_ALLOWED", "wrong method")
             return "unknown", _error(404, "NOT_FOUND", "no such endpoint")
-        return key[1], self._call(environ, method, *ROUTES[key][:2])
+        response = self._call(environ, method, *ROUTES[key][:2], path_id=path_id)
+        if route.startswith("/auth/"):
+            response.headers["Cache-Control"] = "no-store"  # tokens: never kept by a cache
+        return route, response
 
     def _metadata(self, environ) -> list[tuple[str, str]]:
         # Every X-Forwarded-For line counts: the server joins repeated headers with commas.
@@ -242,7 +276,8 @@ class AdminHttpApp:
         metadata.append(("x-forwarded-for", browser))
         return metadata
 
-    def _call(self, environ, method: str, name: str, request_type) -> Response:
+    def _call(self, environ, method: str, name: str, request_type,
+              path_id: int | None = None) -> Response:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -254,6 +289,8 @@ class AdminHttpApp:
             request = parse_request(request_type, method, environ.get("QUERY_STRING", ""), body)
         except BadRequest as error:
             return _error(400, "INVALID_ARGUMENT", str(error))
+        if path_id is not None:
+            request.id = path_id  # the path names the resource, whatever the body says
         try:
             response = getattr(self._admin, name)(request, metadata=self._metadata(environ),
                                                   timeout=CALL_TIMEOUT_S)

@@ -78,12 +78,20 @@ def add_message(descriptor: Descriptor, components: dict) -> str:
     return name
 
 
-def build_document(routes: dict, extra_paths: dict) -> dict:
+_ID_PARAMETER = {"name": "id", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
+
+
+def build_document(routes: dict, extra_paths: dict, public_paths=frozenset()) -> dict:
+    """`public_paths`: the sign-in routes, which take no credential header."""
     components: dict = {"Error": ERROR_SCHEMA}
     paths: dict = {}
     for (method, path), (rpc, request_type, response_type) in sorted(routes.items()):
         operation = {"operationId": rpc, "summary": f"AdminService.{rpc}",
-                     "security": [{"adminToken": []}, {"bearer": []}]}
+                     "security": [] if path in public_paths
+                     else [{"adminToken": []}, {"bearer": []}]}
+        if "{id}" in path:
+            operation["parameters"] = [_ID_PARAMETER]
         request = request_type.DESCRIPTOR
         if method == "GET":
             operation["parameters"] = [

@@ -7,7 +7,7 @@ import functools
 import grpc
 
 from admin_gateway.clients import ServiceClients, relayed
-from carpet_common.calls import current_principal
+from carpet_common.calls import current_call, current_principal
 from carpet_common.convert import timestamp
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2
@@ -25,6 +25,14 @@ def relaying(method):
             raise relayed(error) from None
 
     return wrapper
+
+
+def _from_caller(request):
+    """A copy of a sign-in request with the caller's address as the gateway sees it."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.client_ip = current_call().client_ip
+    return copy
 
 
 def _scope(organization_id: int) -> int:
@@ -101,6 +109,36 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @relaying
     def AdjustCredits(self, request, context):
         return self._clients.credits.AdjustCredits(request)
+
+    @relaying
+    def SetUserPassword(self, request, context):
+        return self._clients.accounts.SetUserPassword(request)
+
+    @relaying
+    def DeactivateUser(self, request, context):
+        return self._clients.accounts.DeactivateUser(request)
+
+    @relaying
+    def ActivateUser(self, request, context):
+        return self._clients.accounts.ActivateUser(request)
+
+    # Sign-in: the credit service checks the password or refresh token; the gateway says from
+    # which address (a field the caller cannot set: it is overwritten here).
+    @relaying
+    def Login(self, request, context):
+        return self._clients.sign_in.Login(_from_caller(request))
+
+    @relaying
+    def Refresh(self, request, context):
+        return self._clients.sign_in.Refresh(_from_caller(request))
+
+    @relaying
+    def Logout(self, request, context):
+        return self._clients.sign_in.Logout(_from_caller(request))
+
+    @relaying
+    def ChangePassword(self, request, context):
+        return self._clients.auth.ChangePassword(request)
 
     def GetRenderImage(self, request, context):
         try:

@@ -16,11 +16,12 @@ where it admits only services (see `admit`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 import jwt
@@ -61,6 +62,8 @@ class Principal:
     role: str  # ADMIN, STAFF or SERVICE
     organization_id: int | None = None  # STAFF: the only organisation it may see
     via: str = ""  # a person's call relayed by a service: that service's name
+    user_id: int | None = None  # a signed-in user (the access token's `uid`)
+    session_id: str = ""  # that user's session (the access token's `sid`)
 
     @property
     def is_admin(self) -> bool:
@@ -119,6 +122,9 @@ class Rule:
     admin: bool = False
     staff: bool = False
     services: frozenset[str] = frozenset()
+    # Anyone, without an identity: only the sign-in calls, whose request carries the
+    # credential being proved (a password or a refresh token).
+    public: bool = False
 
     def admits_person(self, person: Principal) -> bool:
         return (person.is_admin and self.admin) or (person.is_staff and self.staff)
@@ -128,10 +134,12 @@ class Rule:
 
     def __or__(self, other: Rule) -> Rule:
         return Rule(self.admin or other.admin, self.staff or other.staff,
-                    self.services | other.services)
+                    self.services | other.services, self.public or other.public)
 
 
 ADMIN = Rule(admin=True)
+PUBLIC = Rule(public=True)
+ANONYMOUS = Principal(actor="anonymous", role="")
 ADMIN_STAFF = Rule(admin=True, staff=True)
 
 
@@ -149,8 +157,7 @@ def admit(identity: Identity, rule: Rule | None) -> Principal:
     if rule is not None:
         if identity.person is not None and rule.admits_person(identity.person):
             if identity.service:
-                return Principal(identity.person.actor, identity.person.role,
-                                 identity.person.organization_id, via=identity.service)
+                return dataclasses.replace(identity.person, via=identity.service)
             return identity.person
         if identity.service and rule.admits_service(identity.service):
             return Principal(actor=identity.service, role=ROLE_SERVICE)
@@ -190,7 +197,11 @@ class _JwksKeys:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings):
+    """`revoked_sessions`: the ids of ended sessions (carpet_common.sessions), whose access
+    tokens are refused before they expire."""
+
+    def __init__(self, settings: Settings, revoked_sessions: Container[str] = frozenset()):
+        self._revoked = revoked_sessions
         self._tokens = tuple((name, token.encode()) for name, token in
                              settings.admin_tokens.items())
         self._service_tokens = tuple((name, token.encode()) for name, token in
@@ -281,9 +292,16 @@ class Authenticator:
             raise Unauthenticated("JWT `org` must be a positive organisation id")
         if role == ROLE_STAFF and organization_id is None:
             raise Unauthenticated("a STAFF JWT must carry its organisation in `org`")
+        session_id = claims.get("sid")
+        if session_id is not None and (not isinstance(session_id, str)
+                                       or session_id in self._revoked):
+            raise Unauthenticated("session ended: sign in again")
+        user_id = claims.get("uid")
         _used("jwt", "")
         return Principal(actor=str(claims["sub"]), role=role,
-                         organization_id=organization_id if role == ROLE_STAFF else None)
+                         organization_id=organization_id if role == ROLE_STAFF else None,
+                         user_id=user_id if _positive_int(user_id) else None,
+                         session_id=session_id or "")
 
 
 def _positive_int(value) -> bool:
@@ -310,8 +328,10 @@ def certificate_identity(auth_context: Mapping[str, Iterable[bytes]]) -> str | N
 
 
 def mint_jwt(settings: Settings, subject: str, role: str, ttl_seconds: int,
-             organization_id: int | None = None) -> str:
-    """A short-lived HS256 JWT for an admin (python -m admin_gateway token)."""
+             organization_id: int | None = None, *, user_id: int | None = None,
+             session_id: str | None = None) -> str:
+    """A short-lived HS256 JWT: for automation (python -m admin_gateway token), or a signed-in
+    user's access token (with `uid` and `sid`, from the credit service's sign-in)."""
     import time
 
     if not settings.jwt_secret:
@@ -325,4 +345,8 @@ def mint_jwt(settings: Settings, subject: str, role: str, ttl_seconds: int,
               "aud": settings.jwt_audience, "iss": settings.jwt_issuer}
     if organization_id is not None:
         claims["org"] = organization_id
+    if user_id is not None:
+        claims["uid"] = user_id
+    if session_id is not None:
+        claims["sid"] = session_id
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

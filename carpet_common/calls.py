@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import grpc
 
 from carpet_common import errors
-from carpet_common.auth import Authenticator, Principal, Rule, admit
+from carpet_common.auth import ANONYMOUS, Authenticator, Principal, Rule, admit
 from carpet_common.interceptors import AroundInterceptor
 from carpet_common.logs import request_id_var
 
@@ -144,10 +144,13 @@ class AuthInterceptor(AroundInterceptor):
 
     def _admit(self, method: str, context: grpc.ServicerContext) -> Principal:
         call = current_call()
+        rule = self._policy.get(method)
+        if rule is not None and rule.public:
+            return ANONYMOUS  # a sign-in call: its request carries the credential it proves
         identity = None
         try:
             identity = self._authenticator.identify(call.metadata, context.auth_context())
-            return admit(identity, self._policy.get(method))
+            return admit(identity, rule)
         except (errors.Unauthenticated, errors.PermissionDenied) as error:
             if self._on_denied is not None:
                 self._on_denied(Denial(

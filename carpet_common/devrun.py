@@ -2,8 +2,8 @@
 
 Everything the closed boundary needs is generated once into var/ (git-ignored, mode 0600) and
 reused, so the admin page, grpcurl and an internal backend keep working across runs: the admin
-token, the service tokens (`render`, `admin-gateway`, and `web` for an internal backend) and the
-audit chain's key. The processes serve plaintext on loopback and prove who they are to each
+token, the seeded admin's password, the service tokens (`render`, `admin-gateway`, and `web` for
+an internal backend), the JWT secret that signs sign-in tokens and the audit chain's key. The processes serve plaintext on loopback and prove who they are to each
 other with those service tokens. Settings already in the environment win.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ SERVICES = ("render", "admin-gateway", "web")  # `web`: an internal backend (REN
 STOP_TIMEOUT_S = 30  # the render service finishes the jobs in hand first
 
 
-def kept_secret(name: str, min_length: int = 32) -> str:
+def kept_secret(name: str, min_length: int = 32, random_bytes: int = 32) -> str:
     """A random secret kept in var/<name> (0600), made on first use."""
     path = os.path.join(VAR, name)
     if os.path.exists(path):
@@ -36,7 +36,7 @@ def kept_secret(name: str, min_length: int = 32) -> str:
         if len(value) >= min_length:
             return value
     os.makedirs(VAR, exist_ok=True)
-    value = secrets.token_urlsafe(max(32, min_length))
+    value = secrets.token_urlsafe(random_bytes)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(value + "\n")
@@ -74,6 +74,13 @@ def main() -> int:
                                          for name, value in _service_tokens().items())
     if not env.get("AUDIT_HMAC_KEY"):
         env["AUDIT_HMAC_KEY"] = kept_secret("audit_hmac_key", 43)
+    if not env.get("JWT_SECRET") and not env.get("JWT_JWKS_FILE"):
+        env["JWT_SECRET"] = kept_secret("jwt_secret", 43)  # signs the sign-in access tokens
+    password = None
+    if not env.get("SEED_ADMIN_PASSWORD"):
+        # 16 random characters (96 bits): no common password, and seed sets it only while the admin
+        # has none, so a password changed since is kept.
+        password = env["SEED_ADMIN_PASSWORD"] = kept_secret("admin_password", 16, 12)
     # The gateway passes each admin's IP on in x-forwarded-for; on one machine the services
     # believe it from loopback (set TRUSTED_PROXIES yourself in any other set-up).
     env.setdefault("TRUSTED_PROXIES", "127.0.0.1")
@@ -99,6 +106,9 @@ def main() -> int:
     print(f"render service   grpc  {settings.render_addr}")
     print(f"admin gateway    grpc  {settings.admin_grpc_addr}")
     print(f"admin gateway    http  http://{settings.admin_http_addr}/admin/")
+    if password:
+        print(f"admin sign-in    {settings.seed_admin_email} / {password}   (kept in "
+              f"var/admin_password; changed passwords are not reset)")
     if token:
         print(f"admin token      {token}   (actor {LOCAL_ADMIN_NAME}; kept in var/admin_token)")
     if "web" in service_tokens:

@@ -25,8 +25,13 @@ def clean_key(key: str) -> str:
 
 
 def request_fingerprint(request: Message) -> str:
-    """SHA-256 of the request's deterministic serialization, without its idempotency key."""
+    """SHA-256 of the request's deterministic serialization, without its idempotency key and
+    without passwords: a hash of a password must not be stored, so a retry is not compared on
+    its password (CreateUser with the same key and another password replays the first user)."""
     copy = type(request)()
     copy.CopyFrom(request)
     copy.ClearField("idempotency_key")
+    for field in copy.DESCRIPTOR.fields:
+        if "password" in field.name:
+            copy.ClearField(field.name)
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()

@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -187,10 +187,14 @@ class GrpcServer:
     server: grpc.Server
     health: health.HealthServicer
     service_names: tuple[str, ...]
+    # Background work the server's calls rely on (e.g. the ended-sessions list), stopped with it.
+    background: list = field(default_factory=list)
 
     def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         self.health.enter_graceful_shutdown()  # every service -> NOT_SERVING
         self.server.stop(grace).wait()
+        for work in self.background:
+            work.stop()
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return self.server.wait_for_termination(timeout)

@@ -72,6 +72,11 @@ class Settings:
     audit_hmac_key: bytes | None = field(default=None, repr=False)
     allow_plaintext: bool = False  # listen on a non-loopback address without TLS
     grpc_reflection: bool = True
+    # Sign-in (CONTRACT §9).
+    seed_admin_password: str | None = field(default=None, repr=False)
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    jwt_jwks_url: str | None = None  # an outside identity provider's keys
     # Not in the contract; operational knobs of this implementation.
     log_format: str = "text"  # "json" for one JSON object per line
     grpc_max_workers: int = 16
@@ -81,6 +86,8 @@ class Settings:
     render_lease_seconds: int = 60  # a processing job whose lease ran out is claimed again
     render_hold_ttl_seconds: int = 900  # lifetime of a render's credit hold
     render_max_attempts: int = 5  # claims before a job that keeps crashing is failed
+    # How often each process re-reads the ended sign-in sessions (carpet_common.sessions).
+    session_check_interval_s: int = 15
 
 
 def parse_admin_tokens(raw: str, setting: str = "ADMIN_TOKENS",
@@ -122,6 +129,13 @@ def _duration(env: Mapping[str, str], name: str, default: int | None) -> int | N
     if unit not in _DURATION_UNITS or not number.isdigit() or int(number) <= 0:
         raise SettingsError(f"{name} must look like 30d, 12h, 90m or 3600s, or be 'forever'")
     return int(number) * _DURATION_UNITS[unit]
+
+
+def _bounded_duration(env: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    value = _duration(env, name, default)
+    if value is None or value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum} s")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -221,6 +235,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audit_hmac_key=(key.encode() if (key := _secret(env, "AUDIT_HMAC_KEY",
                                                          MIN_SECRET_BYTES)) else None),
         allow_plaintext=_flag(env, "ALLOW_PLAINTEXT", False),
+        seed_admin_password=text("SEED_ADMIN_PASSWORD", None),
+        access_token_ttl_s=_bounded_duration(env, "ACCESS_TOKEN_TTL",
+                                             defaults.access_token_ttl_s, 24 * 3600),
+        refresh_token_ttl_s=_bounded_duration(env, "REFRESH_TOKEN_TTL",
+                                              defaults.refresh_token_ttl_s, 365 * 24 * 3600),
+        jwt_jwks_url=text("JWT_JWKS_URL", None),
         grpc_reflection=_flag(env, "GRPC_REFLECTION", True),
         log_format=log_format,
         grpc_max_workers=_int(env, "GRPC_MAX_WORKERS", defaults.grpc_max_workers, minimum=1),
@@ -233,4 +253,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                      defaults.render_hold_ttl_seconds, minimum=60),
         render_max_attempts=_int(env, "RENDER_MAX_ATTEMPTS", defaults.render_max_attempts,
                                  minimum=1),
+        session_check_interval_s=_bounded_duration(env, "SESSION_CHECK_INTERVAL",
+                                                   defaults.session_check_interval_s, 60),
     )

@@ -68,17 +68,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(settings, process_index: int) -> int:
     from carpet_common.metrics import serve_metrics
-    from credit_service.app import build_server, hold_sweeper, register_gauges, system_clock
+    from credit_service.app import (
+        build_server,
+        hold_sweeper,
+        register_gauges,
+        sign_in_cleaner,
+        system_clock,
+    )
 
     running, port = build_server(settings, settings.credit_addr)
     if settings.metrics_addr:
         register_gauges()
         serve_metrics(settings.metrics_addr, process_index)
-    sweeper = hold_sweeper(clock=system_clock)
+    sweeper, cleaner = hold_sweeper(clock=system_clock), sign_in_cleaner(clock=system_clock)
     sweeper.start()
+    cleaner.start()
     logger.info("credit service listening on %s (port %d, process %d)", settings.credit_addr,
                 port, process_index)
-    run_until_signal([running], on_stop=sweeper.stop)
+    run_until_signal([running], on_stop=lambda: (sweeper.stop(), cleaner.stop()))
     return 0
 
 

@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import datetime
-import re
 
 from peewee import JOIN, IntegrityError, fn
 
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
+from credit_service import passwords
+from credit_service.emails import display_form, normalize_email
 from credit_service.models import ROLES, CreditBalance, CreditLog, Organization, User, database
 
 MAX_NAME_LENGTH = 200
 MAX_BATCH_IDS = 500
 MAX_INITIAL_CREDITS = 10**12
-# Deliberately simple: one @, no spaces, a dot in the domain. Delivery is not our business.
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
 
 
 def _required_name(name: str, what: str = "name") -> str:
@@ -22,13 +21,6 @@ def _required_name(name: str, what: str = "name") -> str:
     if not name or len(name) > MAX_NAME_LENGTH or "\x00" in name:
         raise InvalidArgument(f"{what} must be 1..{MAX_NAME_LENGTH} characters")
     return name
-
-
-def normalize_email(email: str) -> str:
-    email = email.strip().lower()
-    if len(email) > 320 or not _EMAIL.match(email):
-        raise InvalidArgument("email is not a valid address")
-    return email
 
 
 def create_organization(name: str, initial_credits: int, *, actor: str, now: datetime.datetime,
@@ -71,17 +63,24 @@ def list_organizations(page_size: int, page_token: str) -> Page:
 
 
 def create_user(organization_id: int, name: str, email: str, role: str, *,
-                now: datetime.datetime) -> User:
+                now: datetime.datetime, password: str = "") -> User:
+    """A user; `email` is unique in its normal form (credit_service.emails) and kept as typed
+    for display. Without a password the user cannot sign in until an admin sets one."""
     name = _required_name(name)
-    email = normalize_email(email)
+    normalized = normalize_email(email)
     if role not in ROLES:
         raise InvalidArgument("role must be ROLE_ADMIN or ROLE_STAFF")
+    password_hash = ""
+    if password:
+        password_hash = passwords.hash_password(
+            passwords.check_new_password(password, normalized))
     try:
         with database.atomic():
             if not Organization.select().where(Organization.id == organization_id).exists():
                 raise NotFound(f"organisation {organization_id} not found")
-            user = User.create(organization=organization_id, name=name, email=email, role=role,
-                               created_at=now)
+            user = User.create(organization=organization_id, name=name, email=normalized,
+                               display_email=display_form(email), role=role,
+                               password_hash=password_hash, created_at=now)
     except IntegrityError:
         raise AlreadyExists("a user with this email already exists") from None
     return get_user(user.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime
 import logging
 
-from carpet_common.auth import ADMIN, ADMIN_STAFF, Authenticator, Rule, services
+from carpet_common.auth import ADMIN, ADMIN_STAFF, ANY_SERVICE, Authenticator, Rule, services
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor
 from carpet_common.denials import DenialLog
 from carpet_common.interceptors import (
@@ -16,18 +16,31 @@ from carpet_common.metrics import MetricsInterceptor
 from carpet_common.periodic import Periodic
 from carpet_common.server import GrpcServer, create_server, tls_files
 from carpet_common.settings import Settings, SettingsError
-from credit_service import audit, ledger
+from carpet_common.sessions import RevokedSessions
+from credit_service import audit, ledger, signin
 from credit_service.audited import write_denial
 from credit_service.models import database, utcnow
-from credit_service.servicer import AccountServicer, AuditServicer, Clock, CreditServicer
-from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
+from credit_service.servicer import (
+    AccountServicer,
+    AuditServicer,
+    AuthServicer,
+    Clock,
+    CreditServicer,
+)
+from protos.carpet.credit.v1 import (
+    account_pb2_grpc,
+    audit_pb2_grpc,
+    auth_pb2_grpc,
+    credit_pb2_grpc,
+)
 
 logger = logging.getLogger(__name__)
 
 ACCOUNT = "carpet.credit.v1.AccountService"
 CREDIT = "carpet.credit.v1.CreditService"
 AUDIT = "carpet.credit.v1.AuditService"
-SERVICE_NAMES = (ACCOUNT, CREDIT, AUDIT)
+AUTH = "carpet.credit.v1.AuthService"
+SERVICE_NAMES = (ACCOUNT, CREDIT, AUDIT, AUTH)
 SWEEP_INTERVAL_S = 5.0
 
 # The services that act on their own behalf here (docs/security.md).
@@ -49,6 +62,16 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{ACCOUNT}/BatchGetUsers": services(GATEWAY) | backends,
         f"/{ACCOUNT}/ListUsers": ADMIN_STAFF,
         f"/{ACCOUNT}/GetAccountTotals": services(GATEWAY),
+        f"/{ACCOUNT}/SetUserPassword": ADMIN,
+        f"/{ACCOUNT}/DeactivateUser": ADMIN,
+        f"/{ACCOUNT}/ActivateUser": ADMIN,
+        # People sign in through the gateway, which passes their password or refresh token on.
+        f"/{AUTH}/Login": services(GATEWAY),
+        f"/{AUTH}/Refresh": services(GATEWAY),
+        f"/{AUTH}/Logout": services(GATEWAY),
+        f"/{AUTH}/ChangePassword": ADMIN_STAFF,
+        # Every process that checks access tokens reads the ended sessions.
+        f"/{AUTH}/ListRevokedSessions": services(ANY_SERVICE),
         f"/{CREDIT}/GetBalance": readers,
         f"/{CREDIT}/AdjustCredits": ADMIN,
         f"/{CREDIT}/ReserveCredits": services(RENDER),
@@ -78,6 +101,26 @@ def hold_sweeper(clock: Clock, interval_s: float = SWEEP_INTERVAL_S) -> Periodic
     return Periodic("hold-sweeper", interval_s, sweep)
 
 
+def sign_in_cleaner(clock: Clock, interval_s: float = 60.0) -> Periodic:
+    """Drops login-failure rows past their window and long-expired refresh tokens."""
+
+    def clean() -> None:
+        with database.connection_context():
+            signin.forget_old(clock())
+
+    return Periodic("sign-in-cleaner", interval_s, clean)
+
+
+def revoked_sessions(settings: Settings, clock: Clock) -> RevokedSessions:
+    """The ended sessions, read from this service's own table."""
+
+    def load() -> list[str]:
+        with database.connection_context():
+            return signin.revoked_session_ids(clock())
+
+    return RevokedSessions(load, settings.session_check_interval_s)
+
+
 def build_server(settings: Settings, address: str, *, clock: Clock = system_clock
                  ) -> tuple[GrpcServer, int]:
     """The credit service's server. Like the database behind the models, the audit key is
@@ -90,11 +133,13 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
     with database.connection_context():
         audit.seal_chain()
     denials = DenialLog(write_denial)
+    ended_sessions = revoked_sessions(settings, clock)
     interceptors = [
         MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
-        AuthInterceptor(Authenticator(settings), policy(settings), on_denied=denials.record),
+        AuthInterceptor(Authenticator(settings, ended_sessions), policy(settings),
+                        on_denied=denials.record),
         TextFieldInterceptor(),
         DatabaseConnectionInterceptor(database),
     ]
@@ -103,11 +148,26 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
         account_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(clock), server)
         credit_pb2_grpc.add_CreditServiceServicer_to_server(CreditServicer(clock), server)
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(), server)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthServicer(settings, clock, identity_provider(settings)), server)
 
-    return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls_files(settings),
-                         share_port=settings.server_processes > 1,
-                         reflection=settings.grpc_reflection)
+    running, port = create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
+                                  max_workers=settings.grpc_max_workers,
+                                  tls=tls_files(settings),
+                                  share_port=settings.server_processes > 1,
+                                  reflection=settings.grpc_reflection)
+    ended_sessions.start()
+    running.background.append(ended_sessions)
+    return running, port
+
+
+def identity_provider(settings: Settings):
+    """The outside identity provider whose tokens sign people in (JWT_JWKS_URL), if any."""
+    if not settings.jwt_jwks_url:
+        return None
+    from credit_service.identity_provider import IdentityProvider
+
+    return IdentityProvider(settings)
 
 
 def register_gauges() -> None:

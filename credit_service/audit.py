@@ -54,14 +54,16 @@ class AuditEntry:
     peer: str = ""
     request_id: str = ""
     credit_log_id: int | None = None
+    actor_user_id: int | None = None  # a signed-in person's user id
 
 
 def _material(prev_hash: str, created_at: datetime.datetime, entry: AuditEntry) -> bytes:
-    return json.dumps(
-        [prev_hash, created_at.isoformat(), entry.actor, entry.role, entry.action,
-         entry.organization_id, entry.target, entry.details, entry.outcome, entry.peer,
-         entry.request_id, entry.credit_log_id],
-        separators=(",", ":"), ensure_ascii=False).encode()
+    fields = [prev_hash, created_at.isoformat(), entry.actor, entry.role, entry.action,
+              entry.organization_id, entry.target, entry.details, entry.outcome, entry.peer,
+              entry.request_id, entry.credit_log_id]
+    if entry.actor_user_id is not None:  # only then: rows written before it keep their hash
+        fields.append(entry.actor_user_id)
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def row_hash(prev_hash: str, created_at: datetime.datetime, entry: AuditEntry) -> str:
@@ -101,7 +103,8 @@ def append_audit(entry: AuditEntry, now: datetime.datetime | None = None) -> Aud
             created_at=created_at, actor=entry.actor, role=entry.role, action=entry.action,
             organization_id=entry.organization_id, target=entry.target, details=entry.details,
             outcome=entry.outcome, peer=entry.peer, request_id=entry.request_id,
-            credit_log=entry.credit_log_id, prev_hash=head.last_hash, hash=digest)
+            credit_log=entry.credit_log_id, actor_user_id=entry.actor_user_id,
+            prev_hash=head.last_hash, hash=digest)
         (AuditChainHead.update(last_hash=digest, seal=head_seal(digest))
          .where(AuditChainHead.id == 1).execute())
     return row
@@ -111,7 +114,7 @@ def _entry(row: AuditLog) -> AuditEntry:
     return AuditEntry(actor=row.actor, role=row.role, action=row.action, outcome=row.outcome,
                       organization_id=row.organization_id, target=row.target,
                       details=row.details, peer=row.peer, request_id=row.request_id,
-                      credit_log_id=row.credit_log_id)
+                      credit_log_id=row.credit_log_id, actor_user_id=row.actor_user_id)
 
 
 def _rows_in_order(batch_size: int = 5000):

@@ -84,7 +84,8 @@ def _audit_entry(request: Message, change: Change, outcome: str) -> AuditEntry:
         role=principal.role if principal else "", action=call.method, outcome=outcome,
         organization_id=change.organization_id or None, target=change.target,
         details=summarize_request(request), peer=call.client_ip, request_id=call.request_id,
-        credit_log_id=change.credit_log_id)
+        credit_log_id=change.credit_log_id,
+        actor_user_id=principal.user_id if principal else None)
 
 
 def _stored_response(method: str, key: str, fingerprint: str) -> bytes | None:
@@ -125,8 +126,8 @@ def audited_change(request: Message, *, organization_id: int | None = None,
     method = current_call().method
     change = Change(organization_id=organization_id, target=target)
     try:
-        key = clean_key(request.idempotency_key)
-        fingerprint = request_fingerprint(request)
+        key = clean_key(getattr(request, "idempotency_key", ""))
+        fingerprint = request_fingerprint(request) if key else ""
         with database.atomic():
             if key:
                 change.replayed = _claim_key(method, key, fingerprint)

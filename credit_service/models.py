@@ -11,6 +11,7 @@ from peewee import (
     BigAutoField,
     BigIntegerField,
     BlobField,
+    BooleanField,
     CharField,
     Check,
     DatabaseProxy,
@@ -55,10 +56,14 @@ class User(BaseModel):
     id = BigAutoField()
     organization = ForeignKeyField(Organization, backref="users", on_delete="RESTRICT")
     name = CharField(max_length=200, constraints=[Check("length(name) > 0")])
-    # Stored lower-cased (CHECK) and unique: duplicates in any letter case are refused.
+    # The sign-in name in its normal form (credit_service.emails: NFC, Turkish-aware lower
+    # case, IDNA domain), unique; `display_email` keeps it as typed.
     email = CharField(max_length=320, unique=True, constraints=[Check("email = lower(email)")])
     role = CharField(max_length=16, constraints=[Check(_in("role", ROLES))])
     created_at = DateTimeField(default=utcnow)
+    display_email = CharField(max_length=320, default="")
+    password_hash = CharField(max_length=255, default="")  # argon2id; '' = cannot sign in
+    active = BooleanField(default=True)
 
     class Meta:
         indexes = (
@@ -139,6 +144,8 @@ class AuditLog(BaseModel):
     credit_log = ForeignKeyField(CreditLog, null=True, unique=True, on_delete="RESTRICT")
     prev_hash = CharField(max_length=64)
     hash = CharField(max_length=64, unique=True)
+    # The signed-in user who acted (NULL: a token's name, a service, or nobody known).
+    actor_user_id = BigIntegerField(null=True)
 
     class Meta:
         indexes = (
@@ -173,5 +180,46 @@ class IdempotencyRecord(BaseModel):
         indexes = ((("method", "key"), True),)
 
 
+class AuthSession(BaseModel):
+    """One sign-in: it lives while its newest refresh token is unspent and unexpired, and ends
+    at logout, at the reuse of a spent refresh token, at a password change or deactivation."""
+
+    id = CharField(max_length=32, primary_key=True)  # the access tokens' `sid` claim
+    user = ForeignKeyField(User, on_delete="RESTRICT")
+    created_at = DateTimeField(default=utcnow)
+    ended_at = DateTimeField(null=True)
+    end_reason = CharField(max_length=64, default="")
+
+    class Meta:
+        indexes = ((("user", "ended_at"), False), (("ended_at",), False))
+
+
+class RefreshToken(BaseModel):
+    """A session's refresh tokens, newest unspent; stored as SHA-256 (the token itself is 256
+    random bits, so a hash cannot be reversed and a fast hash is enough)."""
+
+    id = BigAutoField()
+    session = ForeignKeyField(AuthSession, on_delete="RESTRICT")
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    spent_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("expires_at",), False),)
+
+
+class LoginFailure(BaseModel):
+    """Failed sign-ins per account (`account:<email>`) and per client (`ip:<address or /64>`),
+    counted over a window for the lockout; in the database so every replica counts together."""
+
+    id = BigAutoField()
+    key = CharField(max_length=400)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("key", "created_at"), False), (("created_at",), False))
+
+
 ALL_MODELS = (Organization, User, CreditBalance, CreditHold, CreditLog, AuditLog,
-              AuditChainHead, IdempotencyRecord)
+              AuditChainHead, IdempotencyRecord, AuthSession, RefreshToken, LoginFailure)

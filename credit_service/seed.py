@@ -6,8 +6,9 @@ import json
 from dataclasses import dataclass
 
 from carpet_common.settings import Settings
-from credit_service import accounts
+from credit_service import accounts, passwords
 from credit_service.audit import AuditEntry, append_audit
+from credit_service.emails import normalize_email
 from credit_service.models import Organization, User, database, utcnow
 
 
@@ -26,7 +27,7 @@ def _audit(action: str, organization_id: int, target: str, details: dict) -> Non
 
 def seed(settings: Settings) -> SeedResult:
     created: list[str] = []
-    email = accounts.normalize_email(settings.seed_admin_email)
+    email = normalize_email(settings.seed_admin_email)
     with database.atomic():
         organization = Organization.get_or_none(Organization.name == settings.seed_org_name.strip())
         if organization is None:
@@ -38,9 +39,17 @@ def seed(settings: Settings) -> SeedResult:
             created.append("organization")
         admin = User.get_or_none(User.email == email)
         if admin is None:
-            admin = accounts.create_user(organization.id, settings.seed_admin_name, email, "ADMIN",
-                                         now=utcnow())
+            admin = accounts.create_user(organization.id, settings.seed_admin_name,
+                                         settings.seed_admin_email, "ADMIN", now=utcnow())
             _audit("seed.CreateUser", organization.id, f"user:{admin.id}",
                    {"email": email, "role": "ADMIN"})
             created.append("admin user")
+        if settings.seed_admin_password and not admin.password_hash:
+            # Only a user without a password gets the seeded one: a password the admin has
+            # changed since is never reset by running seed again.
+            password = passwords.check_new_password(settings.seed_admin_password, email)
+            User.update(password_hash=passwords.hash_password(password)).where(
+                User.id == admin.id).execute()
+            _audit("seed.SetUserPassword", organization.id, f"user:{admin.id}", {})
+            created.append("admin password")
     return SeedResult(organization.id, admin.id, tuple(created))

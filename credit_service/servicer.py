@@ -6,16 +6,20 @@ import datetime
 import json
 from collections.abc import Callable
 
+from carpet_common.auth import mint_jwt
 from carpet_common.calls import current_principal
+from carpet_common.settings import Settings
 from carpet_common.convert import optional_time, timestamp
-from carpet_common.errors import InvalidArgument, NotFound
-from credit_service import accounts, audit, ledger
+from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from credit_service import accounts, audit, ledger, signin
 from credit_service.audited import audited_change
 from credit_service.models import AuditLog, CreditLog, Organization, User
 from protos.carpet.credit.v1 import (
     account_pb2,
     account_pb2_grpc,
     audit_pb2,
+    auth_pb2,
+    auth_pb2_grpc,
     audit_pb2_grpc,
     credit_pb2,
     credit_pb2_grpc,
@@ -63,7 +67,8 @@ def user_message(row: User) -> account_pb2.User:
         id=row.id, organization_id=row.organization.id,
         organization_name=row.organization.name, name=row.name, email=row.email,
         role=ROLE_TO_PROTO[row.role], credit=balance_row.balance if balance_row else 0,
-        created_at=timestamp(row.created_at))
+        created_at=timestamp(row.created_at), active=row.active,
+        has_password=bool(row.password_hash), display_email=row.display_email or row.email)
 
 
 def balance_message(view: ledger.BalanceView) -> credit_pb2.Balance:
@@ -92,7 +97,7 @@ def audit_message(row: AuditLog) -> audit_pb2.AuditLog:
         id=row.id, actor=row.actor, role=row.role, action=row.action,
         organization_id=row.organization_id or 0, target=row.target, details=row.details,
         outcome=row.outcome, peer=row.peer, request_id=row.request_id,
-        created_at=timestamp(row.created_at))
+        created_at=timestamp(row.created_at), actor_user_id=row.actor_user_id or 0)
 
 
 def _role(value: int) -> str:
@@ -129,8 +134,27 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             if change.replayed:
                 return change.replay(account_pb2.User)
             row = accounts.create_user(request.organization_id, request.name, request.email,
-                                       _role(request.role), now=self._clock())
+                                       _role(request.role), now=self._clock(),
+                                       password=request.password)
             return change.done(user_message(row), target=f"user:{row.id}")
+
+    def SetUserPassword(self, request, context):
+        with audited_change(request, target=f"user:{request.id}") as change:
+            row = signin.set_password(request.id, request.password, self._clock())
+            return change.done(user_message(row), target=f"user:{row.id}",
+                               organization_id=row.organization.id)
+
+    def DeactivateUser(self, request, context):
+        return self._set_active(request, False)
+
+    def ActivateUser(self, request, context):
+        return self._set_active(request, True)
+
+    def _set_active(self, request, active: bool):
+        with audited_change(request, target=f"user:{request.id}") as change:
+            row = signin.set_active(request.id, active, self._clock())
+            return change.done(user_message(row), target=f"user:{row.id}",
+                               organization_id=row.organization.id)
 
     def GetUser(self, request, context):
         row = accounts.get_user(request.id)
@@ -233,3 +257,61 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         return audit_pb2.ListAuditLogsResponse(
             audit_logs=[audit_message(row) for row in page.rows],
             next_page_token=page.next_page_token)
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    """Sign-in (credit_service.signin); access tokens are HS256 JWTs with JWT_SECRET, checked
+    by every process like any other JWT."""
+
+    def __init__(self, settings: Settings, clock: Clock, identity_provider=None):
+        self._settings = settings
+        self._clock = clock
+        self._identity_provider = identity_provider  # credit_service.identity_provider
+
+    def _session(self, signed_in: signin.SignedIn) -> auth_pb2.Session:
+        user = signed_in.user
+        access = mint_jwt(self._settings, user.email, user.role,
+                          self._settings.access_token_ttl_s, user.organization.id,
+                          user_id=user.id, session_id=signed_in.session_id)
+        return auth_pb2.Session(access_token=access, refresh_token=signed_in.refresh_token,
+                                expires_in=self._settings.access_token_ttl_s,
+                                user=user_message(user))
+
+    def _check_configured(self) -> None:
+        if not self._settings.jwt_secret:
+            raise FailedPrecondition("sign-in is not set up: JWT_SECRET is not set")
+
+    def Login(self, request, context):
+        self._check_configured()
+        ttl = self._settings.refresh_token_ttl_s
+        if request.id_token:
+            if self._identity_provider is None:
+                raise InvalidArgument("no identity provider is set up (JWT_JWKS_URL)")
+            email = self._identity_provider.email_of(request.id_token)
+            return self._session(signin.login_as(email, request.client_ip, self._clock(),
+                                                 refresh_ttl_s=ttl, provider="jwks"))
+        return self._session(signin.login(request.email, request.password, request.client_ip,
+                                          self._clock(), refresh_ttl_s=ttl))
+
+    def Refresh(self, request, context):
+        self._check_configured()
+        return self._session(signin.refresh(request.refresh_token, request.client_ip,
+                                            self._clock(),
+                                            refresh_ttl_s=self._settings.refresh_token_ttl_s))
+
+    def Logout(self, request, context):
+        signin.logout(request.refresh_token, request.client_ip, self._clock())
+        return auth_pb2.LogoutResponse()
+
+    def ChangePassword(self, request, context):
+        principal = current_principal()
+        with audited_change(request, target=f"user:{principal.user_id or 0}") as change:
+            ended = signin.change_password(principal.user_id, principal.session_id,
+                                           request.current_password, request.new_password,
+                                           self._clock())
+            return change.done(auth_pb2.ChangePasswordResponse(sessions_ended=ended),
+                               target=f"user:{principal.user_id}")
+
+    def ListRevokedSessions(self, request, context):
+        return auth_pb2.ListRevokedSessionsResponse(
+            session_ids=signin.revoked_session_ids(self._clock()))

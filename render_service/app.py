@@ -20,6 +20,7 @@ from carpet_common.server import (
     service_channel,
     tls_files,
 )
+from carpet_common.sessions import revoked_sessions_via
 from carpet_common.settings import Settings
 from protos.carpet.credit.v1 import audit_pb2, audit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2_grpc
@@ -85,6 +86,7 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
     credit = CreditClient(channel)
     store = ImageStore(settings.render_storage_dir)
     denials = DenialLog(denial_writer(channel))
+    ended_sessions = revoked_sessions_via(channel, settings.session_check_interval_s)
     interceptors = [
         MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
@@ -93,7 +95,8 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
         RateLimitInterceptor(RateLimiter(settings.rate_limit_render, settings.rate_limit_storage,
                                          namespace="render"),
                              methods={f"/{SERVICE}/SubmitRender", f"/{SERVICE}/CreateCarpet"}),
-        AuthInterceptor(Authenticator(settings), policy(settings), on_denied=denials.record),
+        AuthInterceptor(Authenticator(settings, ended_sessions), policy(settings),
+                        on_denied=denials.record),
         TextFieldInterceptor(),
         DatabaseConnectionInterceptor(database),
     ]
@@ -102,11 +105,15 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
         render_pb2_grpc.add_RenderServiceServicer_to_server(
             RenderServicer(settings, credit, store, clock), server)
 
-    return create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
-                         max_workers=settings.grpc_max_workers, tls=tls_files(settings),
-                         share_port=settings.server_processes > 1,
-                         reflection=settings.grpc_reflection,
-                         long_streams=(f"/{SERVICE}/WatchRender",))
+    running, port = create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
+                                  max_workers=settings.grpc_max_workers,
+                                  tls=tls_files(settings),
+                                  share_port=settings.server_processes > 1,
+                                  reflection=settings.grpc_reflection,
+                                  long_streams=(f"/{SERVICE}/WatchRender",))
+    ended_sessions.start()
+    running.background.append(ended_sessions)
+    return running, port
 
 
 def build_workers(settings: Settings, *, credit: CreditClient | None = None,
