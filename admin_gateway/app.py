@@ -39,6 +39,7 @@ POLICY = {
     f"/{SERVICE}/ListOrganizations": ADMIN,
     f"/{SERVICE}/ListCreditLogs": ADMIN,
     f"/{SERVICE}/ListAuditLogs": ADMIN,
+    f"/{SERVICE}/CreateOrganization": ADMIN,
     f"/{SERVICE}/CreateUser": ADMIN,
     f"/{SERVICE}/AdjustCredits": ADMIN,
     f"/{SERVICE}/GetRenderImage": ADMIN_STAFF,

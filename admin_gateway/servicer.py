@@ -103,6 +103,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return self._clients.audit.ListAuditLogs(request)
 
     @relaying
+    def CreateOrganization(self, request, context):
+        return self._clients.accounts.CreateOrganization(request)
+
+    @relaying
     def CreateUser(self, request, context):
         return self._clients.accounts.CreateUser(request)
 

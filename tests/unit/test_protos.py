@@ -38,7 +38,7 @@ ADDED_METHODS = {
     "carpet.credit.v1.AuthService": {"Login", "Refresh", "Logout", "ChangePassword",
                                      "ListRevokedSessions"},
     "carpet.render.v1.RenderService": {"GetRenderTotals"},
-    "carpet.admin.v1.AdminService": {"GetRenderImage", "Login", "Refresh", "Logout",
+    "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login", "Refresh", "Logout",
                                      "ChangePassword"} | SIGN_IN_ADMIN,
 }
 
