@@ -26,7 +26,9 @@ def display_form(email: str) -> str:
 
 
 def _lower(text: str) -> str:
-    return unicodedata.normalize("NFC", text.replace("\u0130", "i").lower())
+    # `i` + U+0307 is what lower() made of `İ` before (rows stored so by earlier versions).
+    lowered = text.replace("\u0130", "i").lower().replace("i\u0307", "i")
+    return unicodedata.normalize("NFC", lowered)
 
 
 def normalize_email(email: str) -> str:

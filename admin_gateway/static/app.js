@@ -1,12 +1,16 @@
-// The admin page: plain JavaScript, no build step. The token lives in sessionStorage (this tab
-// only) and travels in a header, never in a URL.
+// The admin page: plain JavaScript, no build step. A person signs in with email and password
+// (POST /auth/login): the tokens live in this page's memory only (a reload signs out) and the
+// access token is renewed before it expires. An automation token lives in sessionStorage (this
+// tab only). Credentials travel in a header, never in a URL.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "carpet-admin-token";
 const pages = { users: [""], renders: [""] };  // page-token stacks: index 0 is the newest page
+const session = { access: "", refresh: "", timer: 0 };  // a signed-in person's tokens
 
 function credentialHeaders() {
+  if (session.access) return { "Authorization": "Bearer " + session.access };
   const token = sessionStorage.getItem(TOKEN_KEY) || "";
   // A JWT has three dot-separated parts; anything else is an admin token.
   return token.split(".").length === 3
@@ -126,23 +130,90 @@ async function loadRenders() {
   $("renders-prev").disabled = pages.renders.length === 1;
 }
 
-async function refresh() {
-  await Promise.all([loadOverview(), loadOrganizations(), loadUsers(), loadRenders()]);
+async function refreshAsPermitted() {
+  // STAFF may read their organisation but not list organisations or move credit.
+  try {
+    await loadOrganizations();
+    $("adjust-section").hidden = false;
+  } catch (error) {
+    if (error.status !== 403) throw error;
+    $("adjust-section").hidden = true;
+  }
+  await Promise.all([loadOverview(), loadUsers(), loadRenders()]);
+}
+
+async function showDashboard() {
+  await refreshAsPermitted();
+  showError("");
+  $("dashboard").hidden = false;
+  $("sign-in-form").hidden = true;
+  $("sign-out").hidden = false;
 }
 
 async function signIn(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   try {
-    await refresh();
-    showError("");
-    $("dashboard").hidden = false;
-    $("sign-in-form").hidden = true;
-    $("sign-out").hidden = false;
+    await showDashboard();
   } catch (error) {
     sessionStorage.removeItem(TOKEN_KEY);
     $("dashboard").hidden = true;
     showError(error.message);
   }
+}
+
+async function authCall(path, body) {
+  const response = await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const result = await response.json();
+  if (!response.ok) {
+    const message = response.status === 401 && path === "/auth/login"
+      ? "Email or password is wrong."
+      : explain(response.status, result, response.headers.get("Retry-After"));
+    throw Object.assign(new Error(message), { status: response.status });
+  }
+  return result;
+}
+
+function keepSession(result) {
+  session.access = result.accessToken;
+  session.refresh = result.refreshToken;
+  clearTimeout(session.timer);
+  // Renew at 80 % of the access token's life, so calls never carry an expired one.
+  session.timer = setTimeout(renewSession, Math.max(5, result.expiresIn * 0.8) * 1000);
+}
+
+async function renewSession() {
+  try {
+    keepSession(await authCall("/auth/refresh", { refreshToken: session.refresh }));
+  } catch (error) {
+    session.access = session.refresh = "";
+    $("dashboard").hidden = true;
+    $("sign-in-form").hidden = false;
+    $("sign-out").hidden = true;
+    showError("Your session has ended: sign in again.");
+  }
+}
+
+async function signInWithPassword(email, password) {
+  try {
+    keepSession(await authCall("/auth/login", { email, password }));
+    await showDashboard();
+  } catch (error) {
+    session.access = session.refresh = "";
+    $("dashboard").hidden = true;
+    showError(error.message);
+  }
+}
+
+async function signOut() {
+  clearTimeout(session.timer);
+  if (session.refresh) {
+    try { await authCall("/auth/logout", { refreshToken: session.refresh }); } catch (error) { /* ended anyway */ }
+  }
+  session.access = session.refresh = "";
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.reload();
 }
 
 function pager(list, load) {
@@ -160,13 +231,15 @@ document.addEventListener("DOMContentLoaded", () => {
   $("sign-in-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = $("token").value.trim();
+    const email = $("email").value.trim();
+    const password = $("password").value;
     $("token").value = "";
-    signIn(token);
+    $("password").value = "";
+    if (token) signIn(token);
+    else if (email && password) signInWithPassword(email, password);
+    else showError("Enter your email and password (or an automation token).");
   });
-  $("sign-out").addEventListener("click", () => {
-    sessionStorage.removeItem(TOKEN_KEY);
-    location.reload();
-  });
+  $("sign-out").addEventListener("click", signOut);
   $("adjust-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("adjust-result").textContent = "";
@@ -190,7 +263,7 @@ document.addEventListener("DOMContentLoaded", () => {
       $("adjust-delta").value = "";
       $("adjust-reason").value = "";
       showError("");
-      await Promise.all([loadOverview(), loadOrganizations(), loadUsers()]);
+      await refreshAsPermitted();
     } catch (error) {
       showError(error.message);
     }

@@ -105,3 +105,52 @@ def test_admin_page(browser, world, http_gateway, credit_server):  # noqa: F811
     page.fill("#adjust-reason", "too much")
     page.click("#adjust-apply")
     expect(page.locator("#error")).to_have_text("Not enough credit for this change.")
+
+
+def test_people_sign_in_with_email_and_password(browser, world, http_gateway,  # noqa: F811
+                                                credit_server):
+    """The page's sign-in form (CONTRACT §9): an admin and a STAFF member with their own
+    passwords; the tokens stay in the page's memory; signing out ends the session."""
+    from protos.carpet.credit.v1 import account_pb2
+
+    admin, acme, other, ada, done = world
+    for email, role, organization in (("boss@example.com", account_pb2.ROLE_ADMIN, other),
+                                      ("clerk@example.com", account_pb2.ROLE_STAFF, acme)):
+        credit_server.accounts.CreateUser(account_pb2.CreateUserRequest(
+            organization_id=organization.id, name=email.split("@")[0], email=email, role=role,
+            password="page-sign-in-2026"), metadata=ADMIN, timeout=30)
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(http_gateway + "/admin/")
+
+    page.fill("#email", "boss@example.com")
+    page.fill("#password", "not-the-password")
+    page.click("#sign-in")
+    expect(page.locator("#error")).to_have_text("Email or password is wrong.")
+    assert page.is_hidden("#dashboard")
+
+    page.fill("#email", "boss@example.com")
+    page.fill("#password", "page-sign-in-2026")
+    page.click("#sign-in")
+    page.wait_for_selector("#dashboard:not([hidden])")
+    expect(page.locator("#card-users")).to_have_text("4")
+    assert page.is_visible("#adjust-section")
+    # Nothing of the session is stored where another page or a reload could read it.
+    assert page.evaluate("sessionStorage.length + localStorage.length") == 0
+    assert not any("page-sign-in" in url or "token" in url.split("?")[0] for url in requests)
+    page.click("#sign-out")
+    page.wait_for_selector("#sign-in-form:not([hidden])")
+    rows = credit_server.audit.ListAuditLogs(audit_pb2.ListAuditLogsRequest(
+        action="/carpet.credit.v1.AuthService/Logout"), metadata=ADMIN, timeout=10).audit_logs
+    assert [(row.actor, row.outcome) for row in rows] == [("boss@example.com", "ok")]
+
+    # STAFF: its own organisation's numbers, and no credit form.
+    page.fill("#email", "clerk@example.com")
+    page.fill("#password", "page-sign-in-2026")
+    page.click("#sign-in")
+    page.wait_for_selector("#dashboard:not([hidden])")
+    expect(page.locator("#users tbody tr")).to_have_count(2)  # Ada and the clerk, of Acme
+    expect(page.locator("#renders tbody tr")).to_have_count(1)
+    assert page.is_hidden("#adjust-section")
+    assert page.is_hidden("#error")

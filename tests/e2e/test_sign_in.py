@@ -389,3 +389,97 @@ def test_unknown_email_and_wrong_password_look_the_same(deployment):
                                        sort_keys=True))}
     ratio = statistics.median(unknown) / statistics.median(wrong)
     assert 0.5 < ratio < 2.0, (statistics.median(unknown), statistics.median(wrong))
+
+
+class JwksServer:
+    """An outside identity provider's JWKS endpoint on loopback, whose keys the test rotates."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.document = {"keys": []}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server API
+                body = json.dumps(outer.document).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, *keys):
+        """`keys`: (kid, private key) pairs; their public halves are served."""
+        from jwt.algorithms import RSAAlgorithm
+
+        self.document = {"keys": [{**json.loads(RSAAlgorithm.to_jwk(key.public_key())),
+                                   "kid": kid, "use": "sig", "alg": "RS256"}
+                                  for kid, key in keys]}
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def provider_token(key, kid, email, **claims):
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": "idp-user-1", "email": email, "email_verified": True,
+                       "iat": now, "exp": now + 300, "aud": "carpet-admin", "iss": "carpet",
+                       **claims}, key, algorithm="RS256", headers={"kid": kid})
+
+
+def test_an_outside_identity_provider_signs_people_in(tmp_path, credit_db_url, render_db_url):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    first, second, stranger = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                               for _ in range(3))
+    provider = JwksServer()
+    provider.publish(("key-1", first))
+    deployment = Deployment(tmp_path, credit_db_url, render_db_url)
+    deployment.env["JWT_JWKS_URL"] = provider.url
+    try:
+        deployment.start()
+        status, session, _ = deployment.http(
+            "/auth/login", {"idToken": provider_token(first, "key-1", "ADMIN@example.com")})
+        assert status == 200, session
+        assert session["user"]["email"] == ADMIN_EMAIL
+        assert overview_status(deployment, session["accessToken"]) == 200
+        # The session is ours: it refreshes and ends like any other.
+        status, _, _ = deployment.http("/auth/refresh",
+                                       {"refreshToken": session["refreshToken"]})
+        assert status == 200
+
+        refusals = {
+            "unknown email": provider_token(first, "key-1", "nobody@example.com"),
+            "unverified email": provider_token(first, "key-1", ADMIN_EMAIL,
+                                               email_verified=False),
+            "another audience": provider_token(first, "key-1", ADMIN_EMAIL, aud="elsewhere"),
+            "a key it does not publish": provider_token(stranger, "key-1", ADMIN_EMAIL),
+            "an unknown kid": provider_token(stranger, "key-9", ADMIN_EMAIL),
+        }
+        for what, token in refusals.items():
+            status, body, _ = deployment.http("/auth/login", {"idToken": token})
+            assert (status, body["code"]) == (401, "UNAUTHENTICATED"), what
+
+        # The provider rotates its keys: a token of the new key is accepted once the keys are
+        # fetched again (an unknown kid triggers that, at most every few seconds).
+        provider.publish(("key-2", second))
+        rotated = provider_token(second, "key-2", ADMIN_EMAIL)
+        deadline = time.monotonic() + 30
+        while (status := deployment.http("/auth/login", {"idToken": rotated})[0]) != 200:
+            assert time.monotonic() < deadline, f"the rotated key is not used: {status}"
+            time.sleep(0.5)
+    finally:
+        deployment.stop()
+        provider.close()
