@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 
 from credit_service import models as credit_models
 from protos.carpet.admin.v1 import admin_pb2
-from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, auth_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
 from render_service import models as render_models
 from tests.fake_image_api import tiny_png
@@ -43,6 +43,7 @@ SERVICES = {  # where each service is reached: "credit", "render" or "gateway"
     account_pb2.DESCRIPTOR.services_by_name["AccountService"]: "credit",
     credit_pb2.DESCRIPTOR.services_by_name["CreditService"]: "credit",
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"]: "credit",
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"]: "credit",
     render_pb2.DESCRIPTOR.services_by_name["RenderService"]: "render",
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"]: "gateway",
 }
@@ -97,7 +98,12 @@ def fuzz_stack(credit_server, render_server, render_settings, credit_db, render_
 # Methods only services may call, and the service each is called as here.
 SERVICE_ONLY = {"ReserveCredits": "render", "CaptureHold": "render", "ReleaseHold": "render",
                 "BatchGetUsers": "admin-gateway", "GetAccountTotals": "admin-gateway",
-                "RecordDenial": "admin-gateway"}
+                "RecordDenial": "admin-gateway", "Login": "admin-gateway",
+                "Refresh": "admin-gateway", "Logout": "admin-gateway",
+                "ListRevokedSessions": "admin-gateway"}
+# Sign-in calls whose refusal is itself recorded: a failed attempt counts towards the lockout
+# (login_failure) and is audited as denied; after five, the lockout answers RESOURCE_EXHAUSTED.
+SIGN_IN = {"Login", "Refresh", "Logout"}
 
 
 def identity(method: MethodDescriptor):
@@ -143,6 +149,8 @@ def test_generated_requests_get_contract_codes_and_errors_change_nothing(
         before = [snapshot(database, models) for database, models in databases]
         code, reason, details = invoke(channel, method, request)
         allowed = CONTRACT_ERRORS | {grpc.StatusCode.OK}
+        if method.name in SIGN_IN:
+            allowed.add(grpc.StatusCode.RESOURCE_EXHAUSTED)
         if method.server_streaming:
             allowed.add(grpc.StatusCode.DEADLINE_EXCEEDED)  # a watched job still queued
         assert code in allowed, f"{method.full_name} -> {code.name}: {details} for {shown(request)}"
@@ -151,9 +159,13 @@ def test_generated_requests_get_contract_codes_and_errors_change_nothing(
         after = [snapshot(database, models) for database, models in databases]
         credit_changes = changed_tables(before[0], after[0])
         credit_changes.pop("audit_chain_head", None)  # moves with every audit row
+        audited = (f"error:{code.name}", f"denied:{code.name}")
         if "audit_log" in credit_changes:  # the refused attempt, audited; nothing else
             removed, added = credit_changes.pop("audit_log")
-            assert not removed and all(f"error:{code.name}" in row for row in added), added
+            assert not removed and all(set(audited) & set(row) for row in added), added
+        if method.name in SIGN_IN and "login_failure" in credit_changes:
+            removed, added = credit_changes.pop("login_failure")
+            assert not removed and added
         render_changes = changed_tables(before[1], after[1])
         if method.name == "SubmitRender" and reason == "INSUFFICIENT_CREDITS":  # kept as failed
             removed, added = render_changes.pop("render_job")
