@@ -3,8 +3,9 @@
 Everything the closed boundary needs is generated once into var/ (git-ignored, mode 0600) and
 reused, so the admin page, grpcurl and an internal backend keep working across runs: the admin
 token, the seeded admin's password, the service tokens (`render`, `admin-gateway`, and `web` for
-an internal backend), the JWT secret that signs sign-in tokens and the audit chain's key. The processes serve plaintext on loopback and prove who they are to each
-other with those service tokens. Settings already in the environment win.
+an internal backend), the JWT secret that signs sign-in tokens and the audit chain's key. The
+processes serve plaintext on loopback and prove who they are to each other with those service
+tokens. Settings already in the environment win.
 """
 from __future__ import annotations
 

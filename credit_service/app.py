@@ -15,8 +15,8 @@ from carpet_common.interceptors import (
 from carpet_common.metrics import MetricsInterceptor
 from carpet_common.periodic import Periodic
 from carpet_common.server import GrpcServer, create_server, tls_files
-from carpet_common.settings import Settings, SettingsError
 from carpet_common.sessions import RevokedSessions
+from carpet_common.settings import Settings, SettingsError
 from credit_service import audit, ledger, signin
 from credit_service.audited import write_denial
 from credit_service.models import database, utcnow

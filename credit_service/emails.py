@@ -3,7 +3,8 @@
 `İSMAİL@Firma.com.tr`, `ismail@firma.com.tr` and `ismail@FİRMA.com.tr` are one address. The
 normal form is: Unicode NFC; the local part lower-cased with `İ` (U+0130) mapped to `i` first
 (Python's lower() would give `i` + U+0307 COMBINING DOT ABOVE, a different string); the domain
-lower-cased the same way, then in its IDNA (UTS #46, ASCII) form. The address as typed is kept apart, for display.
+lower-cased the same way, then in its IDNA (UTS #46, ASCII) form. The address as typed is kept
+apart, for display.
 """
 from __future__ import annotations
 

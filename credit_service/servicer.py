@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from carpet_common.auth import mint_jwt
 from carpet_common.calls import current_principal
-from carpet_common.settings import Settings
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from carpet_common.settings import Settings
 from credit_service import accounts, audit, ledger, signin
 from credit_service.audited import audited_change
 from credit_service.models import AuditLog, CreditLog, Organization, User
@@ -18,9 +18,9 @@ from protos.carpet.credit.v1 import (
     account_pb2,
     account_pb2_grpc,
     audit_pb2,
+    audit_pb2_grpc,
     auth_pb2,
     auth_pb2_grpc,
-    audit_pb2_grpc,
     credit_pb2,
     credit_pb2_grpc,
 )

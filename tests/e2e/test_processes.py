@@ -1,9 +1,11 @@
 """Each process starts with `python -m … serve`, answers health and reflection on its address,
 and stops cleanly on Ctrl-C (SIGINT); `make run`'s launcher brings up all three."""
+import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import grpc
 import pytest
@@ -75,8 +77,9 @@ def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
     for module, (variable, _) in SERVICES.items():
         addresses[module] = f"127.0.0.1:{free_port()}"
         env[variable] = addresses[module]
-    for generated in ("ADMIN_TOKENS", "SERVICE_TOKENS", "AUDIT_HMAC_KEY"):
-        env.pop(generated)  # the launcher generates and keeps them in var/
+    for generated in ("ADMIN_TOKENS", "SERVICE_TOKENS", "AUDIT_HMAC_KEY", "JWT_SECRET",
+                      "SEED_ADMIN_PASSWORD"):
+        env.pop(generated, None)  # the launcher generates and keeps them in var/
     launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
@@ -87,8 +90,19 @@ def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
         web_token_file = tmp_path / "var" / "web_token"
         assert len(token_file.read_text().strip()) >= 24
         assert len(web_token_file.read_text().strip()) >= 32
-        for secret in ("admin_token", "web_token", "service_tokens", "audit_hmac_key"):
+        for secret in ("admin_token", "web_token", "service_tokens", "audit_hmac_key",
+                       "jwt_secret", "admin_password"):
             assert (tmp_path / "var" / secret).stat().st_mode & 0o777 == 0o600, secret
+        # The seeded admin signs in with the generated password (README: the admin page).
+        password = (tmp_path / "var" / "admin_password").read_text().strip()
+        assert len(password) == 16
+        login = urllib.request.Request(
+            f"http://{env['ADMIN_HTTP_ADDR']}/auth/login", method="POST",
+            data=json.dumps({"email": "admin@example.com", "password": password}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(login, timeout=30) as response:
+            session = json.loads(response.read())
+        assert session["user"]["role"] == "ROLE_ADMIN" and session["accessToken"]
         # An internal backend's call with the printed `web` token reaches the render service;
         # the same call without it is refused.
         from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
@@ -108,6 +122,7 @@ def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
             assert address in output
         assert token_file.read_text().strip() in output
         assert web_token_file.read_text().strip() in output
+        assert f"admin sign-in    admin@example.com / {password}" in output
         assert "all processes stopped" in output
         for address in addresses.values():
             with pytest.raises(TimeoutError):

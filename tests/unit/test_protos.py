@@ -38,8 +38,8 @@ ADDED_METHODS = {
     "carpet.credit.v1.AuthService": {"Login", "Refresh", "Logout", "ChangePassword",
                                      "ListRevokedSessions"},
     "carpet.render.v1.RenderService": {"GetRenderTotals"},
-    "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login", "Refresh", "Logout",
-                                     "ChangePassword"} | SIGN_IN_ADMIN,
+    "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
+                                     "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN,
 }
 
 
