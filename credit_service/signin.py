@@ -7,8 +7,9 @@ whole session ends (every token descended from that sign-in, and, through the en
 list, its access tokens). Tokens are stored as SHA-256 only.
 
 Lockout: every attempt first writes a failure row for its account and for its client address,
-in its own transaction, and a correct password removes them again; so attempts running at the
-same time count each other, and every replica counts together. Five failures for an account, or
+in its own transaction that also counts them (serialised per key), and a correct password
+removes them again; so attempts running at the same time count each other, and every replica
+counts together. Five failures for an account, or
 from an address, within 15 minutes refuse further attempts (RESOURCE_EXHAUSTED, Retry-After)
 without checking the password. Unknown emails count like known ones and cost the same hashing
 time, so neither the status, the lockout nor the timing says whether an account exists.
@@ -26,6 +27,7 @@ from peewee import fn
 
 from carpet_common.auth import MAX_JWT_LIFETIME_S
 from carpet_common.calls import current_call, current_principal
+from carpet_common.db import is_postgres
 from carpet_common.errors import (
     InvalidArgument,
     NotFound,
@@ -103,8 +105,14 @@ def _as_datetime(value) -> datetime.datetime:
 
 def _start_attempt(keys: list[str], now: datetime.datetime) -> list[int]:
     """The attempt's failure rows (removed again if the password is right), or
-    ResourceExhausted when a key is locked."""
+    ResourceExhausted when a key is locked. Counting and writing are one step per key: SQLite's
+    transactions take the write lock up front; on PostgreSQL a transaction-scoped advisory lock
+    per key (taken in a fixed order) makes concurrent attempts on one key wait for each other."""
     with database.atomic():
+        if is_postgres(database.obj):
+            for key in sorted(keys):
+                database.execute_sql("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                                     (key,))
         retry_after = _locked_for(keys, now)
         if not retry_after:
             return [LoginFailure.create(key=key, created_at=now).id for key in keys]
