@@ -23,7 +23,7 @@ from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import ChannelSecurity, GrpcServer, create_server, tls_files
 from carpet_common.sessions import revoked_sessions_via
 from carpet_common.settings import Settings
-from protos.carpet.admin.v1 import admin_pb2_grpc
+from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import audit_pb2
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ POLICY = {
     f"/{SERVICE}/ListUsers": ADMIN_STAFF,
     f"/{SERVICE}/ListRenders": ADMIN_STAFF,
     f"/{SERVICE}/ListOrganizations": ADMIN,
-    f"/{SERVICE}/ListCreditLogs": ADMIN,
+    f"/{SERVICE}/ListCreditLogs": ADMIN_STAFF,
     f"/{SERVICE}/ListAuditLogs": ADMIN,
     f"/{SERVICE}/CreateOrganization": ADMIN,
     f"/{SERVICE}/CreateUser": ADMIN,
@@ -52,7 +52,27 @@ POLICY = {
     f"/{SERVICE}/Refresh": PUBLIC,
     f"/{SERVICE}/Logout": PUBLIC,
     f"/{SERVICE}/ChangePassword": ADMIN_STAFF,
+    # The console (docs/console.md).
+    f"/{SERVICE}/GetUsage": ADMIN_STAFF,
+    f"/{SERVICE}/ExportRenders": ADMIN_STAFF,
+    f"/{SERVICE}/ExportUsers": ADMIN_STAFF,
+    f"/{SERVICE}/ExportCreditLogs": ADMIN_STAFF,
+    f"/{SERVICE}/ExportAuditLogs": ADMIN,
+    f"/{SERVICE}/GetRenderThumbnail": ADMIN_STAFF,
+    f"/{SERVICE}/GetRenderRoom": ADMIN_STAFF,
+    f"/{SERVICE}/CancelRender": ADMIN,
+    f"/{SERVICE}/VerifyAuditChain": ADMIN,
+    f"/{SERVICE}/GetConsoleSettings": ADMIN_STAFF,
 }
+# Pictures have their own per-IP budget (RATE_LIMIT_IMAGES): a page of thumbnails must not use
+# up the budget that protects the API, nor the API the pictures'.
+IMAGE_METHODS = {f"/{SERVICE}/{name}" for name in
+                 ("GetRenderImage", "GetRenderThumbnail", "GetRenderRoom")}
+
+
+def console_settings(settings: Settings) -> admin_pb2.ConsoleSettings:
+    return admin_pb2.ConsoleSettings(large_adjustment=settings.large_adjustment,
+                                     render_modes=dict(settings.render_modes))
 
 
 def denial_writer(clients: ServiceClients):
@@ -84,11 +104,14 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
                                           settings.session_check_interval_s)
     limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,
                           namespace="admin")
+    image_limiter = RateLimiter(settings.rate_limit_images, settings.rate_limit_storage,
+                                namespace="admin-images")
     interceptors = [
         MetricsInterceptor(),
         CallContextInterceptor(settings.trusted_proxies),
         ErrorMappingInterceptor(),
-        RateLimitInterceptor(limiter, methods=set(POLICY)),
+        RateLimitInterceptor(limiter, methods=set(POLICY) - IMAGE_METHODS),
+        RateLimitInterceptor(image_limiter, methods=IMAGE_METHODS),
         AuthInterceptor(Authenticator(settings, ended_sessions), POLICY,
                         on_denied=denials.record),
         TextFieldInterceptor(),
@@ -96,7 +119,7 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
 
     def register(server):
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(clients, clock or utcnow), server)
+            AdminServicer(clients, clock or utcnow, console_settings(settings)), server)
 
     running, port = create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
                                   max_workers=settings.grpc_max_workers,

@@ -26,10 +26,11 @@ CALL_TIMEOUT_S = 10.0
 READS = {
     "carpet.credit.v1.AccountService": ("GetOrganization", "ListOrganizations", "GetUser",
                                         "BatchGetUsers", "ListUsers", "GetAccountTotals"),
-    "carpet.credit.v1.CreditService": ("GetBalance", "ListCreditLogs"),
-    "carpet.credit.v1.AuditService": ("ListAuditLogs",),
+    "carpet.credit.v1.CreditService": ("GetBalance", "ListCreditLogs", "GetCreditUsage"),
+    "carpet.credit.v1.AuditService": ("ListAuditLogs", "VerifyAuditChain"),
     "carpet.render.v1.RenderService": ("GetCarpet", "ListCarpets", "GetRender", "ListRenders",
-                                       "GetRenderOutput", "GetRenderTotals"),
+                                       "GetRenderOutput", "GetRenderTotals", "GetRenderUsage",
+                                       "GetRenderInput"),
 }
 READ_RETRIES = json.dumps({"methodConfig": [{
     "name": [{"service": service, "method": method}
@@ -86,8 +87,9 @@ class ServiceClients:
         # its person by the password or refresh token in its request.
         self.credit_channel = own_credit
         self.denials = audit_pb2_grpc.AuditServiceStub(own_credit)
-        self.sign_in = auth_pb2_grpc.AuthServiceStub(
-            grpc.intercept_channel(own_credit, _ForwardCaller(credentials=False)))
+        own_forwarding = grpc.intercept_channel(own_credit, _ForwardCaller(credentials=False))
+        self.sign_in = auth_pb2_grpc.AuthServiceStub(own_forwarding)
+        self.own_audit = audit_pb2_grpc.AuditServiceStub(own_forwarding)  # RecordAction
 
     def close(self) -> None:
         for channel in self._channels:

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -25,7 +26,8 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from admin_gateway.openapi import IMAGE_PATH_ITEM, build_document
+from admin_gateway.exports import EXPORTS, csv_lines
+from admin_gateway.openapi import build_document, export_path_item, picture_path_item
 from carpet_common.calls import client_ip
 from carpet_common.errors import http_status_for, rpc_error_reason
 from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
@@ -67,6 +69,14 @@ ROUTES = {
                                                account_pb2.User),
     ("POST", "/admin/users/{id}/activate"): ("ActivateUser", account_pb2.SetUserActiveRequest,
                                              account_pb2.User),
+    ("GET", "/admin/usage"): ("GetUsage", admin_pb2.GetUsageRequest, admin_pb2.Usage),
+    ("POST", "/admin/renders/{id}/cancel"): ("CancelRender", render_pb2.CancelRenderRequest,
+                                             render_pb2.RenderJob),
+    ("GET", "/admin/audit/verify"): ("VerifyAuditChain", audit_pb2.VerifyAuditChainRequest,
+                                     audit_pb2.AuditChainCheck),
+    ("GET", "/admin/console-settings"): ("GetConsoleSettings",
+                                         admin_pb2.GetConsoleSettingsRequest,
+                                         admin_pb2.ConsoleSettings),
     # Sign-in (CONTRACT §9): no credential header but the password or refresh token itself.
     ("POST", "/auth/login"): ("Login", auth_pb2.LoginRequest, auth_pb2.Session),
     ("POST", "/auth/refresh"): ("Refresh", auth_pb2.RefreshRequest, auth_pb2.Session),
@@ -78,7 +88,11 @@ PUBLIC_ROUTES = {"/auth/login", "/auth/refresh", "/auth/logout"}
 # Routes with an id in the path: the template -> a pattern capturing it.
 TEMPLATED_ROUTES = {path: re.compile(re.escape(path).replace(r"\{id\}", r"(\d{1,18})"))
                     for _, path in ROUTES if "{id}" in path}
-IMAGE_PATH = re.compile(r"/admin/renders/(\d{1,18})/image")
+# Pictures of a render: the result, its thumbnail, the room it was submitted with.
+PICTURE_PATH = re.compile(r"/admin/renders/(\d{1,18})/(image|thumbnail|room)")
+PICTURE_METHODS = {"image": "GetRenderImage", "thumbnail": "GetRenderThumbnail",
+                   "room": "GetRenderRoom"}
+EXPORT_TIMEOUT_S = 3600.0  # a million rows take well under a minute; a slow reader more
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript",
                 "style.css": "text/css"}
@@ -181,7 +195,7 @@ def _with_read_timeout(server) -> None:
 @dataclass
 class Response:
     status: int
-    body: bytes
+    body: bytes | Iterable[bytes]  # an iterable is streamed (no Content-Length)
     content_type: str
     headers: dict[str, str]
 
@@ -198,8 +212,11 @@ class AdminHttpApp:
         # /healthz is ready only when every backend answers its health check.
         self._backend_channels = {name: service_channel(target, security)
                                   for name, target in (backends or {}).items()}
-        self._openapi = json.dumps(build_document(
-            ROUTES, {"/admin/renders/{id}/image": IMAGE_PATH_ITEM}, PUBLIC_ROUTES)).encode()
+        extra = {f"/admin/renders/{{id}}/{kind}": picture_path_item(method)
+                 for kind, method in PICTURE_METHODS.items()}
+        extra.update({path: export_path_item(export.rpc, export.request_type)
+                      for path, export in EXPORTS.items()})
+        self._openapi = json.dumps(build_document(ROUTES, extra, PUBLIC_ROUTES)).encode()
 
     def close(self) -> None:
         self._channel.close()
@@ -221,11 +238,12 @@ class AdminHttpApp:
         logger.info("%s %s %s %d", environ.get("REMOTE_ADDR", "-"), method, _escaped(path),
                     response.status)
         headers = [("Content-Type", response.content_type),
-                   ("Content-Length", str(len(response.body))),
                    ("X-Content-Type-Options", "nosniff"),  # on every response
                    *response.headers.items()]
+        if isinstance(response.body, bytes):
+            headers.append(("Content-Length", str(len(response.body))))
         start_response(f"{response.status} {HTTPStatus(response.status).phrase}", headers)
-        return [response.body]
+        return [response.body] if isinstance(response.body, bytes) else response.body
 
     def _route(self, environ, method: str, path: str) -> tuple[str, Response]:
         """Serve the request; returns (route label, response). Labels come from a fixed set,
@@ -241,9 +259,13 @@ class AdminHttpApp:
                 return "/admin/", _static("index.html")
             if path.startswith("/admin/static/"):
                 return "/admin/static", _static(path[len("/admin/static/"):])
-            image = IMAGE_PATH.fullmatch(path)
-            if image:
-                return "/admin/renders/{id}/image", self._image(environ, int(image.group(1)))
+            picture = PICTURE_PATH.fullmatch(path)
+            if picture:
+                kind = picture.group(2)
+                return (f"/admin/renders/{{id}}/{kind}",
+                        self._picture(environ, PICTURE_METHODS[kind], int(picture.group(1))))
+            if path in EXPORTS:
+                return path, self._export(environ, EXPORTS[path])
         route, path_id = path.rstrip("/"), None
         for template, pattern in TEMPLATED_ROUTES.items():
             match = pattern.fullmatch(route)
@@ -304,9 +326,9 @@ class AdminHttpApp:
         return _json(200, json_format.MessageToDict(
             response, always_print_fields_with_no_presence=True))
 
-    def _image(self, environ, job_id: int) -> Response:
+    def _picture(self, environ, method: str, job_id: int) -> Response:
         try:
-            chunks = list(self._admin.GetRenderImage(
+            chunks = list(getattr(self._admin, method)(
                 render_pb2.GetRenderOutputRequest(id=job_id), metadata=self._metadata(environ),
                 timeout=CALL_TIMEOUT_S))
         except grpc.RpcError as error:
@@ -314,6 +336,32 @@ class AdminHttpApp:
         data = b"".join(chunk.data for chunk in chunks)
         content_type = chunks[0].content_type if chunks else "application/octet-stream"
         return Response(200, data, content_type, {"Cache-Control": "private, max-age=3600"})
+
+    def _export(self, environ, export) -> Response:
+        """The CSV, streamed: the first page is awaited here so that a refusal is still a JSON
+        error with its status; a failure after that cuts the response off (an incomplete
+        chunked body), so a truncated file is never mistaken for a whole one."""
+        try:
+            request = parse_request(export.request_type, "GET",
+                                    environ.get("QUERY_STRING", ""), b"")
+        except BadRequest as error:
+            return _error(400, "INVALID_ARGUMENT", str(error))
+        pages = getattr(self._admin, export.rpc)(request, metadata=self._metadata(environ),
+                                                 timeout=EXPORT_TIMEOUT_S)
+        try:
+            first = next(pages, None)
+        except grpc.RpcError as error:
+            return _rpc_error(error)
+
+        def all_pages():
+            if first is not None:
+                yield first
+            yield from pages
+
+        name = export.rpc.removeprefix("Export").lower()
+        return Response(200, csv_lines(export, all_pages()), "text/csv; charset=utf-8",
+                        {"Content-Disposition": f'attachment; filename="{name}.csv"',
+                         "Cache-Control": "no-store"})
 
     def _healthz(self) -> Response:
         down = []

@@ -15,22 +15,52 @@ ERROR_SCHEMA = {
 # The error responses every JSON operation may give, from the one error map.
 ERROR_STATUSES = {str(status): text for status, text in sorted(HTTP_ERROR_STATUSES.items())}
 _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-# GET /admin/renders/{id}/image answers with the picture itself, not proto JSON.
-IMAGE_PATH_ITEM = {"get": {
-    "operationId": "GetRenderImage", "summary": "A rendered picture",
-    "parameters": [{"name": "id", "in": "path", "required": True,
-                    "schema": {"type": "string", "format": "int64"}}],
-    "security": [{"adminToken": []}, {"bearer": []}],
-    "responses": {
-        "200": {"description": "the picture", "content": {
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-            "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
-        **{code: {"description": text, "content": _ERROR_BODY} for code, text in (
-            ("401", "missing or bad credentials"), ("403", "another organisation's render"),
-            ("404", "no such render"), ("412", "not rendered yet"),
-            ("429", "rate limited (see Retry-After)"), ("503", "a service is unavailable"))},
-    },
-}}
+_SECURED = [{"adminToken": []}, {"bearer": []}]
+
+
+def picture_path_item(rpc: str) -> dict:
+    """GET /admin/renders/{id}/image|thumbnail|room answer with the picture itself."""
+    return {"get": {
+        "operationId": rpc, "summary": f"AdminService.{rpc}",
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}],
+        "security": _SECURED,
+        "responses": {
+            "200": {"description": "the picture", "content": {
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+            **{code: {"description": text, "content": _ERROR_BODY} for code, text in (
+                ("400", "bad input"), ("401", "missing or bad credentials"),
+                ("403", "another organisation's render"), ("404", "no such render or picture"),
+                ("412", "not rendered yet, or no longer kept"),
+                ("429", "rate limited (see Retry-After)"), ("503", "a service is unavailable"))},
+        },
+    }}
+
+
+def export_path_item(rpc: str, request_type) -> dict:
+    """GET /admin/*.csv: the JSON list's query filters, a CSV body."""
+    components: dict = {}
+    return {"get": {
+        "operationId": rpc, "summary": f"AdminService.{rpc} as CSV",
+        "parameters": _query_parameters(request_type.DESCRIPTOR, components),
+        "security": _SECURED,
+        "responses": {
+            "200": {"description": "UTF-8 CSV with a byte-order mark and a header row",
+                    "content": {"text/csv": {"schema": {"type": "string"}}}},
+            **{status: {"description": text, "content": _ERROR_BODY}
+               for status, text in ERROR_STATUSES.items()},
+        },
+    }}
+
+
+def _query_parameters(request: Descriptor, components: dict) -> list[dict]:
+    return [{"name": field.json_name, "in": "query", "required": False,
+             "schema": _single(field, components)}
+            for field in request.fields
+            if not field.is_repeated and field.type != FieldDescriptor.TYPE_MESSAGE
+            or (field.message_type is not None
+                and field.message_type.full_name == "google.protobuf.Timestamp")]
 _SCALARS = {
     FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
     FieldDescriptor.TYPE_UINT64: {"type": "string", "format": "uint64"},
@@ -88,19 +118,12 @@ def build_document(routes: dict, extra_paths: dict, public_paths=frozenset()) ->
     paths: dict = {}
     for (method, path), (rpc, request_type, response_type) in sorted(routes.items()):
         operation = {"operationId": rpc, "summary": f"AdminService.{rpc}",
-                     "security": [] if path in public_paths
-                     else [{"adminToken": []}, {"bearer": []}]}
+                     "security": [] if path in public_paths else _SECURED}
         if "{id}" in path:
             operation["parameters"] = [_ID_PARAMETER]
         request = request_type.DESCRIPTOR
         if method == "GET":
-            operation["parameters"] = [
-                {"name": field.json_name, "in": "query", "required": False,
-                 "schema": _single(field, components)}
-                for field in request.fields
-                if not field.is_repeated and field.type != FieldDescriptor.TYPE_MESSAGE
-                or (field.message_type is not None
-                    and field.message_type.full_name == "google.protobuf.Timestamp")]
+            operation["parameters"] = _query_parameters(request, components)
         else:
             operation["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{add_message(request, components)}"}}}}

@@ -2,15 +2,19 @@
 every call goes to the services with the caller's credential, which they check again."""
 from __future__ import annotations
 
+import datetime
 import functools
+import json
 
 import grpc
 
 from admin_gateway.clients import ServiceClients, relayed
+from admin_gateway.thumbnails import CONTENT_TYPE as THUMBNAIL_TYPE
+from admin_gateway.thumbnails import ThumbnailCache, make_thumbnail
 from carpet_common.calls import current_call, current_principal
 from carpet_common.convert import timestamp
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
-from protos.carpet.credit.v1 import account_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
 
 
@@ -27,6 +31,38 @@ def relaying(method):
     return wrapper
 
 
+def relaying_stream(method):
+    """`relaying` for server-streaming methods (generators)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            yield from method(*args, **kwargs)
+        except grpc.RpcError as error:
+            raise relayed(error) from None
+
+    return wrapper
+
+
+EXPORT_PAGE_SIZE = 500
+USAGE_DEFAULT_DAYS = 30
+
+
+def _pages(list_call, request, **scoped):
+    """Every page of a list call, from the first, with `scoped` fields set on the request."""
+    page_request = type(request)()
+    page_request.CopyFrom(request)
+    for field, value in scoped.items():
+        setattr(page_request, field, value)
+    page_request.page_size = EXPORT_PAGE_SIZE
+    while True:
+        page = list_call(page_request)
+        yield page
+        if not page.next_page_token:
+            return
+        page_request.page_token = page.next_page_token
+
+
 def _from_caller(request):
     """A copy of a sign-in request with the caller's address as the gateway sees it."""
     copy = type(request)()
@@ -41,9 +77,12 @@ def _scope(organization_id: int) -> int:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, clients: ServiceClients, clock):
+    def __init__(self, clients: ServiceClients, clock,
+                 console: admin_pb2.ConsoleSettings | None = None):
         self._clients = clients
         self._clock = clock
+        self._console = console or admin_pb2.ConsoleSettings()
+        self._thumbnails = ThumbnailCache()
 
     @relaying
     def GetOverview(self, request, context):
@@ -73,7 +112,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         scoped = render_pb2.ListRendersRequest()
         scoped.CopyFrom(request)
         scoped.organization_id = _scope(request.organization_id)
-        page = self._clients.renders.ListRenders(scoped)
+        return self._render_rows(self._clients.renders.ListRenders(scoped))
+
+    def _render_rows(self, page) -> admin_pb2.ListRendersResponse:
         user_ids = sorted({job.user_id for job in page.renders if job.user_id})
         users = {}
         if user_ids:  # one batched look-up per page, never one call per row
@@ -96,7 +137,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @relaying
     def ListCreditLogs(self, request, context):
-        return self._clients.credits.ListCreditLogs(request)
+        scoped = type(request)()
+        scoped.CopyFrom(request)
+        scoped.organization_id = _scope(request.organization_id)
+        return self._clients.credits.ListCreditLogs(scoped)
 
     @relaying
     def ListAuditLogs(self, request, context):
@@ -153,3 +197,85 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise relayed(error) from None
 
 
+
+    @relaying
+    def GetUsage(self, request, context):
+        organization_id = _scope(request.organization_id)
+        first, last = request.from_date, request.to_date
+        if not first and not last:
+            today = self._clock().date()
+            first = (today - datetime.timedelta(days=USAGE_DEFAULT_DAYS - 1)).isoformat()
+            last = today.isoformat()
+        # Both services at once; each reads its own daily roll-up.
+        credits = self._clients.credits.GetCreditUsage.future(credit_pb2.GetCreditUsageRequest(
+            organization_id=organization_id, from_date=first, to_date=last))
+        renders = self._clients.renders.GetRenderUsage.future(render_pb2.GetRenderUsageRequest(
+            organization_id=organization_id, from_date=first, to_date=last))
+        credit_days, render_days = credits.result().days, renders.result().days
+        return admin_pb2.Usage(days=[
+            admin_pb2.DayUsage(date=money.date, renders_by_status=dict(jobs.by_status),
+                               credits_spent=money.credits_spent,
+                               credits_added=money.credits_added)
+            for money, jobs in zip(credit_days, render_days, strict=True)])
+
+    @relaying_stream
+    def ExportRenders(self, request, context):
+        for page in _pages(self._clients.renders.ListRenders, request,
+                           organization_id=_scope(request.organization_id)):
+            yield self._render_rows(page)
+
+    @relaying_stream
+    def ExportUsers(self, request, context):
+        yield from _pages(self._clients.accounts.ListUsers, request,
+                          organization_id=_scope(request.organization_id))
+
+    @relaying_stream
+    def ExportCreditLogs(self, request, context):
+        yield from _pages(self._clients.credits.ListCreditLogs, request,
+                          organization_id=_scope(request.organization_id))
+
+    @relaying_stream
+    def ExportAuditLogs(self, request, context):
+        yield from _pages(self._clients.audit.ListAuditLogs, request)
+
+    @relaying_stream
+    def GetRenderThumbnail(self, request, context):
+        job = self._visible_render(request.id)
+        thumbnail = self._thumbnails.get(job.id)
+        if thumbnail is None:
+            image = b"".join(chunk.data for chunk in
+                             self._clients.renders.GetRenderOutput(request))
+            thumbnail = make_thumbnail(image)
+            self._thumbnails.put(job.id, thumbnail)
+        yield render_pb2.RenderOutputChunk(content_type=THUMBNAIL_TYPE, data=thumbnail)
+
+    @relaying_stream
+    def GetRenderRoom(self, request, context):
+        self._visible_render(request.id)
+        yield from self._clients.renders.GetRenderInput(request)
+
+    def _visible_render(self, job_id: int) -> render_pb2.RenderJob:
+        job = self._clients.renders.GetRender(render_pb2.GetRenderRequest(id=job_id))
+        _scope(job.organization_id)  # STAFF: only its own organisation's pictures
+        return job
+
+    @relaying
+    def CancelRender(self, request, context):
+        job = self._clients.renders.CancelRender(request)
+        # The change is in the render service's database, so its audit row is written after
+        # it, by the credit service that owns the log (not in the same transaction).
+        principal, call = current_principal(), current_call()
+        self._clients.own_audit.RecordAction(audit_pb2.RecordActionRequest(
+            actor=principal.actor, actor_user_id=principal.user_id or 0, role=principal.role,
+            action="/carpet.render.v1.RenderService/CancelRender",
+            organization_id=job.organization_id, target=f"render_job:{job.id}",
+            details=json.dumps({"id": job.id}), peer=call.client_ip,
+            request_id=call.request_id))
+        return job
+
+    @relaying
+    def VerifyAuditChain(self, request, context):
+        return self._clients.audit.VerifyAuditChain(request)
+
+    def GetConsoleSettings(self, request, context):
+        return self._console

@@ -43,6 +43,8 @@ class Settings:
     rate_limit_admin: str = "120/minute"
     rate_limit_render: str = "600/minute"
     rate_limit_storage: str = "memory://"
+    rate_limit_images: str = "1200/minute"  # the console's pictures: a budget of their own
+    large_adjustment: int = 10_000  # the console asks twice above this
     trusted_proxies: tuple[str, ...] = ()
     render_storage_dir: str = "var/renders"
     # How long room pictures / rendered outputs are kept, in seconds (None: forever).
@@ -210,6 +212,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_admin=text("RATE_LIMIT_ADMIN", defaults.rate_limit_admin),
         rate_limit_render=text("RATE_LIMIT_RENDER", defaults.rate_limit_render),
         rate_limit_storage=text("RATE_LIMIT_STORAGE", defaults.rate_limit_storage),
+        rate_limit_images=text("RATE_LIMIT_IMAGES", defaults.rate_limit_images),
+        large_adjustment=_int(env, "LARGE_ADJUSTMENT", defaults.large_adjustment, minimum=1),
         trusted_proxies=tuple(
             p.strip() for p in env.get("TRUSTED_PROXIES", "").split(",") if p.strip()),
         render_storage_dir=text("RENDER_STORAGE_DIR", defaults.render_storage_dir),

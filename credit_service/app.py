@@ -77,10 +77,14 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{CREDIT}/ReserveCredits": services(RENDER),
         f"/{CREDIT}/CaptureHold": services(RENDER),
         f"/{CREDIT}/ReleaseHold": services(RENDER),
-        f"/{CREDIT}/ListCreditLogs": ADMIN,
+        f"/{CREDIT}/ListCreditLogs": ADMIN_STAFF,
+        f"/{CREDIT}/GetCreditUsage": ADMIN_STAFF | services(GATEWAY),
         f"/{AUDIT}/ListAuditLogs": ADMIN,
         # Refusals seen by the other processes, written to the one log this service owns.
         f"/{AUDIT}/RecordDenial": services(GATEWAY, RENDER),
+        # A person's change in the render service's database, relayed by the gateway.
+        f"/{AUDIT}/RecordAction": services(GATEWAY),
+        f"/{AUDIT}/VerifyAuditChain": ADMIN,
     }
 
 

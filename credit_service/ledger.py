@@ -11,14 +11,16 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from peewee import JOIN, IntegrityError
+from peewee import JOIN, IntegrityError, fn
 
+from carpet_common.days import as_date
 from carpet_common.errors import FailedPrecondition, InsufficientCredits, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from credit_service import ledger_sql
 from credit_service.ledger_sql import CreditLogView, HoldView
 from credit_service.models import (
     CreditBalance,
+    CreditDaily,
     CreditHold,
     CreditLog,
     Organization,
@@ -285,3 +287,14 @@ def list_credit_logs(page_size: int, page_token: str, *, organization_id: int = 
     if user_id:
         query = query.where(CreditLog.user == user_id)
     return paginate(query, CreditLog.created_at, CreditLog.id, page_size, page_token)
+
+
+def credit_usage(start: datetime.date, end: datetime.date, organization_id: int = 0
+                 ) -> dict[datetime.date, tuple[int, int]]:
+    """(spent, added) per day from the trigger-kept roll-up; days without rows are left out."""
+    query = (CreditDaily.select(CreditDaily.day, fn.SUM(CreditDaily.spent),
+                                fn.SUM(CreditDaily.added))
+             .where(CreditDaily.day.between(start, end)).group_by(CreditDaily.day))
+    if organization_id:
+        query = query.where(CreditDaily.organization_id == organization_id)
+    return {as_date(day): (int(spent), int(added)) for day, spent, added in query.tuples()}

@@ -14,7 +14,9 @@ from peewee import (
     BooleanField,
     CharField,
     Check,
+    CompositeKey,
     DatabaseProxy,
+    DateField,
     DateTimeField,
     ForeignKeyField,
     IntegerField,
@@ -221,5 +223,21 @@ class LoginFailure(BaseModel):
         indexes = ((("key", "created_at"), False), (("created_at",), False))
 
 
+class CreditDaily(BaseModel):
+    """Credits spent (render captures) and added (seed, positive adjustments) per organisation
+    and day (UTC), kept by a trigger on credit_log (migrations/0005_credit_daily.py), so the
+    console's usage chart reads a row per day and organisation. `verify` recounts it."""
+
+    organization_id = BigIntegerField()
+    day = DateField()
+    spent = BigIntegerField(default=0, constraints=[Check("spent >= 0")])
+    added = BigIntegerField(default=0, constraints=[Check("added >= 0")])
+
+    class Meta:
+        primary_key = CompositeKey("organization_id", "day")
+        indexes = ((("day",), False),)
+
+
 ALL_MODELS = (Organization, User, CreditBalance, CreditHold, CreditLog, AuditLog,
-              AuditChainHead, IdempotencyRecord, AuthSession, RefreshToken, LoginFailure)
+              AuditChainHead, IdempotencyRecord, AuthSession, RefreshToken, LoginFailure,
+              CreditDaily)

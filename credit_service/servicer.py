@@ -9,6 +9,7 @@ from collections.abc import Callable
 from carpet_common.auth import mint_jwt
 from carpet_common.calls import current_principal
 from carpet_common.convert import optional_time, timestamp
+from carpet_common.days import day_range, each_day
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.settings import Settings
 from credit_service import accounts, audit, ledger, signin
@@ -222,12 +223,22 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
             raise InvalidArgument("give hold_id, or organization_id and reference")
         return hold_message(hold)
 
+    def GetCreditUsage(self, request, context):
+        organization_id = _staff_scope(request.organization_id)
+        start, end = day_range(request.from_date, request.to_date)
+        usage = ledger.credit_usage(start, end, organization_id)
+        return credit_pb2.CreditUsage(days=[
+            credit_pb2.CreditDay(date=day.isoformat(), credits_spent=usage.get(day, (0, 0))[0],
+                                 credits_added=usage.get(day, (0, 0))[1])
+            for day in each_day(start, end)])
+
     def ListCreditLogs(self, request, context):
         kind = KIND_FROM_PROTO.get(request.kind, "")
         if request.kind and not kind:
             raise InvalidArgument("unknown credit-log kind")
         page = ledger.list_credit_logs(request.page_size, request.page_token,
-                                       organization_id=request.organization_id, kind=kind,
+                                       organization_id=_staff_scope(request.organization_id),
+                                       kind=kind,
                                        user_id=request.user_id)
         return credit_pb2.ListCreditLogsResponse(
             logs=[credit_log_message(row) for row in page.rows],
@@ -247,6 +258,27 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             outcome=request.outcome[:64], details=json.dumps(details, sort_keys=True),
             peer=request.peer, request_id=request.request_id))
         return audit_message(row)
+
+    def RecordAction(self, request, context):
+        if not request.action or not request.actor:
+            raise InvalidArgument("an action needs its actor and method")
+        details = {"reported_by": current_principal().actor}
+        try:
+            details["request"] = json.loads(request.details or "{}")
+        except ValueError:
+            raise InvalidArgument("details must be JSON") from None
+        row = audit.append_audit(audit.AuditEntry(
+            actor=request.actor, role=request.role[:16], action=request.action[:200],
+            outcome="ok", organization_id=request.organization_id or None,
+            target=request.target, details=json.dumps(details, sort_keys=True)[:4000],
+            peer=request.peer, request_id=request.request_id,
+            actor_user_id=request.actor_user_id or None))
+        return audit_message(row)
+
+    def VerifyAuditChain(self, request, context):
+        problems = audit.broken_links()
+        return audit_pb2.AuditChainCheck(ok=not problems, problems=problems[:50],
+                                         rows=AuditLog.select().count())
 
     def ListAuditLogs(self, request, context):
         page = audit.list_audit_logs(

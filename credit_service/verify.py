@@ -1,15 +1,23 @@
 """`python -m credit_service verify`: checks the credit invariants of docs/data-rules.md.
 
 1. balance = sum of the organisation's credit-log deltas; 2. held = sum of its `held` holds;
-3. every `adjust` row has its audit row; 5. the audit hash chain is unbroken.
+3. every `adjust` row has its audit row; 5. the audit hash chain is unbroken; and the daily
+roll-up of the usage chart (credit_daily) equals a recount of the log.
 Returns readable problem lines; the CLI exits non-zero when there are any.
 """
 from __future__ import annotations
 
-from peewee import JOIN, fn
+from peewee import JOIN, Case, fn
 
 from credit_service.audit import broken_links
-from credit_service.models import AuditLog, CreditBalance, CreditHold, CreditLog, Organization
+from credit_service.models import (
+    AuditLog,
+    CreditBalance,
+    CreditDaily,
+    CreditHold,
+    CreditLog,
+    Organization,
+)
 
 
 def balance_mismatches() -> list[str]:
@@ -54,6 +62,28 @@ def unaudited_adjustments() -> list[str]:
     return [f"invariant 3: adjust credit_log {log_id} has no audit row" for (log_id,) in rows]
 
 
+def daily_mismatches() -> list[str]:
+    """credit_daily (the usage chart's roll-up) equals a recount of credit_log."""
+    day = fn.date(CreditLog.created_at).coerce(False)  # a function on both engines
+    spent = fn.SUM(Case(None, [(CreditLog.kind == "render", 0 - CreditLog.delta)], 0))
+    added = fn.SUM(Case(None, [((CreditLog.delta > 0) & CreditLog.kind.in_(("seed", "adjust")),
+                                CreditLog.delta)], 0))
+    recount = {(org, str(when)): (int(s), int(a)) for org, when, s, a in
+               CreditLog.select(CreditLog.organization, day, spent, added)
+               .group_by(CreditLog.organization, day).tuples()}
+    kept = {(org, str(when)): (int(s), int(a)) for org, when, s, a in
+            CreditDaily.select(CreditDaily.organization_id, CreditDaily.day, CreditDaily.spent,
+                               CreditDaily.added).tuples()}
+    problems = []
+    for key in sorted(recount.keys() | kept.keys()):
+        counted, rolled_up = recount.get(key, (0, 0)), kept.get(key, (0, 0))
+        if counted != rolled_up:
+            problems.append(f"credit daily: organisation {key[0]} on {key[1]}: the log says "
+                            f"spent {counted[0]}, added {counted[1]}; credit_daily says "
+                            f"spent {rolled_up[0]}, added {rolled_up[1]}")
+    return problems
+
+
 def verify_credit() -> list[str]:
     return [*balance_mismatches(), *held_mismatches(), *unaudited_adjustments(),
-            *(f"invariant 5: {problem}" for problem in broken_links())]
+            *(f"invariant 5: {problem}" for problem in broken_links()), *daily_mismatches()]

@@ -53,6 +53,8 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{SERVICE}/CancelRender": everyone,
         f"/{SERVICE}/GetRenderOutput": everyone,
         f"/{SERVICE}/GetRenderTotals": everyone,
+        f"/{SERVICE}/GetRenderUsage": everyone,
+        f"/{SERVICE}/GetRenderInput": everyone,
     }
 
 

@@ -10,6 +10,7 @@ import datetime
 
 from peewee import IntegrityError, fn
 
+from carpet_common.days import as_date
 from carpet_common.db import Statement, is_postgres
 from carpet_common.errors import FailedPrecondition, IdempotencyKeyReused, InvalidArgument, NotFound
 from carpet_common.idempotency import clean_key
@@ -18,6 +19,7 @@ from render_service.models import (
     RENDER_STATUSES,
     Carpet,
     RenderCount,
+    RenderDaily,
     RenderInput,
     RenderJob,
     RenderStorage,
@@ -281,3 +283,18 @@ def render_totals(organization_id: int = 0) -> dict[str, int]:
     counts = dict.fromkeys(RENDER_STATUSES, 0)
     counts.update({status: int(count) for status, count in query.tuples()})
     return counts
+
+
+def render_usage(start: datetime.date, end: datetime.date, organization_id: int = 0
+                 ) -> dict[datetime.date, dict[str, int]]:
+    """Jobs per day of creation and status from the trigger-kept daily counts (a few rows per
+    day and organisation, whatever the history's size); days without jobs are left out."""
+    query = (RenderDaily.select(RenderDaily.day, RenderDaily.status, fn.SUM(RenderDaily.jobs))
+             .where(RenderDaily.day.between(start, end))
+             .group_by(RenderDaily.day, RenderDaily.status))
+    if organization_id:
+        query = query.where(RenderDaily.organization_id == organization_id)
+    usage: dict[datetime.date, dict[str, int]] = {}
+    for day, status, jobs in query.tuples():
+        usage.setdefault(as_date(day), dict.fromkeys(RENDER_STATUSES, 0))[status] = int(jobs)
+    return usage

@@ -14,6 +14,7 @@ from peewee import (
     Check,
     CompositeKey,
     DatabaseProxy,
+    DateField,
     DateTimeField,
     ForeignKeyField,
     IntegerField,
@@ -132,4 +133,20 @@ class RenderStorage(BaseModel):
     bytes = BigIntegerField(constraints=[Check("bytes >= 0")])
 
 
-ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount, RenderStorage)
+class RenderDaily(BaseModel):
+    """Jobs per organisation, day of creation (UTC) and status, kept by triggers like
+    RenderCount (migrations/0004_render_daily.py): the console's daily chart reads a few rows per
+    day, whatever the history's size. `python -m render_service verify` recounts them."""
+
+    organization_id = BigIntegerField()
+    day = DateField()
+    status = CharField(max_length=16, constraints=[
+        Check("status IN ('queued', 'processing', 'success', 'failed')")])
+    jobs = BigIntegerField(constraints=[Check("jobs >= 0")])
+
+    class Meta:
+        primary_key = CompositeKey("organization_id", "day", "status")
+        indexes = ((("day",), False),)
+
+
+ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount, RenderStorage, RenderDaily)

@@ -6,13 +6,17 @@ import time
 from carpet_common import idempotency
 from carpet_common.calls import current_principal
 from carpet_common.convert import optional_time, timestamp
+from carpet_common.days import day_range, each_day
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from render_service import catalogue, jobs, renders
 from render_service.credit_client import CreditClient
-from render_service.models import Carpet, RenderJob
+from render_service.models import RENDER_STATUSES, Carpet, RenderJob
 from render_service.storage import ImageStore
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # room pictures are PNG or JPEG (images.check_image)
+INPUT_CHUNK_BYTES = 256 * 1024
 
 STATUS_TO_PROTO = {"queued": render_pb2.RENDER_STATUS_QUEUED,
                    "processing": render_pb2.RENDER_STATUS_PROCESSING,
@@ -132,6 +136,26 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             raise NotFound(f"the image of render {job.id} is missing from storage")
         for chunk in self._store.read_chunks(job.output_path):
             yield render_pb2.RenderOutputChunk(content_type=job.output_content_type, data=chunk)
+
+    def GetRenderInput(self, request, context):
+        job = _visible_job(request.id)
+        picture = jobs.room_image(job.id)
+        if picture is None:
+            raise NotFound(f"render {job.id} has no room picture (none was sent, or it is no "
+                           f"longer kept: RENDER_INPUT_RETENTION)")
+        content_type = "image/png" if picture.startswith(PNG_SIGNATURE) else "image/jpeg"
+        for offset in range(0, len(picture), INPUT_CHUNK_BYTES):
+            yield render_pb2.RenderOutputChunk(content_type=content_type,
+                                               data=picture[offset:offset + INPUT_CHUNK_BYTES])
+
+    def GetRenderUsage(self, request, context):
+        organization_id = _scope(request.organization_id)
+        start, end = day_range(request.from_date, request.to_date)
+        usage = jobs.render_usage(start, end, organization_id)
+        empty = dict.fromkeys(RENDER_STATUSES, 0)
+        return render_pb2.RenderUsage(days=[
+            render_pb2.RenderDay(date=day.isoformat(), by_status=usage.get(day, empty))
+            for day in each_day(start, end)])
 
     def GetRenderTotals(self, request, context):
         organization_id = _scope(request.organization_id)

@@ -1,5 +1,6 @@
 """`python -m render_service verify`: the render database's own invariants. The trigger-kept
-job counts (render_count) and stored bytes (render_storage) equal a recount of render_job.
+job counts (render_count, and per day render_daily) and stored bytes (render_storage) equal a
+recount of render_job.
 
 Whether every job was charged as it says (invariant 4) needs the credit database too:
 `python -m ops reconcile` checks that.
@@ -36,3 +37,18 @@ def count_problems():
         if restored.get(org, 0) != kept_bytes.get(org, 0):
             yield (f"render storage: organisation {org} keeps {restored.get(org, 0)} bytes, "
                    f"render_storage says {kept_bytes.get(org, 0)}")
+
+    RenderDaily = render_models.RenderDaily
+    day = fn.date(RenderJob.created_at).coerce(False)  # a function on both engines
+    by_day = {(org, str(when), status): int(jobs) for org, when, status, jobs in
+              RenderJob.select(RenderJob.organization_id, day, RenderJob.status,
+                               fn.COUNT(RenderJob.id))
+              .group_by(RenderJob.organization_id, day, RenderJob.status).tuples()}
+    kept_days = {(org, str(when), status): int(jobs) for org, when, status, jobs in
+                 RenderDaily.select(RenderDaily.organization_id, RenderDaily.day,
+                                    RenderDaily.status, RenderDaily.jobs).tuples() if jobs}
+    for key in sorted(by_day.keys() | kept_days.keys()):
+        if by_day.get(key, 0) != kept_days.get(key, 0):
+            yield (f"render daily counts: organisation {key[0]} has {by_day.get(key, 0)} "
+                   f"{key[2]} jobs created on {key[1]}, render_daily says "
+                   f"{kept_days.get(key, 0)}")

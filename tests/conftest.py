@@ -246,9 +246,12 @@ def gateway(credit_server, render_server, render_settings):
     from protos.carpet.admin.v1 import admin_pb2_grpc
     from tests.helpers import SERVICE_TOKEN
 
+    # No rate limit: a test walks every method with every caller (limits have tests of their
+    # own, with gateways built for them).
     settings = dataclasses.replace(render_settings,
                                    render_addr=f"127.0.0.1:{render_server.port}",
-                                   service_token=SERVICE_TOKEN["admin-gateway"])
+                                   service_token=SERVICE_TOKEN["admin-gateway"],
+                                   rate_limit_admin="off")
     running, port = build_server(settings, "127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield admin_pb2_grpc.AdminServiceStub(channel), port

@@ -98,7 +98,8 @@ def fuzz_stack(credit_server, render_server, render_settings, credit_db, render_
 # Methods only services may call, and the service each is called as here.
 SERVICE_ONLY = {"ReserveCredits": "render", "CaptureHold": "render", "ReleaseHold": "render",
                 "BatchGetUsers": "admin-gateway", "GetAccountTotals": "admin-gateway",
-                "RecordDenial": "admin-gateway", "Login": "admin-gateway",
+                "RecordDenial": "admin-gateway", "RecordAction": "admin-gateway",
+                "Login": "admin-gateway",
                 "Refresh": "admin-gateway", "Logout": "admin-gateway",
                 "ListRevokedSessions": "admin-gateway"}
 # Sign-in calls whose refusal is itself recorded: a failed attempt counts towards the lockout

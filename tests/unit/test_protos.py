@@ -32,14 +32,27 @@ CONTRACT_METHODS = {
 # Methods this project adds beside the contract's §4 (internal helpers of the admin gateway,
 # and the sign-in of §9, whose HTTP paths the contract fixes and whose RPCs are ours to name).
 SIGN_IN_ADMIN = {"SetUserPassword", "DeactivateUser", "ActivateUser"}
+# The console's (usage chart, exports, pictures, chain check).
+CONSOLE = {
+    "carpet.credit.v1.AuditService": {"RecordAction", "VerifyAuditChain"},
+    "carpet.credit.v1.CreditService": {"GetCreditUsage"},
+    "carpet.render.v1.RenderService": {"GetRenderUsage", "GetRenderInput"},
+    "carpet.admin.v1.AdminService": {
+        "GetUsage", "ExportRenders", "ExportUsers", "ExportCreditLogs", "ExportAuditLogs",
+        "GetRenderThumbnail", "GetRenderRoom", "CancelRender", "VerifyAuditChain",
+        "GetConsoleSettings"},
+}
 ADDED_METHODS = {
     "carpet.credit.v1.AccountService": {"GetAccountTotals"} | SIGN_IN_ADMIN,
-    "carpet.credit.v1.AuditService": {"RecordDenial"},
+    "carpet.credit.v1.AuditService": {"RecordDenial"} | CONSOLE["carpet.credit.v1.AuditService"],
+    "carpet.credit.v1.CreditService": CONSOLE["carpet.credit.v1.CreditService"],
     "carpet.credit.v1.AuthService": {"Login", "Refresh", "Logout", "ChangePassword",
                                      "ListRevokedSessions"},
-    "carpet.render.v1.RenderService": {"GetRenderTotals"},
+    "carpet.render.v1.RenderService": {"GetRenderTotals"}
+                                      | CONSOLE["carpet.render.v1.RenderService"],
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
-                                     "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN,
+                                     "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
+                                    | CONSOLE["carpet.admin.v1.AdminService"],
 }
 
 
