@@ -39,7 +39,7 @@ def as_staff(organization_id):
     return dict(staff(organization_id))
 
 
-def test_usage_has_every_day_and_counts_from_the_roll_ups(world, http_gateway, clock):
+def test_usage_has_every_day_and_counts_from_the_roll_ups(world, http_gateway, clock):  # noqa: F811
     admin, acme, other, ada, done = world
     today = datetime.date.today()  # renders carry the render service's (real) time
     first = clock().date()  # the credit service runs on the test clock
@@ -75,7 +75,7 @@ def read_csv(body: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
 
 
-def test_csv_exports_stream_every_row_with_the_filters(world, http_gateway, credit_server):
+def test_csv_exports_stream_every_row_with_the_filters(world, http_gateway, credit_server):  # noqa: F811
     admin, acme, other, ada, done = world
     create_user(credit_server, acme.id, "sule@örnek.com.tr", name="=Şule Çağlar")
     status, headers, body = get(http_gateway, "/admin/users.csv")
@@ -166,7 +166,7 @@ def test_cancel_from_the_console_is_audited(credit_server, render_server, http_g
         ("alice", f"render_job:{queued.id}", str(acme.id))]
 
 
-def test_chain_check_and_console_settings(world, http_gateway):
+def test_chain_check_and_console_settings(world, http_gateway):  # noqa: F811
     admin, acme, other, ada, done = world
     status, _, body = get(http_gateway, "/admin/audit/verify")
     check = json.loads(body)
@@ -179,7 +179,7 @@ def test_chain_check_and_console_settings(world, http_gateway):
     assert settings["renderModes"] == {"preview": "1", "standard": "2", "hd": "4"}
 
 
-def test_staff_reads_its_own_credit_history(world, http_gateway):
+def test_staff_reads_its_own_credit_history(world, http_gateway):  # noqa: F811
     admin, acme, other, ada, done = world
     status, _, body = get(http_gateway, "/admin/credit-logs", headers=as_staff(acme.id))
     assert status == 200
