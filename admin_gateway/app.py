@@ -55,6 +55,7 @@ POLICY = {
     # The console (docs/console.md).
     f"/{SERVICE}/GetUsage": ADMIN_STAFF,
     f"/{SERVICE}/ExportRenders": ADMIN_STAFF,
+    f"/{SERVICE}/ExportOrganizations": ADMIN,
     f"/{SERVICE}/ExportUsers": ADMIN_STAFF,
     f"/{SERVICE}/ExportCreditLogs": ADMIN_STAFF,
     f"/{SERVICE}/ExportAuditLogs": ADMIN,

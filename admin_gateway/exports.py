@@ -1,5 +1,5 @@
 """CSV exports of the console's lists (CONTRACT §11): `GET /admin/renders.csv`, `users.csv`,
-`credit-logs.csv`, `audit.csv`, with the JSON lists' filters.
+`credit-logs.csv`, `audit.csv` (and `organizations.csv`), with the JSON lists' filters.
 
 Each is one streaming AdminService call that yields a page (500 rows, keyset-paged) at a time,
 turned into CSV lines as it arrives, so memory stays flat however many rows there are. UTF-8
@@ -63,6 +63,16 @@ EXPORTS = {
         ("error_text", lambda row: row.render.error_text, True),
         ("started_at", lambda row: _time(row.render.started_at), False),
         ("finished_at", lambda row: _time(row.render.finished_at), False),
+    )),
+    "/admin/organizations.csv": Export("ExportOrganizations",
+                                       account_pb2.ListOrganizationsRequest,
+                                       lambda page: page.organizations, (
+        ("id", lambda row: row.id, False),
+        ("name", lambda row: row.name, True),
+        ("balance", lambda row: row.balance, False),
+        ("held", lambda row: row.held, False),
+        ("available", lambda row: row.balance - row.held, False),
+        ("created_at", lambda row: _time(row.created_at), False),
     )),
     "/admin/users.csv": Export("ExportUsers", account_pb2.ListUsersRequest,
                                lambda page: page.users, (

@@ -95,7 +95,9 @@ PICTURE_METHODS = {"image": "GetRenderImage", "thumbnail": "GetRenderThumbnail",
 EXPORT_TIMEOUT_S = 3600.0  # a million rows take well under a minute; a slow reader more
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript",
-                "style.css": "text/css"}
+                "api.js": "text/javascript", "i18n.js": "text/javascript",
+                "charts.js": "text/javascript", "style.css": "text/css",
+                "i18n/en.json": "application/json", "i18n/tr.json": "application/json"}
 PAGE_HEADERS = {  # the admin page loads nothing from elsewhere and runs no inline script
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "
                                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",

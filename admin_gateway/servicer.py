@@ -225,6 +225,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             yield self._render_rows(page)
 
     @relaying_stream
+    def ExportOrganizations(self, request, context):
+        yield from _pages(self._clients.accounts.ListOrganizations, request)
+
+    @relaying_stream
     def ExportUsers(self, request, context):
         yield from _pages(self._clients.accounts.ListUsers, request,
                           organization_id=_scope(request.organization_id))

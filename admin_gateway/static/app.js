@@ -1,275 +1,588 @@
-// The admin page: plain JavaScript, no build step. A person signs in with email and password
-// (POST /auth/login): the tokens live in this page's memory only (a reload signs out) and the
-// access token is renewed before it expires. An automation token lives in sessionStorage (this
-// tab only). Credentials travel in a header, never in a URL.
+// The admin console: plain JavaScript modules, no build step, nothing loaded from elsewhere.
+// Texts come from the catalogues (i18n.js), calls go through api.js, charts are SVG (charts.js).
 "use strict";
 
+import * as api from "./api.js";
+import { barChart } from "./charts.js";
+import * as i18n from "./i18n.js";
+import { t } from "./i18n.js";
+
 const $ = (id) => document.getElementById(id);
-const TOKEN_KEY = "carpet-admin-token";
-const pages = { users: [""], renders: [""] };  // page-token stacks: index 0 is the newest page
-const session = { access: "", refresh: "", timer: 0 };  // a signed-in person's tokens
+const PAGE_SIZE = 50;
+const MAX_ADJUSTMENT = 1e12;  // the ledger's own bound on one adjustment
+const STATUS_COLORS = { queued: "#757575", processing: "#1565c0", success: "#2e7d32",
+                        failed: "#c62828" };
+const state = {
+  admin: false,
+  organizationId: "",  // STAFF: its own
+  organizations: [],  // ADMIN: every organisation, for the pickers and names
+  settings: { largeAdjustment: "10000", renderModes: {} },
+  screen: "overview",
+};
 
-function credentialHeaders() {
-  if (session.access) return { "Authorization": "Bearer " + session.access };
-  const token = sessionStorage.getItem(TOKEN_KEY) || "";
-  // A JWT has three dot-separated parts; anything else is an admin token.
-  return token.split(".").length === 3
-    ? { "Authorization": "Bearer " + token }
-    : { "x-admin-token": token };
-}
+// ---- messages ---------------------------------------------------------------------------
 
-function explain(status, body, retryAfter) {
-  if (status === 401) return "Sign-in failed: the token was not accepted.";
-  if (status === 403) return "Your role may not do this.";
-  if (status === 429) return `Too many requests: try again in ${retryAfter || "a few"} seconds.`;
-  if (body && body.code === "INSUFFICIENT_CREDITS") return "Not enough credit for this change.";
-  return (body && body.message) ? body.message : `Request failed (HTTP ${status}).`;
-}
-
-async function api(path, options = {}) {
-  const response = await fetch(path, {
-    ...options,
-    headers: { "Content-Type": "application/json", ...credentialHeaders(), ...(options.headers || {}) },
-  });
-  const body = (response.headers.get("Content-Type") || "").startsWith("application/json")
-    ? await response.json() : null;
-  if (!response.ok) {
-    const error = new Error(explain(response.status, body, response.headers.get("Retry-After")));
-    error.status = response.status;
-    throw error;
-  }
-  return body;
+function explain(error) {
+  if (!(error instanceof api.ApiError)) return t("error.other", { status: "–", message: error.message });
+  const params = { seconds: error.retryAfter || "?", message: error.message, status: error.status };
+  const key = `error.${error.code}`;
+  const text = t(key, params);
+  return text === key ? t("error.other", params) : text;
 }
 
 function showError(message) {
-  $("error").textContent = message;
+  $("error").textContent = message || "";
   $("error").hidden = !message;
+  if (message) $("notice").hidden = true;
 }
 
-function cell(row, text) {
+function notify(message) {
+  $("notice").textContent = message;
+  $("notice").hidden = false;
+  showError("");
+}
+
+async function guarded(work) {
+  try {
+    await work();
+  } catch (error) {
+    showError(explain(error));
+  }
+}
+
+// A field the person must fix: the message names it, the field says so to screen readers.
+function invalid(field, message) {
+  field.setAttribute("aria-invalid", "true");
+  field.focus();
+  showError(message);
+  return false;
+}
+
+function clearInvalid(form) {
+  for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
+}
+
+function randomKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+// ---- tables -------------------------------------------------------------------------------
+
+function cell(row, content) {
   const td = document.createElement("td");
-  td.textContent = text == null ? "" : String(text);
+  if (content instanceof Node) td.appendChild(content);
+  else td.textContent = content == null ? "" : String(content);
   row.appendChild(td);
   return td;
 }
 
-async function loadOverview() {
-  const overview = await api("/admin/overview");
-  $("card-users").textContent = overview.totalUsers || "0";
-  $("card-renders").textContent = overview.totalRenders || "0";
-  $("card-credit").textContent = overview.totalRemainingCredit || "0";
-  $("card-held").textContent = overview.totalHeld || "0";
+function button(label, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = label;
+  element.addEventListener("click", () => guarded(onClick));
+  return element;
 }
+
+// A keyset-paged list: the first page on reload(), the next ones on "Load more".
+class PagedList {
+  constructor(name, { path, items, query, row }) {
+    Object.assign(this, { name, path, items, query, row, token: "" });
+    this.body = $(name).querySelector("tbody");
+    this.more = $(`${name}-more`);
+    this.more.addEventListener("click", () => guarded(() => this.next()));
+  }
+
+  params() {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(this.query())) if (value) params.set(key, value);
+    return params;
+  }
+
+  async reload() {
+    this.token = "";
+    this.body.replaceChildren();
+    await this.next();
+  }
+
+  async next() {
+    const params = this.params();
+    params.set("pageSize", PAGE_SIZE);
+    if (this.token) params.set("pageToken", this.token);
+    const result = await api.api(`${this.path}?${params}`);
+    const rows = result[this.items] || [];
+    if (!rows.length && !this.token) {
+      const empty = document.createElement("tr");
+      cell(empty, t("common.empty")).colSpan = $(this.name).querySelectorAll("th").length;
+      this.body.appendChild(empty);
+    }
+    for (const item of rows) this.body.appendChild(this.row(item));
+    this.token = result.nextPageToken || "";
+    this.more.hidden = !this.token;
+  }
+
+  async downloadCsv() {
+    await api.download(`${this.path}.csv?${this.params()}`, `${this.name}.csv`);
+  }
+}
+
+const organizationName = (id) =>
+  (state.organizations.find((organization) => organization.id === String(id)) || {}).name
+  || (id && id !== "0" ? `#${id}` : "");
+const statusName = (status) => (status || "").replace("RENDER_STATUS_", "").toLowerCase();
+
+// ---- organisations and pickers ----------------------------------------------------------
 
 async function loadOrganizations() {
-  const result = await api("/admin/organizations?pageSize=500");
-  const select = $("adjust-org");
-  // Reloading the list after an adjustment must keep the admin's choice: a picker that jumped
-  // to another organisation once made the next Apply adjust the wrong one.
+  if (!state.admin) return;
+  const result = await api.api("/admin/organizations?pageSize=500");
+  state.organizations = result.organizations || [];
+  for (const select of document.querySelectorAll(".org-picker")) fillPicker(select);
+}
+
+// Refilling a picker keeps what the person chose: a picker that jumped to another
+// organisation once made the next Apply adjust the wrong one.
+function fillPicker(select) {
   const chosen = select.value;
-  select.replaceChildren();
-  for (const organization of result.organizations || []) {
+  const options = [];
+  if (select.dataset.all) {
+    const all = document.createElement("option");
+    all.value = "";
+    all.textContent = t("common.all");
+    options.push(all);
+  }
+  for (const organization of state.organizations) {
     const option = document.createElement("option");
     option.value = organization.id;
-    option.dataset.name = organization.name;
-    option.textContent = `${organization.name} (${organization.balance || 0})`;
-    select.appendChild(option);
+    option.textContent = select.id === "adjust-org"
+      ? `${organization.name} (${i18n.number(organization.balance)})` : organization.name;
+    options.push(option);
   }
-  if (chosen && [...select.options].some((option) => option.value === chosen)) {
-    select.value = chosen;
+  select.replaceChildren(...options);
+  if ([...select.options].some((option) => option.value === chosen)) select.value = chosen;
+}
+
+const lists = {
+  organizations: new PagedList("organizations", {
+    path: "/admin/organizations", items: "organizations", query: () => ({}),
+    row: (organization) => {
+      const row = document.createElement("tr");
+      const available = Number(organization.balance || 0) - Number(organization.held || 0);
+      [organization.name, i18n.number(organization.balance), i18n.number(organization.held),
+       i18n.number(available), i18n.moment(organization.createdAt)].forEach((value) => cell(row, value));
+      return row;
+    },
+  }),
+  users: new PagedList("users", {
+    path: "/admin/users", items: "users", query: () => ({}),
+    row: (user) => {
+      const row = document.createElement("tr");
+      [user.name, user.displayEmail || user.email, t(`role.${user.role}`), user.organizationName,
+       user.active ? t("users.yes") : t("users.no"), i18n.moment(user.createdAt)]
+        .forEach((value) => cell(row, value));
+      if (state.admin) {
+        const actions = cell(row, "");
+        actions.className = "actions";
+        actions.append(
+          button(user.active ? t("users.deactivate") : t("users.activate"), () => toggleUser(user)),
+          button(t("users.setPassword"), () => setPassword(user)));
+      }
+      return row;
+    },
+  }),
+  renders: new PagedList("renders", {
+    path: "/admin/renders", items: "renders",
+    query: () => ({
+      organizationId: state.admin ? $("filter-org").value : "",
+      status: $("filter-status").value, mode: $("filter-mode").value,
+      userId: $("filter-user").value.trim(),
+      createdAfter: $("filter-from").value ? `${$("filter-from").value}T00:00:00Z` : "",
+      createdBefore: $("filter-to").value ? nextDay($("filter-to").value) : "",
+    }),
+    row: (item) => {
+      const job = item.render;
+      const row = document.createElement("tr");
+      const status = statusName(job.status);
+      cell(row, i18n.moment(job.createdAt));
+      cell(row, item.userName || (job.userId && job.userId !== "0" ? `#${job.userId}` : t("common.none")));
+      cell(row, job.mode);
+      cell(row, t(`status.${status}`)).className = `status-${status}`;
+      cell(row, i18n.number(job.creditsCharged));
+      cell(row, job.errorText || "");
+      const picture = cell(row, "");
+      const open = button(t("renders.open"), () => showRender(item));
+      open.setAttribute("aria-label", t("renders.detail", { id: job.id }));
+      if (item.imagePath) {
+        open.className = "thumbnail";
+        api.blobUrl(`/admin/renders/${job.id}/thumbnail`).then((url) => {
+          const image = document.createElement("img");
+          image.alt = t("renders.detail", { id: job.id });
+          image.src = url;
+          open.replaceChildren(image);
+        }).catch(() => { /* the button keeps its text */ });
+      }
+      picture.appendChild(open);
+      return row;
+    },
+  }),
+  "credit-logs": new PagedList("credit-logs", {
+    path: "/admin/credit-logs", items: "logs",
+    query: () => ({ organizationId: state.admin ? $("credits-org").value : "" }),
+    row: (log) => {
+      const row = document.createElement("tr");
+      [i18n.moment(log.createdAt), t(`kind.${log.kind}`), i18n.signedNumber(log.delta),
+       i18n.number(log.balanceAfter), log.reason, log.actor].forEach((value) => cell(row, value));
+      return row;
+    },
+  }),
+  audit: new PagedList("audit", {
+    path: "/admin/audit", items: "auditLogs",
+    query: () => ({
+      actor: $("audit-actor").value.trim(), action: $("audit-action").value.trim(),
+      organizationId: $("audit-org").value,
+      createdAfter: $("audit-from").value ? `${$("audit-from").value}T00:00:00Z` : "",
+      createdBefore: $("audit-to").value ? nextDay($("audit-to").value) : "",
+    }),
+    row: (entry) => {
+      const row = document.createElement("tr");
+      [i18n.moment(entry.createdAt), entry.actor, entry.action.split("/").pop(),
+       organizationName(entry.organizationId), entry.target, entry.outcome, entry.peer]
+        .forEach((value) => cell(row, value));
+      return row;
+    },
+  }),
+};
+
+function nextDay(isoDate) {
+  const day = new Date(isoDate + "T00:00:00Z");
+  day.setUTCDate(day.getUTCDate() + 1);
+  return day.toISOString().replace(".000Z", "Z");
+}
+
+// ---- screens ------------------------------------------------------------------------------
+
+const loaders = {
+  overview: loadOverview,
+  organizations: () => lists.organizations.reload(),
+  users: () => lists.users.reload(),
+  renders: () => lists.renders.reload(),
+  credits: () => lists["credit-logs"].reload(),
+  audit: () => lists.audit.reload(),
+};
+
+async function show(screen) {
+  state.screen = screen;
+  for (const section of document.querySelectorAll(".screen")) {
+    section.hidden = section.id !== `screen-${screen}`;
   }
-}
-
-async function loadUsers() {
-  const token = pages.users[pages.users.length - 1];
-  const result = await api("/admin/users?pageSize=20&pageToken=" + encodeURIComponent(token));
-  const body = $("users").querySelector("tbody");
-  body.replaceChildren();
-  for (const user of result.users || []) {
-    const row = document.createElement("tr");
-    [user.name, user.email, (user.role || "").replace("ROLE_", ""), user.organizationName,
-     user.credit || "0"].forEach((value) => cell(row, value));
-    body.appendChild(row);
+  for (const tab of document.querySelectorAll("#nav button")) {
+    if (tab.dataset.screen === screen) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
   }
-  $("users-next").disabled = !result.nextPageToken;
-  $("users-next").dataset.token = result.nextPageToken || "";
-  $("users-prev").disabled = pages.users.length === 1;
+  await loaders[screen]();
 }
 
-async function thumbnail(td, path) {
-  try {
-    const response = await fetch(path, { headers: credentialHeaders() });
-    if (!response.ok) return;
-    const image = document.createElement("img");
-    image.alt = "render";
-    image.src = URL.createObjectURL(await response.blob());
-    td.appendChild(image);
-  } catch (error) { /* a missing thumbnail leaves an empty cell */ }
-}
-
-async function loadRenders() {
-  const token = pages.renders[pages.renders.length - 1];
-  const result = await api("/admin/renders?pageSize=20&pageToken=" + encodeURIComponent(token));
-  const body = $("renders").querySelector("tbody");
-  body.replaceChildren();
-  for (const row of result.renders || []) {
-    const job = row.render;
-    const tr = document.createElement("tr");
-    const status = (job.status || "").replace("RENDER_STATUS_", "").toLowerCase();
-    cell(tr, new Date(job.createdAt).toLocaleString());
-    cell(tr, row.userName || (job.userId ? `#${job.userId}` : "—"));
-    cell(tr, job.mode);
-    cell(tr, status).className = "status-" + status;
-    cell(tr, job.errorText || "");
-    const picture = cell(tr, "");
-    if (row.imagePath) thumbnail(picture, row.imagePath);
-    body.appendChild(tr);
-  }
-  $("renders-next").disabled = !result.nextPageToken;
-  $("renders-next").dataset.token = result.nextPageToken || "";
-  $("renders-prev").disabled = pages.renders.length === 1;
-}
-
-async function refreshAsPermitted() {
-  // STAFF may read their organisation but not list organisations or move credit.
-  try {
-    await loadOrganizations();
-    $("adjust-section").hidden = false;
-  } catch (error) {
-    if (error.status !== 403) throw error;
-    $("adjust-section").hidden = true;
-  }
-  await Promise.all([loadOverview(), loadUsers(), loadRenders()]);
-}
-
-async function showDashboard() {
-  await refreshAsPermitted();
-  showError("");
-  $("dashboard").hidden = false;
-  $("sign-in-form").hidden = true;
-  $("sign-out").hidden = false;
-}
-
-async function signIn(token) {
-  sessionStorage.setItem(TOKEN_KEY, token);
-  try {
-    await showDashboard();
-  } catch (error) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    $("dashboard").hidden = true;
-    showError(error.message);
-  }
-}
-
-async function authCall(path, body) {
-  const response = await fetch(path, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+async function loadOverview() {
+  const organizationId = state.admin ? $("overview-org").value : "";
+  const query = organizationId ? `?organizationId=${organizationId}` : "";
+  const [overview, usage] = await Promise.all([
+    api.api(`/admin/overview${query}`), api.api(`/admin/usage${query}`)]);
+  $("card-users").textContent = i18n.number(overview.totalUsers);
+  $("card-renders").textContent = i18n.number(overview.totalRenders);
+  $("card-credit").textContent = i18n.number(overview.totalRemainingCredit);
+  $("card-held").textContent = i18n.number(overview.totalHeld);
+  $("card-orgs").textContent = i18n.number(overview.organizations);
+  const days = usage.days || [];
+  const dates = days.map((day) => day.date);
+  barChart($("chart-renders"), {
+    days: dates, dayLabel: i18n.shortDay, stacked: true, title: t("overview.chart.renders"),
+    series: Object.keys(STATUS_COLORS).map((status) => ({
+      label: t(`status.${status}`), color: STATUS_COLORS[status],
+      values: days.map((day) => Number((day.rendersByStatus || {})[status] || 0)) })),
   });
-  const result = await response.json();
-  if (!response.ok) {
-    const message = response.status === 401 && path === "/auth/login"
-      ? "Email or password is wrong."
-      : explain(response.status, result, response.headers.get("Retry-After"));
-    throw Object.assign(new Error(message), { status: response.status });
+  barChart($("chart-credits"), {
+    days: dates, dayLabel: i18n.shortDay, stacked: false, title: t("overview.chart.credits"),
+    series: [
+      { label: t("overview.chart.spent"), color: "#c62828",
+        values: days.map((day) => Number(day.creditsSpent || 0)) },
+      { label: t("overview.chart.added"), color: "#2e7d32",
+        values: days.map((day) => Number(day.creditsAdded || 0)) }],
+  });
+  const renders = days.reduce((sum, day) => sum + Object.values(day.rendersByStatus || {})
+    .reduce((total, count) => total + Number(count), 0), 0);
+  const spent = days.reduce((sum, day) => sum + Number(day.creditsSpent || 0), 0);
+  $("chart-summary").textContent = t("overview.chart.summary",
+    { renders: i18n.number(renders), spent: i18n.number(spent) });
+}
+
+// ---- money: the credit adjustment ---------------------------------------------------------
+
+async function applyAdjustment(event) {
+  event.preventDefault();
+  const form = $("adjust-form");
+  clearInvalid(form);
+  $("adjust-result").textContent = "";
+  const picker = $("adjust-org");
+  const organization = state.organizations.find((one) => one.id === picker.value);
+  if (!organization) return invalid(picker, t("adjust.noOrg"));
+  const raw = $("adjust-delta").value.trim().replace(/^\+/, "");
+  if (!/^-?\d{1,13}$/.test(raw) || Number(raw) === 0) return invalid($("adjust-delta"), t("adjust.badDelta"));
+  const delta = Number(raw);
+  if (Math.abs(delta) > MAX_ADJUSTMENT) {
+    return invalid($("adjust-delta"), t("adjust.tooLarge", { limit: i18n.number(MAX_ADJUSTMENT) }));
   }
-  return result;
+  const reason = $("adjust-reason").value.trim();
+  if (!reason) return invalid($("adjust-reason"), t("adjust.noReason"));
+  const balance = Number(organization.balance || 0) + delta;
+  const names = { name: organization.name, delta: i18n.signedNumber(delta), balance: i18n.number(balance) };
+  // Money moves only after the person has read which organisation and what it will have.
+  if (!window.confirm(t("adjust.confirm", names))) return;
+  const limit = Number(state.settings.largeAdjustment);
+  if (Math.abs(delta) > limit &&
+      !window.confirm(t("adjust.confirmLarge", { ...names, limit: i18n.number(limit) }))) return;
+  const result = await api.api("/admin/credits/adjust", { method: "POST", body: {
+    organizationId: organization.id, delta: String(delta), reason, idempotencyKey: randomKey() } });
+  $("adjust-delta").value = "";
+  $("adjust-reason").value = "";
+  const done = t("adjust.done", { name: organization.name, balance: i18n.number(result.balance.balance) });
+  $("adjust-result").textContent = done;
+  notify(done);
+  await loadOrganizations();
+  await lists.organizations.reload();
 }
 
-function keepSession(result) {
-  session.access = result.accessToken;
-  session.refresh = result.refreshToken;
-  clearTimeout(session.timer);
-  // Renew at 80 % of the access token's life, so calls never carry an expired one.
-  session.timer = setTimeout(renewSession, Math.max(5, result.expiresIn * 0.8) * 1000);
+async function createOrganization(event) {
+  event.preventDefault();
+  const form = $("org-form");
+  clearInvalid(form);
+  const name = $("org-name").value.trim();
+  if (!name) return invalid($("org-name"), t("users.noName"));
+  const credits = $("org-credits").value.trim() || "0";
+  if (!/^\d{1,13}$/.test(credits)) return invalid($("org-credits"), t("adjust.badDelta"));
+  const created = await api.api("/admin/organizations", { method: "POST", body: {
+    name, initialCredits: credits, idempotencyKey: randomKey() } });
+  $("org-name").value = "";
+  $("org-credits").value = "0";
+  notify(t("orgs.created", { name: created.name }));
+  await loadOrganizations();
+  await lists.organizations.reload();
 }
 
-async function renewSession() {
+// ---- people ---------------------------------------------------------------------------------
+
+async function createUser(event) {
+  event.preventDefault();
+  const form = $("user-form");
+  clearInvalid(form);
+  const name = $("user-name").value.trim();
+  const email = $("user-email").value.trim();
+  const password = $("user-password").value;
+  if (!name) return invalid($("user-name"), t("users.noName"));
+  if (!/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) return invalid($("user-email"), t("users.badEmail"));
+  if (!$("user-org").value) return invalid($("user-org"), t("adjust.noOrg"));
+  if (password && password.length < 12) return invalid($("user-password"), t("users.shortPassword"));
   try {
-    keepSession(await authCall("/auth/refresh", { refreshToken: session.refresh }));
+    const created = await api.api("/admin/users", { method: "POST", body: {
+      name, email, role: $("user-role").value, organizationId: $("user-org").value,
+      ...(password ? { password } : {}), idempotencyKey: randomKey() } });
+    $("user-name").value = $("user-email").value = $("user-password").value = "";
+    notify(t("users.created", { email: created.displayEmail || created.email }));
+    await lists.users.reload();
   } catch (error) {
-    session.access = session.refresh = "";
-    $("dashboard").hidden = true;
-    $("sign-in-form").hidden = false;
-    $("sign-out").hidden = true;
-    showError("Your session has ended: sign in again.");
-  }
-}
-
-async function signInWithPassword(email, password) {
-  try {
-    keepSession(await authCall("/auth/login", { email, password }));
-    await showDashboard();
-  } catch (error) {
-    session.access = session.refresh = "";
-    $("dashboard").hidden = true;
-    showError(error.message);
-  }
-}
-
-async function signOut() {
-  clearTimeout(session.timer);
-  if (session.refresh) {
-    try { await authCall("/auth/logout", { refreshToken: session.refresh }); } catch (error) { /* ended anyway */ }
-  }
-  session.access = session.refresh = "";
-  sessionStorage.removeItem(TOKEN_KEY);
-  location.reload();
-}
-
-function pager(list, load) {
-  $(list + "-next").addEventListener("click", (event) => {
-    pages[list].push(event.target.dataset.token);
-    load().catch((error) => showError(error.message));
-  });
-  $(list + "-prev").addEventListener("click", () => {
-    if (pages[list].length > 1) pages[list].pop();
-    load().catch((error) => showError(error.message));
-  });
-}
-
-document.addEventListener("DOMContentLoaded", () => {
-  $("sign-in-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const token = $("token").value.trim();
-    const email = $("email").value.trim();
-    const password = $("password").value;
-    $("token").value = "";
-    $("password").value = "";
-    if (token) signIn(token);
-    else if (email && password) signInWithPassword(email, password);
-    else showError("Enter your email and password (or an automation token).");
-  });
-  $("sign-out").addEventListener("click", signOut);
-  $("adjust-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    $("adjust-result").textContent = "";
-    const option = $("adjust-org").selectedOptions[0];
-    if (!option) return;
-    const delta = $("adjust-delta").value.trim();
-    const amount = delta.startsWith("-") ? `take ${delta.slice(1)} credits from`
-                                         : `add ${delta} credits to`;
-    // Money moves only after the admin has read which organisation it is.
-    if (!window.confirm(`Really ${amount} ${option.dataset.name} (#${option.value})?`)) return;
-    try {
-      const result = await api("/admin/credits/adjust", {
-        method: "POST",
-        body: JSON.stringify({
-          organizationId: option.value,
-          delta: delta,
-          reason: $("adjust-reason").value,
-        }),
-      });
-      $("adjust-result").textContent = `Done: balance is now ${result.balance.balance || 0}.`;
-      $("adjust-delta").value = "";
-      $("adjust-reason").value = "";
-      showError("");
-      await refreshAsPermitted();
-    } catch (error) {
-      showError(error.message);
+    if (error.code === "WEAK_PASSWORD") return invalid($("user-password"), explain(error));
+    if (error.code === "ALREADY_EXISTS") return invalid($("user-email"), explain(error));
+    if (error.code === "INVALID_ARGUMENT" && /email/i.test(error.message)) {
+      return invalid($("user-email"), t("users.badEmail"));
     }
+    throw error;
+  }
+}
+
+async function toggleUser(user) {
+  const email = user.displayEmail || user.email;
+  if (user.active && !window.confirm(t("users.confirmDeactivate", { email }))) return;
+  await api.api(`/admin/users/${user.id}/${user.active ? "deactivate" : "activate"}`,
+                { method: "POST", body: {} });
+  await lists.users.reload();
+}
+
+async function setPassword(user) {
+  const email = user.displayEmail || user.email;
+  const password = window.prompt(t("users.newPassword", { email }));
+  if (password === null) return;
+  if (password.length < 12) return showError(t("users.shortPassword"));
+  await api.api(`/admin/users/${user.id}/password`, { method: "POST", body: { password } });
+  notify(t("users.passwordSet", { email }));
+}
+
+// ---- renders ------------------------------------------------------------------------------
+
+async function picture(container, path, missing) {
+  container.replaceChildren();
+  try {
+    const image = document.createElement("img");
+    image.src = await api.blobUrl(path);
+    image.alt = "";
+    container.appendChild(image);
+  } catch (error) {
+    container.textContent = missing;
+  }
+}
+
+function showRender(item) {
+  const job = item.render;
+  const dialog = $("render-detail");
+  $("render-detail-title").textContent = t("renders.detail", { id: job.id });
+  const status = statusName(job.status);
+  const fields = [
+    [t("common.status"), t(`status.${status}`)], [t("common.mode"), job.mode],
+    [t("common.organization"), organizationName(job.organizationId)],
+    [t("common.user"), item.userName || t("common.none")],
+    [t("renders.credits"), i18n.number(job.creditsCharged)],
+    [t("common.created"), i18n.moment(job.createdAt)], [t("renders.error"), job.errorText || t("common.none")],
+  ];
+  $("render-detail-fields").replaceChildren(...fields.flatMap(([name, value]) => {
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const detail = document.createElement("dd");
+    detail.textContent = value;
+    return [term, detail];
+  }));
+  picture($("render-room"), `/admin/renders/${job.id}/room`, t("renders.noRoom"));
+  if (item.imagePath) picture($("render-result"), item.imagePath, t("renders.noResult"));
+  else $("render-result").textContent = t("renders.noResult");
+  const cancel = $("render-cancel");
+  cancel.hidden = !(state.admin && status === "queued");
+  cancel.dataset.id = job.id;
+  dialog.showModal();
+}
+
+async function cancelRender() {
+  const id = $("render-cancel").dataset.id;
+  if (!window.confirm(t("renders.confirmCancel", { id }))) return;
+  await api.api(`/admin/renders/${id}/cancel`, { method: "POST", body: {} });
+  $("render-detail").close();
+  notify(t("renders.canceled", { id }));
+  await lists.renders.reload();
+}
+
+// ---- audit --------------------------------------------------------------------------------
+
+async function verifyChain() {
+  $("audit-check").textContent = t("common.loading");
+  const check = await api.api("/admin/audit/verify");
+  $("audit-check").textContent = check.ok
+    ? t("audit.ok", { rows: i18n.number(check.rows) })
+    : t("audit.broken", { problems: (check.problems || []).join("; ") });
+  $("audit-check").className = check.ok ? "check-ok" : "check-broken";
+}
+
+// ---- signing in and out -------------------------------------------------------------------
+
+async function enter() {
+  const user = api.signedInUser();
+  state.admin = user ? user.role === "ROLE_ADMIN" : await probeAdmin();
+  state.organizationId = user ? user.organizationId : "";
+  document.body.classList.toggle("staff", !state.admin);
+  for (const element of document.querySelectorAll(".admin-only")) element.hidden = !state.admin;
+  state.settings = await api.api("/admin/console-settings");
+  const modes = $("filter-mode");
+  modes.replaceChildren(modes.options[0],
+    ...Object.keys(state.settings.renderModes || {}).map((mode) => new Option(mode, mode)));
+  await loadOrganizations();
+  $("whoami").textContent = user ? t("signin.as", { name: user.displayEmail || user.email }) : "";
+  $("whoami").hidden = !user;
+  $("sign-in-form").hidden = true;
+  $("nav").hidden = false;
+  $("dashboard").hidden = false;
+  $("sign-out").hidden = false;
+  showError("");
+  await show("overview");
+}
+
+async function probeAdmin() {
+  try {
+    await api.api("/admin/organizations?pageSize=1");
+    return true;
+  } catch (error) {
+    if (error.status === 403) return false;
+    throw error;
+  }
+}
+
+function leave(message) {
+  $("dashboard").hidden = true;
+  $("nav").hidden = true;
+  $("sign-out").hidden = true;
+  $("whoami").hidden = true;
+  $("sign-in-form").hidden = false;
+  showError(message || "");
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const token = $("token").value.trim();
+  const email = $("email").value.trim();
+  const password = $("password").value;
+  $("token").value = "";
+  $("password").value = "";
+  try {
+    if (token) api.useAutomationToken(token);
+    else if (email && password) await api.signInWithPassword(email, password);
+    else return showError(t("signin.missing"));
+    await enter();
+  } catch (error) {
+    api.forgetCredential();
+    leave(error.status === 401 && !token ? t("signin.wrong") : explain(error));
+  }
+}
+
+// ---- wiring ---------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", async () => {
+  await i18n.setLanguage(i18n.preferredLanguage());
+  for (const choice of document.querySelectorAll(".lang")) {
+    choice.setAttribute("aria-pressed", String(choice.dataset.lang === i18n.language()));
+    choice.addEventListener("click", () => guarded(async () => {
+      await i18n.setLanguage(choice.dataset.lang);
+      for (const other of document.querySelectorAll(".lang")) {
+        other.setAttribute("aria-pressed", String(other.dataset.lang === i18n.language()));
+      }
+      if (!$("dashboard").hidden) {
+        for (const select of document.querySelectorAll(".org-picker")) fillPicker(select);
+        await show(state.screen);
+      }
+    }));
+  }
+  api.whenSessionEnds(() => leave(t("signin.ended")));
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", async () => {
+    await api.signOut();
+    leave("");
   });
-  pager("users", loadUsers);
-  pager("renders", loadRenders);
-  const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved) signIn(saved);
+  for (const tab of document.querySelectorAll("#nav button")) {
+    tab.addEventListener("click", () => guarded(() => show(tab.dataset.screen)));
+  }
+  $("overview-org").addEventListener("change", () => guarded(loadOverview));
+  $("credits-org").addEventListener("change", () => guarded(() => lists["credit-logs"].reload()));
+  $("adjust-form").addEventListener("submit", (event) => guarded(() => applyAdjustment(event)));
+  $("org-form").addEventListener("submit", (event) => guarded(() => createOrganization(event)));
+  $("user-form").addEventListener("submit", (event) => guarded(() => createUser(event)));
+  $("render-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(() => lists.renders.reload());
+  });
+  $("audit-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(() => lists.audit.reload());
+  });
+  $("audit-verify").addEventListener("click", () => guarded(verifyChain));
+  $("render-close").addEventListener("click", () => $("render-detail").close());
+  $("render-cancel").addEventListener("click", () => guarded(cancelRender));
+  for (const csv of document.querySelectorAll(".csv")) {
+    csv.addEventListener("click", () => guarded(() => lists[csv.dataset.csv].downloadCsv()));
+  }
+  if (api.hasCredential()) guarded(enter);
 });

@@ -1,13 +1,16 @@
-"""The admin page in a real headless Chromium (Debian's, driven by Playwright): sign in with
-the token, the cards show GetOverview's numbers, a credit adjustment through the form changes
-the balance and adds an audit row, a wrong token shows an error. On SQLite and PostgreSQL."""
+"""The admin console in a real headless Chromium (Debian's, driven by Playwright), on SQLite and
+PostgreSQL: every screen in Turkish and English (screenshots kept in docs/screens/), numbers and
+dates in the language's format, the money form's confirmations and errors, keyboard-only use,
+a STAFF session, an accessibility check (axe-core) and a phone-width run without sideways
+scrolling."""
+import os
+import re
 import shutil
 
 import pytest
 from playwright.sync_api import expect
 
-from protos.carpet.admin.v1 import admin_pb2
-from protos.carpet.credit.v1 import audit_pb2, credit_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from tests.helpers import ADMIN, ADMIN_TOKEN
 from tests.integration.test_admin_gateway import world  # noqa: F401 - the shared fixture
 
@@ -15,6 +18,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
+SCREENS = ("overview", "organizations", "users", "renders", "credits", "audit")
+SCREENSHOTS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "screens")
+PASSWORD = "console-sign-in-2026"
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -30,127 +36,259 @@ def browser():
         launched.close()
 
 
-def test_admin_page(browser, world, http_gateway, credit_server):  # noqa: F811
-    admin, acme, other, ada, done = world
-    page = browser.new_page()
-    page.goto(http_gateway + "/admin/")
+def person(credit_server, organization_id, email, role=account_pb2.ROLE_ADMIN, name=None):
+    return credit_server.accounts.CreateUser(account_pb2.CreateUserRequest(
+        organization_id=organization_id, name=name or email.split("@")[0], email=email,
+        role=role, password=PASSWORD), metadata=ADMIN, timeout=30)
 
-    page.fill("#token", "wrong-token-wrong-token-wrong")
-    page.click("#sign-in")
-    page.wait_for_selector("#error:not([hidden])")
-    assert "Sign-in failed" in page.text_content("#error")
-    assert page.is_hidden("#dashboard")
 
-    page.fill("#token", ADMIN_TOKEN)
+def sign_in(page, base, email, language="en"):
+    page.goto(base + "/admin/")
+    page.click(f".lang[data-lang={language}]")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
     page.click("#sign-in")
     page.wait_for_selector("#dashboard:not([hidden])")
-    assert ADMIN_TOKEN not in page.url
-    assert page.evaluate("sessionStorage.getItem('carpet-admin-token')") == ADMIN_TOKEN
-    overview = admin.GetOverview(admin_pb2.GetOverviewRequest(), metadata=ADMIN, timeout=10)
-    assert page.text_content("#card-users") == str(overview.total_users)
-    assert page.text_content("#card-renders") == str(overview.total_renders)
-    assert page.text_content("#card-credit") == str(overview.total_remaining_credit)
+    expect(page.locator("#card-users")).not_to_have_text("–")
 
-    users = page.locator("#users tbody tr")
-    assert users.count() == 2
-    assert "ada@example.com" in users.nth(1).text_content()
-    renders = page.locator("#renders tbody tr")
-    assert renders.count() == 2
-    assert "insufficient credits" in renders.nth(0).text_content()
-    page.wait_for_selector("#renders tbody tr:nth-child(2) img")  # the success's thumbnail
 
-    confirmations = []
+def open_screen(page, screen):
+    page.click(f"#nav button[data-screen={screen}]")
+    expect(page.locator(f"#screen-{screen}")).to_be_visible()
+    table = {"organizations": "#organizations", "users": "#users", "renders": "#renders",
+             "credits": "#credit-logs", "audit": "#audit"}.get(screen)
+    if table:
+        expect(page.locator(f"{table} tbody tr").first).to_be_visible()
+    else:
+        expect(page.locator("#chart-renders svg.chart")).to_be_visible()
 
-    def confirm(dialog):
-        confirmations.append(dialog.message)
-        dialog.accept()
 
-    page.on("dialog", confirm)
-    other_balance_before = credit_server.credits.GetBalance(
-        credit_pb2.GetBalanceRequest(organization_id=other.id), timeout=10).balance
+class Dialogs:
+    """Answers the page's dialogs: the next of `answers` — accept (True), dismiss (False) or
+    type (a string) — else accept; `seen` keeps their messages."""
+
+    def __init__(self, page):
+        self.seen, self.answers = [], []
+        page.on("dialog", self._handle)
+
+    def _handle(self, dialog):
+        self.seen.append(dialog.message)
+        answer = self.answers.pop(0) if self.answers else True
+        if answer is False:
+            dialog.dismiss()
+        elif isinstance(answer, str):
+            dialog.accept(answer)
+        else:
+            dialog.accept()
+
+
+def test_every_screen_in_turkish_and_english(browser, world, http_gateway,  # noqa: F811
+                                             credit_server):
+    admin, acme, other, ada, done = world
+    person(credit_server, acme.id, "yonetici@firma.com.tr", name="Yönetici")
+    credit_server.credits.AdjustCredits(credit_pb2.AdjustCreditsRequest(
+        organization_id=acme.id, delta=1215, reason="paket"), metadata=ADMIN, timeout=10)
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    expected = {  # language -> (a heading, remaining credit, a date's shape)
+        "tr": ("Kredi geçmişi", "1.237", r"\d{2}\.\d{2}\.\d{4}"),
+        "en": ("Credit history", "1,237", r"\d{2}/\d{2}/\d{4}"),
+    }
+    for language, (heading, credit, date_shape) in expected.items():
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(page, http_gateway, "yonetici@firma.com.tr", language)
+        assert page.evaluate("document.documentElement.lang") == language
+        expect(page.locator("#card-credit")).to_have_text(credit)  # 1234 + 3, the locale's way
+        expect(page.locator("#nav button[data-screen=credits]")).to_have_text(heading)
+        for screen in SCREENS:
+            open_screen(page, screen)
+            page.screenshot(path=os.path.join(SCREENSHOTS, f"{language}-{screen}.png"),
+                            full_page=True)
+        assert re.search(date_shape, page.text_content("#audit tbody"))
+        # No untranslated catalogue key is left on any screen.
+        assert not re.search(r"\b(nav|common|orgs|users|renders|audit|adjust)\.[a-z]+\b",
+                             page.text_content("body"))
+        page.close()
+
+
+def test_the_money_form(browser, world, http_gateway, credit_server):  # noqa: F811
+    admin, acme, other, ada, done = world
+    person(credit_server, other.id, "boss@example.com")
+    page = browser.new_page()
+    sign_in(page, http_gateway, "boss@example.com")
+    open_screen(page, "organizations")
+    dialogs = Dialogs(page)
+
+    # Errors say what to fix, in words, and nothing is sent.
     page.select_option("#adjust-org", str(acme.id))
-    page.fill("#adjust-delta", "7")
-    page.fill("#adjust-reason", "goodwill from the page")
-    page.click("#adjust-apply")
-    # Locator assertions wait without evaluating strings (the page's CSP forbids eval).
-    expect(page.locator("#adjust-result")).to_have_text("Done: balance is now 26.")
-    balance = credit_server.credits.GetBalance(
-        credit_pb2.GetBalanceRequest(organization_id=acme.id), timeout=10)
-    assert balance.balance == 26
-    expect(page.locator("#card-credit")).to_have_text("29")
-    rows = credit_server.audit.ListAuditLogs(audit_pb2.ListAuditLogsRequest(
-        action="/carpet.credit.v1.CreditService/AdjustCredits"), metadata=ADMIN,
-        timeout=10).audit_logs
-    assert [(row.actor, row.outcome) for row in rows] == [("alice", "ok")]
-    assert '"reason": "goodwill from the page"' in rows[0].details
-    assert confirmations == [f"Really add 7 credits to Acme (#{acme.id})?"]
-    # The form is cleared and keeps the chosen organisation after the reload.
-    expect(page.locator("#adjust-delta")).to_have_value("")
+    for delta, reason, message in (
+            ("abc", "x", "Enter a whole number other than 0, like 25 or -10."),
+            ("0", "x", "Enter a whole number other than 0, like 25 or -10."),
+            ("99999999999999", "x", "Enter a whole number other than 0, like 25 or -10."),
+            ("5", "   ", "Write a reason: it goes into the audit log.")):
+        page.fill("#adjust-delta", delta)
+        page.fill("#adjust-reason", reason)
+        page.click("#adjust-apply")
+        expect(page.locator("#error")).to_have_text(message)
+    assert dialogs.seen == []
+
+    # Keyboard only: choose, type, submit with Enter; the confirmation names the organisation
+    # and the balance it will have.
+    page.focus("#adjust-org")
+    page.keyboard.press("Tab")
+    page.keyboard.type("7")
+    page.keyboard.press("Tab")
+    page.keyboard.type("goodwill from the page")
+    page.keyboard.press("Enter")
+    expect(page.locator("#adjust-result")).to_have_text("Done: Acme now has 26 credits.")
+    assert dialogs.seen == ["Change the credit of Acme by +7? Its balance will be 26."]
+    expect(page.locator("#adjust-delta")).to_have_value("")  # the form clears
     expect(page.locator("#adjust-reason")).to_have_value("")
-    expect(page.locator("#adjust-org")).to_have_value(str(acme.id))
+    expect(page.locator("#adjust-org")).to_have_value(str(acme.id))  # and keeps its choice
 
-    # A second adjustment in a row lands on the same organisation, named again.
-    page.fill("#adjust-delta", "3")
-    page.fill("#adjust-reason", "second goodwill")
+    # A second and third change in a row land on the same organisation.
+    for delta, balance in (("3", "29"), ("-2", "27")):
+        page.fill("#adjust-delta", delta)
+        page.fill("#adjust-reason", "again")
+        page.click("#adjust-apply")
+        expect(page.locator("#adjust-result")).to_have_text(f"Done: Acme now has {balance} credits.")
+        expect(page.locator("#adjust-org")).to_have_value(str(acme.id))
+
+    # A large change asks twice; saying no the second time changes nothing.
+    dialogs.seen.clear()
+    dialogs.answers[:] = [True, False]
+    page.fill("#adjust-delta", "20000")
+    page.fill("#adjust-reason", "too big?")
     page.click("#adjust-apply")
-    expect(page.locator("#adjust-result")).to_have_text("Done: balance is now 29.")
-    assert confirmations[-1] == f"Really add 3 credits to Acme (#{acme.id})?"
-    assert credit_server.credits.GetBalance(
-        credit_pb2.GetBalanceRequest(organization_id=acme.id), timeout=10).balance == 29
-    assert credit_server.credits.GetBalance(
-        credit_pb2.GetBalanceRequest(organization_id=other.id), timeout=10).balance == \
-        other_balance_before
-
+    expect(page.locator("#adjust-delta")).to_have_value("20000")
+    assert dialogs.seen == [
+        "Change the credit of Acme by +20,000? Its balance will be 20,027.",
+        "This is a large change (+20,000, above 10,000). Really change Acme?"]
+    assert credit_server.credits.GetBalance(credit_pb2.GetBalanceRequest(
+        organization_id=acme.id), timeout=10).balance == 27
     page.fill("#adjust-delta", "-1000")
     page.fill("#adjust-reason", "too much")
     page.click("#adjust-apply")
     expect(page.locator("#error")).to_have_text("Not enough credit for this change.")
+    rows = credit_server.audit.ListAuditLogs(audit_pb2.ListAuditLogsRequest(
+        action="/carpet.credit.v1.CreditService/AdjustCredits"), metadata=ADMIN,
+        timeout=10).audit_logs
+    assert [(row.actor, row.outcome) for row in rows][-3:] == [("boss@example.com", "ok")] * 3
 
 
-def test_people_sign_in_with_email_and_password(browser, world, http_gateway,  # noqa: F811
-                                                credit_server):
-    """The page's sign-in form (CONTRACT §9): an admin and a STAFF member with their own
-    passwords; the tokens stay in the page's memory; signing out ends the session."""
-    from protos.carpet.credit.v1 import account_pb2
-
+def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: F811
+                                         credit_server):
     admin, acme, other, ada, done = world
-    for email, role, organization in (("boss@example.com", account_pb2.ROLE_ADMIN, other),
-                                      ("clerk@example.com", account_pb2.ROLE_STAFF, acme)):
-        credit_server.accounts.CreateUser(account_pb2.CreateUserRequest(
-            organization_id=organization.id, name=email.split("@")[0], email=email, role=role,
-            password="page-sign-in-2026"), metadata=ADMIN, timeout=30)
+    person(credit_server, acme.id, "boss@example.com")
     page = browser.new_page()
-    requests = []
-    page.on("request", lambda request: requests.append(request.url))
-    page.goto(http_gateway + "/admin/")
+    sign_in(page, http_gateway, "boss@example.com")
+    open_screen(page, "users")
+    page.fill("#user-name", "Şule")
+    page.fill("#user-email", "sule@firma")
+    page.click("#user-create")
+    expect(page.locator("#error")).to_have_text(
+        "Enter an email address like name@company.com.tr.")
+    page.fill("#user-email", "ŞULE@Firma.com.tr")
+    page.fill("#user-password", "short")
+    page.click("#user-create")
+    expect(page.locator("#error")).to_have_text("The password needs at least 12 characters.")
+    page.fill("#user-password", "password1234")
+    page.click("#user-create")
+    expect(page.locator("#error")).to_have_text(
+        "Choose a longer, less common password (12+ characters, not your email).")
+    page.fill("#user-password", "halı-desen-2026")
+    page.select_option("#user-org", str(other.id))
+    page.click("#user-create")
+    expect(page.locator("#notice")).to_have_text("User ŞULE@Firma.com.tr created.")
+    expect(page.locator("#users tbody")).to_contain_text("ŞULE@Firma.com.tr")
 
-    page.fill("#email", "boss@example.com")
-    page.fill("#password", "not-the-password")
-    page.click("#sign-in")
-    expect(page.locator("#error")).to_have_text("Email or password is wrong.")
-    assert page.is_hidden("#dashboard")
+    open_screen(page, "renders")
+    page.select_option("#filter-status", "RENDER_STATUS_SUCCESS")
+    page.click("#render-filters button[type=submit]")
+    expect(page.locator("#renders tbody tr")).to_have_count(1)
+    page.wait_for_selector("#renders tbody img")  # the server-made thumbnail
+    page.click("#renders tbody button")
+    expect(page.locator("#render-detail")).to_be_visible()
+    expect(page.locator("#render-detail-title")).to_have_text(f"Render #{done.id}")
+    page.wait_for_selector("#render-result img")
+    expect(page.locator("#render-room")).to_have_text(
+        "No room picture (none was sent, or it is no longer kept).")
+    assert page.is_hidden("#render-cancel")  # only a queued render can be cancelled
+    page.click("#render-close")
 
-    page.fill("#email", "boss@example.com")
-    page.fill("#password", "page-sign-in-2026")
-    page.click("#sign-in")
-    page.wait_for_selector("#dashboard:not([hidden])")
-    expect(page.locator("#card-users")).to_have_text("4")
-    assert page.is_visible("#adjust-section")
-    # Nothing of the session is stored where another page or a reload could read it.
-    assert page.evaluate("sessionStorage.length + localStorage.length") == 0
-    assert not any("page-sign-in" in url or "token" in url.split("?")[0] for url in requests)
+    open_screen(page, "audit")
+    page.click("#audit-verify")
+    expect(page.locator("#audit-check")).to_contain_text("The audit chain is intact")
+    open_screen(page, "credits")
+    page.select_option("#credits-org", str(acme.id))
+    expect(page.locator("#credit-logs tbody tr")).to_have_count(2)  # seed and the render
+    with page.expect_download() as download:
+        page.click("#screen-credits .csv")
+    content = open(download.value.path(), encoding="utf-8-sig").read()
+    assert content.splitlines()[0].startswith("id,created_at,organization_id,kind,delta")
+    assert len(content.splitlines()) == 3
+
+
+def test_a_staff_session(browser, world, http_gateway, credit_server):  # noqa: F811
+    admin, acme, other, ada, done = world
+    person(credit_server, acme.id, "clerk@example.com", role=account_pb2.ROLE_STAFF)
+    page = browser.new_page()
+    sign_in(page, http_gateway, "clerk@example.com")
+    expect(page.locator("#whoami")).to_have_text("Signed in as clerk@example.com")
+    assert page.is_hidden("#error")
+    for admin_only in ("#nav button[data-screen=organizations]", "#nav button[data-screen=audit]",
+                       "#overview-org", "#user-form", "#adjust-form"):
+        assert page.is_hidden(admin_only), admin_only
+    expect(page.locator("#card-users")).to_have_text("2")  # Ada and the clerk
+    open_screen(page, "renders")
+    expect(page.locator("#renders tbody tr")).to_have_count(1)  # Acme's only
+    open_screen(page, "credits")
+    expect(page.locator("#credit-logs tbody tr")).to_have_count(2)
+    # Signing out ends the session on the server.
     page.click("#sign-out")
     page.wait_for_selector("#sign-in-form:not([hidden])")
     rows = credit_server.audit.ListAuditLogs(audit_pb2.ListAuditLogsRequest(
         action="/carpet.credit.v1.AuthService/Logout"), metadata=ADMIN, timeout=10).audit_logs
-    assert [(row.actor, row.outcome) for row in rows] == [("boss@example.com", "ok")]
+    assert [(row.actor, row.outcome) for row in rows] == [("clerk@example.com", "ok")]
+    assert page.evaluate("sessionStorage.length") == 0
 
-    # STAFF: its own organisation's numbers, and no credit form.
-    page.fill("#email", "clerk@example.com")
-    page.fill("#password", "page-sign-in-2026")
+
+def test_automation_token_and_a_wrong_password(browser, world, http_gateway):  # noqa: F811
+    page = browser.new_page()
+    page.goto(http_gateway + "/admin/")
+    page.click(".lang[data-lang=en]")
+    page.fill("#email", "nobody@example.com")
+    page.fill("#password", "not-the-password")
+    page.click("#sign-in")
+    expect(page.locator("#error")).to_have_text("Email or password is wrong.")
+    page.fill("#token", ADMIN_TOKEN)
     page.click("#sign-in")
     page.wait_for_selector("#dashboard:not([hidden])")
-    expect(page.locator("#users tbody tr")).to_have_count(2)  # Ada and the clerk, of Acme
-    expect(page.locator("#renders tbody tr")).to_have_count(1)
-    assert page.is_hidden("#adjust-section")
-    assert page.is_hidden("#error")
+    assert page.is_visible("#nav button[data-screen=audit]")
+    assert ADMIN_TOKEN not in page.url
+
+
+def test_accessibility_and_phone_width(browser, world, http_gateway,  # noqa: F811
+                                       credit_server):
+    from axe_playwright_python.sync_playwright import Axe
+
+    admin, acme, other, ada, done = world
+    person(credit_server, acme.id, "boss@example.com")
+    axe = Axe()
+    for width in (390, 360):
+        # axe's script is injected into the page, which the strict CSP would refuse.
+        context = browser.new_context(viewport={"width": width, "height": 800}, bypass_csp=True)
+        page = context.new_page()
+        sign_in(page, http_gateway, "boss@example.com", "tr")
+        for screen in SCREENS:
+            open_screen(page, screen)
+            assert page.evaluate(
+                "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+            ), f"{screen} scrolls sideways at {width} px"
+            if width == 390:
+                page.screenshot(path=os.path.join(SCREENSHOTS, f"phone-tr-{screen}.png"),
+                                full_page=True)
+                results = axe.run(page)
+                serious = [violation["id"] for violation in results.response["violations"]
+                           if violation["impact"] in ("serious", "critical")]
+                assert serious == [], f"{screen}: {serious}"
+        context.close()

@@ -1,0 +1,81 @@
+// Every text of the console comes from one catalogue per language (i18n/tr.json, i18n/en.json);
+// numbers, dates and plurals are formatted for the language's locale (tr-TR: 1.234, 25.11.2026).
+"use strict";
+
+const SUPPORTED = ["tr", "en"];
+const LOCALES = { tr: "tr-TR", en: "en-GB" };
+const STORED = "carpet-language";
+let catalogue = {};
+let current = "en";
+
+export function preferredLanguage() {
+  const stored = localStorage.getItem(STORED);
+  if (SUPPORTED.includes(stored)) return stored;
+  for (const tag of navigator.languages || [navigator.language || "en"]) {
+    const base = tag.toLowerCase().split("-")[0];
+    if (SUPPORTED.includes(base)) return base;
+  }
+  return "en";
+}
+
+export const language = () => current;
+export const locale = () => LOCALES[current];
+
+export async function setLanguage(code) {
+  const response = await fetch(`/admin/static/i18n/${code}.json`);
+  catalogue = await response.json();
+  current = code;
+  localStorage.setItem(STORED, code);
+  document.documentElement.lang = code;
+  translate(document);
+}
+
+// t("adjust.done", {name, balance}); a plural entry is {"one": …, "other": …} chosen by count.
+export function t(key, params = {}) {
+  let text = catalogue[key];
+  if (text === undefined) return key;
+  if (typeof text === "object") {
+    text = text[new Intl.PluralRules(locale()).select(Number(params.count) || 0)] ?? text.other;
+  }
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+}
+
+// Static markup names its texts: data-i18n (text), data-i18n-label (aria-label),
+// data-i18n-placeholder.
+export function translate(root) {
+  for (const element of root.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  for (const element of root.querySelectorAll("[data-i18n-label]")) {
+    element.setAttribute("aria-label", t(element.dataset.i18nLabel));
+  }
+  for (const element of root.querySelectorAll("[data-i18n-placeholder]")) {
+    element.setAttribute("placeholder", t(element.dataset.i18nPlaceholder));
+  }
+}
+
+export function number(value) {
+  return new Intl.NumberFormat(locale()).format(Number(value || 0));
+}
+
+export function signedNumber(value) {
+  return new Intl.NumberFormat(locale(), { signDisplay: "exceptZero" }).format(Number(value || 0));
+}
+
+// A calendar day (YYYY-MM-DD, UTC) as the locale writes it: 25.11.2026 in Turkish.
+export function day(isoDate) {
+  return new Intl.DateTimeFormat(locale(), { day: "2-digit", month: "2-digit", year: "numeric",
+    timeZone: "UTC" }).format(new Date(isoDate + "T00:00:00Z"));
+}
+
+export function shortDay(isoDate) {
+  return new Intl.DateTimeFormat(locale(), { day: "2-digit", month: "2-digit", timeZone: "UTC" })
+    .format(new Date(isoDate + "T00:00:00Z"));
+}
+
+// A moment in the viewer's time zone: 25.11.2026 14:05.
+export function moment(isoTime) {
+  if (!isoTime) return "";
+  return new Intl.DateTimeFormat(locale(), { day: "2-digit", month: "2-digit", year: "numeric",
+    hour: "2-digit", minute: "2-digit" }).format(new Date(isoTime));
+}
