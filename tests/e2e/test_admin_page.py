@@ -150,7 +150,8 @@ def test_the_money_form(browser, world, http_gateway, credit_server):  # noqa: F
         page.fill("#adjust-delta", delta)
         page.fill("#adjust-reason", "again")
         page.click("#adjust-apply")
-        expect(page.locator("#adjust-result")).to_have_text(f"Done: Acme now has {balance} credits.")
+        expect(page.locator("#adjust-result")).to_have_text(
+            f"Done: Acme now has {balance} credits.")
         expect(page.locator("#adjust-org")).to_have_value(str(acme.id))
 
     # A large change asks twice; saying no the second time changes nothing.

@@ -38,7 +38,8 @@ CONSOLE = {
     "carpet.credit.v1.CreditService": {"GetCreditUsage"},
     "carpet.render.v1.RenderService": {"GetRenderUsage", "GetRenderInput"},
     "carpet.admin.v1.AdminService": {
-        "GetUsage", "ExportRenders", "ExportOrganizations", "ExportUsers", "ExportCreditLogs", "ExportAuditLogs",
+        "GetUsage", "ExportRenders", "ExportOrganizations", "ExportUsers", "ExportCreditLogs",
+        "ExportAuditLogs",
         "GetRenderThumbnail", "GetRenderRoom", "CancelRender", "VerifyAuditChain",
         "GetConsoleSettings"},
 }
