@@ -3,10 +3,12 @@
 of the bench's credit service. The gateway is driven over gRPC with the admin token."""
 from __future__ import annotations
 
+import datetime
 import os
+import time
 
 from bench.environment import RESULTS_DIR, ServerProcess, free_address, fresh_database_url, run_cli
-from bench.history import grow_history
+from bench.history import HISTORY_START, grow_history
 
 HISTORY_ORGANIZATIONS = 50
 HISTORY_USERS = 20
@@ -30,6 +32,10 @@ def _add_users(credit_url: str, organizations: list[int]) -> int:
     return first
 
 
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.isoformat() + "Z"
+
+
 class AdminBench:
     def __init__(self, base_url: str | None, credit_env: dict, credit_address: str,
                  organizations: list[int]):
@@ -51,10 +57,12 @@ class AdminBench:
         self._servers = [ServerProcess("render_service",
                                        {**self._render_env, "RENDER_ADDR": render_address},
                                        render_address)]
-        self._servers.append(ServerProcess("admin_gateway", {
+        self.http_address = free_address()
+        self.gateway = ServerProcess("admin_gateway", {
             **credit_env, "CREDIT_ADDR": credit_address, "RENDER_ADDR": render_address,
-            "ADMIN_GRPC_ADDR": admin_address, "ADMIN_HTTP_ADDR": free_address(),
-            "RATE_LIMIT_ADMIN": "off"}, admin_address))
+            "ADMIN_GRPC_ADDR": admin_address, "ADMIN_HTTP_ADDR": self.http_address,
+            "RATE_LIMIT_ADMIN": "off"}, admin_address)
+        self._servers.append(self.gateway)
         self.address = admin_address
 
     def _create_carpet(self) -> int:
@@ -71,7 +79,14 @@ class AdminBench:
         grow_history(self._database, total, first_org=min(self._organizations),
                      orgs=len(self._organizations), first_user=self._first_user,
                      users=HISTORY_USERS, carpet=self._carpet)
-        return {"admin_address": self.address, "deep_page_token": self._middle_token()}
+        middle = HISTORY_START + datetime.timedelta(seconds=total // 2)
+        return {"admin_address": self.address, "deep_page_token": self._middle_token(),
+                "history_first_day": HISTORY_START.date().isoformat(),
+                # 1,000 jobs, one a second: all of them at 1k, a slice of the middle at 1M.
+                "export_window": (_stamp(middle - datetime.timedelta(seconds=500)),
+                                  _stamp(middle + datetime.timedelta(seconds=500)))
+                if total > 1000 else (_stamp(HISTORY_START),
+                                      _stamp(HISTORY_START + datetime.timedelta(seconds=1000)))}
 
     def _middle_token(self) -> str:
         from carpet_common.paging import encode_token
@@ -90,3 +105,20 @@ class AdminBench:
             server.stop()
         if hasattr(self._database, "close_all"):
             self._database.close_all()
+
+    def export_everything(self, admin_token: str) -> dict:
+        """One CSV export of the whole history over HTTP, read as it streams, with the gateway
+        process's resident memory sampled: before, and the highest seen while streaming."""
+        import urllib.request
+
+        before = self.gateway.rss_kb()
+        peak, rows, started = before, 0, time.monotonic()
+        request = urllib.request.Request(f"http://{self.http_address}/admin/renders.csv",
+                                         headers={"x-admin-token": admin_token})
+        with urllib.request.urlopen(request, timeout=3600) as response:
+            while chunk := response.read(1 << 20):
+                rows += chunk.count(b"\n")
+                peak = max(peak, self.gateway.rss_kb())
+        return {"rows": rows - 1, "seconds": round(time.monotonic() - started, 1),
+                "gateway_rss_mb_before": round(before / 1024, 1),
+                "gateway_rss_mb_peak": round(peak / 1024, 1)}

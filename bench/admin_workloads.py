@@ -2,6 +2,8 @@
 bench's admin token (see bench/credit_workloads.py for the shape)."""
 from __future__ import annotations
 
+import datetime
+
 import grpc
 
 from bench.health import health_check_of
@@ -49,3 +51,37 @@ def list_renders(config: dict, index: int):
 def list_renders_deep(config: dict, index: int):
     """A page from the middle of the history (its token made from the row there)."""
     return _list_renders(config, config["deep_page_token"])
+
+
+def usage_30d(config: dict, index: int):
+    """The console's chart: 30 days of renders and credits, from the daily roll-ups."""
+    stub, metadata = _admin(config), (("x-admin-token", config["admin_token"]),)
+    start = datetime.date.fromisoformat(config["history_first_day"])
+    request = admin_pb2.GetUsageRequest(from_date=start.isoformat(),
+                                        to_date=(start + datetime.timedelta(days=29)).isoformat())
+
+    def operation() -> int:
+        usage = stub.GetUsage(request, metadata=metadata, timeout=TIMEOUT_S)
+        if len(usage.days) != 30:
+            raise RuntimeError(f"{len(usage.days)} days")
+        return 1
+
+    return operation
+
+
+def export_renders(config: dict, index: int):
+    """An export of a fixed window of 1,000 jobs (the whole history at 1k, a slice from its
+    middle at 1M): what one export costs must not grow with the history."""
+    stub, metadata = _admin(config), (("x-admin-token", config["admin_token"]),)
+    request = render_pb2.ListRendersRequest()
+    request.created_after.FromJsonString(config["export_window"][0])
+    request.created_before.FromJsonString(config["export_window"][1])
+
+    def operation() -> int:
+        rows = sum(len(page.renders) for page in
+                   stub.ExportRenders(request, metadata=metadata, timeout=TIMEOUT_S))
+        if rows != 1000:
+            raise RuntimeError(f"{rows} rows exported")
+        return 1
+
+    return operation

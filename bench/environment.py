@@ -98,6 +98,14 @@ class ServerProcess:
                                          stdout=self._log, stderr=subprocess.STDOUT)
         wait_serving(address)
 
+    def rss_kb(self) -> int:
+        """The process's resident memory (Linux /proc), in kB."""
+        with open(f"/proc/{self._process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
     def stop(self) -> None:
         self._process.send_signal(signal.SIGTERM)
         try:

@@ -1,7 +1,7 @@
 """Bulk-loads render history for the admin scenarios: finished jobs spread over organisations
 and users, older than anything the services write themselves. One INSERT … SELECT per chunk
-(generate_series on PostgreSQL, a recursive CTE on SQLite); the render_count triggers fire as
-for any job, so overview totals stay exact."""
+(generate_series on PostgreSQL, a recursive CTE on SQLite); the render_count and render_daily
+triggers fire as for any job (or their work is done per chunk), so totals stay exact."""
 from __future__ import annotations
 
 import datetime
@@ -60,11 +60,19 @@ def _insert_counted_once(database, sql: str, parameters: tuple) -> None:
     of it until the commit, so each update walks a longer chain (minutes instead of seconds).
     The ALTER TABLE lock keeps every other writer out meanwhile."""
     before = database.execute_sql("SELECT coalesce(max(id), 0) FROM render_job").fetchone()[0]
-    database.execute_sql("ALTER TABLE render_job DISABLE TRIGGER render_job_count_insert")
+    for trigger in ("render_job_count_insert", "render_job_daily_insert"):
+        database.execute_sql(f"ALTER TABLE render_job DISABLE TRIGGER {trigger}")
     database.execute_sql(sql, parameters)
     database.execute_sql(
         "INSERT INTO render_count (organization_id, status, jobs) "
         "SELECT organization_id, status, count(*) FROM render_job WHERE id > %s "
         "GROUP BY organization_id, status ON CONFLICT (organization_id, status) "
         "DO UPDATE SET jobs = render_count.jobs + excluded.jobs", (before,))
-    database.execute_sql("ALTER TABLE render_job ENABLE TRIGGER render_job_count_insert")
+    database.execute_sql(
+        "INSERT INTO render_daily (organization_id, day, status, jobs) "
+        "SELECT organization_id, created_at::date, status, count(*) FROM render_job "
+        "WHERE id > %s GROUP BY organization_id, created_at::date, status "
+        "ON CONFLICT (organization_id, day, status) "
+        "DO UPDATE SET jobs = render_daily.jobs + excluded.jobs", (before,))
+    for trigger in ("render_job_count_insert", "render_job_daily_insert"):
+        database.execute_sql(f"ALTER TABLE render_job ENABLE TRIGGER {trigger}")
