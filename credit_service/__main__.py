@@ -76,10 +76,11 @@ def serve(settings, process_index: int) -> int:
         system_clock,
     )
 
-    running, port = build_server(settings, settings.credit_addr)
+    # Metrics first: a process never answers calls it could not yet be observed answering.
     if settings.metrics_addr:
         register_gauges()
         serve_metrics(settings.metrics_addr, process_index)
+    running, port = build_server(settings, settings.credit_addr)
     sweeper, cleaner = hold_sweeper(clock=system_clock), sign_in_cleaner(clock=system_clock)
     sweeper.start()
     cleaner.start()
