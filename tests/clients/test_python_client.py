@@ -1,0 +1,100 @@
+"""carpet-client (clients/python), installed with pip into a virtual environment of its own
+(stubs generated at build time), driven against real credit and render processes: the render
+flow with submit_and_wait, a refused submission as a typed error, and a read retried through
+a render-service restart."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import venv
+
+import pytest
+
+from tests.clients.stack import ClientStack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = """
+import json, sys, time
+from carpet_client import CarpetClient, Identity, InsufficientCredits, render_pb2
+config = json.loads(sys.argv[1])
+client = CarpetClient(config["render_addr"], config["credit_addr"],
+                      Identity.service(config["service_token"]), timeout=30)
+result = {}
+if sys.argv[2] == "flow":
+    job = client.submit_and_wait(config["organization_id"], config["carpet_id"], "preview")
+    result["status"] = render_pb2.RenderStatus.Name(job.status)
+    result["charged"] = job.credits_charged
+    picture, content_type = client.render_output(job.id)
+    result["picture"] = [len(picture), content_type]
+    result["balance"] = client.balance(config["organization_id"]).balance
+    try:
+        client.submit_render(config["broke_organization_id"], config["carpet_id"], "hd")
+    except InsufficientCredits as error:
+        result["refused"] = [type(error).__name__, error.reason, error.code.name]
+    failed = list(client.list_renders(organization_id=config["broke_organization_id"]))
+    result["kept"] = [(render_pb2.RenderStatus.Name(j.status), j.error_text) for j in failed]
+    result["job_id"] = job.id
+else:
+    started = time.monotonic()
+    result["read"] = client.get_render(int(sys.argv[3])).id
+    result["waited_s"] = round(time.monotonic() - started, 1)
+print(json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def client_python(tmp_path_factory):
+    """A virtual environment with only carpet-client installed from the repository."""
+    directory = tmp_path_factory.mktemp("client-venv")
+    venv.create(directory, with_pip=True)
+    python = str(directory / "bin" / "python")
+    installed = subprocess.run([python, "-m", "pip", "install", "-q",
+                                os.path.join(ROOT, "clients", "python")],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    return python
+
+
+def run_client(python, config, *args, background=False):
+    command = [python, "-c", SCRIPT, json.dumps(config), *map(str, args)]
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd="/")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def test_the_python_client_against_real_services(client_python, tmp_path):
+    stack = ClientStack(str(tmp_path))
+    try:
+        config = stack.start()
+        result = run_client(client_python, config, "flow")
+        assert (result["status"], result["charged"], result["balance"]) == (
+            "RENDER_STATUS_SUCCESS", 1, 49)
+        assert result["picture"][0] > 1000 and result["picture"][1] == "image/png"
+        assert result["refused"] == ["InsufficientCredits", "INSUFFICIENT_CREDITS",
+                                     "FAILED_PRECONDITION"]
+        assert result["kept"] == [["RENDER_STATUS_FAILED", "insufficient credits"]]
+
+        # A read sent while the render service is down is retried until it is back.
+        stack.render.kill()
+        reader = run_client(client_python, config, "read", result["job_id"], background=True)
+        time.sleep(1.5)
+        assert reader.poll() is None  # still retrying
+        stack.render.start()
+        output, errors = reader.communicate(timeout=60)
+        assert reader.returncode == 0, errors[-3000:]
+        retried = json.loads(output)
+        assert retried["read"] == result["job_id"] and retried["waited_s"] >= 1.5
+    finally:
+        stack.stop()
+
+
+def test_nothing_generated_is_committed():
+    tracked = subprocess.run(["git", "ls-files", "clients"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.split()
+    assert not [path for path in tracked if path.endswith(("_pb2.py", "_pb2_grpc.py", ".pyi"))
+                or "/generated/" in path]
