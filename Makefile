@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos -name '*.proto')
 PROTO_STAMP := protos/.generated
 
-.PHONY: all install protos migrate seed run test lint bench clean
+.PHONY: all install protos migrate seed run test lint bench clients clean
 
 all: protos
 
@@ -37,7 +37,8 @@ seed: migrate
 run: protos
 	$(PY) -m carpet_common.devrun
 
-# The admin page tests drive Debian's chromium: the script installs it when it is missing.
+# The admin page tests drive Debian's chromium and the Node client's tests need npm and its
+# dependencies: the script installs what is missing.
 test: protos
 	./scripts/ensure-test-tools.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -56,7 +57,15 @@ lint: protos
 bench: protos
 	$(PY) -m bench
 
+# The client packages for internal backends (CONTRACT §14), their stubs and types generated
+# from protos/ as they build: a wheel in clients/python/dist, the Node package in clients/node/dist.
+clients: $(STAMP)
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir clients/python/dist ./clients/python
+	cd clients/node && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
 clean:
-	rm -rf $(VENV) var bench/results .pytest_cache .ruff_cache $(PROTO_STAMP) *.egg-info
+	rm -rf $(VENV) var bench/results .pytest_cache .ruff_cache $(PROTO_STAMP) *.egg-info \
+		clients/python/build clients/python/dist clients/python/*.egg-info \
+		clients/node/node_modules clients/node/dist clients/node/src/generated clients/node/protos
 	find protos -name '*_pb2*.py*' -delete
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

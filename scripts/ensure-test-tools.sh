@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond .venv, installed when missing so `make test` passes on a
 # fresh machine by itself: Debian's chromium for the admin page tests (Playwright drives it;
-# no browser is downloaded).
+# no browser is downloaded), and Node with the Node client package's dependencies.
 set -euo pipefail
 
 if ! command -v chromium >/dev/null 2>&1; then
@@ -14,4 +14,21 @@ if ! command -v chromium >/dev/null 2>&1; then
     $SUDO apt-get install -y -q chromium || {
         $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium
     }
+fi
+
+# The Node client package's tests (tests/clients): node and npm, and the package's own
+# dependencies from its lockfile.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "npm is not installed; installing nodejs and npm (Debian packages)"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        SUDO="sudo"
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y -q nodejs npm || {
+        $SUDO apt-get update -q && $SUDO apt-get install -y -q nodejs npm
+    }
+fi
+if [ ! -d clients/node/node_modules ]; then
+    (cd clients/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
