@@ -36,8 +36,9 @@ from credit_service.models import IdempotencyRecord, database
 _SECRET_FIELD_HINTS = ("token", "secret", "password", "authorization", "api_key")
 
 
-def summarize_request(request: Message) -> str:
-    """The request as JSON for the audit row: secrets dropped, bytes reduced to a size."""
+def summarize_request(request: Message, relayed_by: str = "") -> str:
+    """The request as JSON for the audit row: secrets dropped, bytes reduced to a size; and,
+    for a person's call relayed by a service (the gateway), that service's name."""
     summary = {}
     for field, value in request.ListFields():
         if any(hint in field.name.lower() for hint in _SECRET_FIELD_HINTS):
@@ -50,6 +51,8 @@ def summarize_request(request: Message) -> str:
             summary[field.name] = list(value)[:50]
         else:
             summary[field.name] = value if not isinstance(value, str) else value[:500]
+    if relayed_by:
+        summary["relayed_by"] = relayed_by
     return json.dumps(summary, ensure_ascii=False, sort_keys=True, default=str)
 
 
@@ -83,7 +86,8 @@ def _audit_entry(request: Message, change: Change, outcome: str) -> AuditEntry:
         actor=principal.actor if principal else "anonymous",
         role=principal.role if principal else "", action=call.method, outcome=outcome,
         organization_id=change.organization_id or None, target=change.target,
-        details=summarize_request(request), peer=call.client_ip, request_id=call.request_id,
+        details=summarize_request(request, principal.via if principal else ""),
+        peer=call.client_ip, request_id=call.request_id,
         credit_log_id=change.credit_log_id,
         actor_user_id=principal.user_id if principal else None)
 

@@ -162,6 +162,7 @@ def test_sign_in_refresh_rotation_reuse_and_logout(deployment):
     assert status == 200
     assert [(row["actor"], row["actorUserId"], row["outcome"]) for row in audit["auditLogs"]] \
         == [(ADMIN_EMAIL, session["user"]["id"], "ok")]
+    assert '"relayed_by": "admin-gateway"' in audit["auditLogs"][0]["details"]
     assert adjusted["log"]["actor"] == ADMIN_EMAIL
 
     # Refresh: a new pair; the old refresh token is spent.
