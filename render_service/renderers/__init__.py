@@ -15,6 +15,9 @@ class RenderRequest:
     carpet_width_cm: int
     carpet_length_cm: int
     room_image: bytes | None
+    # Where the carpet's corners go (far-left, far-right, near-right, near-left), as fractions
+    # of the room picture's width and height; None: the renderer's default placement.
+    placement: tuple[tuple[float, float], ...] | None = None
 
 
 @dataclass(frozen=True)

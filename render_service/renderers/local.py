@@ -1,11 +1,28 @@
-"""The built-in renderer: lays the carpet's picture in perspective on the floor of the room
-photo (or of a plain generated room), scaled by the carpet's size. No network, deterministic:
-the same inputs give the same PNG bytes."""
+"""The built-in renderer: a fast, free preview that lays the carpet's picture in perspective on
+the floor of the room photo (or of a plain generated room) — where the user placed it
+(`placement`, CONTRACT §12) or at a default place scaled by the carpet's size — in the room's
+light. No network; deterministic: the same inputs give the same PNG bytes.
+
+What it does to look right (pixel work in numpy and Pillow's C paths, no per-pixel Python):
+- orientation: phone photos are turned upright by their EXIF orientation first;
+- proportions: a carpet picture whose proportions differ from its size in cm is centre-cropped
+  to them (never stretched);
+- light: the carpet takes the floor's lighting under it — the room's blurred luminance over the
+  carpet's area, divided by its mean there, multiplies the carpet's colours, so shadows and
+  brightness gradients of the photo continue across the carpet;
+- edges: coverage from a 4× supersampled outline (anti-aliased), a slightly darker rim, and a
+  soft contact shadow on the floor at most 2 px wide.
+
+What it is not: it does not find the floor by itself, model the pile's depth, or hide the
+carpet behind furniture; the external image API (`RENDERER=http`) is for photographic results.
+"""
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
-from PIL import Image, ImageDraw
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from render_service.renderers import RenderedImage, RenderError, RenderRequest
 
@@ -15,6 +32,15 @@ STANDARD_WIDTH = 1024
 ROOM_WIDTH_CM = 500  # what the bottom edge of the picture spans on the floor
 HORIZON = 0.55  # where the floor meets the wall, as a fraction of the height
 NEAR_EDGE = 0.93  # where the carpet's near edge lies
+SUPERSAMPLE = 4  # the outline is drawn this many times larger, then averaged down
+PAD = 4  # carpet edge pixels repeated around it before the warp
+LIGHT_BLUR = 1 / 80  # the light estimate's blur radius, as a fraction of the width
+GAIN_RANGE = (0.2, 1.8)  # how far the room's light may darken or brighten the carpet
+RIM_DARKENING = 0.12  # the carpet's outermost pixel row
+CONTACT_SHADOW = (0.28, 0.12)  # floor darkening 1 px and 2 px outside the carpet
+# PNG compression: the preview is about speed, the larger modes about size.
+PNG_LEVEL = {"preview": 1, "standard": 3, "hd": 3}
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _solve(matrix: list[list[float]], values: list[float]) -> list[float]:
@@ -57,6 +83,7 @@ def generated_room(width: int, height: int) -> Image.Image:
 
 
 def carpet_quad(width: int, height: int, width_cm: int, length_cm: int):
+    """The default placement: centred on the floor, scaled by the carpet's size."""
     horizon, near_y = height * HORIZON, height * NEAR_EDGE
     near_width = min(width * 0.95, width * width_cm / ROOM_WIDTH_CM)
     depth = length_cm / (length_cm + 300)  # longer carpets reach further, never the horizon
@@ -68,13 +95,121 @@ def carpet_quad(width: int, height: int, width_cm: int, length_cm: int):
             (center + near_width / 2, near_y), (center - near_width / 2, near_y)]
 
 
+def upright(data: bytes) -> Image.Image:
+    """The picture as it was meant to be seen (EXIF orientation applied)."""
+    image = Image.open(io.BytesIO(data))
+    return ImageOps.exif_transpose(image)
+
+
+def crop_to_proportions(carpet: Image.Image, width_cm: int, length_cm: int) -> Image.Image:
+    """Centre-crop the picture to the carpet's width:length, so it is never stretched."""
+    if width_cm <= 0 or length_cm <= 0:
+        return carpet
+    wanted = width_cm / length_cm
+    actual = carpet.width / carpet.height
+    if abs(actual - wanted) / wanted < 0.01:
+        return carpet
+    if actual > wanted:  # too wide: trim the sides
+        keep = max(1, round(carpet.height * wanted))
+        left = (carpet.width - keep) // 2
+        return carpet.crop((left, 0, left + keep, carpet.height))
+    keep = max(1, round(carpet.width / wanted))
+    top = (carpet.height - keep) // 2
+    return carpet.crop((0, top, carpet.width, top + keep))
+
+
+def coverage(size: tuple[int, int], quad: Sequence[tuple[float, float]]) -> np.ndarray:
+    """How much of each pixel the carpet covers (0..1): the outline drawn SUPERSAMPLE times
+    larger and averaged down, so edges are anti-aliased."""
+    width, height = size
+    big = Image.new("L", (width * SUPERSAMPLE, height * SUPERSAMPLE), 0)
+    ImageDraw.Draw(big).polygon([(x * SUPERSAMPLE, y * SUPERSAMPLE) for x, y in quad], fill=255)
+    small = big.resize(size, Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32) / 255.0
+
+
+def floor_light(luminance: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The room's light under the carpet, relative to its mean there: blurred luminance over
+    its average where the carpet lies (1.0 = average light)."""
+    inside = mask > 0.5
+    mean = float(luminance[inside].mean()) if inside.any() else 0.0
+    if mean < 1.0:
+        return np.ones_like(luminance)
+    return np.clip(luminance / mean, *GAIN_RANGE)
+
+
+def _grow(solid: np.ndarray) -> np.ndarray:
+    """The shape one pixel larger (8-neighbourhood), by shifted maxima."""
+    grown = solid.copy()
+    grown[1:, :] = np.maximum(grown[1:, :], solid[:-1, :])
+    grown[:-1, :] = np.maximum(grown[:-1, :], solid[1:, :])
+    wide = grown.copy()
+    wide[:, 1:] = np.maximum(wide[:, 1:], grown[:, :-1])
+    wide[:, :-1] = np.maximum(wide[:, :-1], grown[:, 1:])
+    return wide
+
+
+def _rings(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The carpet's outermost inner pixel row, and the floor 1 px and 2 px outside it."""
+    inside = (mask >= 0.5).astype(np.float32)  # pixels mostly covered
+    grown1 = _grow(inside)
+    grown2 = _grow(grown1)
+    shrunk = 1.0 - _grow(1.0 - inside)
+    return inside - shrunk, grown1 - inside, grown2 - grown1
+
+
+def _window(size: tuple[int, int], quad, margin: int) -> tuple[int, int, int, int]:
+    """The quad's bounding box grown by `margin`, inside the picture."""
+    xs, ys = [x for x, _ in quad], [y for _, y in quad]
+    return (max(0, int(min(xs)) - margin), max(0, int(min(ys)) - margin),
+            min(size[0], int(max(xs)) + 2 + margin), min(size[1], int(max(ys)) + 2 + margin))
+
+
+def compose(room: Image.Image, carpet: Image.Image, quad: Sequence[tuple[float, float]]
+            ) -> Image.Image:
+    """The room with the carpet laid on `quad` (pixel corners: far-left, far-right,
+    near-right, near-left), lit by the room. Only the carpet's neighbourhood is computed."""
+    radius = max(2.0, room.width * LIGHT_BLUR)
+    # The light is estimated over a wider window than the carpet, so the blur near its edges
+    # sees the floor around it, as in the whole picture.
+    left, top, right, bottom = _window(room.size, quad, 3)
+    wide = _window(room.size, quad, 3 + int(3 * radius))
+    window = (right - left, bottom - top)
+    local = [(x - left, y - top) for x, y in quad]
+    # The carpet's edge pixels repeated around it: pixels the outline only partly covers
+    # sample carpet, not emptiness, so their coverage alone decides how much carpet they show.
+    padded = Image.fromarray(np.pad(np.asarray(carpet), ((PAD, PAD), (PAD, PAD), (0, 0)),
+                                    mode="edge"), "RGBA")
+    corners = [(PAD, PAD), (PAD + carpet.width, PAD), (PAD + carpet.width, PAD + carpet.height),
+               (PAD, PAD + carpet.height)]
+    warped = padded.transform(window, Image.Transform.PERSPECTIVE,
+                              perspective_coefficients(local, corners),
+                              Image.Resampling.BICUBIC, fillcolor=(0, 0, 0, 0))
+    pixels = np.asarray(warped, dtype=np.float32)
+    mask = coverage(window, local)
+    alpha = mask * (pixels[..., 3] / 255.0)
+    rim, outer1, outer2 = _rings(mask)
+    blurred = room.crop(wide).convert("L").filter(ImageFilter.GaussianBlur(radius))
+    luminance = np.asarray(blurred, dtype=np.float32)[top - wide[1]:bottom - wide[1],
+                                                      left - wide[0]:right - wide[0]]
+    light = floor_light(luminance, mask) * (1.0 - RIM_DARKENING * rim)
+    floor = np.asarray(room.crop((left, top, right, bottom)), dtype=np.float32)
+    floor = floor * (1.0 - (CONTACT_SHADOW[0] * outer1 + CONTACT_SHADOW[1] * outer2))[..., None]
+    lit_carpet = pixels[..., :3] * light[..., None]
+    blended = floor + (lit_carpet - floor) * alpha[..., None]
+    scene = room.copy()
+    scene.paste(Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8), "RGB"),
+                (left, top))
+    return scene
+
+
 class LocalRenderer:
     def render(self, request: RenderRequest) -> RenderedImage:
         width = WIDTH_BY_MODE.get(request.mode, STANDARD_WIDTH)
         try:
-            carpet = Image.open(io.BytesIO(request.carpet_image)).convert("RGBA")
+            carpet = upright(request.carpet_image).convert("RGBA")
             if request.room_image:
-                room = Image.open(io.BytesIO(request.room_image)).convert("RGB")
+                room = upright(request.room_image).convert("RGB")
                 height = max(1, round(room.height * width / room.width))
                 room = room.resize((width, height), Image.Resampling.BILINEAR)
             else:
@@ -82,13 +217,12 @@ class LocalRenderer:
                 room = generated_room(width, height)
         except OSError:
             raise RenderError("could not read the carpet or room picture") from None
-        quad = carpet_quad(width, height, request.carpet_width_cm, request.carpet_length_cm)
-        corners = [(0, 0), (carpet.width, 0), (carpet.width, carpet.height), (0, carpet.height)]
-        placed = carpet.transform((width, height), Image.Transform.PERSPECTIVE,
-                                  perspective_coefficients(quad, corners),
-                                  Image.Resampling.BILINEAR, fillcolor=(0, 0, 0, 0))
-        scene = room.convert("RGBA")
-        scene.alpha_composite(placed)
+        carpet = crop_to_proportions(carpet, request.carpet_width_cm, request.carpet_length_cm)
+        if request.placement:
+            quad = [(x * width, y * height) for x, y in request.placement]
+        else:
+            quad = carpet_quad(width, height, request.carpet_width_cm, request.carpet_length_cm)
+        scene = compose(room, carpet, quad)
         output = io.BytesIO()
-        scene.convert("RGB").save(output, format="PNG", optimize=False)
+        scene.save(output, format="PNG", compress_level=PNG_LEVEL.get(request.mode, 3))
         return RenderedImage(output.getvalue(), "image/png")
