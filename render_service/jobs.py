@@ -37,8 +37,9 @@ _INSERT_JOB = Statement("""
     INSERT INTO render_job (organization_id, user_id, carpet_id, mode, status, error_text, cost,
                             credits_charged, idempotency_key, request_hash, attempts,
                             release_pending, has_room_image, input_bytes, output_bytes,
-                            output_expired, created_at, updated_at)
-    VALUES ({p}, {p}, {p}, {p}, 'queued', '', {p}, 0, {p}, {p}, 0, {p}, {p}, 0, 0, {p}, {p}, {p})
+                            output_expired, placement, created_at, updated_at)
+    VALUES ({p}, {p}, {p}, {p}, 'queued', '', {p}, 0, {p}, {p}, 0, {p}, {p}, 0, 0, {p}, {p}, {p},
+            {p})
     RETURNING id""")
 _ATTACH_HOLD = Statement("""
     UPDATE render_job SET hold_id = {p}, updated_at = {p} WHERE id = {p} AND hold_id IS NULL""")
@@ -46,7 +47,7 @@ _ATTACH_HOLD = Statement("""
 
 def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: str, cost: int,
                room_image: bytes | None, idempotency_key: str, fingerprint: str, *,
-               now: datetime.datetime) -> tuple[RenderJob, bool]:
+               now: datetime.datetime, placement: str = "") -> tuple[RenderJob, bool]:
     """The new queued job (minimal fields), or with a known key the first one: (job, created).
     An unknown carpet is refused by the job's foreign key, not by a look-up first."""
     if organization_id <= 0:
@@ -59,7 +60,8 @@ def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: 
     def insert() -> int:
         # The room picture is not stored yet: only once the credit is reserved (attach_hold).
         (new_id,) = _INSERT_JOB.row(database, organization_id, user_id, carpet_id, mode, cost,
-                                    key, fingerprint, False, bool(room_image), False, now, now)
+                                    key, fingerprint, False, bool(room_image), False,
+                                    placement, now, now)
         return new_id
 
     try:
@@ -79,8 +81,8 @@ def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: 
                     carpet=carpet_id, mode=mode, status="queued", error_text="", cost=cost,
                     credits_charged=0, idempotency_key=key, request_hash=fingerprint,
                     attempts=0, release_pending=False, has_room_image=bool(room_image),
-                    input_bytes=0, output_bytes=0, output_expired=False, created_at=now,
-                    updated_at=now)
+                    input_bytes=0, output_bytes=0, output_expired=False, placement=placement,
+                    created_at=now, updated_at=now)
     return job, True
 
 

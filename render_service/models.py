@@ -81,6 +81,7 @@ class RenderJob(BaseModel):
     output_bytes = BigIntegerField(default=0)
     has_room_image = BooleanField(default=False)  # a room picture was submitted
     output_expired = BooleanField(default=False)  # RENDER_OUTPUT_RETENTION removed the picture
+    placement = TextField(default="")  # JSON of the four corners asked for ('' : default)
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)

@@ -15,6 +15,7 @@ from render_service import jobs
 from render_service.credit_client import CreditClient
 from render_service.images import check_image
 from render_service.models import RenderJob
+from render_service.placement import check_corners, dump
 
 INSUFFICIENT_CREDITS_TEXT = "insufficient credits"
 
@@ -28,12 +29,15 @@ def cost_of(settings: Settings, mode: str) -> int:
 
 def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, mode: str,
                   room_image: bytes, idempotency_key: str, fingerprint: str, credit: CreditClient,
-                  settings: Settings, now: datetime.datetime) -> RenderJob:
+                  settings: Settings, now: datetime.datetime,
+                  placement: list[tuple[float, float]] | None = None) -> RenderJob:
     cost = cost_of(settings, mode)
+    corners = check_corners(placement or [])
     if room_image:
         check_image(room_image, "room_image")
     job, created = jobs.create_job(organization_id, user_id, carpet_id, mode, cost,
-                                   room_image or None, idempotency_key, fingerprint, now=now)
+                                   room_image or None, idempotency_key, fingerprint, now=now,
+                                   placement=dump(corners))
     if not created:
         return job
     try:

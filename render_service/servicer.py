@@ -10,7 +10,7 @@ from carpet_common.days import day_range, each_day
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
-from render_service import catalogue, jobs, renders
+from render_service import catalogue, jobs, placement, renders
 from render_service.credit_client import CreditClient
 from render_service.models import RENDER_STATUSES, Carpet, RenderJob
 from render_service.storage import ImageStore
@@ -41,7 +41,14 @@ def render_message(row: RenderJob) -> render_pb2.RenderJob:
         error_text=row.error_text, credits_charged=row.credits_charged,
         credit_log_id=row.credit_log_id or 0, created_at=timestamp(row.created_at),
         started_at=timestamp(row.started_at), finished_at=timestamp(row.finished_at),
-        hold_id=row.hold_id or 0)
+        hold_id=row.hold_id or 0, placement=placement_message(row.placement))
+
+
+def placement_message(text: str) -> render_pb2.Placement | None:
+    corners = placement.load(text)
+    if not corners:
+        return None
+    return render_pb2.Placement(carpet_corners=[render_pb2.Point(x=x, y=y) for x, y in corners])
 
 
 def _scope(organization_id: int) -> int:
@@ -85,7 +92,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             carpet_id=request.carpet_id, mode=request.mode, room_image=request.room_image,
             idempotency_key=request.idempotency_key,
             fingerprint=idempotency.request_fingerprint(request), credit=self._credit,
-            settings=self._settings, now=self._clock())
+            settings=self._settings, now=self._clock(),
+            placement=[(point.x, point.y) for point in request.placement.carpet_corners])
         return render_message(job)
 
     def GetRender(self, request, context):

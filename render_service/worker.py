@@ -23,7 +23,7 @@ from prometheus_client import Histogram
 
 from carpet_common import errors
 from carpet_common.settings import Settings
-from render_service import jobs
+from render_service import jobs, placement
 from render_service.credit_client import CreditClient
 from render_service.models import Carpet, RenderJob, database, utcnow
 from render_service.renderers import Renderer, RenderError, RenderRequest
@@ -177,7 +177,8 @@ class WorkerPool:
         request = RenderRequest(job_id=job.id, mode=job.mode, carpet_image=bytes(carpet.image),
                                 carpet_width_cm=carpet.width_cm,
                                 carpet_length_cm=carpet.length_cm,
-                                room_image=jobs.room_image(job.id))
+                                room_image=jobs.room_image(job.id),
+                                placement=placement.load(job.placement))
         try:
             image = self._renderer.render(request)
         except RenderError as error:

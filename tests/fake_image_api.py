@@ -26,6 +26,7 @@ class FakeImageApi:
         self.script = list(script)
         self.calls = Counter()
         self.authorizations: list[str] = []
+        self.placements: list = []  # the `placement` of each request
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -63,6 +64,7 @@ class FakeImageApi:
                 with api._lock:
                     api.calls[body["job_id"]] += 1
                     api.authorizations.append(self.headers.get("Authorization", ""))
+                    api.placements.append(body.get("placement"))
                 base64.b64decode(body["carpet"]["image_base64"])  # must be valid
                 answer = api._next_answer()
                 kind, _, argument = answer.partition(":")

@@ -63,6 +63,9 @@ class HttpRenderer:
                        "length_cm": request.carpet_length_cm},
             "room_image_base64": (base64.b64encode(request.room_image).decode()
                                   if request.room_image else None),
+            # Where the carpet goes: four [x, y] fractions of the room picture, or null.
+            "placement": ([list(corner) for corner in request.placement]
+                          if request.placement else None),
         }).encode()
         for attempt in range(1, self._attempts + 1):
             try:
