@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from bench import renderer_latency
 from bench.admin_scenarios import AdminBench
 from bench.driver import Result, run_scenario
 from bench.environment import (
@@ -226,7 +227,10 @@ def main() -> int:
         "scenarios": scenarios,
         # The whole 1M-job history as CSV over HTTP: the gateway's memory stays flat.
         "export_renders_csv_full": full_export,
+        # One image at a time through the local renderer against the flat one it replaced.
+        "renderer": renderer_latency.measure(),
     }
+    renderer_latency.before_after(os.path.join(RESULTS_DIR, "renderer-before-after.png"))
     os.makedirs(RESULTS_DIR, exist_ok=True)
     with open(os.path.join(RESULTS_DIR, "latest.json"), "w") as handle:
         json.dump(report, handle, indent=2)

@@ -1,0 +1,92 @@
+"""`render.local.<mode>[.room]`: one image at a time through the local renderer, in this
+process, against the flat renderer it replaced (bench/flat_renderer.py) in the same run. The
+target: at most 2× the flat renderer's cost at hd, below it for preview. Also writes a
+before/after picture of a room with a light gradient and a hard shadow band."""
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import time
+
+import numpy as np
+from PIL import Image
+
+from bench.flat_renderer import LocalRenderer as FlatRenderer
+from render_service.renderers import RenderRequest
+from render_service.renderers.local import LocalRenderer
+
+ROUNDS = 15
+MODES = ("preview", "standard", "hd")
+
+
+def _png(image: Image.Image) -> bytes:
+    output = io.BytesIO()
+    image.save(output, format="PNG")
+    return output.getvalue()
+
+
+def sample_carpet() -> bytes:
+    """A kilim-like pattern, 240×360 (a 160×240 cm carpet)."""
+    y, x = np.mgrid[0:360, 0:240]
+    pattern = ((x // 24 + y // 24) % 2).astype(np.uint8)
+    colours = np.array([[150, 30, 40], [230, 200, 150]], dtype=np.uint8)
+    border = (x < 12) | (x >= 228) | (y < 12) | (y >= 348)
+    picture = colours[pattern]
+    picture[border] = (40, 40, 90)
+    return _png(Image.fromarray(picture, "RGB"))
+
+
+def sample_room() -> bytes:
+    """A 1600×1200 room: wall, a floor brighter towards a window on the right, and the hard
+    shadow of a sofa across the floor."""
+    height, width = 1200, 1600
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    light = 0.55 + 0.45 * x / width
+    floor = y > height * 0.55
+    light = np.where(floor & (y > 960) & (y < 1040) & (x < 820), light * 0.45, light)
+    base = np.where(floor[..., None], [[[170, 130, 90]]], [[[225, 220, 210]]])
+    return _png(Image.fromarray(np.clip(base * light[..., None], 0, 255).astype(np.uint8)))
+
+
+def _p50_ms(renderer, request: RenderRequest) -> float:
+    renderer.render(request)  # warm
+    times = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        renderer.render(request)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def measure() -> list[dict]:
+    carpet, room = sample_carpet(), sample_room()
+    rows = []
+    for mode in MODES:
+        for suffix, room_image in (("", None), (".room", room)):
+            request = RenderRequest(job_id=1, mode=mode, carpet_image=carpet,
+                                    carpet_width_cm=160, carpet_length_cm=240,
+                                    room_image=room_image)
+            flat, local = _p50_ms(FlatRenderer(), request), _p50_ms(LocalRenderer(), request)
+            rows.append({"name": f"render.local.{mode}{suffix}", "p50_ms": round(local, 2),
+                         "ceiling": f"render.flat.{mode}{suffix}",
+                         "ceiling_p50_ms": round(flat, 2),
+                         "cost_ratio": round(local / flat, 3)})
+            print(f"render.local.{mode}{suffix:6s} p50 {local:7.1f} ms   flat {flat:7.1f} ms   "
+                  f"cost ×{local / flat:.2f}", flush=True)
+    return rows
+
+
+def before_after(path: str) -> None:
+    """Flat paste (left) and the lit renderer (right), standard mode, side by side."""
+    request = RenderRequest(job_id=1, mode="standard", carpet_image=sample_carpet(),
+                            carpet_width_cm=160, carpet_length_cm=240,
+                            room_image=sample_room())
+    pictures = [Image.open(io.BytesIO(renderer.render(request).data))
+                for renderer in (FlatRenderer(), LocalRenderer())]
+    width, height = pictures[0].size
+    pair = Image.new("RGB", (width * 2 + 16, height), (255, 255, 255))
+    pair.paste(pictures[0], (0, 0))
+    pair.paste(pictures[1], (width + 16, 0))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    pair.resize((pair.width // 2, pair.height // 2), Image.Resampling.LANCZOS).save(path)
