@@ -202,9 +202,9 @@ def _owned(job_id: int, owner: str):
 
 
 def record_output(job_id: int, owner: str, path: str, content_type: str, size: int,
-                  now: datetime.datetime) -> bool:
+                  now: datetime.datetime, renderer: str = "") -> bool:
     return bool(RenderJob.update(output_path=path, output_content_type=content_type,
-                                 output_bytes=size, updated_at=now)
+                                 output_bytes=size, renderer=renderer, updated_at=now)
                 .where(_owned(job_id, owner)).execute())
 
 

@@ -82,6 +82,7 @@ class RenderJob(BaseModel):
     has_room_image = BooleanField(default=False)  # a room picture was submitted
     output_expired = BooleanField(default=False)  # RENDER_OUTPUT_RETENTION removed the picture
     placement = TextField(default="")  # JSON of the four corners asked for ('' : default)
+    renderer = CharField(max_length=32, default="")  # which renderer made the picture
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)

@@ -41,7 +41,8 @@ def render_message(row: RenderJob) -> render_pb2.RenderJob:
         error_text=row.error_text, credits_charged=row.credits_charged,
         credit_log_id=row.credit_log_id or 0, created_at=timestamp(row.created_at),
         started_at=timestamp(row.started_at), finished_at=timestamp(row.finished_at),
-        hold_id=row.hold_id or 0, placement=placement_message(row.placement))
+        hold_id=row.hold_id or 0, placement=placement_message(row.placement),
+        renderer=row.renderer or "")
 
 
 def placement_message(text: str) -> render_pb2.Placement | None:

@@ -190,7 +190,7 @@ class WorkerPool:
             return False
         name = self._store.save(job.id, image.data, image.content_type)
         return jobs.record_output(job.id, owner, name, image.content_type, len(image.data),
-                                  self._clock())
+                                  self._clock(), renderer=self._renderer.name)
 
     def _fail(self, job: RenderJob, owner: str, text: str) -> None:
         """Fail the job and give its hold back (or leave that to the settler)."""

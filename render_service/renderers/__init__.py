@@ -35,6 +35,8 @@ class TransientRenderError(RenderError):
 
 
 class Renderer(Protocol):
+    name: str  # recorded on each job it renders
+
     def render(self, request: RenderRequest) -> RenderedImage: ...
 
 

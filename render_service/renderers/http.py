@@ -38,6 +38,8 @@ _OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 class HttpRenderer:
+    name = "http"
+
     def __init__(self, url: str, api_key: str, *, timeout_s: float = 30.0, attempts: int = 3,
                  backoff_s: float = 0.5, max_retry_after_s: float = 10.0,
                  allow_http: bool = False):

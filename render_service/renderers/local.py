@@ -204,6 +204,8 @@ def compose(room: Image.Image, carpet: Image.Image, quad: Sequence[tuple[float, 
 
 
 class LocalRenderer:
+    name = "local"
+
     def render(self, request: RenderRequest) -> RenderedImage:
         width = WIDTH_BY_MODE.get(request.mode, STANDARD_WIDTH)
         try:

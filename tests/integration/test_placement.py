@@ -39,7 +39,7 @@ def test_a_placement_is_kept_returned_and_honoured(render_server, credit_server,
         list(CORNERS)
     start_workers()
     done, _ = wait_final(render_server, job.id)
-    assert done.status == render_pb2.RENDER_STATUS_SUCCESS
+    assert (done.status, done.renderer) == (render_pb2.RENDER_STATUS_SUCCESS, "local")
     picture = np.asarray(Image.open(io.BytesIO(b"".join(chunk.data for chunk in
         render_server.renders.GetRenderOutput(render_pb2.GetRenderOutputRequest(id=job.id),
                                               timeout=10)))).convert("RGB")).astype(int)

@@ -105,6 +105,8 @@ def test_jobs_through_the_http_renderer(render_server, credit_server, start_work
         job = submit(render_server, org.id, carpet.id, mode="hd")
         done, _ = wait_final(render_server, job.id)
     assert (done.status, done.error_text) == (status, error_text)
+    # The job records which renderer made its picture (none when it failed).
+    assert done.renderer == ("http" if status == render_pb2.RENDER_STATUS_SUCCESS else "")
     charged = 4 if status == render_pb2.RENDER_STATUS_SUCCESS else 0
     assert done.credits_charged == charged
     assert balance(credit_server, org.id).balance == 10 - charged
