@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import unicodedata
 
 import argon2
@@ -19,6 +20,11 @@ MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256  # bounds the work one request can ask for
 _COMMON_PASSWORDS_FILE = os.path.join(os.path.dirname(__file__), "common_passwords.txt")
 _hasher = argon2.PasswordHasher()  # argon2id
+# Each hash or check takes ~64 MiB and tens of ms of CPU: at most this many at once per process,
+# so a flood of sign-ins queues instead of exhausting memory (the rest of the service's calls
+# never wait for these slots).
+CONCURRENT_HASHES = 4
+_slots = threading.BoundedSemaphore(CONCURRENT_HASHES)
 
 
 @functools.cache
@@ -53,7 +59,8 @@ def check_new_password(password: str, email: str = "") -> str:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(_canonical(password))
+    with _slots:
+        return _hasher.hash(_canonical(password))
 
 
 # Checked when the email is unknown or has no password, so such a sign-in costs the same time
@@ -66,8 +73,9 @@ def verify_password(stored_hash: str, password: str) -> bool:
     if len(password) > MAX_PASSWORD_LENGTH:
         password = password[:MAX_PASSWORD_LENGTH + 1]  # cannot match; same cost either way
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, _canonical(password)) and \
-            bool(stored_hash)
+        with _slots:
+            return _hasher.verify(stored_hash or _DUMMY_HASH, _canonical(password)) and \
+                bool(stored_hash)
     except (VerificationError, InvalidHashError):
         return False
 

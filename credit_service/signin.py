@@ -120,6 +120,22 @@ def _start_attempt(keys: list[str], now: datetime.datetime) -> list[int]:
                             retry_after_s=retry_after, reason="TOO_MANY_SIGN_IN_FAILURES")
 
 
+def _first_refusal(keys: list[str], now: datetime.datetime) -> bool:
+    """Whether this lockout is new: its refusals are audited once per window (the failures
+    that caused it are audited one by one), so hammering a locked account cannot flood the
+    audit chain, whose head every audit row locks."""
+    marks = [f"locked:{key}"[:400] for key in keys]
+    with database.atomic():
+        seen = (LoginFailure.select().where(LoginFailure.key.in_(marks)
+                                            & (LoginFailure.created_at > now - FAILURE_WINDOW))
+                .exists())
+        if seen:
+            return False
+        for mark in marks:
+            LoginFailure.create(key=mark, created_at=now)
+    return True
+
+
 def _new_session(user: User, now: datetime.datetime, refresh_ttl_s: int) -> SignedIn:
     session = AuthSession.create(id=secrets.token_hex(16), user=user.id, created_at=now)
     return SignedIn(user, session.id, _next_token(session.id, now, refresh_ttl_s))
@@ -147,8 +163,10 @@ def login(email: str, password: str, client_ip: str, now: datetime.datetime, *,
     try:
         attempt = _start_attempt(keys, now)
     except ResourceExhausted as error:
-        _audit("Login", "denied:RESOURCE_EXHAUSTED", actor=account, client_ip=client_ip,
-               details={"error": error.message, "retry_after_s": error.retry_after_s})
+        if _first_refusal(keys, now):
+            _audit("Login", "denied:RESOURCE_EXHAUSTED", actor=account, client_ip=client_ip,
+                   details={"error": error.message, "retry_after_s": error.retry_after_s,
+                            "note": "further refusals in this window are not written"})
         raise
     user = User.get_or_none(User.email == account)
     if not passwords.verify_password(user.password_hash if user else "", password):

@@ -341,6 +341,10 @@ def test_lockout_per_account_and_per_address_then_recovery(deployment):
                                              ip="203.0.113.7")
     assert status == 429 and int(headers["Retry-After"]) >= 1
 
+    # Hammering a locked account adds no audit rows: a lockout is written once per window.
+    for _ in range(3):
+        assert deployment.login(ADMIN_EMAIL, SEED_PASSWORD, ip="198.51.100.99")[0] == 429
+
     # Both kinds of refusal are audited, without the password.
     rows = audit_rows(deployment, AUTOMATION_TOKEN, "/carpet.credit.v1.AuthService/Login")
     outcomes = [row["outcome"] for row in rows]
