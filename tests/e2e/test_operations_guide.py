@@ -72,13 +72,14 @@ def test_the_operations_guide_step_by_step(tmp_path, credit_db_url, render_db_ur
            "ADMIN_TOKENS": f"old:{OLD},new:{NEW}", "RENDER_STORAGE_DIR": str(tmp_path / "r"),
            "RATE_LIMIT_STORAGE": "redis://127.0.0.1:6379/13", "RATE_LIMIT_ADMIN": "600/minute",
            "SEED_ORG_NAME": "Halıcı A.Ş.", "SEED_ADMIN_EMAIL": "ada@halici.example",
-           "SEED_CREDITS": "50"}
+           "SEED_CREDITS": "50", "SEED_ADMIN_PASSWORD": "first-admin-passw0rd"}
 
     # 2. Migrate as the schema's owner; the first organisation and its admin by `seed`.
     for module in ("credit_service", "render_service"):
         assert run_cli(module, "migrate", env).returncode == 0
     seeded = run_cli("credit_service", "seed", env)
-    assert seeded.returncode == 0 and "created organization, admin user" in seeded.stdout
+    assert seeded.returncode == 0 and \
+        "created organization, admin user, admin password" in seeded.stdout
 
     # 3. Two replicas of each process; the others reach them through `ipv4:` lists.
     credits = replicas("credit_service", "CREDIT_ADDR", 2, env, pki, "credit", tmp_path)
