@@ -37,6 +37,7 @@ class Settings:
     render_api_url: str | None = None
     render_api_key: str | None = field(default=None, repr=False)
     render_api_allow_http: bool = False  # plain http:// to the image API (a local fake only)
+    render_api_mode: str = "sync"  # the image API's protocol: sync, or async (create, poll)
     render_modes: Mapping[str, int] = field(
         default_factory=lambda: parse_render_modes(DEFAULT_RENDER_MODES))
     render_workers: int = 2
@@ -190,6 +191,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     renderer = text("RENDERER", defaults.renderer)
     if renderer not in ("local", "http"):
         raise SettingsError("RENDERER must be local or http")
+    render_api_mode = text("RENDER_API_MODE", defaults.render_api_mode)
+    if render_api_mode not in ("sync", "async"):
+        raise SettingsError("RENDER_API_MODE must be sync or async")
 
     return Settings(
         credit_database_url=text("CREDIT_DATABASE_URL", defaults.credit_database_url),
@@ -207,6 +211,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         render_api_url=text("RENDER_API_URL", None),
         render_api_key=text("RENDER_API_KEY", None),
         render_api_allow_http=_flag(env, "RENDER_API_ALLOW_HTTP", False),
+        render_api_mode=render_api_mode,
         render_modes=parse_render_modes(text("RENDER_MODES", DEFAULT_RENDER_MODES)),
         render_workers=_int(env, "RENDER_WORKERS", defaults.render_workers),
         rate_limit_admin=text("RATE_LIMIT_ADMIN", defaults.rate_limit_admin),

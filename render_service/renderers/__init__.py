@@ -1,4 +1,5 @@
-"""Renderers: one small interface, two implementations (`local`, `http`)."""
+"""Renderers: one small interface; `local`, and `http` in its synchronous or asynchronous
+protocol (RENDER_API_MODE)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ class Renderer(Protocol):
 
 
 def renderer_from_settings(settings: Settings) -> Renderer:
+    if settings.renderer == "http" and settings.render_api_mode == "async":
+        from render_service.renderers.async_http import AsyncHttpRenderer
+
+        return AsyncHttpRenderer(settings.render_api_url or "", settings.render_api_key or "",
+                                 allow_http=settings.render_api_allow_http)
     if settings.renderer == "http":
         from render_service.renderers.http import HttpRenderer
 

@@ -45,11 +45,7 @@ class HttpRenderer:
                  allow_http: bool = False):
         if not url:
             raise ValueError("RENDERER=http needs RENDER_API_URL")
-        scheme = urllib.parse.urlsplit(url).scheme
-        if scheme != "https" and not (scheme == "http" and allow_http):
-            raise ValueError("RENDER_API_URL must be https:// (RENDER_API_ALLOW_HTTP=1 allows "
-                             "http:// for a local fake)")
-        self._url = url
+        self._url = checked_url(url, allow_http)
         self._api_key = api_key
         self._timeout = timeout_s
         self._attempts = attempts
@@ -57,18 +53,7 @@ class HttpRenderer:
         self._max_retry_after = max_retry_after_s
 
     def render(self, request: RenderRequest) -> RenderedImage:
-        body = json.dumps({
-            "job_id": request.job_id,
-            "mode": request.mode,
-            "carpet": {"image_base64": base64.b64encode(request.carpet_image).decode(),
-                       "width_cm": request.carpet_width_cm,
-                       "length_cm": request.carpet_length_cm},
-            "room_image_base64": (base64.b64encode(request.room_image).decode()
-                                  if request.room_image else None),
-            # Where the carpet goes: four [x, y] fractions of the room picture, or null.
-            "placement": ([list(corner) for corner in request.placement]
-                          if request.placement else None),
-        }).encode()
+        body = request_body(request)
         for attempt in range(1, self._attempts + 1):
             try:
                 return self._post(body)
@@ -89,30 +74,64 @@ class HttpRenderer:
             "Authorization": f"Bearer {self._api_key}",
             "Accept": ", ".join(ACCEPTED_TYPES),
         })
-        try:
-            with _OPENER.open(outgoing, timeout=self._timeout) as response:
-                content_type = response.headers.get_content_type()
-                data = response.read(MAX_RESPONSE_BYTES + 1)
-        except urllib.error.HTTPError as error:
-            status = error.code
-            error.close()
-            if 300 <= status < 400:
-                raise RenderError(f"image API redirected (HTTP {status}); redirects are not "
-                                  f"followed") from None
-            if status == 429 or status >= 500:
-                transient = TransientRenderError(f"image API answered HTTP {status}")
-                transient.retry_after = _retry_after(error.headers.get("Retry-After"))
-                raise transient from None
-            raise RenderError(f"image API refused the request (HTTP {status})") from None
-        except TimeoutError:
-            raise TransientRenderError("image API timed out") from None
-        except (urllib.error.URLError, ConnectionError, OSError):
-            raise TransientRenderError("image API unreachable") from None
+        content_type, data = send(outgoing, self._timeout, MAX_RESPONSE_BYTES)
         if content_type not in ACCEPTED_TYPES:
             raise RenderError(f"image API answered with {content_type!r}, not an image")
-        if len(data) > MAX_RESPONSE_BYTES or not data:
+        if not data:
             raise RenderError("image API answered with an empty or oversized image")
         return RenderedImage(data, content_type)
+
+
+def send(outgoing: urllib.request.Request, timeout: float, limit: int) -> tuple[str, bytes]:
+    """(content type, body) of a 2xx answer, at most `limit` bytes. A redirect or another 4xx is
+    a RenderError; 429, 5xx, a timeout or a refused connection a TransientRenderError (with the
+    answer's Retry-After, if any, as `retry_after`)."""
+    try:
+        with _OPENER.open(outgoing, timeout=timeout) as response:
+            content_type = response.headers.get_content_type()
+            data = response.read(limit + 1)
+    except urllib.error.HTTPError as error:
+        status = error.code
+        error.close()
+        if 300 <= status < 400:
+            raise RenderError(f"image API redirected (HTTP {status}); redirects are not "
+                              f"followed") from None
+        if status == 429 or status >= 500:
+            transient = TransientRenderError(f"image API answered HTTP {status}")
+            transient.retry_after = _retry_after(error.headers.get("Retry-After"))
+            raise transient from None
+        raise RenderError(f"image API refused the request (HTTP {status})") from None
+    except TimeoutError:
+        raise TransientRenderError("image API timed out") from None
+    except (urllib.error.URLError, ConnectionError, OSError):
+        raise TransientRenderError("image API unreachable") from None
+    if len(data) > limit:
+        raise RenderError("image API answered with an empty or oversized image")
+    return content_type, data
+
+
+def request_body(request: RenderRequest) -> bytes:
+    """The JSON both protocols send (docs/render-api.md)."""
+    return json.dumps({
+        "job_id": request.job_id,
+        "mode": request.mode,
+        "carpet": {"image_base64": base64.b64encode(request.carpet_image).decode(),
+                   "width_cm": request.carpet_width_cm,
+                   "length_cm": request.carpet_length_cm},
+        "room_image_base64": (base64.b64encode(request.room_image).decode()
+                              if request.room_image else None),
+        # Where the carpet goes: four [x, y] fractions of the room picture, or null.
+        "placement": ([list(corner) for corner in request.placement]
+                      if request.placement else None),
+    }).encode()
+
+
+def checked_url(url: str, allow_http: bool, setting: str = "RENDER_API_URL") -> str:
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme != "https" and not (allow_http and scheme == "http"):
+        raise ValueError(f"{setting} must be https:// (RENDER_API_ALLOW_HTTP=1 allows http:// "
+                         f"for a local fake)")
+    return url
 
 
 def _retry_after(value: str | None) -> float | None:

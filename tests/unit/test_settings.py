@@ -76,3 +76,10 @@ def test_boundary_settings():
     defaults = load_settings({})
     assert (defaults.render_clients, defaults.grpc_reflection, defaults.allow_plaintext) == (
         ("web",), True, False)
+
+
+def test_the_image_api_protocol_is_sync_or_async():
+    assert load_settings({}).render_api_mode == "sync"
+    assert load_settings({"RENDER_API_MODE": "async"}).render_api_mode == "async"
+    with pytest.raises(SettingsError, match="RENDER_API_MODE must be sync or async"):
+        load_settings({"RENDER_API_MODE": "webhook"})
