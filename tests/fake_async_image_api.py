@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from tests.fake_image_api import tiny_png
+from tests.fake_image_api import LoopbackServer, tiny_png
 
 OUTPUT = tiny_png((10, 120, 200), (64, 48))
 
 
-class FakeAsyncImageApi:
+class FakeAsyncImageApi(LoopbackServer):
     def __init__(self, *scripts: list[str]):
         self.scripts = [list(script) for script in scripts]
         self.created: list[dict] = []  # the create requests' JSON bodies
@@ -25,22 +24,11 @@ class FakeAsyncImageApi:
         self.cancels: list[str] = []
         self.authorization_by_path: dict[str, set[str]] = defaultdict(set)
         self._steps: dict[str, list[str]] = {}
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.origin}/v1"
 
     def _state(self, prediction_id: str) -> tuple[int, dict | bytes]:
         steps = self._steps[prediction_id]
@@ -53,8 +41,7 @@ class FakeAsyncImageApi:
             answer.update(output_base64=base64.b64encode(OUTPUT).decode(),
                           content_type="image/png")
         elif kind == "succeeded":
-            answer["output_url"] = (f"http://127.0.0.1:{self._server.server_address[1]}"
-                                    f"/outputs/{prediction_id}.png")
+            answer["output_url"] = f"{self.origin}/outputs/{prediction_id}.png"
         elif kind == "failed":
             answer["error"] = argument
         return 200, answer

@@ -21,20 +21,22 @@ def tiny_png(color=(20, 120, 200), size=(32, 24)) -> bytes:
     return output.getvalue()
 
 
-class FakeImageApi:
-    def __init__(self, script=("ok",)):
-        self.script = list(script)
-        self.calls = Counter()
-        self.authorizations: list[str] = []
-        self.placements: list = []  # the `placement` of each request
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, serving `self._handler()`'s class while
+    the `with` block lasts; `origin` is its http://127.0.0.1:<port>."""
+
+    def __init__(self):
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1/render"
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _handler(self):
+        raise NotImplementedError
 
     def __enter__(self):
         self._thread.start()
@@ -43,6 +45,19 @@ class FakeImageApi:
     def __exit__(self, *exc):
         self._server.shutdown()
         self._server.server_close()
+
+
+class FakeImageApi(LoopbackServer):
+    def __init__(self, script=("ok",)):
+        self.script = list(script)
+        self.calls = Counter()
+        self.authorizations: list[str] = []
+        self.placements: list = []  # the `placement` of each request
+        super().__init__()
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/v1/render"
 
     def total_calls(self) -> int:
         with self._lock:
