@@ -1,73 +1,25 @@
-"""The local renderer as it was before it took the room's light (a flat paste at a fixed
-place), kept only as the bench's comparison for `render.local.*` (bench/renderer_latency.py)."""
+"""The local renderer as it was before it took the room's light: the carpet pasted flat at the
+default place, hard-edged, PNG at zlib's default level. Kept only as the bench's comparison for
+`render.local.*` (bench/renderer_latency.py); the geometry is the current renderer's own."""
 from __future__ import annotations
 
 import io
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from render_service.renderers import RenderedImage, RenderError, RenderRequest
-
-# Output width per mode; a mode not listed here renders at the standard width.
-WIDTH_BY_MODE = {"preview": 640, "standard": 1024, "hd": 1600}
-STANDARD_WIDTH = 1024
-ROOM_WIDTH_CM = 500  # what the bottom edge of the picture spans on the floor
-HORIZON = 0.55  # where the floor meets the wall, as a fraction of the height
-NEAR_EDGE = 0.93  # where the carpet's near edge lies
-
-
-def _solve(matrix: list[list[float]], values: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting for the 8x8 perspective system."""
-    size = len(values)
-    rows = [row[:] + [value] for row, value in zip(matrix, values, strict=True)]
-    for column in range(size):
-        pivot = max(range(column, size), key=lambda r: abs(rows[r][column]))
-        rows[column], rows[pivot] = rows[pivot], rows[column]
-        if abs(rows[column][column]) < 1e-12:
-            raise RenderError("carpet placement is degenerate")
-        for row in range(size):
-            if row != column:
-                factor = rows[row][column] / rows[column][column]
-                rows[row] = [a - factor * b for a, b in zip(rows[row], rows[column], strict=True)]
-    return [rows[i][size] / rows[i][i] for i in range(size)]
-
-
-def perspective_coefficients(destination, source) -> list[float]:
-    """Coefficients PIL's PERSPECTIVE transform needs: they map each output (destination)
-    point back to the source picture."""
-    matrix, values = [], []
-    for (x, y), (u, v) in zip(destination, source, strict=True):
-        matrix.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        values.append(u)
-        matrix.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-        values.append(v)
-    return _solve(matrix, values)
-
-
-def generated_room(width: int, height: int) -> Image.Image:
-    room = Image.new("RGB", (width, height), (226, 220, 208))
-    draw = ImageDraw.Draw(room)
-    horizon = int(height * HORIZON)
-    for y in range(horizon, height):  # a wooden floor, darker towards the viewer
-        shade = int(150 - 40 * (y - horizon) / max(1, height - horizon))
-        draw.line([(0, y), (width, y)], fill=(shade + 40, shade + 10, shade - 30))
-    draw.line([(0, horizon), (width, horizon)], fill=(120, 110, 100), width=2)
-    return room
-
-
-def carpet_quad(width: int, height: int, width_cm: int, length_cm: int):
-    horizon, near_y = height * HORIZON, height * NEAR_EDGE
-    near_width = min(width * 0.95, width * width_cm / ROOM_WIDTH_CM)
-    depth = length_cm / (length_cm + 300)  # longer carpets reach further, never the horizon
-    far_y = near_y - (near_y - horizon) * depth
-    far_width = near_width * (far_y - horizon) / (near_y - horizon) * 1.6
-    far_width = min(far_width, near_width)
-    center = width / 2
-    return [(center - far_width / 2, far_y), (center + far_width / 2, far_y),
-            (center + near_width / 2, near_y), (center - near_width / 2, near_y)]
+from render_service.renderers.local import (
+    STANDARD_WIDTH,
+    WIDTH_BY_MODE,
+    carpet_quad,
+    generated_room,
+    perspective_coefficients,
+)
 
 
 class LocalRenderer:
+    name = "flat"
+
     def render(self, request: RenderRequest) -> RenderedImage:
         width = WIDTH_BY_MODE.get(request.mode, STANDARD_WIDTH)
         try:
