@@ -38,6 +38,10 @@ class Settings:
     render_api_key: str | None = field(default=None, repr=False)
     render_api_allow_http: bool = False  # plain http:// to the image API (a local fake only)
     render_api_mode: str = "sync"  # the image API's protocol: sync, or async (create, poll)
+    # RENDER_FALLBACK=local: when the image API is down after its retries, render locally;
+    # such a job is charged only if RENDER_FALLBACK_CHARGE is set.
+    render_fallback: str = ""
+    render_fallback_charge: bool = False
     render_modes: Mapping[str, int] = field(
         default_factory=lambda: parse_render_modes(DEFAULT_RENDER_MODES))
     render_workers: int = 2
@@ -194,6 +198,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     render_api_mode = text("RENDER_API_MODE", defaults.render_api_mode)
     if render_api_mode not in ("sync", "async"):
         raise SettingsError("RENDER_API_MODE must be sync or async")
+    render_fallback = text("RENDER_FALLBACK", defaults.render_fallback)
+    if render_fallback not in ("", "local"):
+        raise SettingsError("RENDER_FALLBACK must be local or empty")
 
     return Settings(
         credit_database_url=text("CREDIT_DATABASE_URL", defaults.credit_database_url),
@@ -212,6 +219,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         render_api_key=text("RENDER_API_KEY", None),
         render_api_allow_http=_flag(env, "RENDER_API_ALLOW_HTTP", False),
         render_api_mode=render_api_mode,
+        render_fallback=render_fallback,
+        render_fallback_charge=_flag(env, "RENDER_FALLBACK_CHARGE", False),
         render_modes=parse_render_modes(text("RENDER_MODES", DEFAULT_RENDER_MODES)),
         render_workers=_int(env, "RENDER_WORKERS", defaults.render_workers),
         rate_limit_admin=text("RATE_LIMIT_ADMIN", defaults.rate_limit_admin),

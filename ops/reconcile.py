@@ -1,8 +1,9 @@
 """Invariant 4 across both ledgers, in both directions.
 
 From the render side: a job in `success` has exactly one capture (one `render` credit-log row,
-the one it names, for the credits it says); a job in `failed` has none; no hold outlives its
-job's end (the hold of an ended job is captured, released or expired).
+the one it names, for the credits it says), except an uncharged local fallback (none); a job in
+`failed` has none; no hold outlives its job's end (the hold of an ended job is captured,
+released or expired).
 
 From the credit side: every capture names a job the render database has, and that job ended in
 `success`; every hold of a render job names a job the render database has. (After restoring the
@@ -20,6 +21,7 @@ from carpet_common.settings import Settings
 from credit_service import models as credit_models
 from render_service import models as render_models
 from render_service.credit_client import hold_reference
+from render_service.renderers import FALLBACK_RENDERER
 from render_service.verify import count_problems
 
 BATCH = 2000
@@ -38,13 +40,21 @@ def _ended_jobs():
     last_id = 0
     while True:
         batch = list(RenderJob.select(RenderJob.id, RenderJob.organization_id, RenderJob.status,
-                                      RenderJob.credit_log_id, RenderJob.credits_charged)
+                                      RenderJob.credit_log_id, RenderJob.credits_charged,
+                                      RenderJob.renderer)
                      .where((RenderJob.id > last_id) & RenderJob.status.in_(("success", "failed")))
                      .order_by(RenderJob.id).limit(BATCH))
         if not batch:
             return
         yield batch
         last_id = batch[-1].id
+
+
+def _uncharged_fallback(job) -> bool:
+    """The one success without a capture: the local renderer stood in for a down image API
+    and RENDER_FALLBACK_CHARGE was off (render_job's CHECK admits no other)."""
+    return job.renderer == FALLBACK_RENDERER and job.credits_charged == 0 \
+        and job.credit_log_id is None
 
 
 def charge_problems():
@@ -64,7 +74,11 @@ def charge_problems():
             reference = hold_reference(job.id)
             logs = [log for log in captures[reference]
                     if log.organization_id == job.organization_id]
-            if job.status == "success":
+            if job.status == "success" and _uncharged_fallback(job):
+                if logs:
+                    yield (f"invariant 4: uncharged fallback job {job.id} was charged "
+                           f"({len(logs)} captures)")
+            elif job.status == "success":
                 if len(logs) != 1:
                     yield f"invariant 4: success job {job.id} has {len(logs)} captures, not 1"
                 elif logs[0].id != job.credit_log_id or -logs[0].delta != job.credits_charged:

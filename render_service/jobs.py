@@ -216,6 +216,15 @@ def finish_success(job_id: int, owner: str, credits_charged: int, credit_log_id:
                 .where(_owned(job_id, owner)).execute())
 
 
+def finish_uncharged(job_id: int, owner: str, now: datetime.datetime) -> bool:
+    """success without a capture (an uncharged fallback render): its hold is released by the
+    settler like a failed job's, so the flag is set in the same UPDATE."""
+    return bool(RenderJob.update(status="success", credits_charged=0, credit_log_id=None,
+                                 finished_at=now, updated_at=now, lease_owner=None,
+                                 lease_expires_at=None, release_pending=True)
+                .where(_owned(job_id, owner)).execute())
+
+
 def finish_failed(job_id: int, owner: str, error_text: str, now: datetime.datetime, *,
                   release_pending: bool) -> bool:
     with database.atomic():

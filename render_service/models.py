@@ -90,8 +90,11 @@ class RenderJob(BaseModel):
 
     class Meta:
         constraints = [
-            # A success is always charged: it names its credit-log row.
-            Check("status <> 'success' OR credit_log_id IS NOT NULL",
+            # A success is charged (it names its credit-log row), unless the local renderer
+            # stood in for a down image API and the admin chose not to charge for that
+            # (RENDER_FALLBACK_CHARGE off; migrations/0007_render_fallback.py).
+            Check("status <> 'success' OR credit_log_id IS NOT NULL"
+                  " OR (renderer = 'local-fallback' AND credits_charged = 0)",
                   name="render_job_success_is_charged"),
         ]
         indexes = (

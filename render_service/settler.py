@@ -49,7 +49,8 @@ class HoldSettler:
     def release(self, job: RenderJob) -> None:
         """Give an ended job's hold back, then clear its release_pending flag (left set when
         the credit service is unavailable: the next round tries again)."""
-        reason = f"render {job.status}: {job.error_text}"[:200]
+        reason = (f"render {job.status}: {job.error_text}" if job.status == "failed"
+                  else "render success: uncharged local fallback")[:200]
         try:
             if job.hold_id is not None:
                 self._credit.release(job.hold_id, reason)

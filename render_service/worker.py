@@ -26,7 +26,12 @@ from carpet_common.settings import Settings
 from render_service import jobs, placement
 from render_service.credit_client import CreditClient
 from render_service.models import Carpet, RenderJob, database, utcnow
-from render_service.renderers import Renderer, RenderError, RenderRequest
+from render_service.renderers import (
+    FALLBACK_RENDERER,
+    Renderer,
+    RenderError,
+    RenderRequest,
+)
 from render_service.retention import retention_sweeper
 from render_service.settler import HoldSettler
 from render_service.storage import ImageStore
@@ -133,9 +138,17 @@ class WorkerPool:
         hold_id = job.hold_id or self._reserve_for_orphan(job, owner)
         if hold_id is None:
             return
+        renderer = job.renderer
         if not has_output:
-            if not self._render_and_store(job, owner):
+            renderer = self._render_and_store(job, owner)
+            if renderer is None:
                 return
+        if renderer == FALLBACK_RENDERER and not self._settings.render_fallback_charge:
+            # A local stand-in for the image API the admin chose not to charge: the job
+            # succeeds without a capture and its hold goes back like a failed job's.
+            if jobs.finish_uncharged(job.id, owner, self._clock()):
+                self._settler.release(jobs.get_job(job.id))
+            return
         try:
             captured = self._credit.capture(hold_id)
         except errors.FailedPrecondition as error:
@@ -172,7 +185,9 @@ class WorkerPool:
             return None
         return hold.id
 
-    def _render_and_store(self, job: RenderJob, owner: str) -> bool:
+    def _render_and_store(self, job: RenderJob, owner: str) -> str | None:
+        """The name of the renderer that made and stored the picture; None: the job failed
+        or is no longer ours."""
         carpet = Carpet.get_by_id(job.carpet_id)
         request = RenderRequest(job_id=job.id, mode=job.mode, carpet_image=bytes(carpet.image),
                                 carpet_width_cm=carpet.width_cm,
@@ -183,14 +198,17 @@ class WorkerPool:
             image = self._renderer.render(request)
         except RenderError as error:
             self._fail(job, owner, str(error))
-            return False
+            return None
         except Exception:
             logger.exception("renderer crashed on job %d", job.id)
             self._fail(job, owner, "render failed")
-            return False
+            return None
         name = self._store.save(job.id, image.data, image.content_type)
-        return jobs.record_output(job.id, owner, name, image.content_type, len(image.data),
-                                  self._clock(), renderer=self._renderer.name)
+        renderer = image.renderer or self._renderer.name
+        if not jobs.record_output(job.id, owner, name, image.content_type, len(image.data),
+                                  self._clock(), renderer=renderer):
+            return None
+        return renderer
 
     def _fail(self, job: RenderJob, owner: str, text: str) -> None:
         """Fail the job and give its hold back (or leave that to the settler)."""

@@ -431,6 +431,15 @@ async function picture(container, path, missing) {
   }
 }
 
+// The four corners asked for (far-left, far-right, near-right, near-left) as percentages of
+// the room picture, or the renderer's default placement.
+function placementText(job) {
+  const corners = (job.placement && job.placement.carpetCorners) || [];
+  if (!corners.length) return t("renders.defaultPlacement");
+  const percent = (value) => i18n.number(Math.round((value || 0) * 1000) / 10);
+  return corners.map((point) => `(${percent(point.x)} %, ${percent(point.y)} %)`).join(" ");
+}
+
 function showRender(item) {
   const job = item.render;
   const dialog = $("render-detail");
@@ -442,6 +451,7 @@ function showRender(item) {
     [t("common.user"), item.userName || t("common.none")],
     [t("renders.credits"), i18n.number(job.creditsCharged)],
     [t("common.created"), i18n.moment(job.createdAt)], [t("renders.error"), job.errorText || t("common.none")],
+    [t("renders.renderer"), job.renderer || t("common.none")], [t("renders.placement"), placementText(job)],
   ];
   $("render-detail-fields").replaceChildren(...fields.flatMap(([name, value]) => {
     const term = document.createElement("dt");

@@ -2,10 +2,13 @@
 protocol (RENDER_API_MODE)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 from carpet_common.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class RenderRequest:
 class RenderedImage:
     data: bytes
     content_type: str
+    renderer: str = ""  # who made it, when not the configured renderer (a fallback)
 
 
 class RenderError(Exception):
@@ -41,17 +45,42 @@ class Renderer(Protocol):
     def render(self, request: RenderRequest) -> RenderedImage: ...
 
 
+FALLBACK_RENDERER = "local-fallback"  # recorded on a job the local renderer made instead
+
+
+class FallbackRenderer:
+    """RENDER_FALLBACK=local: the image API first; when it stays down after its own retries
+    (a TransientRenderError), the local renderer, and the picture says so. A refusal (a plain
+    RenderError: bad input, a redirect) is not a reason to fall back and fails the job."""
+
+    def __init__(self, primary: Renderer, fallback: Renderer):
+        self.name = primary.name
+        self._primary, self._fallback = primary, fallback
+
+    def render(self, request: RenderRequest) -> RenderedImage:
+        try:
+            return self._primary.render(request)
+        except TransientRenderError as error:
+            logger.warning("image API down for job %d (%s); rendering it locally",
+                           request.job_id, error)
+            image = self._fallback.render(request)
+            return RenderedImage(image.data, image.content_type, renderer=FALLBACK_RENDERER)
+
+
 def renderer_from_settings(settings: Settings) -> Renderer:
-    if settings.renderer == "http" and settings.render_api_mode == "async":
-        from render_service.renderers.async_http import AsyncHttpRenderer
-
-        return AsyncHttpRenderer(settings.render_api_url or "", settings.render_api_key or "",
-                                 allow_http=settings.render_api_allow_http)
-    if settings.renderer == "http":
-        from render_service.renderers.http import HttpRenderer
-
-        return HttpRenderer(settings.render_api_url or "", settings.render_api_key or "",
-                            allow_http=settings.render_api_allow_http)
     from render_service.renderers.local import LocalRenderer
 
-    return LocalRenderer()
+    if settings.renderer == "local":
+        return LocalRenderer()
+    if settings.render_api_mode == "async":
+        from render_service.renderers.async_http import AsyncHttpRenderer
+
+        api: Renderer = AsyncHttpRenderer(settings.render_api_url or "",
+                                          settings.render_api_key or "",
+                                          allow_http=settings.render_api_allow_http)
+    else:
+        from render_service.renderers.http import HttpRenderer
+
+        api = HttpRenderer(settings.render_api_url or "", settings.render_api_key or "",
+                           allow_http=settings.render_api_allow_http)
+    return FallbackRenderer(api, LocalRenderer()) if settings.render_fallback else api

@@ -211,6 +211,10 @@ def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: 
     expect(page.locator("#render-detail")).to_be_visible()
     expect(page.locator("#render-detail-title")).to_have_text(f"Render #{done.id}")
     page.wait_for_selector("#render-result img")
+    fields = page.locator("#render-detail-fields")
+    expect(fields.locator("dt:has-text('Renderer') + dd")).to_have_text("local")
+    expect(fields.locator("dt:has-text('Placement') + dd")).to_have_text(
+        "Default (the renderer chose)")
     expect(page.locator("#render-room")).to_have_text(
         "No room picture (none was sent, or it is no longer kept).")
     assert page.is_hidden("#render-cancel")  # only a queued render can be cancelled

@@ -111,6 +111,11 @@ def test_render_job_rules(render_db):
 
     _refused(render_db, lambda: job(status="done"))
     _refused(render_db, lambda: job(status="success"))  # success must name its credit-log row
+    # ... unless it is an uncharged local stand-in for a down image API, and only then.
+    _refused(render_db, lambda: job(status="success", renderer="local"))
+    _refused(render_db, lambda: job(status="success", renderer="local-fallback",
+                                    credits_charged=1))
+    assert job(status="success", renderer="local-fallback").credits_charged == 0
     _refused(render_db, lambda: job(cost=0))
     _refused(render_db, lambda: job(carpet=999))
     _refused(render_db, lambda: models.Carpet.create(

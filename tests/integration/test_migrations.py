@@ -1,6 +1,9 @@
 """The init_schema migrations apply to empty databases on both engines, leave no drift between
 models and schema, and are a no-op when run again."""
+import importlib
+
 import pytest
+from peewee import IntegrityError
 from playhouse.schema_diff import diff_models
 
 from carpet_common.db import bind_database, is_postgres
@@ -36,6 +39,43 @@ def test_migrations_apply_without_drift_and_rerun_is_noop(engine, tmp_path, pg_d
             assert not diff, f"models and schema drifted: {diff}"
             assert apply_migrations(database, directory) == []
             assert set(database.get_tables()) == tables
+    finally:
+        if is_postgres(database):
+            database.close_all()
+
+
+def test_the_fallback_check_is_loosened_and_restored_in_place(engine, tmp_path, pg_databases):
+    """0007 edits render_job's CHECK without rebuilding the table: rows and the triggers that
+    keep the job counts survive it, up and down."""
+    from render_service import migrations, models
+    from render_service.migrations import __path__ as _  # noqa: F401
+
+    url = fresh_database_url(engine, "migrate_fallback", tmp_path, pg_databases)
+    database = bind_database(models.database, url)
+    fallback = importlib.import_module("render_service.migrations.0007_render_fallback")
+    try:
+        with database.connection_context():
+            apply_migrations(database, migrations.DIRECTORY)
+            carpet = models.Carpet.create(sku="K-1", name="Kilim", width_cm=1, length_cm=1,
+                                          image=b"png", image_content_type="image/png")
+
+            def uncharged_success():
+                with database.atomic():
+                    return models.RenderJob.create(
+                        organization_id=1, carpet=carpet, mode="preview", cost=1,
+                        status="success", renderer="local-fallback")
+
+            uncharged_success()
+            with database.atomic():
+                models.RenderJob.delete().execute()
+                fallback.down(None, database)
+            with pytest.raises(IntegrityError):
+                uncharged_success()
+            with database.atomic():
+                fallback.up(None, database)
+            uncharged_success()
+            counts = {(row.status, row.jobs) for row in models.RenderCount.select()}
+            assert ("success", 1) in counts  # the counting triggers still run
     finally:
         if is_postgres(database):
             database.close_all()

@@ -3,6 +3,7 @@ checked at submission (INVALID_ARGUMENT saying why, nothing stored), kept with t
 returned by GetRender, honoured by the local renderer, passed on by the http renderer."""
 import dataclasses
 import io
+import json
 
 import grpc
 import numpy as np
@@ -13,6 +14,7 @@ from protos.carpet.render.v1 import render_pb2
 from render_service.renderers import RenderRequest
 from render_service.renderers.http import HttpRenderer
 from tests.fake_image_api import FakeImageApi, tiny_png
+from tests.integration.test_console_api import get
 from tests.integration.test_credit_accounts import create_org
 from tests.integration.test_render_service import create_carpet, wait_final
 
@@ -80,3 +82,19 @@ def test_the_http_renderer_passes_the_placement_on():
         HttpRenderer(api.url, "sk-test-key-0123456789", timeout_s=5, allow_http=True).render(
             dataclasses.replace(request, placement=None))
     assert api.placements == [[list(corner) for corner in CORNERS], None]
+
+
+def test_the_admin_render_list_shows_renderer_and_placement(render_server, credit_server,
+                                                            start_workers, http_gateway):
+    """What the render detail of the admin page reads: GET /admin/renders."""
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    job = submit_placed(render_server, org.id, carpet.id, CORNERS)
+    start_workers()
+    wait_final(render_server, job.id)
+    status, _, body = get(http_gateway, f"/admin/renders?organizationId={org.id}")
+    assert status == 200, body
+    (row,) = json.loads(body)["renders"]
+    assert row["render"]["renderer"] == "local"
+    assert [(round(p["x"], 6), round(p["y"], 6))
+            for p in row["render"]["placement"]["carpetCorners"]] == list(CORNERS)

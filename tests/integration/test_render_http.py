@@ -1,14 +1,24 @@
 """The HTTP renderer against a fake image API (a real HTTP server on loopback): retries on
 429/5xx/timeouts with a bound, final job states, and the API key never in a log or an error."""
 import logging
+import time
 
 import pytest
 
+from carpet_common.settings import Settings
 from credit_service.verify import verify_credit
 from ops.reconcile import reconcile
 from protos.carpet.render.v1 import render_pb2
-from render_service.renderers import RenderError, RenderRequest, TransientRenderError
+from render_service.renderers import (
+    FALLBACK_RENDERER,
+    FallbackRenderer,
+    RenderError,
+    RenderRequest,
+    TransientRenderError,
+    renderer_from_settings,
+)
 from render_service.renderers.http import HttpRenderer
+from render_service.renderers.local import LocalRenderer
 from tests.fake_image_api import FakeImageApi, tiny_png
 from tests.integration.test_credit_accounts import create_org
 from tests.integration.test_render_service import (
@@ -114,3 +124,52 @@ def test_jobs_through_the_http_renderer(render_server, credit_server, start_work
     assert API_KEY not in caplog.text and API_KEY not in done.error_text
     assert verify_credit() == []
     assert reconcile(settings_for(credit_db_url, render_db_url)) == []
+
+
+def test_the_fallback_setting_wraps_only_the_image_api():
+    local = Settings(renderer="local", render_fallback="local")
+    assert renderer_from_settings(local).name == "local"
+    api = dict(renderer="http", render_api_url="https://images.example/v1/render",
+               render_api_key=API_KEY)
+    assert isinstance(renderer_from_settings(Settings(**api)), HttpRenderer)
+    wrapped = renderer_from_settings(Settings(**api, render_fallback="local"))
+    assert isinstance(wrapped, FallbackRenderer) and wrapped.name == "http"
+
+
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize("charge", [False, True])
+def test_a_down_image_api_falls_back_to_the_local_renderer(render_server, credit_server,
+                                                            start_workers, credit_db_url,
+                                                            render_db_url, charge):
+    """RENDER_FALLBACK=local: the API answers 503 to every attempt; the job still succeeds,
+    marked `local-fallback`, charged the mode's cost only when RENDER_FALLBACK_CHARGE is on."""
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    with FakeImageApi(["status:503"]) as api:
+        start_workers(FallbackRenderer(renderer(api), LocalRenderer()),
+                      render_fallback="local", render_fallback_charge=charge)
+        job = submit(render_server, org.id, carpet.id, mode="hd")
+        done, _ = wait_final(render_server, job.id)
+        assert api.calls[1] == 3  # the API had its retries first
+    assert (done.status, done.error_text, done.renderer) == (
+        render_pb2.RENDER_STATUS_SUCCESS, "", FALLBACK_RENDERER)
+    charged = 4 if charge else 0
+    assert done.credits_charged == charged and bool(done.credit_log_id) == charge
+    output = b"".join(chunk.data for chunk in render_server.renders.GetRenderOutput(
+        render_pb2.GetRenderOutputRequest(id=job.id), timeout=10))
+    assert output.startswith(b"\x89PNG") or output.startswith(b"\xff\xd8")
+    deadline = time.monotonic() + 30  # the settler gives an uncharged job's hold back
+    while balance(credit_server, org.id).held and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (balance(credit_server, org.id).balance, balance(credit_server, org.id).held) == (
+        10 - charged, 0)
+    assert verify_credit() == []
+    assert reconcile(settings_for(credit_db_url, render_db_url)) == []
+    if charge:  # the one capture-less success is the uncharged one: reconcile tells them apart
+        from render_service.models import RenderJob, database
+
+        with database.connection_context():
+            (RenderJob.update(credits_charged=0, credit_log_id=None)
+             .where(RenderJob.id == job.id).execute())
+        assert reconcile(settings_for(credit_db_url, render_db_url)) == [
+            f"invariant 4: uncharged fallback job {job.id} was charged (1 captures)"]
