@@ -64,6 +64,16 @@ POLICY = {
     f"/{SERVICE}/CancelRender": ADMIN,
     f"/{SERVICE}/VerifyAuditChain": ADMIN,
     f"/{SERVICE}/GetConsoleSettings": ADMIN_STAFF,
+    f"/{SERVICE}/CreateWebhookEndpoint": ADMIN,
+    f"/{SERVICE}/ListWebhookEndpoints": ADMIN,
+    f"/{SERVICE}/DeleteWebhookEndpoint": ADMIN,
+    f"/{SERVICE}/ListWebhookDeliveries": ADMIN,
+    f"/{SERVICE}/RetryWebhookDelivery": ADMIN,
+    f"/{SERVICE}/SetLowBalanceAlert": ADMIN,
+    f"/{SERVICE}/SetSpendLimits": ADMIN,
+    f"/{SERVICE}/SuspendOrganization": ADMIN,
+    f"/{SERVICE}/ResumeOrganization": ADMIN,
+    f"/{SERVICE}/ListOrganizationControls": ADMIN,
 }
 # Pictures have their own per-IP budget (RATE_LIMIT_IMAGES): a page of thumbnails must not use
 # up the budget that protects the API, nor the API the pictures'.

@@ -16,6 +16,7 @@ from protos.carpet.credit.v1 import (
     audit_pb2_grpc,
     auth_pb2_grpc,
     credit_pb2_grpc,
+    notification_pb2_grpc,
 )
 from protos.carpet.render.v1 import render_pb2_grpc
 
@@ -28,6 +29,9 @@ READS = {
                                         "BatchGetUsers", "ListUsers", "GetAccountTotals"),
     "carpet.credit.v1.CreditService": ("GetBalance", "ListCreditLogs", "GetCreditUsage"),
     "carpet.credit.v1.AuditService": ("ListAuditLogs", "VerifyAuditChain"),
+    "carpet.credit.v1.NotificationService": ("ListWebhookEndpoints", "ListWebhookDeliveries",
+                                             "GetOrganizationControls",
+                                             "ListOrganizationControls"),
     "carpet.render.v1.RenderService": ("GetCarpet", "ListCarpets", "GetRender", "ListRenders",
                                        "GetRenderOutput", "GetRenderTotals", "GetRenderUsage",
                                        "GetRenderInput"),
@@ -82,6 +86,7 @@ class ServiceClients:
         self.audit = audit_pb2_grpc.AuditServiceStub(credit)
         self.renders = render_pb2_grpc.RenderServiceStub(render)
         self.auth = auth_pb2_grpc.AuthServiceStub(credit)  # ChangePassword: as the person
+        self.notifications = notification_pb2_grpc.NotificationServiceStub(credit)
         # The gateway's own calls, without the caller's credential: reporting a refused
         # caller must not present that caller's bad credential, and a sign-in call proves
         # its person by the password or refresh token in its request.

@@ -32,7 +32,13 @@ from carpet_common.calls import client_ip
 from carpet_common.errors import http_status_for, rpc_error_reason
 from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
-from protos.carpet.credit.v1 import account_pb2, audit_pb2, auth_pb2, credit_pb2
+from protos.carpet.credit.v1 import (
+    account_pb2,
+    audit_pb2,
+    auth_pb2,
+    credit_pb2,
+    notification_pb2,
+)
 from protos.carpet.render.v1 import render_pb2
 
 logger = logging.getLogger(__name__)
@@ -77,6 +83,37 @@ ROUTES = {
     ("GET", "/admin/console-settings"): ("GetConsoleSettings",
                                          admin_pb2.GetConsoleSettingsRequest,
                                          admin_pb2.ConsoleSettings),
+    # Notifications, alerts and spend controls (CONTRACT §10).
+    ("POST", "/admin/webhooks"): ("CreateWebhookEndpoint",
+                                  notification_pb2.CreateWebhookEndpointRequest,
+                                  notification_pb2.CreatedWebhookEndpoint),
+    ("GET", "/admin/webhooks"): ("ListWebhookEndpoints",
+                                 notification_pb2.ListWebhookEndpointsRequest,
+                                 notification_pb2.ListWebhookEndpointsResponse),
+    ("DELETE", "/admin/webhooks/{id}"): ("DeleteWebhookEndpoint",
+                                         notification_pb2.DeleteWebhookEndpointRequest,
+                                         notification_pb2.WebhookEndpoint),
+    ("GET", "/admin/webhooks/{id}/deliveries"): ("ListWebhookDeliveries",
+                                                 notification_pb2.ListWebhookDeliveriesRequest,
+                                                 notification_pb2.ListWebhookDeliveriesResponse),
+    ("POST", "/admin/webhooks/deliveries/{id}/retry"): (
+        "RetryWebhookDelivery", notification_pb2.RetryWebhookDeliveryRequest,
+        notification_pb2.WebhookDelivery),
+    ("PUT", "/admin/organizations/{id}/alerts"): ("SetLowBalanceAlert",
+                                                  notification_pb2.SetLowBalanceAlertRequest,
+                                                  notification_pb2.OrganizationControls),
+    ("PUT", "/admin/organizations/{id}/limits"): ("SetSpendLimits",
+                                                  notification_pb2.SetSpendLimitsRequest,
+                                                  notification_pb2.OrganizationControls),
+    ("POST", "/admin/organizations/{id}/suspend"): ("SuspendOrganization",
+                                                    notification_pb2.SuspendOrganizationRequest,
+                                                    notification_pb2.OrganizationControls),
+    ("POST", "/admin/organizations/{id}/resume"): ("ResumeOrganization",
+                                                   notification_pb2.ResumeOrganizationRequest,
+                                                   notification_pb2.OrganizationControls),
+    ("GET", "/admin/organizations/controls"): ("ListOrganizationControls",
+                                               notification_pb2.ListOrganizationControlsRequest,
+                                               notification_pb2.ListOrganizationControlsResponse),
     # Sign-in (CONTRACT §9): no credential header but the password or refresh token itself.
     ("POST", "/auth/login"): ("Login", auth_pb2.LoginRequest, auth_pb2.Session),
     ("POST", "/auth/refresh"): ("Refresh", auth_pb2.RefreshRequest, auth_pb2.Session),

@@ -119,14 +119,17 @@ def build_document(routes: dict, extra_paths: dict, public_paths=frozenset()) ->
     for (method, path), (rpc, request_type, response_type) in sorted(routes.items()):
         operation = {"operationId": rpc, "summary": f"AdminService.{rpc}",
                      "security": [] if path in public_paths else _SECURED}
-        if "{id}" in path:
-            operation["parameters"] = [_ID_PARAMETER]
+        path_parameters = [_ID_PARAMETER] if "{id}" in path else []
+        operation["parameters"] = path_parameters
         request = request_type.DESCRIPTOR
         if method == "GET":
-            operation["parameters"] = _query_parameters(request, components)
+            operation["parameters"] = path_parameters + [
+                parameter for parameter in _query_parameters(request, components)
+                if not (path_parameters and parameter["name"] == "id")]
         else:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{add_message(request, components)}"}}}}
+            schema = {"$ref": f"#/components/schemas/{add_message(request, components)}"}
+            operation["requestBody"] = {"required": method != "DELETE",
+                                        "content": {"application/json": {"schema": schema}}}
         operation["responses"] = {
             "200": {"description": "OK", "content": {"application/json": {"schema": {
                 "$ref": f"#/components/schemas/{add_message(response_type.DESCRIPTOR, components)}"
@@ -134,7 +137,7 @@ def build_document(routes: dict, extra_paths: dict, public_paths=frozenset()) ->
             **{status: {"description": text, "content": _ERROR_BODY}
                for status, text in ERROR_STATUSES.items()},
         }
-        if method == "POST":
+        if method != "GET":
             operation["responses"]["413"] = {"description": "body over 64 KiB",
                                              "content": _ERROR_BODY}
         paths.setdefault(path, {})[method.lower()] = operation

@@ -14,7 +14,7 @@ from admin_gateway.thumbnails import ThumbnailCache, make_thumbnail
 from carpet_common.calls import current_call, current_principal
 from carpet_common.convert import timestamp
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
-from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2, notification_pb2
 from protos.carpet.render.v1 import render_pb2
 
 
@@ -92,13 +92,24 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             account_pb2.GetAccountTotalsRequest(organization_id=organization_id))
         renders = self._clients.renders.GetRenderTotals.future(
             render_pb2.GetRenderTotalsRequest(organization_id=organization_id))
+        low = (self._clients.notifications.ListOrganizationControls.future(
+            notification_pb2.ListOrganizationControlsRequest(low_balance_only=True))
+            if current_principal().role == "ADMIN" else None)
         account_totals, render_totals = accounts.result(), renders.result()
+        if low is not None:
+            low_balance = list(low.result().organizations)
+        else:  # STAFF: its own organisation's alert only
+            own = self._clients.notifications.GetOrganizationControls(
+                notification_pb2.GetOrganizationControlsRequest(id=organization_id))
+            low_balance = [own] if own.low_balance else []
         return admin_pb2.Overview(
             total_users=account_totals.users, total_renders=render_totals.total,
             total_remaining_credit=account_totals.total_balance,
             total_held=account_totals.total_held, organizations=account_totals.organizations,
             renders_by_status=dict(render_totals.by_status), as_of=timestamp(self._clock()),
-            storage_bytes=render_totals.storage_bytes)
+            storage_bytes=render_totals.storage_bytes,
+            low_balance=[row for row in low_balance
+                         if not organization_id or row.organization_id == organization_id])
 
     @relaying
     def ListUsers(self, request, context):
@@ -283,3 +294,45 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     def GetConsoleSettings(self, request, context):
         return self._console
+
+    # Webhooks and organisation controls (CONTRACT §10): the credit service owns them and
+    # audits each change; the gateway passes the person's credential on.
+    @relaying
+    def CreateWebhookEndpoint(self, request, context):
+        return self._clients.notifications.CreateWebhookEndpoint(request)
+
+    @relaying
+    def ListWebhookEndpoints(self, request, context):
+        return self._clients.notifications.ListWebhookEndpoints(request)
+
+    @relaying
+    def DeleteWebhookEndpoint(self, request, context):
+        return self._clients.notifications.DeleteWebhookEndpoint(request)
+
+    @relaying
+    def ListWebhookDeliveries(self, request, context):
+        return self._clients.notifications.ListWebhookDeliveries(request)
+
+    @relaying
+    def RetryWebhookDelivery(self, request, context):
+        return self._clients.notifications.RetryWebhookDelivery(request)
+
+    @relaying
+    def SetLowBalanceAlert(self, request, context):
+        return self._clients.notifications.SetLowBalanceAlert(request)
+
+    @relaying
+    def SetSpendLimits(self, request, context):
+        return self._clients.notifications.SetSpendLimits(request)
+
+    @relaying
+    def SuspendOrganization(self, request, context):
+        return self._clients.notifications.SuspendOrganization(request)
+
+    @relaying
+    def ResumeOrganization(self, request, context):
+        return self._clients.notifications.ResumeOrganization(request)
+
+    @relaying
+    def ListOrganizationControls(self, request, context):
+        return self._clients.notifications.ListOrganizationControls(request)

@@ -73,6 +73,14 @@ class InsufficientCredits(FailedPrecondition):
     reason = "INSUFFICIENT_CREDITS"
 
 
+class SpendLimitReached(FailedPrecondition):
+    reason = "SPEND_LIMIT_REACHED"
+
+
+class OrganizationSuspended(FailedPrecondition):
+    reason = "ORGANIZATION_SUSPENDED"
+
+
 class ResourceExhausted(DomainError):
     grpc_code, http_status = grpc.StatusCode.RESOURCE_EXHAUSTED, 429
     description = "rate limited; see Retry-After"
@@ -91,7 +99,8 @@ class Unavailable(DomainError):
 
 # Every class a caller can receive, most specific first (a reason picks a subclass).
 ERROR_CLASSES: tuple[type[DomainError], ...] = (
-    IdempotencyKeyReused, InsufficientCredits, InvalidArgument, Unauthenticated,
+    IdempotencyKeyReused, InsufficientCredits, SpendLimitReached, OrganizationSuspended,
+    InvalidArgument, Unauthenticated,
     PermissionDenied, NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted,
     Unavailable,
 )

@@ -13,6 +13,7 @@ MIN_ADMIN_TOKEN_LENGTH = 24
 MIN_SERVICE_TOKEN_LENGTH = 32
 MIN_SECRET_BYTES = 32  # JWT_SECRET and AUDIT_HMAC_KEY: HMAC-SHA256 keys of at least 256 bits
 DEFAULT_RENDER_MODES = "preview:1,standard:2,hd:4"
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
 
 
 class SettingsError(ValueError):
@@ -95,6 +96,13 @@ class Settings:
     render_max_attempts: int = 5  # claims before a job that keeps crashing is failed
     # How often each process re-reads the ended sign-in sessions (carpet_common.sessions).
     session_check_interval_s: int = 15
+    # Webhooks (CONTRACT §10): plain http and private addresses only for local development.
+    webhook_allow_private: bool = False
+    # Seconds before each retry after a failed attempt; attempts = 1 + len (Standard Webhooks'
+    # schedule: about 28 hours from the first attempt to the last).
+    webhook_retry_schedule_s: tuple[int, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    webhook_timeout_s: int = 10
+    webhook_concurrency: int = 8  # deliveries in flight per credit-service process
 
 
 def parse_admin_tokens(raw: str, setting: str = "ADMIN_TOKENS",
@@ -143,6 +151,20 @@ def _bounded_duration(env: Mapping[str, str], name: str, default: int, maximum: 
     if value is None or value > maximum:
         raise SettingsError(f"{name} must be at most {maximum} s")
     return value
+
+
+def _schedule(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """`5s,5m,30m,2h`: the waits before each retry."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    waits = []
+    for item in raw.split(","):
+        wait = _duration({name: item}, name, None)
+        if wait is None:
+            raise SettingsError(f"{name} must be a list like 5s,5m,30m,2h")
+        waits.append(wait)
+    return tuple(waits)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -267,6 +289,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                 minimum=1),
         render_lease_seconds=_int(env, "RENDER_LEASE_SECONDS", defaults.render_lease_seconds,
                                   minimum=1),
+        webhook_allow_private=_flag(env, "WEBHOOK_ALLOW_PRIVATE", False),
+        webhook_retry_schedule_s=_schedule(env, "WEBHOOK_RETRY_SCHEDULE",
+                                           defaults.webhook_retry_schedule_s),
+        webhook_timeout_s=_bounded_duration(env, "WEBHOOK_TIMEOUT", defaults.webhook_timeout_s,
+                                            60),
+        webhook_concurrency=_int(env, "WEBHOOK_CONCURRENCY", defaults.webhook_concurrency,
+                                 minimum=1),
         render_hold_ttl_seconds=_int(env, "RENDER_HOLD_TTL_SECONDS",
                                      defaults.render_hold_ttl_seconds, minimum=60),
         render_max_attempts=_int(env, "RENDER_MAX_ATTEMPTS", defaults.render_max_attempts,

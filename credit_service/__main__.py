@@ -74,6 +74,7 @@ def serve(settings, process_index: int) -> int:
         register_gauges,
         sign_in_cleaner,
         system_clock,
+        webhook_dispatcher,
     )
 
     # Metrics first: a process never answers calls it could not yet be observed answering.
@@ -82,11 +83,14 @@ def serve(settings, process_index: int) -> int:
         serve_metrics(settings.metrics_addr, process_index)
     running, port = build_server(settings, settings.credit_addr)
     sweeper, cleaner = hold_sweeper(clock=system_clock), sign_in_cleaner(clock=system_clock)
+    dispatcher = webhook_dispatcher(settings, system_clock)
     sweeper.start()
     cleaner.start()
+    dispatcher.start()
     logger.info("credit service listening on %s (port %d, process %d)", settings.credit_addr,
                 port, process_index)
-    run_until_signal([running], on_stop=lambda: (sweeper.stop(), cleaner.stop()))
+    run_until_signal([running], on_stop=lambda: (sweeper.stop(), cleaner.stop(),
+                                                 dispatcher.stop()))
     return 0
 
 

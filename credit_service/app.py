@@ -20,6 +20,7 @@ from carpet_common.settings import Settings, SettingsError
 from credit_service import audit, ledger, signin
 from credit_service.audited import write_denial
 from credit_service.models import database, utcnow
+from credit_service.notifications import NotificationServicer
 from credit_service.servicer import (
     AccountServicer,
     AuditServicer,
@@ -27,11 +28,13 @@ from credit_service.servicer import (
     Clock,
     CreditServicer,
 )
+from credit_service.webhooks import signing
 from protos.carpet.credit.v1 import (
     account_pb2_grpc,
     audit_pb2_grpc,
     auth_pb2_grpc,
     credit_pb2_grpc,
+    notification_pb2_grpc,
 )
 
 logger = logging.getLogger(__name__)
@@ -40,7 +43,8 @@ ACCOUNT = "carpet.credit.v1.AccountService"
 CREDIT = "carpet.credit.v1.CreditService"
 AUDIT = "carpet.credit.v1.AuditService"
 AUTH = "carpet.credit.v1.AuthService"
-SERVICE_NAMES = (ACCOUNT, CREDIT, AUDIT, AUTH)
+NOTIFICATION = "carpet.credit.v1.NotificationService"
+SERVICE_NAMES = (ACCOUNT, CREDIT, AUDIT, AUTH, NOTIFICATION)
 SWEEP_INTERVAL_S = 5.0
 
 # The services that act on their own behalf here (docs/security.md).
@@ -85,6 +89,19 @@ def policy(settings: Settings) -> dict[str, Rule]:
         # A person's change in the render service's database, relayed by the gateway.
         f"/{AUDIT}/RecordAction": services(GATEWAY),
         f"/{AUDIT}/VerifyAuditChain": ADMIN,
+        f"/{NOTIFICATION}/CreateWebhookEndpoint": ADMIN,
+        f"/{NOTIFICATION}/ListWebhookEndpoints": ADMIN,
+        f"/{NOTIFICATION}/DeleteWebhookEndpoint": ADMIN,
+        f"/{NOTIFICATION}/ListWebhookDeliveries": ADMIN,
+        f"/{NOTIFICATION}/RetryWebhookDelivery": ADMIN,
+        f"/{NOTIFICATION}/SetLowBalanceAlert": ADMIN,
+        f"/{NOTIFICATION}/SetSpendLimits": ADMIN,
+        f"/{NOTIFICATION}/SuspendOrganization": ADMIN,
+        f"/{NOTIFICATION}/ResumeOrganization": ADMIN,
+        f"/{NOTIFICATION}/GetOrganizationControls": ADMIN_STAFF | services(GATEWAY),
+        f"/{NOTIFICATION}/ListOrganizationControls": ADMIN | services(GATEWAY),
+        # Finished render jobs from the render service's outbox.
+        f"/{NOTIFICATION}/PublishRenderEvents": services(RENDER),
     }
 
 
@@ -103,6 +120,13 @@ def hold_sweeper(clock: Clock, interval_s: float = SWEEP_INTERVAL_S) -> Periodic
             logger.info("expired holds worth %d credits", expired)
 
     return Periodic("hold-sweeper", interval_s, sweep)
+
+
+def webhook_dispatcher(settings: Settings, clock: Clock):
+    """The delivery worker of this process (every replica runs one; leases keep them apart)."""
+    from credit_service.webhooks.dispatcher import WebhookDispatcher
+
+    return WebhookDispatcher(settings, clock)
 
 
 def sign_in_cleaner(clock: Clock, interval_s: float = 60.0) -> Periodic:
@@ -134,6 +158,7 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
         raise SettingsError("AUDIT_HMAC_KEY is not set: the credit service keeps a keyed audit "
                             "chain (make run generates one)")
     audit.use_key(settings.audit_hmac_key)
+    signing.use_key(settings.audit_hmac_key)
     with database.connection_context():
         audit.seal_chain()
     denials = DenialLog(write_denial)
@@ -154,6 +179,8 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
         audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(), server)
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthServicer(settings, clock, identity_provider(settings)), server)
+        notification_pb2_grpc.add_NotificationServiceServicer_to_server(
+            NotificationServicer(clock, allow_private=settings.webhook_allow_private), server)
 
     running, port = create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
                                   max_workers=settings.grpc_max_workers,

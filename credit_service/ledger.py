@@ -11,12 +11,18 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from peewee import JOIN, IntegrityError, fn
+from peewee import JOIN, SQL, IntegrityError, fn
 
 from carpet_common.days import as_date
-from carpet_common.errors import FailedPrecondition, InsufficientCredits, InvalidArgument, NotFound
+from carpet_common.errors import (
+    FailedPrecondition,
+    InsufficientCredits,
+    InvalidArgument,
+    NotFound,
+    SpendLimitReached,
+)
 from carpet_common.paging import Page, paginate
-from credit_service import ledger_sql
+from credit_service import controls, ledger_sql
 from credit_service.ledger_sql import CreditLogView, HoldView
 from credit_service.models import (
     CreditBalance,
@@ -27,6 +33,7 @@ from credit_service.models import (
     User,
     database,
 )
+from credit_service.webhooks.outbox import record_event
 
 MAX_REASON_LENGTH = 500
 MAX_REFERENCE_LENGTH = 200
@@ -49,14 +56,6 @@ class BalanceView:
 
 def _organization_exists(organization_id: int) -> bool:
     return Organization.select().where(Organization.id == organization_id).exists()
-
-
-def _read_balance(organization_id: int) -> BalanceView:
-    row = (CreditBalance.select(CreditBalance.balance, CreditBalance.held)
-           .where(CreditBalance.organization == organization_id).first())
-    if row is None:
-        raise NotFound(f"organisation {organization_id} not found")
-    return BalanceView(organization_id, row.balance, row.held)
 
 
 def get_balance(organization_id: int, now: datetime.datetime) -> BalanceView:
@@ -99,11 +98,16 @@ def adjust_credits(organization_id: int, delta: int, reason: str, *, actor: str,
             if not _organization_exists(organization_id):
                 raise NotFound(f"organisation {organization_id} not found")
             raise InsufficientCredits("not enough available credit for this adjustment")
-        after = _read_balance(organization_id)
+        state = controls.read_state(organization_id)
+        after = BalanceView(organization_id, state.balance, state.held)
         log = CreditLog.create(organization=organization_id, delta=delta,
                                balance_after=after.balance, kind="adjust", reason=reason,
                                reference=reference[:MAX_REFERENCE_LENGTH], actor=actor,
                                created_at=now)
+        record_event("credit.adjusted", organization_id,
+                     {"creditLogId": log.id, "delta": delta, "balanceAfter": after.balance,
+                      "reason": reason, "actor": actor}, now)
+        controls.after_available_change(state, organization_id, now)
     return _log_view(log), after
 
 
@@ -120,7 +124,9 @@ def _expire_overdue(organization_id: int, now: datetime.datetime) -> int:
                 .execute()):
             released += hold.amount
     if released:
-        (CreditBalance.update(held=CreditBalance.held - released, updated_at=now)
+        rearm = ledger_sql.REARM.replace("{p}", str(int(released)))
+        (CreditBalance.update(held=CreditBalance.held - released, updated_at=now,
+                              low_balance_armed=SQL(f"({rearm})"))
          .where(CreditBalance.organization == organization_id).execute())
     return released
 
@@ -156,12 +162,15 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
 
     def attempt() -> HoldView:
         with database.atomic():
-            hold_id, held = ledger_sql.insert_and_hold(organization_id, user_id or None, amount,
-                                                       reference, expires_at, now)
+            hold_id, state = ledger_sql.insert_and_hold(organization_id, user_id or None,
+                                                        amount, reference, expires_at, now)
             if hold_id is None:  # this reference already has its hold: a repeat
                 return _hold_by_reference(organization_id, reference)
-            if not held:
+            if state is None:
                 raise _NotReserved
+            # The balance row is locked by this transaction from here to its end.
+            controls.check_limits(state, organization_id, user_id or None, now)
+            controls.after_available_change(state, organization_id, now)
         return HoldView(id=hold_id, organization_id=organization_id, user_id=user_id or None,
                         amount=amount, state="held", reference=reference,
                         expires_at=expires_at)
@@ -177,7 +186,13 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
                 raise
             return attempt()
     except _NotReserved:
+        controls.check_not_suspended(organization_id)
         raise InsufficientCredits("not enough available credit") from None
+    except controls.LimitRefused as refused:
+        controls.note_refusal(organization_id, refused, now)
+        what = ("this month's spend limit" if refused.user_id is None
+                else f"user {refused.user_id}'s daily spend limit")
+        raise SpendLimitReached(f"{what} of {refused.limit} credits would be passed") from None
     except IntegrityError:
         # A foreign key of the hold: there is no such organisation or user.
         if not _organization_exists(organization_id):

@@ -14,6 +14,7 @@ import datetime
 from dataclasses import dataclass
 
 from carpet_common.db import Statement, is_postgres
+from credit_service.controls import BalanceState
 from credit_service.models import CreditHold, database
 
 _as_time = CreditHold.expires_at.python_value  # driver value -> naive UTC datetime
@@ -57,21 +58,29 @@ _INSERT_HOLD = Statement("""
     VALUES ({p}, {p}, {p}, 'held', {p}, {p}, {p}, {p}, '')
     ON CONFLICT (organization_id, reference) DO NOTHING
     RETURNING id""")
-_HOLD_CREDITS = Statement("""
-    UPDATE credit_balance SET held = held + {p}, updated_at = {p}
-    WHERE organization_id = {p} AND balance - held >= {p}""")
-_RESERVE_PG = Statement("""
+# What the reservation's balance UPDATE returns: the row after it, for the alert and the
+# limits (credit_service.controls); a suspended organisation's row is not updated.
+_STATE = ("balance, held, low_balance_threshold, low_balance_armed, monthly_credit_limit, "
+          "user_daily_credit_limit")
+_NOT_SUSPENDED = ("NOT EXISTS (SELECT 1 FROM organization o WHERE o.id = {p} "
+                  "AND o.suspended_at IS NOT NULL)")
+_HOLD_CREDITS = Statement(f"""
+    UPDATE credit_balance SET held = held + {{p}}, updated_at = {{p}}
+    WHERE organization_id = {{p}} AND balance - held >= {{p}} AND {_NOT_SUSPENDED}
+    RETURNING {_STATE}""")
+_RESERVE_PG = Statement(f"""
     WITH hold AS (
         INSERT INTO credit_hold (organization_id, user_id, amount, state, reference,
                                  expires_at, created_at, updated_at, release_reason)
-        VALUES ({p}, {p}, {p}, 'held', {p}, {p}, {p}, {p}, '')
+        VALUES ({{p}}, {{p}}, {{p}}, 'held', {{p}}, {{p}}, {{p}}, {{p}}, '')
         ON CONFLICT (organization_id, reference) DO NOTHING
         RETURNING id),
     reserved AS (
-        UPDATE credit_balance SET held = held + {p}, updated_at = {p}
-        WHERE organization_id = {p} AND balance - held >= {p} AND EXISTS (SELECT 1 FROM hold)
-        RETURNING organization_id)
-    SELECT (SELECT id FROM hold), EXISTS (SELECT 1 FROM reserved)""")
+        UPDATE credit_balance SET held = held + {{p}}, updated_at = {{p}}
+        WHERE organization_id = {{p}} AND balance - held >= {{p}} AND {_NOT_SUSPENDED}
+          AND EXISTS (SELECT 1 FROM hold)
+        RETURNING {_STATE})
+    SELECT (SELECT id FROM hold), reserved.* FROM (SELECT 1) one LEFT JOIN reserved ON true""")
 _CAPTURE_HOLD = Statement("""
     UPDATE credit_hold SET state = 'captured', updated_at = {p}
     WHERE id = {p} AND state = 'held' AND expires_at > {p}
@@ -109,8 +118,13 @@ _RELEASE_HOLD = Statement("""
     UPDATE credit_hold SET state = 'released', release_reason = {p}, updated_at = {p}
     WHERE id = {p} AND state = 'held'
     RETURNING organization_id, amount""")
-_UNHOLD_CREDITS = Statement("""
-    UPDATE credit_balance SET held = held - {p}, updated_at = {p} WHERE organization_id = {p}""")
+# Giving credit back re-arms the low-balance alert once the available credit is back at or
+# above its threshold (credit_service.controls).
+REARM = "low_balance_armed OR balance - (held - {p}) >= low_balance_threshold"
+_UNHOLD_CREDITS = Statement(f"""
+    UPDATE credit_balance SET held = held - {{p}}, low_balance_armed = ({REARM}),
+                              updated_at = {{p}}
+    WHERE organization_id = {{p}}""")
 
 
 def balance_now(organization_id: int, now: datetime.datetime) -> tuple[int, int] | None:
@@ -121,18 +135,20 @@ def balance_now(organization_id: int, now: datetime.datetime) -> tuple[int, int]
 
 def insert_and_hold(organization_id: int, user_id: int | None, amount: int, reference: str,
                     expires_at: datetime.datetime, now: datetime.datetime
-                    ) -> tuple[int | None, bool]:
-    """(new hold id, or None when the reference already has one; whether credits were held).
-    The balance is raised by a conditional UPDATE: it holds only what is available."""
+                    ) -> tuple[int | None, BalanceState | None]:
+    """(new hold id, or None when the reference already has one; the balance row after holding
+    the credits, or None when they were not held). The balance is raised by a conditional
+    UPDATE: it holds only what is available, and nothing for a suspended organisation."""
     hold_row = (organization_id, user_id, amount, reference, expires_at, now, now)
     if is_postgres(database.obj):
-        hold_id, held = _RESERVE_PG.row(database, *hold_row, amount, now, organization_id,
-                                        amount)
-        return hold_id, bool(held)
+        hold_id, *state = _RESERVE_PG.row(database, *hold_row, amount, now, organization_id,
+                                          amount, organization_id)
+        return hold_id, (BalanceState(*state) if state[0] is not None else None)
     inserted = _INSERT_HOLD.row(database, *hold_row)
     if inserted is None:
-        return None, False
-    return inserted[0], bool(_HOLD_CREDITS.count(database, amount, now, organization_id, amount))
+        return None, None
+    state = _HOLD_CREDITS.row(database, amount, now, organization_id, amount, organization_id)
+    return inserted[0], (BalanceState(*state) if state is not None else None)
 
 
 def capture(hold_id: int, now: datetime.datetime, actor: str
@@ -168,5 +184,5 @@ def release(hold_id: int, reason: str, now: datetime.datetime) -> bool:
     if won is None:
         return False
     organization_id, amount = won
-    _UNHOLD_CREDITS.count(database, amount, now, organization_id)
+    _UNHOLD_CREDITS.count(database, amount, amount, now, organization_id)
     return True

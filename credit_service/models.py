@@ -49,6 +49,9 @@ class Organization(BaseModel):
     id = BigAutoField()
     name = CharField(max_length=200, unique=True, constraints=[Check("length(name) > 0")])
     created_at = DateTimeField(default=utcnow)
+    # Suspended (NULL: not): its submissions and its users' sign-ins are refused.
+    suspended_at = DateTimeField(null=True)
+    suspension_reason = CharField(max_length=500, default="")
 
     class Meta:
         indexes = ((("created_at", "id"), False),)
@@ -80,6 +83,16 @@ class CreditBalance(BaseModel):
     balance = BigIntegerField(default=0, constraints=[Check("balance >= 0")])
     held = BigIntegerField(default=0, constraints=[Check("held >= 0")])
     updated_at = DateTimeField(default=utcnow)
+    # credit.low_balance fires when balance - held falls below the threshold while armed, and
+    # disarms; it re-arms when the available credit is back at or above it (0: no alert).
+    low_balance_threshold = BigIntegerField(default=0,
+                                            constraints=[Check("low_balance_threshold >= 0")])
+    low_balance_armed = BooleanField(default=True)
+    # Spend limits (0: none), checked inside the reserve transaction (credit_service.controls).
+    monthly_credit_limit = BigIntegerField(default=0,
+                                           constraints=[Check("monthly_credit_limit >= 0")])
+    user_daily_credit_limit = BigIntegerField(
+        default=0, constraints=[Check("user_daily_credit_limit >= 0")])
 
     class Meta:
         constraints = [Check("held <= balance", name="credit_balance_held_within_balance")]
@@ -105,6 +118,9 @@ class CreditHold(BaseModel):
             # The expiry sweeper scans held holds by expiry, all organisations or one.
             (("state", "expires_at"), False),
             (("organization", "state", "expires_at"), False),
+            # What an organisation or a user spent since a time (the spend limits).
+            (("organization", "created_at"), False),
+            (("user", "created_at"), False),
         )
 
 
@@ -238,6 +254,93 @@ class CreditDaily(BaseModel):
         indexes = ((("day",), False),)
 
 
+WEBHOOK_EVENT_TYPES = ("render.succeeded", "render.failed", "credit.adjusted",
+                       "credit.low_balance", "credit.spend_limit_reached",
+                       "organization.suspended")
+DELIVERY_STATES = ("pending", "delivered", "failed", "canceled")
+
+
+class WebhookEndpoint(BaseModel):
+    """A receiver of events. Its signing secret is not stored: it is derived from
+    `secret_salt` with a key kept outside the database (credit_service.webhooks.signing)."""
+
+    id = BigAutoField()
+    organization_id = BigIntegerField(null=True)  # NULL: every organisation's events
+    url = CharField(max_length=2000)
+    events = CharField(max_length=500)  # comma-separated event types
+    secret_salt = CharField(max_length=64)
+    created_by = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=utcnow)
+    deleted_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("deleted_at", "organization_id"), False),)
+
+
+class WebhookEvent(BaseModel):
+    """The outbox: one row per event, written in the transaction of the change that caused it
+    (or, for a render job, relayed from the render service's own outbox)."""
+
+    id = BigAutoField()
+    event_id = CharField(max_length=100, unique=True)  # webhook-id: the same on every attempt
+    type = CharField(max_length=64, constraints=[Check(_in("type", WEBHOOK_EVENT_TYPES))])
+    organization_id = BigIntegerField()
+    body = TextField()  # the exact JSON sent: {"type", "timestamp", "data"}
+    created_at = DateTimeField(default=utcnow)
+
+
+class WebhookDelivery(BaseModel):
+    """One event on its way to one endpoint. A sender claims it with a lease (`lease_token`,
+    `lease_until`), so no two replicas send it at the same time."""
+
+    id = BigAutoField()
+    event = ForeignKeyField(WebhookEvent, on_delete="RESTRICT")
+    endpoint = ForeignKeyField(WebhookEndpoint, on_delete="RESTRICT")
+    state = CharField(max_length=16, default="pending",
+                      constraints=[Check(_in("state", DELIVERY_STATES))])
+    attempts = IntegerField(default=0, constraints=[Check("attempts >= 0")])
+    next_attempt_at = DateTimeField()
+    lease_token = CharField(max_length=32, null=True)
+    lease_until = DateTimeField(null=True)
+    delivered_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("event", "endpoint"), True),
+            (("state", "next_attempt_at"), False),
+            (("endpoint", "created_at", "id"), False),
+        )
+
+
+class WebhookAttempt(BaseModel):
+    id = BigAutoField()
+    delivery = ForeignKeyField(WebhookDelivery, on_delete="RESTRICT")
+    attempted_at = DateTimeField()
+    status_code = IntegerField(default=0)  # 0: no HTTP answer
+    latency_ms = BigIntegerField(default=0)
+    response_excerpt = CharField(max_length=500, default="")
+    error = CharField(max_length=500, default="")
+
+    class Meta:
+        indexes = ((("delivery", "id"), False),)
+
+
+class SpendLimitNotice(BaseModel):
+    """credit.spend_limit_reached is sent once per limit and period: the first refusal inserts
+    this row, later refusals in the same period find it."""
+
+    id = BigAutoField()
+    organization_id = BigIntegerField()
+    scope = CharField(max_length=64)  # "organization" or "user:<id>"
+    period = CharField(max_length=16)  # "2026-11" or "2026-11-26"
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("organization_id", "scope", "period"), True),)
+
+
 ALL_MODELS = (Organization, User, CreditBalance, CreditHold, CreditLog, AuditLog,
               AuditChainHead, IdempotencyRecord, AuthSession, RefreshToken, LoginFailure,
-              CreditDaily)
+              CreditDaily, WebhookEndpoint, WebhookEvent, WebhookDelivery, WebhookAttempt,
+              SpendLimitNotice)

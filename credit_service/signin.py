@@ -31,12 +31,13 @@ from carpet_common.db import is_postgres
 from carpet_common.errors import (
     InvalidArgument,
     NotFound,
+    OrganizationSuspended,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
 )
 from carpet_common.ratelimit import client_key
-from credit_service import accounts, passwords
+from credit_service import accounts, controls, passwords
 from credit_service.audit import AuditEntry, append_audit
 from credit_service.emails import display_form, normalize_email
 from credit_service.models import AuthSession, LoginFailure, RefreshToken, User, database
@@ -177,6 +178,7 @@ def login(email: str, password: str, client_ip: str, now: datetime.datetime, *,
         _audit("Login", "denied:PERMISSION_DENIED", actor=account, user=user,
                client_ip=client_ip, details={"error": "user is deactivated"})
         raise PermissionDenied("this user is deactivated", reason="USER_DEACTIVATED")
+    _refuse_if_suspended(user, account, client_ip)
     with database.atomic():
         # The right password: this attempt was no failure, and the account starts afresh.
         (LoginFailure.delete().where(LoginFailure.id.in_(attempt)
@@ -188,6 +190,16 @@ def login(email: str, password: str, client_ip: str, now: datetime.datetime, *,
         _audit("Login", "ok", actor=account, user=user, client_ip=client_ip,
                details={"session": signed_in.session_id})
     return signed_in
+
+
+def _refuse_if_suspended(user: User, account: str, client_ip: str) -> None:
+    """The right credentials of a suspended organisation's user: refused, saying why."""
+    try:
+        controls.check_not_suspended(user.organization_id)
+    except OrganizationSuspended as error:
+        _audit("Login", "denied:FAILED_PRECONDITION", actor=account, user=user,
+               client_ip=client_ip, details={"error": "organisation suspended"})
+        raise error from None
 
 
 def login_as(email: str, client_ip: str, now: datetime.datetime, *,
@@ -206,6 +218,7 @@ def login_as(email: str, client_ip: str, now: datetime.datetime, *,
         _audit("Login", "denied:PERMISSION_DENIED", actor=account, user=user,
                client_ip=client_ip, details={"error": "user is deactivated"})
         raise PermissionDenied("this user is deactivated", reason="USER_DEACTIVATED")
+    _refuse_if_suspended(user, account, client_ip)
     with database.atomic():
         signed_in = _new_session(accounts.get_user(user.id), now, refresh_ttl_s)
         _audit("Login", "ok", actor=account, user=user, client_ip=client_ip,
@@ -234,6 +247,7 @@ def refresh(token: str, client_ip: str, now: datetime.datetime, *,
         elif not user.active:
             raise Unauthenticated(BAD_REFRESH_TOKEN)
         else:
+            controls.check_not_suspended(user.organization_id)
             return SignedIn(user, row.session.id,
                             _next_token(row.session.id, now, refresh_ttl_s))
     raise Unauthenticated(BAD_REFRESH_TOKEN)

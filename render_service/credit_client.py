@@ -14,7 +14,12 @@ import grpc
 
 from carpet_common import errors
 from carpet_common.logs import request_id_var
-from protos.carpet.credit.v1 import credit_pb2, credit_pb2_grpc
+from protos.carpet.credit.v1 import (
+    credit_pb2,
+    credit_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+)
 
 CREDIT_SERVICE = "carpet.credit.v1.CreditService"
 CALL_TIMEOUT_S = 5.0
@@ -40,6 +45,7 @@ def hold_reference(job_id: int) -> str:
 class CreditClient:
     def __init__(self, channel: grpc.Channel, *, timeout_s: float = CALL_TIMEOUT_S):
         self._stub = credit_pb2_grpc.CreditServiceStub(channel)
+        self._notifications = notification_pb2_grpc.NotificationServiceStub(channel)
         self._timeout = timeout_s
 
     def reserve(self, organization_id: int, amount: int, job_id: int, ttl_seconds: int,
@@ -61,6 +67,11 @@ class CreditClient:
         lost); NotFound when no hold with the job's reference exists."""
         return self._call(self._stub.ReleaseHold, credit_pb2.ReleaseHoldRequest(
             organization_id=organization_id, reference=hold_reference(job_id), reason=reason))
+
+    def publish_render_events(self, events) -> int:
+        """Hand finished jobs' events to the credit service (render_service.events)."""
+        return self._call(self._notifications.PublishRenderEvents,
+                          notification_pb2.PublishRenderEventsRequest(events=events)).recorded
 
     def _call(self, method, request):
         metadata = (("x-request-id", request_id_var.get()),)

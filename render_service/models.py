@@ -154,4 +154,17 @@ class RenderDaily(BaseModel):
         indexes = ((("day",), False),)
 
 
-ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount, RenderStorage, RenderDaily)
+class RenderEvent(BaseModel):
+    """The outbox of finished jobs for webhooks: written by a trigger on render_job in the
+    statement that ends a job (migrations/0008_render_events.py), relayed to the credit service
+    and deleted by render_service.events."""
+
+    job_id = BigIntegerField(primary_key=True)
+    organization_id = BigIntegerField()
+    type = CharField(max_length=32, constraints=[
+        Check("type IN ('render.succeeded', 'render.failed')")])
+    occurred_at = DateTimeField()
+
+
+ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount, RenderStorage, RenderDaily,
+              RenderEvent)

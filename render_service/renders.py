@@ -46,6 +46,9 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
     except errors.InsufficientCredits:
         jobs.fail_unstarted(job.id, INSUFFICIENT_CREDITS_TEXT, now, release_pending=False)
         raise
+    except errors.FailedPrecondition as error:  # SPEND_LIMIT_REACHED, ORGANIZATION_SUSPENDED
+        jobs.fail_unstarted(job.id, error.message, now, release_pending=False)
+        raise
     except (errors.NotFound, errors.InvalidArgument) as error:
         jobs.fail_unstarted(job.id, error.message, now, release_pending=False)
         raise

@@ -25,6 +25,7 @@ from carpet_common import errors
 from carpet_common.settings import Settings
 from render_service import jobs, placement
 from render_service.credit_client import CreditClient
+from render_service.events import event_relay
 from render_service.models import Carpet, RenderJob, database, utcnow
 from render_service.renderers import (
     FALLBACK_RENDERER,
@@ -32,6 +33,7 @@ from render_service.renderers import (
     RenderError,
     RenderRequest,
 )
+from render_service.renders import INSUFFICIENT_CREDITS_TEXT
 from render_service.retention import retention_sweeper
 from render_service.settler import HoldSettler
 from render_service.storage import ImageStore
@@ -83,6 +85,7 @@ class WorkerPool:
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}"
         self._settler = HoldSettler(credit, clock)
         self._retention = retention_sweeper(settings, store, clock)
+        self._events = event_relay(credit)
 
     def start(self) -> None:
         for index in range(self._settings.render_workers):
@@ -93,6 +96,7 @@ class WorkerPool:
             thread.start()
         self._settler.start()
         self._retention.start()
+        self._events.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the jobs in hand (up to `timeout`); unfinished ones are re-claimed later."""
@@ -101,6 +105,7 @@ class WorkerPool:
             thread.join(timeout)
         self._settler.stop(timeout)
         self._retention.stop(timeout)
+        self._events.stop(timeout)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -166,9 +171,10 @@ class WorkerPool:
         try:
             hold = self._credit.reserve(job.organization_id, job.cost, job.id,
                                         self._settings.render_hold_ttl_seconds, job.user_id)
-        except errors.InsufficientCredits:
-            jobs.finish_failed(job.id, owner, "insufficient credits", self._clock(),
-                               release_pending=False)
+        except errors.FailedPrecondition as error:  # no credit, a spend limit, suspended
+            text = (INSUFFICIENT_CREDITS_TEXT if isinstance(error, errors.InsufficientCredits)
+                    else error.message)
+            jobs.finish_failed(job.id, owner, text, self._clock(), release_pending=False)
             return None
         except (errors.NotFound, errors.InvalidArgument) as error:
             jobs.finish_failed(job.id, owner, error.message, self._clock(),

@@ -173,12 +173,37 @@ def credit_server(credit_db, clock):
     from credit_service.app import build_server
     from tests.helpers import credit_stubs, service_settings
 
-    running, port = build_server(service_settings(grpc_max_workers=48), "127.0.0.1:0", clock=clock)
+    # Webhook receivers in tests listen on loopback, as in local development.
+    running, port = build_server(service_settings(grpc_max_workers=48, webhook_allow_private=True),
+                                 "127.0.0.1:0", clock=clock)
     stubs = credit_stubs(port)
     yield stubs
     stubs.channel.close()
     stubs.anonymous.channel.close()
     running.stop(grace=1)
+
+
+@pytest.fixture
+def start_dispatcher(credit_server, clock):
+    """Start webhook delivery workers on the test clock (retries wait for `clock.advance`);
+    call with settings overrides. They are stopped afterwards."""
+    from credit_service.app import webhook_dispatcher
+    from tests.helpers import service_settings
+
+    dispatchers = []
+
+    def start(**overrides):
+        values = dict(webhook_allow_private=True, webhook_retry_schedule_s=(5, 60, 3600),
+                      webhook_timeout_s=2)
+        values.update(overrides)
+        dispatcher = webhook_dispatcher(service_settings(**values), clock)
+        dispatcher.start()
+        dispatchers.append(dispatcher)
+        return dispatcher
+
+    yield start
+    for dispatcher in dispatchers:
+        dispatcher.stop(timeout=10)
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ class CreditStubs:
     credits: object
     audit: object
     anonymous: CreditStubs | None = None  # the same server through a channel of no identity
+    notifications: object = None
 
 
 def identified_channel(port: int | str, service: str | None) -> grpc.Channel:
@@ -64,12 +65,18 @@ def identified_channel(port: int | str, service: str | None) -> grpc.Channel:
 def credit_stubs(port: int, service: str | None = "render") -> CreditStubs:
     """Stubs that call as the render service (the credit service's main caller); calls that
     send an admin credential act as that person."""
-    from protos.carpet.credit.v1 import account_pb2_grpc, audit_pb2_grpc, credit_pb2_grpc
+    from protos.carpet.credit.v1 import (
+        account_pb2_grpc,
+        audit_pb2_grpc,
+        credit_pb2_grpc,
+        notification_pb2_grpc,
+    )
 
     channel = identified_channel(port, service)
     stubs = CreditStubs(port, channel, account_pb2_grpc.AccountServiceStub(channel),
                         credit_pb2_grpc.CreditServiceStub(channel),
-                        audit_pb2_grpc.AuditServiceStub(channel))
+                        audit_pb2_grpc.AuditServiceStub(channel),
+                        notifications=notification_pb2_grpc.NotificationServiceStub(channel))
     if service is not None:
         stubs.anonymous = credit_stubs(port, None)
     return stubs

@@ -14,7 +14,7 @@ from carpet_common.auth import Identity, Principal, admit
 from carpet_common.errors import PermissionDenied
 from credit_service.app import policy as credit_policy
 from protos.carpet.admin.v1 import admin_pb2
-from protos.carpet.credit.v1 import account_pb2, audit_pb2, auth_pb2, credit_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, auth_pb2, credit_pb2, notification_pb2
 from protos.carpet.render.v1 import render_pb2
 from render_service.app import policy as render_policy
 from tests.helpers import ADMIN, JWT_SECRET, SERVICE_TOKEN, as_service, bearer
@@ -26,6 +26,7 @@ SERVICES = {  # descriptor -> which server answers it
     credit_pb2.DESCRIPTOR.services_by_name["CreditService"]: "credit",
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"]: "credit",
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"]: "credit",
+    notification_pb2.DESCRIPTOR.services_by_name["NotificationService"]: "credit",
     render_pb2.DESCRIPTOR.services_by_name["RenderService"]: "render",
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"]: "gateway",
 }

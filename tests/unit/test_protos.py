@@ -8,6 +8,7 @@ MODULES = {
     "protos.carpet.credit.v1.credit": ["carpet.credit.v1.CreditService"],
     "protos.carpet.credit.v1.audit": ["carpet.credit.v1.AuditService"],
     "protos.carpet.credit.v1.auth": ["carpet.credit.v1.AuthService"],
+    "protos.carpet.credit.v1.notification": ["carpet.credit.v1.NotificationService"],
     "protos.carpet.render.v1.render": ["carpet.render.v1.RenderService"],
     "protos.carpet.admin.v1.admin": ["carpet.admin.v1.AdminService"],
 }
@@ -43,7 +44,14 @@ CONSOLE = {
         "GetRenderThumbnail", "GetRenderRoom", "CancelRender", "VerifyAuditChain",
         "GetConsoleSettings"},
 }
+# Webhooks, alerts, limits and suspension (§10: the HTTP paths are the contract's).
+NOTIFICATIONS = {"CreateWebhookEndpoint", "ListWebhookEndpoints", "DeleteWebhookEndpoint",
+                 "ListWebhookDeliveries", "RetryWebhookDelivery", "SetLowBalanceAlert",
+                 "SetSpendLimits", "SuspendOrganization", "ResumeOrganization",
+                 "ListOrganizationControls"}
 ADDED_METHODS = {
+    "carpet.credit.v1.NotificationService": NOTIFICATIONS | {"GetOrganizationControls",
+                                                             "PublishRenderEvents"},
     "carpet.credit.v1.AccountService": {"GetAccountTotals"} | SIGN_IN_ADMIN,
     "carpet.credit.v1.AuditService": {"RecordDenial"} | CONSOLE["carpet.credit.v1.AuditService"],
     "carpet.credit.v1.CreditService": CONSOLE["carpet.credit.v1.CreditService"],
@@ -53,7 +61,7 @@ ADDED_METHODS = {
                                       | CONSOLE["carpet.render.v1.RenderService"],
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
                                      "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
-                                    | CONSOLE["carpet.admin.v1.AdminService"],
+                                    | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS,
 }
 
 
