@@ -6,7 +6,7 @@ events relayed from the render service's outbox, and two delivery workers that n
 delivery twice."""
 import grpc
 import pytest
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from protos.carpet.credit.v1 import audit_pb2, credit_pb2, notification_pb2
 from tests.helpers import ADMIN
@@ -64,7 +64,7 @@ def test_the_secret_is_shown_once_and_signs_every_delivery(credit_server, start_
     assert event["data"] == {"organizationId": org.id, "creditLogId": log.id, "delta": 5,
                              "balanceAfter": 15, "reason": "top-up", "actor": "alice"}
     assert request.headers["webhook-id"].startswith("msg_")
-    with pytest.raises(Exception):  # another endpoint's secret does not verify it
+    with pytest.raises(WebhookVerificationError):  # another endpoint's secret does not verify it
         verified(add_endpoint(credit_server, "http://127.0.0.1:9/x").secret, request)
 
 
