@@ -25,9 +25,9 @@ class LoopbackServer:
     """A threaded HTTP server on a free loopback port, serving `self._handler()`'s class while
     the `with` block lasts; `origin` is its http://127.0.0.1:<port>."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

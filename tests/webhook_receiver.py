@@ -18,6 +18,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int  # what the receiver answered (0: it never answered)
+    arrived: float = 0.0  # time.monotonic() when the request was read
 
     @property
     def event(self) -> dict:
@@ -25,11 +26,13 @@ class Received:
 
 
 class WebhookReceiver(LoopbackServer):
-    def __init__(self, script=("ok",)):
+    def __init__(self, script=("ok",), *, port: int = 0, fail_every: int = 0):
+        """`fail_every`: every n-th request (of the whole run) answers 503 instead."""
         self.script = list(script)
         self.received: list[Received] = []
         self._released = threading.Event()
-        super().__init__()
+        self._fail_every = fail_every
+        super().__init__(port)
 
     @property
     def url(self) -> str:
@@ -37,6 +40,8 @@ class WebhookReceiver(LoopbackServer):
 
     def _next(self) -> str:
         with self._lock:
+            if self._fail_every and (len(self.received) + 1) % self._fail_every == 0:
+                return "status:503"
             return self.script.pop(0) if len(self.script) > 1 else self.script[0]
 
     def __exit__(self, *exc):
@@ -57,7 +62,7 @@ class WebhookReceiver(LoopbackServer):
                 if answer.startswith("redirect:"):
                     status = 307
                 with receiver._lock:
-                    receiver.received.append(Received(headers, body, status))
+                    receiver.received.append(Received(headers, body, status, time.monotonic()))
                 if answer == "hang":
                     receiver._released.wait(120)
                     return

@@ -31,8 +31,9 @@ class WebhookDispatcher:
         self._timeout_s = settings.webhook_timeout_s
         self._allow_private = settings.webhook_allow_private
         self._concurrency = settings.webhook_concurrency
-        # Longer than an attempt can take, so a live sender never loses its lease.
-        self._lease = datetime.timedelta(seconds=3 * settings.webhook_timeout_s + 30)
+        # Longer than an attempt can take (connect, send and read each bounded by the timeout),
+        # so a live sender never loses its lease; a killed sender's deliveries wait this long.
+        self._lease = datetime.timedelta(seconds=3 * settings.webhook_timeout_s + 5)
         self._free = threading.Semaphore(self._concurrency)
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="webhook")
         self._stop = threading.Event()
