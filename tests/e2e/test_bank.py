@@ -12,7 +12,10 @@ the system settles:
 - every `success` job is charged exactly once at its mode's cost, no `failed` job is charged,
   and no job is left queued or processing;
 - no hold is left `held` past its expiry;
-- no sampled balance was ever negative (nor held above it).
+- no sampled balance was ever negative (nor held above it);
+- every acknowledged adjustment and every finished job produced exactly one webhook event id,
+  delivered at least once (the receiver refuses every fifth request), signed per Standard
+  Webhooks.
 
 Bounded and seeded: BANK_SECONDS (default 60) of load, BANK_SEED (printed) for the choices.
 """
@@ -29,15 +32,24 @@ from dataclasses import dataclass, field
 import grpc
 import psycopg2
 import pytest
+from standardwebhooks import Webhook
 
 from carpet_common.server import service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
-from protos.carpet.credit.v1 import account_pb2, account_pb2_grpc, credit_pb2, credit_pb2_grpc
+from protos.carpet.credit.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    credit_pb2,
+    credit_pb2_grpc,
+    notification_pb2,
+    notification_pb2_grpc,
+)
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from tests.conftest import free_port
 from tests.fake_image_api import FakeImageApi, tiny_png
 from tests.helpers import SERVICE_TOKEN, identified_channel
 from tests.processes import ServiceProcess, run_cli
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
 
@@ -109,6 +121,8 @@ class Cluster:
             "RENDER_STORAGE_DIR": str(tmp_path / "renders"), "RENDER_LEASE_SECONDS": "3",
             "RENDER_HOLD_TTL_SECONDS": "60", "RENDER_WORKERS": "2", "RATE_LIMIT_RENDER": "off",
             "GRPC_MAX_WORKERS": "16", "DB_MAX_CONNECTIONS": "24", "LOG_FORMAT": "json",
+            "WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_TIMEOUT": "2s",
+            "WEBHOOK_RETRY_SCHEDULE": ",".join(["1s"] * 10),
         }
         self.credits = [ServiceProcess("credit_service", f"127.0.0.1:{port}",
                                        {**self.env, "CREDIT_ADDR": f"127.0.0.1:{port}"},
@@ -297,15 +311,19 @@ def test_bank(tmp_path, credit_db_url, render_db_url):
     rng = random.Random(seed)
     history = History()
     databases = [url.rsplit("/", 1)[1] for url in (credit_db_url, render_db_url)]
-    with FakeImageApi(["ok"]) as api:
+    # Webhooks for every adjustment and every finished job go to a receiver that refuses
+    # every fifth request, so retries happen while processes are killed.
+    with FakeImageApi(["ok"]) as api, WebhookReceiver(fail_every=5) as receiver:
         cluster = Cluster(tmp_path, credit_db_url, render_db_url, api.url)
         cluster.start()
         try:
             organisations, carpet_id = prepare(cluster)
+            secret = add_webhook(cluster, receiver.url)
             run_load(history, cluster, organisations, carpet_id, databases, rng, credit_db_url)
             cluster.ensure_running()
             settle(cluster)
             check(history, cluster)
+            check_webhooks(history, cluster, receiver, secret)
         finally:
             cluster.stop()
 
@@ -321,6 +339,53 @@ def prepare(cluster: Cluster) -> tuple[list[int], int]:
             render_pb2.CreateCarpetRequest(sku="B-1", name="Bank kilim", width_cm=100,
                                            length_cm=150, image=tiny_png()), timeout=10)
     return organisations, carpet.id
+
+
+def add_webhook(cluster: Cluster, url: str) -> str:
+    with grpc.insecure_channel(cluster.credits[0].address) as channel:
+        created = notification_pb2_grpc.NotificationServiceStub(channel).CreateWebhookEndpoint(
+            notification_pb2.CreateWebhookEndpointRequest(
+                url=url, events=["credit.adjusted", "render.succeeded", "render.failed"]),
+            metadata=ADMIN, timeout=10)
+    return created.secret
+
+
+def check_webhooks(history: History, cluster: Cluster, receiver: WebhookReceiver,
+                   secret: str, timeout: float = 120.0) -> None:
+    """Every acknowledged adjustment and every finished job has exactly one event id, and each
+    was delivered (a 2xx) at least once, signed as Standard Webhooks says."""
+    credit_url, render_url = cluster.env["CREDIT_DATABASE_URL"], cluster.env["RENDER_DATABASE_URL"]
+    deadline = time.monotonic() + timeout
+    while True:  # the outboxes drain: relayed render events, no delivery left pending
+        waiting = (query(render_url, "SELECT count(*) FROM render_event")[0][0]
+                   + query(credit_url, "SELECT count(*) FROM webhook_delivery "
+                                       "WHERE state = 'pending'")[0][0])
+        if waiting == 0:
+            break
+        assert time.monotonic() < deadline, f"{waiting} events not yet delivered"
+        time.sleep(1.0)
+    events: dict[str, dict] = {}
+    delivered: set[str] = set()
+    for request in receiver.events():
+        event = Webhook(secret).verify(request.body, request.headers)
+        message_id = request.headers["webhook-id"]
+        assert events.setdefault(message_id, event) == event  # a retry sends the same event
+        if request.status == 200:
+            delivered.add(message_id)
+    assert set(events) == delivered, "an event whose every attempt failed"
+
+    adjustments = Counter(event["data"]["creditLogId"] for event in events.values()
+                          if event["type"] == "credit.adjusted")
+    log_ids = dict(query(credit_url, "SELECT reference, id FROM credit_log WHERE kind = 'adjust'"))
+    for key in history.adjust_acked:
+        assert adjustments[log_ids[key]] == 1, key
+    assert set(adjustments) == set(log_ids.values())  # no event for an adjustment not made
+    jobs = Counter((event["data"]["renderId"], event["type"]) for event in events.values()
+                   if event["type"].startswith("render."))
+    finished = {(job_id, "render.succeeded" if status == "success" else "render.failed")
+                for job_id, status in query(render_url, "SELECT id, status FROM render_job")}
+    assert set(jobs) == finished and set(jobs.values()) == {1}
+    print(f"webhooks: {len(events)} events, {len(receiver.events())} requests")
 
 
 def run_load(history, cluster, organisations, carpet_id, databases, rng, credit_db_url):
