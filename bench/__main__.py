@@ -24,6 +24,7 @@ from bench.environment import (
     security_env,
     service_tokens,
 )
+from bench.webhooks import dead_webhook
 
 HOT_BALANCE = 10**11
 RENDER_BALANCE = 10**11
@@ -124,6 +125,7 @@ def main() -> int:
     credit_url = fresh_database_url(base_url, "credit")
     token = admin_token()
     env = {"CREDIT_DATABASE_URL": credit_url, "LOG_FORMAT": "json",
+           "WEBHOOK_ALLOW_PRIVATE": "1",  # the dead receiver of the webhook scenarios
            "ADMIN_TOKENS": f"bench:{token}", "GRPC_MAX_WORKERS": "16",
            "DB_MAX_CONNECTIONS": "16", **security_env()}
     migrated = run_cli("credit_service", "migrate", env)
@@ -190,6 +192,12 @@ def main() -> int:
         config["carpet"] = create_carpet(config, config["render_address"])
         render_ceiling = scenario("ceiling.grpc.render", "render_workloads.health_check")
         scenario("render.submit", "render_workloads.submit")
+        # The same two hot paths while the credit service's delivery workers are stuck on a
+        # webhook receiver that never answers (docs/webhooks.md).
+        with dead_webhook(config):
+            scenario("render.submit.webhook_dead", "render_workloads.submit")
+            scenario("credit.reserve_capture_hot.webhook_dead",
+                     "credit_workloads.reserve_capture_hot")
         start_render(workers=2)
         scenario("render.end_to_end", "render_workloads.end_to_end")
         for running in render_servers:  # the admin scenarios bring their own
@@ -207,12 +215,14 @@ def main() -> int:
                 "credit.reserve_capture_hot": lower, "credit.reserve_capture_spread": lower,
                 **{name: results[name.rsplit(".", 1)[0]] for name in MULTI_PROCESS},
                 "ceiling.grpc.render": None, "render.submit": render_ceiling,
+                "render.submit.webhook_dead": results["render.submit"],
+                "credit.reserve_capture_hot.webhook_dead": results["credit.reserve_capture_hot"],
                 "render.end_to_end": render_ceiling,
                 **{name: results[ceiling] if ceiling else None
                    for name, ceiling in ADMIN_CEILINGS.items()}}
     scenarios = [row(results[name], ceilings[name]) for name in ceilings]
     for entry in scenarios:
-        if entry["name"].startswith("render."):
+        if entry["name"].startswith("render.") and not entry["name"].endswith("webhook_dead"):
             # The render target is on latency: p50 against the same server's health check.
             entry["p50_ratio"] = round(entry["p50_ms"] / render_ceiling.p50_ms, 3)
         if entry["name"].startswith("admin.") and entry["name"].endswith(".1m"):

@@ -105,10 +105,11 @@ def database_transactions(config: dict, index: int):
         hold_row = (organization, None, 1, reference, expires, now, now)
         cursor.execute(begin)
         if postgres:
-            [(hold_id, _held)] = execute("_RESERVE_PG", *hold_row, 1, now, organization, 1)
+            [(hold_id, *_state)] = execute("_RESERVE_PG", *hold_row, 1, now, organization, 1,
+                                           organization)
         else:
             [(hold_id,)] = execute("_INSERT_HOLD", *hold_row)
-            execute("_HOLD_CREDITS", 1, now, organization, 1)
+            execute("_HOLD_CREDITS", 1, now, organization, 1, organization)
         cursor.execute("COMMIT")
 
         cursor.execute(begin)

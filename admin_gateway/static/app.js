@@ -16,6 +16,7 @@ const state = {
   admin: false,
   organizationId: "",  // STAFF: its own
   organizations: [],  // ADMIN: every organisation, for the pickers and names
+  controls: {},  // ADMIN: organisation id -> its alert, limits, spend and suspension
   settings: { largeAdjustment: "10000", renderModes: {} },
   screen: "overview",
 };
@@ -172,6 +173,8 @@ const lists = {
       const available = Number(organization.balance || 0) - Number(organization.held || 0);
       [organization.name, i18n.number(organization.balance), i18n.number(organization.held),
        i18n.number(available), i18n.moment(organization.createdAt)].forEach((value) => cell(row, value));
+      const controls = state.controls[organization.id];
+      if (state.admin) [spendText(controls), controlsStatus(controls)].forEach((value) => cell(row, value));
       return row;
     },
   }),
@@ -263,9 +266,29 @@ function nextDay(isoDate) {
 
 // ---- screens ------------------------------------------------------------------------------
 
+// Spending this month against the monthly limit, and the organisation's state (CONTRACT §10).
+function spendText(controls) {
+  if (!controls) return "";
+  const spent = i18n.number(controls.spentThisMonth);
+  return Number(controls.monthlyCredits) ? `${spent} / ${i18n.number(controls.monthlyCredits)}` : spent;
+}
+
+function controlsStatus(controls) {
+  if (!controls) return "";
+  if (controls.suspended) return t("orgs.suspended", { reason: controls.suspensionReason });
+  return controls.lowBalance ? t("orgs.lowBalance") : t("orgs.active");
+}
+
+async function loadControls() {
+  if (!state.admin) return;
+  const result = await api.api("/admin/organizations/controls");
+  state.controls = Object.fromEntries(
+    (result.organizations || []).map((controls) => [controls.organizationId, controls]));
+}
+
 const loaders = {
   overview: loadOverview,
-  organizations: () => lists.organizations.reload(),
+  organizations: async () => { await loadControls(); await lists.organizations.reload(); },
   users: () => lists.users.reload(),
   renders: () => lists.renders.reload(),
   credits: () => lists["credit-logs"].reload(),
@@ -294,6 +317,15 @@ async function loadOverview() {
   $("card-credit").textContent = i18n.number(overview.totalRemainingCredit);
   $("card-held").textContent = i18n.number(overview.totalHeld);
   $("card-orgs").textContent = i18n.number(overview.organizations);
+  const low = overview.lowBalance || [];
+  $("low-balance").hidden = !low.length;
+  $("low-balance-list").replaceChildren(...low.map((controls) => {
+    const item = document.createElement("li");
+    item.textContent = t("overview.lowBalanceItem", {
+      name: controls.organizationName, available: i18n.number(controls.available),
+      threshold: i18n.number(controls.lowBalanceThreshold) });
+    return item;
+  }));
   const days = usage.days || [];
   const dates = days.map((day) => day.date);
   barChart($("chart-renders"), {

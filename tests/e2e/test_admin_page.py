@@ -10,7 +10,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
+from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2, notification_pb2
 from tests.helpers import ADMIN, ADMIN_TOKEN
 from tests.integration.test_admin_gateway import world  # noqa: F401 - the shared fixture
 
@@ -297,3 +297,28 @@ def test_accessibility_and_phone_width(browser, world, http_gateway,  # noqa: F8
                            if violation["impact"] in ("serious", "critical")]
                 assert serious == [], f"{screen}: {serious}"
         context.close()
+
+
+def test_low_balance_and_suspension_are_shown(browser, world, http_gateway,  # noqa: F811
+                                              credit_server):
+    """CONTRACT §10 on the page: the overview lists organisations below their low-balance
+    threshold; the organisations table shows spend this month and who is suspended."""
+    admin, acme, other, ada, done = world
+    credit_server.notifications.SetLowBalanceAlert(notification_pb2.SetLowBalanceAlertRequest(
+        id=acme.id, low_balance_threshold=1000), metadata=ADMIN, timeout=10)
+    credit_server.notifications.SuspendOrganization(notification_pb2.SuspendOrganizationRequest(
+        id=other.id, reason="unpaid invoice"), metadata=ADMIN, timeout=10)
+    person(credit_server, acme.id, "boss@example.com")
+    page = browser.new_page()
+    sign_in(page, http_gateway, "boss@example.com")
+    expect(page.locator("#low-balance")).to_be_visible()
+    expect(page.locator("#low-balance-list li")).to_have_count(1)
+    expect(page.locator("#low-balance-list li")).to_contain_text(
+        f"{acme.name}: ")
+    expect(page.locator("#low-balance-list li")).to_contain_text("(alert below 1,000)")
+    open_screen(page, "organizations")
+    suspended = page.locator("#organizations tbody tr", has_text=other.name)
+    expect(suspended.locator("td").last).to_have_text("Suspended: unpaid invoice")
+    low = page.locator("#organizations tbody tr", has_text=acme.name)
+    expect(low.locator("td").last).to_have_text("Low balance")
+    expect(low.locator("td").nth(5)).to_have_text("1")  # the one preview render this month
