@@ -22,7 +22,8 @@ SERVICES = {
     "credit_service": ("CREDIT_ADDR", ["carpet.credit.v1.AccountService",
                                        "carpet.credit.v1.AuditService",
                                        "carpet.credit.v1.AuthService",
-                                       "carpet.credit.v1.CreditService"]),
+                                       "carpet.credit.v1.CreditService",
+                                       "carpet.credit.v1.NotificationService"]),
     "render_service": ("RENDER_ADDR", ["carpet.render.v1.RenderService"]),
     "admin_gateway": ("ADMIN_GRPC_ADDR", ["carpet.admin.v1.AdminService"]),
 }
