@@ -74,6 +74,7 @@ POLICY = {
     f"/{SERVICE}/SuspendOrganization": ADMIN,
     f"/{SERVICE}/ResumeOrganization": ADMIN,
     f"/{SERVICE}/ListOrganizationControls": ADMIN,
+    f"/{SERVICE}/GrantCredits": ADMIN,
 }
 # Pictures have their own per-IP budget (RATE_LIMIT_IMAGES): a page of thumbnails must not use
 # up the budget that protects the API, nor the API the pictures'.

@@ -60,6 +60,8 @@ ROUTES = {
                                 admin_pb2.ListRendersResponse),
     ("POST", "/admin/credits/adjust"): ("AdjustCredits", credit_pb2.AdjustCreditsRequest,
                                         credit_pb2.AdjustCreditsResponse),
+    ("POST", "/admin/credits/grants"): ("GrantCredits", credit_pb2.GrantCreditsRequest,
+                                        credit_pb2.GrantCreditsResponse),
     ("POST", "/admin/organizations"): ("CreateOrganization",
                                        account_pb2.CreateOrganizationRequest,
                                        account_pb2.Organization),

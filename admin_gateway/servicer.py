@@ -108,6 +108,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             total_held=account_totals.total_held, organizations=account_totals.organizations,
             renders_by_status=dict(render_totals.by_status), as_of=timestamp(self._clock()),
             storage_bytes=render_totals.storage_bytes,
+            total_expiring_within_30_days=account_totals.total_expiring_within_30_days,
             low_balance=[row for row in low_balance
                          if not organization_id or row.organization_id == organization_id])
 
@@ -332,6 +333,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @relaying
     def ResumeOrganization(self, request, context):
         return self._clients.notifications.ResumeOrganization(request)
+
+    @relaying
+    def GrantCredits(self, request, context):
+        return self._clients.credits.GrantCredits(request)
 
     @relaying
     def ListOrganizationControls(self, request, context):

@@ -33,29 +33,46 @@ SPREAD_BALANCE = 10**9
 
 
 def load_organizations(url: str) -> dict:
-    """Bulk-load the hot organisation and 1,000 others, each with its seed credit-log row."""
+    """Bulk-load the hot organisations and 1,000 others, each with its seed credit-log row and
+    its grants: one each, five for `hot5` (CONTRACT §13)."""
+    import datetime
+
     from carpet_common.db import bind_database
     from credit_service import models
 
     database = bind_database(models.database, url)
     with database.connection_context(), database.atomic():
         now = models.utcnow()
-        names = ["hot", "render"] + [f"spread-{i:04d}" for i in range(SPREAD_ORGANIZATIONS)]
+        names = ["hot", "hot5", "render"] + [f"spread-{i:04d}" for i in range(SPREAD_ORGANIZATIONS)]
         models.Organization.insert_many([{"name": n, "created_at": now} for n in names]).execute()
         ids = dict(models.Organization.select(models.Organization.name, models.Organization.id)
                    .tuples())
-        special = {"hot": HOT_BALANCE, "render": RENDER_BALANCE}
+        special = {"hot": HOT_BALANCE, "hot5": HOT_BALANCE, "render": RENDER_BALANCE}
         balances = [(ids[n], special.get(n, SPREAD_BALANCE)) for n in names]
         models.CreditBalance.insert_many(
             [{"organization": i, "balance": b, "held": 0, "updated_at": now}
              for i, b in balances]).execute()
+        grants = [{"organization": i, "kind": "paid", "amount": b, "remaining": b,
+                   "effective_at": now, "created_at": now}
+                  for i, b in balances if i != ids["hot5"]]
+        # hot5: five grants, the one spent first (soonest expiry) large enough for the run.
+        year = datetime.timedelta(days=365)
+        grants += [{"organization": ids["hot5"], "kind": kind, "amount": amount,
+                    "remaining": amount, "priority": 0, "effective_at": now,
+                    "expires_at": expires, "created_at": now}
+                   for kind, amount, expires in (
+                       ("promotional", HOT_BALANCE - 4000, now + year),
+                       ("promotional", 1000, now + 2 * year), ("paid", 1000, now + 3 * year),
+                       ("paid", 1000, None), ("paid", 1000, None))]
+        models.CreditGrant.insert_many(grants).execute()
         models.CreditLog.insert_many(
             [{"organization": i, "delta": b, "balance_after": b, "kind": "seed",
               "reason": "bench", "created_at": now} for i, b in balances]).execute()
     if hasattr(database, "close_all"):
         database.close_all()
-    return {"hot_organization": ids["hot"], "render_organization": ids["render"],
-            "spread_organizations": [ids[n] for n in names[2:]]}
+    return {"hot_organization": ids["hot"], "hot5_organization": ids["hot5"],
+            "render_organization": ids["render"],
+            "spread_organizations": [ids[n] for n in names[3:]]}
 
 
 def create_carpet(config: dict, address: str) -> int:
@@ -175,6 +192,8 @@ def main() -> int:
         db_ceiling = scenario("ceiling.db", "credit_workloads.database_transactions")
         scenario("credit.get_balance", "credit_workloads.get_balance")
         scenario("credit.reserve_capture_hot", "credit_workloads.reserve_capture_hot")
+        scenario("credit.reserve_capture_hot.grants5",
+                 "credit_workloads.reserve_capture_hot_grants5")
         scenario("credit.reserve_capture_spread", "credit_workloads.reserve_capture_spread")
         # The same two workloads against SERVER_PROCESSES=2 (SO_REUSEPORT) on the database.
         processes_address = free_address()
@@ -213,6 +232,7 @@ def main() -> int:
     lower = min(grpc_ceiling, db_ceiling, key=lambda r: r.ops_per_s)
     ceilings = {"ceiling.grpc": None, "ceiling.db": None, "credit.get_balance": grpc_ceiling,
                 "credit.reserve_capture_hot": lower, "credit.reserve_capture_spread": lower,
+                "credit.reserve_capture_hot.grants5": results["credit.reserve_capture_hot"],
                 **{name: results[name.rsplit(".", 1)[0]] for name in MULTI_PROCESS},
                 "ceiling.grpc.render": None, "render.submit": render_ceiling,
                 "render.submit.webhook_dead": results["render.submit"],

@@ -57,6 +57,11 @@ def reserve_capture_hot(config: dict, index: int):
     return _reserve_capture(config, index, [config["hot_organization"]])
 
 
+def reserve_capture_hot_grants5(config: dict, index: int):
+    """The hot organisation's workload on one whose balance is five grants (CONTRACT §13)."""
+    return _reserve_capture(config, index, [config["hot5_organization"]])
+
+
 def reserve_capture_spread(config: dict, index: int):
     return _reserve_capture(config, index, config["spread_organizations"])
 

@@ -7,7 +7,7 @@ from peewee import JOIN, IntegrityError, fn
 
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
-from credit_service import passwords
+from credit_service import grants, passwords
 from credit_service.emails import display_form, normalize_email
 from credit_service.models import ROLES, CreditBalance, CreditLog, Organization, User, database
 
@@ -33,10 +33,12 @@ def create_organization(name: str, initial_credits: int, *, actor: str, now: dat
             organization = Organization.create(name=name, created_at=now)
             CreditBalance.create(organization=organization, balance=initial_credits, held=0,
                                  updated_at=now)
-            if initial_credits:
+            if initial_credits:  # one paid grant, never expiring
+                grant = grants.add_grant(organization.id, initial_credits, grants.GrantTerms(),
+                                         reason=reason, reference="", now=now)
                 CreditLog.create(organization=organization, delta=initial_credits,
                                  balance_after=initial_credits, kind="seed", reason=reason,
-                                 actor=actor, created_at=now)
+                                 actor=actor, created_at=now, grant=grant)
     except IntegrityError:
         raise AlreadyExists(f"an organisation named {name!r} already exists") from None
     return with_balance(Organization.select()).where(Organization.id == organization.id).get()

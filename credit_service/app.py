@@ -17,7 +17,7 @@ from carpet_common.periodic import Periodic
 from carpet_common.server import GrpcServer, create_server, tls_files
 from carpet_common.sessions import RevokedSessions
 from carpet_common.settings import Settings, SettingsError
-from credit_service import audit, ledger, signin
+from credit_service import audit, grants, ledger, signin
 from credit_service.audited import write_denial
 from credit_service.models import database, utcnow
 from credit_service.notifications import NotificationServicer
@@ -83,6 +83,7 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{CREDIT}/ReleaseHold": services(RENDER),
         f"/{CREDIT}/ListCreditLogs": ADMIN_STAFF,
         f"/{CREDIT}/GetCreditUsage": ADMIN_STAFF | services(GATEWAY),
+        f"/{CREDIT}/GrantCredits": ADMIN,
         f"/{AUDIT}/ListAuditLogs": ADMIN,
         # Refusals seen by the other processes, written to the one log this service owns.
         f"/{AUDIT}/RecordDenial": services(GATEWAY, RENDER),
@@ -110,14 +111,18 @@ def system_clock() -> datetime.datetime:
 
 
 def hold_sweeper(clock: Clock, interval_s: float = SWEEP_INTERVAL_S) -> Periodic:
-    """Moves overdue holds to `expired` and lowers `held`, every few seconds. Safe with several
-    replicas: each hold is expired by a conditional UPDATE, so only one sweeper wins it."""
+    """Moves overdue holds to `expired` and lowers `held`, and expires grants past their
+    `expires_at` (credit_service.grants), every few seconds. Safe with several replicas: each
+    hold and each grant is expired by a conditional UPDATE, so only one sweeper wins it."""
 
     def sweep() -> None:
         with database.connection_context():
             expired = ledger.expire_holds(clock())
+            lapsed = grants.expire_grants(clock())
         if expired:
             logger.info("expired holds worth %d credits", expired)
+        if lapsed:
+            logger.info("expired grants: %d credits left them", lapsed)
 
     return Periodic("hold-sweeper", interval_s, sweep)
 

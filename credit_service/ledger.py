@@ -22,7 +22,7 @@ from carpet_common.errors import (
     SpendLimitReached,
 )
 from carpet_common.paging import Page, paginate
-from credit_service import controls, ledger_sql
+from credit_service import controls, grants, ledger_sql
 from credit_service.ledger_sql import CreditLogView, HoldView
 from credit_service.models import (
     CreditBalance,
@@ -77,17 +77,24 @@ def _log_view(row: CreditLog) -> CreditLogView:
     return CreditLogView(id=row.id, organization_id=row.organization_id, user_id=row.user_id,
                          delta=row.delta, balance_after=row.balance_after, kind=row.kind,
                          reason=row.reason, reference=row.reference, actor=row.actor,
-                         created_at=row.created_at)
+                         created_at=row.created_at, grant_id=row.grant_id)
 
 
 def adjust_credits(organization_id: int, delta: int, reason: str, *, actor: str,
-                   reference: str = "", now: datetime.datetime
+                   reference: str = "", now: datetime.datetime,
+                   terms: grants.GrantTerms | None = None
                    ) -> tuple[CreditLogView, BalanceView]:
+    """A positive delta is a grant (paid, never expiring, unless `terms` say otherwise); a
+    negative one spends from the spendable grants in their order, like a capture."""
     if delta == 0:
         raise InvalidArgument("delta must not be zero")
     if abs(delta) > MAX_ADJUSTMENT:
         raise InvalidArgument(f"delta must be within ±{MAX_ADJUSTMENT}")
     reason = _clean_reason(reason)
+    if delta > 0:
+        terms = grants.check_terms(terms or grants.GrantTerms(), now)
+    elif terms is not None:
+        raise InvalidArgument("only credit added can be a grant")
     with database.atomic():
         update = CreditBalance.update(balance=CreditBalance.balance + delta, updated_at=now)
         condition = CreditBalance.organization == organization_id
@@ -98,15 +105,25 @@ def adjust_credits(organization_id: int, delta: int, reason: str, *, actor: str,
             if not _organization_exists(organization_id):
                 raise NotFound(f"organisation {organization_id} not found")
             raise InsufficientCredits("not enough available credit for this adjustment")
+        grant = None
+        if delta > 0:
+            grant = grants.add_grant(organization_id, delta, terms, reason=reason,
+                                     reference=reference[:MAX_REFERENCE_LENGTH], now=now)
+        elif not ledger_sql.consume(organization_id, -delta, now):
+            # The balance has it, but not all of it is spendable now (a grant not yet in
+            # effect, or past its expiry): this transaction rolls back.
+            raise InsufficientCredits("not enough spendable credit for this adjustment")
         state = controls.read_state(organization_id)
         after = BalanceView(organization_id, state.balance, state.held)
         log = CreditLog.create(organization=organization_id, delta=delta,
                                balance_after=after.balance, kind="adjust", reason=reason,
                                reference=reference[:MAX_REFERENCE_LENGTH], actor=actor,
-                               created_at=now)
-        record_event("credit.adjusted", organization_id,
-                     {"creditLogId": log.id, "delta": delta, "balanceAfter": after.balance,
-                      "reason": reason, "actor": actor}, now)
+                               created_at=now, grant=grant)
+        data = {"creditLogId": log.id, "delta": delta, "balanceAfter": after.balance,
+                "reason": reason, "actor": actor}
+        if grant is not None:
+            data["grantId"] = grant.id
+        record_event("credit.adjusted", organization_id, data, now)
         controls.after_available_change(state, organization_id, now)
     return _log_view(log), after
 
@@ -116,18 +133,21 @@ def _expire_overdue(organization_id: int, now: datetime.datetime) -> int:
     overdue = list(CreditHold.select(CreditHold.id, CreditHold.amount)
                    .where((CreditHold.organization == organization_id)
                           & (CreditHold.state == "held") & (CreditHold.expires_at <= now)))
-    released = 0
+    released, expired = 0, []
     for hold in overdue:
         # Conditional per hold: a concurrent capture or release of the same hold wins once.
         if (CreditHold.update(state="expired", updated_at=now)
                 .where((CreditHold.id == hold.id) & (CreditHold.state == "held"))
                 .execute()):
             released += hold.amount
+            expired.append(hold.id)
     if released:
         rearm = ledger_sql.REARM.replace("{p}", str(int(released)))
         (CreditBalance.update(held=CreditBalance.held - released, updated_at=now,
                               low_balance_armed=SQL(f"({rearm})"))
          .where(CreditBalance.organization == organization_id).execute())
+        for hold_id in expired:  # the balance row is locked now: back to their grants
+            grants.lapse(organization_id, ledger_sql.return_draws(hold_id), now)
     return released
 
 
@@ -169,6 +189,8 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
             if state is None:
                 raise _NotReserved
             # The balance row is locked by this transaction from here to its end.
+            if ledger_sql.draw(hold_id, organization_id, amount, now) < amount:
+                raise _NotReserved  # the grants in effect do not cover it: roll back
             controls.check_limits(state, organization_id, user_id or None, now)
             controls.after_available_change(state, organization_id, now)
         return HoldView(id=hold_id, organization_id=organization_id, user_id=user_id or None,
@@ -275,6 +297,8 @@ def release_hold(hold_id: int, *, reason: str = "", now: datetime.datetime) -> H
     with database.atomic():
         released = ledger_sql.release(hold_id, reason, now)
         hold = _get_hold(hold_id)
+        if released:
+            grants.lapse(hold.organization_id, ledger_sql.return_draws(hold_id), now)
         if not released and hold.state == "captured":
             raise FailedPrecondition(f"hold {hold_id} is captured and cannot be released",
                                      reason="HOLD_NOT_HELD")

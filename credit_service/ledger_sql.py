@@ -45,6 +45,7 @@ class CreditLogView:
     reference: str
     actor: str
     created_at: datetime.datetime
+    grant_id: int | None = None  # the grant it added or expired
 
 
 _BALANCE_NOW = Statement("""
@@ -127,6 +128,64 @@ _UNHOLD_CREDITS = Statement(f"""
     WHERE organization_id = {{p}}""")
 
 
+# Grants (CONTRACT §13). Spendable: effective, not expired (whether or not the sweeper has
+# run), with something not held; spent in this order. Every statement below runs after its
+# transaction has locked the organisation's balance row (the reservation's or capture's balance
+# UPDATE comes first), so one organisation's grants change one transaction at a time and each
+# statement reads them as the previous transaction committed them.
+SPEND_ORDER = "priority, expires_at IS NULL, expires_at, created_at, id"
+_SPENDABLE = f"""
+    SELECT id, remaining - held AS spendable,
+           SUM(remaining - held) OVER (ORDER BY {SPEND_ORDER}
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+               - (remaining - held) AS before
+    FROM credit_grant
+    WHERE organization_id = {{p}} AND remaining > held AND expired_at IS NULL
+      AND effective_at <= {{p}} AND (expires_at IS NULL OR expires_at > {{p}})"""
+# How much of `amount` each spendable grant gives, in order (params: org, now, now, amount x3).
+_TAKE = f"""
+    WITH ordered AS ({_SPENDABLE})
+    SELECT id, CASE WHEN spendable < {{p}} - before THEN spendable ELSE {{p}} - before END
+    FROM ordered WHERE before < {{p}}"""
+_DRAW = Statement(f"""
+    INSERT INTO credit_hold_draw (hold_id, grant_id, amount)
+    SELECT {{p}}, taken.* FROM ({_TAKE}) taken""")
+_HOLD_DRAWS = Statement("""
+    UPDATE credit_grant SET held = held + d.amount
+    FROM credit_hold_draw d WHERE d.hold_id = {p} AND credit_grant.id = d.grant_id""")
+_DRAW_PG = Statement(f"""
+    WITH drawn AS (
+        INSERT INTO credit_hold_draw (hold_id, grant_id, amount)
+        SELECT {{p}}, taken.* FROM ({_TAKE}) taken
+        RETURNING grant_id, amount),
+    held AS (
+        UPDATE credit_grant g SET held = g.held + drawn.amount
+        FROM drawn WHERE g.id = drawn.grant_id)
+    SELECT COALESCE(SUM(amount), 0) FROM drawn""")
+_DRAWN = Statement("SELECT COALESCE(SUM(amount), 0) FROM credit_hold_draw WHERE hold_id = {p}")
+_SPEND_DRAWS = Statement("""
+    UPDATE credit_grant SET remaining = remaining - d.amount, held = held - d.amount
+    FROM credit_hold_draw d WHERE d.hold_id = {p} AND credit_grant.id = d.grant_id""")
+# A hold that ends uncaptured gives back to its grants; to an expired one, what it gives back
+# expires with it (its `expire` rows are written by the caller, from _LAPSING read first).
+_LAPSING = Statement("""
+    SELECT d.grant_id, d.amount FROM credit_hold_draw d
+    JOIN credit_grant g ON g.id = d.grant_id
+    WHERE d.hold_id = {p} AND g.expired_at IS NOT NULL ORDER BY d.grant_id""")
+_RETURN_DRAWS = Statement("""
+    UPDATE credit_grant
+    SET held = held - d.amount,
+        remaining = remaining - CASE WHEN expired_at IS NULL THEN 0 ELSE d.amount END
+    FROM credit_hold_draw d WHERE d.hold_id = {p} AND credit_grant.id = d.grant_id""")
+# A negative adjustment spends from the grants in the same order, without a hold.
+_CONSUME = Statement(f"""
+    WITH taken(id, amount) AS ({_TAKE})
+    UPDATE credit_grant SET remaining = remaining - (
+        SELECT taken.amount FROM taken WHERE taken.id = credit_grant.id)
+    WHERE id IN (SELECT id FROM taken)""")
+_SPENDABLE_TOTAL = Statement(f"SELECT COALESCE(SUM(spendable), 0) FROM ({_SPENDABLE}) ordered")
+
+
 def balance_now(organization_id: int, now: datetime.datetime) -> tuple[int, int] | None:
     """(balance, held not counting holds past their expiry), or None for no organisation."""
     found = _BALANCE_NOW.row(database, organization_id, now, organization_id)
@@ -160,6 +219,7 @@ def capture(hold_id: int, now: datetime.datetime, actor: str
         if won is None:
             return None
         organization_id, amount, reference, user_id, expires_at, log_id, balance_after = won
+        spend_draws(hold_id)
     else:
         won = _CAPTURE_HOLD.row(database, now, hold_id, now)
         if won is None:
@@ -168,6 +228,7 @@ def capture(hold_id: int, now: datetime.datetime, actor: str
         (balance_after,) = _CHARGE_HELD.row(database, amount, amount, now, organization_id)
         (log_id,) = _INSERT_RENDER_LOG.row(database, organization_id, user_id, hold_id, -amount,
                                            balance_after, reference, actor, now)
+        spend_draws(hold_id)
     hold = HoldView(id=hold_id, organization_id=organization_id, user_id=user_id,
                     amount=amount, state="captured", reference=reference,
                     expires_at=_as_time(expires_at), credit_log_id=log_id)
@@ -186,3 +247,38 @@ def release(hold_id: int, reason: str, now: datetime.datetime) -> bool:
     organization_id, amount = won
     _UNHOLD_CREDITS.count(database, amount, amount, now, organization_id)
     return True
+
+
+def draw(hold_id: int, organization_id: int, amount: int, now: datetime.datetime) -> int:
+    """Reserve `amount` for the hold from the organisation's spendable grants, in order; what
+    was drawn (less than `amount` when they do not cover it: the caller rolls back)."""
+    params = (hold_id, organization_id, now, now, amount, amount, amount)
+    if is_postgres(database.obj):
+        return int(_DRAW_PG.row(database, *params)[0])
+    _DRAW.count(database, *params)
+    _HOLD_DRAWS.count(database, hold_id)
+    return int(_DRAWN.row(database, hold_id)[0])
+
+
+def spend_draws(hold_id: int) -> None:
+    """The hold was captured: what it reserved leaves its grants."""
+    _SPEND_DRAWS.count(database, hold_id)
+
+
+def return_draws(hold_id: int) -> list[tuple[int, int]]:
+    """The hold ended uncaptured: give back to its grants; (grant, amount) that expired with
+    an expired grant, for the caller's `expire` rows and balance."""
+    lapsing = [(grant_id, int(amount)) for grant_id, amount in _LAPSING.rows(database, hold_id)]
+    _RETURN_DRAWS.count(database, hold_id)
+    return lapsing
+
+
+def consume(organization_id: int, amount: int, now: datetime.datetime) -> bool:
+    """Spend `amount` from the spendable grants in order (a negative adjustment); False when
+    they do not cover it (nothing is changed)."""
+    (spendable,) = _SPENDABLE_TOTAL.row(database, organization_id, now, now)
+    if spendable < amount:
+        return False
+    _CONSUME.count(database, organization_id, now, now, amount, amount, amount)
+    return True
+

@@ -30,7 +30,8 @@ database = DatabaseProxy()
 
 ROLES = ("ADMIN", "STAFF")
 HOLD_STATES = ("held", "captured", "released", "expired")
-CREDIT_LOG_KINDS = ("seed", "adjust", "render")
+CREDIT_LOG_KINDS = ("seed", "adjust", "render", "expire")
+GRANT_KINDS = ("paid", "promotional")
 
 
 
@@ -124,12 +125,57 @@ class CreditHold(BaseModel):
         )
 
 
+class CreditGrant(BaseModel):
+    """A part of an organisation's balance: paid or promotional credit, spendable from
+    `effective_at` until `expires_at` (NULL: never). `remaining` is what is left of it, including
+    `held`, the part open holds reserved from it; so the organisation's balance is the sum of its
+    grants' `remaining`, and its `held` the sum of their `held`. An expired grant keeps only
+    what holds reserved from it before it expired (`remaining = held`), until they end."""
+
+    id = BigAutoField()
+    organization = ForeignKeyField(Organization, on_delete="RESTRICT")
+    kind = CharField(max_length=16, constraints=[Check(_in("kind", GRANT_KINDS))])
+    amount = BigIntegerField(constraints=[Check("amount > 0")])
+    remaining = BigIntegerField(constraints=[Check("remaining >= 0")])
+    held = BigIntegerField(default=0, constraints=[Check("held >= 0")])
+    priority = IntegerField(default=0)  # lower is spent first
+    effective_at = DateTimeField()
+    expires_at = DateTimeField(null=True)
+    expired_at = DateTimeField(null=True)  # when the sweeper expired it
+    reason = TextField(default="")
+    reference = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        constraints = [Check("held <= remaining", name="credit_grant_held_within_remaining"),
+                       Check("remaining <= amount", name="credit_grant_remaining_within_amount")]
+        indexes = (
+            (("organization", "expired_at"), False),
+            (("expired_at", "expires_at"), False),
+        )
+
+
+class CreditHoldDraw(BaseModel):
+    """What a hold reserved from each grant: a capture spends it from those grants, a release
+    or an expired hold gives it back to them."""
+
+    id = BigAutoField()
+    hold = ForeignKeyField(CreditHold, on_delete="RESTRICT")
+    grant = ForeignKeyField(CreditGrant, on_delete="RESTRICT")
+    amount = BigIntegerField(constraints=[Check("amount > 0")])
+
+    class Meta:
+        indexes = ((("hold", "grant"), True),)
+
+
 class CreditLog(BaseModel):
     id = BigAutoField()
     organization = ForeignKeyField(Organization, on_delete="RESTRICT")
     user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
     # The hold a `render` row captured; unique, so a hold is charged at most once.
     hold = ForeignKeyField(CreditHold, null=True, unique=True, on_delete="RESTRICT")
+    # The grant a positive adjustment made, or the grant an `expire` row expired.
+    grant = ForeignKeyField(CreditGrant, null=True, on_delete="RESTRICT")
     delta = BigIntegerField(constraints=[Check("delta <> 0")])
     balance_after = BigIntegerField(constraints=[Check("balance_after >= 0")])
     kind = CharField(max_length=16, constraints=[Check(_in("kind", CREDIT_LOG_KINDS))])
@@ -340,7 +386,8 @@ class SpendLimitNotice(BaseModel):
         indexes = ((("organization_id", "scope", "period"), True),)
 
 
-ALL_MODELS = (Organization, User, CreditBalance, CreditHold, CreditLog, AuditLog,
+ALL_MODELS = (Organization, User, CreditBalance, CreditHold, CreditGrant, CreditHoldDraw,
+              CreditLog, AuditLog,
               AuditChainHead, IdempotencyRecord, AuthSession, RefreshToken, LoginFailure,
               CreditDaily, WebhookEndpoint, WebhookEvent, WebhookDelivery, WebhookAttempt,
               SpendLimitNotice)

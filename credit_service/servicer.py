@@ -12,7 +12,7 @@ from carpet_common.convert import optional_time, timestamp
 from carpet_common.days import day_range, each_day
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.settings import Settings
-from credit_service import accounts, audit, ledger, signin
+from credit_service import accounts, audit, grants, ledger, signin
 from credit_service.audited import audited_change
 from credit_service.models import AuditLog, CreditLog, Organization, User
 from protos.carpet.credit.v1 import (
@@ -32,7 +32,11 @@ ROLE_TO_PROTO = {"ADMIN": account_pb2.ROLE_ADMIN, "STAFF": account_pb2.ROLE_STAF
 ROLE_FROM_PROTO = {value: key for key, value in ROLE_TO_PROTO.items()}
 KIND_TO_PROTO = {"seed": credit_pb2.CREDIT_LOG_KIND_SEED,
                  "adjust": credit_pb2.CREDIT_LOG_KIND_ADJUST,
-                 "render": credit_pb2.CREDIT_LOG_KIND_RENDER}
+                 "render": credit_pb2.CREDIT_LOG_KIND_RENDER,
+                 "expire": credit_pb2.CREDIT_LOG_KIND_EXPIRE}
+GRANT_KIND_TO_PROTO = {"paid": credit_pb2.GRANT_KIND_PAID,
+                       "promotional": credit_pb2.GRANT_KIND_PROMOTIONAL}
+GRANT_KIND_FROM_PROTO = {value: key for key, value in GRANT_KIND_TO_PROTO.items()}
 KIND_FROM_PROTO = {value: key for key, value in KIND_TO_PROTO.items()}
 HOLD_STATE_TO_PROTO = {"held": credit_pb2.HOLD_STATE_HELD,
                        "captured": credit_pb2.HOLD_STATE_CAPTURED,
@@ -55,11 +59,12 @@ def _visible(organization_id: int, what: str):
         raise NotFound(f"{what} not found")
 
 
-def organization_message(row: Organization) -> account_pb2.Organization:
+def organization_message(row: Organization, expiring: int = 0) -> account_pb2.Organization:
     balance_row = getattr(row, "balance_row", None)
     return account_pb2.Organization(
         id=row.id, name=row.name, balance=balance_row.balance if balance_row else 0,
-        held=balance_row.held if balance_row else 0, created_at=timestamp(row.created_at))
+        held=balance_row.held if balance_row else 0, created_at=timestamp(row.created_at),
+        expiring_within_30_days=expiring)
 
 
 def user_message(row: User) -> account_pb2.User:
@@ -82,7 +87,15 @@ def credit_log_message(row: CreditLog | ledger.CreditLogView) -> credit_pb2.Cred
         id=row.id, organization_id=row.organization_id, user_id=row.user_id or 0,
         delta=row.delta, balance_after=row.balance_after, kind=KIND_TO_PROTO[row.kind],
         reason=row.reason, reference=row.reference, actor=row.actor,
-        created_at=timestamp(row.created_at))
+        created_at=timestamp(row.created_at), grant_id=row.grant_id or 0)
+
+
+def grant_message(organization_id: int, row: grants.GrantView) -> credit_pb2.Grant:
+    return credit_pb2.Grant(
+        id=row.id, organization_id=organization_id, kind=GRANT_KIND_TO_PROTO[row.kind],
+        amount=row.amount, remaining=row.remaining, held=row.held, priority=row.priority,
+        effective_at=timestamp(row.effective_at), expires_at=timestamp(row.expires_at),
+        reason=row.reason, created_at=timestamp(row.created_at))
 
 
 def hold_message(row: ledger.HoldView) -> credit_pb2.Hold:
@@ -122,12 +135,15 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
 
     def GetOrganization(self, request, context):
         _visible(request.id, f"organisation {request.id}")
-        return organization_message(accounts.get_organization(request.id))
+        expiring = grants.expiring_soon(self._clock(), [request.id]).get(request.id, 0)
+        return organization_message(accounts.get_organization(request.id), expiring)
 
     def ListOrganizations(self, request, context):
         page = accounts.list_organizations(request.page_size, request.page_token)
+        expiring = grants.expiring_soon(self._clock(), [row.id for row in page.rows])
         return account_pb2.ListOrganizationsResponse(
-            organizations=[organization_message(row) for row in page.rows],
+            organizations=[organization_message(row, expiring.get(row.id, 0))
+                           for row in page.rows],
             next_page_token=page.next_page_token)
 
     def CreateUser(self, request, context):
@@ -176,10 +192,13 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
 
 
     def GetAccountTotals(self, request, context):
-        organizations, users, balance, held = accounts.account_totals(
-            _staff_scope(request.organization_id))
+        organization_id = _staff_scope(request.organization_id)
+        organizations, users, balance, held = accounts.account_totals(organization_id)
+        expiring = grants.expiring_soon(self._clock(),
+                                        [organization_id] if organization_id else None)
         return account_pb2.AccountTotals(organizations=organizations, users=users,
-                                         total_balance=balance, total_held=held)
+                                         total_balance=balance, total_held=held,
+                                         total_expiring_within_30_days=sum(expiring.values()))
 
 
 class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
@@ -188,7 +207,37 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
 
     def GetBalance(self, request, context):
         _visible(request.organization_id, f"organisation {request.organization_id}")
-        return balance_message(ledger.get_balance(request.organization_id, self._clock()))
+        now = self._clock()
+        message = balance_message(ledger.get_balance(request.organization_id, now))
+        message.grants.extend(grant_message(request.organization_id, row)
+                              for row in grants.live_grants(request.organization_id))
+        message.expiring_within_30_days = grants.expiring_soon(
+            now, [request.organization_id]).get(request.organization_id, 0)
+        return message
+
+    def GrantCredits(self, request, context):
+        with audited_change(request, organization_id=request.organization_id,
+                            target=f"organization:{request.organization_id}") as change:
+            if change.replayed:
+                return change.replay(credit_pb2.GrantCreditsResponse)
+            if request.amount <= 0:
+                raise InvalidArgument("amount must be greater than 0")
+            kind = GRANT_KIND_FROM_PROTO.get(request.kind or credit_pb2.GRANT_KIND_PAID)
+            if kind is None:
+                raise InvalidArgument("kind must be GRANT_KIND_PAID or GRANT_KIND_PROMOTIONAL")
+            terms = grants.GrantTerms(
+                kind=kind, priority=request.priority,
+                effective_at=optional_time(request, "effective_at"),
+                expires_at=optional_time(request, "expires_at"))
+            log, after = ledger.adjust_credits(
+                request.organization_id, request.amount, request.reason, actor=_actor(),
+                reference=request.idempotency_key, now=self._clock(), terms=terms)
+            grant = next(row for row in grants.live_grants(request.organization_id)
+                         if row.id == log.grant_id)
+            return change.done(credit_pb2.GrantCreditsResponse(
+                grant=grant_message(request.organization_id, grant),
+                log=credit_log_message(log), balance=balance_message(after)),
+                target=f"credit_grant:{log.grant_id}", credit_log_id=log.id)
 
     def AdjustCredits(self, request, context):
         with audited_change(request, organization_id=request.organization_id,

@@ -1,7 +1,8 @@
 """`python -m credit_service verify`: checks the credit invariants of docs/data-rules.md.
 
 1. balance = sum of the organisation's credit-log deltas; 2. held = sum of its `held` holds;
-3. every `adjust` row has its audit row; 5. the audit hash chain is unbroken; and the daily
+3. every `adjust` row has its audit row; 5. the audit hash chain is unbroken; 6. the balance
+is made of its grants (credit_service.grants); and the daily
 roll-up of the usage chart (credit_daily) equals a recount of the log.
 Returns readable problem lines; the CLI exits non-zero when there are any.
 """
@@ -14,7 +15,9 @@ from credit_service.models import (
     AuditLog,
     CreditBalance,
     CreditDaily,
+    CreditGrant,
     CreditHold,
+    CreditHoldDraw,
     CreditLog,
     Organization,
 )
@@ -84,6 +87,41 @@ def daily_mismatches() -> list[str]:
     return problems
 
 
+def grant_mismatches() -> list[str]:
+    """Invariant 6 (CONTRACT §13): the balance is the sum of the grants' `remaining` (unexpired
+    grants' whole remainder, expired ones' only what open holds drew from them), `held` the
+    sum of their `held`, and each grant's `held` is what its open holds drew from it. No grant
+    below zero or above what it was is enforced by CHECKs."""
+    by_grant = (CreditGrant.select(CreditGrant.organization.alias("org_id"),
+                                   fn.SUM(CreditGrant.remaining).alias("remaining"),
+                                   fn.SUM(CreditGrant.held).alias("held"))
+                .group_by(CreditGrant.organization).alias("by_grant"))
+    rows = (CreditBalance.select(CreditBalance.organization, CreditBalance.balance,
+                                 CreditBalance.held, fn.COALESCE(by_grant.c.remaining, 0),
+                                 fn.COALESCE(by_grant.c.held, 0))
+            .join(by_grant, JOIN.LEFT_OUTER, on=(by_grant.c.org_id == CreditBalance.organization))
+            .tuples())
+    problems = []
+    for organization_id, balance, held, remaining, grants_held in rows:
+        if (balance, held) != (int(remaining), int(grants_held)):
+            problems.append(f"invariant 6: organisation {organization_id} balance {balance}, "
+                            f"held {held} != its grants' remaining {int(remaining)}, held "
+                            f"{int(grants_held)}")
+    drawn = (CreditHoldDraw.select(CreditHoldDraw.grant.alias("grant_id"),
+                                   fn.SUM(CreditHoldDraw.amount).alias("total"))
+             .join(CreditHold).where(CreditHold.state == "held")
+             .group_by(CreditHoldDraw.grant).alias("drawn"))
+    for grant_id, held, total in (CreditGrant.select(CreditGrant.id, CreditGrant.held,
+                                                     fn.COALESCE(drawn.c.total, 0))
+                                  .join(drawn, JOIN.LEFT_OUTER,
+                                        on=(drawn.c.grant_id == CreditGrant.id)).tuples()):
+        if held != int(total):
+            problems.append(f"invariant 6: grant {grant_id} held {held} != what open holds "
+                            f"drew from it {int(total)}")
+    return problems
+
+
 def verify_credit() -> list[str]:
     return [*balance_mismatches(), *held_mismatches(), *unaudited_adjustments(),
-            *(f"invariant 5: {problem}" for problem in broken_links()), *daily_mismatches()]
+            *(f"invariant 5: {problem}" for problem in broken_links()), *grant_mismatches(),
+            *daily_mismatches()]

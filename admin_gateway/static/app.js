@@ -172,7 +172,8 @@ const lists = {
       const row = document.createElement("tr");
       const available = Number(organization.balance || 0) - Number(organization.held || 0);
       [organization.name, i18n.number(organization.balance), i18n.number(organization.held),
-       i18n.number(available), i18n.moment(organization.createdAt)].forEach((value) => cell(row, value));
+       i18n.number(available), i18n.number(organization.expiringWithin30Days),
+       i18n.moment(organization.createdAt)].forEach((value) => cell(row, value));
       const controls = state.controls[organization.id];
       if (state.admin) [spendText(controls), controlsStatus(controls)].forEach((value) => cell(row, value));
       return row;
@@ -317,6 +318,7 @@ async function loadOverview() {
   $("card-credit").textContent = i18n.number(overview.totalRemainingCredit);
   $("card-held").textContent = i18n.number(overview.totalHeld);
   $("card-orgs").textContent = i18n.number(overview.organizations);
+  $("card-expiring").textContent = i18n.number(overview.totalExpiringWithin30Days);
   const low = overview.lowBalance || [];
   $("low-balance").hidden = !low.length;
   $("low-balance-list").replaceChildren(...low.map((controls) => {

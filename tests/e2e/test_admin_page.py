@@ -321,4 +321,4 @@ def test_low_balance_and_suspension_are_shown(browser, world, http_gateway,  # n
     expect(suspended.locator("td").last).to_have_text("Suspended: unpaid invoice")
     low = page.locator("#organizations tbody tr", has_text=acme.name)
     expect(low.locator("td").last).to_have_text("Low balance")
-    expect(low.locator("td").nth(5)).to_have_text("1")  # the one preview render this month
+    expect(low.locator("td").nth(6)).to_have_text("1")  # the one preview render this month

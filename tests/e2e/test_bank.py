@@ -12,7 +12,8 @@ the system settles:
 - every `success` job is charged exactly once at its mode's cost, no `failed` job is charged,
   and no job is left queued or processing;
 - no hold is left `held` past its expiry;
-- no sampled balance was ever negative (nor held above it);
+- no sampled balance was ever negative (nor held above it), and each always equalled the sum
+  of its grants (remaining and held), while promotional grants expired during the run;
 - every acknowledged adjustment and every finished job produced exactly one webhook event id,
   delivered at least once (the receiver refuses every fifth request), signed per Standard
   Webhooks.
@@ -21,6 +22,7 @@ Bounded and seeded: BANK_SECONDS (default 60) of load, BANK_SEED (printed) for t
 """
 from __future__ import annotations
 
+import datetime
 import os
 import random
 import threading
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 import grpc
 import psycopg2
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from standardwebhooks import Webhook
 
 from carpet_common.server import service_channel
@@ -168,17 +171,27 @@ def query(url: str, sql: str, *args) -> list[tuple]:
         connection.close()
 
 
+# One statement, one snapshot: each balance beside the sum of its grants (invariant 6).
+SAMPLE = """
+    SELECT b.organization_id, b.balance, b.held,
+           (SELECT COALESCE(SUM(g.remaining), 0) FROM credit_grant g
+            WHERE g.organization_id = b.organization_id),
+           (SELECT COALESCE(SUM(g.held), 0) FROM credit_grant g
+            WHERE g.organization_id = b.organization_id)
+    FROM credit_balance b"""
+
+
 def sampler(history: History, credit_db_url: str, stop: threading.Event) -> None:
     while not stop.wait(0.2):
         try:
-            rows = query(credit_db_url, "SELECT organization_id, balance, held "
-                                        "FROM credit_balance")
+            rows = query(credit_db_url, SAMPLE)
         except psycopg2.Error:
             continue  # our own connection may be terminated by the fault thread
         with history.lock:
             history.samples += 1
             history.bad_samples += [row for row in rows
-                                    if row[1] < 0 or row[2] < 0 or row[2] > row[1]]
+                                    if row[1] < 0 or row[2] < 0 or row[2] > row[1]
+                                    or (row[1], row[2]) != (row[3], row[4])]
 
 
 def faults(history: History, cluster: Cluster, databases: list[str], rng: random.Random,
@@ -254,13 +267,23 @@ def client(history: History, cluster_targets: tuple[str, str, str], organisation
 
 
 def adjust(history: History, stub, organisation: int, rng: random.Random) -> None:
-    """An adjustment through the credit service or the gateway (same request, same key)."""
+    """An adjustment through the credit service or the gateway (same request, same key); a
+    third of the additions are promotional grants that expire within seconds, during the run."""
     key = f"bank-{uuid.uuid4()}"
     delta = rng.choice([-1, 1]) * rng.randint(1, 25)
-    request = credit_pb2.AdjustCreditsRequest(organization_id=organisation, delta=delta,
-                                              reason="bank test", idempotency_key=key)
+    if delta > 0 and rng.random() < 1 / 3:
+        expires = Timestamp()
+        expires.FromDatetime(datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+                             + datetime.timedelta(seconds=rng.uniform(2, 20)))
+        method, request = stub.GrantCredits, credit_pb2.GrantCreditsRequest(
+            organization_id=organisation, amount=delta, kind=credit_pb2.GRANT_KIND_PROMOTIONAL,
+            expires_at=expires, priority=rng.choice([-1, 0, 1]), reason="bank test",
+            idempotency_key=key)
+    else:
+        method, request = stub.AdjustCredits, credit_pb2.AdjustCreditsRequest(
+            organization_id=organisation, delta=delta, reason="bank test", idempotency_key=key)
     try:
-        call(history, "AdjustCredits", stub.AdjustCredits, request)
+        call(history, "AdjustCredits", method, request)
     except Indeterminate:
         with history.lock:
             history.adjust_unknown.add(key)
@@ -297,6 +320,9 @@ def settle(cluster: Cluster, timeout: float = 120.0) -> None:
                                       "WHERE status IN ('queued', 'processing')")[0][0]
         overdue = query(credit_url, "SELECT count(*) FROM credit_hold WHERE state = 'held' "
                                     "AND expires_at < (now() AT TIME ZONE 'utc')")[0][0]
+        overdue += query(credit_url, "SELECT count(*) FROM credit_grant "
+                                     "WHERE expired_at IS NULL "
+                                     "AND expires_at < (now() AT TIME ZONE 'utc')")[0][0]
         if open_jobs == 0 and overdue == 0:
             return
         if time.monotonic() > deadline:
@@ -458,3 +484,9 @@ def check(history: History, cluster: Cluster) -> None:
     overdue = query(credit_url, "SELECT count(*) FROM credit_hold WHERE state = 'held' "
                                 "AND expires_at < (now() AT TIME ZONE 'utc')")
     assert overdue == [(0,)]
+    # Grants expired during the run, each once, each with at most one expiry row of its own.
+    expired = query(credit_url, "SELECT count(*) FROM credit_grant WHERE expired_at IS NOT NULL")
+    assert expired[0][0] > 0
+    assert query(credit_url, "SELECT count(*) FROM (SELECT grant_id FROM credit_log "
+                             "WHERE kind = 'expire' AND reason = 'grant expired' "
+                             "GROUP BY grant_id HAVING count(*) > 1) twice") == [(0,)]

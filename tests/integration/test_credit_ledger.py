@@ -17,6 +17,10 @@ def balance(stubs, organization_id):
                                     timeout=10)
 
 
+def amounts(shown: credit_pb2.Balance) -> tuple[int, int, int]:
+    return shown.balance, shown.held, shown.available
+
+
 def adjust(stubs, organization_id, delta, reason="test", key=""):
     return stubs.credits.AdjustCredits(
         credit_pb2.AdjustCreditsRequest(organization_id=organization_id, delta=delta,
@@ -85,8 +89,10 @@ def test_reserve_capture_cycle(credit_server):
     assert captured.hold.credit_log_id == captured.log.id
     again = capture(credit_server, hold.id)
     assert again.log == captured.log  # a repeat returns the same row, charges nothing more
-    assert balance(credit_server, org.id) == credit_pb2.Balance(
-        organization_id=org.id, balance=6, held=0, available=6)
+    shown = balance(credit_server, org.id)
+    assert (shown.organization_id, shown.balance, shown.held, shown.available) == (
+        org.id, 6, 0, 6)
+    assert [(grant.amount, grant.remaining, grant.held) for grant in shown.grants] == [(10, 6, 0)]
     expect_error(lambda: release(credit_server, hold.id), grpc.StatusCode.FAILED_PRECONDITION,
                  "HOLD_NOT_HELD")
     assert verify_credit() == []
@@ -163,8 +169,7 @@ def test_expired_holds_stop_counting(credit_server, clock):
     clock.advance(minutes=15)
     assert ledger.expire_holds(clock()) == 10  # the sweeper
     assert ledger.expire_holds(clock()) == 0
-    assert balance(credit_server, org.id) == credit_pb2.Balance(
-        organization_id=org.id, balance=10, held=0, available=10)
+    assert amounts(balance(credit_server, org.id)) == (10, 0, 10)
     expect_error(lambda: capture(credit_server, second.id), grpc.StatusCode.FAILED_PRECONDITION,
                  "HOLD_EXPIRED")
     assert release(credit_server, second.id).state == credit_pb2.HOLD_STATE_EXPIRED

@@ -15,6 +15,7 @@ from protos.carpet.credit.v1 import credit_pb2
 from protos.carpet.render.v1 import render_pb2
 from tests.fake_image_api import tiny_png
 from tests.integration.test_credit_accounts import create_org, expect_error
+from tests.integration.test_credit_ledger import amounts
 
 pytestmark = pytest.mark.usefixtures("engine")
 FINAL = (render_pb2.RENDER_STATUS_SUCCESS, render_pb2.RENDER_STATUS_FAILED)
@@ -109,8 +110,7 @@ def test_render_creates_job_and_exactly_one_charge(render_server, credit_server,
     assert done.status == render_pb2.RENDER_STATUS_SUCCESS, done.error_text
     assert done.credits_charged == 2 and done.credit_log_id
     assert done.started_at.seconds and done.finished_at.seconds
-    assert balance(credit_server, org.id) == credit_pb2.Balance(
-        organization_id=org.id, balance=8, held=0, available=8)
+    assert amounts(balance(credit_server, org.id)) == (8, 0, 8)
     logs = credit_server.credits.ListCreditLogs(
         credit_pb2.ListCreditLogsRequest(organization_id=org.id,
                                          kind=credit_pb2.CREDIT_LOG_KIND_RENDER),
@@ -194,8 +194,7 @@ def test_cancel_releases_the_hold(render_server, credit_server, start_workers, c
                                                   timeout=10)
     assert (canceled.status, canceled.error_text) == (render_pb2.RENDER_STATUS_FAILED,
                                                       "canceled")
-    assert balance(credit_server, org.id) == credit_pb2.Balance(
-        organization_id=org.id, balance=10, held=0, available=10)
+    assert amounts(balance(credit_server, org.id)) == (10, 0, 10)
     expect_error(lambda: render_server.renders.CancelRender(
         render_pb2.CancelRenderRequest(id=job.id), timeout=10),
         grpc.StatusCode.FAILED_PRECONDITION, "NOT_CANCELLABLE")

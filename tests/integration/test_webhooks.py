@@ -62,7 +62,8 @@ def test_the_secret_is_shown_once_and_signs_every_delivery(credit_server, start_
     event = verified(created.secret, request)
     assert event["type"] == "credit.adjusted" and event["timestamp"].endswith("Z")
     assert event["data"] == {"organizationId": org.id, "creditLogId": log.id, "delta": 5,
-                             "balanceAfter": 15, "reason": "top-up", "actor": "alice"}
+                             "balanceAfter": 15, "reason": "top-up", "actor": "alice",
+                             "grantId": log.grant_id}  # credit added is a grant
     assert request.headers["webhook-id"].startswith("msg_")
     with pytest.raises(WebhookVerificationError):  # another endpoint's secret does not verify it
         verified(add_endpoint(credit_server, "http://127.0.0.1:9/x").secret, request)

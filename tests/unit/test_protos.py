@@ -54,14 +54,16 @@ ADDED_METHODS = {
                                                              "PublishRenderEvents"},
     "carpet.credit.v1.AccountService": {"GetAccountTotals"} | SIGN_IN_ADMIN,
     "carpet.credit.v1.AuditService": {"RecordDenial"} | CONSOLE["carpet.credit.v1.AuditService"],
-    "carpet.credit.v1.CreditService": CONSOLE["carpet.credit.v1.CreditService"],
+    "carpet.credit.v1.CreditService": CONSOLE["carpet.credit.v1.CreditService"]
+                                      | {"GrantCredits"},
     "carpet.credit.v1.AuthService": {"Login", "Refresh", "Logout", "ChangePassword",
                                      "ListRevokedSessions"},
     "carpet.render.v1.RenderService": {"GetRenderTotals"}
                                       | CONSOLE["carpet.render.v1.RenderService"],
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
                                      "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
-                                    | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS,
+                                    | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS
+                                    | {"GrantCredits"},
 }
 
 

@@ -1,0 +1,153 @@
+"""Credit grants (CONTRACT §13): paid and promotional credit, with a priority, a start and an
+expiry, spent in the contract's order (ledger_sql.SPEND_ORDER).
+
+The ledger's hot statements draw from grants (ledger_sql.draw, spend_draws, return_draws,
+consume); this module creates grants, expires them, and reads them. Every change here runs in a
+transaction that has first locked the organisation's balance row, like the ledger's, so one
+organisation's grants change one transaction at a time, across threads and replicas.
+"""
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from peewee import fn
+
+from carpet_common.errors import InvalidArgument
+from credit_service.models import (
+    GRANT_KINDS,
+    CreditBalance,
+    CreditGrant,
+    CreditLog,
+    database,
+)
+
+EXPIRING_SOON = datetime.timedelta(days=30)
+MAX_PRIORITY = 2**31 - 1
+EXPIRE_REASON = "grant expired"  # the sweeper's row: once per grant
+RETURNED_REASON = "returned to an expired grant"  # a hold ended after its grant expired
+
+
+@dataclass(frozen=True)
+class GrantTerms:
+    kind: str = "paid"
+    priority: int = 0
+    effective_at: datetime.datetime | None = None  # None: now
+    expires_at: datetime.datetime | None = None  # None: never
+
+
+def check_terms(terms: GrantTerms, now: datetime.datetime) -> GrantTerms:
+    if terms.kind not in GRANT_KINDS:
+        raise InvalidArgument("kind must be GRANT_KIND_PAID or GRANT_KIND_PROMOTIONAL")
+    if not -MAX_PRIORITY <= terms.priority <= MAX_PRIORITY:
+        raise InvalidArgument("priority is out of range")
+    effective_at = terms.effective_at or now
+    if terms.expires_at is not None:
+        if terms.expires_at <= now:
+            raise InvalidArgument("expires_at must be in the future")
+        if terms.expires_at <= effective_at:
+            raise InvalidArgument("expires_at must be after effective_at")
+    return GrantTerms(terms.kind, terms.priority, effective_at, terms.expires_at)
+
+
+def add_grant(organization_id: int, amount: int, terms: GrantTerms, *, reason: str,
+              reference: str, now: datetime.datetime) -> CreditGrant:
+    """Inside the caller's transaction, after it raised the balance by `amount`."""
+    return CreditGrant.create(
+        organization=organization_id, kind=terms.kind, amount=amount, remaining=amount, held=0,
+        priority=terms.priority, effective_at=terms.effective_at or now,
+        expires_at=terms.expires_at, reason=reason, reference=reference, created_at=now)
+
+
+def lapse(organization_id: int, lapsed: list[tuple[int, int]], now: datetime.datetime,
+          reason: str = RETURNED_REASON, actor: str = "credit-service") -> None:
+    """Inside the caller's transaction (balance row locked): amounts that expired with their
+    grants leave the balance, each with its `expire` row naming the grant."""
+    for grant_id, amount in lapsed:
+        if amount <= 0:
+            continue
+        (balance_after,) = (CreditBalance.update(balance=CreditBalance.balance - amount,
+                                                 updated_at=now)
+                            .where(CreditBalance.organization == organization_id)
+                            .returning(CreditBalance.balance).tuples().execute())[0]
+        CreditLog.create(organization=organization_id, grant=grant_id, delta=-amount,
+                         balance_after=balance_after, kind="expire", reason=reason,
+                         reference=f"grant:{grant_id}", actor=actor, created_at=now)
+
+
+def _lock_balance(organization_id: int, now: datetime.datetime) -> None:
+    (CreditBalance.update(updated_at=now)
+     .where(CreditBalance.organization == organization_id).execute())
+
+
+def expire_grants(now: datetime.datetime, limit: int = 500) -> int:
+    """The sweeper: expire every grant past its `expires_at`, one transaction per organisation;
+    what was spendable in it leaves the balance with an `expire` row. A replica that loses the
+    race finds the grant already expired (its conditional UPDATE changes nothing): each grant
+    is expired once. Returns the credits expired."""
+    organization_ids = [row[0] for row in
+                        CreditGrant.select(CreditGrant.organization).distinct()
+                        .where(CreditGrant.expired_at.is_null() & (CreditGrant.expires_at <= now))
+                        .limit(limit).tuples()]
+    total = 0
+    for organization_id in organization_ids:
+        with database.atomic():
+            _lock_balance(organization_id, now)
+            due = list(CreditGrant.select(CreditGrant.id, CreditGrant.remaining,
+                                          CreditGrant.held)
+                       .where((CreditGrant.organization == organization_id)
+                              & CreditGrant.expired_at.is_null()
+                              & (CreditGrant.expires_at <= now))
+                       .order_by(CreditGrant.id))
+            lapsed = []
+            for grant in due:
+                if (CreditGrant.update(expired_at=now, remaining=CreditGrant.held)
+                        .where((CreditGrant.id == grant.id) & CreditGrant.expired_at.is_null())
+                        .execute()):
+                    lapsed.append((grant.id, grant.remaining - grant.held))
+            lapse(organization_id, lapsed, now, EXPIRE_REASON)
+            total += sum(amount for _, amount in lapsed)
+    return total
+
+
+@dataclass(frozen=True)
+class GrantView:
+    id: int
+    kind: str
+    amount: int
+    remaining: int
+    held: int
+    priority: int
+    effective_at: datetime.datetime
+    expires_at: datetime.datetime | None
+    reason: str
+    created_at: datetime.datetime
+
+
+def _view(row: CreditGrant) -> GrantView:
+    return GrantView(row.id, row.kind, row.amount, row.remaining, row.held, row.priority,
+                     row.effective_at, row.expires_at, row.reason, row.created_at)
+
+
+def live_grants(organization_id: int) -> list[GrantView]:
+    """The grants that make up the balance (not expired, something left), in spending order."""
+    rows = (CreditGrant.select()
+            .where((CreditGrant.organization == organization_id)
+                   & CreditGrant.expired_at.is_null() & (CreditGrant.remaining > 0))
+            .order_by(CreditGrant.priority, CreditGrant.expires_at.is_null(),
+                      CreditGrant.expires_at, CreditGrant.created_at, CreditGrant.id))
+    return [_view(row) for row in rows]
+
+
+def expiring_soon(now: datetime.datetime, organization_ids: list[int] | None = None
+                  ) -> dict[int, int]:
+    """Per organisation: spendable credit whose grant expires within 30 days."""
+    query = (CreditGrant.select(CreditGrant.organization,
+                                fn.SUM(CreditGrant.remaining - CreditGrant.held))
+             .where(CreditGrant.expired_at.is_null() & CreditGrant.expires_at.is_null(False)
+                    & (CreditGrant.expires_at <= now + EXPIRING_SOON)
+                    & (CreditGrant.remaining > CreditGrant.held))
+             .group_by(CreditGrant.organization))
+    if organization_ids is not None:
+        query = query.where(CreditGrant.organization.in_(organization_ids))
+    return {organization_id: int(total) for organization_id, total in query.tuples()}
