@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import secrets
 import sys
 import time
 
@@ -56,7 +57,7 @@ def build(database, models) -> None:
 
 def main() -> int:
     from carpet_common.db import bind_database
-    from credit_service import migrations, models, verify
+    from credit_service import audit, migrations, models, verify
 
     url = fresh_database_url(os.environ.get("BENCH_DATABASE_URL") or None, "grants_migration")
     database = bind_database(models.database, url)
@@ -69,8 +70,11 @@ def main() -> int:
         (report["ledger_rows"],) = database.execute_sql(
             "SELECT count(*) FROM credit_log").fetchone()
         report["build_s"] = round(time.monotonic() - started, 1)
+        audit.use_key(secrets.token_bytes(32))  # an empty audit chain, keyed as `migrate` does
+        audit.seal_chain()
         before = [*verify.balance_mismatches(), *verify.held_mismatches(),
-                  *verify.unaudited_adjustments(), *verify.daily_mismatches()]
+                  *verify.unaudited_adjustments(), *verify.daily_mismatches(),
+                  *audit.broken_links()]
         started = time.monotonic()
         applied = runner.up()
         report["migration"] = applied
