@@ -88,13 +88,14 @@ def database_transactions(config: dict, index: int):
         placeholder, begin = "%s", "BEGIN"
     sql = {name: getattr(ledger_sql, name).sql_with(placeholder) for name in (
         "_INSERT_HOLD", "_HOLD_CREDITS", "_CAPTURE_HOLD", "_CHARGE_HELD", "_INSERT_RENDER_LOG",
-        "_RESERVE_PG", "_CAPTURE_PG")}
+        "_RESERVE_PG", "_CAPTURE_PG", "_DRAW_PG", "_DRAW", "_HOLD_DRAWS", "_DRAWN",
+        "_SPEND_DRAWS")}
     postgres = not url.startswith("sqlite")
     cursor = connection.cursor()
 
     def execute(name, *params):
         cursor.execute(sql[name], params)
-        return cursor.fetchall() if "RETURNING" in sql[name] else None
+        return cursor.fetchall() if cursor.description else None
 
     def operation() -> int:
         try:
@@ -109,12 +110,17 @@ def database_transactions(config: dict, index: int):
         expires = now + datetime.timedelta(minutes=15)
         hold_row = (organization, None, 1, reference, expires, now, now)
         cursor.execute(begin)
+        draw = (organization, now, now, 1, 1, 1)  # one credit from the grants, in order
         if postgres:
             [(hold_id, *_state)] = execute("_RESERVE_PG", *hold_row, 1, now, organization, 1,
                                            organization)
+            execute("_DRAW_PG", hold_id, *draw)
         else:
             [(hold_id,)] = execute("_INSERT_HOLD", *hold_row)
             execute("_HOLD_CREDITS", 1, now, organization, 1, organization)
+            execute("_DRAW", hold_id, *draw)
+            execute("_HOLD_DRAWS", hold_id)
+            execute("_DRAWN", hold_id)
         cursor.execute("COMMIT")
 
         cursor.execute(begin)
@@ -125,6 +131,7 @@ def database_transactions(config: dict, index: int):
             [(balance,)] = execute("_CHARGE_HELD", 1, 1, now, organization)
             execute("_INSERT_RENDER_LOG", organization, None, hold_id, -1, balance, reference,
                     "bench", now)
+            execute("_SPEND_DRAWS", hold_id)
         cursor.execute("COMMIT")
         return 2
 

@@ -1,7 +1,7 @@
-"""The webhook scenarios' surroundings: a receiver that accepts connections and never answers,
-an endpoint subscribed to every event pointing at it, and a steady trickle of adjustments (each
-a `credit.adjusted` event), so the credit service's delivery workers sit in timeouts while the
-hot paths are measured."""
+"""The webhook scenarios' surroundings: a steady trickle of adjustments (each a
+`credit.adjusted` event), with or without an endpoint subscribed to every event at a receiver
+that accepts connections and never answers, so that with it the credit service's delivery
+workers sit in timeouts while the hot paths are measured."""
 from __future__ import annotations
 
 import contextlib
@@ -58,16 +58,18 @@ class DeadReceiver:
 
 
 @contextlib.contextmanager
-def dead_webhook(config: dict):
-    """While the block runs: an endpoint at a dead receiver, and ADJUSTMENTS_PER_S events."""
-    receiver = DeadReceiver()
+def event_trickle(config: dict, *, dead_webhook: bool):
+    """While the block runs: ADJUSTMENTS_PER_S adjustments (each an event), and with
+    `dead_webhook` an endpoint for every event at a receiver that never answers. The scenarios
+    run once each way, so the only difference between the two is the webhook."""
+    receiver = DeadReceiver() if dead_webhook else None
     admin = (("x-admin-token", config["admin_token"]),)
     channel = grpc.insecure_channel(config["address"])  # as the admin (the token below)
     notifications = notification_pb2_grpc.NotificationServiceStub(channel)
     credits = credit_pb2_grpc.CreditServiceStub(channel)
     endpoint = notifications.CreateWebhookEndpoint(
         notification_pb2.CreateWebhookEndpointRequest(url=receiver.url, events=EVENTS),
-        metadata=admin, timeout=10)
+        metadata=admin, timeout=10) if receiver else None
     stop = threading.Event()
     organization = config["spread_organizations"][0]
 
@@ -84,8 +86,10 @@ def dead_webhook(config: dict):
     finally:
         stop.set()
         adjuster.join(10)
-        notifications.DeleteWebhookEndpoint(
-            notification_pb2.DeleteWebhookEndpointRequest(id=endpoint.id), metadata=admin,
-            timeout=10)
+        if endpoint is not None:
+            notifications.DeleteWebhookEndpoint(
+                notification_pb2.DeleteWebhookEndpointRequest(id=endpoint.id), metadata=admin,
+                timeout=10)
         channel.close()
-        receiver.close()
+        if receiver is not None:
+            receiver.close()

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from peewee import fn
 
+from carpet_common.db import Statement
 from carpet_common.errors import InvalidArgument
+from credit_service.ledger_sql import SPEND_ORDER
 from credit_service.models import (
     GRANT_KINDS,
     CreditBalance,
@@ -129,14 +131,29 @@ def _view(row: CreditGrant) -> GrantView:
                      row.effective_at, row.expires_at, row.reason, row.created_at)
 
 
+# GetBalance's read, on every call: written once as SQL (carpet_common.db.Statement).
+_LIVE = Statement(f"""
+    SELECT id, kind, amount, remaining, held, priority, effective_at, expires_at, reason,
+           created_at
+    FROM credit_grant
+    WHERE organization_id = {{p}} AND expired_at IS NULL AND remaining > 0
+    ORDER BY {SPEND_ORDER}""")
+_as_time = CreditGrant.created_at.python_value  # driver value -> naive UTC datetime
+
+
 def live_grants(organization_id: int) -> list[GrantView]:
     """The grants that make up the balance (not expired, something left), in spending order."""
-    rows = (CreditGrant.select()
-            .where((CreditGrant.organization == organization_id)
-                   & CreditGrant.expired_at.is_null() & (CreditGrant.remaining > 0))
-            .order_by(CreditGrant.priority, CreditGrant.expires_at.is_null(),
-                      CreditGrant.expires_at, CreditGrant.created_at, CreditGrant.id))
-    return [_view(row) for row in rows]
+    return [GrantView(grant_id, kind, amount, remaining, held, priority, _as_time(effective),
+                      _as_time(expires) if expires is not None else None, reason,
+                      _as_time(created))
+            for (grant_id, kind, amount, remaining, held, priority, effective, expires, reason,
+                 created) in _LIVE.rows(database, organization_id)]
+
+
+def expiring_within(views: list[GrantView], now: datetime.datetime) -> int:
+    """Of these grants, the spendable credit that expires within 30 days."""
+    return sum(view.remaining - view.held for view in views
+               if view.expires_at is not None and view.expires_at <= now + EXPIRING_SOON)
 
 
 def expiring_soon(now: datetime.datetime, organization_ids: list[int] | None = None

@@ -95,6 +95,8 @@ _INSERT_RENDER_LOG = Statement("""
                             reason, reference, actor, created_at)
     VALUES ({p}, {p}, {p}, {p}, {p}, 'render', 'render charge', {p}, {p}, {p})
     RETURNING id""")
+# `spent`: the hold's draws leave their grants. It is joined with `charged`, so no grant row is
+# locked before the balance row (the order every ledger transaction keeps: no deadlocks).
 _CAPTURE_PG = Statement("""
     WITH captured AS (
         UPDATE credit_hold SET state = 'captured', updated_at = {p}
@@ -111,7 +113,11 @@ _CAPTURE_PG = Statement("""
         SELECT c.organization_id, c.user_id, c.id, -c.amount, charged.balance, 'render',
                'render charge', c.reference, {p}, {p}
         FROM captured c, charged
-        RETURNING id, balance_after)
+        RETURNING id, balance_after),
+    spent AS (
+        UPDATE credit_grant g SET remaining = g.remaining - d.amount, held = g.held - d.amount
+        FROM credit_hold_draw d, captured c, charged
+        WHERE d.hold_id = c.id AND g.id = d.grant_id)
     SELECT c.organization_id, c.amount, c.reference, c.user_id, c.expires_at,
            logged.id, logged.balance_after
     FROM captured c, logged""")
@@ -219,7 +225,6 @@ def capture(hold_id: int, now: datetime.datetime, actor: str
         if won is None:
             return None
         organization_id, amount, reference, user_id, expires_at, log_id, balance_after = won
-        spend_draws(hold_id)
     else:
         won = _CAPTURE_HOLD.row(database, now, hold_id, now)
         if won is None:

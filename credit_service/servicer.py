@@ -209,10 +209,9 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
         _visible(request.organization_id, f"organisation {request.organization_id}")
         now = self._clock()
         message = balance_message(ledger.get_balance(request.organization_id, now))
-        message.grants.extend(grant_message(request.organization_id, row)
-                              for row in grants.live_grants(request.organization_id))
-        message.expiring_within_30_days = grants.expiring_soon(
-            now, [request.organization_id]).get(request.organization_id, 0)
+        live = grants.live_grants(request.organization_id)
+        message.grants.extend(grant_message(request.organization_id, row) for row in live)
+        message.expiring_within_30_days = grants.expiring_within(live, now)
         return message
 
     def GrantCredits(self, request, context):

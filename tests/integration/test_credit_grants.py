@@ -4,6 +4,7 @@ reservations at once across several grants, a hold that outlives its grant, expi
 release, idempotency, and `verify` (invariant 6) after each."""
 import concurrent.futures
 import datetime
+import json
 
 import grpc
 import pytest
@@ -13,6 +14,8 @@ from credit_service import grants
 from credit_service.verify import verify_credit
 from protos.carpet.credit.v1 import credit_pb2
 from tests.helpers import ADMIN, error_reason
+from tests.integration.test_admin_gateway import staff
+from tests.integration.test_console_api import get
 from tests.integration.test_credit_accounts import create_org
 from tests.integration.test_credit_ledger import adjust, balance, capture, release, reserve
 
@@ -181,3 +184,29 @@ def test_a_grant_is_idempotent_audited_and_checked(credit_server, clock):
             organization_id=org.id, amount=5, reason="x"), timeout=10)  # the render service
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert verify_credit() == []
+
+
+def test_grants_over_http(http_gateway, credit_server, clock):
+    """POST /admin/credits/grants, and what expires soon on the overview and the list."""
+    org = create_org(credit_server, "Acme", 10)
+    expires = (clock() + datetime.timedelta(days=20)).isoformat() + "Z"
+    status, _, body = get(http_gateway, "/admin/credits/grants", method="POST", body={
+        "organizationId": str(org.id), "amount": "20", "kind": "GRANT_KIND_PROMOTIONAL",
+        "expiresAt": expires, "reason": "20 free renders", "idempotencyKey": "promo-http"})
+    assert status == 200, body
+    created = json.loads(body)
+    assert (created["grant"]["remaining"], created["grant"]["kind"], created["log"]["kind"]) == (
+        "20", "GRANT_KIND_PROMOTIONAL", "CREDIT_LOG_KIND_ADJUST")
+    assert created["balance"]["balance"] == "30"
+    status, _, body = get(http_gateway, "/admin/overview")
+    assert json.loads(body)["totalExpiringWithin30Days"] == "20"
+    status, _, body = get(http_gateway, "/admin/organizations")
+    (listed,) = json.loads(body)["organizations"]
+    assert listed["expiringWithin30Days"] == "20"
+    status, _, body = get(http_gateway, "/admin/credits/grants", method="POST", body={
+        "organizationId": str(org.id), "amount": "5", "reason": "x"},
+        headers=dict(staff(org.id)))
+    assert status == 403
+    status, _, body = get(http_gateway, "/admin/credits/grants", method="POST", body={
+        "organizationId": str(org.id), "amount": "0", "reason": "x"})
+    assert (status, json.loads(body)["code"]) == (400, "INVALID_ARGUMENT")
