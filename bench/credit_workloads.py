@@ -114,7 +114,7 @@ def database_transactions(config: dict, index: int):
         if postgres:
             [(hold_id, *_state)] = execute("_RESERVE_PG", *hold_row, 1, now, organization, 1,
                                            organization)
-            execute("_DRAW_PG", hold_id, *draw)
+            execute("_DRAW_PG", *draw, hold_id)
         else:
             [(hold_id,)] = execute("_INSERT_HOLD", *hold_row)
             execute("_HOLD_CREDITS", 1, now, organization, 1, organization)

@@ -44,7 +44,12 @@ def fresh_database_url(base_url: str | None, name: str) -> str:
             cursor.execute(f'CREATE DATABASE "{database}"')
     finally:
         connection.close()
-    return urlunparse(urlparse(base_url)._replace(path="/" + database))
+    return bench_database_url(base_url, name)
+
+
+def bench_database_url(base_url: str, name: str) -> str:
+    """The URL of the bench's PostgreSQL database `name`, next to BENCH_DATABASE_URL's."""
+    return urlunparse(urlparse(base_url)._replace(path=f"/carpet_bench_{name}"))
 
 
 def wait_serving(address: str, timeout: float = 30.0) -> None:
