@@ -46,7 +46,10 @@ def summarize_request(request: Message, relayed_by: str = "") -> str:
         elif field.type == field.TYPE_BYTES:
             summary[field.name] = f"<{len(value)} bytes>"
         elif isinstance(value, Message):
-            summary[field.name] = json_format.MessageToDict(value)
+            try:
+                summary[field.name] = json_format.MessageToDict(value)
+            except ValueError:  # e.g. a Timestamp out of range: the refusal is still audited
+                summary[field.name] = "<invalid>"
         elif field.is_repeated:
             summary[field.name] = list(value)[:50]
         else:

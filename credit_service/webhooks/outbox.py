@@ -47,10 +47,19 @@ def event_body(event_type: str, data: dict, occurred_at: datetime.datetime) -> s
 def record_event(event_type: str, organization_id: int, data: dict, now: datetime.datetime,
                  *, event_id: str | None = None,
                  occurred_at: datetime.datetime | None = None) -> bool:
-    """Inside the caller's transaction: the event and its deliveries, due now. False when an
-    event with this id was recorded before (a relayed event published twice)."""
+    """Inside the caller's transaction: the event and its deliveries, due now. False when no
+    endpoint wants it (nothing is written), or when an event with this id was recorded before
+    (a relayed event published twice)."""
     if event_type not in WEBHOOK_EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type}")
+    subscribed = [endpoint.id for endpoint in
+                  WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.events)
+                  .where(WebhookEndpoint.deleted_at.is_null()
+                         & (WebhookEndpoint.organization_id.is_null()
+                            | (WebhookEndpoint.organization_id == organization_id)))
+                  if event_type in endpoint.events.split(",")]
+    if not subscribed:
+        return False  # nobody listens: nothing to keep (an endpoint added later starts afresh)
     event_id = event_id or f"msg_{uuid.uuid4().hex}"
     body = event_body(event_type, {"organizationId": organization_id, **data},
                       occurred_at or now)
@@ -63,16 +72,9 @@ def record_event(event_type: str, organization_id: int, data: dict, now: datetim
         if WebhookEvent.select().where(WebhookEvent.event_id == event_id).exists():
             return False
         raise
-    subscribed = [endpoint.id for endpoint in
-                  WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.events)
-                  .where(WebhookEndpoint.deleted_at.is_null()
-                         & (WebhookEndpoint.organization_id.is_null()
-                            | (WebhookEndpoint.organization_id == organization_id)))
-                  if event_type in endpoint.events.split(",")]
-    if subscribed:
-        WebhookDelivery.insert_many(
-            [{"event": event.id, "endpoint": endpoint_id, "next_attempt_at": now,
-              "created_at": now} for endpoint_id in subscribed]).execute()
+    WebhookDelivery.insert_many(
+        [{"event": event.id, "endpoint": endpoint_id, "next_attempt_at": now,
+          "created_at": now} for endpoint_id in subscribed]).execute()
     return True
 
 

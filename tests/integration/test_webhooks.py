@@ -240,3 +240,13 @@ def test_render_job_json_data_is_an_object(credit_server):
     with pytest.raises(grpc.RpcError) as refused:
         credit_server.notifications.PublishRenderEvents(bad, timeout=10)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_an_event_nobody_wants_is_not_kept(credit_server):
+    from credit_service.models import WebhookEvent, database
+
+    org = create_org(credit_server, "Acme", 10)
+    add_endpoint(credit_server, "http://127.0.0.1:9/hooks", ["render.failed"])
+    adjust(credit_server, org.id, 5)  # credit.adjusted: no endpoint wants it
+    with database.connection_context():
+        assert WebhookEvent.select().count() == 0
