@@ -20,6 +20,7 @@ from peewee import (
     PostgresqlDatabase,
     TextField,
 )
+from playhouse.migrations import MigrationError
 
 from carpet_common.migrate import replace_sqlite_check
 
@@ -106,7 +107,12 @@ def up(migrator, db):
 
 
 def down(migrator, db):
-    db.execute_sql("DELETE FROM credit_log WHERE kind = 'expire'")
+    """Only while no grant has expired: an `expire` row is part of the ledger (its balance
+    follows from it), and a rollback never deletes ledger rows."""
+    (expired,) = db.execute_sql("SELECT count(*) FROM credit_log WHERE kind = 'expire'").fetchone()
+    if expired:
+        raise MigrationError(f"{expired} expire rows are in the ledger: credit_grants cannot be "
+                             f"rolled back without losing them")
     _kinds(db, NEW_KINDS, OLD_KINDS)
     migrator.migrate(migrator.drop_column("credit_log", "grant_id"))
     db.execute_sql("DROP TABLE credit_hold_draw")
