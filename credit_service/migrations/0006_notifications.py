@@ -123,8 +123,8 @@ def down(migrator, db):
                   "webhook_endpoint"):
         db.execute_sql(f"DROP TABLE {table}")
     migrator.migrate(
-        migrator.drop_index("credit_hold", "credithold_organization_id_created_at"),
-        migrator.drop_index("credit_hold", "credithold_user_id_created_at"),
+        migrator.drop_index("credit_hold", "credit_hold_organization_id_created_at"),
+        migrator.drop_index("credit_hold", "credit_hold_user_id_created_at"),
         *(migrator.drop_column("credit_balance", column) for column in (
             "low_balance_threshold", "low_balance_armed", "monthly_credit_limit",
             "user_daily_credit_limit")),

@@ -114,6 +114,7 @@ def down(migrator, db):
         raise MigrationError(f"{expired} expire rows are in the ledger: credit_grants cannot be "
                              f"rolled back without losing them")
     _kinds(db, NEW_KINDS, OLD_KINDS)
-    migrator.migrate(migrator.drop_column("credit_log", "grant_id"))
+    migrator.migrate(migrator.drop_index("credit_log", "credit_log_grant_id"),
+                     migrator.drop_column("credit_log", "grant_id"))
     db.execute_sql("DROP TABLE credit_hold_draw")
     db.execute_sql("DROP TABLE credit_grant")
