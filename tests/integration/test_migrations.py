@@ -79,3 +79,27 @@ def test_the_fallback_check_is_loosened_and_restored_in_place(engine, tmp_path, 
     finally:
         if is_postgres(database):
             database.close_all()
+
+
+@pytest.mark.parametrize("service, back_to", [("credit", "0006_notifications"),
+                                              ("render", "0007_render_fallback")])
+def test_this_releases_migrations_roll_back_and_apply_again(engine, tmp_path, pg_databases,
+                                                           service, back_to):
+    from playhouse.migrations import Runner
+
+    models, directory = _services()[service]
+    url = fresh_database_url(engine, f"rollback_{service}", tmp_path, pg_databases)
+    database = bind_database(models.database, url)
+    try:
+        with database.connection_context():
+            apply_migrations(database, directory)
+            tables = set(database.get_tables())
+            runner = Runner(database, directory)
+            reverted = runner.down(back_to)
+            assert reverted[-1] == back_to and set(database.get_tables()) < tables
+            assert runner.up() == list(reversed(reverted))
+            assert set(database.get_tables()) == tables
+            assert not diff_models(database, list(models.ALL_MODELS))
+    finally:
+        if is_postgres(database):
+            database.close_all()
