@@ -92,16 +92,20 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             account_pb2.GetAccountTotalsRequest(organization_id=organization_id))
         renders = self._clients.renders.GetRenderTotals.future(
             render_pb2.GetRenderTotalsRequest(organization_id=organization_id))
-        low = (self._clients.notifications.ListOrganizationControls.future(
-            notification_pb2.ListOrganizationControlsRequest(low_balance_only=True))
-            if current_principal().role == "ADMIN" else None)
-        account_totals, render_totals = accounts.result(), renders.result()
-        if low is not None:
-            low_balance = list(low.result().organizations)
-        else:  # STAFF: its own organisation's alert only
-            own = self._clients.notifications.GetOrganizationControls(
+        # The low-balance list too: every organisation's for ADMIN, its own for STAFF.
+        notifications = self._clients.notifications
+        if current_principal().role == "ADMIN":
+            low = notifications.ListOrganizationControls.future(
+                notification_pb2.ListOrganizationControlsRequest(low_balance_only=True))
+        else:
+            own = notifications.GetOrganizationControls.future(
                 notification_pb2.GetOrganizationControlsRequest(id=organization_id))
-            low_balance = [own] if own.low_balance else []
+        account_totals, render_totals = accounts.result(), renders.result()
+        if current_principal().role == "ADMIN":
+            low_balance = list(low.result().organizations)
+        else:
+            mine = own.result()
+            low_balance = [mine] if mine.low_balance else []
         return admin_pb2.Overview(
             total_users=account_totals.users, total_renders=render_totals.total,
             total_remaining_credit=account_totals.total_balance,
