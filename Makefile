@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos -name '*.proto')
 PROTO_STAMP := protos/.generated
 
-.PHONY: all install protos migrate seed run test lint bench clients clean
+.PHONY: all install protos migrate seed run test lint bench profile clients clean
 
 all: protos
 
@@ -56,6 +56,11 @@ lint: protos
 
 bench: protos
 	$(PY) -m bench
+
+# Where a submission's CPU goes: py-spy flame graphs of both services under render.submit.
+profile: protos
+	$(PY) -m pip install --quiet -e '.[profile]'
+	$(PY) -m bench.profile
 
 # The client packages for internal backends (CONTRACT §14), their stubs and types generated
 # from protos/ as they build: a wheel in clients/python/dist, the Node package in clients/node/dist.

@@ -1,10 +1,12 @@
 """python -m bench — every scenario against real processes; writes bench/results/latest.json.
 
 BENCH_DATABASE_URL selects PostgreSQL (default: SQLite files), BENCH_SECONDS the length of
-each scenario, BENCH_CONCURRENCY the number of client processes.
+each scenario, BENCH_CONCURRENCY the number of client processes, BENCH_GROUPS which groups of
+scenarios run (default all: credit,render,scaling,webhooks,admin).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -12,7 +14,7 @@ import time
 
 from bench import renderer_latency
 from bench.admin_scenarios import AdminBench
-from bench.driver import Result, run_scenario
+from bench.driver import Result, run_open_loop, run_scenario
 from bench.environment import (
     RESULTS_DIR,
     ServerProcess,
@@ -152,8 +154,31 @@ def combined(first: Result, second: Result) -> Result:
                   first_error=first.first_error or second.first_error)
 
 
+# Scenario -> the ceilings it is compared with: the lowest of those measured in the run.
+COMPARED_WITH = {
+    "ceiling.grpc": (), "ceiling.db": (),
+    "credit.get_balance": ("ceiling.grpc",),
+    "credit.reserve_capture_hot": ("ceiling.grpc", "ceiling.db"),
+    "credit.reserve_capture_spread": ("ceiling.grpc", "ceiling.db"),
+    "credit.reserve_capture_hot.grants5": ("credit.reserve_capture_hot",),
+    **{name: (name.rsplit(".", 1)[0],) for name in MULTI_PROCESS},
+    "ceiling.grpc.render": (), "ceiling.chain": (), "ceiling.chain3": (),
+    "ceiling.submit_sql": (),
+    "render.submit": ("ceiling.chain", "ceiling.submit_sql"),
+    "ceiling.chain.open50": (), "render.submit.open50": ("ceiling.chain.open50",),
+    "render.submit.scaled": ("render.submit",),
+    "render.end_to_end": ("ceiling.grpc.render",),
+    "render.submit.events": ("render.submit",),
+    "credit.reserve_capture_hot.events": ("credit.reserve_capture_hot",),
+    "render.submit.webhook_dead": ("render.submit.events",),
+    "credit.reserve_capture_hot.webhook_dead": ("credit.reserve_capture_hot.events",),
+    **{name: ("ceiling.chain3",) if ceiling == "ceiling.grpc.admin" else
+       ((ceiling,) if ceiling else ()) for name, ceiling in ADMIN_CEILINGS.items()},
+}
+
+
 def row(result: Result, ceiling: Result | None) -> dict:
-    return {
+    entry = {
         "name": result.name,
         "ops_per_s": round(result.ops_per_s, 1),
         "p50_ms": round(result.p50_ms, 3),
@@ -162,155 +187,228 @@ def row(result: Result, ceiling: Result | None) -> dict:
         "ratio": round(result.ops_per_s / ceiling.ops_per_s, 3) if ceiling else None,
         "errors": result.errors,
     }
+    if result.offered_per_s is not None:  # open loop: the rate offered and the far tail
+        entry.update(offered_per_s=round(result.offered_per_s, 1),
+                     p999_ms=round(result.p999_ms, 3))
+        if ceiling is not None:  # the open-loop target is on the tail, at the same rate
+            entry["p99_ratio"] = round(result.p99_ms / ceiling.p99_ms, 3)
+    if result.name.startswith("admin.") and result.name.endswith(".1m"):
+        # The admin target: at a million jobs, p50 at most twice that at a thousand.
+        entry["p50_ratio"] = round(result.p50_ms / ceiling.p50_ms, 3)
+    return entry
+
+
+def report_rows(results: dict[str, Result]) -> list[dict]:
+    rows = []
+    for name, candidates in COMPARED_WITH.items():
+        if name in results:
+            measured = [results[c] for c in candidates if c in results]
+            rows.append(row(results[name], min(measured, key=lambda r: r.ops_per_s)
+                            if measured else None))
+    return rows
+
+
+GROUPS = ("credit", "render", "scaling", "webhooks", "admin")
+
+
+class Bench:
+    """One run: the credit service and its database, the scenarios run so far."""
+
+    def __init__(self, base_url: str | None, seconds: float, concurrency: int):
+        self.base_url, self.seconds, self.concurrency = base_url, seconds, concurrency
+        self.results: dict[str, Result] = {}
+        credit_url = fresh_database_url(base_url, "credit")
+        token = admin_token()
+        self.env = {"CREDIT_DATABASE_URL": credit_url, "LOG_FORMAT": "json",
+                    "WEBHOOK_ALLOW_PRIVATE": "1",  # the dead receiver of the webhook scenarios
+                    "ADMIN_TOKENS": f"bench:{token}", "GRPC_MAX_WORKERS": "16",
+                    "DB_MAX_CONNECTIONS": "16", **security_env()}
+        migrated = run_cli("credit_service", "migrate", self.env)
+        if migrated.returncode != 0:
+            raise RuntimeError(migrated.stderr)
+        self.config = load_organizations(credit_url)
+        self.config.update(database_url=credit_url, admin_token=token,
+                           service_tokens=service_tokens(self.env))
+        self.render_env = {**self.env,
+                           "RENDER_DATABASE_URL": fresh_database_url(base_url, "render"),
+                           "RATE_LIMIT_RENDER": "off",
+                           "RENDER_STORAGE_DIR": os.path.join(RESULTS_DIR, "renders")}
+        self.config["render_database_url"] = self.render_env["RENDER_DATABASE_URL"]
+        migrated = run_cli("render_service", "migrate", self.render_env)
+        if migrated.returncode != 0:
+            raise RuntimeError(migrated.stderr)
+        self.servers: list[ServerProcess] = []
+
+    def scenario(self, name: str, workload: str) -> Result:
+        maintain(self.base_url)
+        return self._record(run_scenario(name, f"bench.{workload}", self.config,
+                                         concurrency=self.concurrency, seconds=self.seconds))
+
+    def open_loop(self, name: str, workload: str, rate: float) -> Result:
+        maintain(self.base_url)
+        return self._record(run_open_loop(name, f"bench.{workload}", self.config, rate=rate,
+                                          concurrency=self.concurrency, seconds=self.seconds))
+
+    def _record(self, result: Result) -> Result:
+        self.results[result.name] = result
+        tail = f"  p99.9 {result.p999_ms:7.2f} ms" if result.p999_ms is not None else ""
+        print(f"{result.name:40s} {result.ops_per_s:9.1f} ops/s  p50 {result.p50_ms:7.2f} ms  "
+              f"p99 {result.p99_ms:7.2f} ms{tail}  errors {result.errors} "
+              f"{result.first_error}", flush=True)
+        return result
+
+    @contextlib.contextmanager
+    def serving(self, credit_processes: int = 1, render_processes: int = 1,
+                render_workers: int = 0):
+        """The credit service and a render service (none with `render_processes=0`) for the
+        block, each with SERVER_PROCESSES as given; their addresses in the config."""
+        credit_address, render_address = free_address(), free_address()
+        running = [ServerProcess("credit_service", {
+            **self.env, "CREDIT_ADDR": credit_address,
+            "SERVER_PROCESSES": str(credit_processes)}, credit_address)]
+        saved = {key: self.config.get(key) for key in ("address", "render_address")}
+        try:
+            if render_processes:
+                running.append(ServerProcess("render_service", {
+                    **self.render_env, "CREDIT_ADDR": credit_address,
+                    "RENDER_ADDR": render_address, "RENDER_WORKERS": str(render_workers),
+                    "SERVER_PROCESSES": str(render_processes)}, render_address))
+            self.config.update(address=credit_address, render_address=render_address)
+            yield running
+        finally:
+            self.config.update(saved)
+            for server in reversed(running):
+                server.stop()
+
+    @contextlib.contextmanager
+    def chains(self):
+        """Chains of two and of three bench.chain servers (`chain_address`, `chain3_address`)."""
+        started = []
+        try:
+            for key, length in (("chain_address", 2), ("chain3_address", 3)):
+                next_address = ""
+                for _ in range(length):  # the last server first
+                    address = free_address()
+                    started.append(ServerProcess("bench.chain", {
+                        **self.env, "CHAIN_ADDR": address, "CHAIN_NEXT": next_address},
+                        address))
+                    next_address = address
+                self.config[key] = next_address
+            yield
+        finally:
+            for server in started:
+                server.stop()
+
+
+def run_credit(bench: Bench) -> None:
+    with bench.serving(render_processes=0):
+        bench.scenario("ceiling.grpc", "credit_workloads.health_check")
+        bench.scenario("ceiling.db", "credit_workloads.database_transactions")
+        bench.scenario("credit.get_balance", "credit_workloads.get_balance")
+        bench.scenario("credit.reserve_capture_hot", "credit_workloads.reserve_capture_hot")
+        bench.scenario("credit.reserve_capture_hot.grants5",
+                       "credit_workloads.reserve_capture_hot_grants5")
+        bench.scenario("credit.reserve_capture_spread",
+                       "credit_workloads.reserve_capture_spread")
+    # The same two workloads against SERVER_PROCESSES=2 (SO_REUSEPORT) on the database.
+    with bench.serving(credit_processes=2, render_processes=0):
+        for name, workload in MULTI_PROCESS.items():
+            bench.scenario(name, workload)
+
+
+def run_render(bench: Bench) -> None:
+    """Submissions against the ceilings of their shape: two gRPC hops with nothing behind them
+    (`ceiling.chain`) and the submission's statements alone (`ceiling.submit_sql`, PostgreSQL);
+    closed loop, then open loop at half of `ceiling.chain`'s throughput. No render workers:
+    the submission path alone. Every server stays up for the whole group, so each scenario
+    runs beside the same idle processes."""
+    with bench.serving(), bench.chains():
+        bench.config["carpet"] = create_carpet(bench.config, bench.config["render_address"])
+        chain = bench.scenario("ceiling.chain", "render_workloads.chain")
+        bench.scenario("ceiling.chain3", "render_workloads.chain3")
+        bench.scenario("ceiling.grpc.render", "render_workloads.health_check")
+        if bench.base_url:
+            bench.scenario("ceiling.submit_sql", "render_workloads.submit_statements")
+        bench.scenario("render.submit", "render_workloads.submit")
+        bench.open_loop("ceiling.chain.open50", "render_workloads.chain_open",
+                        rate=chain.ops_per_s / 2)
+        bench.open_loop("render.submit.open50", "render_workloads.submit_open",
+                        rate=chain.ops_per_s / 2)
+    with bench.serving(render_workers=2):
+        bench.scenario("render.end_to_end", "render_workloads.end_to_end")
+
+
+def run_scaling(bench: Bench) -> None:
+    """The submission path served by three render-service and two credit-service processes on
+    one PostgreSQL, against one of each (render.submit)."""
+    if bench.base_url:
+        with bench.serving(credit_processes=2, render_processes=3):
+            bench.scenario("render.submit.scaled", "render_workloads.submit")
+
+
+def run_webhooks(bench: Bench) -> None:
+    """The two hot paths while events keep coming, without and with a webhook receiver that
+    never answers holding every delivery worker (docs/webhooks.md). No workers: the jobs these
+    submissions queue are never rendered. Each way twice, in the order A B B A, and the two runs
+    of each way added up, so that a drift during the four runs weighs on both ways alike."""
+    with bench.serving():
+        for suffix, dead in (("events", False), ("webhook_dead", True), ("webhook_dead", True),
+                             ("events", False)):
+            with event_trickle(bench.config, dead_webhook=dead):
+                for name, workload in (("render.submit", "render_workloads.submit"),
+                                       ("credit.reserve_capture_hot",
+                                        "credit_workloads.reserve_capture_hot")):
+                    earlier = bench.results.get(f"{name}.{suffix}")
+                    result = bench.scenario(f"{name}.{suffix}", workload)
+                    if earlier is not None:
+                        bench.results[result.name] = combined(earlier, result)
+
+
+def run_admin(bench: Bench) -> dict:
+    """The admin scenarios at 1k and 1M jobs (their own render database and gateway)."""
+    with bench.serving(render_processes=0):
+        return run_admin_scenarios(bench.scenario, bench.base_url, bench.env,
+                                   bench.config["address"], bench.config)
 
 
 def main() -> int:
     base_url = os.environ.get("BENCH_DATABASE_URL") or None
-    seconds = float(os.environ.get("BENCH_SECONDS", "10"))
-    concurrency = int(os.environ.get("BENCH_CONCURRENCY", "8"))
     engine = "postgresql" if base_url else "sqlite"
-
-    credit_url = fresh_database_url(base_url, "credit")
-    token = admin_token()
-    env = {"CREDIT_DATABASE_URL": credit_url, "LOG_FORMAT": "json",
-           "WEBHOOK_ALLOW_PRIVATE": "1",  # the dead receiver of the webhook scenarios
-           "ADMIN_TOKENS": f"bench:{token}", "GRPC_MAX_WORKERS": "16",
-           "DB_MAX_CONNECTIONS": "16", **security_env()}
-    migrated = run_cli("credit_service", "migrate", env)
-    if migrated.returncode != 0:
-        print(migrated.stderr, file=sys.stderr)
-        return 1
-    config = load_organizations(credit_url)
-    config["database_url"] = credit_url
-    config["admin_token"] = token
-    config["service_tokens"] = service_tokens(env)
-
-    address = free_address()
-    server = ServerProcess("credit_service", {**env, "CREDIT_ADDR": address}, address)
-    config["address"] = address
-    results: dict[str, Result] = {}
-
-    def scenario(name: str, workload: str) -> Result:
-        maintain(base_url)
-        result = run_scenario(name, f"bench.{workload}", config,
-                              concurrency=concurrency, seconds=seconds)
-        results[name] = result
-        print(f"{name:32s} {result.ops_per_s:9.1f} ops/s  p50 {result.p50_ms:7.2f} ms  "
-              f"p99 {result.p99_ms:7.2f} ms  errors {result.errors} {result.first_error}",
-              flush=True)
-        return result
-
-    render_env = {**env, "RENDER_DATABASE_URL": fresh_database_url(base_url, "render"),
-                  "CREDIT_ADDR": address, "RATE_LIMIT_RENDER": "off",
-                  "RENDER_STORAGE_DIR": os.path.join(RESULTS_DIR, "renders")}
-    migrated = run_cli("render_service", "migrate", render_env)
-    if migrated.returncode != 0:
-        server.stop()
-        print(migrated.stderr, file=sys.stderr)
-        return 1
-    render_servers = []
-
-    def start_render(workers: int) -> None:
-        for running in render_servers:
-            running.stop()
-        render_address = free_address()
-        render_servers[:] = [ServerProcess("render_service", {
-            **render_env, "RENDER_ADDR": render_address, "RENDER_WORKERS": str(workers)},
-            render_address)]
-        config["render_address"] = render_address
-
-    try:
-        grpc_ceiling = scenario("ceiling.grpc", "credit_workloads.health_check")
-        db_ceiling = scenario("ceiling.db", "credit_workloads.database_transactions")
-        scenario("credit.get_balance", "credit_workloads.get_balance")
-        scenario("credit.reserve_capture_hot", "credit_workloads.reserve_capture_hot")
-        scenario("credit.reserve_capture_hot.grants5",
-                 "credit_workloads.reserve_capture_hot_grants5")
-        scenario("credit.reserve_capture_spread", "credit_workloads.reserve_capture_spread")
-        # The same two workloads against SERVER_PROCESSES=2 (SO_REUSEPORT) on the database.
-        processes_address = free_address()
-        shared = ServerProcess("credit_service", {**env, "CREDIT_ADDR": processes_address,
-                                                  "SERVER_PROCESSES": "2"}, processes_address)
-        config["address"] = processes_address
-        try:
-            for name in MULTI_PROCESS:
-                scenario(name, MULTI_PROCESS[name])
-        finally:
-            config["address"] = address
-            shared.stop()
-        # Submissions alone (no workers competing for the CPU), then whole renders.
-        start_render(workers=0)
-        config["carpet"] = create_carpet(config, config["render_address"])
-        render_ceiling = scenario("ceiling.grpc.render", "render_workloads.health_check")
-        scenario("render.submit", "render_workloads.submit")
-        start_render(workers=2)
-        scenario("render.end_to_end", "render_workloads.end_to_end")
-        # The same two hot paths while events keep coming, without and with a webhook
-        # receiver that never answers holding every delivery worker (docs/webhooks.md). No
-        # workers: the jobs these submissions queue are never rendered.
-        # Each way twice, in the order A B B A, and the two runs of each way added up, so that
-        # a drift during the four runs weighs on both ways alike.
-        start_render(workers=0)
-        for suffix, dead in (("events", False), ("webhook_dead", True), ("webhook_dead", True),
-                             ("events", False)):
-            with event_trickle(config, dead_webhook=dead):
-                for name, workload in (("render.submit", "render_workloads.submit"),
-                                       ("credit.reserve_capture_hot",
-                                        "credit_workloads.reserve_capture_hot")):
-                    earlier = results.get(f"{name}.{suffix}")
-                    result = scenario(f"{name}.{suffix}", workload)
-                    if earlier is not None:
-                        results[result.name] = combined(earlier, result)
-        for running in render_servers:  # the admin scenarios bring their own
-            running.stop()
-        render_servers.clear()
-        full_export = run_admin_scenarios(scenario, base_url, env, address, config)
-    finally:
-        for running in [*render_servers, server]:
-            running.stop()
-    verified = run_cli("credit_service", "verify", env)
-    render_verified = run_cli("ops", "reconcile", render_env)
-
-    lower = min(grpc_ceiling, db_ceiling, key=lambda r: r.ops_per_s)
-    ceilings = {"ceiling.grpc": None, "ceiling.db": None, "credit.get_balance": grpc_ceiling,
-                "credit.reserve_capture_hot": lower, "credit.reserve_capture_spread": lower,
-                "credit.reserve_capture_hot.grants5": results["credit.reserve_capture_hot"],
-                **{name: results[name.rsplit(".", 1)[0]] for name in MULTI_PROCESS},
-                "ceiling.grpc.render": None, "render.submit": render_ceiling,
-                "render.submit.events": results["render.submit"],
-                "credit.reserve_capture_hot.events": results["credit.reserve_capture_hot"],
-                "render.submit.webhook_dead": results["render.submit.events"],
-                "credit.reserve_capture_hot.webhook_dead":
-                    results["credit.reserve_capture_hot.events"],
-                "render.end_to_end": render_ceiling,
-                **{name: results[ceiling] if ceiling else None
-                   for name, ceiling in ADMIN_CEILINGS.items()}}
-    scenarios = [row(results[name], ceilings[name]) for name in ceilings]
-    for entry in scenarios:
-        if entry["name"].startswith("render.") and entry["name"].count(".") == 1:
-            # The render target is on latency: p50 against the same server's health check.
-            entry["p50_ratio"] = round(entry["p50_ms"] / render_ceiling.p50_ms, 3)
-        if entry["name"].startswith("admin.") and entry["name"].endswith(".1m"):
-            # The admin target: at a million jobs, p50 at most twice that at a thousand.
-            entry["p50_ratio"] = round(entry["p50_ms"] / results[entry["ceiling"]].p50_ms, 3)
+    groups = os.environ.get("BENCH_GROUPS", ",".join(GROUPS)).split(",")
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        print(f"BENCH_GROUPS: unknown {sorted(unknown)}; known: {', '.join(GROUPS)}",
+              file=sys.stderr)
+        return 2
+    bench = Bench(base_url, float(os.environ.get("BENCH_SECONDS", "10")),
+                  int(os.environ.get("BENCH_CONCURRENCY", "8")))
+    full_export = None
+    for group in GROUPS:
+        if group in groups:
+            outcome = globals()[f"run_{group}"](bench)
+            if group == "admin":
+                full_export = outcome
+    verified = run_cli("credit_service", "verify", bench.env)
+    render_verified = run_cli("ops", "reconcile", bench.render_env)
     report = {
         "database": engine,
-        "seconds": seconds,
-        "concurrency": concurrency,
+        "seconds": bench.seconds,
+        "concurrency": bench.concurrency,
+        "groups": groups,
         "verify": " / ".join(result.stdout.strip().splitlines()[-1] if result.stdout else ""
                              for result in (verified, render_verified)),
-        "scenarios": scenarios,
+        "scenarios": report_rows(bench.results),
         # The whole 1M-job history as CSV over HTTP: the gateway's memory stays flat.
         "export_renders_csv_full": full_export,
-        # One image at a time through the local renderer against the flat one it replaced.
-        "renderer": renderer_latency.measure(),
     }
-    renderer_latency.before_after(os.path.join(RESULTS_DIR, "renderer-before-after.png"))
+    if "render" in groups:
+        # One image at a time through the local renderer against the flat one it replaced.
+        report["renderer"] = renderer_latency.measure()
+        renderer_latency.before_after(os.path.join(RESULTS_DIR, "renderer-before-after.png"))
     os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, "latest.json"), "w") as handle:
-        json.dump(report, handle, indent=2)
-    with open(os.path.join(RESULTS_DIR, f"latest-{engine}.json"), "w") as handle:
-        json.dump(report, handle, indent=2)
+    for name in ("latest.json", f"latest-{engine}.json"):
+        with open(os.path.join(RESULTS_DIR, name), "w") as handle:
+            json.dump(report, handle, indent=2)
     print(json.dumps(report, indent=2))
     return 0 if verified.returncode == 0 and render_verified.returncode == 0 else 1
 

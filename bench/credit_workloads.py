@@ -86,12 +86,14 @@ def database_transactions(config: dict, index: int):
         connection = psycopg2.connect(url)
         connection.autocommit = True  # explicit BEGIN/COMMIT, as peewee does
         placeholder, begin = "%s", "BEGIN"
-    sql = {name: getattr(ledger_sql, name).sql_with(placeholder) for name in (
-        "_INSERT_HOLD", "_HOLD_CREDITS", "_CAPTURE_HOLD", "_CHARGE_HELD", "_INSERT_RENDER_LOG",
-        "_RESERVE_PG", "_CAPTURE_PG", "_DRAW_PG", "_DRAW", "_HOLD_DRAWS", "_DRAWN",
-        "_SPEND_DRAWS")}
     postgres = not url.startswith("sqlite")
     cursor = connection.cursor()
+    names = ("_RESERVE_PG", "_CAPTURE_PG", "_DRAW_PG") if postgres else (
+        "_INSERT_HOLD", "_HOLD_CREDITS", "_CAPTURE_HOLD", "_CHARGE_HELD", "_INSERT_RENDER_LOG",
+        "_DRAW", "_HOLD_DRAWS", "_DRAWN", "_SPEND_DRAWS")
+    # PostgreSQL: prepared once on the connection, as the service does (db.Statement).
+    sql = {name: getattr(ledger_sql, name).prepare(cursor) if postgres
+           else getattr(ledger_sql, name).sql_with(placeholder) for name in names}
 
     def execute(name, *params):
         cursor.execute(sql[name], params)

@@ -66,7 +66,8 @@ def wait_serving(address: str, timeout: float = 30.0) -> None:
 
 
 # The service identity each process presents on its outgoing calls (docs/security.md).
-OWN_SERVICE = {"render_service": "render", "admin_gateway": "admin-gateway"}
+OWN_SERVICE = {"render_service": "render", "admin_gateway": "admin-gateway",
+               "bench.chain": "render"}
 
 
 def security_env() -> dict[str, str]:
@@ -102,6 +103,10 @@ class ServerProcess:
                                          env={**os.environ, **env}, cwd=ROOT,
                                          stdout=self._log, stderr=subprocess.STDOUT)
         wait_serving(address)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def rss_kb(self) -> int:
         """The process's resident memory (Linux /proc), in kB."""

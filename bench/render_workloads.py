@@ -1,6 +1,12 @@
-"""Client-side workloads of the render scenarios (see bench/credit_workloads.py for the shape)."""
+"""Client-side workloads of the render scenarios (see bench/credit_workloads.py for the shape).
+
+A factory ending in `_open` returns a callable that sends one call and returns its future, for
+the open-loop scenarios (bench.driver.run_open_loop)."""
 from __future__ import annotations
 
+import datetime
+
+from bench.chain import SUBMIT
 from bench.environment import channel_as
 from bench.health import health_check_of
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
@@ -17,13 +23,86 @@ def _submit_request(config: dict) -> render_pb2.SubmitRenderRequest:
                                           carpet_id=config["carpet"], mode="preview")
 
 
-def submit(config: dict, index: int):
+def _closed(call, request):
+    def operation() -> int:
+        call(request, timeout=TIMEOUT_S)
+        return 1
+
+    return operation
+
+
+def _submit_call(config: dict):
     stub = render_pb2_grpc.RenderServiceStub(
         channel_as(config, config["render_address"], "web"))
-    request = _submit_request(config)
+    return stub.SubmitRender, _submit_request(config)
+
+
+def submit(config: dict, index: int):
+    return _closed(*_submit_call(config))
+
+
+def submit_open(config: dict, index: int):
+    call, request = _submit_call(config)
+    return lambda: call.future(request, timeout=TIMEOUT_S)
+
+
+def _chain_call(config: dict, address_key: str):
+    """The same request as `submit`, to the first server of a chain (bench.chain)."""
+    channel = channel_as(config, config[address_key], "web")
+    call = channel.unary_unary(SUBMIT,
+                               request_serializer=render_pb2.SubmitRenderRequest.SerializeToString,
+                               response_deserializer=render_pb2.RenderJob.FromString)
+    return call, _submit_request(config)
+
+
+def chain(config: dict, index: int):
+    return _closed(*_chain_call(config, "chain_address"))
+
+
+def chain_open(config: dict, index: int):
+    call, request = _chain_call(config, "chain_address")
+    return lambda: call.future(request, timeout=TIMEOUT_S)
+
+
+def chain3(config: dict, index: int):
+    return _closed(*_chain_call(config, "chain3_address"))
+
+
+def submit_statements(config: dict, index: int):
+    """`ceiling.submit_sql`: a submission's statements on PostgreSQL — the job's id from its
+    sequence, the hold's reservation with its draw from the grants (one transaction), the job
+    written with its hold — as the services issue them (the very `Statement`s, prepared once
+    per connection), straight through psycopg2 on the two databases, no gRPC and no service
+    code in between."""
+    import psycopg2
+
+    from credit_service import ledger_sql
+    from render_service import jobs
+
+    render_db = psycopg2.connect(config["render_database_url"])
+    credit_db = psycopg2.connect(config["database_url"])
+    render_db.autocommit = credit_db.autocommit = True  # explicit BEGIN/COMMIT, as peewee
+    render, credit = render_db.cursor(), credit_db.cursor()
+    next_id, insert_job = (statement.prepare(render)
+                           for statement in (jobs._NEXT_JOB_ID, jobs._INSERT_RESERVED_JOB))
+    reserve, draw = (statement.prepare(credit)
+                     for statement in (ledger_sql._RESERVE_PG, ledger_sql._DRAW_PG))
+    organization, carpet = config["render_organization"], config["carpet"]
 
     def operation() -> int:
-        stub.SubmitRender(request, timeout=TIMEOUT_S)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        render.execute(next_id)
+        (job_id,) = render.fetchone()
+        credit.execute("BEGIN")
+        credit.execute(reserve, (organization, None, 1, f"render-job:{job_id}",
+                                 now + datetime.timedelta(minutes=15), now, now, 1, now,
+                                 organization, 1, organization))
+        (hold_id, *_state) = credit.fetchone()
+        credit.execute(draw, (organization, now, now, 1, 1, 1, hold_id))
+        credit.execute("COMMIT")
+        render.execute(insert_job, (job_id, organization, None, carpet, "preview", "queued", "",
+                                    1, None, "", False, False, 0, False, "", hold_id, now, now,
+                                    None))
         return 1
 
     return operation

@@ -8,8 +8,11 @@ tied to the gRPC thread pool by the caller.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
+import weakref
 from urllib.parse import urlparse
 
 from peewee import Database, DatabaseProxy, SqliteDatabase
@@ -111,23 +114,55 @@ def bind_database(proxy: DatabaseProxy, url: str, *, max_connections: int = 20) 
     return database
 
 
+# The statements each PostgreSQL connection has prepared (by name). Weak keys: a connection the
+# pool closes takes its list with it, and a new connection prepares again.
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class Statement:
     """A hand-written SQL statement for a hot path, with `{p}` for each parameter.
 
     Peewee builds a query's SQL anew on every call (~0.3 ms of CPU each); on the reserve and
     capture path that costs more than the database work itself, so those few statements are
     written once here and formatted once per dialect. Everything else uses the query builder.
+
+    On PostgreSQL each connection prepares a statement once (`PREPARE`, on its first use there)
+    and then only executes it: the server parses, analyses and plans it once instead of on every
+    call, which on the submission path was a fifth of the database's CPU (docs/performance.md).
+    A prepared statement is the connection's for its life and outlives a rolled-back
+    transaction, so preparing inside any transaction is safe.
     """
 
     def __init__(self, text: str):
         self.text = " ".join(text.split())
         self._by_placeholder: dict[str, str] = {}
+        self.name = "carpet_" + hashlib.sha1(self.text.encode()).hexdigest()[:16]  # noqa: S324
+        parameters = self.text.count("{p}")
+        numbered = iter(range(1, parameters + 1))
+        self.prepare_text = (f"PREPARE {self.name} AS "
+                             + re.sub(r"\{p\}", lambda _match: f"${next(numbered)}", self.text))
+        self.execute_text = (f"EXECUTE {self.name}({', '.join(['%s'] * parameters)})"
+                             if parameters else f"EXECUTE {self.name}")
 
     def sql_for(self, database) -> str:
-        return self.sql_with(database.param)
+        if not is_postgres(getattr(database, "obj", database)):
+            return self.sql_with(database.param)
+        prepared = _PREPARED.setdefault(database.connection(), set())
+        if self.name not in prepared:
+            # Through peewee, so a broken connection is its OperationalError / InterfaceError
+            # like any other query's (carpet_common.interceptors drops the connection).
+            database.execute_sql(self.prepare_text)
+            prepared.add(self.name)
+        return self.execute_text
+
+    def prepare(self, cursor) -> str:
+        """Prepare it on a psycopg2 cursor's connection; the text that executes it there."""
+        cursor.execute(self.prepare_text)
+        return self.execute_text
 
     def sql_with(self, placeholder: str) -> str:
-        """The text for a driver's placeholder style (`?` for sqlite3, `%s` for psycopg2)."""
+        """The text for a driver's placeholder style (`?` for sqlite3, `%s` for psycopg2),
+        unprepared."""
         sql = self._by_placeholder.get(placeholder)
         if sql is None:
             sql = self._by_placeholder[placeholder] = self.text.replace("{p}", placeholder)

@@ -131,7 +131,12 @@ def credit_side_problems():
             elif job.status not in ("success", "failed"):  # a charged failure: see above
                 yield (f"invariant 4: capture credit_log {log.id} ({log.reference}) names a job "
                        f"that is still {job.status}")
-    holds = CreditHold.select(CreditHold.id, CreditHold.reference, CreditHold.state)
+    # Only a captured hold must have its job. On PostgreSQL the hold is reserved before the job
+    # is written (render_service.renders): a hold whose job is not there yet is a submission in
+    # flight, or one whose process died before writing it, and such a hold is never captured
+    # and goes back when it expires.
+    holds = (CreditHold.select(CreditHold.id, CreditHold.reference, CreditHold.state)
+             .where(CreditHold.state == "captured"))
     for batch in _in_batches(holds, CreditHold.id):
         named = {hold.id: _job_id(hold.reference) for hold in batch}
         jobs = _jobs_by_id({job_id for job_id in named.values() if job_id is not None})

@@ -7,6 +7,7 @@ restarted process can never move a job twice.
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 
 from peewee import IntegrityError, fn
 
@@ -43,47 +44,129 @@ _INSERT_JOB = Statement("""
     RETURNING id""")
 _ATTACH_HOLD = Statement("""
     UPDATE render_job SET hold_id = {p}, updated_at = {p} WHERE id = {p} AND hold_id IS NULL""")
+# PostgreSQL: the job's id is taken from its sequence before the reservation, so the job is
+# written once, with its hold (or as refused), instead of written and then updated.
+_NEXT_JOB_ID = Statement("SELECT nextval(pg_get_serial_sequence('render_job', 'id'))")
+_INSERT_RESERVED_JOB = Statement("""
+    INSERT INTO render_job (id, organization_id, user_id, carpet_id, mode, status, error_text,
+                            cost, credits_charged, idempotency_key, request_hash, attempts,
+                            release_pending, has_room_image, input_bytes, output_bytes,
+                            output_expired, placement, hold_id, created_at, updated_at,
+                            finished_at)
+    VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 0, {p}, {p}, 0, {p}, {p}, {p}, 0, {p}, {p},
+            {p}, {p}, {p}, {p})""")
 
 
-def create_job(organization_id: int, user_id: int | None, carpet_id: int, mode: str, cost: int,
-               room_image: bytes | None, idempotency_key: str, fingerprint: str, *,
-               now: datetime.datetime, placement: str = "") -> tuple[RenderJob, bool]:
-    """The new queued job (minimal fields), or with a known key the first one: (job, created).
-    An unknown carpet is refused by the job's foreign key, not by a look-up first."""
+@dataclass(frozen=True)
+class Submission:
+    """What a submission asks for, as the job will record it."""
+
+    organization_id: int
+    user_id: int | None
+    carpet_id: int
+    mode: str
+    cost: int
+    room_image: bytes | None
+    key: str | None  # the cleaned idempotency key
+    fingerprint: str
+    placement: str
+    now: datetime.datetime
+
+
+def new_submission(organization_id: int, user_id: int | None, carpet_id: int, mode: str,
+                   cost: int, room_image: bytes | None, idempotency_key: str, fingerprint: str,
+                   *, now: datetime.datetime, placement: str = "") -> Submission:
     if organization_id <= 0:
         raise InvalidArgument("organization_id is required")
-    key = clean_key(idempotency_key) or None
-    if key:
-        existing = _by_key(organization_id, key, fingerprint)
-        if existing is not None:
-            return existing, False
-    def insert() -> int:
-        # The room picture is not stored yet: only once the credit is reserved (attach_hold).
-        (new_id,) = _INSERT_JOB.row(database, organization_id, user_id, carpet_id, mode, cost,
-                                    key, fingerprint, False, bool(room_image), False,
-                                    placement, now, now)
-        return new_id
+    return Submission(organization_id, user_id, carpet_id, mode, cost, room_image or None,
+                      clean_key(idempotency_key) or None, fingerprint, placement, now)
 
+
+def earlier_submission(submission: Submission) -> RenderJob | None:
+    """The job an earlier submission with the same idempotency key made (None without one)."""
+    if not submission.key:
+        return None
+    return _by_key(submission.organization_id, submission.key, submission.fingerprint)
+
+
+def ids_before_insert() -> bool:
+    """Whether a job's id can be taken before it is written (PostgreSQL's sequence)."""
+    return is_postgres(database.obj)
+
+
+def next_job_id() -> int:
+    return int(_NEXT_JOB_ID.row(database)[0])
+
+
+def create_job(submission: Submission) -> tuple[RenderJob, bool]:
+    """The new queued job without its hold (SQLite: written before the reservation, and the
+    hold attached after), or with a known key the first one: (job, created). An unknown carpet
+    is refused by the job's foreign key, not by a look-up first."""
+    existing = earlier_submission(submission)
+    if existing is not None:
+        return existing, False
+    s = submission
     try:
-        if not is_postgres(database.obj):
-            with database.atomic():  # SQLite: queues for the writer lock
-                job_id = insert()
-        else:
-            job_id = insert()  # one statement: PostgreSQL commits it on its own
-    except IntegrityError:
-        existing = _by_key(organization_id, key, fingerprint) if key else None
-        if existing is not None:
-            return existing, False  # a concurrent submission with the same key won
-        if not Carpet.select().where(Carpet.id == carpet_id).exists():
-            raise NotFound(f"carpet {carpet_id} not found") from None
-        raise
-    job = RenderJob(id=job_id, organization_id=organization_id, user_id=user_id,
-                    carpet=carpet_id, mode=mode, status="queued", error_text="", cost=cost,
-                    credits_charged=0, idempotency_key=key, request_hash=fingerprint,
-                    attempts=0, release_pending=False, has_room_image=bool(room_image),
-                    input_bytes=0, output_bytes=0, output_expired=False, placement=placement,
-                    created_at=now, updated_at=now)
-    return job, True
+        with database.atomic():  # SQLite: queues for the writer lock
+            # The room picture is not stored yet: only once the credit is reserved.
+            (job_id,) = _INSERT_JOB.row(database, s.organization_id, s.user_id, s.carpet_id,
+                                        s.mode, s.cost, s.key, s.fingerprint, False,
+                                        bool(s.room_image), False, s.placement, s.now, s.now)
+    except IntegrityError as error:
+        return _conflicting(submission, error), False
+    return _job(submission, job_id, status="queued", error_text="", hold_id=None,
+                release_pending=False, input_bytes=0), True
+
+
+def record_job(submission: Submission, job_id: int, *, hold_id: int | None,
+               error_text: str = "", release_pending: bool = False) -> tuple[RenderJob, bool]:
+    """Write the job `job_id` (from next_job_id) once: queued with its hold and its room
+    picture, or, without a hold, failed with `error_text`. (job, created): with a key an
+    earlier submission already used, that one's job and False (the caller gives its hold
+    back)."""
+    s = submission
+    queued = hold_id is not None
+    stored = len(s.room_image) if queued and s.room_image else 0
+    row = (job_id, s.organization_id, s.user_id, s.carpet_id, s.mode,
+           "queued" if queued else "failed", error_text, s.cost, s.key, s.fingerprint,
+           release_pending, bool(s.room_image), stored, False, s.placement, hold_id, s.now,
+           s.now, None if queued else s.now)
+    try:
+        if stored:
+            with database.atomic():
+                _INSERT_RESERVED_JOB.count(database, *row)
+                RenderInput.insert(job=job_id, room_image=s.room_image).execute()
+        else:  # one statement: committed on its own, without a BEGIN and a COMMIT around it
+            _INSERT_RESERVED_JOB.count(database, *row)
+    except IntegrityError as error:
+        return _conflicting(submission, error), False
+    return _job(submission, job_id, status="queued" if queued else "failed",
+                error_text=error_text, hold_id=hold_id, release_pending=release_pending,
+                input_bytes=stored), True
+
+
+def _conflicting(submission: Submission, error: IntegrityError) -> RenderJob:
+    """After an insert refused by a constraint: the concurrent submission with the same key
+    that won, or NotFound for an unknown carpet, or the constraint's own error."""
+    existing = earlier_submission(submission)
+    if existing is not None:
+        return existing
+    if not Carpet.select().where(Carpet.id == submission.carpet_id).exists():
+        raise NotFound(f"carpet {submission.carpet_id} not found") from None
+    raise error
+
+
+def _job(s: Submission, job_id: int, *, status: str, error_text: str, hold_id: int | None,
+         release_pending: bool, input_bytes: int) -> RenderJob:
+    """The job as written, without reading it back."""
+    return RenderJob(id=job_id, organization_id=s.organization_id, user_id=s.user_id,
+                     carpet=s.carpet_id, mode=s.mode, status=status, error_text=error_text,
+                     cost=s.cost, credits_charged=0, idempotency_key=s.key,
+                     request_hash=s.fingerprint, attempts=0, release_pending=release_pending,
+                     has_room_image=bool(s.room_image), input_bytes=input_bytes,
+                     output_bytes=0, output_expired=False, placement=s.placement,
+                     hold_id=hold_id, created_at=s.now, updated_at=s.now,
+                     finished_at=None if status == "queued" else s.now)
 
 
 def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | None:
@@ -96,13 +179,11 @@ def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | Non
 
 def attach_hold(job_id: int, hold_id: int, now: datetime.datetime,
                 room_image: bytes | None = None) -> None:
-    """The job's credit is reserved: record its hold and, in the same transaction, store its
-    room picture (never before: a refused submission keeps no picture)."""
-    if not room_image:
-        _ATTACH_HOLD.count(database, hold_id, now, job_id)
-        return
+    """A job written without its hold (a SQLite submission, or an orphan a worker took over)
+    has it now: record it and, in the same transaction, store the room picture (never before:
+    a refused submission keeps no picture)."""
     with database.atomic():
-        if _ATTACH_HOLD.count(database, hold_id, now, job_id):
+        if _ATTACH_HOLD.count(database, hold_id, now, job_id) and room_image:
             RenderInput.insert(job=job_id, room_image=room_image).execute()
             (RenderJob.update(input_bytes=len(room_image))
              .where(RenderJob.id == job_id).execute())

@@ -1,13 +1,17 @@
 """Submitting and cancelling renders: the render database and the credit service together.
 
-A submission writes the job first (minimal fields), then reserves its cost as a hold whose
-reference is the job id. Any way the reservation fails ends the job `failed`; when the credit
-service could not be reached the job is also marked `release_pending`, because a reservation
-whose answer was lost may exist, and the worker pool's settler releases it.
+A submission reserves its cost as a hold whose reference is the job id and records the job.
+On PostgreSQL the id comes from the job table's sequence first, so the job is written once,
+already holding its credit (one commit in the render database instead of two); SQLite has no
+sequence, so there the job is written first and its hold attached after. Any way the
+reservation fails leaves the job `failed`; when the credit service could not be reached the job
+is also marked `release_pending`, because a reservation whose answer was lost may exist, and
+the worker pool's settler releases it.
 """
 from __future__ import annotations
 
 import datetime
+import logging
 
 from carpet_common import errors
 from carpet_common.settings import Settings
@@ -16,6 +20,8 @@ from render_service.credit_client import CreditClient
 from render_service.images import check_image
 from render_service.models import RenderJob
 from render_service.placement import check_corners, dump
+
+logger = logging.getLogger(__name__)
 
 INSUFFICIENT_CREDITS_TEXT = "insufficient credits"
 
@@ -35,29 +41,89 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
     corners = check_corners(placement or [])
     if room_image:
         check_image(room_image, "room_image")
-    job, created = jobs.create_job(organization_id, user_id, carpet_id, mode, cost,
-                                   room_image or None, idempotency_key, fingerprint, now=now,
-                                   placement=dump(corners))
+    submission = jobs.new_submission(organization_id, user_id, carpet_id, mode, cost,
+                                     room_image, idempotency_key, fingerprint, now=now,
+                                     placement=dump(corners))
+    if jobs.ids_before_insert():
+        return _submit_hold_first(submission, credit, settings)
+    return _submit_job_first(submission, credit, settings)
+
+
+def _submit_hold_first(submission: jobs.Submission, credit: CreditClient,
+                       settings: Settings) -> RenderJob:
+    """PostgreSQL: the job's id from its sequence, the hold reserved under it, then the job
+    written once — queued with its hold, or failed when the reservation was refused. A
+    process that dies between the two leaves a hold whose job was never written: it is never
+    captured and goes back when it expires (RENDER_HOLD_TTL)."""
+    existing = jobs.earlier_submission(submission)
+    if existing is not None:
+        return existing
+    job_id = jobs.next_job_id()
+    try:
+        hold = _reserve(submission, job_id, credit, settings)
+    except _Refused as refused:
+        jobs.record_job(submission, job_id, hold_id=None, error_text=refused.text,
+                        release_pending=refused.release_pending)
+        raise refused.error from None
+    try:
+        job, created = jobs.record_job(submission, job_id, hold_id=hold.id)
+    except Exception:
+        _give_back(credit, hold.id, "submission not recorded")
+        raise
+    if not created:  # a concurrent submission with the same key was written first
+        _give_back(credit, hold.id, "duplicate submission")
+    return job
+
+
+def _submit_job_first(submission: jobs.Submission, credit: CreditClient,
+                      settings: Settings) -> RenderJob:
+    """SQLite (no sequence to take an id from): the job written first, the hold reserved under
+    its id, then attached; a refused reservation ends the job failed."""
+    job, created = jobs.create_job(submission)
     if not created:
         return job
     try:
-        hold = credit.reserve(organization_id, cost, job.id, settings.render_hold_ttl_seconds,
-                              user_id)
-    except errors.InsufficientCredits:
-        jobs.fail_unstarted(job.id, INSUFFICIENT_CREDITS_TEXT, now, release_pending=False)
-        raise
-    except errors.FailedPrecondition as error:  # SPEND_LIMIT_REACHED, ORGANIZATION_SUSPENDED
-        jobs.fail_unstarted(job.id, error.message, now, release_pending=False)
-        raise
-    except (errors.NotFound, errors.InvalidArgument) as error:
-        jobs.fail_unstarted(job.id, error.message, now, release_pending=False)
-        raise
-    except Exception:
-        jobs.fail_unstarted(job.id, "credit service unavailable", now, release_pending=True)
-        raise
-    jobs.attach_hold(job.id, hold.id, now, room_image or None)
+        hold = _reserve(submission, job.id, credit, settings)
+    except _Refused as refused:
+        jobs.fail_unstarted(job.id, refused.text, submission.now,
+                            release_pending=refused.release_pending)
+        raise refused.error from None
+    jobs.attach_hold(job.id, hold.id, submission.now, submission.room_image)
     job.hold_id = hold.id
     return job
+
+
+class _Refused(Exception):
+    """The reservation failed: what the job records, and the error the caller gets."""
+
+    def __init__(self, error: Exception, text: str, release_pending: bool):
+        super().__init__(text)
+        self.error, self.text, self.release_pending = error, text, release_pending
+
+
+def _reserve(submission: jobs.Submission, job_id: int, credit: CreditClient,
+             settings: Settings):
+    """The job's hold. Refusals (not enough credit, a spend limit, a suspension, an unknown
+    organisation or user) fail the job; when the credit service could not be reached the job
+    is also marked release_pending, because a reservation whose answer was lost may exist."""
+    try:
+        return credit.reserve(submission.organization_id, submission.cost, job_id,
+                              settings.render_hold_ttl_seconds, submission.user_id)
+    except errors.InsufficientCredits as error:
+        raise _Refused(error, INSUFFICIENT_CREDITS_TEXT, release_pending=False) from None
+    except (errors.FailedPrecondition, errors.NotFound, errors.InvalidArgument) as error:
+        # SPEND_LIMIT_REACHED, ORGANIZATION_SUSPENDED, an unknown organisation or user
+        raise _Refused(error, error.message, release_pending=False) from None
+    except Exception as error:  # noqa: BLE001 - unreachable, or an answer that was lost
+        raise _Refused(error, "credit service unavailable", release_pending=True) from None
+
+
+def _give_back(credit: CreditClient, hold_id: int, reason: str) -> None:
+    """Release a hold no job will use; if that fails too, it expires (RENDER_HOLD_TTL)."""
+    try:
+        credit.release(hold_id, reason)
+    except Exception:  # noqa: BLE001 - best effort: expiry is the fallback
+        logger.warning("could not release hold %d (%s); it will expire", hold_id, reason)
 
 
 def cancel_render(job_id: int, *, credit: CreditClient, now: datetime.datetime) -> RenderJob:

@@ -184,6 +184,41 @@ def test_submit_idempotency(render_server, credit_server):
     assert balance(credit_server, org.id).held == 1  # reserved once
 
 
+def test_one_key_submitted_at_once_reserves_once(render_server, credit_server, render_db_url,
+                                                 credit_db_url):
+    """Eight submissions with one idempotency key at the same moment: one job and one hold.
+    On PostgreSQL each reserves under its own job id before writing its job; the seven that
+    lose the key's race give their holds back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    org = create_org(credit_server, "Acme", 100)
+    carpet = create_carpet(render_server)
+    with ThreadPoolExecutor(8) as pool:
+        jobs = list(pool.map(lambda _: submit(render_server, org.id, carpet.id, mode="hd",
+                                              key="order-9"), range(8)))
+    assert len({job.id for job in jobs}) == 1
+    assert amounts(balance(credit_server, org.id)) == (100, 4, 96)
+    listed = render_server.renders.ListRenders(render_pb2.ListRendersRequest(
+        organization_id=org.id), timeout=10).renders
+    assert [(job.id, job.hold_id) for job in listed] == [(jobs[0].id, jobs[0].hold_id)]
+    assert reconcile(settings_for(credit_db_url, render_db_url)) == []
+
+
+def test_a_hold_whose_job_was_never_written_is_not_a_charge(render_server, credit_server,
+                                                            render_db_url, credit_db_url):
+    """What a render process that died between reserving and writing its job leaves behind
+    (PostgreSQL's order): a held hold naming a job that does not exist. Nothing charged it, it
+    goes back when it expires, and reconcile does not count it as a problem."""
+    org = create_org(credit_server, "Acme", 10)
+    carpet = create_carpet(render_server)
+    job = submit(render_server, org.id, carpet.id)
+    credit_server.credits.ReserveCredits(credit_pb2.ReserveCreditsRequest(
+        organization_id=org.id, amount=2, reference=f"render-job:{job.id + 1000}",
+        ttl_seconds=60), timeout=10)
+    assert amounts(balance(credit_server, org.id)) == (10, 3, 7)
+    assert reconcile(settings_for(credit_db_url, render_db_url)) == []
+
+
 def test_cancel_releases_the_hold(render_server, credit_server, start_workers, credit_db_url,
                                   render_db_url):
     org = create_org(credit_server, "Acme", 10)

@@ -17,10 +17,13 @@ def carpet(render_db, clock):
                          image_content_type="image/png", created_at=clock()).id
 
 
+def submission(carpet, clock, key="", fingerprint="f", organization_id=1, room_image=None):
+    return jobs.new_submission(organization_id, None, carpet, "preview", 1, room_image, key,
+                               fingerprint, now=clock())
+
+
 def new_job(carpet, clock, key="", fingerprint="f", organization_id=1):
-    job, created = jobs.create_job(organization_id, None, carpet, "preview", 1, None, key,
-                                   fingerprint, now=clock())
-    return job, created
+    return jobs.create_job(submission(carpet, clock, key, fingerprint, organization_id))
 
 
 def test_a_job_moves_forward_once(carpet, clock):
@@ -77,7 +80,38 @@ def test_idempotency_key(carpet, clock):
     with pytest.raises(errors.IdempotencyKeyReused):
         new_job(carpet, clock, key="k", fingerprint="b")
     with pytest.raises(errors.NotFound):
-        jobs.create_job(1, None, 999, "preview", 1, None, "", "f", now=clock())
+        jobs.create_job(submission(999, clock))
+
+
+def test_a_job_written_once_with_its_hold(carpet, clock, render_db):
+    """The PostgreSQL submission: the id first, then one write with the hold and the room
+    picture (or failed, without a picture)."""
+    job_id = jobs.next_job_id() if jobs.ids_before_insert() else 500
+    picture = b"\x89PNG room"
+    job, created = jobs.record_job(submission(carpet, clock, key="k", room_image=picture),
+                                   job_id, hold_id=77)
+    assert created and (job.id, job.status, job.hold_id) == (job_id, "queued", 77)
+    stored = jobs.get_job(job_id)
+    assert (stored.status, stored.hold_id, stored.input_bytes, stored.finished_at) == (
+        "queued", 77, len(picture), None)
+    assert jobs.room_image(job_id) == picture
+    assert jobs.stored_bytes(1) == len(picture)
+    assert jobs.claim_next("w1", clock(), LEASE).id == job_id  # it has its hold: no grace
+
+    # The same key again (a concurrent submission that lost): the first job, not a second.
+    again, created = jobs.record_job(submission(carpet, clock, key="k"), job_id + 1,
+                                     hold_id=78)
+    assert not created and again.id == job_id
+    refused, created = jobs.record_job(submission(carpet, clock, room_image=picture),
+                                       job_id + 2, hold_id=None,
+                                       error_text="insufficient credits")
+    stored = jobs.get_job(job_id + 2)
+    assert created and (stored.status, stored.error_text, stored.hold_id,
+                        stored.input_bytes) == ("failed", "insufficient credits", None, 0)
+    assert stored.finished_at is not None and jobs.room_image(job_id + 2) is None
+    assert jobs.render_totals(1) == {"queued": 0, "processing": 1, "success": 0, "failed": 1}
+    with pytest.raises(errors.NotFound):
+        jobs.record_job(submission(999, clock), job_id + 3, hold_id=79)
 
 
 def test_paging_is_keyset_newest_first(carpet, clock):
