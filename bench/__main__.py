@@ -14,6 +14,7 @@ import time
 
 from bench import renderer_latency
 from bench.admin_scenarios import AdminBench
+from bench.cpu import CpuMeter
 from bench.driver import Result, run_open_loop, run_scenario
 from bench.environment import (
     RESULTS_DIR,
@@ -124,9 +125,12 @@ ADMIN_CEILINGS = {"ceiling.grpc.admin": None,
                   **{f"{name}.1m": f"{name}.1k" for name in ADMIN_WORKLOADS}}
 
 
-def run_admin_scenarios(scenario, base_url, credit_env, credit_address, config) -> dict:
-    """The admin scenarios at each history size; returns the full export's measurement."""
+def run_admin_scenarios(scenario, base_url, credit_env, credit_address, config,
+                        server_pids: dict[str, int]) -> dict:
+    """The admin scenarios at each history size; returns the full export's measurement.
+    `server_pids` is given the admin stack's processes, for the CPU figures."""
     admin = AdminBench(base_url, credit_env, credit_address, config["spread_organizations"])
+    server_pids.update(admin.server_pids)
     try:
         for label, size in ADMIN_SIZES.items():
             started = time.monotonic()
@@ -166,7 +170,9 @@ COMPARED_WITH = {
     "ceiling.submit_sql": (),
     "render.submit": ("ceiling.chain", "ceiling.submit_sql"),
     "ceiling.chain.open50": (), "render.submit.open50": ("ceiling.chain.open50",),
-    "render.submit.scaled": ("render.submit",),
+    "ceiling.chain.open_half_submit": (),
+    "render.submit.open_half_submit": ("ceiling.chain.open_half_submit",),
+    "render.submit.processes2": ("render.submit",), "render.submit.scaled": ("render.submit",),
     "render.end_to_end": ("ceiling.grpc.render",),
     "render.submit.events": ("render.submit",),
     "credit.reserve_capture_hot.events": ("credit.reserve_capture_hot",),
@@ -198,13 +204,14 @@ def row(result: Result, ceiling: Result | None) -> dict:
     return entry
 
 
-def report_rows(results: dict[str, Result]) -> list[dict]:
+def report_rows(results: dict[str, Result], cpu: dict[str, dict[str, float]]) -> list[dict]:
     rows = []
     for name, candidates in COMPARED_WITH.items():
         if name in results:
             measured = [results[c] for c in candidates if c in results]
-            rows.append(row(results[name], min(measured, key=lambda r: r.ops_per_s)
-                            if measured else None))
+            rows.append({**row(results[name], min(measured, key=lambda r: r.ops_per_s)
+                                if measured else None),
+                         "cpu_ms_per_op": cpu.get(name)})
     return rows
 
 
@@ -217,6 +224,9 @@ class Bench:
     def __init__(self, base_url: str | None, seconds: float, concurrency: int):
         self.base_url, self.seconds, self.concurrency = base_url, seconds, concurrency
         self.results: dict[str, Result] = {}
+        # CPU milliseconds per operation, by process group, of every scenario (bench.cpu).
+        self.cpu: dict[str, dict[str, float]] = {}
+        self.server_pids: dict[str, int] = {}  # the services serving the current scenarios
         credit_url = fresh_database_url(base_url, "credit")
         token = admin_token()
         self.env = {"CREDIT_DATABASE_URL": credit_url, "LOG_FORMAT": "json",
@@ -240,16 +250,32 @@ class Bench:
         self.servers: list[ServerProcess] = []
 
     def scenario(self, name: str, workload: str) -> Result:
-        maintain(self.base_url)
-        return self._record(run_scenario(name, f"bench.{workload}", self.config,
-                                         concurrency=self.concurrency, seconds=self.seconds))
+        return self._measure(lambda: run_scenario(
+            name, f"bench.{workload}", self.config, concurrency=self.concurrency,
+            seconds=self.seconds))
+
+    def scenario_again(self, name: str, workload: str) -> Result:
+        """`scenario`, kept as one result with an earlier run of the same name if there is one
+        (operations and seconds added, CPU per operation averaged)."""
+        earlier, earlier_cpu = self.results.get(name), self.cpu.get(name)
+        result = self.scenario(name, workload)
+        if earlier is None:
+            return result
+        self.results[name] = combined(earlier, result)
+        self.cpu[name] = {process: round((spent + self.cpu[name][process]) / 2, 3)
+                          for process, spent in earlier_cpu.items()}
+        return self.results[name]
 
     def open_loop(self, name: str, workload: str, rate: float) -> Result:
-        maintain(self.base_url)
-        return self._record(run_open_loop(name, f"bench.{workload}", self.config, rate=rate,
-                                          concurrency=self.concurrency, seconds=self.seconds))
+        return self._measure(lambda: run_open_loop(
+            name, f"bench.{workload}", self.config, rate=rate, concurrency=self.concurrency,
+            seconds=self.seconds))
 
-    def _record(self, result: Result) -> Result:
+    def _measure(self, run) -> Result:
+        maintain(self.base_url)
+        with CpuMeter(self.server_pids) as meter:
+            result = run()
+        self.cpu[result.name] = meter.per_operation_ms(result.ops)
         self.results[result.name] = result
         tail = f"  p99.9 {result.p999_ms:7.2f} ms" if result.p999_ms is not None else ""
         print(f"{result.name:40s} {result.ops_per_s:9.1f} ops/s  p50 {result.p50_ms:7.2f} ms  "
@@ -267,6 +293,7 @@ class Bench:
             **self.env, "CREDIT_ADDR": credit_address,
             "SERVER_PROCESSES": str(credit_processes)}, credit_address)]
         saved = {key: self.config.get(key) for key in ("address", "render_address")}
+        saved_pids = dict(self.server_pids)
         try:
             if render_processes:
                 running.append(ServerProcess("render_service", {
@@ -274,9 +301,11 @@ class Bench:
                     "RENDER_ADDR": render_address, "RENDER_WORKERS": str(render_workers),
                     "SERVER_PROCESSES": str(render_processes)}, render_address))
             self.config.update(address=credit_address, render_address=render_address)
+            self.server_pids.update({server.module: server.pid for server in running})
             yield running
         finally:
             self.config.update(saved)
+            self.server_pids = saved_pids
             for server in reversed(running):
                 server.stop()
 
@@ -321,29 +350,46 @@ def run_render(bench: Bench) -> None:
     (`ceiling.chain`) and the submission's statements alone (`ceiling.submit_sql`, PostgreSQL);
     closed loop, then open loop at half of `ceiling.chain`'s throughput. No render workers:
     the submission path alone. Every server stays up for the whole group, so each scenario
-    runs beside the same idle processes."""
+    runs beside the same idle processes. The three compared closed-loop runs go twice, in the
+    order A B C C B A, each pair added up, so a drift during the run weighs on all alike."""
     with bench.serving(), bench.chains():
         bench.config["carpet"] = create_carpet(bench.config, bench.config["render_address"])
-        chain = bench.scenario("ceiling.chain", "render_workloads.chain")
+        compared = [("ceiling.chain", "render_workloads.chain"),
+                    ("render.submit", "render_workloads.submit")]
+        if bench.base_url:
+            compared.insert(1, ("ceiling.submit_sql", "render_workloads.submit_statements"))
+        for name, workload in [*compared, *reversed(compared)]:
+            bench.scenario_again(name, workload)
+        chain = bench.results["ceiling.chain"]
         bench.scenario("ceiling.chain3", "render_workloads.chain3")
         bench.scenario("ceiling.grpc.render", "render_workloads.health_check")
-        if bench.base_url:
-            bench.scenario("ceiling.submit_sql", "render_workloads.submit_statements")
-        bench.scenario("render.submit", "render_workloads.submit")
         bench.open_loop("ceiling.chain.open50", "render_workloads.chain_open",
                         rate=chain.ops_per_s / 2)
         bench.open_loop("render.submit.open50", "render_workloads.submit_open",
                         rate=chain.ops_per_s / 2)
+        # The same pair at half of what the submissions sustain: the tail when not overloaded.
+        sustained = bench.results["render.submit"].ops_per_s / 2
+        bench.open_loop("ceiling.chain.open_half_submit", "render_workloads.chain_open",
+                        rate=sustained)
+        bench.open_loop("render.submit.open_half_submit", "render_workloads.submit_open",
+                        rate=sustained)
     with bench.serving(render_workers=2):
         bench.scenario("render.end_to_end", "render_workloads.end_to_end")
 
 
 def run_scaling(bench: Bench) -> None:
-    """The submission path served by three render-service and two credit-service processes on
-    one PostgreSQL, against one of each (render.submit)."""
-    if bench.base_url:
-        with bench.serving(credit_processes=2, render_processes=3):
-            bench.scenario("render.submit.scaled", "render_workloads.submit")
+    """The submission path served by more processes on one PostgreSQL (SERVER_PROCESSES of each
+    service), against one of each (render.submit): two and two, then three render-service and
+    two credit-service processes."""
+    if not bench.base_url:
+        return
+    for name, render_processes, credit_processes in (("render.submit.processes2", 2, 2),
+                                                     ("render.submit.scaled", 3, 2)):
+        with bench.serving(credit_processes=credit_processes,
+                           render_processes=render_processes):
+            bench.config["carpet"] = bench.config.get("carpet") or create_carpet(
+                bench.config, bench.config["render_address"])
+            bench.scenario(name, "render_workloads.submit")
 
 
 def run_webhooks(bench: Bench) -> None:
@@ -358,17 +404,14 @@ def run_webhooks(bench: Bench) -> None:
                 for name, workload in (("render.submit", "render_workloads.submit"),
                                        ("credit.reserve_capture_hot",
                                         "credit_workloads.reserve_capture_hot")):
-                    earlier = bench.results.get(f"{name}.{suffix}")
-                    result = bench.scenario(f"{name}.{suffix}", workload)
-                    if earlier is not None:
-                        bench.results[result.name] = combined(earlier, result)
+                    bench.scenario_again(f"{name}.{suffix}", workload)
 
 
 def run_admin(bench: Bench) -> dict:
     """The admin scenarios at 1k and 1M jobs (their own render database and gateway)."""
     with bench.serving(render_processes=0):
         return run_admin_scenarios(bench.scenario, bench.base_url, bench.env,
-                                   bench.config["address"], bench.config)
+                                   bench.config["address"], bench.config, bench.server_pids)
 
 
 def main() -> int:
@@ -397,7 +440,7 @@ def main() -> int:
         "groups": groups,
         "verify": " / ".join(result.stdout.strip().splitlines()[-1] if result.stdout else ""
                              for result in (verified, render_verified)),
-        "scenarios": report_rows(bench.results),
+        "scenarios": report_rows(bench.results, bench.cpu),
         # The whole 1M-job history as CSV over HTTP: the gateway's memory stays flat.
         "export_renders_csv_full": full_export,
     }

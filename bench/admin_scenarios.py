@@ -65,6 +65,10 @@ class AdminBench:
         self._servers.append(self.gateway)
         self.address = admin_address
 
+    @property
+    def server_pids(self) -> dict[str, int]:
+        return {server.module: server.pid for server in self._servers}
+
     def _create_carpet(self) -> int:
         from render_service import models
         from tests.fake_image_api import tiny_png

@@ -95,7 +95,7 @@ class ServerProcess:
     def __init__(self, module: str, env: dict[str, str], address: str):
         if module in OWN_SERVICE:
             env = {**env, "SERVICE_TOKEN": service_tokens(env)[OWN_SERVICE[module]]}
-        self.address = address
+        self.module, self.address = module, address
         self.log_path = os.path.join(RESULTS_DIR, f"{module}.log")
         os.makedirs(RESULTS_DIR, exist_ok=True)
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()

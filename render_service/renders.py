@@ -54,7 +54,7 @@ def _submit_hold_first(submission: jobs.Submission, credit: CreditClient,
     """PostgreSQL: the job's id from its sequence, the hold reserved under it, then the job
     written once — queued with its hold, or failed when the reservation was refused. A
     process that dies between the two leaves a hold whose job was never written: it is never
-    captured and goes back when it expires (RENDER_HOLD_TTL)."""
+    captured and goes back when it expires (RENDER_HOLD_TTL_SECONDS)."""
     existing = jobs.earlier_submission(submission)
     if existing is not None:
         return existing
@@ -119,7 +119,7 @@ def _reserve(submission: jobs.Submission, job_id: int, credit: CreditClient,
 
 
 def _give_back(credit: CreditClient, hold_id: int, reason: str) -> None:
-    """Release a hold no job will use; if that fails too, it expires (RENDER_HOLD_TTL)."""
+    """Release a hold no job will use; if that fails too, it expires (RENDER_HOLD_TTL_SECONDS)."""
     try:
         credit.release(hold_id, reason)
     except Exception:  # noqa: BLE001 - best effort: expiry is the fallback

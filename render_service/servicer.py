@@ -92,7 +92,11 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             organization_id=_scope(request.organization_id), user_id=request.user_id or None,
             carpet_id=request.carpet_id, mode=request.mode, room_image=request.room_image,
             idempotency_key=request.idempotency_key,
-            fingerprint=idempotency.request_fingerprint(request), credit=self._credit,
+            # Only a retry with the same key is compared with it: without a key, no copy and
+            # hash of the request (and its room picture) at all.
+            fingerprint=(idempotency.request_fingerprint(request)
+                         if request.idempotency_key else ""),
+            credit=self._credit,
             settings=self._settings, now=self._clock(),
             placement=[(point.x, point.y) for point in request.placement.carpet_corners])
         return render_message(job)

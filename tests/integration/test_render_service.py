@@ -200,7 +200,8 @@ def test_one_key_submitted_at_once_reserves_once(render_server, credit_server, r
     assert amounts(balance(credit_server, org.id)) == (100, 4, 96)
     listed = render_server.renders.ListRenders(render_pb2.ListRendersRequest(
         organization_id=org.id), timeout=10).renders
-    assert [(job.id, job.hold_id) for job in listed] == [(jobs[0].id, jobs[0].hold_id)]
+    # (A replay answered while the first was still reserving shows it without its hold yet.)
+    assert [job.id for job in listed] == [jobs[0].id] and listed[0].hold_id > 0
     assert reconcile(settings_for(credit_db_url, render_db_url)) == []
 
 
