@@ -226,7 +226,8 @@ class Bench:
         self.results: dict[str, Result] = {}
         # CPU milliseconds per operation, by process group, of every scenario (bench.cpu).
         self.cpu: dict[str, dict[str, float]] = {}
-        self.server_pids: dict[str, int] = {}  # the services serving the current scenarios
+        # The services serving the current scenarios (a list of pids for several processes).
+        self.server_pids: dict[str, int | list[int]] = {}
         credit_url = fresh_database_url(base_url, "credit")
         token = admin_token()
         self.env = {"CREDIT_DATABASE_URL": credit_url, "LOG_FORMAT": "json",
@@ -324,8 +325,10 @@ class Bench:
                         address))
                     next_address = address
                 self.config[key] = next_address
+            self.server_pids["bench.chain"] = [server.pid for server in started]
             yield
         finally:
+            self.server_pids.pop("bench.chain", None)
             for server in started:
                 server.stop()
 

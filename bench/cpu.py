@@ -56,12 +56,15 @@ class CpuMeter:
     """CPU seconds by group over a block: each named server (with its forked children), the
     PostgreSQL processes, and everything else on the machine (the clients, mostly)."""
 
-    def __init__(self, servers: dict[str, int]):
-        self._servers = servers
+    def __init__(self, servers: dict[str, int | list[int]]):
+        """`servers`: group name -> the pid of its process, or of each of its processes."""
+        self._servers = {name: pids if isinstance(pids, list) else [pids]
+                         for name, pids in servers.items()}
 
     def _read(self) -> dict[str, float]:
-        reading = {name: sum(_process_seconds(p) for p in [pid, *_children(pid)])
-                   for name, pid in self._servers.items()}
+        reading = {name: sum(_process_seconds(p) for pid in pids
+                             for p in [pid, *_children(pid)])
+                   for name, pids in self._servers.items()}
         reading["postgresql"] = sum(_process_seconds(p) for p in _postgres_pids())
         reading["machine"] = _machine_seconds()
         return reading
