@@ -6,7 +6,8 @@ them), so a load needs, per process kind, (operations a second) x (CPU per opera
 at UTILISATION of its cores for headroom. PostgreSQL is counted the same way; one
 organisation's reservations and captures also queue on its balance row, whatever the cores,
 which the hot-organisation scenario measures. The model is checked against the bench itself:
-the throughput it predicts for this machine from the same figures against what was measured.
+the throughput it predicts, from the one-process run's CPU per operation, for the runs with
+more processes (3 render + 2 credit on one PostgreSQL) against what they measured.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ LOADS = (  # renders a day, admins at the console at once, organisations
     (10_000_000, 1_000, 100_000),
 )
 SERVICES = ("render_service", "credit_service", "admin_gateway", "postgresql")
+COMMITS_PER_RENDER = 5  # job written, hold reserved, claimed, captured, ended
 
 
 def scenarios(report: dict) -> dict[str, dict]:
@@ -37,15 +39,34 @@ def cpu_ms(entry: dict, process: str) -> float:
 
 
 def model_check(found: dict[str, dict]) -> list[str]:
-    """Throughput predicted from CPU per operation (all of the machine's cores, clients
-    included) against the measured one, for the submission path at one and at 3+2 processes."""
+    """The model's prediction for the runs with more processes, from the CPU per operation of
+    the run with one process each (render.submit) on this machine's cores, against what they
+    measured: where the prediction is above the measurement, more processes cost CPU."""
+    single = found.get("render.submit")
     lines = []
-    for name in ("render.submit", "render.submit.scaled"):
+    for name in ("render.submit", "render.submit.processes2", "render.submit.scaled"):
         entry = found.get(name)
-        if entry and entry.get("cpu_ms_per_op"):
-            predicted = MACHINE_CORES * 1000 / entry["cpu_ms_per_op"]["total"]
+        if single and entry and single.get("cpu_ms_per_op"):
+            predicted = MACHINE_CORES * 1000 / single["cpu_ms_per_op"]["total"]
             lines.append(f"| {name} | {entry['ops_per_s']:.0f} | {predicted:.0f} | "
-                         f"{entry['ops_per_s'] / predicted:.2f} |")
+                         f"{entry['ops_per_s'] / predicted:.2f} | "
+                         f"{entry['cpu_ms_per_op']['total']:.2f} |")
+    return lines
+
+
+def multiples(found: dict[str, dict]) -> list[str]:
+    """Today's measured whole-render rate on this machine, and 10x and 100x of it: cores per
+    tier and the commits a second PostgreSQL must make (a render commits its job, its hold,
+    the claim, the capture and its end at least)."""
+    render = found["render.end_to_end"]
+    lines = []
+    for factor in (1, 10, 100):
+        renders_per_s = render["ops_per_s"] * factor
+        cores = {process: renders_per_s * cpu_ms(render, process) / 1000 / UTILISATION
+                 for process in ("render_service", "credit_service", "postgresql")}
+        lines.append(f"| {factor}x | {renders_per_s:,.0f} | {renders_per_s * 86_400:,.0f} | "
+                     + " | ".join(f"{cores[p]:.1f}" for p in cores)
+                     + f" | {renders_per_s * COMMITS_PER_RENDER:,.0f} |")
     return lines
 
 
@@ -74,9 +95,15 @@ def main() -> int:
                                                               "latest-postgresql.json")
     with open(path) as handle:
         found = scenarios(json.load(handle))
-    print("| scenario | measured ops/s | predicted from CPU per op | measured / predicted |")
-    print("|---|---|---|---|")
+    print("| scenario | measured ops/s | predicted from render.submit's CPU per op "
+          "| measured / predicted | CPU ms per op |")
+    print("|---|---|---|---|---|")
     print("\n".join(model_check(found)))
+    print()
+    print("| load | renders/s | renders a day | render cores | credit cores | "
+          "PostgreSQL cores | PostgreSQL commits/s |")
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(multiples(found)))
     print()
     print("| renders a day | admins at once | organisations | peak renders/s | render cores "
           "| credit cores | gateway cores | PostgreSQL cores | renders/s per organisation "

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 
-from bench.__main__ import Bench, create_carpet
+from bench.__main__ import Bench
 from bench.cpu import CpuMeter
 from bench.driver import run_scenario
 from bench.environment import ROOT
@@ -30,7 +30,6 @@ def main() -> int:
     os.makedirs(OUTPUT_DIR, exist_ok=True)
     engine = "postgresql" if base_url else "sqlite"
     with bench.serving() as (credit, render):
-        bench.config["carpet"] = create_carpet(bench.config, bench.config["render_address"])
         recorders = [subprocess.Popen(
             [PY_SPY, "record", "--pid", str(server.pid), "--duration", str(int(seconds)),
              "--rate", "100", "--nonblocking", "--gil", "--format", FORMAT, "--output",
