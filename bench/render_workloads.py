@@ -84,7 +84,7 @@ def submit_statements(config: dict, index: int):
     render_db.autocommit = credit_db.autocommit = True  # explicit BEGIN/COMMIT, as peewee
     render, credit = render_db.cursor(), credit_db.cursor()
     next_id, insert_job = (statement.prepare(render)
-                           for statement in (jobs._NEXT_JOB_ID, jobs._INSERT_RESERVED_JOB))
+                           for statement in (jobs._NEXT_JOB_ID, jobs._INSERT_JOB))
     reserve, draw = (statement.prepare(credit)
                      for statement in (ledger_sql._RESERVE_PG, ledger_sql._DRAW_PG))
     organization, carpet = config["render_organization"], config["carpet"]
@@ -103,6 +103,7 @@ def submit_statements(config: dict, index: int):
         render.execute(insert_job, (job_id, organization, None, carpet, "preview", "queued", "",
                                     1, None, "", False, False, 0, False, "", hold_id, now, now,
                                     None))
+        render.fetchone()
         return 1
 
     return operation

@@ -33,28 +33,22 @@ TERMINAL = ("success", "failed")
 ORPHAN_GRACE = datetime.timedelta(seconds=60)
 
 
-# The submission path's writes, written once as SQL (see carpet_common.db.Statement).
+# The submission path's writes, written once as SQL (see carpet_common.db.Statement). The job's
+# id is given on PostgreSQL (from next_job_id) and NULL on SQLite, which then assigns it.
 _INSERT_JOB = Statement("""
-    INSERT INTO render_job (organization_id, user_id, carpet_id, mode, status, error_text, cost,
-                            credits_charged, idempotency_key, request_hash, attempts,
-                            release_pending, has_room_image, input_bytes, output_bytes,
-                            output_expired, placement, created_at, updated_at)
-    VALUES ({p}, {p}, {p}, {p}, 'queued', '', {p}, 0, {p}, {p}, 0, {p}, {p}, 0, 0, {p}, {p}, {p},
-            {p})
-    RETURNING id""")
-_ATTACH_HOLD = Statement("""
-    UPDATE render_job SET hold_id = {p}, updated_at = {p} WHERE id = {p} AND hold_id IS NULL""")
-# PostgreSQL: the job's id is taken from its sequence before the reservation, so the job is
-# written once, with its hold (or as refused), instead of written and then updated.
-_NEXT_JOB_ID = Statement("SELECT nextval(pg_get_serial_sequence('render_job', 'id'))")
-_INSERT_RESERVED_JOB = Statement("""
     INSERT INTO render_job (id, organization_id, user_id, carpet_id, mode, status, error_text,
                             cost, credits_charged, idempotency_key, request_hash, attempts,
                             release_pending, has_room_image, input_bytes, output_bytes,
                             output_expired, placement, hold_id, created_at, updated_at,
                             finished_at)
     VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 0, {p}, {p}, 0, {p}, {p}, {p}, 0, {p}, {p},
-            {p}, {p}, {p}, {p})""")
+            {p}, {p}, {p}, {p})
+    RETURNING id""")
+_ATTACH_HOLD = Statement("""
+    UPDATE render_job SET hold_id = {p}, updated_at = {p} WHERE id = {p} AND hold_id IS NULL""")
+# PostgreSQL: the job's id is taken from its sequence before the reservation, so the job is
+# written once, with its hold (or as refused), instead of written and then updated.
+_NEXT_JOB_ID = Statement("SELECT nextval(pg_get_serial_sequence('render_job', 'id'))")
 
 
 @dataclass(frozen=True)
@@ -105,13 +99,12 @@ def create_job(submission: Submission) -> tuple[RenderJob, bool]:
     existing = earlier_submission(submission)
     if existing is not None:
         return existing, False
-    s = submission
     try:
         with database.atomic():  # SQLite: queues for the writer lock
             # The room picture is not stored yet: only once the credit is reserved.
-            (job_id,) = _INSERT_JOB.row(database, s.organization_id, s.user_id, s.carpet_id,
-                                        s.mode, s.cost, s.key, s.fingerprint, False,
-                                        bool(s.room_image), False, s.placement, s.now, s.now)
+            (job_id,) = _INSERT_JOB.row(database, *_values(submission, None, hold_id=None,
+                                                           error_text="", release_pending=False,
+                                                           stored=0))
     except IntegrityError as error:
         return _conflicting(submission, error), False
     return _job(submission, job_id, status="queued", error_text="", hold_id=None,
@@ -124,25 +117,33 @@ def record_job(submission: Submission, job_id: int, *, hold_id: int | None,
     picture, or, without a hold, failed with `error_text`. (job, created): with a key an
     earlier submission already used, that one's job and False (the caller gives its hold
     back)."""
-    s = submission
     queued = hold_id is not None
-    stored = len(s.room_image) if queued and s.room_image else 0
-    row = (job_id, s.organization_id, s.user_id, s.carpet_id, s.mode,
-           "queued" if queued else "failed", error_text, s.cost, s.key, s.fingerprint,
-           release_pending, bool(s.room_image), stored, False, s.placement, hold_id, s.now,
-           s.now, None if queued else s.now)
+    stored = len(submission.room_image) if queued and submission.room_image else 0
+    row = _values(submission, job_id, hold_id=hold_id, error_text=error_text,
+                  release_pending=release_pending, stored=stored)
     try:
         if stored:
             with database.atomic():
-                _INSERT_RESERVED_JOB.count(database, *row)
-                RenderInput.insert(job=job_id, room_image=s.room_image).execute()
+                _INSERT_JOB.row(database, *row)
+                RenderInput.insert(job=job_id, room_image=submission.room_image).execute()
         else:  # one statement: committed on its own, without a BEGIN and a COMMIT around it
-            _INSERT_RESERVED_JOB.count(database, *row)
+            _INSERT_JOB.row(database, *row)
     except IntegrityError as error:
         return _conflicting(submission, error), False
     return _job(submission, job_id, status="queued" if queued else "failed",
                 error_text=error_text, hold_id=hold_id, release_pending=release_pending,
                 input_bytes=stored), True
+
+
+def _values(s: Submission, job_id: int | None, *, hold_id: int | None, error_text: str,
+            release_pending: bool, stored: int) -> tuple:
+    """_INSERT_JOB's parameters: queued with `hold_id` (or, on SQLite, before it has one), or
+    failed with `error_text` when a job with an id has no hold."""
+    ended = job_id is not None and hold_id is None
+    return (job_id, s.organization_id, s.user_id, s.carpet_id, s.mode,
+            "failed" if ended else "queued", error_text, s.cost, s.key, s.fingerprint,
+            release_pending, bool(s.room_image), stored, False, s.placement, hold_id, s.now,
+            s.now, s.now if ended else None)
 
 
 def _conflicting(submission: Submission, error: IntegrityError) -> RenderJob:
