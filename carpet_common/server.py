@@ -40,6 +40,9 @@ CLIENT_CHANNEL_OPTIONS = (
     ("grpc.lb_policy_name", "round_robin"),
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 3000),
+    # Each channel keeps its own connections: with gRPC's process-wide pool a new channel to an
+    # address whose previous server went away inherits that link's backoff and fails fast.
+    ("grpc.use_local_subchannel_pool", 1),
 )
 
 
