@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 
 from carpet_common.auth import SERVICE_TOKEN_HEADER
+from carpet_common.interceptors import AroundInterceptor, AroundPipeline
 from carpet_common.settings import SettingsError
 
 logger = logging.getLogger(__name__)
@@ -48,12 +49,15 @@ CLIENT_CHANNEL_OPTIONS = (
 
 class ServiceTokenInterceptor(grpc.UnaryUnaryClientInterceptor,
                               grpc.UnaryStreamClientInterceptor):
-    """Adds this process's own service token to every outgoing call."""
+    """Adds this process's own service token to every outgoing call (none: calls go as they
+    are)."""
 
-    def __init__(self, token: str):
-        self._metadata = ((SERVICE_TOKEN_HEADER, token),)
+    def __init__(self, token: str | None):
+        self._metadata = ((SERVICE_TOKEN_HEADER, token),) if token else ()
 
     def _with_token(self, details):
+        if not self._metadata:
+            return details
         return details._replace(metadata=[*(details.metadata or ()), *self._metadata])
 
     def intercept_unary_unary(self, continuation, details, request):
@@ -100,10 +104,7 @@ def service_channel(target: str, security: ChannelSecurity = PLAINTEXT, *,
     if security.roots and security.server_name:
         options = (*options, ("grpc.ssl_target_name_override", security.server_name))
     channel = _transport_channel(target, security, options)
-    channel = grpc.intercept_channel(channel, _FirstFailureLog(target))
-    if service_token:
-        channel = grpc.intercept_channel(channel, ServiceTokenInterceptor(service_token))
-    return channel
+    return grpc.intercept_channel(channel, _ServiceCalls(target, service_token))
 
 
 def _transport_channel(target: str, security: ChannelSecurity, options) -> grpc.Channel:
@@ -119,12 +120,15 @@ def _transport_channel(target: str, security: ChannelSecurity, options) -> grpc.
     return grpc.secure_channel(target, credentials, options=options)
 
 
-class _FirstFailureLog(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Logs the first UNAVAILABLE of a target with grpc's reason (a failed TLS handshake says
-    why here, e.g. a certificate that does not name the server), once until a call succeeds
-    again, so a broken link is visible without flooding the log."""
+class _ServiceCalls(ServiceTokenInterceptor):
+    """The service token on every call, and the first UNAVAILABLE of the target logged with
+    grpc's reason (a failed TLS handshake says why here, e.g. a certificate that does not name
+    the server), once until a call succeeds again, so a broken link is visible without flooding
+    the log. One interceptor for both: each layer of `intercept_channel` costs every call a
+    chain of Python frames."""
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, token: str | None):
+        super().__init__(token)
         self._target = target
         self._failing = False
 
@@ -142,10 +146,7 @@ class _FirstFailureLog(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientI
         return call
 
     def intercept_unary_unary(self, continuation, details, request):
-        return self._watch(continuation(details, request))
-
-    def intercept_unary_stream(self, continuation, details, request):
-        return continuation(details, request)
+        return self._watch(continuation(self._with_token(details), request))
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def create_server(
     register: Callable[[grpc.Server], None],
     service_names: Sequence[str],
     *,
-    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    interceptors: Sequence[AroundInterceptor] = (),
     max_workers: int = 16,
     tls: TlsFiles | None = None,
     unix_socket: str | None = None,
@@ -231,6 +232,7 @@ def create_server(
     """Build, bind and start a server. `register(server)` adds the servicers;
     `service_names` are their full names, announced by health and reflection. `share_port`:
     sibling processes of `serve_in_processes` bind the same address (SO_REUSEPORT).
+    `interceptors` run in order, the first outermost, as one (AroundPipeline).
     `long_streams`: methods whose streams last as long as a client wants (like WatchRender);
     with server reflection they are bounded so they cannot take every thread
     (carpet_common.streams)."""
@@ -240,7 +242,7 @@ def create_server(
                                      stream_limits or limits_for(max_workers))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[*interceptors, bounded],
+        interceptors=[AroundPipeline(interceptors), bounded],
         # Overload is refused with RESOURCE_EXHAUSTED instead of queueing without bound.
         maximum_concurrent_rpcs=max_workers * 8,
         options=[
