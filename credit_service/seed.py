@@ -38,13 +38,14 @@ def seed(settings: Settings) -> SeedResult:
                    {"name": organization.name, "initial_credits": settings.seed_credits})
             created.append("organization")
         admin = User.get_or_none(User.email == email)
-        if admin is None:
+        has_password = admin is not None and bool(admin.password_hash)
+        if admin is None:  # created without a password
             admin = accounts.create_user(organization.id, settings.seed_admin_name,
                                          settings.seed_admin_email, "ADMIN", now=utcnow())
             _audit("seed.CreateUser", organization.id, f"user:{admin.id}",
                    {"email": email, "role": "ADMIN"})
             created.append("admin user")
-        if settings.seed_admin_password and not admin.password_hash:
+        if settings.seed_admin_password and not has_password:
             # Only a user without a password gets the seeded one: a password the admin has
             # changed since is never reset by running seed again.
             password = passwords.check_new_password(settings.seed_admin_password, email)

@@ -14,7 +14,7 @@ from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.settings import Settings
 from credit_service import accounts, audit, grants, ledger, signin
 from credit_service.audited import audited_change
-from credit_service.models import AuditLog, CreditLog, Organization, User
+from credit_service.models import AuditLog, CreditLog, Organization
 from protos.carpet.credit.v1 import (
     account_pb2,
     account_pb2_grpc,
@@ -67,14 +67,14 @@ def organization_message(row: Organization, expiring: int = 0) -> account_pb2.Or
         expiring_within_30_days=expiring)
 
 
-def user_message(row: User) -> account_pb2.User:
-    balance_row = getattr(row.organization, "balance_row", None)
+def user_message(row) -> account_pb2.User:
+    """`row`: a user as accounts reads one (get_user, batch_get_users, list_users)."""
     return account_pb2.User(
-        id=row.id, organization_id=row.organization.id,
-        organization_name=row.organization.name, name=row.name, email=row.email,
-        role=ROLE_TO_PROTO[row.role], credit=balance_row.balance if balance_row else 0,
-        created_at=timestamp(row.created_at), active=row.active,
-        has_password=bool(row.password_hash), display_email=row.display_email or row.email)
+        id=row.id, organization_id=row.organization_id,
+        organization_name=row.organization_name, name=row.name, email=row.email,
+        role=ROLE_TO_PROTO[row.role], credit=row.credit,
+        created_at=timestamp(row.created_at), active=bool(row.active),
+        has_password=bool(row.has_password), display_email=row.display_email or row.email)
 
 
 def balance_message(view: ledger.BalanceView) -> credit_pb2.Balance:
@@ -159,7 +159,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         with audited_change(request, target=f"user:{request.id}") as change:
             row = signin.set_password(request.id, request.password, self._clock())
             return change.done(user_message(row), target=f"user:{row.id}",
-                               organization_id=row.organization.id)
+                               organization_id=row.organization_id)
 
     def DeactivateUser(self, request, context):
         return self._set_active(request, False)
@@ -171,11 +171,11 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         with audited_change(request, target=f"user:{request.id}") as change:
             row = signin.set_active(request.id, active, self._clock())
             return change.done(user_message(row), target=f"user:{row.id}",
-                               organization_id=row.organization.id)
+                               organization_id=row.organization_id)
 
     def GetUser(self, request, context):
         row = accounts.get_user(request.id)
-        _visible(row.organization.id, f"user {request.id}")
+        _visible(row.organization_id, f"user {request.id}")
         return user_message(row)
 
     def BatchGetUsers(self, request, context):
@@ -351,7 +351,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def _session(self, signed_in: signin.SignedIn) -> auth_pb2.Session:
         user = signed_in.user
         access = mint_jwt(self._settings, user.email, user.role,
-                          self._settings.access_token_ttl_s, user.organization.id,
+                          self._settings.access_token_ttl_s, user.organization_id,
                           user_id=user.id, session_id=signed_in.session_id)
         return auth_pb2.Session(access_token=access, refresh_token=signed_in.refresh_token,
                                 expires_in=self._settings.access_token_ttl_s,

@@ -51,7 +51,7 @@ AUTH = "/carpet.credit.v1.AuthService"
 
 @dataclass(frozen=True)
 class SignedIn:
-    user: User  # with its organisation (accounts.get_user)
+    user: accounts.UserRow  # accounts.get_user
     session_id: str
     refresh_token: str
 
@@ -289,7 +289,8 @@ def change_password(user_id: int | None, session_id: str, current: str, new: str
                              "password changed", now)
 
 
-def set_password(user_id: int, password: str, now: datetime.datetime) -> User:
+def set_password(user_id: int, password: str,
+                 now: datetime.datetime) -> accounts.UserRow:
     """An admin sets a user's password; every session of the user ends."""
     user = User.get_or_none(User.id == user_id)
     if user is None:
@@ -302,7 +303,8 @@ def set_password(user_id: int, password: str, now: datetime.datetime) -> User:
     return accounts.get_user(user_id)
 
 
-def set_active(user_id: int, active: bool, now: datetime.datetime) -> User:
+def set_active(user_id: int, active: bool,
+               now: datetime.datetime) -> accounts.UserRow:
     """Deactivation also ends every session, so live access tokens stop within
     SESSION_CHECK_INTERVAL (carpet_common.sessions)."""
     with database.atomic():
