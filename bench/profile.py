@@ -1,7 +1,8 @@
 """python -m bench.profile — where a submission's time goes: py-spy flame graphs of the credit
 service and the render service while `render.submit` runs (closed loop, the bench's clients),
 written to docs/flamegraphs/ as SVG. BENCH_DATABASE_URL as for `make bench` (PostgreSQL is the
-one that matters); BENCH_SECONDS the sampling time (default 10).
+one that matters); BENCH_SECONDS the sampling time (default 10); PROFILE_FORMAT=raw for collapsed
+stacks instead of SVG; PROFILE_RATE samples per second (default 100).
 
 Samples are of CPU only (threads waiting on the network or the database are left out), so the
 graphs show what each process spends its cores on, the thing two shared cores run out of.
@@ -20,6 +21,7 @@ from bench.environment import ROOT
 OUTPUT_DIR = os.path.join(ROOT, "docs", "flamegraphs")
 FORMAT = os.environ.get("PROFILE_FORMAT", "flamegraph")  # or raw: collapsed stacks
 SUFFIX = "svg" if FORMAT == "flamegraph" else "txt"
+RATE = os.environ.get("PROFILE_RATE", "100")  # samples per second
 PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
 
 
@@ -32,7 +34,7 @@ def main() -> int:
     with bench.serving() as (credit, render):
         recorders = [subprocess.Popen(
             [PY_SPY, "record", "--pid", str(server.pid), "--duration", str(int(seconds)),
-             "--rate", "100", "--nonblocking", "--gil", "--format", FORMAT, "--output",
+             "--rate", RATE, "--nonblocking", "--gil", "--format", FORMAT, "--output",
              os.path.join(OUTPUT_DIR, f"render-submit-{name}-{engine}.{SUFFIX}")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for name, server in (("credit-service", credit), ("render-service", render))]

@@ -13,13 +13,20 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
 def timestamp(value: datetime.datetime | None) -> Timestamp | None:
-    """Naive UTC datetime -> Timestamp (None stays unset)."""
+    """Naive UTC datetime -> Timestamp (None stays unset). Counted from the epoch directly:
+    Timestamp.FromDatetime goes through a time tuple and calendar.timegm, three times the CPU,
+    and a page of a listing converts a hundred of them."""
     if value is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+    since = value - _EPOCH  # days may be negative; seconds and microseconds never are
+    return Timestamp(seconds=since.days * 86_400 + since.seconds,
+                     nanos=since.microseconds * 1000)
 
 
 def optional_time(message, field: str) -> datetime.datetime | None:
