@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import datetime
+import functools
+from typing import NamedTuple
 
 from peewee import JOIN, IntegrityError, fn
 
+from carpet_common.db import Statement
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from credit_service import grants, passwords
@@ -14,9 +17,6 @@ from credit_service.models import ROLES, CreditBalance, CreditLog, Organization,
 MAX_NAME_LENGTH = 200
 MAX_BATCH_IDS = 500
 MAX_INITIAL_CREDITS = 10**12
-
-# A user as a User message shows it: a named tuple of _users_with_organization's columns.
-UserRow = tuple
 
 
 def _required_name(name: str, what: str = "name") -> str:
@@ -91,10 +91,25 @@ def create_user(organization_id: int, name: str, email: str, role: str, *,
     return get_user(user.id)
 
 
+class UserRow(NamedTuple):
+    """A user as a User message shows it, with its organisation's name and balance: read flat,
+    since building a user, an organisation and a balance model per row cost more than the
+    query. Never the password hash itself, only whether there is one."""
+
+    id: int
+    organization_id: int
+    organization_name: str
+    name: str
+    email: str
+    role: str
+    credit: int
+    created_at: datetime.datetime
+    active: bool
+    has_password: bool
+    display_email: str
+
+
 def _users_with_organization():
-    """Users as what a User message shows, with their organisation's name and balance, as
-    flat named tuples: building a user, organisation and balance model per row cost more than
-    the query (a page of 50 for the admin listing). Never the password hash itself."""
     return (User.select(User.id, User.organization.alias("organization_id"),
                         Organization.name.alias("organization_name"), User.name, User.email,
                         User.role, fn.COALESCE(CreditBalance.balance, 0).alias("credit"),
@@ -104,7 +119,7 @@ def _users_with_organization():
             .join(CreditBalance, JOIN.LEFT_OUTER,
                   on=(CreditBalance.organization == Organization.id))
             .switch(User)
-            .namedtuples())
+            .objects(UserRow))
 
 
 def get_user(user_id: int) -> UserRow:
@@ -115,12 +130,32 @@ def get_user(user_id: int) -> UserRow:
 
 
 def batch_get_users(ids: list[int]) -> list[UserRow]:
+    """The users of these ids (unknown ones left out). The admin listing asks for every page's
+    users, so this one is a hand-written statement (the query builder spent ~0.25 ms of CPU
+    composing its SQL), one per power of two of ids, the list padded with its last id: at most
+    ten statements, each prepared once per PostgreSQL connection."""
     if len(ids) > MAX_BATCH_IDS:
         raise InvalidArgument(f"at most {MAX_BATCH_IDS} ids per call")
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    return list(_users_with_organization().where(User.id.in_(wanted)))
+    size = 1 << (len(wanted) - 1).bit_length()
+    padded = wanted + [wanted[-1]] * (size - len(wanted))
+    read_time = User.created_at.python_value  # SQLite gives the text back
+    return [UserRow(*values[:7], read_time(values[7]), bool(values[8]), bool(values[9]),
+                    values[10])
+            for values in _users_by_id(size).rows(database, *padded)]
+
+
+@functools.cache
+def _users_by_id(count: int) -> Statement:
+    return Statement(f"""
+        SELECT u.id, u.organization_id, o.name, u.name, u.email, u.role,
+               COALESCE(b.balance, 0), u.created_at, u.active, u.password_hash <> '',
+               u.display_email
+        FROM "user" u JOIN organization o ON o.id = u.organization_id
+        LEFT JOIN credit_balance b ON b.organization_id = u.organization_id
+        WHERE u.id IN ({", ".join(["{p}"] * count)})""")
 
 
 def list_users(page_size: int, page_token: str, *, organization_id: int = 0,

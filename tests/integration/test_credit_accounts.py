@@ -103,6 +103,28 @@ def test_create_and_read_users(credit_server):
     assert [u.email for u in only_admins.users] == ["ada@example.com"]
 
 
+def test_batch_users_are_what_get_user_shows(credit_server):
+    """BatchGetUsers reads with a statement of its own (one per power of two of ids, the list
+    padded): each user it answers is the very message GetUser answers, however many ids are
+    asked for, unknown ones left out."""
+    organization = create_org(credit_server, "Acme", 70)
+    users = [create_user(credit_server, organization.id, f"u{i}@example.com") for i in range(5)]
+    credit_server.accounts.SetUserPassword(account_pb2.SetUserPasswordRequest(
+        id=users[1].id, password="a long enough password 7"), metadata=ADMIN, timeout=10)
+    credit_server.accounts.DeactivateUser(account_pb2.SetUserActiveRequest(id=users[2].id),
+                                          metadata=ADMIN, timeout=10)
+    shown = {user.id: credit_server.accounts.GetUser(account_pb2.GetUserRequest(id=user.id),
+                                                     timeout=10) for user in users}
+    assert (shown[users[1].id].has_password, shown[users[2].id].active) == (True, False)
+    gateway = credit_stubs(credit_server.port, "admin-gateway")
+    ids = sorted(shown)
+    for asked in ([ids[0]], ids[:3], ids, [*ids, *range(10**6, 10**6 + 495)]):
+        batch = gateway.accounts.BatchGetUsers(account_pb2.BatchGetUsersRequest(ids=asked),
+                                               timeout=10)
+        assert sorted(batch.users, key=lambda user: user.id) == [
+            shown[user_id] for user_id in ids if user_id in asked]
+
+
 def test_create_user_errors(credit_server):
     organization = create_org(credit_server)
     create_user(credit_server, organization.id, "ada@example.com")
