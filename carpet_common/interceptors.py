@@ -187,8 +187,9 @@ class DatabaseConnectionInterceptor(AroundInterceptor):
     def around(self, method):
         @contextlib.contextmanager
         def connected(request, context) -> Iterator[None]:
-            self._database.connect(reuse_if_open=True)
             try:
+                # Opening one fails too (the server refuses: restarting, out of connections).
+                self._database.connect(reuse_if_open=True)
                 yield
             except (OperationalError, InterfaceError) as error:
                 raise self._unavailable(error) from error

@@ -35,3 +35,28 @@ def test_terminated_connections_recover(credit_server, credit_db_url):
     balance = credit_server.credits.GetBalance(
         credit_pb2.GetBalanceRequest(organization_id=org.id), timeout=10)
     assert balance.balance == 10
+
+
+def test_a_connection_that_cannot_be_opened_is_unavailable(tmp_path):
+    """The database refusing a new connection (restarting, or out of connections: PostgreSQL's
+    "too many clients") is UNAVAILABLE, safe to retry, like a connection lost mid-call; it
+    once escaped as INTERNAL."""
+    from peewee import SqliteDatabase
+
+    from carpet_common.interceptors import DatabaseConnectionInterceptor, ErrorMappingInterceptor
+    from carpet_common.server import create_server
+
+    unreachable = SqliteDatabase(str(tmp_path / "no-such-directory" / "carpet.db"))
+    echo = grpc.method_handlers_generic_handler("test.Echo", {
+        "Call": grpc.unary_unary_rpc_method_handler(lambda request, context: request)})
+    running, port = create_server(
+        "127.0.0.1:0", lambda server: server.add_generic_rpc_handlers((echo,)), ("test.Echo",),
+        interceptors=[ErrorMappingInterceptor(), DatabaseConnectionInterceptor(unreachable)])
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                channel.unary_unary("/test.Echo/Call")(b"ping", timeout=10)
+        assert (refused.value.code(), refused.value.details()) == (
+            grpc.StatusCode.UNAVAILABLE, "database unavailable, retry")
+    finally:
+        running.stop(grace=0)
