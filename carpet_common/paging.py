@@ -56,8 +56,13 @@ def paginate(query: ModelSelect, created_at: Field, row_id: Field, page_size: in
         query = query.where(Tuple(created_at, row_id)
                             < Tuple(created_at.db_value(after_time), after_id))
     rows = list(query.order_by(created_at.desc(), row_id.desc()).limit(size + 1))
+    return page_of(rows, size)
+
+
+def page_of(rows: list, size: int) -> Page:
+    """A page from up to `size` + 1 rows read newest first (each with `created_at` and `id`):
+    the extra row only says that more exist."""
     if len(rows) <= size:
         return Page(rows, "")
     last = rows[size - 1]
-    return Page(rows[:size], encode_token(getattr(last, created_at.name),
-                                          getattr(last, row_id.name)))
+    return Page(rows[:size], encode_token(last.created_at, last.id))
