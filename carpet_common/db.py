@@ -122,9 +122,10 @@ _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 class Statement:
     """A hand-written SQL statement for a hot path, with `{p}` for each parameter.
 
-    Peewee builds a query's SQL anew on every call (~0.3 ms of CPU each); on the reserve and
-    capture path that costs more than the database work itself, so those few statements are
-    written once here and formatted once per dialect. Everything else uses the query builder.
+    Peewee builds a query's SQL anew on every call (~0.1-0.3 ms of CPU each); on the hot paths
+    (reserve and capture, a submission, a page of the render listing and its users) that costs
+    more than the database work itself, so those few statements are written once and formatted
+    once per dialect. Everything else uses the query builder.
 
     On PostgreSQL each connection prepares a statement once (`PREPARE`, on its first use there)
     and then only executes it: the server parses, analyses and plans it once instead of on every
