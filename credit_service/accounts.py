@@ -123,10 +123,10 @@ def _users_with_organization():
 
 
 def get_user(user_id: int) -> UserRow:
-    row = _users_with_organization().where(User.id == user_id).first()
-    if row is None:
+    found = batch_get_users([user_id])
+    if not found:
         raise NotFound(f"user {user_id} not found")
-    return row
+    return found[0]
 
 
 def batch_get_users(ids: list[int]) -> list[UserRow]:

@@ -67,8 +67,7 @@ def organization_message(row: Organization, expiring: int = 0) -> account_pb2.Or
         expiring_within_30_days=expiring)
 
 
-def user_message(row) -> account_pb2.User:
-    """`row`: a user as accounts reads one (get_user, batch_get_users, list_users)."""
+def user_message(row: accounts.UserRow) -> account_pb2.User:
     return account_pb2.User(
         id=row.id, organization_id=row.organization_id,
         organization_name=row.organization_name, name=row.name, email=row.email,
