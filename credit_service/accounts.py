@@ -109,19 +109,6 @@ class UserRow(NamedTuple):
     display_email: str
 
 
-def _users_with_organization():
-    return (User.select(User.id, User.organization.alias("organization_id"),
-                        Organization.name.alias("organization_name"), User.name, User.email,
-                        User.role, fn.COALESCE(CreditBalance.balance, 0).alias("credit"),
-                        User.created_at, User.active,
-                        (User.password_hash != "").alias("has_password"), User.display_email)
-            .join(Organization, on=(User.organization == Organization.id))
-            .join(CreditBalance, JOIN.LEFT_OUTER,
-                  on=(CreditBalance.organization == Organization.id))
-            .switch(User)
-            .objects(UserRow))
-
-
 def get_user(user_id: int) -> UserRow:
     found = batch_get_users([user_id])
     if not found:
@@ -160,7 +147,18 @@ def _users_by_id(count: int) -> Statement:
 
 def list_users(page_size: int, page_token: str, *, organization_id: int = 0,
                role: str = "") -> Page:
-    query = _users_with_organization()
+    """A page of users (UserRow), through the query builder: filtered and paged, and not a hot
+    path, unlike batch_get_users."""
+    query = (User.select(User.id, User.organization.alias("organization_id"),
+                         Organization.name.alias("organization_name"), User.name, User.email,
+                         User.role, fn.COALESCE(CreditBalance.balance, 0).alias("credit"),
+                         User.created_at, User.active,
+                         (User.password_hash != "").alias("has_password"), User.display_email)
+             .join(Organization, on=(User.organization == Organization.id))
+             .join(CreditBalance, JOIN.LEFT_OUTER,
+                   on=(CreditBalance.organization == Organization.id))
+             .switch(User)
+             .objects(UserRow))
     if organization_id:
         query = query.where(User.organization == organization_id)
     if role:

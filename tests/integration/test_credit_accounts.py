@@ -103,19 +103,26 @@ def test_create_and_read_users(credit_server):
     assert [u.email for u in only_admins.users] == ["ada@example.com"]
 
 
-def test_batch_users_are_what_get_user_shows(credit_server):
-    """BatchGetUsers reads with a statement of its own (one per power of two of ids, the list
-    padded): each user it answers is the very message GetUser answers, however many ids are
-    asked for, unknown ones left out."""
+def test_batch_users_are_what_the_user_list_shows(credit_server):
+    """BatchGetUsers (and GetUser) read with a hand-written statement (one per power of two of
+    ids, the list padded); ListUsers through the query builder. Each user the statement answers
+    is the very message the list shows, however many ids are asked for, unknown ones left
+    out."""
     organization = create_org(credit_server, "Acme", 70)
     users = [create_user(credit_server, organization.id, f"u{i}@example.com") for i in range(5)]
     credit_server.accounts.SetUserPassword(account_pb2.SetUserPasswordRequest(
         id=users[1].id, password="a long enough password 7"), metadata=ADMIN, timeout=10)
     credit_server.accounts.DeactivateUser(account_pb2.SetUserActiveRequest(id=users[2].id),
                                           metadata=ADMIN, timeout=10)
-    shown = {user.id: credit_server.accounts.GetUser(account_pb2.GetUserRequest(id=user.id),
-                                                     timeout=10) for user in users}
+    listed = credit_server.accounts.ListUsers(account_pb2.ListUsersRequest(
+        organization_id=organization.id), metadata=ADMIN, timeout=10).users
+    shown = {user.id: user for user in listed}
+    assert sorted(shown) == sorted(user.id for user in users)
     assert (shown[users[1].id].has_password, shown[users[2].id].active) == (True, False)
+    assert all(user.credit == 70 and user.organization_name == "Acme" for user in listed)
+    for user in users:
+        assert credit_server.accounts.GetUser(account_pb2.GetUserRequest(id=user.id),
+                                              timeout=10) == shown[user.id]
     gateway = credit_stubs(credit_server.port, "admin-gateway")
     ids = sorted(shown)
     for asked in ([ids[0]], ids[:3], ids, [*ids, *range(10**6, 10**6 + 495)]):
