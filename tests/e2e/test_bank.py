@@ -312,21 +312,26 @@ def reserve(history: History, credits, organisation: int, rng: random.Random) ->
 
 
 def settle(cluster: Cluster, timeout: float = 120.0) -> None:
-    """Wait until no job is queued or processing and no hold is held past its expiry."""
+    """Wait until no job is queued or processing and no hold is held at all: once the load has
+    stopped, every hold ends captured, released or expired by the sweeper (an abandoned one
+    after HOLD_TTL_S, one whose submission died before its job was written after
+    RENDER_HOLD_TTL_SECONDS). Waiting only for none to be unsettled raced them: a hold still
+    within its time when this returned expired during the checks, up to one sweep (5 s) before
+    the sweeper took it."""
     deadline = time.monotonic() + timeout
     render_url, credit_url = cluster.env["RENDER_DATABASE_URL"], cluster.env["CREDIT_DATABASE_URL"]
     while True:
         open_jobs = query(render_url, "SELECT count(*) FROM render_job "
                                       "WHERE status IN ('queued', 'processing')")[0][0]
-        overdue = query(credit_url, "SELECT count(*) FROM credit_hold WHERE state = 'held' "
-                                    "AND expires_at < (now() AT TIME ZONE 'utc')")[0][0]
-        overdue += query(credit_url, "SELECT count(*) FROM credit_grant "
+        unsettled = query(credit_url, "SELECT count(*) FROM credit_hold WHERE state = 'held'")[0][0]
+        unsettled += query(credit_url, "SELECT count(*) FROM credit_grant "
                                      "WHERE expired_at IS NULL "
                                      "AND expires_at < (now() AT TIME ZONE 'utc')")[0][0]
-        if open_jobs == 0 and overdue == 0:
+        if open_jobs == 0 and unsettled == 0:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"not settled: {open_jobs} open jobs, {overdue} overdue holds")
+            raise AssertionError(f"not settled: {open_jobs} open jobs, {unsettled} holds still held "
+                                 "or grants past their expiry")
         time.sleep(1.0)
 
 
