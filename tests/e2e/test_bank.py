@@ -330,8 +330,8 @@ def settle(cluster: Cluster, timeout: float = 120.0) -> None:
         if open_jobs == 0 and unsettled == 0:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"not settled: {open_jobs} open jobs, {unsettled} holds still held "
-                                 "or grants past their expiry")
+            raise AssertionError(f"not settled: {open_jobs} open jobs, {unsettled} holds "
+                                 "still held or grants past their expiry")
         time.sleep(1.0)
 
 
