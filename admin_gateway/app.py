@@ -19,6 +19,7 @@ from carpet_common.convert import utcnow
 from carpet_common.denials import DenialLog
 from carpet_common.interceptors import ErrorMappingInterceptor, TextFieldInterceptor
 from carpet_common.metrics import MetricsInterceptor
+from carpet_common.pictures import DECODES
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import ChannelSecurity, GrpcServer, create_server, tls_files
 from carpet_common.sessions import revoked_sessions_via
@@ -112,6 +113,7 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
         settings.credit_addr, settings.render_addr,
         ChannelSecurity.from_settings(settings), settings.service_token)
     denials = DenialLog(denial_writer(clients))
+    DECODES.configure(settings.decode_budget_mp * 1_000_000)
     ended_sessions = revoked_sessions_via(clients.credit_channel,
                                           settings.session_check_interval_s)
     limiter = RateLimiter(settings.rate_limit_admin, settings.rate_limit_storage,

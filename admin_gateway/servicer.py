@@ -140,6 +140,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         rows = []
         for job in page.renders:
             user = users.get(job.user_id)
+            if user is not None and user.organization_id != job.organization_id:
+                user = None  # only the job's own organisation's people are named on it
             rows.append(admin_pb2.RenderRow(
                 render=job, user_name=user.name if user else "",
                 user_email=user.email if user else "",

@@ -9,6 +9,8 @@ from collections import OrderedDict
 
 from PIL import Image
 
+from carpet_common.pictures import DECODES, read_header
+
 THUMBNAIL_BOX = (320, 240)
 JPEG_QUALITY = 72
 CONTENT_TYPE = "image/jpeg"
@@ -16,7 +18,11 @@ CACHED = 2000  # entries, ~10 kB each
 
 
 def make_thumbnail(image: bytes) -> bytes:
-    with Image.open(io.BytesIO(image)) as picture:
+    """A JPEG of at most THUMBNAIL_BOX; the decode draws from the process's pixel budget (a
+    JPEG is decoded at the smallest scale that still covers the box)."""
+    header = read_header(image, "picture")
+    with DECODES.decoding(header.pixels), Image.open(io.BytesIO(image)) as picture:
+        picture.draft("RGB", THUMBNAIL_BOX)
         picture = picture.convert("RGB")
         picture.thumbnail(THUMBNAIL_BOX, Image.Resampling.LANCZOS)
         out = io.BytesIO()

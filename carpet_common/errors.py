@@ -53,6 +53,13 @@ class NotFound(DomainError):
     reason = "NOT_FOUND"
 
 
+class UserNotFound(NotFound):
+    """No such user in the organisation named: a user of another organisation gets the same
+    answer as one that does not exist (user ids are sequential; telling them apart lets a
+    caller walk every shop's users)."""
+    reason = "USER_NOT_FOUND"
+
+
 class AlreadyExists(DomainError):
     grpc_code, http_status = grpc.StatusCode.ALREADY_EXISTS, 409
     description = "duplicate, or an idempotency key reused with another request"
@@ -100,6 +107,7 @@ class Unavailable(DomainError):
 # Every class a caller can receive, most specific first (a reason picks a subclass).
 ERROR_CLASSES: tuple[type[DomainError], ...] = (
     IdempotencyKeyReused, InsufficientCredits, SpendLimitReached, OrganizationSuspended,
+    UserNotFound,
     InvalidArgument, Unauthenticated,
     PermissionDenied, NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted,
     Unavailable,

@@ -103,6 +103,9 @@ class Settings:
     webhook_retry_schedule_s: tuple[int, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
     webhook_timeout_s: int = 10
     webhook_concurrency: int = 8  # deliveries in flight per credit-service process
+    # Megapixels of pictures decoded at once per process (carpet_common.pictures): about 10 MB
+    # of memory each at worst, so the default bounds decoding to about 0.5 GB.
+    decode_budget_mp: int = 48
 
 
 def parse_admin_tokens(raw: str, setting: str = "ADMIN_TOKENS",
@@ -296,6 +299,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                             60),
         webhook_concurrency=_int(env, "WEBHOOK_CONCURRENCY", defaults.webhook_concurrency,
                                  minimum=1),
+        decode_budget_mp=_int(env, "DECODE_BUDGET_MP", defaults.decode_budget_mp, minimum=1),
         render_hold_ttl_seconds=_int(env, "RENDER_HOLD_TTL_SECONDS",
                                      defaults.render_hold_ttl_seconds, minimum=60),
         render_max_attempts=_int(env, "RENDER_MAX_ATTEMPTS", defaults.render_max_attempts,

@@ -20,6 +20,7 @@ from carpet_common.errors import (
     InvalidArgument,
     NotFound,
     SpendLimitReached,
+    UserNotFound,
 )
 from carpet_common.paging import Page, paginate
 from credit_service import controls, grants, ledger_sql
@@ -220,20 +221,19 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
         if not _organization_exists(organization_id):
             raise NotFound(f"organisation {organization_id} not found") from None
         if user_id and not User.select().where(User.id == user_id).exists():
-            raise NotFound(f"user {user_id} not found") from None
+            raise UserNotFound(
+                f"user {user_id} not found in organisation {organization_id}") from None
         raise
 
 
 def _check_member(user_id: int, organization_id: int) -> None:
     """A hold names a user of its own organisation (users never change organisation, so a
-    look-up before the transaction is as good as one inside it)."""
+    look-up before the transaction is as good as one inside it). A user of another
+    organisation gets the same answer as no user at all (errors.UserNotFound)."""
     member_of = (User.select(User.organization).where(User.id == user_id)
                  .scalar())
-    if member_of is None:
-        raise NotFound(f"user {user_id} not found")
     if member_of != organization_id:
-        raise InvalidArgument(f"user {user_id} is not a member of organisation "
-                              f"{organization_id}")
+        raise UserNotFound(f"user {user_id} not found in organisation {organization_id}")
 
 
 def _clean_reference(reference: str) -> str:

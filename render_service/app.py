@@ -12,6 +12,7 @@ from carpet_common.interceptors import (
     TextFieldInterceptor,
 )
 from carpet_common.metrics import MetricsInterceptor
+from carpet_common.pictures import DECODES
 from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import (
     ChannelSecurity,
@@ -85,6 +86,7 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
                  clock=utcnow) -> tuple[GrpcServer, int]:
     """`channel`: the process's channel to the credit service (one is made when not given)."""
     channel = channel or credit_channel(settings)
+    DECODES.configure(settings.decode_budget_mp * 1_000_000)
     credit = CreditClient(channel)
     store = ImageStore(settings.render_storage_dir)
     denials = DenialLog(denial_writer(channel))

@@ -31,7 +31,7 @@ def create_carpet(sku: str, name: str, width_cm: int, length_cm: int, material: 
     picture = check_image(image, "carpet image", MAX_CARPET_ASPECT)
     try:
         return Carpet.create(sku=sku, name=name, width_cm=width_cm, length_cm=length_cm,
-                             material=material, image=picture.data,
+                             material=material, image=image,
                              image_content_type=picture.content_type, created_at=now)
     except IntegrityError:
         raise AlreadyExists(f"a carpet with sku {sku!r} already exists") from None

@@ -287,6 +287,16 @@ def fail_unstarted(job_id: int, error_text: str, now: datetime.datetime, *,
     return failed
 
 
+def forget_unstarted(job_id: int) -> None:
+    """A SQLite submission's job written before its reservation, refused for a reason that
+    keeps no job (a user outside the organisation): removed while it is still queued without
+    a hold (its counts go with it, by the delete triggers; a queued job has no event)."""
+    (RenderJob.delete()
+     .where((RenderJob.id == job_id) & (RenderJob.status == "queued")
+            & RenderJob.hold_id.is_null())
+     .execute())
+
+
 def cancel_job(job_id: int, now: datetime.datetime) -> RenderJob:
     """A queued job -> failed "canceled", its hold marked for release."""
     if not fail_unstarted(job_id, "canceled", now, release_pending=True):

@@ -1,12 +1,15 @@
 """Submitting and cancelling renders: the render database and the credit service together.
 
-A submission reserves its cost as a hold whose reference is the job id and records the job.
+A submission checks its room picture's header, reserves its cost as a hold whose reference is
+the job id, decodes the picture (within the process's decode budget: a caller without credit
+never gets a picture decoded) and records the job.
 On PostgreSQL the id comes from the job table's sequence first, so the job is written once,
 already holding its credit (one commit in the render database instead of two); SQLite has no
 sequence, so there the job is written first and its hold attached after. Any way the
-reservation fails leaves the job `failed`; when the credit service could not be reached the job
-is also marked `release_pending`, because a reservation whose answer was lost may exist, and
-the worker pool's settler releases it.
+reservation fails leaves the job `failed`, except a user that is not the organisation's: that
+refusal keeps no job (errors.UserNotFound). When the credit service could not be reached the
+job is also marked `release_pending`, because a reservation whose answer was lost may exist,
+and the worker pool's settler releases it.
 """
 from __future__ import annotations
 
@@ -14,10 +17,11 @@ import datetime
 import logging
 
 from carpet_common import errors
+from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
 from render_service import jobs
 from render_service.credit_client import CreditClient
-from render_service.images import check_image
+from render_service.images import check_header
 from render_service.models import RenderJob
 from render_service.placement import check_corners, dump
 
@@ -39,17 +43,16 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
                   placement: list[tuple[float, float]] | None = None) -> RenderJob:
     cost = cost_of(settings, mode)
     corners = check_corners(placement or [])
-    if room_image:
-        check_image(room_image, "room_image")
+    room = check_header(room_image, "room_image") if room_image else None
     submission = jobs.new_submission(organization_id, user_id, carpet_id, mode, cost,
                                      room_image, idempotency_key, fingerprint, now=now,
                                      placement=dump(corners))
     if jobs.ids_before_insert():
-        return _submit_hold_first(submission, credit, settings)
-    return _submit_job_first(submission, credit, settings)
+        return _submit_hold_first(submission, room, credit, settings)
+    return _submit_job_first(submission, room, credit, settings)
 
 
-def _submit_hold_first(submission: jobs.Submission, credit: CreditClient,
+def _submit_hold_first(submission: jobs.Submission, room: Header | None, credit: CreditClient,
                        settings: Settings) -> RenderJob:
     """PostgreSQL: the job's id from its sequence, the hold reserved under it, then the job
     written once — queued with its hold, or failed when the reservation was refused. A
@@ -62,9 +65,17 @@ def _submit_hold_first(submission: jobs.Submission, credit: CreditClient,
     try:
         hold = _reserve(submission, job_id, credit, settings)
     except _Refused as refused:
-        jobs.record_job(submission, job_id, hold_id=None, error_text=refused.text,
-                        release_pending=refused.release_pending)
+        if refused.keeps_job:
+            jobs.record_job(submission, job_id, hold_id=None, error_text=refused.text,
+                            release_pending=refused.release_pending)
         raise refused.error from None
+    try:
+        _decode_room(submission, room)
+    except errors.DomainError as refused:
+        released = _give_back(credit, hold.id, "room picture refused")
+        jobs.record_job(submission, job_id, hold_id=None, error_text=refused.message,
+                        release_pending=not released)
+        raise
     try:
         job, created = jobs.record_job(submission, job_id, hold_id=hold.id)
     except Exception:
@@ -75,7 +86,7 @@ def _submit_hold_first(submission: jobs.Submission, credit: CreditClient,
     return job
 
 
-def _submit_job_first(submission: jobs.Submission, credit: CreditClient,
+def _submit_job_first(submission: jobs.Submission, room: Header | None, credit: CreditClient,
                       settings: Settings) -> RenderJob:
     """SQLite (no sequence to take an id from): the job written first, the hold reserved under
     its id, then attached; a refused reservation ends the job failed."""
@@ -85,20 +96,40 @@ def _submit_job_first(submission: jobs.Submission, credit: CreditClient,
     try:
         hold = _reserve(submission, job.id, credit, settings)
     except _Refused as refused:
-        jobs.fail_unstarted(job.id, refused.text, submission.now,
-                            release_pending=refused.release_pending)
+        if refused.keeps_job:
+            jobs.fail_unstarted(job.id, refused.text, submission.now,
+                                release_pending=refused.release_pending)
+        else:
+            jobs.forget_unstarted(job.id)
         raise refused.error from None
+    try:
+        _decode_room(submission, room)
+    except errors.DomainError as refused:
+        released = _give_back(credit, hold.id, "room picture refused")
+        jobs.fail_unstarted(job.id, refused.message, submission.now,
+                            release_pending=not released)
+        raise
     jobs.attach_hold(job.id, hold.id, submission.now, submission.room_image)
     job.hold_id = hold.id
     return job
 
 
-class _Refused(Exception):
-    """The reservation failed: what the job records, and the error the caller gets."""
+def _decode_room(submission: jobs.Submission, room: Header | None) -> None:
+    """Every pixel of the room picture, now that its credit is held (a corrupt file is refused
+    here, with its hold given back); RESOURCE_EXHAUSTED when the decode budget stays full."""
+    if room is not None:
+        decode_fully(submission.room_image, "room_image", room)
 
-    def __init__(self, error: Exception, text: str, release_pending: bool):
+
+class _Refused(Exception):
+    """The reservation failed: what the job records, and the error the caller gets.
+    `keeps_job` is False for a user outside the organisation: no job is kept for it."""
+
+    def __init__(self, error: Exception, text: str, release_pending: bool,
+                 keeps_job: bool = True):
         super().__init__(text)
         self.error, self.text, self.release_pending = error, text, release_pending
+        self.keeps_job = keeps_job
 
 
 def _reserve(submission: jobs.Submission, job_id: int, credit: CreditClient,
@@ -111,19 +142,24 @@ def _reserve(submission: jobs.Submission, job_id: int, credit: CreditClient,
                               settings.render_hold_ttl_seconds, submission.user_id)
     except errors.InsufficientCredits as error:
         raise _Refused(error, INSUFFICIENT_CREDITS_TEXT, release_pending=False) from None
+    except errors.UserNotFound as error:
+        raise _Refused(error, error.message, release_pending=False, keeps_job=False) from None
     except (errors.FailedPrecondition, errors.NotFound, errors.InvalidArgument) as error:
-        # SPEND_LIMIT_REACHED, ORGANIZATION_SUSPENDED, an unknown organisation or user
+        # SPEND_LIMIT_REACHED, ORGANIZATION_SUSPENDED, an unknown organisation
         raise _Refused(error, error.message, release_pending=False) from None
     except Exception as error:  # noqa: BLE001 - unreachable, or an answer that was lost
         raise _Refused(error, "credit service unavailable", release_pending=True) from None
 
 
-def _give_back(credit: CreditClient, hold_id: int, reason: str) -> None:
-    """Release a hold no job will use; if that fails too, it expires (RENDER_HOLD_TTL_SECONDS)."""
+def _give_back(credit: CreditClient, hold_id: int, reason: str) -> bool:
+    """Release a hold no job will use; if that fails too (False), it expires
+    (RENDER_HOLD_TTL_SECONDS), or the settler releases it when its job says so."""
     try:
         credit.release(hold_id, reason)
     except Exception:  # noqa: BLE001 - best effort: expiry is the fallback
         logger.warning("could not release hold %d (%s); it will expire", hold_id, reason)
+        return False
+    return True
 
 
 def cancel_render(job_id: int, *, credit: CreditClient, now: datetime.datetime) -> RenderJob:

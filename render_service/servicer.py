@@ -7,7 +7,7 @@ from carpet_common import idempotency
 from carpet_common.calls import current_principal
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.days import day_range, each_day
-from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from render_service import catalogue, jobs, placement, renders
@@ -57,6 +57,18 @@ def _scope(organization_id: int) -> int:
     return current_principal().check_organization(organization_id)
 
 
+def _submitting_user(user_id: int) -> int | None:
+    """Who a render is charged to. A person is always itself (its signed-in user id; none for
+    an admin token or a minted JWT) and cannot name anyone else; a backend names any member of
+    the organisation, which the credit service checks when it reserves."""
+    principal = current_principal()
+    if principal.is_service:
+        return user_id or None
+    if user_id and user_id != principal.user_id:
+        raise PermissionDenied("a person submits renders as themselves: leave user_id unset")
+    return principal.user_id
+
+
 def _visible_job(job_id: int) -> RenderJob:
     """The job, or NOT_FOUND when it does not exist for the caller (another organisation's job
     is, for STAFF, as if it did not exist)."""
@@ -89,7 +101,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
 
     def SubmitRender(self, request, context):
         job = renders.submit_render(
-            organization_id=_scope(request.organization_id), user_id=request.user_id or None,
+            organization_id=_scope(request.organization_id),
+            user_id=_submitting_user(request.user_id),
             carpet_id=request.carpet_id, mode=request.mode, room_image=request.room_image,
             idempotency_key=request.idempotency_key,
             # Only a retry with the same key is compared with it: without a key, no copy and

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from prometheus_client import Histogram
 
 from carpet_common import errors
+from carpet_common.errors import InvalidArgument
+from carpet_common.pictures import read_header
 from carpet_common.settings import Settings
 from render_service import jobs, placement
 from render_service.credit_client import CreditClient
@@ -209,9 +211,16 @@ class WorkerPool:
             logger.exception("renderer crashed on job %d", job.id)
             self._fail(job, owner, "render failed")
             return None
-        name = self._store.save(job.id, image.data, image.content_type)
+        try:
+            # What is stored and served is what the bytes are, whatever the renderer said
+            # they were: the console serves it on its own origin.
+            output = read_header(image.data, "the rendered picture")
+        except InvalidArgument:
+            self._fail(job, owner, "the renderer's output is not a PNG or JPEG picture")
+            return None
+        name = self._store.save(job.id, image.data, output.content_type)
         renderer = image.renderer or self._renderer.name
-        if not jobs.record_output(job.id, owner, name, image.content_type, len(image.data),
+        if not jobs.record_output(job.id, owner, name, output.content_type, len(image.data),
                                   self._clock(), renderer=renderer):
             return None
         return renderer

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+from carpet_common.errors import InvalidArgument
+from carpet_common.pictures import DECODES, read_header
 from render_service.renderers import RenderedImage, RenderError, RenderRequest
 
 # Output width per mode; a mode not listed here renders at the standard width.
@@ -211,18 +213,24 @@ class LocalRenderer:
     def render(self, request: RenderRequest) -> RenderedImage:
         width = WIDTH_BY_MODE.get(request.mode, STANDARD_WIDTH)
         try:
-            carpet = upright(request.carpet_image, "RGBA")
-            if request.room_image:
-                room = upright(request.room_image, "RGB")
-                height = max(1, round(room.height * width / room.width))
-                # reducing_gap: a fast integer reduction first (a phone photo is several
-                # times the output's width), then the filter over what is left.
-                room = room.resize((width, height), Image.Resampling.BILINEAR,
-                                   reducing_gap=2.0)
-            else:
-                height = width * 3 // 4
-                room = generated_room(width, height)
-        except OSError:
+            pictures = [request.carpet_image] + ([request.room_image] if request.room_image
+                                                 else [])
+            pixels = sum(read_header(data, "picture").pixels for data in pictures)
+            # Decoding the inputs is what takes memory (tens of MB per picture); the budget is
+            # the process's, shared with submissions. A worker waits for its share.
+            with DECODES.decoding(pixels, wait_s=None):
+                carpet = upright(request.carpet_image, "RGBA")
+                if request.room_image:
+                    room = upright(request.room_image, "RGB")
+                    height = max(1, round(room.height * width / room.width))
+                    # reducing_gap: a fast integer reduction first (a phone photo is several
+                    # times the output's width), then the filter over what is left.
+                    room = room.resize((width, height), Image.Resampling.BILINEAR,
+                                       reducing_gap=2.0)
+                else:
+                    height = width * 3 // 4
+                    room = generated_room(width, height)
+        except (OSError, InvalidArgument):
             raise RenderError("could not read the carpet or room picture") from None
         carpet = crop_to_proportions(carpet, request.carpet_width_cm, request.carpet_length_cm)
         if request.placement:

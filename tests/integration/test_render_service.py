@@ -360,20 +360,34 @@ def test_staff_sees_and_spends_only_for_its_own_organisation(render_server, cred
         return getattr(renders, method)(request_type(**fields), metadata=staff, timeout=10)
 
     own = as_staff(render_pb2.SubmitRenderRequest, "SubmitRender", organization_id=mine.id,
-                   carpet_id=carpet.id, mode="preview", user_id=my_user.id)
+                   carpet_id=carpet.id, mode="preview")
     assert own.organization_id == mine.id
+    assert own.user_id == 0  # a minted STAFF JWT names no user: the organisation pays
     implicit = as_staff(render_pb2.SubmitRenderRequest, "SubmitRender", carpet_id=carpet.id,
                         mode="preview")  # organisation 0: its own
     assert implicit.organization_id == mine.id
     expect_error(lambda: as_staff(render_pb2.SubmitRenderRequest, "SubmitRender",
                                   organization_id=theirs.id, carpet_id=carpet.id,
                                   mode="preview"), grpc.StatusCode.PERMISSION_DENIED)
-    expect_error(lambda: as_staff(render_pb2.SubmitRenderRequest, "SubmitRender",
-                                  organization_id=mine.id, carpet_id=carpet.id, mode="preview",
-                                  user_id=their_user.id), grpc.StatusCode.INVALID_ARGUMENT)
-    # The same rule for an internal backend: the user must belong to the organisation.
-    expect_error(lambda: submit(render_server, theirs.id, carpet.id, user_id=my_user.id),
-                 grpc.StatusCode.INVALID_ARGUMENT)
+    # A person submits as itself: naming anyone, of its own organisation or another, is refused.
+    for user in (my_user, their_user):
+        expect_error(lambda u=user: as_staff(render_pb2.SubmitRenderRequest, "SubmitRender",
+                                             organization_id=mine.id, carpet_id=carpet.id,
+                                             mode="preview", user_id=u.id),
+                     grpc.StatusCode.PERMISSION_DENIED)
+    # A backend names members only: another shop's user and no user at all answer alike, and
+    # neither refusal keeps a job.
+    before = render_server.renders.ListRenders(render_pb2.ListRendersRequest(
+        organization_id=theirs.id), timeout=10).renders
+    details = set()
+    for user_id in (my_user.id, 999_999):
+        with pytest.raises(grpc.RpcError) as refused:
+            submit(render_server, theirs.id, carpet.id, user_id=user_id)
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        details.add(refused.value.details().replace(str(user_id), "N"))
+    assert details == {f"user N not found in organisation {theirs.id}"}
+    assert render_server.renders.ListRenders(render_pb2.ListRendersRequest(
+        organization_id=theirs.id), timeout=10).renders == before
 
     foreign = submit(render_server, theirs.id, carpet.id)
     for method, request_type in (("GetRender", render_pb2.GetRenderRequest),

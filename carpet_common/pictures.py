@@ -1,0 +1,143 @@
+"""Reading pictures without letting them take the process's memory.
+
+Two steps, in this order wherever a picture comes from (an upload, the image API, a stored
+render):
+
+1. `read_header` parses only the file's header: its format and size, with no pixel decoded.
+   Everything a caller can be refused for by size is refused here.
+2. Decoding happens inside `DECODES.decoding(pixels)`: one budget per process of pixels being
+   decoded at once (`DECODE_BUDGET_MP` megapixels). A progressive 4:4:4 JPEG costs about
+   10 MB per megapixel while it decodes (libjpeg keeps every DCT coefficient, 6 bytes a pixel,
+   next to the 3-byte RGB result), so the budget bounds that memory however many requests
+   arrive at once; a decode waits for its share, and one that waits too long is refused with
+   RESOURCE_EXHAUSTED (the caller retries later) instead of queueing without end.
+
+After a large decode the freed memory is handed back to the system (`malloc_trim`): glibc
+keeps freed blocks in per-thread arenas, so without it each gRPC thread that once decoded a
+big picture would keep that memory, and the budget would bound the work but not the process.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import io
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from PIL import Image
+
+from carpet_common.errors import InvalidArgument, ResourceExhausted
+
+DEFAULT_BUDGET_PIXELS = 48_000_000
+BUDGET_WAIT_S = 20.0
+CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
+TRIM_AFTER_PIXELS = 4_000_000  # decodes this large give their memory back when done
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+
+def read_header(data: bytes, what: str) -> Header:
+    """Format and size from the header alone; INVALID_ARGUMENT unless it is a PNG or JPEG."""
+    try:
+        with warnings.catch_warnings():
+            # Size limits are the caller's to apply on the header; PIL's own bomb check would
+            # only duplicate them with a less helpful message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                header = Header(image.format or "", *image.size)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise InvalidArgument(f"{what} is not a readable PNG or JPEG picture") from None
+    if header.format not in CONTENT_TYPES:
+        raise InvalidArgument(f"{what} must be PNG or JPEG, not {header.format}")
+    return header
+
+
+class DecodeBudget:
+    """At most `limit` pixels decoded at once in this process. A decode larger than the whole
+    budget takes all of it (it runs alone), so nothing waits forever."""
+
+    def __init__(self, limit: int = DEFAULT_BUDGET_PIXELS):
+        self._limit = limit
+        self._in_use = 0
+        self._changed = threading.Condition()
+
+    def configure(self, limit: int) -> None:
+        with self._changed:
+            self._limit = limit
+            self._changed.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @contextmanager
+    def decoding(self, pixels: int, wait_s: float | None = BUDGET_WAIT_S):
+        """Hold `pixels` of the budget while the body decodes. `wait_s=None` waits as long
+        as it takes (background work); otherwise RESOURCE_EXHAUSTED after `wait_s`."""
+        share = max(1, min(pixels, self._limit))
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        with self._changed:
+            while self._in_use + share > self._limit:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise ResourceExhausted(
+                        "too many pictures are being read at once; try again shortly",
+                        retry_after_s=2, reason="DECODE_BUDGET_EXHAUSTED")
+                self._changed.wait(remaining)
+            self._in_use += share
+        try:
+            yield
+        finally:
+            if share >= TRIM_AFTER_PIXELS:
+                _return_freed_memory()
+            with self._changed:
+                self._in_use -= share
+                self._changed.notify_all()
+
+
+def _load_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _load_trim()
+
+
+def _return_freed_memory() -> None:
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+# The process's one budget; each process's entry point sets its size from DECODE_BUDGET_MP.
+DECODES = DecodeBudget()
+
+
+def decode_fully(data: bytes, what: str, header: Header, wait_s: float | None = BUDGET_WAIT_S
+                 ) -> None:
+    """Decode every pixel (a truncated or corrupt file fails here) within the budget."""
+    with DECODES.decoding(header.pixels, wait_s):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as image:
+                    image.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            raise InvalidArgument(f"{what} is not a readable PNG or JPEG picture") from None
