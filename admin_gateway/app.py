@@ -163,7 +163,8 @@ def start_gateway(settings: Settings, grpc_address: str, http_address: str) -> G
     os.chmod(socket_dir, 0o700)
     socket_path = os.path.join(socket_dir, "admin.sock")
     running, port = build_server(settings, grpc_address, unix_socket=socket_path)
-    http = AdminHttpServer(http_address, f"unix:{socket_path}", settings.trusted_proxies,
+    http = AdminHttpServer(http_address, f"unix:{socket_path}", Authenticator(settings),
+                           settings.trusted_proxies,
                            backends={"credit": settings.credit_addr,
                                      "render": settings.render_addr},
                            security=ChannelSecurity.from_settings(settings))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -18,7 +19,13 @@ from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
 
 BOM = "\ufeff".encode()
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell as a formula when it starts with one of `= + - @ tab CR`. A
+# spreadsheet that splits lines on another delimiter than ours (Turkish Excel uses `;`) starts
+# a cell after each one, even inside our quotes, which it does not see as the start of a
+# field. So an apostrophe goes before a formula start at the beginning of a text cell and after
+# every delimiter in it (`,`, `;`, tab, a line break), not only the first (OWASP's advice on CSV
+# injection), and every text cell is quoted.
+FORMULA_START = re.compile(r"(^|[,;\t\r\n])([ \"]*)(?=[=+\-@\t\r])")
 
 
 def _time(stamp) -> str:
@@ -28,7 +35,7 @@ def _time(stamp) -> str:
 
 
 def _text(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return FORMULA_START.sub(r"\1\2'", value)
 
 
 def _enum_name(enum, prefix: str) -> Callable[[int], str]:
@@ -119,7 +126,7 @@ EXPORTS = {
 def csv_lines(export: Export, pages: Iterator) -> Iterator[bytes]:
     """The CSV document, a page at a time: BOM and header first."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
 
     def flush() -> bytes:
         data = buffer.getvalue().encode()

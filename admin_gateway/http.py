@@ -28,8 +28,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from admin_gateway.exports import EXPORTS, csv_lines
 from admin_gateway.openapi import build_document, export_path_item, picture_path_item
+from carpet_common.auth import Authenticator
 from carpet_common.calls import client_ip
-from carpet_common.errors import http_status_for, rpc_error_reason
+from carpet_common.errors import Unauthenticated, http_status_for, rpc_error_reason
 from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import (
@@ -244,10 +245,11 @@ class Response:
 class AdminHttpApp:
     """The WSGI application: routes, the call to AdminService, the JSON answer."""
 
-    def __init__(self, grpc_target: str, trusted_proxies=(),
+    def __init__(self, grpc_target: str, metrics_reader: Authenticator, trusted_proxies=(),
                  backends: dict[str, str] | None = None,
                  security: ChannelSecurity = PLAINTEXT):
         self._channel = grpc.insecure_channel(grpc_target)
+        self._metrics_reader = metrics_reader
         self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self._trusted = tuple(trusted_proxies)
         # /healthz is ready only when every backend answers its health check.
@@ -293,7 +295,7 @@ class AdminHttpApp:
             if path == "/healthz":
                 return path, self._healthz()
             if path == "/metrics":
-                return path, Response(200, generate_latest(), CONTENT_TYPE_LATEST, {})
+                return path, self._metrics(environ)
             if path == "/admin/openapi.json":
                 return path, Response(200, self._openapi, "application/json", {})
             if path in ("/admin", "/admin/"):
@@ -321,6 +323,21 @@ class AdminHttpApp:
         if route.startswith("/auth/"):
             response.headers["Cache-Control"] = "no-store"  # tokens: never kept by a cache
         return route, response
+
+    def _metrics(self, environ) -> Response:
+        """Prometheus metrics, on this public port only for an ADMIN or a service identity (a
+        scraper's `x-service-token`): they name every credential and its use. METRICS_ADDR
+        serves them on a private address instead."""
+        headers = {key: environ["HTTP_" + key.upper().replace("-", "_")]
+                   for key in ("x-admin-token", "authorization", "x-service-token")
+                   if environ.get("HTTP_" + key.upper().replace("-", "_"))}
+        try:
+            identity = self._metrics_reader.identify(headers)
+        except Unauthenticated as error:
+            return _error(401, "UNAUTHENTICATED", error.message)
+        if identity.service is None and not identity.person.is_admin:
+            return _error(403, "PERMISSION_DENIED", "metrics are for ADMIN or a service")
+        return Response(200, generate_latest(), CONTENT_TYPE_LATEST, {"Cache-Control": "no-store"})
 
     def _metadata(self, environ) -> list[tuple[str, str]]:
         # Every X-Forwarded-For line counts: the server joins repeated headers with commas.
@@ -447,11 +464,12 @@ def _json(status: int, document: dict, headers: dict | None = None) -> Response:
 class AdminHttpServer:
     """AdminHttpApp served by waitress on its own thread."""
 
-    def __init__(self, address: str, grpc_target: str, trusted_proxies=(),
-                 backends: dict[str, str] | None = None,
+    def __init__(self, address: str, grpc_target: str, metrics_reader: Authenticator,
+                 trusted_proxies=(), backends: dict[str, str] | None = None,
                  security: ChannelSecurity = PLAINTEXT):
         host, _, port = address.rpartition(":")
-        self._app = AdminHttpApp(grpc_target, trusted_proxies, backends, security)
+        self._app = AdminHttpApp(grpc_target, metrics_reader, trusted_proxies, backends,
+                                 security)
         self._server = waitress.create_server(self._app, host=host.strip("[]"), port=int(port),
                                               ident="carpet-admin", **HTTP_LIMITS)
         _with_read_timeout(self._server)

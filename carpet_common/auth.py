@@ -304,9 +304,13 @@ class Authenticator:
                          session_id=session_id or "")
 
 
+MAX_ID = 2**63 - 1  # ids are int64 in every table and message
+
+
 def _positive_int(value) -> bool:
-    # bool is an int in Python: `"org": true` must not pass as organisation 1.
-    return type(value) is int and value > 0
+    # bool is an int in Python: `"org": true` must not pass as organisation 1; an id beyond
+    # int64 names nothing and would fail where it is put into a message.
+    return type(value) is int and 0 < value <= MAX_ID
 
 
 def certificate_identity(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:

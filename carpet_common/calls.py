@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import ipaddress
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -84,6 +85,21 @@ def _is_trusted(address: str, networks) -> bool:
     return any(ip in network for network in networks)
 
 
+# Services whose x-forwarded-for is believed because of who they proved to be, not where they
+# call from: the admin gateway passes each person's address on (its HTTP front end learns it
+# over its private Unix socket). Loopback or a private network proves nothing.
+RELAYING_SERVICES = frozenset({"admin-gateway"})
+
+
+def _relayed_address(call: CallInfo) -> str | None:
+    """The last hop of x-forwarded-for: the address the relaying service saw."""
+    hops = [hop.strip() for hop in call.metadata.get("x-forwarded-for", "").split(",")]
+    try:
+        return str(ipaddress.ip_address(hops[-1]))
+    except ValueError:
+        return None
+
+
 class CallContextInterceptor(AroundInterceptor):
     """Outermost: request id (from `x-request-id` or new), client IP, metadata."""
 
@@ -150,7 +166,11 @@ class AuthInterceptor(AroundInterceptor):
         identity = None
         try:
             identity = self._authenticator.identify(call.metadata, context.auth_context())
-            return admit(identity, rule)
+            principal = admit(identity, rule)
+            if identity.service in RELAYING_SERVICES and (hop := _relayed_address(call)):
+                # Reset by CallContextInterceptor's own token when the call ends.
+                call_var.set(dataclasses.replace(call, client_ip=hop))
+            return principal
         except (errors.Unauthenticated, errors.PermissionDenied) as error:
             if self._on_denied is not None:
                 self._on_denied(Denial(

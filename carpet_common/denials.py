@@ -2,7 +2,8 @@
 
 Every refusal must be audited, but each audit row takes the chain head's lock, which real
 writes (adjustments) need too: a flood of refused calls must not slow them. So, per caller
-(client IP and claimed identity) and per window, the first few refusals are written at once,
+(client address, an IPv6 one by its /64 like the rate limits, and claimed identity) and per
+window, the first few refusals are written at once,
 with everything about each, and the rest are counted; when the window ends one summary row says
 how many more there were and for which methods. A flood thus costs at most
 `WRITTEN_PER_WINDOW + 1` rows per caller per window.
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from carpet_common.calls import Denial
+from carpet_common.ratelimit import client_key
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class DenialLog:
         self._timer: threading.Timer | None = None
 
     def record(self, denial: Denial) -> None:
-        key = (denial.client_ip, denial.actor)
+        key = (client_key(denial.client_ip), denial.actor)
         with self._lock:
             if self._timer is None and time.monotonic() - self._window_started >= self._window:
                 self._seen, self._window_started = {}, time.monotonic()  # nothing pending

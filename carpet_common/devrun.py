@@ -82,9 +82,9 @@ def main() -> int:
         # 16 random characters (96 bits): no common password, and seed sets it only while the admin
         # has none, so a password changed since is kept.
         password = env["SEED_ADMIN_PASSWORD"] = kept_secret("admin_password", 16, 12)
-    # The gateway passes each admin's IP on in x-forwarded-for; on one machine the services
-    # believe it from loopback (set TRUSTED_PROXIES yourself in any other set-up).
-    env.setdefault("TRUSTED_PROXIES", "127.0.0.1")
+    # No TRUSTED_PROXIES: any program on this machine reaches the ports over loopback, so a
+    # forwarded address from loopback proves nothing. The services believe the gateway's
+    # forwarded address because of its service identity (carpet_common.calls).
     try:
         settings = load_settings(env)
         service_tokens = parse_admin_tokens(env["SERVICE_TOKENS"], "SERVICE_TOKENS", 32)

@@ -103,6 +103,7 @@ class Settings:
     webhook_retry_schedule_s: tuple[int, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
     webhook_timeout_s: int = 10
     webhook_concurrency: int = 8  # deliveries in flight per credit-service process
+    webhook_endpoint_concurrency: int = 2  # deliveries in flight per endpoint, all replicas
     # Megapixels of pictures decoded at once per process (carpet_common.pictures): about 10 MB
     # of memory each at worst, so the default bounds decoding to about 0.5 GB.
     decode_budget_mp: int = 48
@@ -300,6 +301,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_concurrency=_int(env, "WEBHOOK_CONCURRENCY", defaults.webhook_concurrency,
                                  minimum=1),
         decode_budget_mp=_int(env, "DECODE_BUDGET_MP", defaults.decode_budget_mp, minimum=1),
+        webhook_endpoint_concurrency=_int(env, "WEBHOOK_ENDPOINT_CONCURRENCY",
+                                          defaults.webhook_endpoint_concurrency, minimum=1),
         render_hold_ttl_seconds=_int(env, "RENDER_HOLD_TTL_SECONDS",
                                      defaults.render_hold_ttl_seconds, minimum=60),
         render_max_attempts=_int(env, "RENDER_MAX_ATTEMPTS", defaults.render_max_attempts,

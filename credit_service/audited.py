@@ -12,12 +12,15 @@ One transaction holds the idempotency key's claim, the change itself, its audit 
 stored response, so no adjustment can exist without its audit row and a retried key can never
 apply a change twice. The key is claimed by inserting its record first: a concurrent call with
 the same key waits on that row (PostgreSQL) or on the write lock (SQLite), then sees the first
-call's result and replays it. A refused attempt (a domain error) is audited too, in a
-transaction of its own after the change rolled back.
+call's result and replays it. A key belongs to its caller: the same key from another caller
+is another key (a stored answer may hold a secret shown once, such as a webhook's signing
+secret, and must never be replayed to someone else). A refused attempt (a domain error) is
+audited too, in a transaction of its own after the change rolled back.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -125,6 +128,15 @@ def _claim_key(method: str, key: str, fingerprint: str) -> bytes | None:
     return None
 
 
+def _keyed_method(method: str) -> str:
+    """The method column of the caller's idempotency records: the method and a digest of who
+    calls (role, organisation and name), so each caller's keys are its own."""
+    principal = current_principal()
+    caller = (f"{principal.role}:{principal.organization_id or 0}:{principal.actor}"
+              if principal else "anonymous")
+    return f"{method}@{hashlib.sha256(caller.encode()).hexdigest()[:16]}"
+
+
 @contextlib.contextmanager
 def audited_change(request: Message, *, organization_id: int | None = None,
                    target: str = "") -> Iterator[Change]:
@@ -137,7 +149,7 @@ def audited_change(request: Message, *, organization_id: int | None = None,
         fingerprint = request_fingerprint(request) if key else ""
         with database.atomic():
             if key:
-                change.replayed = _claim_key(method, key, fingerprint)
+                change.replayed = _claim_key(_keyed_method(method), key, fingerprint)
             yield change
             if change.replayed is not None:
                 return
@@ -146,7 +158,8 @@ def audited_change(request: Message, *, organization_id: int | None = None,
             append_audit(_audit_entry(request, change, "ok"))
             if key:
                 (IdempotencyRecord.update(response=change.response.SerializeToString())
-                 .where((IdempotencyRecord.method == method) & (IdempotencyRecord.key == key))
+                 .where((IdempotencyRecord.method == _keyed_method(method))
+                        & (IdempotencyRecord.key == key))
                  .execute())
     except errors.DomainError as error:
         append_audit(_audit_entry(request, change, "error:" + error.grpc_code.name))

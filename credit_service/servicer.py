@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 
 from carpet_common.auth import mint_jwt
-from carpet_common.calls import current_principal
+from carpet_common.calls import current_call, current_principal
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.days import day_range, each_day
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -384,10 +384,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     def ChangePassword(self, request, context):
         principal = current_principal()
+        attempt = signin.start_password_check(principal.user_id, current_call().client_ip,
+                                              self._clock())
         with audited_change(request, target=f"user:{principal.user_id or 0}") as change:
             ended = signin.change_password(principal.user_id, principal.session_id,
                                            request.current_password, request.new_password,
-                                           self._clock())
+                                           attempt, self._clock())
             return change.done(auth_pb2.ChangePasswordResponse(sessions_ended=ended),
                                target=f"user:{principal.user_id}")
 

@@ -276,14 +276,34 @@ def _signed_in_user(user_id: int | None) -> User:
     return user
 
 
+def start_password_check(user_id: int | None, client_ip: str,
+                         now: datetime.datetime) -> list[int]:
+    """A password change's check of the current password counts like a sign-in: its failure
+    rows (account and address) are written and committed before the change runs, so a wrong
+    password, which rolls the change back, still counts, and a stolen access token cannot
+    try passwords without end. RESOURCE_EXHAUSTED while the account is locked."""
+    user = _signed_in_user(user_id)
+    keys = _failure_keys(user.email, client_ip)
+    try:
+        return _start_attempt(keys, now)
+    except ResourceExhausted as error:
+        if _first_refusal(keys, now):
+            _audit("ChangePassword", "denied:RESOURCE_EXHAUSTED", actor=user.email, user=user,
+                   client_ip=client_ip, details={"error": error.message,
+                                                 "retry_after_s": error.retry_after_s})
+        raise
+
+
 def change_password(user_id: int | None, session_id: str, current: str, new: str,
-                    now: datetime.datetime) -> int:
-    """The person's own password; their other sessions end. Returns how many ended."""
+                    attempt: list[int], now: datetime.datetime) -> int:
+    """The person's own password; their other sessions end. Returns how many ended.
+    `attempt`: start_password_check's failure rows, removed when the password is right."""
     user = _signed_in_user(user_id)
     if not passwords.verify_password(user.password_hash, current):
         raise PermissionDenied("the current password is wrong", reason="WRONG_PASSWORD")
     new = passwords.check_new_password(new, user.email)
     with database.atomic():
+        LoginFailure.delete().where(LoginFailure.id.in_(attempt)).execute()
         User.update(password_hash=passwords.hash_password(new)).where(User.id == user.id).execute()
         return _end_sessions((AuthSession.user == user.id) & (AuthSession.id != session_id),
                              "password changed", now)

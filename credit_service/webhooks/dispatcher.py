@@ -1,10 +1,12 @@
 """The delivery worker: every credit-service process (every replica) runs one.
 
 A loop claims due deliveries (webhooks.outbox.claim_due: a lease, so replicas never send the
-same delivery at once) up to the free slots of a bounded pool (WEBHOOK_CONCURRENCY), and the
-pool sends them (WEBHOOK_TIMEOUT each), signed per Standard Webhooks. Each attempt is recorded;
-a failure is retried on WEBHOOK_RETRY_SCHEDULE with the same webhook-id. The render and credit
-paths only write rows; they never wait on a receiver.
+same delivery at once) up to the free slots of a bounded pool (WEBHOOK_CONCURRENCY), at most
+WEBHOOK_ENDPOINT_CONCURRENCY of them in flight per endpoint across replicas (one slow receiver
+cannot hold every slot), and the pool sends them, WEBHOOK_TIMEOUT for each whole attempt,
+signed per Standard Webhooks. Each attempt is recorded; a failure is retried on
+WEBHOOK_RETRY_SCHEDULE with the same webhook-id. The render and credit paths only write rows;
+they never wait on a receiver.
 """
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ class WebhookDispatcher:
         self._timeout_s = settings.webhook_timeout_s
         self._allow_private = settings.webhook_allow_private
         self._concurrency = settings.webhook_concurrency
-        # Longer than an attempt can take (connect, send and read each bounded by the timeout),
-        # so a live sender never loses its lease; a killed sender's deliveries wait this long.
+        self._per_endpoint = settings.webhook_endpoint_concurrency
+        # Longer than an attempt can take (its whole deadline, and recording it), so a live
+        # sender never loses its lease; a killed sender's deliveries wait this long.
         self._lease = datetime.timedelta(seconds=3 * settings.webhook_timeout_s + 5)
         self._free = threading.Semaphore(self._concurrency)
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="webhook")
@@ -67,7 +70,7 @@ class WebhookDispatcher:
             return 0
         try:
             with database.connection_context():
-                due = outbox.claim_due(slots, self._clock(), self._lease)
+                due = outbox.claim_due(slots, self._clock(), self._lease, self._per_endpoint)
         except Exception:
             for _ in range(slots):
                 self._free.release()

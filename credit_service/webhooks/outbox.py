@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError
 
-from carpet_common.db import Statement, is_postgres
+from carpet_common.db import Statement
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from credit_service.models import (
@@ -205,32 +205,43 @@ class Claimed:
     body: str
 
 
-_CLAIM_PG = Statement("""
+# Due deliveries, at most `per_endpoint` leased per endpoint at any time (counting what every
+# replica holds), so one slow receiver cannot take every slot and hold up other shops'
+# deliveries. The lease conditions are repeated outside the sub-query: on PostgreSQL a replica
+# that waited for another's claim of the same row re-checks them on the row as it now is, and
+# skips it. The candidates are the oldest CLAIM_WINDOW due deliveries, so a backlog costs the
+# same to look through at any size.
+CLAIM_WINDOW = 1000
+_CLAIM = Statement("""
     UPDATE webhook_delivery SET lease_token = {p}, lease_until = {p}, attempts = attempts + 1
-    WHERE id IN (SELECT id FROM webhook_delivery
-                 WHERE state = 'pending' AND next_attempt_at <= {p}
-                   AND (lease_until IS NULL OR lease_until < {p})
-                 ORDER BY next_attempt_at LIMIT {p} FOR UPDATE SKIP LOCKED)
-    RETURNING id""")
-_CLAIM_SQLITE = Statement("""
-    UPDATE webhook_delivery SET lease_token = {p}, lease_until = {p}, attempts = attempts + 1
-    WHERE id IN (SELECT id FROM webhook_delivery
-                 WHERE state = 'pending' AND next_attempt_at <= {p}
-                   AND (lease_until IS NULL OR lease_until < {p})
-                 ORDER BY next_attempt_at LIMIT {p})
+    WHERE id IN (
+        SELECT due.id FROM (
+            SELECT oldest.id, oldest.endpoint_id, oldest.next_attempt_at,
+                   ROW_NUMBER() OVER (PARTITION BY oldest.endpoint_id
+                                      ORDER BY oldest.next_attempt_at, oldest.id) AS place
+            FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_delivery
+                  WHERE state = 'pending' AND next_attempt_at <= {p}
+                    AND (lease_until IS NULL OR lease_until < {p})
+                  ORDER BY next_attempt_at LIMIT {p}) AS oldest) AS due
+        WHERE due.place + (SELECT COUNT(*) FROM webhook_delivery AS busy
+                           WHERE busy.endpoint_id = due.endpoint_id
+                             AND busy.state = 'pending' AND busy.lease_until >= {p}) <= {p}
+        ORDER BY due.next_attempt_at LIMIT {p})
+      AND state = 'pending' AND (lease_until IS NULL OR lease_until < {p})
     RETURNING id""")
 
 
-def claim_due(limit: int, now: datetime.datetime, lease: datetime.timedelta) -> list[Claimed]:
-    """Lease up to `limit` due deliveries to this sender. A lease that lapsed (its sender was
-    killed) makes the delivery claimable again, so nothing is lost; while it holds, no other
-    replica sends the same delivery."""
+def claim_due(limit: int, now: datetime.datetime, lease: datetime.timedelta,
+              per_endpoint: int) -> list[Claimed]:
+    """Lease up to `limit` due deliveries to this sender, at most `per_endpoint` in flight per
+    endpoint. A lease that lapsed (its sender was killed) makes the delivery claimable again,
+    so nothing is lost; while it holds, no other replica sends the same delivery."""
     if limit <= 0:
         return []
     token = secrets.token_hex(16)
-    claim = _CLAIM_PG if is_postgres(database.obj) else _CLAIM_SQLITE
     with database.atomic():
-        ids = [row[0] for row in claim.rows(database, token, now + lease, now, now, limit)]
+        ids = [row[0] for row in _CLAIM.rows(database, token, now + lease, now, now,
+                                             CLAIM_WINDOW, now, per_endpoint, limit, now)]
     if not ids:
         return []
     rows = (WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.attempts,

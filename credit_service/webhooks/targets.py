@@ -6,6 +6,15 @@ every attempt; the connection then goes to the checked address (the Host header 
 name stay the URL's host), so a DNS answer that changes between the check and the connection
 cannot point it inwards. WEBHOOK_ALLOW_PRIVATE=1 (local development, tests) allows plain http
 and private addresses. Redirects are never followed: a 3xx is a failed attempt.
+
+Which addresses are public: an IPv6 address that carries an IPv4 one (IPv4-mapped,
+IPv4-compatible, IPv4-translated, NAT64's 64:ff9b::/96, 6to4's 2002::/16) is judged by the IPv4
+it carries, and every block of IANA's special-purpose registries (IPv4 and IPv6) is refused,
+whatever Python's `is_global` says of it.
+
+An attempt has one deadline from connecting to the last byte read (WEBHOOK_TIMEOUT): a
+watchdog shuts the socket down when it passes, so a receiver that answers a byte at a time
+cannot hold a delivery slot longer than that.
 """
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -62,10 +72,36 @@ def check_url(url: str, allow_private: bool) -> urllib.parse.SplitResult:
     return parts
 
 
+_SPECIAL_IPV4 = tuple(ipaddress.ip_network(block) for block in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24",
+    "192.88.99.0/24", "192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32"))
+_SPECIAL_IPV6 = tuple(ipaddress.ip_network(block) for block in (
+    "::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "100:0:0:1::/64", "2001::/23",
+    "2001:db8::/32", "2620:4f:8000::/48", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
+    "fec0::/10", "ff00::/8"))
+# IPv6 blocks whose last 32 bits are an IPv4 address (mapped ::ffff:0:0/96 is ipv4_mapped).
+_CARRIES_IPV4_LOW = tuple(ipaddress.ip_network(block) for block in (
+    "::/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
+
+
+def carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if it stands for one."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in block for block in _CARRIES_IPV4_LOW) and int(address) > 1:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    mapped = getattr(address, "ipv4_mapped", None)
-    address = mapped or address
-    return address.is_global and not address.is_multicast
+    if address.version == 6:
+        address = carried_ipv4(address) or address
+    special = _SPECIAL_IPV4 if address.version == 4 else _SPECIAL_IPV6
+    return address.is_global and not any(address in block for block in special)
 
 
 def resolve(parts: urllib.parse.SplitResult, allow_private: bool) -> str:
@@ -86,7 +122,8 @@ def resolve(parts: urllib.parse.SplitResult, allow_private: bool) -> str:
 
 def post(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float,
          allow_private: bool) -> Outcome:
-    """One attempt: check, resolve, connect to the checked address, POST, read a little."""
+    """One attempt within `timeout_s` in all: check, resolve, connect to the checked address,
+    POST, read a little."""
     started = time.perf_counter()
 
     def elapsed() -> int:
@@ -103,10 +140,14 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float,
                                                  context=ssl.create_default_context())
     else:
         connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout_s)
-    # Connect to the address that was checked, whatever DNS answers next.
-    connection._create_connection = (  # noqa: SLF001 - http.client's documented hook point
-        lambda _address, *args, **kwargs: socket.create_connection((address, port), *args,
-                                                                   **kwargs))
+    watchdog = _Watchdog(started + timeout_s)
+
+    def connect(_address, *args, **kwargs):
+        # Connect to the address that was checked, whatever DNS answers next; the watchdog
+        # ends the attempt at its deadline however the receiver trickles its answer.
+        return watchdog.guard(socket.create_connection((address, port), *args, **kwargs))
+
+    connection._create_connection = connect  # noqa: SLF001 - http.client's hook point
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -114,13 +155,43 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float,
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
         excerpt = response.read(2 * EXCERPT_CHARS).decode("utf-8", "replace")[:EXCERPT_CHARS]
+        if watchdog.fired:
+            raise TimeoutError
         error = ("redirect not followed" if 300 <= response.status < 400 else "")
         return Outcome(response.status, elapsed(), excerpt, error)
-    except TimeoutError:
-        return Outcome(0, elapsed(), error=f"no answer within {timeout_s:g} s")
-    except ssl.SSLError as failure:
-        return Outcome(0, elapsed(), error=f"TLS failed: {failure.reason or 'handshake'}")
-    except (OSError, http.client.HTTPException) as failure:
+    except (TimeoutError, OSError, http.client.HTTPException, ssl.SSLError) as failure:
+        if watchdog.fired or isinstance(failure, TimeoutError):
+            return Outcome(0, elapsed(), error=f"no complete answer within {timeout_s:g} s")
+        if isinstance(failure, ssl.SSLError):
+            return Outcome(0, elapsed(), error=f"TLS failed: {failure.reason or 'handshake'}")
         return Outcome(0, elapsed(), error=f"connection failed: {type(failure).__name__}")
     finally:
+        watchdog.cancel()
         connection.close()
+
+
+class _Watchdog:
+    """Shuts a socket down at a deadline (per-read timeouts alone let a receiver that sends a
+    byte now and then keep an attempt alive without end)."""
+
+    def __init__(self, deadline: float):
+        self._deadline = deadline
+        self._timer: threading.Timer | None = None
+        self.fired = False
+
+    def guard(self, sock: socket.socket) -> socket.socket:
+        def fire() -> None:
+            self.fired = True
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+        self._timer = threading.Timer(max(0.0, self._deadline - time.perf_counter()), fire)
+        self._timer.daemon = True
+        self._timer.start()
+        return sock
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

@@ -201,7 +201,8 @@ def test_bogus_paths_do_not_grow_the_metrics(system):
     base = f"http://{system['env']['ADMIN_HTTP_ADDR']}"
 
     def metrics_size():
-        with urllib.request.urlopen(base + "/metrics", timeout=5) as page:
+        request = urllib.request.Request(base + "/metrics", headers={"x-admin-token": TOKEN})
+        with urllib.request.urlopen(request, timeout=5) as page:
             return len(page.read())
 
     before = metrics_size()

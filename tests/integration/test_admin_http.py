@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import ADMIN_TOKEN, GATEWAY_TOKEN
 from tests.integration.test_admin_gateway import staff
-from tests.integration.test_credit_accounts import create_org, create_user
+from tests.integration.test_credit_accounts import create_org, create_user, staff_token
 
 pytestmark = pytest.mark.usefixtures("engine")
 TOKEN = {"x-admin-token": ADMIN_TOKEN}
@@ -172,7 +172,13 @@ def test_image_healthz_metrics_and_openapi(http_gateway, credit_server, render_s
     status, body, _ = fetch(f"{http_gateway}/healthz")
     assert (status, json.loads(body)) == (200, {"status": "ok"})
 
-    status, body, headers = fetch(f"{http_gateway}/metrics")
+    # The public port serves metrics to an ADMIN or a service (a scraper's token) only: they
+    # name every credential.
+    assert fetch(f"{http_gateway}/metrics")[0] == 401
+    assert fetch(f"{http_gateway}/metrics", {"x-admin-token": "not-a-token-" + "x" * 20})[0] == 401
+    assert fetch(f"{http_gateway}/metrics", {"Authorization": f"Bearer {staff_token(1)}"})[0] == 403
+    assert fetch(f"{http_gateway}/metrics", {"x-service-token": GATEWAY_TOKEN})[0] == 200
+    status, body, headers = fetch(f"{http_gateway}/metrics", TOKEN)
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     text = body.decode()
     assert ('carpet_rpc_requests_total{code="OK",method="/carpet.admin.v1.AdminService/'
@@ -284,7 +290,7 @@ def test_edge_details(http_gateway, credit_server, render_settings, render_serve
         for index in range(40):
             assert call(base, f"/admin/bogus-{index}", headers=TOKEN)[0] == 404
         assert call(base, "/admin/overview/", method="POST", body={}, headers=TOKEN)[0] == 405
-        metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        metrics = fetch(base + "/metrics", TOKEN)[1].decode()
         assert "bogus" not in metrics and "overview/" not in metrics
         assert 'route="unknown",status="404"' in metrics
         assert 'route="/admin/overview",status="405"' in metrics

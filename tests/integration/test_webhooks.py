@@ -135,7 +135,7 @@ def test_a_receiver_that_never_answers_times_out(credit_server, start_dispatcher
                    and deliveries(credit_server, created.id)[0].attempt_log)
     (delivery,) = deliveries(credit_server, created.id)
     assert delivery.state == "pending"
-    assert delivery.attempt_log[0].error == "no answer within 1 s"
+    assert delivery.attempt_log[0].error == "no complete answer within 1 s"
 
 
 def test_render_events_come_from_the_render_service(credit_server, render_server,

@@ -1,0 +1,114 @@
+"""Forged addresses under `make run`: the launcher's own settings, real processes. Anything on
+the machine reaches the ports over loopback, so an `X-Forwarded-For` from a loopback client is
+its own claim: rotating it neither resets the sign-in lockout per address nor lifts the render
+rate limit. The gateway's forwarded address is still believed by the services, because of the
+gateway's service identity: an admin change made through the HTTP API over IPv6 is audited by
+the credit service with the browser's `::1`, not the gateway's IPv4 connection."""
+import json
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+
+from protos.carpet.admin.v1 import admin_pb2_grpc
+from protos.carpet.credit.v1 import audit_pb2, audit_pb2_grpc, auth_pb2
+from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
+from tests.conftest import free_port
+from tests.e2e.test_processes import SERVICES, base_env
+from tests.processes import wait_serving
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("make-run")
+    env = base_env(tmp)
+    for variable, _ in SERVICES.values():
+        env[variable] = f"127.0.0.1:{free_port()}"
+    env["ADMIN_HTTP_ADDR"] = f"[::1]:{free_port()}"
+    env["RATE_LIMIT_RENDER"] = "5/minute"
+    for generated in ("ADMIN_TOKENS", "SERVICE_TOKENS", "AUDIT_HMAC_KEY", "JWT_SECRET",
+                      "SEED_ADMIN_PASSWORD", "TRUSTED_PROXIES"):
+        env.pop(generated, None)
+    launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
+                                cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for variable, _ in SERVICES.values():
+            wait_serving(env[variable], timeout=60)
+        yield env, {name: (tmp / "var" / name).read_text().strip()
+                    for name in ("admin_token", "web_token")}
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        try:
+            launcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
+
+
+def http(env, path, body=None, headers=None):
+    request = urllib.request.Request(
+        f"http://{env['ADMIN_HTTP_ADDR']}{path}", method="POST" if body is not None else "GET",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def test_an_admin_change_is_audited_with_the_browsers_address(launched):
+    env, tokens = launched
+    status, _ = http(env, "/admin/credits/adjust",
+                     {"organizationId": 1, "delta": 5, "reason": "top-up"},
+                     {"x-admin-token": tokens["admin_token"], "X-Forwarded-For": "203.0.113.9"})
+    assert status == 200
+    with grpc.insecure_channel(env["CREDIT_ADDR"]) as channel:
+        rows = audit_pb2_grpc.AuditServiceStub(channel).ListAuditLogs(
+            audit_pb2.ListAuditLogsRequest(action="/carpet.credit.v1.CreditService/AdjustCredits"),
+            metadata=(("x-admin-token", tokens["admin_token"]),
+                      ("x-forwarded-for", "198.51.100.7")), timeout=10).audit_logs
+    # The browser came over IPv6 loopback; its forged header is ignored, and the gateway's
+    # IPv4 connection to the credit service is not what the row names.
+    assert [row.peer for row in rows] == ["::1"]
+
+
+def test_rotating_forwarded_addresses_do_not_reset_the_sign_in_lockout(launched):
+    env, _ = launched
+    codes = []
+    with grpc.insecure_channel(env["ADMIN_GRPC_ADDR"]) as channel:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
+        for index in range(7):
+            try:
+                admin.Login(auth_pb2.LoginRequest(email=f"nobody{index}@example.com",
+                                                  password="wrong-password-123"),
+                            metadata=(("x-forwarded-for", f"203.0.113.{index}"),), timeout=30)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+    # Five failures from one address lock it, whatever each call claimed to come from.
+    assert codes == ([grpc.StatusCode.UNAUTHENTICATED] * 5
+                     + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2)
+
+
+def test_rotating_forwarded_addresses_do_not_lift_the_render_rate_limit(launched):
+    env, tokens = launched
+    codes = []
+    with grpc.insecure_channel(env["RENDER_ADDR"]) as channel:
+        renders = render_pb2_grpc.RenderServiceStub(channel)
+        for index in range(8):
+            try:
+                renders.SubmitRender(render_pb2.SubmitRenderRequest(
+                    organization_id=1, carpet_id=10**6, mode="preview"),
+                    metadata=(("x-service-token", tokens["web_token"]),
+                              ("x-forwarded-for", f"198.51.100.{index}")), timeout=10)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+    # RATE_LIMIT_RENDER=5/minute: the sixth call from this machine is over, forged or not.
+    assert codes == [grpc.StatusCode.NOT_FOUND] * 5 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
