@@ -77,6 +77,10 @@ POLICY = {
     f"/{SERVICE}/ListOrganizationControls": ADMIN,
     f"/{SERVICE}/GrantCredits": ADMIN,
 }
+# Exports last as long as their pages: long streams, bounded per caller (carpet_common.streams).
+EXPORT_METHODS = {f"/{SERVICE}/{name}" for name in
+                  ("ExportRenders", "ExportOrganizations", "ExportUsers", "ExportCreditLogs",
+                   "ExportAuditLogs")}
 # Pictures have their own per-IP budget (RATE_LIMIT_IMAGES): a page of thumbnails must not use
 # up the budget that protects the API, nor the API the pictures'.
 IMAGE_METHODS = {f"/{SERVICE}/{name}" for name in
@@ -138,7 +142,8 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
     running, port = create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
                                   max_workers=settings.grpc_max_workers,
                                   tls=tls_files(settings), unix_socket=unix_socket,
-                                  reflection=settings.grpc_reflection)
+                                  reflection=settings.grpc_reflection,
+                                  long_streams=EXPORT_METHODS, short_streams=IMAGE_METHODS)
     ended_sessions.start()
     running.background.append(ended_sessions)
     return running, port

@@ -94,7 +94,6 @@ class ServiceClients:
         self.denials = audit_pb2_grpc.AuditServiceStub(own_credit)
         own_forwarding = grpc.intercept_channel(own_credit, _ForwardCaller(credentials=False))
         self.sign_in = auth_pb2_grpc.AuthServiceStub(own_forwarding)
-        self.own_audit = audit_pb2_grpc.AuditServiceStub(own_forwarding)  # RecordAction
 
     def close(self) -> None:
         for channel in self._channels:

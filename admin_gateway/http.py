@@ -7,6 +7,7 @@ travels in x-forwarded-for, which the gateway believes only from that socket.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from admin_gateway.openapi import build_document, export_path_item, picture_path
 from carpet_common.auth import Authenticator
 from carpet_common.calls import client_ip
 from carpet_common.errors import Unauthenticated, http_status_for, rpc_error_reason
+from carpet_common.ratelimit import client_key
 from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import (
@@ -202,6 +204,7 @@ SHUTDOWN_GRACE_S = 5.0
 # waitress's own timeout only closes idle connections, and a client trickling a byte a second
 # is never idle. It holds no thread meanwhile, but it holds one of the connections.
 REQUEST_READ_TIMEOUT_S = 20.0
+CONNECTIONS_PER_ADDRESS = 100  # a tenth of HTTP_LIMITS' connection_limit
 
 
 class _TimedChannel(waitress.channel.HTTPChannel):
@@ -218,9 +221,35 @@ class _TimedChannel(waitress.channel.HTTPChannel):
         return result
 
 
+def _limited_channels(server, trusted_proxies) -> None:
+    """At most CONNECTIONS_PER_ADDRESS open connections per client address (an IPv6 one by its
+    /64), well below the global limit, so one address trickling bytes on a thousand
+    connections cannot keep everyone else waiting to be accepted. A trusted proxy carries many
+    clients and is not capped. A connection over the cap is closed at once."""
+    trusted = [ipaddress.ip_network(entry, strict=False) for entry in trusted_proxies]
+
+    def channel(server, conn, addr, adj, map=None):
+        address = addr[0] if isinstance(addr, tuple) else str(addr)
+        try:
+            ip = ipaddress.ip_address(address)
+            capped = not any(ip in network for network in trusted)
+        except ValueError:
+            capped = False
+        if capped:
+            key = client_key(address)
+            open_here = sum(1 for other in list(server.active_channels.values())
+                            if isinstance(other.addr, tuple)
+                            and client_key(other.addr[0]) == key)
+            if open_here >= CONNECTIONS_PER_ADDRESS:
+                conn.close()
+                return None
+        return _TimedChannel(server, conn, addr, adj, map=map)
+
+    server.channel_class = channel
+
+
 def _with_read_timeout(server) -> None:
     """Also close connections whose request has been arriving for too long."""
-    server.channel_class = _TimedChannel
     close_idle = server.maintenance
 
     def maintenance(now):
@@ -472,6 +501,7 @@ class AdminHttpServer:
                                  security)
         self._server = waitress.create_server(self._app, host=host.strip("[]"), port=int(port),
                                               ident="carpet-admin", **HTTP_LIMITS)
+        _limited_channels(self._server, trusted_proxies)
         _with_read_timeout(self._server)
         self._thread = threading.Thread(target=self._server.run, name="admin-http",
                                         daemon=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 
 import grpc
 
@@ -14,7 +13,7 @@ from admin_gateway.thumbnails import ThumbnailCache, make_thumbnail
 from carpet_common.calls import current_call, current_principal
 from carpet_common.convert import timestamp
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
-from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2, notification_pb2
+from protos.carpet.credit.v1 import account_pb2, credit_pb2, notification_pb2
 from protos.carpet.render.v1 import render_pb2
 
 
@@ -283,17 +282,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     @relaying
     def CancelRender(self, request, context):
-        job = self._clients.renders.CancelRender(request)
-        # The change is in the render service's database, so its audit row is written after
-        # it, by the credit service that owns the log (not in the same transaction).
-        principal, call = current_principal(), current_call()
-        self._clients.own_audit.RecordAction(audit_pb2.RecordActionRequest(
-            actor=principal.actor, actor_user_id=principal.user_id or 0, role=principal.role,
-            action="/carpet.render.v1.RenderService/CancelRender",
-            organization_id=job.organization_id, target=f"render_job:{job.id}",
-            details=json.dumps({"id": job.id}), peer=call.client_ip,
-            request_id=call.request_id))
-        return job
+        # The render service audits the cancel itself, in the cancel's own transaction.
+        return self._clients.renders.CancelRender(request)
 
     @relaying
     def VerifyAuditChain(self, request, context):

@@ -24,6 +24,8 @@ def _code(context: grpc.ServicerContext, error: BaseException | None) -> str:
     code = context.code()
     if code is not None:
         return code.name
+    if isinstance(error, GeneratorExit):  # a stream ended by its client or by the server
+        return "CANCELLED"
     return "OK" if error is None else "UNKNOWN"
 
 

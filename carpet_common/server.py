@@ -227,6 +227,7 @@ def create_server(
     share_port: bool = False,
     reflection: bool = True,
     long_streams: Sequence[str] = (),
+    short_streams: Sequence[str] = (),
     stream_limits=None,
 ) -> tuple[GrpcServer, int]:
     """Build, bind and start a server. `register(server)` adds the servicers;
@@ -235,11 +236,13 @@ def create_server(
     `interceptors` run in order, the first outermost, as one (AroundPipeline).
     `long_streams`: methods whose streams last as long as a client wants (like WatchRender);
     with server reflection they are bounded so they cannot take every thread
-    (carpet_common.streams)."""
+    (carpet_common.streams). `short_streams`: other server streams (a picture's chunks), not
+    counted but ended like the long ones when their client stops reading."""
     from carpet_common.streams import REFLECTION, StreamLimitInterceptor, limits_for
 
     bounded = StreamLimitInterceptor({REFLECTION, *long_streams},
-                                     stream_limits or limits_for(max_workers))
+                                     stream_limits or limits_for(max_workers),
+                                     uncounted=short_streams)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[AroundPipeline(interceptors), bounded],

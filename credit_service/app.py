@@ -88,7 +88,7 @@ def policy(settings: Settings) -> dict[str, Rule]:
         # Refusals seen by the other processes, written to the one log this service owns.
         f"/{AUDIT}/RecordDenial": services(GATEWAY, RENDER),
         # A person's change in the render service's database, relayed by the gateway.
-        f"/{AUDIT}/RecordAction": services(GATEWAY),
+        f"/{AUDIT}/RecordAction": services(RENDER),
         f"/{AUDIT}/VerifyAuditChain": ADMIN,
         f"/{NOTIFICATION}/CreateWebhookEndpoint": ADMIN,
         f"/{NOTIFICATION}/ListWebhookEndpoints": ADMIN,

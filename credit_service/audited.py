@@ -139,9 +139,11 @@ def _keyed_method(method: str) -> str:
 
 @contextlib.contextmanager
 def audited_change(request: Message, *, organization_id: int | None = None,
-                   target: str = "") -> Iterator[Change]:
+                   target: str = "", own_row: bool = True) -> Iterator[Change]:
     """The unit of work of one audited, idempotent call (see the module's docstring).
-    `organization_id` and `target` name what a refused attempt's audit row is about."""
+    `organization_id` and `target` name what a refused attempt's audit row is about.
+    `own_row=False`: a call whose change is itself an audit row (RecordAction) writes no row of
+    its own about the call; it keeps the key's claim and replay."""
     method = current_call().method
     change = Change(organization_id=organization_id, target=target)
     try:
@@ -155,14 +157,16 @@ def audited_change(request: Message, *, organization_id: int | None = None,
                 return
             if change.response is None:
                 raise RuntimeError(f"{method} ended its audited change without done()")
-            append_audit(_audit_entry(request, change, "ok"))
+            if own_row:
+                append_audit(_audit_entry(request, change, "ok"))
             if key:
                 (IdempotencyRecord.update(response=change.response.SerializeToString())
                  .where((IdempotencyRecord.method == _keyed_method(method))
                         & (IdempotencyRecord.key == key))
                  .execute())
     except errors.DomainError as error:
-        append_audit(_audit_entry(request, change, "error:" + error.grpc_code.name))
+        if own_row:
+            append_audit(_audit_entry(request, change, "error:" + error.grpc_code.name))
         raise
 
 

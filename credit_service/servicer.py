@@ -309,18 +309,25 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def RecordAction(self, request, context):
         if not request.action or not request.actor:
             raise InvalidArgument("an action needs its actor and method")
+        outcome = request.outcome or "ok"
+        if outcome != "ok" and not outcome.startswith("error:"):
+            raise InvalidArgument("outcome must be ok or error:<CODE>")
         details = {"reported_by": current_principal().actor}
         try:
             details["request"] = json.loads(request.details or "{}")
         except ValueError:
             raise InvalidArgument("details must be JSON") from None
-        row = audit.append_audit(audit.AuditEntry(
-            actor=request.actor, role=request.role[:16], action=request.action[:200],
-            outcome="ok", organization_id=request.organization_id or None,
-            target=request.target, details=json.dumps(details, sort_keys=True)[:4000],
-            peer=request.peer, request_id=request.request_id,
-            actor_user_id=request.actor_user_id or None))
-        return audit_message(row)
+        # The reported change is the audit row: recorded once per key, no row about this call.
+        with audited_change(request, own_row=False) as change:
+            if change.replayed:
+                return change.replay(audit_pb2.AuditLog)
+            row = audit.append_audit(audit.AuditEntry(
+                actor=request.actor, role=request.role[:16], action=request.action[:200],
+                outcome=outcome[:64], organization_id=request.organization_id or None,
+                target=request.target, details=json.dumps(details, sort_keys=True)[:4000],
+                peer=request.peer, request_id=request.request_id,
+                actor_user_id=request.actor_user_id or None))
+            return change.done(audit_message(row), target=request.target)
 
     def VerifyAuditChain(self, request, context):
         problems = audit.broken_links()

@@ -114,7 +114,9 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
                                   tls=tls_files(settings),
                                   share_port=settings.server_processes > 1,
                                   reflection=settings.grpc_reflection,
-                                  long_streams=(f"/{SERVICE}/WatchRender",))
+                                  long_streams=(f"/{SERVICE}/WatchRender",),
+                                  short_streams=(f"/{SERVICE}/GetRenderOutput",
+                                                 f"/{SERVICE}/GetRenderInput"))
     ended_sessions.start()
     running.background.append(ended_sessions)
     return running, port

@@ -15,6 +15,7 @@ import grpc
 from carpet_common import errors
 from carpet_common.logs import request_id_var
 from protos.carpet.credit.v1 import (
+    audit_pb2_grpc,
     credit_pb2,
     credit_pb2_grpc,
     notification_pb2,
@@ -46,6 +47,7 @@ class CreditClient:
     def __init__(self, channel: grpc.Channel, *, timeout_s: float = CALL_TIMEOUT_S):
         self._stub = credit_pb2_grpc.CreditServiceStub(channel)
         self._notifications = notification_pb2_grpc.NotificationServiceStub(channel)
+        self._audit = audit_pb2_grpc.AuditServiceStub(channel)
         self._timeout = timeout_s
 
     def reserve(self, organization_id: int, amount: int, job_id: int, ttl_seconds: int,
@@ -72,6 +74,10 @@ class CreditClient:
         """Hand finished jobs' events to the credit service (render_service.events)."""
         return self._call(self._notifications.PublishRenderEvents,
                           notification_pb2.PublishRenderEventsRequest(events=events)).recorded
+
+    def record_action(self, request):
+        """Write an entry of the render service's audit outbox to the audit chain."""
+        return self._call(self._audit.RecordAction, request)
 
     def _call(self, method, request):
         metadata = (("x-request-id", request_id_var.get()),)

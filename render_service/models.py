@@ -166,5 +166,25 @@ class RenderEvent(BaseModel):
     occurred_at = DateTimeField()
 
 
+class RenderAudit(BaseModel):
+    """The outbox of audit entries of changes made here, written in the change's transaction
+    (migrations/0010_render_audit.py), relayed to the credit service's audit chain and deleted
+    by render_service.audit_outbox."""
+
+    id = BigAutoField()
+    key = CharField(max_length=32)  # random: ids of deleted rows may come again (SQLite)
+    actor = CharField(max_length=320)
+    actor_user_id = BigIntegerField(null=True)
+    role = CharField(max_length=16)
+    action = CharField(max_length=200)
+    outcome = CharField(max_length=64)
+    organization_id = BigIntegerField(null=True)
+    target = CharField(max_length=200)
+    details = TextField()
+    peer = CharField(max_length=100)
+    request_id = CharField(max_length=100)
+    occurred_at = DateTimeField()
+
+
 ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount, RenderStorage, RenderDaily,
-              RenderEvent)
+              RenderEvent, RenderAudit)

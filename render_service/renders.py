@@ -19,10 +19,10 @@ import logging
 from carpet_common import errors
 from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
-from render_service import jobs
+from render_service import audit_outbox, jobs
 from render_service.credit_client import CreditClient
 from render_service.images import check_header
-from render_service.models import RenderJob
+from render_service.models import RenderJob, database
 from render_service.placement import check_corners, dump
 
 logger = logging.getLogger(__name__)
@@ -162,12 +162,25 @@ def _give_back(credit: CreditClient, hold_id: int, reason: str) -> bool:
     return True
 
 
-def cancel_render(job_id: int, *, credit: CreditClient, now: datetime.datetime) -> RenderJob:
-    job = jobs.cancel_job(job_id, now)
+CANCEL = "/carpet.render.v1.RenderService/CancelRender"
+
+
+def cancel_render(job: RenderJob, *, credit: CreditClient, now: datetime.datetime) -> RenderJob:
+    """Cancel a queued job, audited by whoever calls: the cancel and its audit entry are one
+    transaction; a refused cancel is audited on its own."""
+    where = dict(organization_id=job.organization_id, target=f"render_job:{job.id}",
+                 details={"id": job.id}, now=now)
+    try:
+        with database.atomic():
+            job = jobs.cancel_job(job.id, now)
+            audit_outbox.record(CANCEL, outcome="ok", **where)
+    except errors.DomainError as refused:
+        audit_outbox.record(CANCEL, outcome=f"error:{refused.grpc_code.name}", **where)
+        raise
     if job.hold_id is not None:
         try:
             credit.release(job.hold_id, "render canceled")
             jobs.release_done(job.id, now)
         except errors.Unavailable:
             pass  # the settler releases it once the credit service answers again
-    return jobs.get_job(job_id)
+    return jobs.get_job(job.id)

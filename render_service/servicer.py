@@ -146,9 +146,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             time.sleep(WATCH_POLL_S)
 
     def CancelRender(self, request, context):
-        _visible_job(request.id)
-        return render_message(renders.cancel_render(request.id, credit=self._credit,
-                                                    now=self._clock()))
+        return render_message(renders.cancel_render(_visible_job(request.id),
+                                                    credit=self._credit, now=self._clock()))
 
     def GetRenderOutput(self, request, context):
         job = _visible_job(request.id)

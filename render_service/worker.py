@@ -26,6 +26,7 @@ from carpet_common.errors import InvalidArgument
 from carpet_common.pictures import read_header
 from carpet_common.settings import Settings
 from render_service import jobs, placement
+from render_service.audit_outbox import audit_relay
 from render_service.credit_client import CreditClient
 from render_service.events import event_relay
 from render_service.models import Carpet, RenderJob, database, utcnow
@@ -88,6 +89,7 @@ class WorkerPool:
         self._settler = HoldSettler(credit, clock)
         self._retention = retention_sweeper(settings, store, clock)
         self._events = event_relay(credit)
+        self._audit = audit_relay(credit)
 
     def start(self) -> None:
         for index in range(self._settings.render_workers):
@@ -99,6 +101,7 @@ class WorkerPool:
         self._settler.start()
         self._retention.start()
         self._events.start()
+        self._audit.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the jobs in hand (up to `timeout`); unfinished ones are re-claimed later."""
@@ -108,6 +111,7 @@ class WorkerPool:
         self._settler.stop(timeout)
         self._retention.stop(timeout)
         self._events.stop(timeout)
+        self._audit.stop(timeout)
 
     # --- workers ------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ def fuzz_stack(credit_server, render_server, render_settings, credit_db, render_
 # Methods only services may call, and the service each is called as here.
 SERVICE_ONLY = {"ReserveCredits": "render", "CaptureHold": "render", "ReleaseHold": "render",
                 "BatchGetUsers": "admin-gateway", "GetAccountTotals": "admin-gateway",
-                "RecordDenial": "admin-gateway", "RecordAction": "admin-gateway",
+                "RecordDenial": "admin-gateway", "RecordAction": "render",
                 "Login": "admin-gateway",
                 "Refresh": "admin-gateway", "Logout": "admin-gateway",
                 "ListRevokedSessions": "admin-gateway"}

@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import io
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -145,7 +146,9 @@ def test_pictures_have_their_own_budget(credit_server, render_server, render_set
         gateway.stop()
 
 
-def test_cancel_from_the_console_is_audited(credit_server, render_server, http_gateway):
+def test_cancel_from_the_console_is_audited(credit_server, render_server, http_gateway,
+                                            start_workers):
+    start_workers(render_workers=0)  # no renders, but the relays of the render service's outboxes
     acme = create_org(credit_server, "Acme", 10)
     carpet = create_carpet(render_server)
     queued = submit(render_server, acme.id, carpet.id)  # no workers: it stays queued
@@ -159,11 +162,20 @@ def test_cancel_from_the_console_is_audited(credit_server, render_server, http_g
     status, _, body = get(http_gateway, f"/admin/renders/{queued.id}/cancel", method="POST",
                           body={})
     assert (status, json.loads(body)["code"]) == (412, "NOT_CANCELLABLE")
-    status, _, body = get(http_gateway, "/admin/audit?action=/carpet.render.v1.RenderService/"
-                                        "CancelRender")
-    rows = json.loads(body)["auditLogs"]
-    assert [(row["actor"], row["target"], row["organizationId"]) for row in rows] == [
-        ("alice", f"render_job:{queued.id}", str(acme.id))]
+    # The render service wrote both entries with the cancel (the refusal on its own); its relay
+    # brings them to the audit chain.
+    deadline = time.monotonic() + 30
+    while True:
+        status, _, body = get(http_gateway, "/admin/audit?action=/carpet.render.v1."
+                                            "RenderService/CancelRender")
+        rows = json.loads(body)["auditLogs"]
+        if len(rows) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [(row["actor"], row["target"], row["organizationId"], row["outcome"])
+            for row in rows] == [
+        ("alice", f"render_job:{queued.id}", str(acme.id), "error:FAILED_PRECONDITION"),
+        ("alice", f"render_job:{queued.id}", str(acme.id), "ok")]
 
 
 def test_chain_check_and_console_settings(world, http_gateway):  # noqa: F811
