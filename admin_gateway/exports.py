@@ -134,8 +134,8 @@ def csv_lines(export: Export, pages: Iterator) -> Iterator[bytes]:
         buffer.truncate()
         return data
 
-    writer.writerow([header for header, _, _ in export.columns])
-    yield BOM + flush()
+    # The header's names are fixed identifiers: written bare, as every reader expects them.
+    yield BOM + (",".join(header for header, _, _ in export.columns) + "\r\n").encode()
     for page in pages:
         for row in export.rows(page):
             writer.writerow([_text(str(value(row))) if is_text else value(row)

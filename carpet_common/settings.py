@@ -103,7 +103,8 @@ class Settings:
     webhook_retry_schedule_s: tuple[int, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
     webhook_timeout_s: int = 10
     webhook_concurrency: int = 8  # deliveries in flight per credit-service process
-    webhook_endpoint_concurrency: int = 2  # deliveries in flight per endpoint, all replicas
+    # Deliveries in flight per endpoint, all replicas: half the slots, the rest for others.
+    webhook_endpoint_concurrency: int = 4
     # Megapixels of pictures decoded at once per process (carpet_common.pictures): about 10 MB
     # of memory each at worst, so the default bounds decoding to about 0.5 GB.
     decode_budget_mp: int = 48

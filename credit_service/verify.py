@@ -1,12 +1,17 @@
 """`python -m credit_service verify`: checks the credit invariants of docs/data-rules.md.
 
 1. balance = sum of the organisation's credit-log deltas; 2. held = sum of its `held` holds;
-3. every `adjust` row has its audit row; 5. the audit hash chain is unbroken; 6. the balance
-is made of its grants (credit_service.grants); and the daily
-roll-up of the usage chart (credit_daily) equals a recount of the log.
+3. every `adjust` row has its audit row, every `seed` row its organisation's creation, and each
+says what its row holds (organisation, amount, reference): the chain makes audit rows
+unforgeable without AUDIT_HMAC_KEY, so books rewritten consistently (log, balance, grants,
+roll-up) still disagree with their audit rows; 5. the audit hash chain is unbroken; 6. the
+balance is made of its grants (credit_service.grants); and the daily roll-up of the usage chart
+(credit_daily) equals a recount of the log.
 Returns readable problem lines; the CLI exits non-zero when there are any.
 """
 from __future__ import annotations
+
+import json
 
 from peewee import JOIN, Case, fn
 
@@ -63,6 +68,61 @@ def unaudited_adjustments() -> list[str]:
             .where((CreditLog.kind == "adjust") & AuditLog.id.is_null())
             .tuples())
     return [f"invariant 3: adjust credit_log {log_id} has no audit row" for (log_id,) in rows]
+
+
+ORGANIZATION_CREATED = ("/carpet.credit.v1.AccountService/CreateOrganization",
+                        "seed.CreateOrganization")
+
+
+def audit_disagreements() -> list[str]:
+    """Invariant 3, what the rows say: each credit-log row an audit row names has the audit
+    row's organisation, amount (`delta` of an adjustment, `amount` of a grant) and reference
+    (its idempotency key); each `seed` row has its organisation's creation audited with
+    those initial credits."""
+    problems = []
+    rows = (AuditLog.select(AuditLog.id, AuditLog.organization_id, AuditLog.details,
+                            CreditLog.id, CreditLog.organization, CreditLog.delta,
+                            CreditLog.reference)
+            .join(CreditLog, on=(AuditLog.credit_log == CreditLog.id)).tuples())
+    for audit_id, audit_org, details, log_id, log_org, delta, reference in rows:
+        said = _details(details)
+        amount = said.get("delta", said.get("amount"))
+        if (audit_org, _int(amount), said.get("idempotency_key", "")[:200]) != (
+                log_org, delta, reference):
+            problems.append(f"invariant 3: credit_log {log_id} (organisation {log_org}, delta "
+                            f"{delta}, reference {reference!r}) disagrees with its audit row "
+                            f"{audit_id} (organisation {audit_org}, amount {amount})")
+    created = {}
+    for organization_id, details in (AuditLog.select(AuditLog.organization_id, AuditLog.details)
+                                     .where(AuditLog.action.in_(ORGANIZATION_CREATED)
+                                            & (AuditLog.outcome == "ok")).tuples()):
+        created[organization_id] = _int(_details(details).get("initial_credits"))
+    for log_id, organization_id, delta in (CreditLog.select(CreditLog.id, CreditLog.organization,
+                                                            CreditLog.delta)
+                                           .where(CreditLog.kind == "seed").tuples()):
+        if organization_id not in created:
+            problems.append(f"invariant 3: seed credit_log {log_id} of organisation "
+                            f"{organization_id} has no audited creation")
+        elif created[organization_id] != delta:
+            problems.append(f"invariant 3: seed credit_log {log_id} of organisation "
+                            f"{organization_id} says {delta}; its audited creation says "
+                            f"{created[organization_id]}")
+    return problems
+
+
+def _details(text: str) -> dict:
+    try:
+        said = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return said if isinstance(said, dict) else {}
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def daily_mismatches() -> list[str]:
@@ -123,5 +183,6 @@ def grant_mismatches() -> list[str]:
 
 def verify_credit() -> list[str]:
     return [*balance_mismatches(), *held_mismatches(), *unaudited_adjustments(),
+            *audit_disagreements(),
             *(f"invariant 5: {problem}" for problem in broken_links()), *grant_mismatches(),
             *daily_mismatches()]

@@ -40,6 +40,8 @@ class WebhookDispatcher:
         self._free = threading.Semaphore(self._concurrency)
         self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="webhook")
         self._stop = threading.Event()
+        # Set when an attempt ends: a slot is free, or an endpoint below its cap again.
+        self._slot_freed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="webhook-dispatcher",
                                         daemon=True)
 
@@ -49,6 +51,7 @@ class WebhookDispatcher:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop claiming; attempts in flight finish (their receivers' timeouts bound them)."""
         self._stop.set()
+        self._slot_freed.set()
         self._thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -60,7 +63,8 @@ class WebhookDispatcher:
                 logger.exception("claiming webhook deliveries failed")
                 claimed = 0
             if not claimed:
-                self._stop.wait(IDLE_POLL_S)
+                self._slot_freed.wait(IDLE_POLL_S)
+                self._slot_freed.clear()
 
     def _claim(self) -> int:
         slots = 0
@@ -105,3 +109,4 @@ class WebhookDispatcher:
             logger.exception("webhook delivery %d failed unexpectedly", claimed.delivery_id)
         finally:
             self._free.release()
+            self._slot_freed.set()

@@ -223,9 +223,10 @@ _CLAIM = Statement("""
                   WHERE state = 'pending' AND next_attempt_at <= {p}
                     AND (lease_until IS NULL OR lease_until < {p})
                   ORDER BY next_attempt_at LIMIT {p}) AS oldest) AS due
-        WHERE due.place + (SELECT COUNT(*) FROM webhook_delivery AS busy
-                           WHERE busy.endpoint_id = due.endpoint_id
-                             AND busy.state = 'pending' AND busy.lease_until >= {p}) <= {p}
+        LEFT JOIN (SELECT endpoint_id, COUNT(*) AS leased FROM webhook_delivery
+                   WHERE state = 'pending' AND lease_until >= {p}
+                   GROUP BY endpoint_id) AS busy ON busy.endpoint_id = due.endpoint_id
+        WHERE due.place + COALESCE(busy.leased, 0) <= {p}
         ORDER BY due.next_attempt_at LIMIT {p})
       AND state = 'pending' AND (lease_until IS NULL OR lease_until < {p})
     RETURNING id""")
