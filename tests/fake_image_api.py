@@ -1,7 +1,8 @@
 """A fake of the external image API for tests: a real HTTP server on loopback. Each request
 takes the next scripted answer (the last one repeats): "ok", "slow:<seconds>", "status:<code>",
-"redirect:<url>"
-or "retry-after:<code>:<seconds>". It counts calls per job and records the keys it was sent."""
+"redirect:<url>", "retry-after:<code>:<seconds>", "html" (a page, said to be text/html) or
+"disguised" (the same page, said to be image/png). It counts calls per job and records the
+keys it was sent."""
 from __future__ import annotations
 
 import base64
@@ -101,10 +102,13 @@ class FakeImageApi(LoopbackServer):
                     self.send_header("Retry-After", seconds)
                     self.end_headers()
                     return
-                image = tiny_png()
+                image, content_type = tiny_png(), "image/png"
+                if kind in ("html", "disguised"):
+                    image = b"<html><script>alert(document.cookie)</script></html>"
+                    content_type = "text/html" if kind == "html" else "image/png"
                 try:
                     self.send_response(200)
-                    self.send_header("Content-Type", "image/png")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(image)))
                     self.end_headers()
                     self.wfile.write(image)

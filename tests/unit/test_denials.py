@@ -50,3 +50,15 @@ def test_a_failing_writer_does_not_fail_the_refusal():
         raise RuntimeError("audit store down")
 
     DenialLog(write).record(denial())  # logged, not raised
+
+
+def test_an_ipv6_caller_is_its_slash_64():
+    """One IPv6 subscriber holds a whole /64: new addresses in it are the same caller."""
+    rows = []
+    log = DenialLog(lambda d, count, methods: rows.append(count), window_s=3600)
+    for index in range(100):
+        log.record(denial(ip=f"2001:db8:1:2::{index + 1:x}"))
+    log.record(denial(ip="2001:db8:1:3::1"))  # the next /64 is someone else
+    assert rows == [1] * (WRITTEN_PER_WINDOW + 1)
+    log.flush()
+    assert rows[-1] == 100 - WRITTEN_PER_WINDOW
