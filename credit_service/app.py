@@ -87,7 +87,7 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{AUDIT}/ListAuditLogs": ADMIN,
         # Refusals seen by the other processes, written to the one log this service owns.
         f"/{AUDIT}/RecordDenial": services(GATEWAY, RENDER),
-        # A person's change in the render service's database, relayed by the gateway.
+        # Changes made in the render service's database, from its audit outbox.
         f"/{AUDIT}/RecordAction": services(RENDER),
         f"/{AUDIT}/VerifyAuditChain": ADMIN,
         f"/{NOTIFICATION}/CreateWebhookEndpoint": ADMIN,

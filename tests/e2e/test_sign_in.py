@@ -361,6 +361,20 @@ def test_lockout_per_account_and_per_address_then_recovery(deployment):
                             ip="203.0.113.7")[0] == 401
 
 
+def test_a_good_sign_in_does_not_clear_the_addresss_failures(deployment):
+    """Four failures from one address, a right password from it, one more failure: the fifth
+    failure locks the address, the right password in between notwithstanding (it clears only
+    its own account's count)."""
+    for attempt in range(4):
+        assert deployment.login(f"guess{attempt}@example.com", "whatever-password",
+                                ip="192.0.2.50")[0] == 401
+    deployment.signed_in(ADMIN_EMAIL, SEED_PASSWORD, ip="192.0.2.50")
+    assert deployment.login("guess4@example.com", "whatever-password", ip="192.0.2.50")[0] == 401
+    assert deployment.login("guess5@example.com", "whatever-password", ip="192.0.2.50")[0] == 429
+    assert deployment.login(ADMIN_EMAIL, SEED_PASSWORD, ip="192.0.2.50")[0] == 429
+    assert deployment.login(ADMIN_EMAIL, SEED_PASSWORD, ip="192.0.2.51")[0] == 200
+
+
 def audit_rows(deployment, token, action):
     request = urllib.request.Request(
         f"{deployment.base}/admin/audit?action={action}&pageSize=500",

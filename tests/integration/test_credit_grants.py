@@ -52,6 +52,7 @@ def test_grants_are_spent_by_priority_then_soonest_expiry_then_age(credit_server
     now = clock()
     org = create_org(credit_server, "Acme", 0)
     oldest = grant(credit_server, org.id, 10).grant  # paid, never expires
+    clock.advance(seconds=1)  # its age, not only its id, must put it first
     later = grant(credit_server, org.id, 10).grant  # the same, granted after
     in_ten_days = grant(credit_server, org.id, 5, kind=PROMO,
                         expires=now + datetime.timedelta(days=10)).grant
@@ -88,6 +89,21 @@ def test_grants_are_spent_by_priority_then_soonest_expiry_then_age(credit_server
     clock.advance(days=1)  # the future grant takes effect
     adjust(credit_server, org.id, -30, "correction")
     assert remaining(credit_server, org.id)[future.id] == (70, 0)
+    assert verify_credit() == []
+
+
+def test_a_negative_adjustment_spends_across_grants_in_order(credit_server, clock):
+    """-12 over three grants: the lowest priority number first, then the oldest; the newest
+    grant is untouched."""
+    org = create_org(credit_server, "Acme", 0)
+    oldest = grant(credit_server, org.id, 10).grant
+    clock.advance(minutes=1)
+    newest = grant(credit_server, org.id, 10).grant
+    first = grant(credit_server, org.id, 5, priority=-1).grant
+    adjust(credit_server, org.id, -12, "correction")
+    left = remaining(credit_server, org.id)
+    assert first.id not in left
+    assert (left[oldest.id], left[newest.id]) == ((3, 0), (10, 0))
     assert verify_credit() == []
 
 

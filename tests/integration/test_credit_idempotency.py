@@ -31,6 +31,22 @@ def test_adjust_replay_and_mismatch(credit_server):
     assert verify_credit() == []
 
 
+def test_a_key_names_one_request_of_one_method(credit_server):
+    """The same key for another organisation is another request (never organisation A's
+    answer replayed to B); on another method it is that method's own key."""
+    acme, other = create_org(credit_server, "Acme", 10), create_org(credit_server, "Other", 10)
+    adjust(credit_server, acme.id, 5, "bonus", key="shared-1")
+    expect_error(lambda: adjust(credit_server, other.id, 5, "bonus", key="shared-1"),
+                 grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED")
+    granted = credit_server.credits.GrantCredits(credit_pb2.GrantCreditsRequest(
+        organization_id=other.id, amount=5, kind=credit_pb2.GRANT_KIND_PAID, reason="bonus",
+        idempotency_key="shared-1"), metadata=ADMIN, timeout=10)
+    assert granted.log.organization_id == other.id and granted.log.delta == 5
+    assert (balance(credit_server, acme.id).balance,
+            balance(credit_server, other.id).balance) == (15, 15)
+    assert verify_credit() == []
+
+
 def test_create_calls_replay(credit_server):
     request = account_pb2.CreateOrganizationRequest(name="Acme", initial_credits=4,
                                                     idempotency_key="org-1")

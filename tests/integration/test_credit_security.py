@@ -165,3 +165,42 @@ def test_the_hold_cycle_and_reads_need_an_identity(credit_server):
         credit_pb2.ListCreditLogsRequest(), timeout=10), grpc.StatusCode.PERMISSION_DENIED)
     expect_error(lambda: credit_server.audit.ListAuditLogs(
         audit_pb2.ListAuditLogsRequest(), timeout=10), grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_staff_of_one_shop_reaches_nothing_of_another_directly(credit_server):
+    """Every credit-service method a STAFF may call, called directly (no gateway in between)
+    with another shop's real ids: the other shop's rows do not exist for it, and its lists are
+    refused; its own are answered."""
+    from protos.carpet.credit.v1 import account_pb2, notification_pb2
+    from tests.integration.test_credit_accounts import create_user
+
+    mine, theirs = create_org(credit_server, "Mine", 10), create_org(credit_server, "Theirs", 10)
+    their_user = create_user(credit_server, theirs.id, "them@example.com")
+    my_user = create_user(credit_server, mine.id, "me@example.com")
+    staff = bearer(staff_token(mine.id))
+    stubs = credit_server.anonymous  # the person's credential alone
+    calls = {
+        "GetOrganization": (stubs.accounts.GetOrganization, account_pb2.GetOrganizationRequest,
+                            "id", grpc.StatusCode.NOT_FOUND),
+        "GetUser": (stubs.accounts.GetUser, account_pb2.GetUserRequest, "id",
+                    grpc.StatusCode.NOT_FOUND),
+        "ListUsers": (stubs.accounts.ListUsers, account_pb2.ListUsersRequest, "organization_id",
+                      grpc.StatusCode.PERMISSION_DENIED),
+        "GetBalance": (stubs.credits.GetBalance, credit_pb2.GetBalanceRequest,
+                       "organization_id", grpc.StatusCode.NOT_FOUND),
+        "ListCreditLogs": (stubs.credits.ListCreditLogs, credit_pb2.ListCreditLogsRequest,
+                           "organization_id", grpc.StatusCode.PERMISSION_DENIED),
+        "GetCreditUsage": (stubs.credits.GetCreditUsage, credit_pb2.GetCreditUsageRequest,
+                           "organization_id", grpc.StatusCode.PERMISSION_DENIED),
+        "GetOrganizationControls": (stubs.notifications.GetOrganizationControls,
+                                    notification_pb2.GetOrganizationControlsRequest, "id",
+                                    grpc.StatusCode.PERMISSION_DENIED),
+    }
+    ids = {"GetUser": (their_user.id, my_user.id)}
+    extra = {"GetCreditUsage": {"from_date": "2025-12-20", "to_date": "2026-01-01"}}
+    for name, (method, request_type, field, refused) in calls.items():
+        theirs_id, mine_id = ids.get(name, (theirs.id, mine.id))
+        more = extra.get(name, {})
+        expect_error(lambda m=method, r=request_type, f=field, i=theirs_id, more=more: m(
+            r(**{f: i}, **more), metadata=staff, timeout=10), refused)
+        method(request_type(**{field: mine_id}, **more), metadata=staff, timeout=10)

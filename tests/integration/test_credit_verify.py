@@ -10,7 +10,8 @@ import pytest
 from carpet_common.db import is_postgres
 from credit_service import audit, models
 from credit_service.verify import verify_credit
-from tests.helpers import AUDIT_HMAC_KEY
+from protos.carpet.credit.v1 import audit_pb2
+from tests.helpers import ADMIN, AUDIT_HMAC_KEY
 from tests.integration.test_credit_accounts import create_org, expect_error
 from tests.integration.test_credit_ledger import adjust, balance, reserve
 
@@ -93,7 +94,7 @@ def _rechain(rows, digest):
 
 
 @pytest.mark.parametrize("tampering", ["edited", "re-chained unkeyed", "re-chained other key",
-                                       "truncated"])
+                                       "middle row deleted", "truncated"])
 def test_verify_catches_a_rewritten_audit_log(credit_server, credit_db, credit_db_url,
                                               tampering):
     org = create_org(credit_server, "Acme", 10)
@@ -120,12 +121,20 @@ def test_verify_catches_a_rewritten_audit_log(credit_server, credit_db, credit_d
 
         _rechain(rows, other_key)
         expected = f"audit_log {rows[0].id}: hash does not match its contents"
+    elif tampering == "middle row deleted":  # every row still matches its own contents
+        models.AuditLog.delete().where(models.AuditLog.id == rows[1].id).execute()
+        expected = f"audit_log {rows[2].id}: prev_hash does not match the row before"
     else:  # the newest row cut off, the head moved back to the row before it
         models.AuditLog.delete().where(models.AuditLog.id == rows[-1].id).execute()
         models.AuditChainHead.update(last_hash=rows[-2].hash).execute()
         expected = "audit_chain_head seal does not match"
     problems = verify_credit()
     assert any(problem.startswith(f"invariant 5: {expected}") for problem in problems), problems
+    # The API answers the same as the command.
+    check = credit_server.audit.VerifyAuditChain(audit_pb2.VerifyAuditChainRequest(),
+                                                 metadata=ADMIN, timeout=10)
+    assert not check.ok
+    assert expected in [problem[:len(expected)] for problem in check.problems], check.problems
 
 
 @pytest.mark.postgres

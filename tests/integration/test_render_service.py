@@ -412,14 +412,44 @@ def test_staff_sees_and_spends_only_for_its_own_organisation(render_server, cred
                  grpc.StatusCode.PERMISSION_DENIED)
 
 
-def test_limits_are_refused_with_the_limit_and_the_value(render_server, credit_server):
+def test_limits_are_refused_with_the_limit_and_the_value(render_server, credit_server,
+                                                        monkeypatch):
     """Every picture limit is INVALID_ARGUMENT naming the limit and the value, up to the
-    transport's own limit (well above the picture limit), and before any pixel is decoded."""
-    from carpet_common.server import MAX_MESSAGE_BYTES
-    from render_service.images import MAX_IMAGE_BYTES
+    transport's own limit (well above the picture limit), and before any pixel is decoded:
+    a decode that starts on a picture over the pixel limit fails the test. A picture exactly
+    at each limit is accepted."""
+    from PIL import ImageFile
 
+    from carpet_common.server import MAX_MESSAGE_BYTES
+    from render_service.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+
+    decoded_too_large = []
+    load = ImageFile.ImageFile.load
+
+    def guarded_load(image):
+        if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
+            decoded_too_large.append(image.size)
+            raise AssertionError("a picture over the pixel limit is being decoded")
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", guarded_load)
     org = create_org(credit_server, "Acme", 20)
     carpet = create_carpet(render_server)
+    at_the_limit = tiny_png(size=(32, 32))
+    at_the_limit += b"\0" * (MAX_IMAGE_BYTES - len(at_the_limit))  # trailing bytes after IEND
+    assert submit(render_server, org.id, carpet.id, room=at_the_limit).status == \
+        render_pb2.RENDER_STATUS_QUEUED
+    assert refusal_of(render_server, org.id, carpet.id, at_the_limit + b"\0") == (
+        f"room_image is {MAX_IMAGE_BYTES + 1} bytes; the limit is {MAX_IMAGE_BYTES} bytes "
+        f"(10 MB)")
+    most = io.BytesIO()
+    Image.new("1", (8000, 5000)).save(most, "PNG")  # exactly 40 MP
+    assert submit(render_server, org.id, carpet.id, room=most.getvalue()).status == \
+        render_pb2.RENDER_STATUS_QUEUED
+    one_row_more = io.BytesIO()
+    Image.new("1", (8000, 5001)).save(one_row_more, "PNG")
+    assert refusal_of(render_server, org.id, carpet.id, one_row_more.getvalue()) == (
+        "room_image has 40008000 pixels (8000×5001); the limit is 40000000")
 
     def refusal(room):
         return expect_error(lambda: submit(render_server, org.id, carpet.id, room=room),
@@ -443,6 +473,12 @@ def test_limits_are_refused_with_the_limit_and_the_value(render_server, credit_s
     create_carpet(render_server, sku="RUNNER", image=tiny_png(size=(40, 360)))
     expect_error(lambda: create_carpet(render_server, sku="SLIVER", image=tiny_png(size=(20, 400))),
                  grpc.StatusCode.INVALID_ARGUMENT)
+    assert decoded_too_large == []
+
+
+def refusal_of(stubs, organization_id, carpet_id, room):
+    return expect_error(lambda: submit(stubs, organization_id, carpet_id, room=room),
+                        grpc.StatusCode.INVALID_ARGUMENT).details()
 
 
 def test_room_pictures_are_kept_only_while_needed(render_server, credit_server, start_workers,

@@ -50,3 +50,28 @@ def test_reflection_streams_are_bounded_and_idle_ones_are_closed():
         release.set()
         channel.close()
         running.stop(grace=1)
+
+
+def test_a_stream_past_its_lifetime_is_cancelled_though_never_idle():
+    limits = StreamLimits(total=3, per_client=3, reflection_per_client=2, lifetime_s=1,
+                          idle_s=60)
+    running, port = create_server("127.0.0.1:0", lambda server: None, [], max_workers=4,
+                                  stream_limits=limits)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stop = threading.Event()
+
+    def busy_requests():  # a request every 0.2 s: never idle
+        while not stop.wait(0.2):
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    try:
+        stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            busy_requests(), timeout=30)
+        with pytest.raises(grpc.RpcError) as ended:
+            for _ in stream:  # answers keep coming until the server ends the stream
+                pass
+        assert ended.value.code() == grpc.StatusCode.CANCELLED
+    finally:
+        stop.set()
+        channel.close()
+        running.stop(grace=1)
