@@ -503,8 +503,8 @@ class AdminHttpServer:
                                               ident="carpet-admin", **HTTP_LIMITS)
         _limited_channels(self._server, trusted_proxies)
         _with_read_timeout(self._server)
-        self._thread = threading.Thread(target=self._server.run, name="admin-http",
-                                        daemon=True)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="admin-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -513,8 +513,17 @@ class AdminHttpServer:
     def start(self) -> None:
         self._thread.start()
 
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except OSError:
+            # stop() closes the sockets under the event loop's select: expected then only.
+            if not self._stopping:
+                raise
+
     def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         """Stop accepting, let requests in flight finish (up to `grace`), then close."""
+        self._stopping = True
         self._server.accepting = False
         self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=grace)
         self._server.close()

@@ -21,6 +21,11 @@ PG_SKIP_REASON = "TEST_DATABASE_URL is not set: PostgreSQL case skipped"
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
+# CI sets this: there a skipped PostgreSQL case fails the run instead of passing quietly.
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+_skipped_postgres: list[str] = []
+
+
 def pytest_collection_modifyitems(config, items):
     if PG_URL:
         return
@@ -28,6 +33,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "postgres" in report.keywords:
+        _skipped_postgres.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say plainly which guarantees a run did not check (every PostgreSQL-only one: the bank
+    test, replicas, SKIP LOCKED, advisory locks, and each both-engine test's PostgreSQL half)."""
+    if not _skipped_postgres:
+        return
+    modules = sorted({nodeid.split("::")[0] for nodeid in _skipped_postgres})
+    terminalreporter.section("not checked: PostgreSQL", sep="=", red=REQUIRE_POSTGRES,
+                             yellow=not REQUIRE_POSTGRES)
+    terminalreporter.line(f"{len(_skipped_postgres)} PostgreSQL case(s) were skipped "
+                          f"(TEST_DATABASE_URL is not set), in: {', '.join(modules)}")
+    terminalreporter.line("Production runs on PostgreSQL: set TEST_DATABASE_URL to check them.")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if REQUIRE_POSTGRES and _skipped_postgres and exitstatus == 0:
+        session.exitstatus = 1  # REQUIRE_POSTGRES: a skipped PostgreSQL case fails the run
 
 
 def free_port() -> int:

@@ -29,6 +29,9 @@ from tests.processes import ServiceProcess, run_cli
 TOKEN = "abuse-admin-token-0123456789abcdef"
 ADMIN = (("x-admin-token", TOKEN),)
 DEADLINE_S = 1.0
+# Measured here under every abuse case: p99 12-37 ms. A quarter of a second leaves room for a
+# slower machine and still fails when the abuse takes the server (seconds, or the deadline).
+P99_LIMIT_S = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +93,12 @@ def legitimate_calls(system, count=20):
 
 
 def report(case, latencies):
+    """Print the legitimate caller's p50 and p99, and hold its p99 to P99_LIMIT_S."""
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     print(f"\n{case}: legitimate p50 {statistics.median(ordered) * 1000:.1f} ms, "
           f"p99 {p99 * 1000:.1f} ms")
+    assert p99 < P99_LIMIT_S, f"{case}: legitimate p99 {p99 * 1000:.0f} ms"
 
 
 def test_slow_http_clients_hold_no_worker(system):

@@ -80,6 +80,8 @@ class History:
     adjust_acked: dict[str, int] = field(default_factory=dict)  # idempotency key -> delta
     adjust_refused: set[str] = field(default_factory=set)
     adjust_unknown: set[str] = field(default_factory=set)
+    captured: dict[str, int] = field(default_factory=dict)  # hold reference -> amount
+    released: set[str] = field(default_factory=set)  # hold references
     jobs: set[int] = field(default_factory=set)
     codes: Counter = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
@@ -297,17 +299,22 @@ def adjust(history: History, stub, organisation: int, rng: random.Random) -> Non
 
 
 def reserve(history: History, credits, organisation: int, rng: random.Random) -> None:
+    reference, amount = f"bank-{uuid.uuid4()}", rng.randint(1, 10)
     hold = call(history, "ReserveCredits", credits.ReserveCredits,
                 credit_pb2.ReserveCreditsRequest(
-                    organization_id=organisation, amount=rng.randint(1, 10),
-                    reference=f"bank-{uuid.uuid4()}", ttl_seconds=HOLD_TTL_S))
+                    organization_id=organisation, amount=amount, reference=reference,
+                    ttl_seconds=HOLD_TTL_S))
     ending = rng.choice(["capture", "release", "abandon"])
     if ending == "capture":
         call(history, "CaptureHold", credits.CaptureHold,
              credit_pb2.CaptureHoldRequest(hold_id=hold.id))
+        with history.lock:
+            history.captured[reference] = amount
     elif ending == "release":
         call(history, "ReleaseHold", credits.ReleaseHold,
              credit_pb2.ReleaseHoldRequest(hold_id=hold.id, reason="bank test"))
+        with history.lock:
+            history.released.add(reference)
     # "abandon": the hold must expire by itself
 
 
@@ -486,6 +493,18 @@ def check(history: History, cluster: Cluster) -> None:
                 1, COST[mode], COST[mode]), job_id
         else:
             assert (charges[reference], credits_charged) == (0, 0), job_id
+    # Every acknowledged capture charged its hold once, for its amount; every acknowledged
+    # release charged nothing; both hold states say so.
+    holds = {reference: (state, charged_rows, charged_total) for reference, state, charged_rows,
+             charged_total in query(credit_url, """
+                 SELECT h.reference, h.state, count(l.id), COALESCE(sum(l.delta), 0)
+                 FROM credit_hold h LEFT JOIN credit_log l ON l.hold_id = h.id AND l.kind = 'render'
+                 WHERE h.reference LIKE 'bank-%%' GROUP BY h.reference, h.state""")}
+    assert history.captured and history.released
+    for reference, amount in history.captured.items():
+        assert holds[reference] == ("captured", 1, -amount), reference
+    for reference in history.released:
+        assert holds[reference] == ("released", 0, 0), reference
     overdue = query(credit_url, "SELECT count(*) FROM credit_hold WHERE state = 'held' "
                                 "AND expires_at < (now() AT TIME ZONE 'utc')")
     assert overdue == [(0,)]

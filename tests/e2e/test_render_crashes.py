@@ -199,7 +199,14 @@ def test_credit_service_down_during_captures(stack_factory):
         ids = [submit(stub, org, carpet).id for _ in range(2)]
         wait_until(lambda: api.total_calls() == 2)  # both renders in flight
         stack.credit.kill()
-        time.sleep(6)  # renders finish; their captures find the credit service down
+        # Both renders finish and their captures find the credit service down: deferred, the
+        # jobs still processing (rendered, not yet charged).
+        wait_until(lambda: all(f"capture of job {job_id} deferred" in stack.renders[0].log()
+                               for job_id in ids), timeout=60)
+        deferred = [stub.GetRender(render_pb2.GetRenderRequest(id=job_id), timeout=10)
+                    for job_id in ids]
+        assert [(job.status, job.credits_charged) for job in deferred] == [
+            (render_pb2.RENDER_STATUS_PROCESSING, 0)] * 2
         stack.credit.start()
         wait_until(lambda: final_jobs(stub, ids), timeout=90)
         jobs = final_jobs(stub, ids)

@@ -82,21 +82,43 @@ def test_concurrent_negative_adjustments_never_go_below_zero(credit_server):
 
 
 def test_mixed_traffic_keeps_invariants(credit_server):
+    """Reserves, captures, releases and adjustments of three organisations at once: the only
+    refusal is a lack of credit (anything else fails the test, INTERNAL included), and each
+    balance is what the acknowledged calls add up to."""
     orgs = [create_org(credit_server, f"Org {i}", 20) for i in range(3)]
+    insufficient = (grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_CREDITS")
 
     def work(i):
-        org = orgs[i % 3]
-        hold = outcome(lambda: reserve(credit_server, org.id, 1 + i % 4, f"mix-{i}"))
+        """(organisation id, credits this worker's acknowledged calls took, unexpected)"""
+        org, taken, unexpected = orgs[i % 3], 0, []
+        amount = 1 + i % 4
+        hold = outcome(lambda: reserve(credit_server, org.id, amount, f"mix-{i}"))
         if isinstance(hold, credit_pb2.Hold):
             if i % 3 == 0:
-                outcome(lambda: release(credit_server, hold.id))
+                released = outcome(lambda: release(credit_server, hold.id))
+                if not isinstance(released, credit_pb2.Hold):
+                    unexpected.append(("release", released))
             else:
-                outcome(lambda: capture(credit_server, hold.id))
-        outcome(lambda: adjust(credit_server, org.id, -2 if i % 2 else 2, "mix"))
+                captured = outcome(lambda: capture(credit_server, hold.id))
+                if isinstance(captured, credit_pb2.CaptureHoldResponse):
+                    taken += amount
+                else:
+                    unexpected.append(("capture", captured))
+        elif hold != insufficient:
+            unexpected.append(("reserve", hold))
+        delta = -2 if i % 2 else 2
+        adjusted = outcome(lambda: adjust(credit_server, org.id, delta, "mix"))
+        if isinstance(adjusted, credit_pb2.AdjustCreditsResponse):
+            taken -= delta
+        elif adjusted != insufficient:
+            unexpected.append(("adjust", adjusted))
+        return org.id, taken, unexpected
 
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(work, range(120)))
+        results = list(pool.map(work, range(120)))
+    assert [problem for _, _, problems in results for problem in problems] == []
     for org in orgs:
+        taken = sum(amount for org_id, amount, _ in results if org_id == org.id)
         current = balance(credit_server, org.id)
-        assert current.balance >= 0 and current.held == 0
+        assert (current.balance, current.held) == (20 - taken, 0)
     assert verify_credit() == []
