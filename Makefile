@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos -name '*.proto')
 PROTO_STAMP := protos/.generated
 
-.PHONY: all install protos migrate seed run test lint bench profile clients clean
+.PHONY: all install protos migrate seed run test lint bench profile mutate clients clean
 
 all: protos
 
@@ -61,6 +61,12 @@ bench: protos
 profile: protos
 	$(PY) -m pip install --quiet -e '.[profile]'
 	$(PY) -m bench.profile
+
+# Mutation testing of the money, grants, audit, sign-in and policy modules (cosmic-ray, in a
+# copy of the repository under var/mutate; not part of make test). MODULE=path runs one module.
+mutate: protos
+	$(PY) -m pip install --quiet -e '.[mutate]'
+	$(PY) scripts/mutate.py
 
 # The client packages for internal backends (CONTRACT §14), their stubs and types generated
 # from protos/ as they build: a wheel in clients/python/dist, the Node package in clients/node/dist.

@@ -1,13 +1,23 @@
 """The ledger and the hold cycle as plain functions (credit_service.ledger)."""
+import json
+
 import pytest
 
 from carpet_common import errors
 from credit_service import accounts, ledger
-from credit_service.verify import verify_credit
+from credit_service.audit import AuditEntry, append_audit
+from credit_service.verify import ORGANIZATION_CREATED, verify_credit
 
 
 def org(name="Acme", credits=10, now=None):
-    return accounts.create_organization(name, credits, actor="test", now=now).id
+    """An organisation, its creation audited as every entry point audits it (verify checks
+    that its initial credit has an audited creation)."""
+    created = accounts.create_organization(name, credits, actor="test", now=now)
+    append_audit(AuditEntry(actor="test", role="ADMIN", action=ORGANIZATION_CREATED[0],
+                            outcome="ok", organization_id=created.id,
+                            target=f"organization:{created.id}",
+                            details=json.dumps({"initial_credits": credits})))
+    return created.id
 
 
 def test_adjust_moves_the_balance_and_logs_it(credit_db, clock):
