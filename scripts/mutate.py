@@ -33,7 +33,9 @@ MODULES = {
     "credit_service/grants.py": "tests/integration/test_credit_grants.py "
                                 "tests/e2e/test_grant_expiry.py",
     "credit_service/audit.py": "tests/integration/test_credit_verify.py "
-                               "tests/security/test_verify_tampering.py",
+                               "tests/security/test_verify_tampering.py "
+                               "tests/integration/test_credit_security.py "
+                               "tests/integration/test_migrations.py",
     "credit_service/verify.py": "tests/integration/test_credit_verify.py "
                                 "tests/security/test_verify_tampering.py",
     "credit_service/signin.py": "tests/unit/test_sign_in_rules.py tests/e2e/test_sign_in.py "
