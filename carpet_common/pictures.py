@@ -72,8 +72,9 @@ class DecodeBudget:
     """At most `limit` pixels decoded at once in this process. A decode larger than the whole
     budget takes all of it (it runs alone), so nothing waits forever."""
 
-    def __init__(self, limit: int = DEFAULT_BUDGET_PIXELS):
+    def __init__(self, limit: int = DEFAULT_BUDGET_PIXELS, patience_s: float = BUDGET_WAIT_S):
         self._limit = limit
+        self.patience_s = patience_s  # how long a caller that can be told to retry waits
         self._in_use = 0
         self._changed = threading.Condition()
 
@@ -87,11 +88,11 @@ class DecodeBudget:
         return self._in_use
 
     @contextmanager
-    def decoding(self, pixels: int, wait_s: float | None = BUDGET_WAIT_S):
-        """Hold `pixels` of the budget while the body decodes. `wait_s=None` waits as long
-        as it takes (background work); otherwise RESOURCE_EXHAUSTED after `wait_s`."""
+    def decoding(self, pixels: int, *, patient: bool = False):
+        """Hold `pixels` of the budget while the body decodes. `patient` (background work)
+        waits as long as it takes; otherwise RESOURCE_EXHAUSTED after `patience_s`."""
         share = max(1, min(pixels, self._limit))
-        deadline = None if wait_s is None else time.monotonic() + wait_s
+        deadline = None if patient else time.monotonic() + self.patience_s
         with self._changed:
             while self._in_use + share > self._limit:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -130,10 +131,9 @@ def _return_freed_memory() -> None:
 DECODES = DecodeBudget()
 
 
-def decode_fully(data: bytes, what: str, header: Header, wait_s: float | None = BUDGET_WAIT_S
-                 ) -> None:
+def decode_fully(data: bytes, what: str, header: Header) -> None:
     """Decode every pixel (a truncated or corrupt file fails here) within the budget."""
-    with DECODES.decoding(header.pixels, wait_s):
+    with DECODES.decoding(header.pixels):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

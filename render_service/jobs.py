@@ -274,12 +274,15 @@ def list_jobs(page_size: int, page_token: str, *, organization_id: int = 0, user
 
 
 def fail_unstarted(job_id: int, error_text: str, now: datetime.datetime, *,
-                   release_pending: bool) -> bool:
+                   release_pending: bool, keep_key: bool = True) -> bool:
     """queued -> failed (a refused submission or a cancel), its room picture removed. False
-    when it had moved on."""
+    when it had moved on. `keep_key=False` frees its idempotency key for a retry."""
+    changes = dict(status="failed", error_text=error_text, finished_at=now, updated_at=now,
+                   release_pending=release_pending)
+    if not keep_key:
+        changes["idempotency_key"] = None
     with database.atomic():
-        failed = bool(RenderJob.update(status="failed", error_text=error_text, finished_at=now,
-                                       updated_at=now, release_pending=release_pending)
+        failed = bool(RenderJob.update(**changes)
                       .where((RenderJob.id == job_id) & (RenderJob.status == "queued"))
                       .execute())
         if failed:

@@ -13,6 +13,7 @@ and the worker pool's settler releases it.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 
@@ -73,8 +74,8 @@ def _submit_hold_first(submission: jobs.Submission, room: Header | None, credit:
         _decode_room(submission, room)
     except errors.DomainError as refused:
         released = _give_back(credit, hold.id, "room picture refused")
-        jobs.record_job(submission, job_id, hold_id=None, error_text=refused.message,
-                        release_pending=not released)
+        jobs.record_job(_retryable(submission, refused), job_id, hold_id=None,
+                        error_text=refused.message, release_pending=not released)
         raise
     try:
         job, created = jobs.record_job(submission, job_id, hold_id=hold.id)
@@ -107,11 +108,21 @@ def _submit_job_first(submission: jobs.Submission, room: Header | None, credit: 
     except errors.DomainError as refused:
         released = _give_back(credit, hold.id, "room picture refused")
         jobs.fail_unstarted(job.id, refused.message, submission.now,
-                            release_pending=not released)
+                            release_pending=not released,
+                            keep_key=_retryable(submission, refused) is submission)
         raise
     jobs.attach_hold(job.id, hold.id, submission.now, submission.room_image)
     job.hold_id = hold.id
     return job
+
+
+def _retryable(submission: jobs.Submission, refused: errors.DomainError) -> jobs.Submission:
+    """The submission as its failed job keeps it: without its idempotency key when the refusal
+    says "try again shortly" (the decode budget was full), so the retry with the same key makes
+    a new job instead of finding this failed one."""
+    if isinstance(refused, errors.ResourceExhausted):
+        return dataclasses.replace(submission, key=None)
+    return submission
 
 
 def _decode_room(submission: jobs.Submission, room: Header | None) -> None:

@@ -218,7 +218,7 @@ class LocalRenderer:
             pixels = sum(read_header(data, "picture").pixels for data in pictures)
             # Decoding the inputs is what takes memory (tens of MB per picture); the budget is
             # the process's, shared with submissions. A worker waits for its share.
-            with DECODES.decoding(pixels, wait_s=None):
+            with DECODES.decoding(pixels, patient=True):
                 carpet = upright(request.carpet_image, "RGBA")
                 if request.room_image:
                     room = upright(request.room_image, "RGB")

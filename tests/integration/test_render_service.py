@@ -536,3 +536,28 @@ def test_room_pictures_are_kept_only_while_needed(render_server, credit_server, 
     expect_error(lambda: list(render_server.renders.GetRenderOutput(
         render_pb2.GetRenderOutputRequest(id=done.id), timeout=10)),
         grpc.StatusCode.FAILED_PRECONDITION, "RENDER_OUTPUT_EXPIRED")
+
+
+def test_a_full_decode_budget_asks_for_a_retry_and_gives_the_credit_back(
+        render_server, credit_server, monkeypatch):
+    """While other decodes hold the whole budget, a submission waits its patience, then is
+    told to retry (RESOURCE_EXHAUSTED): its credit goes back, and the retry with the same
+    idempotency key makes a new job rather than finding a failed one."""
+    from carpet_common.pictures import DECODES
+    from tests.helpers import error_reason
+
+    monkeypatch.setattr(DECODES, "patience_s", 0.2)
+    org = create_org(credit_server, "Acme", 5)
+    carpet = create_carpet(render_server)
+    room = tiny_png(size=(64, 48))
+    with DECODES.decoding(10**12):  # another decode holds the whole budget
+        refused = expect_error(lambda: submit(render_server, org.id, carpet.id, key="retry-1",
+                                              room=room), grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert error_reason(refused) == "DECODE_BUDGET_EXHAUSTED"
+    shown = balance(credit_server, org.id)
+    assert (shown.balance, shown.held) == (5, 0)
+    job = submit(render_server, org.id, carpet.id, key="retry-1", room=room)
+    assert job.status == render_pb2.RENDER_STATUS_QUEUED
+    assert submit(render_server, org.id, carpet.id, key="retry-1", room=room).id == job.id
+    assert balance(credit_server, org.id).held == 1
+    assert verify_credit() == []
