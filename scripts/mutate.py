@@ -32,7 +32,8 @@ MODULES = {
                                 "tests/integration/test_credit_idempotency.py",
     "credit_service/grants.py": "tests/integration/test_credit_grants.py "
                                 "tests/e2e/test_grant_expiry.py",
-    "credit_service/audit.py": "tests/integration/test_credit_verify.py "
+    "credit_service/audit.py": "tests/unit/domain/test_audit.py "
+                               "tests/integration/test_credit_verify.py "
                                "tests/security/test_verify_tampering.py "
                                "tests/integration/test_credit_security.py "
                                "tests/integration/test_migrations.py",
