@@ -174,6 +174,14 @@ def test_generated_requests_get_contract_codes_and_errors_change_nothing(
         if method.name == "SubmitRender" and reason == "INSUFFICIENT_CREDITS":  # kept as failed
             removed, added = render_changes.pop("render_job")
             assert not removed and len(added) == 1 and "failed" in next(iter(added))
+            job_id = next(iter(added))[0]
+            # Its triggers count it and write its webhook event, in the same statement.
+            removed, added = render_changes.pop("render_event", (set(), set()))
+            assert not removed and [row[:3] for row in added] == [
+                (job_id, request.organization_id, "render.failed")]
+            for table in ("render_count", "render_daily"):
+                removed, added = render_changes.pop(table)
+                assert all("failed" in row for row in added), (table, added)
         assert credit_changes == {}, f"{code.name} changed {credit_changes} for {shown(request)}"
         assert render_changes == {}, f"{code.name} changed {render_changes} for {shown(request)}"
 
