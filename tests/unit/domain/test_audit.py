@@ -48,8 +48,8 @@ def test_listing_filters_include_the_start_and_exclude_the_end(credit_db):
     ids = [audit.append_audit(audit.AuditEntry(**{**ENTRY.__dict__, "actor": actor,
                                                   "organization_id": org, "action": action}),
                               now=moment).id
-           for moment, actor, org, action in zip(times, ("a", "b", "a", "c"), (1, 2, 1, 1),
-                                                 ("/x/Y", "/x/Y", "/x/Z", "/x/Y"), strict=True)]
+           for moment, actor, org, action in zip(times, ("a", "b", "a", "c"), (2, 1, 2, 3),
+                                                 ("/x/Y", "/x/X", "/x/Z", "/x/Y"), strict=True)]
 
     def listed(**filters):
         return [row.id for row in audit.list_audit_logs(50, "", **filters).rows]
@@ -57,9 +57,10 @@ def test_listing_filters_include_the_start_and_exclude_the_end(credit_db):
     assert listed(created_after=times[1], created_before=times[3]) == [ids[2], ids[1]]
     assert listed(created_after=times[1]) == [ids[3], ids[2], ids[1]]
     assert listed(created_before=times[1]) == [ids[0]]
-    assert listed(organization_id=1) == [ids[3], ids[2], ids[0]]
-    assert listed(actor="a") == [ids[2], ids[0]]
-    assert listed(action="/x/Z") == [ids[2]]
+    # Each filter is equality: values on both sides of it are left out.
+    assert listed(organization_id=2) == [ids[2], ids[0]]
+    assert listed(actor="b") == [ids[1]]
+    assert listed(action="/x/Y") == [ids[3], ids[0]]
     assert listed() == ids[::-1]
 
 
@@ -120,3 +121,53 @@ def test_rows_are_read_in_batches_in_order(credit_db):
     ids = [audit.append_audit(audit.AuditEntry(**{**ENTRY.__dict__, "target": f"t{index}"}),
                               now=T0).id for index in range(5)]
     assert [row.id for row in audit._rows_in_order(batch_size=2)] == ids
+
+
+# A stored hash or link replaced by the smallest or the largest hex value: a check that
+# compared them by order instead of equality would miss one of the two.
+EXTREMES = ["0" * 64, "f" * 64]
+
+
+def _relink_last(rows: list[AuditLog], prev: str, digest) -> None:
+    """The last row linked to `prev` and re-hashed with `digest`, the head following it: only
+    the link itself is wrong."""
+    last = rows[-1]
+    new = digest(prev, last.created_at, audit._entry(last))
+    AuditLog.update(prev_hash=prev, hash=new).where(AuditLog.id == last.id).execute()
+    AuditChainHead.update(last_hash=new, seal=audit.head_seal(new) if digest is audit.row_hash
+                          else "").execute()
+
+
+@pytest.mark.parametrize("wrong", EXTREMES)
+def test_a_wrong_link_alone_is_reported(credit_db, wrong):
+    rows = [audit.append_audit(audit.AuditEntry(**{**ENTRY.__dict__, "target": f"t{index}"}),
+                               now=T0) for index in range(3)]
+    _relink_last(rows, wrong, audit.row_hash)
+    assert audit.broken_links() == [f"audit_log {rows[-1].id}: prev_hash does not match the row "
+                                    f"before"]
+
+
+@pytest.mark.parametrize("wrong", EXTREMES)
+def test_an_unkeyed_chain_with_a_wrong_link_alone_is_not_keyed(credit_db, wrong):
+    rows = _unkeyed_chain(3)
+    _relink_last(rows, wrong, audit._unkeyed_row_hash)
+    with pytest.raises(audit.ChainBroken):
+        audit.seal_chain()
+
+
+@pytest.mark.parametrize("wrong", EXTREMES)
+def test_an_unkeyed_chain_with_a_wrong_hash_alone_is_not_keyed(credit_db, wrong):
+    rows = _unkeyed_chain(3)
+    # The middle row's hash replaced, and the next row linked to it: only the hash is wrong.
+    AuditLog.update(hash=wrong).where(AuditLog.id == rows[1].id).execute()
+    _relink_last(rows, wrong, audit._unkeyed_row_hash)
+    with pytest.raises(audit.ChainBroken):
+        audit.seal_chain()
+
+
+@pytest.mark.parametrize("wrong", EXTREMES)
+def test_an_unkeyed_chain_whose_head_is_elsewhere_is_not_keyed(credit_db, wrong):
+    _unkeyed_chain(3)
+    AuditChainHead.update(last_hash=wrong).execute()
+    with pytest.raises(audit.ChainBroken):
+        audit.seal_chain()
