@@ -24,6 +24,10 @@ def test_the_hash_format_rows_were_stored_with_does_not_change(credit_db):
         "47bb7936c4ed931026fd88a909c3698aee5e5acf55ba1fd49b6da13bb9a2ad71")
     assert audit.row_hash("0" * 64, T0, signed_in) == (
         "986b9fc6eb1d710d659e35e59b2fbb78250664d6e1dcbe9382130c0117898137")
+    turkish = audit.AuditEntry(actor="Şule Çağlar", role="STAFF", action="/x/Y", outcome="ok",
+                               details='{"reason": "İade"}')
+    assert audit.row_hash("0" * 64, T0, turkish) == (  # hashed as UTF-8, not escaped
+        "fdd5c0c863ed75dfb1b8dc8b7f9813abd29bb5b2367d3a494d400c872816d6a8")
     assert audit._unkeyed_row_hash("0" * 64, T0, with_log) == (
         "f371b23d5a4f9fe4f5aab043dbd59a44a5d8478347ab541e6455659cac8b36c3")
     assert audit.head_seal("a" * 64) == (
