@@ -68,7 +68,7 @@ mutate: protos
 	$(PY) -m pip install --quiet -e '.[mutate]'
 	$(PY) scripts/mutate.py
 
-# The client packages for internal backends (CONTRACT §14), their stubs and types generated
+# The client packages for internal backends (`README.md`), their stubs and types generated
 # from protos/ as they build: a wheel in clients/python/dist, the Node package in clients/node/dist.
 clients: $(STAMP)
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir clients/python/dist ./clients/python

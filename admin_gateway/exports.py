@@ -1,4 +1,4 @@
-"""CSV exports of the console's lists (CONTRACT §11): `GET /admin/renders.csv`, `users.csv`,
+"""CSV exports of the console's lists (`docs/console.md`): `GET /admin/renders.csv`, `users.csv`,
 `credit-logs.csv`, `audit.csv` (and `organizations.csv`), with the JSON lists' filters.
 
 Each is one streaming AdminService call that yields a page (500 rows, keyset-paged) at a time,

@@ -88,7 +88,7 @@ ROUTES = {
     ("GET", "/admin/console-settings"): ("GetConsoleSettings",
                                          admin_pb2.GetConsoleSettingsRequest,
                                          admin_pb2.ConsoleSettings),
-    # Notifications, alerts and spend controls (CONTRACT §10).
+    # Notifications, alerts and spend controls (`docs/webhooks.md`).
     ("POST", "/admin/webhooks"): ("CreateWebhookEndpoint",
                                   notification_pb2.CreateWebhookEndpointRequest,
                                   notification_pb2.CreatedWebhookEndpoint),
@@ -119,7 +119,7 @@ ROUTES = {
     ("GET", "/admin/organizations/controls"): ("ListOrganizationControls",
                                                notification_pb2.ListOrganizationControlsRequest,
                                                notification_pb2.ListOrganizationControlsResponse),
-    # Sign-in (CONTRACT §9): no credential header but the password or refresh token itself.
+    # Sign-in (`docs/security.md`): no credential header but the password or refresh token itself.
     ("POST", "/auth/login"): ("Login", auth_pb2.LoginRequest, auth_pb2.Session),
     ("POST", "/auth/refresh"): ("Refresh", auth_pb2.RefreshRequest, auth_pb2.Session),
     ("POST", "/auth/logout"): ("Logout", auth_pb2.LogoutRequest, auth_pb2.LogoutResponse),

@@ -292,7 +292,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def GetConsoleSettings(self, request, context):
         return self._console
 
-    # Webhooks and organisation controls (CONTRACT §10): the credit service owns them and
+    # Webhooks and organisation controls (`docs/webhooks.md`): the credit service owns them and
     # audits each change; the gateway passes the person's credential on.
     @relaying
     def CreateWebhookEndpoint(self, request, context):

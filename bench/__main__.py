@@ -38,7 +38,7 @@ SPREAD_BALANCE = 10**9
 
 def load_organizations(url: str) -> dict:
     """Bulk-load the hot organisations and 1,000 others, each with its seed credit-log row and
-    its grants: one each, five for `hot5` (CONTRACT §13)."""
+    its grants: one each, five for `hot5` (`docs/data-rules.md`)."""
     import datetime
 
     from carpet_common.db import bind_database

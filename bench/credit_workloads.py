@@ -58,7 +58,8 @@ def reserve_capture_hot(config: dict, index: int):
 
 
 def reserve_capture_hot_grants5(config: dict, index: int):
-    """The hot organisation's workload on one whose balance is five grants (CONTRACT §13)."""
+    """The hot organisation's workload on one whose balance is five grants
+    (`docs/data-rules.md`)."""
     return _reserve_capture(config, index, [config["hot5_organization"]])
 
 

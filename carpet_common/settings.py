@@ -80,7 +80,7 @@ class Settings:
     audit_hmac_key: bytes | None = field(default=None, repr=False)
     allow_plaintext: bool = False  # listen on a non-loopback address without TLS
     grpc_reflection: bool = True
-    # Sign-in (CONTRACT §9).
+    # Sign-in (`docs/security.md`).
     seed_admin_password: str | None = field(default=None, repr=False)
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
@@ -96,7 +96,7 @@ class Settings:
     render_max_attempts: int = 5  # claims before a job that keeps crashing is failed
     # How often each process re-reads the ended sign-in sessions (carpet_common.sessions).
     session_check_interval_s: int = 15
-    # Webhooks (CONTRACT §10): plain http and private addresses only for local development.
+    # Webhooks (`docs/webhooks.md`): plain http and private addresses only for local development.
     webhook_allow_private: bool = False
     # Seconds before each retry after a failed attempt; attempts = 1 + len (Standard Webhooks'
     # schedule: about 28 hours from the first attempt to the last).

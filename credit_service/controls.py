@@ -1,4 +1,4 @@
-"""Spend controls and alerts of an organisation (CONTRACT §10): the low-balance alert, the
+"""Spend controls and alerts of an organisation (`docs/webhooks.md`): the low-balance alert, the
 monthly and per-user daily spend limits, and suspension.
 
 The ledger calls in here from inside its own transactions, after the statement that changed

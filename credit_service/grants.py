@@ -1,5 +1,5 @@
-"""Credit grants (CONTRACT §13): paid and promotional credit, with a priority, a start and an
-expiry, spent in the contract's order (ledger_sql.SPEND_ORDER).
+"""Credit grants (`docs/data-rules.md`): paid and promotional credit, with a priority, a start
+and an expiry, spent in the documented order (ledger_sql.SPEND_ORDER).
 
 The ledger's hot statements draw from grants (ledger_sql.draw, spend_draws, return_draws,
 consume); this module creates grants, expires them, and reads them. Every change here runs in a

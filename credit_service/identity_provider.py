@@ -1,4 +1,4 @@
-"""Signing in with an outside identity provider's token (JWT_JWKS_URL, CONTRACT §9).
+"""Signing in with an outside identity provider's token (JWT_JWKS_URL, `docs/security.md`).
 
 The provider's keys are fetched from its JWKS URL by PyJWT's PyJWKClient: cached by `kid` for
 five minutes, fetched again when a token names a `kid` not in the cache (the provider rotated

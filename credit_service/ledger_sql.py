@@ -134,7 +134,7 @@ _UNHOLD_CREDITS = Statement(f"""
     WHERE organization_id = {{p}}""")
 
 
-# Grants (CONTRACT §13). Spendable: effective, not expired (whether or not the sweeper has
+# Grants (`docs/data-rules.md`). Spendable: effective, not expired (whether or not the sweeper has
 # run), with something not held; spent in this order. Every statement below runs after its
 # transaction has locked the organisation's balance row (the reservation's or capture's balance
 # UPDATE comes first), so one organisation's grants change one transaction at a time and each

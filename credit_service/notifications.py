@@ -1,6 +1,7 @@
 """gRPC servicer of carpet.credit.v1.NotificationService: webhook endpoints and deliveries, the
-low-balance alert, spend limits and suspension (CONTRACT §10). Parse, call one domain function,
-build the response; every change is an audited, idempotent unit (credit_service.audited)."""
+low-balance alert, spend limits and suspension (`docs/webhooks.md`). Parse, call one domain
+function, build the response; every change is an audited, idempotent unit
+(credit_service.audited)."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
-"""People signing in as themselves (CONTRACT §9): passwords, sessions, refresh-token rotation,
-lockout. Plain functions over the models, like accounts.py; the servicer mints the access JWT.
+"""People signing in as themselves (`docs/security.md`): passwords, sessions, refresh-token
+rotation, lockout. Plain functions over the models, like accounts.py; the servicer mints the access
+JWT.
 
 A session is one sign-in. It hands out a chain of refresh tokens: each is spent by its one use
 and replaced by the next. A spent token presented again means someone holds a copy, so the

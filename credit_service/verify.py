@@ -148,9 +148,9 @@ def daily_mismatches() -> list[str]:
 
 
 def grant_mismatches() -> list[str]:
-    """Invariant 6 (CONTRACT §13): the balance is the sum of the grants' `remaining` (unexpired
-    grants' whole remainder, expired ones' only what open holds drew from them), `held` the
-    sum of their `held`, and each grant's `held` is what its open holds drew from it. No grant
+    """Invariant 6 (`docs/data-rules.md`): the balance is the sum of the grants' `remaining`
+    (unexpired grants' whole remainder, expired ones' only what open holds drew from them), `held`
+    the sum of their `held`, and each grant's `held` is what its open holds drew from it. No grant
     below zero or above what it was is enforced by CHECKs."""
     by_grant = (CreditGrant.select(CreditGrant.organization.alias("org_id"),
                                    fn.SUM(CreditGrant.remaining).alias("remaining"),

@@ -1,4 +1,4 @@
-"""Where the carpet goes in the room photo (CONTRACT §12): four corners as fractions of the
+"""Where the carpet goes in the room photo (`docs/render-api.md`): four corners as fractions of the
 picture's width and height, in the order far-left, far-right, near-right, near-left. Checked
 once at submission; stored with the job as text; given to the renderers as it is."""
 from __future__ import annotations

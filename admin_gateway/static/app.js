@@ -267,7 +267,7 @@ function nextDay(isoDate) {
 
 // ---- screens ------------------------------------------------------------------------------
 
-// Spending this month against the monthly limit, and the organisation's state (CONTRACT §10).
+// Spending this month against the monthly limit, and the organisation's state (`docs/webhooks.md`).
 function spendText(controls) {
   if (!controls) return "";
   const spent = i18n.number(controls.spentThisMonth);

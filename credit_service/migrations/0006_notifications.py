@@ -1,4 +1,4 @@
-"""notifications: webhook endpoints, the event outbox and its deliveries (CONTRACT §10); the
+"""notifications: webhook endpoints, the event outbox and its deliveries (`docs/webhooks.md`); the
 low-balance alert and spend limits on each balance row; suspension on each organisation; two
 hold indexes for what an organisation or a user spent since a time."""
 import datetime

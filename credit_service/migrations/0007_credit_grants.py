@@ -1,4 +1,4 @@
-"""credit_grants: a balance is made of grants (CONTRACT §13). Every organisation's balance
+"""credit_grants: a balance is made of grants (`docs/data-rules.md`). Every organisation's balance
 becomes one paid grant without expiry, holding what its open holds reserved (each open hold
 draws its amount from that grant); `credit_log` names the grant a row made or expired and
 admits the kind `expire`.

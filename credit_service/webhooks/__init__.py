@@ -1,4 +1,4 @@
-"""Webhooks (CONTRACT §10): endpoints, the event outbox, signing and delivery.
+"""Webhooks (`docs/webhooks.md`): endpoints, the event outbox, signing and delivery.
 
 - `signing`: each endpoint's secret (derived, never stored) and the Standard Webhooks signature;
 - `targets`: the SSRF guard and the HTTP POST to a resolved, checked address;

@@ -1,7 +1,7 @@
-"""render_placement: a job keeps where its carpet was asked to go (SubmitRenderRequest
-.placement, CONTRACT §12) as JSON text of four (x, y) fractions; '' for the default placement
-and for every job before this migration. A plain ADD COLUMN on both engines (peewee's SQLite
-migrator could rebuild the table, and a rebuilt table loses its triggers)."""
+"""render_placement: a job keeps where its carpet was asked to go (SubmitRenderRequest.placement,
+`docs/render-api.md`) as JSON text of four (x, y) fractions; '' for the default placement and for
+every job before this migration. A plain ADD COLUMN on both engines (peewee's SQLite migrator could
+rebuild the table, and a rebuilt table loses its triggers)."""
 
 
 def up(migrator, db):

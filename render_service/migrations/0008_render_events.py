@@ -1,4 +1,4 @@
-"""render_events: the render service's outbox for webhooks (CONTRACT §10). A trigger on
+"""render_events: the render service's outbox for webhooks (`docs/webhooks.md`). A trigger on
 render_job writes one row when a job reaches `success` or `failed`, in the very statement that
 ends it, so no path that ends a job (worker, cancel, refused submission, lease expiry) can end
 it without its event. The relay (render_service.events) hands the rows to the credit service,

@@ -1,7 +1,7 @@
 """The built-in renderer: a fast, free preview that lays the carpet's picture in perspective on
 the floor of the room photo (or of a plain generated room) — where the user placed it
-(`placement`, CONTRACT §12) or at a default place scaled by the carpet's size — in the room's
-light. No network; deterministic: the same inputs give the same PNG bytes.
+(`placement`, `docs/render-api.md`) or at a default place scaled by the carpet's size — in the
+room's light. No network; deterministic: the same inputs give the same PNG bytes.
 
 What it does to look right (pixel work in numpy and Pillow's C paths, no per-pixel Python):
 - orientation: phone photos are turned upright by their EXIF orientation first;

@@ -301,7 +301,7 @@ def test_accessibility_and_phone_width(browser, world, http_gateway,  # noqa: F8
 
 def test_low_balance_and_suspension_are_shown(browser, world, http_gateway,  # noqa: F811
                                               credit_server):
-    """CONTRACT §10 on the page: the overview lists organisations below their low-balance
+    """`docs/webhooks.md` on the page: the overview lists organisations below their low-balance
     threshold; the organisations table shows spend this month and who is suspended."""
     admin, acme, other, ada, done = world
     credit_server.notifications.SetLowBalanceAlert(notification_pb2.SetLowBalanceAlertRequest(

@@ -1,4 +1,4 @@
-"""Grant expiry with two credit-service processes on one PostgreSQL database (CONTRACT §13):
+"""Grant expiry with two credit-service processes on one PostgreSQL database (`docs/data-rules.md`):
 both sweepers see the grant come due, exactly one `expire` row is written, seconds after its
 `expiresAt`, and `verify` holds."""
 import datetime

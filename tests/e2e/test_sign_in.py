@@ -1,4 +1,4 @@
-"""People sign in as themselves (CONTRACT §9), through real processes over HTTP and gRPC, on
+"""People sign in as themselves (`docs/security.md`), through real processes over HTTP and gRPC, on
 SQLite and PostgreSQL: login, refresh rotation and reuse, logout, password changes, deactivation
 (live access tokens refused within the ended-sessions interval), lockout and its recovery, the
 same answer for unknown and wrong, STAFF scoped to its organisation, audit rows naming the

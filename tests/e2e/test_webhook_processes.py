@@ -1,4 +1,4 @@
-"""Webhooks with real service processes and kill -9 (CONTRACT §10): an attempt cut off by a
+"""Webhooks with real service processes and kill -9 (`docs/webhooks.md`): an attempt cut off by a
 killed credit service is sent again after restart with the same webhook-id; two credit-service
 replicas on one PostgreSQL database, one of them killed mid-run, deliver every event, and never
 send one event twice at the same time."""

@@ -1,5 +1,5 @@
 """The console's server side over real HTTP, with the real services behind the gateway, on
-SQLite and PostgreSQL: the usage chart's days (CONTRACT §11), the CSV exports, thumbnails and
+SQLite and PostgreSQL: the usage chart's days (`docs/console.md`), the CSV exports, thumbnails and
 room pictures on their own rate budget, cancelling from the console (audited), the chain check,
 and STAFF kept to its own organisation everywhere."""
 import csv

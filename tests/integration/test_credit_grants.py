@@ -1,6 +1,6 @@
-"""Credit grants (CONTRACT §13) through the real credit service, on both engines: the spending
-order (priority, soonest expiry, age), grants not yet in effect or expired never spendable, 40
-reservations at once across several grants, a hold that outlives its grant, expiry during a
+"""Credit grants (`docs/data-rules.md`) through the real credit service, on both engines: the
+spending order (priority, soonest expiry, age), grants not yet in effect or expired never spendable,
+40 reservations at once across several grants, a hold that outlives its grant, expiry during a
 release, idempotency, and `verify` (invariant 6) after each."""
 import concurrent.futures
 import datetime

@@ -1,4 +1,4 @@
-"""CONTRACT §10's HTTP paths on the gateway, over real HTTP with the real services behind it:
+"""`docs/webhooks.md`'s HTTP paths on the gateway, over real HTTP with the real services behind it:
 webhook endpoints (the secret in the creation answer only), deliveries and their retry, alerts,
 limits, suspension; the overview's low-balance list; STAFF refused; bad bodies refused."""
 import json

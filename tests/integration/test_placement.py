@@ -1,4 +1,4 @@
-"""Placement of the carpet (CONTRACT §12) through the real render service, on both engines:
+"""Placement of the carpet (`docs/render-api.md`) through the real render service, on both engines:
 checked at submission (INVALID_ARGUMENT saying why, nothing stored), kept with the job and
 returned by GetRender, honoured by the local renderer, passed on by the http renderer."""
 import dataclasses

@@ -1,7 +1,7 @@
-"""Low-balance alerts, spend limits and suspension (CONTRACT §10) through the real services, on
-both engines: 40 concurrent reservations cross a threshold or a limit and exactly one alert or
-limit event is written, exactly as many pass as the limit allows; refused submissions are kept
-as failed jobs; a suspended organisation cannot submit or sign in until resumed."""
+"""Low-balance alerts, spend limits and suspension (`docs/webhooks.md`) through the real services,
+on both engines: 40 concurrent reservations cross a threshold or a limit and exactly one alert or
+limit event is written, exactly as many pass as the limit allows; refused submissions are kept as
+failed jobs; a suspended organisation cannot submit or sign in until resumed."""
 import concurrent.futures
 
 import grpc

@@ -1,4 +1,4 @@
-"""Webhooks through the real services on both engines (CONTRACT §10): endpoints with a secret
+"""Webhooks through the real services on both engines (`docs/webhooks.md`): endpoints with a secret
 shown once, deliveries signed per Standard Webhooks and verified here with the reference
 library (`standardwebhooks`, not the project's code), retries with the same webhook-id on the
 service's clock, a receiver that never answers or is not there at all, manual retry, render

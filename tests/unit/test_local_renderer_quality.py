@@ -1,8 +1,8 @@
-"""The local renderer's picture judged on synthetic rooms whose truth is known (CONTRACT §12):
-the carpet lands where it was placed (corners within 1 px), takes the floor's light (a gradient
-and a hard shadow band continue across it within 15 %), its edges are blended, nothing more
-than 2 px outside it changes; phone photos are turned upright and carpet pictures are cropped,
-never stretched, to the carpet's proportions."""
+"""The local renderer's picture judged on synthetic rooms whose truth is known
+(`docs/render-api.md`): the carpet lands where it was placed (corners within 1 px), takes the
+floor's light (a gradient and a hard shadow band continue across it within 15 %), its edges are
+blended, nothing more than 2 px outside it changes; phone photos are turned upright and carpet
+pictures are cropped, never stretched, to the carpet's proportions."""
 import io
 
 import numpy as np

@@ -1,4 +1,4 @@
-// @carpet/client: the render and credit services for internal backends (CONTRACT §14).
+// @carpet/client: the render and credit services for internal backends (`README.md`).
 //
 //   const client = new CarpetClient("render:50052", "credit:50051", { serviceToken });
 //   const job = await client.submitAndWait({ organizationId: "7", carpetId: "3", mode: "preview" });

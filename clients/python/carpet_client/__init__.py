@@ -1,4 +1,4 @@
-"""carpet-client: the render and credit services for internal backends (CONTRACT §14).
+"""carpet-client: the render and credit services for internal backends (`README.md`).
 
     from carpet_client import CarpetClient, Identity
 
