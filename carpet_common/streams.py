@@ -72,7 +72,7 @@ class StreamLimitInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, methods, limits: StreamLimits, clock=time.monotonic, uncounted=()):
         self._methods = frozenset(methods)
-        self._uncounted = frozenset(uncounted)
+        self._watched_methods = self._methods | frozenset(uncounted)
         self._limits = limits
         self._clock = clock
         self._lock = threading.Lock()
@@ -83,7 +83,7 @@ class StreamLimitInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method not in self._methods | self._uncounted:
+        if handler is None or method not in self._watched_methods:
             return handler
         counted = method in self._methods
         if handler.request_streaming:  # reflection: fed by its client, watched for idling
