@@ -7,7 +7,6 @@ travels in x-forwarded-for, which the gateway believes only from that socket.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from admin_gateway.exports import EXPORTS, csv_lines
 from admin_gateway.openapi import build_document, export_path_item, picture_path_item
 from carpet_common.auth import Authenticator
-from carpet_common.calls import client_ip
+from carpet_common.calls import client_ip, is_trusted, trusted_networks
 from carpet_common.errors import Unauthenticated, http_status_for, rpc_error_reason
 from carpet_common.ratelimit import client_key
 from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
@@ -226,16 +225,11 @@ def _limited_channels(server, trusted_proxies) -> None:
     /64), well below the global limit, so one address trickling bytes on a thousand
     connections cannot keep everyone else waiting to be accepted. A trusted proxy carries many
     clients and is not capped. A connection over the cap is closed at once."""
-    trusted = [ipaddress.ip_network(entry, strict=False) for entry in trusted_proxies]
+    trusted = trusted_networks(trusted_proxies)
 
     def channel(server, conn, addr, adj, map=None):
         address = addr[0] if isinstance(addr, tuple) else str(addr)
-        try:
-            ip = ipaddress.ip_address(address)
-            capped = not any(ip in network for network in trusted)
-        except ValueError:
-            capped = False
-        if capped:
+        if isinstance(addr, tuple) and not is_trusted(address, trusted):
             key = client_key(address)
             open_here = sum(1 for other in list(server.active_channels.values())
                             if isinstance(other.addr, tuple)

@@ -55,15 +55,16 @@ def peer_ip(peer: str) -> str:
 def client_ip(peer_address: str, forwarded_for: str, trusted_proxies: Sequence[str]) -> str:
     """The peer, or — when the peer is a trusted proxy — the first untrusted hop of
     x-forwarded-for, read from the right (hops further left are the client's own claims)."""
-    trusted = _networks(trusted_proxies)
+    trusted = trusted_networks(trusted_proxies)
     address = peer_address
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    while _is_trusted(address, trusted) and hops:
+    while is_trusted(address, trusted) and hops:
         address = hops.pop()
     return address
 
 
-def _networks(entries: Sequence[str]):
+def trusted_networks(entries: Sequence[str]):
+    """TRUSTED_PROXIES as networks (an entry that is not one is ignored)."""
     networks = []
     for entry in entries:
         try:
@@ -73,7 +74,7 @@ def _networks(entries: Sequence[str]):
     return networks
 
 
-def _is_trusted(address: str, networks) -> bool:
+def is_trusted(address: str, networks) -> bool:
     if address.startswith("unix:"):
         # A Unix socket is reachable only from this machine's file system: the gateway's own
         # HTTP front end uses one and passes the browser's address on.
