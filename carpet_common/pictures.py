@@ -83,10 +83,6 @@ class DecodeBudget:
             self._limit = limit
             self._changed.notify_all()
 
-    @property
-    def in_use(self) -> int:
-        return self._in_use
-
     @contextmanager
     def decoding(self, pixels: int, *, patient: bool = False):
         """Hold `pixels` of the budget while the body decodes. `patient` (background work)

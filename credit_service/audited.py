@@ -149,9 +149,10 @@ def audited_change(request: Message, *, organization_id: int | None = None,
     try:
         key = clean_key(getattr(request, "idempotency_key", ""))
         fingerprint = request_fingerprint(request) if key else ""
+        keyed_method = _keyed_method(method) if key else ""
         with database.atomic():
             if key:
-                change.replayed = _claim_key(_keyed_method(method), key, fingerprint)
+                change.replayed = _claim_key(keyed_method, key, fingerprint)
             yield change
             if change.replayed is not None:
                 return
@@ -161,7 +162,7 @@ def audited_change(request: Message, *, organization_id: int | None = None,
                 append_audit(_audit_entry(request, change, "ok"))
             if key:
                 (IdempotencyRecord.update(response=change.response.SerializeToString())
-                 .where((IdempotencyRecord.method == _keyed_method(method))
+                 .where((IdempotencyRecord.method == keyed_method)
                         & (IdempotencyRecord.key == key))
                  .execute())
     except errors.DomainError as error:

@@ -11,17 +11,14 @@ recorded too, in a transaction of its own.
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 
-from carpet_common import errors
 from carpet_common.calls import current_call, current_principal
 from carpet_common.periodic import Periodic
 from protos.carpet.credit.v1 import audit_pb2
 from render_service.credit_client import CreditClient
-from render_service.models import RenderAudit, database
-
-logger = logging.getLogger(__name__)
+from render_service.events import outbox_relay
+from render_service.models import RenderAudit
 
 RELAY_INTERVAL_S = 0.5
 BATCH = 100
@@ -57,12 +54,4 @@ def relay_once(credit: CreditClient) -> int:
 
 
 def audit_relay(credit: CreditClient, interval_s: float = RELAY_INTERVAL_S) -> Periodic:
-    def relay() -> None:
-        with database.connection_context():
-            try:
-                while relay_once(credit) == BATCH:
-                    pass
-            except errors.Unavailable:
-                logger.info("credit service unavailable: audit entries wait for the next round")
-
-    return Periodic("render-audit-relay", interval_s, relay)
+    return outbox_relay("render-audit-relay", lambda: relay_once(credit), BATCH, interval_s)

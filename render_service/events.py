@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
 from carpet_common import errors
 from carpet_common.convert import timestamp
@@ -57,12 +58,19 @@ def relay_once(credit: CreditClient) -> int:
 
 
 def event_relay(credit: CreditClient, interval_s: float = RELAY_INTERVAL_S) -> Periodic:
+    return outbox_relay("render-event-relay", lambda: relay_once(credit), BATCH, interval_s)
+
+
+def outbox_relay(name: str, relay_batch: Callable[[], int], batch: int,
+                 interval_s: float) -> Periodic:
+    """Every `interval_s`, `relay_batch()` until it hands over less than a full `batch`; the
+    credit service being down leaves the rows for the next round."""
     def relay() -> None:
         with database.connection_context():
             try:
-                while relay_once(credit) == BATCH:
+                while relay_batch() == batch:
                     pass
             except errors.Unavailable:
-                logger.info("credit service unavailable: render events wait for the next round")
+                logger.info("credit service unavailable: %s waits for the next round", name)
 
-    return Periodic("render-event-relay", interval_s, relay)
+    return Periodic(name, interval_s, relay)

@@ -103,10 +103,3 @@ def peak_memory_bytes(pid: int) -> int:
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM")
 
-
-def current_memory_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")

@@ -78,19 +78,22 @@ def test_an_admin_change_is_audited_with_the_browsers_address(launched):
     assert [row.peer for row in rows] == ["::1"]
 
 
+def code_of(call) -> grpc.StatusCode:
+    try:
+        call()
+        return grpc.StatusCode.OK
+    except grpc.RpcError as error:
+        return error.code()
+
+
 def test_rotating_forwarded_addresses_do_not_reset_the_sign_in_lockout(launched):
     env, _ = launched
-    codes = []
     with grpc.insecure_channel(env["ADMIN_GRPC_ADDR"]) as channel:
         admin = admin_pb2_grpc.AdminServiceStub(channel)
-        for index in range(7):
-            try:
-                admin.Login(auth_pb2.LoginRequest(email=f"nobody{index}@example.com",
-                                                  password="wrong-password-123"),
-                            metadata=(("x-forwarded-for", f"203.0.113.{index}"),), timeout=30)
-                codes.append(grpc.StatusCode.OK)
-            except grpc.RpcError as error:
-                codes.append(error.code())
+        codes = [code_of(lambda i=index: admin.Login(
+            auth_pb2.LoginRequest(email=f"nobody{i}@example.com", password="wrong-password-123"),
+            metadata=(("x-forwarded-for", f"203.0.113.{i}"),), timeout=30))
+            for index in range(7)]
     # Five failures from one address lock it, whatever each call claimed to come from.
     assert codes == ([grpc.StatusCode.UNAUTHENTICATED] * 5
                      + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2)
@@ -98,17 +101,12 @@ def test_rotating_forwarded_addresses_do_not_reset_the_sign_in_lockout(launched)
 
 def test_rotating_forwarded_addresses_do_not_lift_the_render_rate_limit(launched):
     env, tokens = launched
-    codes = []
     with grpc.insecure_channel(env["RENDER_ADDR"]) as channel:
         renders = render_pb2_grpc.RenderServiceStub(channel)
-        for index in range(8):
-            try:
-                renders.SubmitRender(render_pb2.SubmitRenderRequest(
-                    organization_id=1, carpet_id=10**6, mode="preview"),
-                    metadata=(("x-service-token", tokens["web_token"]),
-                              ("x-forwarded-for", f"198.51.100.{index}")), timeout=10)
-                codes.append(grpc.StatusCode.OK)
-            except grpc.RpcError as error:
-                codes.append(error.code())
+        codes = [code_of(lambda i=index: renders.SubmitRender(
+            render_pb2.SubmitRenderRequest(organization_id=1, carpet_id=10**6, mode="preview"),
+            metadata=(("x-service-token", tokens["web_token"]),
+                      ("x-forwarded-for", f"198.51.100.{i}")), timeout=10))
+            for index in range(8)]
     # RATE_LIMIT_RENDER=5/minute: the sixth call from this machine is over, forged or not.
     assert codes == [grpc.StatusCode.NOT_FOUND] * 5 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 3
