@@ -164,6 +164,9 @@ def admit(identity: Identity, rule: Rule | None) -> Principal:
     raise PermissionDenied(f"{identity.actor} ({identity.role or 'no role'}) may not call this")
 
 
+_JWK_ALGORITHMS = {"RSA": (RSAAlgorithm, "RS256"), "EC": (ECAlgorithm, "ES256")}
+
+
 class _JwksKeys:
     """Keys by `kid` from a JWKS file, re-read when the file changes (key rotation)."""
 
@@ -189,10 +192,9 @@ class _JwksKeys:
             kty, kid = jwk.get("kty"), jwk.get("kid")
             if not kid:
                 continue
-            if kty == "RSA":
-                keys[kid] = (RSAAlgorithm.from_jwk(json.dumps(jwk)), "RS256")
-            elif kty == "EC":
-                keys[kid] = (ECAlgorithm.from_jwk(json.dumps(jwk)), "ES256")
+            if kty in _JWK_ALGORITHMS:  # other kinds of key are not accepted: skipped
+                kind, algorithm = _JWK_ALGORITHMS[kty]
+                keys[kid] = (kind.from_jwk(json.dumps(jwk)), algorithm)
         return keys
 
 

@@ -217,12 +217,10 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
                 else f"user {refused.user_id}'s daily spend limit")
         raise SpendLimitReached(f"{what} of {refused.limit} credits would be passed") from None
     except IntegrityError:
-        # A foreign key of the hold: there is no such organisation or user.
+        # The hold's foreign key: there is no such organisation (its user was checked above,
+        # and users are never deleted).
         if not _organization_exists(organization_id):
             raise NotFound(f"organisation {organization_id} not found") from None
-        if user_id and not User.select().where(User.id == user_id).exists():
-            raise UserNotFound(
-                f"user {user_id} not found in organisation {organization_id}") from None
         raise
 
 
@@ -270,8 +268,10 @@ def _get_hold(hold_id: int) -> HoldView:
     return _hold_view(row)
 
 
-def _not_held(hold: HoldView, now: datetime.datetime) -> FailedPrecondition:
-    if hold.state == "expired" or (hold.state == "held" and hold.expires_at <= now):
+def _not_held(hold: HoldView) -> FailedPrecondition:
+    """Why a capture did not happen. A hold still marked held that could not be captured is
+    past its expiry (the sweeper has not reached it yet)."""
+    if hold.state in ("expired", "held"):
         return FailedPrecondition(f"hold {hold.id} has expired", reason="HOLD_EXPIRED")
     return FailedPrecondition(f"hold {hold.id} is {hold.state}, not held", reason="HOLD_NOT_HELD")
 
@@ -287,7 +287,7 @@ def capture_hold(hold_id: int, *, now: datetime.datetime,
         hold = _get_hold(hold_id)
         if hold.state == "captured":
             return hold, _log_view(CreditLog.get(CreditLog.hold == hold_id))
-        raise _not_held(hold, now)
+        raise _not_held(hold)
 
 
 def release_hold(hold_id: int, *, reason: str = "", now: datetime.datetime) -> HoldView:

@@ -197,3 +197,72 @@ def test_service_identities():
         certificate_identity({"x509_common_name": [b"render"],
                               "x509_subject_alternative_name": [b"spiffe://other/render"]})
     assert certificate_identity({}) is None
+
+
+def test_a_certificate_naming_two_services_names_none():
+    from carpet_common.auth import certificate_identity
+
+    with pytest.raises(Unauthenticated):
+        certificate_identity({"x509_common_name": [b"render"],
+                              "x509_subject_alternative_name": [
+                                  b"spiffe://carpet/render", b"spiffe://carpet/credit"]})
+
+
+def test_only_a_service_is_a_service():
+    assert [Principal("x", role).is_service for role in ("SERVICE", "ADMIN", "STAFF")] == [
+        True, False, False]
+
+
+@pytest.mark.parametrize("org, accepted", [(2**63 - 1, True), (2**63, False)])
+def test_an_organisation_id_is_an_int64(org, accepted):
+    auth = authenticator(JWT_SECRET="s" * 40)
+    token = jwt.encode(claims(role="STAFF", org=org), "s" * 40, algorithm="HS256")
+    if accepted:
+        assert auth.authenticate({"authorization": f"Bearer {token}"}).organization_id == org
+    else:
+        with pytest.raises(Unauthenticated):
+            auth.authenticate({"authorization": f"Bearer {token}"})
+
+
+def test_minted_tokens_carry_their_lifetime_and_scope():
+    from carpet_common.auth import MAX_JWT_LIFETIME_S, mint_jwt
+
+    settings = load_settings({"JWT_SECRET": "s" * 40})
+    for ttl in (1, 60, MAX_JWT_LIFETIME_S):
+        minted = jwt.decode(mint_jwt(settings, "dana", "STAFF", ttl, 5), "s" * 40,
+                            algorithms=["HS256"], audience="carpet-admin")
+        assert (minted["exp"] - minted["iat"], minted["org"], minted["sub"]) == (ttl, 5, "dana")
+    admin = jwt.decode(mint_jwt(settings, "dana", "ADMIN", 60), "s" * 40,
+                       algorithms=["HS256"], audience="carpet-admin")
+    assert "org" not in admin
+    for ttl in (0, MAX_JWT_LIFETIME_S + 1):
+        with pytest.raises(ValueError):
+            mint_jwt(settings, "dana", "ADMIN", ttl)
+
+
+def test_certificates_with_two_or_empty_common_names_name_no_service():
+    from carpet_common.auth import certificate_identity
+
+    for names in ([b"render", b"credit"], [b""]):
+        with pytest.raises(Unauthenticated):
+            certificate_identity({"x509_common_name": names})
+
+
+def test_an_identity_is_named_by_its_person_else_its_service():
+    assert [Identity(service="web").actor, Identity().actor,
+            Identity(person=Principal("dana", "ADMIN"), service="web").actor] == [
+        "web", "anonymous", "dana"]
+
+
+def test_only_staff_jwts_are_scoped_and_a_kid_without_jwks_uses_the_secret():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    admin = auth.authenticate({"authorization": "Bearer " + jwt.encode(
+        claims(org=7), "s" * 40, algorithm="HS256", headers={"kid": "any"})})
+    assert (admin.role, admin.organization_id) == ("ADMIN", None)
+
+
+def test_a_session_id_must_be_a_string():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    token = jwt.encode(claims(sid=123), "s" * 40, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        auth.authenticate({"authorization": f"Bearer {token}"})

@@ -1,0 +1,286 @@
+"""Sign-in as plain functions (credit_service.signin) on the migrated in-memory database: the
+lockout's counting, the session chain and every way a session ends, each checked by its exact
+answer and by the rows it leaves. The end-to-end tests (tests/e2e/test_sign_in.py) show the
+same rules through the gateway; these run in a second, so `make mutate` can run them for every
+mutant of the module."""
+import datetime
+
+import argon2
+import pytest
+
+from carpet_common import errors
+from carpet_common.calls import CallInfo, call_var
+from credit_service import accounts, controls, passwords, signin
+from credit_service.models import AuditLog, AuthSession, LoginFailure, RefreshToken, User
+
+PASSWORD = "correct horse battery"
+TTL = 3600
+ADDRESS = "203.0.113.7"
+
+
+@pytest.fixture(autouse=True)
+def call():
+    """The audit rows name the call's request id, as a real RPC's would."""
+    token = call_var.set(CallInfo(method="/carpet.credit.v1.AuthService/Login",
+                                  client_ip=ADDRESS, request_id="req-1", metadata={}))
+    yield
+    call_var.reset(token)
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch):
+    """Argon2 at its lowest cost: these tests are about the rules around the hash (the
+    end-to-end tests keep the real cost)."""
+    hasher = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", hasher)
+    monkeypatch.setattr(passwords, "_DUMMY_HASH", hasher.hash("no user has this password"))
+
+
+@pytest.fixture
+def person(credit_db, clock):
+    shop = accounts.create_organization("Shop", 0, actor="test", now=clock()).id
+    return accounts.create_user(shop, "Ayşe", "Ayse@Example.com", "STAFF", now=clock(),
+                                password=PASSWORD)
+
+
+def login(clock, password=PASSWORD, email="ayse@example.com", address=ADDRESS):
+    return signin.login(email, password, address, clock(), refresh_ttl_s=TTL)
+
+
+def audited():
+    return [(row.action.rsplit("/", 1)[1], row.outcome, row.actor, row.peer, row.target)
+            for row in AuditLog.select().order_by(AuditLog.id)]
+
+
+def failures():
+    return sorted(row.key for row in LoginFailure.select())
+
+
+def test_a_sign_in_opens_a_session_with_one_refresh_token(person, clock):
+    signed_in = login(clock, email=" AYSE@example.com ")
+    assert (signed_in.user.id, signed_in.user.email) == (person.id, "ayse@example.com")
+    session = AuthSession.get_by_id(signed_in.session_id)
+    assert (session.user_id, session.created_at, session.ended_at) == (person.id, clock(), None)
+    (token,) = RefreshToken.select()
+    assert token.token_hash == signin._digest(signed_in.refresh_token) != \
+        signed_in.refresh_token
+    assert token.expires_at == clock() + datetime.timedelta(seconds=TTL)
+    assert failures() == []  # the attempt's own rows are gone
+    assert audited() == [("Login", "ok", "ayse@example.com", ADDRESS, f"user:{person.id}")]
+    assert AuditLog.get().request_id == "req-1"
+
+
+def test_the_sixth_attempt_is_refused_without_checking_and_says_when_to_retry(person, clock):
+    for _ in range(signin.FAILURE_LIMIT):
+        with pytest.raises(errors.Unauthenticated) as wrong:
+            login(clock, "wrong password here")
+        assert str(wrong.value) == signin.WRONG_CREDENTIALS
+        clock.advance(60)
+    with pytest.raises(errors.ResourceExhausted) as locked:
+        login(clock)  # the right password, but locked
+    # The first failure was 5 minutes ago: it leaves the 15-minute window in 10 minutes.
+    assert (locked.value.reason, locked.value.retry_after_s) == (
+        "TOO_MANY_SIGN_IN_FAILURES", 600)
+    with pytest.raises(errors.ResourceExhausted):
+        login(clock)
+    # Each failure is audited; the lockout once per window, however often it is hit.
+    outcomes = [outcome for _, outcome, *_ in audited()]
+    assert outcomes == ["denied:UNAUTHENTICATED"] * 5 + ["denied:RESOURCE_EXHAUSTED"]
+    clock.advance(600)  # the first failure leaves the window: one more try
+    assert login(clock).user.id == person.id
+
+
+def test_failures_count_per_account_and_per_address(person, clock):
+    for number in range(signin.FAILURE_LIMIT - 1):
+        with pytest.raises(errors.Unauthenticated):
+            login(clock, email=f"nobody{number}@example.com")
+    assert failures() == sorted([f"account:nobody{n}@example.com" for n in range(4)]
+                                + [f"ip:{ADDRESS}"] * 4)
+    # Four from this address: a good sign-in clears the account's count, not the address's.
+    login(clock)
+    assert failures() == sorted([f"account:nobody{n}@example.com" for n in range(4)]
+                                + [f"ip:{ADDRESS}"] * 4)
+    with pytest.raises(errors.Unauthenticated):
+        login(clock, "wrong password here")
+    with pytest.raises(errors.ResourceExhausted):
+        login(clock)  # the address's fifth failure locks it
+    assert login(clock, address="198.51.100.1").user.id == person.id  # another address
+
+
+def test_a_good_sign_in_clears_its_accounts_failures(person, clock):
+    for _ in range(signin.FAILURE_LIMIT - 1):
+        with pytest.raises(errors.Unauthenticated):
+            login(clock, "wrong password here", address="")
+    login(clock, address="")
+    assert failures() == []
+    for _ in range(signin.FAILURE_LIMIT - 1):
+        with pytest.raises(errors.Unauthenticated):
+            login(clock, "wrong password here", address="")
+    assert login(clock, address="").user.id == person.id
+
+
+def test_failures_age_out_of_the_window_and_are_forgotten(person, clock):
+    for _ in range(signin.FAILURE_LIMIT - 1):
+        with pytest.raises(errors.Unauthenticated):
+            login(clock, "wrong password here")
+    clock.advance(15 * 60)  # exactly the window: no longer counted
+    with pytest.raises(errors.Unauthenticated):
+        login(clock, "wrong password here")
+    assert login(clock, email="ayse@example.com").user.id == person.id
+    signin.forget_old(clock())
+    assert failures() == [f"ip:{ADDRESS}"]  # the latest failure, inside the window, stays
+    clock.advance(1)
+    assert len(failures()) == 1
+
+
+def test_unknown_addresses_deactivated_and_suspended_people(person, clock):
+    with pytest.raises(errors.Unauthenticated) as unknown:
+        login(clock, email="nobody@example.com")
+    assert str(unknown.value) == signin.WRONG_CREDENTIALS
+    with pytest.raises(errors.Unauthenticated):
+        login(clock, email="not an address")
+    assert "account:not an address" in failures()
+    signin.set_active(person.id, False, clock())
+    with pytest.raises(errors.PermissionDenied) as deactivated:
+        login(clock)
+    assert deactivated.value.reason == "USER_DEACTIVATED"
+    signin.set_active(person.id, True, clock())
+    controls.suspend(person.organization_id, "unpaid", clock())
+    with pytest.raises(errors.OrganizationSuspended):
+        login(clock)
+    assert [outcome for _, outcome, *_ in audited()] == [
+        "denied:UNAUTHENTICATED", "denied:UNAUTHENTICATED", "denied:PERMISSION_DENIED",
+        "denied:FAILED_PRECONDITION"]
+
+
+def test_refresh_spends_the_token_and_a_reused_one_ends_the_session(person, clock):
+    first = login(clock)
+    clock.advance(10)
+    second = signin.refresh(first.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    assert (second.session_id, second.user.id) == (first.session_id, person.id)
+    assert second.refresh_token != first.refresh_token
+    assert RefreshToken.get(RefreshToken.token_hash == signin._digest(
+        first.refresh_token)).spent_at == clock()
+    with pytest.raises(errors.Unauthenticated) as reused:
+        signin.refresh(first.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    assert str(reused.value) == signin.BAD_REFRESH_TOKEN
+    session = AuthSession.get_by_id(first.session_id)
+    assert (session.ended_at, session.end_reason) == (clock(), "refresh token reused")
+    with pytest.raises(errors.Unauthenticated):  # the session's newest token is dead too
+        signin.refresh(second.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    assert audited()[-1][:2] == ("Refresh", "denied:UNAUTHENTICATED")
+    assert signin.revoked_session_ids(clock()) == [first.session_id]
+    clock.advance(24 * 60 * 60 - 1)
+    assert signin.revoked_session_ids(clock()) == [first.session_id]
+    clock.advance(1)  # every access token of it has expired by now
+    assert signin.revoked_session_ids(clock()) == []
+
+
+def test_a_refresh_token_expires_and_is_forgotten_a_day_later(person, clock):
+    signed_in = login(clock)
+    clock.advance(TTL)
+    with pytest.raises(errors.Unauthenticated):
+        signin.refresh(signed_in.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    for token in ("", "not-a-token"):
+        with pytest.raises(errors.Unauthenticated):
+            signin.refresh(token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    clock.advance(24 * 60 * 60 - 1)
+    signin.forget_old(clock())
+    assert RefreshToken.select().count() == 1
+    clock.advance(1)
+    signin.forget_old(clock())
+    assert RefreshToken.select().count() == 0
+
+
+def test_refresh_stops_for_deactivated_and_suspended_people(person, clock):
+    signed_in = login(clock)
+    accounts_user = person.id
+    signin.set_active(accounts_user, False, clock())  # also ends the session
+    with pytest.raises(errors.Unauthenticated):
+        signin.refresh(signed_in.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    signin.set_active(accounts_user, True, clock())
+    again = login(clock)
+    controls.suspend(person.organization_id, "unpaid", clock())
+    with pytest.raises(errors.OrganizationSuspended):
+        signin.refresh(again.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+
+
+def test_logout_ends_only_its_session_once(person, clock):
+    mine, other = login(clock), login(clock)
+    signin.logout(mine.refresh_token, ADDRESS, clock())
+    signin.logout(mine.refresh_token, ADDRESS, clock())  # again: nothing more
+    assert [(row.id, row.end_reason) for row in AuthSession.select().order_by(AuthSession.id)
+            if row.ended_at] == [(mine.session_id, "logout")]
+    assert [action for action, *_ in audited()].count("Logout") == 1
+    with pytest.raises(errors.Unauthenticated):
+        signin.logout("", ADDRESS, clock())
+    assert signin.refresh(other.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL).session_id \
+        == other.session_id
+
+
+def test_changing_the_password_ends_the_other_sessions(person, clock):
+    mine, other = login(clock), login(clock)
+    attempt = signin.start_password_check(person.id, ADDRESS, clock())
+    assert len(attempt) == 2 and len(failures()) == 2
+    with pytest.raises(errors.PermissionDenied) as wrong:
+        signin.change_password(person.id, mine.session_id, "wrong password here",
+                               "a brand new passphrase", attempt, clock())
+    assert wrong.value.reason == "WRONG_PASSWORD"
+    attempt = signin.start_password_check(person.id, ADDRESS, clock())
+    ended = signin.change_password(person.id, mine.session_id, PASSWORD,
+                                   "a brand new passphrase", attempt, clock())
+    assert ended == 1 and len(failures()) == 2  # the wrong try still counts
+    assert AuthSession.get_by_id(other.session_id).end_reason == "password changed"
+    assert AuthSession.get_by_id(mine.session_id).ended_at is None
+    assert login(clock, "a brand new passphrase").user.id == person.id
+    with pytest.raises(errors.PermissionDenied):
+        signin.start_password_check(None, ADDRESS, clock())
+
+
+def test_password_checks_count_toward_the_lockout(person, clock):
+    for _ in range(signin.FAILURE_LIMIT):
+        signin.start_password_check(person.id, ADDRESS, clock())
+    with pytest.raises(errors.ResourceExhausted):
+        signin.start_password_check(person.id, ADDRESS, clock())
+    with pytest.raises(errors.ResourceExhausted):
+        login(clock)
+    # One lockout of these keys, audited once (by the first refusal: the password check's).
+    assert [(action, outcome) for action, outcome, *_ in audited()] == [
+        ("ChangePassword", "denied:RESOURCE_EXHAUSTED")]
+
+
+def test_an_admin_sets_a_password_and_every_session_ends(person, clock):
+    login(clock), login(clock)
+    row = signin.set_password(person.id, "set by the admin now", clock())
+    assert row.id == person.id
+    assert {row.end_reason for row in AuthSession.select()} == {"password set by an admin"}
+    with pytest.raises(errors.NotFound):
+        signin.set_password(person.id + 1, "set by the admin now", clock())
+    with pytest.raises(errors.NotFound):
+        signin.set_active(person.id + 1, False, clock())
+    with pytest.raises(errors.Unauthenticated):
+        login(clock)
+    assert login(clock, "set by the admin now").user.id == person.id
+
+
+def test_an_identity_providers_sign_in(person, clock):
+    signed_in = signin.login_as("AYSE@example.com", ADDRESS, clock(), refresh_ttl_s=TTL,
+                                provider="idp")
+    assert signed_in.user.id == person.id
+    for email, error in (("nobody@example.com", errors.Unauthenticated),
+                         ("no address", errors.Unauthenticated)):
+        with pytest.raises(error):
+            signin.login_as(email, ADDRESS, clock(), refresh_ttl_s=TTL, provider="idp")
+    signin.set_active(person.id, False, clock())
+    with pytest.raises(errors.PermissionDenied):
+        signin.login_as("ayse@example.com", ADDRESS, clock(), refresh_ttl_s=TTL,
+                        provider="idp")
+
+
+def test_an_old_hash_is_replaced_at_the_next_sign_in(person, clock):
+    old = argon2.PasswordHasher(time_cost=2, memory_cost=16, parallelism=1).hash(PASSWORD)
+    User.update(password_hash=old).where(User.id == person.id).execute()
+    login(clock)
+    new = User.get_by_id(person.id).password_hash
+    assert new != old and not passwords.needs_rehash(new)
+    assert login(clock).user.id == person.id
