@@ -29,6 +29,7 @@ from render_service.credit_client import RETRY_SERVICE_CONFIG, CreditClient
 from render_service.models import database, utcnow
 from render_service.renderers import Renderer, renderer_from_settings
 from render_service.servicer import RenderServicer
+from render_service.status_hub import StatusHub
 from render_service.storage import ImageStore
 from render_service.worker import WorkerPool
 
@@ -105,9 +106,11 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
         DatabaseConnectionInterceptor(database),
     ]
 
+    status_hub = StatusHub(database)
+
     def register(server):
         render_pb2_grpc.add_RenderServiceServicer_to_server(
-            RenderServicer(settings, credit, store, clock), server)
+            RenderServicer(settings, credit, store, clock, status_hub), server)
 
     running, port = create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
                                   max_workers=settings.grpc_max_workers,
@@ -118,7 +121,7 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
                                   short_streams=(f"/{SERVICE}/GetRenderOutput",
                                                  f"/{SERVICE}/GetRenderInput"))
     ended_sessions.start()
-    running.background.append(ended_sessions)
+    running.background += [ended_sessions, status_hub]
     return running, port
 
 

@@ -13,6 +13,7 @@ from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from render_service import catalogue, jobs, placement, renders
 from render_service.credit_client import CreditClient
 from render_service.models import RENDER_STATUSES, Carpet, RenderJob
+from render_service.status_hub import StatusHub
 from render_service.storage import ImageStore
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # room pictures are PNG or JPEG (images.check_image)
@@ -23,7 +24,6 @@ STATUS_TO_PROTO = {"queued": render_pb2.RENDER_STATUS_QUEUED,
                    "success": render_pb2.RENDER_STATUS_SUCCESS,
                    "failed": render_pb2.RENDER_STATUS_FAILED}
 STATUS_FROM_PROTO = {value: key for key, value in STATUS_TO_PROTO.items()}
-WATCH_POLL_S = 0.2
 WATCH_LIMIT_S = 5 * 60  # a watcher holds a server thread (bounded: carpet_common.streams)
 
 
@@ -79,11 +79,13 @@ def _visible_job(job_id: int) -> RenderJob:
 
 
 class RenderServicer(render_pb2_grpc.RenderServiceServicer):
-    def __init__(self, settings: Settings, credit: CreditClient, store: ImageStore, clock):
+    def __init__(self, settings: Settings, credit: CreditClient, store: ImageStore, clock,
+                 status_hub: StatusHub):
         self._settings = settings
         self._credit = credit
         self._store = store
         self._clock = clock
+        self._status_hub = status_hub
 
     def CreateCarpet(self, request, context):
         return carpet_message(catalogue.create_carpet(
@@ -133,17 +135,22 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                                               next_page_token=page.next_page_token)
 
     def WatchRender(self, request, context):
+        """The job now, then at each change of its status until it ends. The job is read
+        again only when the status hub says it changed (render_service.status_hub)."""
         last_status = None
         deadline = time.monotonic() + WATCH_LIMIT_S
         _visible_job(request.id)
-        while context.is_active() and time.monotonic() < deadline:
-            job = jobs.get_job(request.id)
-            if job.status != last_status:
-                last_status = job.status
-                yield render_message(job)
-            if job.status in jobs.TERMINAL:
-                return
-            time.sleep(WATCH_POLL_S)
+        with self._status_hub.watching(request.id) as changes:
+            context.add_callback(changes.wake)  # a client gone: leave at once
+            while context.is_active():
+                job = jobs.get_job(request.id)
+                if job.status != last_status:
+                    last_status = job.status
+                    yield render_message(job)
+                remaining = deadline - time.monotonic()
+                if job.status in jobs.TERMINAL or remaining <= 0:
+                    return
+                changes.wait(remaining)
 
     def CancelRender(self, request, context):
         return render_message(renders.cancel_render(_visible_job(request.id),

@@ -34,7 +34,8 @@ MODULES = {
                                 "tests/integration/test_credit_ledger.py "
                                 "tests/integration/test_credit_races.py "
                                 "tests/integration/test_credit_idempotency.py",
-    "credit_service/grants.py": "tests/integration/test_credit_grants.py "
+    "credit_service/grants.py": "tests/unit/domain/test_grants.py "
+                                "tests/integration/test_credit_grants.py "
                                 "tests/e2e/test_grant_expiry.py",
     "credit_service/audit.py": "tests/unit/domain/test_audit.py "
                                "tests/integration/test_credit_verify.py "

@@ -266,3 +266,64 @@ def test_a_session_id_must_be_a_string():
     token = jwt.encode(claims(sid=123), "s" * 40, algorithm="HS256")
     with pytest.raises(Unauthenticated):
         auth.authenticate({"authorization": f"Bearer {token}"})
+
+
+def test_rules_combine_every_part():
+    from carpet_common.auth import Rule
+
+    combined = Rule(admin=True, services=frozenset({"web"})) | Rule(
+        staff=True, services=frozenset({"web", "cron"}), public=True)
+    assert combined == Rule(admin=True, staff=True, services=frozenset({"web", "cron"}),
+                            public=True)
+    assert (Rule(public=True) | Rule()).public and not (Rule() | Rule()).public
+
+
+def test_a_denial_names_the_caller_and_its_role():
+    from carpet_common.auth import services
+
+    staff = Principal("dana", "STAFF", organization_id=3)
+    for identity, said in ((Identity(person=staff), "dana (STAFF) may not call this"),
+                           (Identity(service="web"), "web (SERVICE) may not call this")):
+        with pytest.raises(PermissionDenied) as denied:
+            admit(identity, services("cron"))
+        assert str(denied.value) == said
+    assert (Identity(service="web").role, Identity().role) == ("SERVICE", "")
+
+
+def test_staff_of_a_large_organisation_id_sees_its_own():
+    staff = Principal("dana", "STAFF", organization_id=100_000)
+    assert staff.sees(100_000) and not staff.sees(100_001)
+
+
+def test_jwt_claims_that_are_not_whole_numbers_or_name_a_user():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    now = int(time.time())
+    for bad in (claims(iat=float(now)), claims(exp=float(now + 60))):
+        with pytest.raises(Unauthenticated):
+            auth.authenticate({"authorization": "Bearer " + jwt.encode(bad, "s" * 40,
+                                                                       algorithm="HS256")})
+    person = auth.authenticate({"authorization": "Bearer " + jwt.encode(
+        claims(uid=5, sid="session-1"), "s" * 40, algorithm="HS256")})
+    assert (person.user_id, person.session_id) == (5, "session-1")
+
+
+def test_minted_access_tokens_name_their_user_and_session():
+    from carpet_common.auth import mint_jwt
+
+    settings = load_settings({"JWT_SECRET": "s" * 40})
+    minted = jwt.decode(mint_jwt(settings, "dana", "STAFF", 60, 5, user_id=9,
+                                 session_id="session-1"),
+                        "s" * 40, algorithms=["HS256"], audience="carpet-admin")
+    assert (minted["uid"], minted["sid"]) == (9, "session-1")
+    with pytest.raises(ValueError):
+        mint_jwt(settings, "dana", "ADMIN", -1)
+
+
+def test_a_key_without_kid_does_not_hide_the_keys_after_it(keys, tmp_path):
+    rsa_key, _, _, _ = keys
+    jwk = json.loads(RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    path = tmp_path / "first-without-kid.json"
+    path.write_text(json.dumps({"keys": [dict(jwk), {**jwk, "kid": "rsa-1"}]}))
+    auth = authenticator(JWT_JWKS_FILE=str(path))
+    token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
+    assert auth.authenticate({"authorization": f"Bearer {token}"}).actor == "dana"
