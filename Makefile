@@ -33,6 +33,7 @@ migrate: protos
 
 seed: migrate
 	$(PY) -m credit_service seed
+	$(PY) -m render_service seed
 
 run: protos
 	$(PY) -m carpet_common.devrun

@@ -24,6 +24,9 @@ def start(prog: str, commands: Sequence[str], argv: list[str] | None = None,
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    # What the services write (SQLite databases and their journals, stored pictures, exports)
+    # holds password hashes and shoppers' room photos: readable by this user only.
+    os.umask(0o077)
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -58,6 +58,17 @@ def _service_tokens() -> dict[str, str]:
     return tokens
 
 
+def _write_demo_room() -> None:
+    """var/demo_room.jpg: a room photo for the README's render examples."""
+    path = os.path.join(VAR, "demo_room.jpg")
+    if not os.path.exists(path):
+        from render_service.demo import room_photo
+
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(room_photo())
+
+
 def _run_step(args: list[str], env: dict[str, str]) -> None:
     result = subprocess.run([sys.executable, *args], env=env)
     if result.returncode != 0:
@@ -65,6 +76,7 @@ def _run_step(args: list[str], env: dict[str, str]) -> None:
 
 
 def main() -> int:
+    os.umask(0o077)  # var/ and everything in it: this user's only (the services do the same)
     env = dict(os.environ)
     token = None
     if not env.get("ADMIN_TOKENS"):
@@ -95,13 +107,25 @@ def main() -> int:
     _run_step(["-m", "credit_service", "migrate"], env)
     _run_step(["-m", "render_service", "migrate"], env)
     _run_step(["-m", "credit_service", "seed"], env)
+    _run_step(["-m", "render_service", "seed"], env)  # a demo catalogue, when it is empty
+    _write_demo_room()
 
     children = []
-    for _label, module, service in PROCESSES:
+    addresses = (settings.credit_addr, settings.render_addr, settings.admin_grpc_addr)
+    for (label, module, service), address in zip(PROCESSES, addresses, strict=True):
         own = {"SERVICE_TOKEN": service_tokens[service]} if service in service_tokens else {}
         # Own process group: the terminal's Ctrl-C reaches us, and we stop them in order.
         children.append(subprocess.Popen([sys.executable, "-m", module, "serve"],
                                          env={**env, **own}, start_new_session=True))
+        # Each answers before the next starts: the next one's first calls find it up.
+        try:
+            started = _answers(address, children[-1])
+        except KeyboardInterrupt:  # Ctrl-C while starting: stop what started
+            started = False
+        if not started:
+            print(f"the {label} did not start", file=sys.stderr)
+            _stop(children)
+            return 1
     print()
     print(f"credit service   grpc  {settings.credit_addr}")
     print(f"render service   grpc  {settings.render_addr}")
@@ -127,9 +151,34 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     while not stopping and all(child.poll() is None for child in children):
         time.sleep(0.2)
-    # Stop in dependency order, each before the next: the gateway first (no new admin calls),
-    # then the render service (its workers finish the jobs in hand and capture or release their
-    # holds, which needs the credit service), the credit service last.
+    _stop(children)
+    print("all processes stopped")
+    return 0 if stopping else 1
+
+
+def _answers(address: str, child: subprocess.Popen, timeout_s: float = 60) -> bool:
+    """Whether the process serving `address` answers its health check SERVING (grpc's own
+    health service needs no identity) before it exits or `timeout_s` passes."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout_s
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while child.poll() is None and time.monotonic() < deadline:
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                        health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                time.sleep(0.1)
+    return False
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """In dependency order, each before the next: the gateway first (no new admin calls), then
+    the render service (its workers finish the jobs in hand and capture or release their holds,
+    which needs the credit service), the credit service last."""
     for child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -138,8 +187,6 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    print("all processes stopped")
-    return 0 if stopping else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""python -m render_service {serve,migrate,verify}"""
+"""python -m render_service {serve,migrate,seed,verify}"""
 from __future__ import annotations
 
 import logging
@@ -20,8 +20,8 @@ logger = logging.getLogger("render_service")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, settings = start("render_service", ("serve", "migrate", "verify"), argv)
-    if args.command == "verify":  # needs the migrated database: never create one
+    args, settings = start("render_service", ("serve", "migrate", "seed", "verify"), argv)
+    if args.command in ("seed", "verify"):  # these need the migrated database: never create one
         db = open_existing_database(database, settings.render_database_url)
     else:
         db = bind_database(database, settings.render_database_url,
@@ -30,6 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         applied = apply_migrations(db, migrations.DIRECTORY)
         print("render: applied " + ", ".join(applied) if applied else "render: schema up to date")
+        return 0
+
+    if args.command == "seed":
+        from render_service.demo import seed_demo_catalogue
+        from render_service.models import utcnow
+
+        with db.connection_context():
+            carpets = seed_demo_catalogue(utcnow())
+        print("seed: demo carpets " + ", ".join(f"{c.id} {c.sku}" for c in carpets) if carpets
+              else "seed: the catalogue has carpets already")
         return 0
 
     if args.command == "verify":

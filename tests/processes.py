@@ -2,11 +2,13 @@
 SIGTERM or killed with SIGKILL, restarted with the same settings."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -49,6 +51,36 @@ def run_cli(module: str, command: str, env: dict[str, str]) -> subprocess.Comple
     return subprocess.run([sys.executable, "-m", module, command],
                           env={**os.environ, **security_env(module), **env},
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+ADDRESS_SETTINGS = {"credit_service": "CREDIT_ADDR", "render_service": "RENDER_ADDR",
+                    "admin_gateway": "ADMIN_GRPC_ADDR"}
+
+
+@contextlib.contextmanager
+def make_run(directory, env: dict[str, str]) -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
+    """`make run`'s launcher started in `directory` (its var/ there), each process on a free
+    port; yields (its settings, the launcher) once all three answer, and kills it if it is
+    still running at the end. What `make run` generates (tokens, keys, the admin's password)
+    is left for it to generate."""
+    from tests.conftest import free_port
+
+    env = {key: value for key, value in env.items()
+           if key not in ("ADMIN_TOKENS", "SERVICE_TOKENS", "SERVICE_TOKEN", "AUDIT_HMAC_KEY",
+                          "JWT_SECRET", "SEED_ADMIN_PASSWORD")}
+    env.update({variable: f"127.0.0.1:{free_port()}" for variable in ADDRESS_SETTINGS.values()})
+    env["ADMIN_HTTP_ADDR"] = f"127.0.0.1:{free_port()}"
+    launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
+                                cwd=directory, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        for variable in ADDRESS_SETTINGS.values():
+            wait_serving(env[variable], timeout=60)
+        yield env, launcher
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
 
 
 class ServiceProcess:

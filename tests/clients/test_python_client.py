@@ -98,3 +98,23 @@ def test_nothing_generated_is_committed():
                              text=True).stdout.split()
     assert not [path for path in tracked if path.endswith(("_pb2.py", "_pb2_grpc.py", ".pyi"))
                 or "/generated/" in path]
+
+
+def test_the_readmes_python_example_renders_on_a_fresh_clone(client_python, tmp_path):
+    """Word for word against `make run` in a fresh directory (only the addresses swapped for
+    free ports): the demo carpet 1 rendered into the demo room photo, one credit charged."""
+    from tests.e2e.test_processes import base_env
+    from tests.e2e.test_readme_examples import readme_block, with_addresses
+    from tests.processes import make_run
+
+    example = readme_block("Python (`pip install ./clients/python`", "python")
+    with make_run(tmp_path, base_env(tmp_path)) as (env, _launcher):
+        done = subprocess.run([client_python, "-c", with_addresses(example, env)],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    status, charged, size, content_type = done.stdout.split()
+    from protos.carpet.render.v1 import render_pb2
+
+    assert (int(status), charged, content_type) == (render_pb2.RENDER_STATUS_SUCCESS, "1",
+                                                    "image/png")
+    assert int(size) > 10_000

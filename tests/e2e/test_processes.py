@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import free_port
 from tests.helpers import as_service
-from tests.processes import security_env, wait_serving
+from tests.processes import ADDRESS_SETTINGS, make_run, security_env, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -74,27 +74,19 @@ def test_process_serves_health_and_reflection_and_stops_on_ctrl_c(module, tmp_pa
 
 
 def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
-    env = base_env(tmp_path)
-    addresses = {}
-    for module, (variable, _) in SERVICES.items():
-        addresses[module] = f"127.0.0.1:{free_port()}"
-        env[variable] = addresses[module]
-    for generated in ("ADMIN_TOKENS", "SERVICE_TOKENS", "AUDIT_HMAC_KEY", "JWT_SECRET",
-                      "SEED_ADMIN_PASSWORD"):
-        env.pop(generated, None)  # the launcher generates and keeps them in var/
-    launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
-                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-    try:
-        for address in addresses.values():
-            wait_serving(address, timeout=60)
+    with make_run(tmp_path, base_env(tmp_path)) as (env, launcher):
+        addresses = {module: env[variable] for module, variable in ADDRESS_SETTINGS.items()}
         token_file = tmp_path / "var" / "admin_token"
         web_token_file = tmp_path / "var" / "web_token"
         assert len(token_file.read_text().strip()) >= 24
         assert len(web_token_file.read_text().strip()) >= 32
         for secret in ("admin_token", "web_token", "service_tokens", "audit_hmac_key",
-                       "jwt_secret", "admin_password"):
+                       "jwt_secret", "admin_password", "demo_room.jpg"):
             assert (tmp_path / "var" / secret).stat().st_mode & 0o777 == 0o600, secret
+        # The databases hold password hashes and room photos: this user's only.
+        for database in ("credit.db", "render.db"):
+            assert (tmp_path / database).stat().st_mode & 0o777 == 0o600, database
+        assert (tmp_path / "var").stat().st_mode & 0o777 == 0o700
         # The seeded admin signs in with the generated password (README: the admin page).
         password = (tmp_path / "var" / "admin_password").read_text().strip()
         assert len(password) == 16
@@ -126,13 +118,11 @@ def test_make_run_launcher_starts_all_three_and_stops_them(tmp_path):
         assert web_token_file.read_text().strip() in output
         assert f"admin sign-in    admin@example.com / {password}" in output
         assert "all processes stopped" in output
+        # Each process answered before the next started: no start-up race to log.
+        assert "cannot reach" not in output and "ERROR" not in output, output
         for address in addresses.values():
             with pytest.raises(TimeoutError):
                 wait_serving(address, timeout=1)
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
 
 
 @pytest.mark.parametrize("module", sorted(SERVICES))
