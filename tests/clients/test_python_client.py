@@ -23,7 +23,10 @@ client = CarpetClient(config["render_addr"], config["credit_addr"],
                       Identity.service(config["service_token"]), timeout=30)
 result = {}
 if sys.argv[2] == "flow":
-    job = client.submit_and_wait(config["organization_id"], config["carpet_id"], "preview")
+    corners = [(0.25, 0.6), (0.75, 0.6), (0.9, 0.95), (0.1, 0.95)]
+    job = client.submit_and_wait(config["organization_id"], config["carpet_id"], "preview",
+                                 placement=corners)
+    result["placement"] = [[p.x, p.y] for p in job.placement.carpet_corners]
     result["status"] = render_pb2.RenderStatus.Name(job.status)
     result["charged"] = job.credits_charged
     picture, content_type = client.render_output(job.id)
@@ -74,6 +77,7 @@ def test_the_python_client_against_real_services(client_python, tmp_path):
         result = run_client(client_python, config, "flow")
         assert (result["status"], result["charged"], result["balance"]) == (
             "RENDER_STATUS_SUCCESS", 1, 49)
+        assert result["placement"] == [[0.25, 0.6], [0.75, 0.6], [0.9, 0.95], [0.1, 0.95]]
         assert result["picture"][0] > 1000 and result["picture"][1] == "image/png"
         assert result["refused"] == ["InsufficientCredits", "INSUFFICIENT_CREDITS",
                                      "FAILED_PRECONDITION"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -138,13 +138,18 @@ class CarpetClient:
 
     def submit_render(self, organization_id: int, carpet_id: int, mode: str, *,
                       room_image: bytes = b"", user_id: int = 0,
-                      idempotency_key: str | None = None) -> render_pb2.RenderJob:
+                      idempotency_key: str | None = None,
+                      placement: Sequence[tuple[float, float]] = ()) -> render_pb2.RenderJob:
         """A queued job with its credits reserved. A key is made when none is given, so the
-        channel's retries (and yours, with the same key) never submit twice."""
+        channel's retries (and yours, with the same key) never submit twice. `placement`: the
+        carpet's four corners on the room photo, as (x, y) fractions of its width and height
+        (none: the renderer's default place)."""
         return self._call(self.renders.SubmitRender, render_pb2.SubmitRenderRequest(
             organization_id=organization_id, carpet_id=carpet_id, mode=mode,
             room_image=room_image, user_id=user_id,
-            idempotency_key=idempotency_key or uuid.uuid4().hex))
+            idempotency_key=idempotency_key or uuid.uuid4().hex,
+            placement=render_pb2.Placement(carpet_corners=[
+                render_pb2.Point(x=x, y=y) for x, y in placement]) if placement else None))
 
     def get_render(self, job_id: int) -> render_pb2.RenderJob:
         return self._call(self.renders.GetRender, render_pb2.GetRenderRequest(id=job_id))
@@ -195,11 +200,13 @@ class CarpetClient:
     def submit_and_wait(self, organization_id: int, carpet_id: int, mode: str, *,
                         room_image: bytes = b"", user_id: int = 0,
                         idempotency_key: str | None = None,
+                        placement: Sequence[tuple[float, float]] = (),
                         timeout: float = 300.0) -> render_pb2.RenderJob:
         """Submit, then watch until the job ends; returns the finished job (check its status:
         a render that failed is a job in RENDER_STATUS_FAILED with its error text)."""
         job = self.submit_render(organization_id, carpet_id, mode, room_image=room_image,
-                                 user_id=user_id, idempotency_key=idempotency_key)
+                                 user_id=user_id, idempotency_key=idempotency_key,
+                                 placement=placement)
         if job.status in TERMINAL:
             return job
         return self.wait(job.id, timeout)
