@@ -26,8 +26,11 @@ def _required_name(name: str, what: str = "name") -> str:
     return name
 
 
+INITIAL_CREDIT = "initial credit"  # the reason of an organisation's first credit-log row
+
+
 def create_organization(name: str, initial_credits: int, *, actor: str, now: datetime.datetime,
-                        reason: str = "initial credit") -> Organization:
+                        reason: str = INITIAL_CREDIT) -> Organization:
     name = _required_name(name)
     if not 0 <= initial_credits <= MAX_INITIAL_CREDITS:
         raise InvalidArgument(f"initial_credits must be between 0 and {MAX_INITIAL_CREDITS}")

@@ -48,6 +48,9 @@ class CreditLogView:
     grant_id: int | None = None  # the grant it added or expired
 
 
+# The `render` row's reason; the capture statements below spell it in their SQL.
+RENDER_CHARGE = "render charge"
+
 _BALANCE_NOW = Statement("""
     SELECT b.balance, b.held - COALESCE((
         SELECT SUM(h.amount) FROM credit_hold h
@@ -244,7 +247,7 @@ def capture(hold_id: int, now: datetime.datetime, actor: str
                     expires_at=_as_time(expires_at), credit_log_id=log_id)
     log = CreditLogView(id=log_id, organization_id=organization_id, user_id=user_id,
                         delta=-amount, balance_after=balance_after, kind="render",
-                        reason="render charge", reference=reference, actor=actor,
+                        reason=RENDER_CHARGE, reference=reference, actor=actor,
                         created_at=now)
     return hold, log
 

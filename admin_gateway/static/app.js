@@ -31,6 +31,16 @@ function explain(error) {
   return text === key ? t("error.other", params) : text;
 }
 
+const modeName = (mode) => i18n.known(`mode.${mode}`, mode);
+
+// "ok", "denied:PERMISSION_DENIED", "error:UNAVAILABLE" in the reader's words.
+function outcomeText(outcome) {
+  const [kind, code] = outcome.split(":");
+  if (!code) return i18n.known(`outcome.${kind}`, outcome);
+  return i18n.known(`outcome.${kind}`, outcome) === outcome ? outcome
+    : t(`outcome.${kind}`, { code: i18n.known(`code.${code}`, code) });
+}
+
 function showError(message) {
   $("error").textContent = message || "";
   $("error").hidden = !message;
@@ -211,7 +221,7 @@ const lists = {
       const status = statusName(job.status);
       cell(row, i18n.moment(job.createdAt));
       cell(row, item.userName || (job.userId && job.userId !== "0" ? `#${job.userId}` : t("common.none")));
-      cell(row, job.mode);
+      cell(row, modeName(job.mode));
       cell(row, t(`status.${status}`)).className = `status-${status}`;
       cell(row, i18n.number(job.creditsCharged));
       cell(row, job.errorText || "");
@@ -237,7 +247,8 @@ const lists = {
     row: (log) => {
       const row = document.createElement("tr");
       [i18n.moment(log.createdAt), t(`kind.${log.kind}`), i18n.signedNumber(log.delta),
-       i18n.number(log.balanceAfter), log.reason, log.actor].forEach((value) => cell(row, value));
+       i18n.number(log.balanceAfter), i18n.known(`logReason.${log.reason}`, log.reason), log.actor]
+        .forEach((value) => cell(row, value));
       return row;
     },
   }),
@@ -251,8 +262,9 @@ const lists = {
     }),
     row: (entry) => {
       const row = document.createElement("tr");
-      [i18n.moment(entry.createdAt), entry.actor, entry.action.split("/").pop(),
-       organizationName(entry.organizationId), entry.target, entry.outcome, entry.peer]
+      const action = entry.action.split("/").pop();
+      [i18n.moment(entry.createdAt), entry.actor, i18n.known(`action.${action}`, action),
+       organizationName(entry.organizationId), entry.target, outcomeText(entry.outcome), entry.peer]
         .forEach((value) => cell(row, value));
       return row;
     },
@@ -480,12 +492,13 @@ function showRender(item) {
   $("render-detail-title").textContent = t("renders.detail", { id: job.id });
   const status = statusName(job.status);
   const fields = [
-    [t("common.status"), t(`status.${status}`)], [t("common.mode"), job.mode],
+    [t("common.status"), t(`status.${status}`)], [t("common.mode"), modeName(job.mode)],
     [t("common.organization"), organizationName(job.organizationId)],
     [t("common.user"), item.userName || t("common.none")],
     [t("renders.credits"), i18n.number(job.creditsCharged)],
     [t("common.created"), i18n.moment(job.createdAt)], [t("renders.error"), job.errorText || t("common.none")],
-    [t("renders.renderer"), job.renderer || t("common.none")], [t("renders.placement"), placementText(job)],
+    [t("renders.renderer"), job.renderer ? i18n.known(`renderer.${job.renderer}`, job.renderer)
+                                         : t("common.none")], [t("renders.placement"), placementText(job)],
   ];
   $("render-detail-fields").replaceChildren(...fields.flatMap(([name, value]) => {
     const term = document.createElement("dt");
@@ -534,7 +547,7 @@ async function enter() {
   state.settings = await api.api("/admin/console-settings");
   const modes = $("filter-mode");
   modes.replaceChildren(modes.options[0],
-    ...Object.keys(state.settings.renderModes || {}).map((mode) => new Option(mode, mode)));
+    ...Object.keys(state.settings.renderModes || {}).map((mode) => new Option(modeName(mode), mode)));
   await loadOrganizations();
   $("whoami").textContent = user ? t("signin.as", { name: user.displayEmail || user.email }) : "";
   $("whoami").hidden = !user;

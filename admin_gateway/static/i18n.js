@@ -40,6 +40,14 @@ export function t(key, params = {}) {
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
 }
 
+// A value the server sends in its own words (a mode, a renderer, a credit-log reason, an audit
+// action): the catalogue's name for it, else the value itself (a mode the operator added, a
+// reason an admin typed).
+export function known(key, value) {
+  const text = t(key);
+  return text === key ? value : text;
+}
+
 // Static markup names its texts: data-i18n (text), data-i18n-label (aria-label),
 // data-i18n-placeholder.
 export function translate(root) {

@@ -89,11 +89,12 @@ def test_every_screen_in_turkish_and_english(browser, world, http_gateway,  # no
     credit_server.credits.AdjustCredits(credit_pb2.AdjustCreditsRequest(
         organization_id=acme.id, delta=1215, reason="paket"), metadata=ADMIN, timeout=10)
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    expected = {  # language -> (a heading, remaining credit, a date's shape)
-        "tr": ("Kredi geçmişi", "1.237", r"\d{2}\.\d{2}\.\d{4}"),
-        "en": ("Credit history", "1,237", r"\d{2}/\d{2}/\d{4}"),
+    expected = {  # language -> (a heading, remaining credit, a date's shape, an audit row's
+        # action and outcome in the language's words)
+        "tr": ("Kredi geçmişi", "1.237", r"\d{2}\.\d{2}\.\d{4}", "Kredi ayarlama", "Yapıldı"),
+        "en": ("Credit history", "1,237", r"\d{2}/\d{2}/\d{4}", "Adjust credit", "Done"),
     }
-    for language, (heading, credit, date_shape) in expected.items():
+    for language, (heading, credit, date_shape, action, outcome) in expected.items():
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, http_gateway, "yonetici@firma.com.tr", language)
         assert page.evaluate("document.documentElement.lang") == language
@@ -104,8 +105,12 @@ def test_every_screen_in_turkish_and_english(browser, world, http_gateway,  # no
             page.screenshot(path=os.path.join(SCREENSHOTS, f"{language}-{screen}.png"),
                             full_page=True)
         assert re.search(date_shape, page.text_content("#audit tbody"))
+        adjusted = page.locator("#audit tbody tr", has_text="AdjustCredits")
+        expect(adjusted).to_have_count(0)  # the method's name, not the reader's words
+        expect(page.locator("#audit tbody tr", has_text=action).first).to_contain_text(outcome)
         # No untranslated catalogue key is left on any screen.
-        assert not re.search(r"\b(nav|common|orgs|users|renders|audit|adjust)\.[a-z]+\b",
+        assert not re.search(r"\b(nav|common|orgs|users|renders|audit|adjust|kind|action|outcome"
+                             r"|mode|renderer|logReason|code|error)\.[A-Za-z_]+\b",
                              page.text_content("body"))
         page.close()
 
@@ -212,7 +217,7 @@ def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: 
     expect(page.locator("#render-detail-title")).to_have_text(f"Render #{done.id}")
     page.wait_for_selector("#render-result img")
     fields = page.locator("#render-detail-fields")
-    expect(fields.locator("dt:has-text('Renderer') + dd")).to_have_text("local")
+    expect(fields.locator("dt:has-text('Renderer') + dd")).to_have_text("Built-in (local)")
     expect(fields.locator("dt:has-text('Placement') + dd")).to_have_text(
         "Default (the renderer chose)")
     expect(page.locator("#render-room")).to_have_text(
@@ -226,6 +231,9 @@ def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: 
     open_screen(page, "credits")
     page.select_option("#credits-org", str(acme.id))
     expect(page.locator("#credit-logs tbody tr")).to_have_count(2)  # seed and the render
+    # The credit log's own reasons in the reader's words, not the server's.
+    expect(page.locator("#credit-logs tbody")).to_contain_text("Render charge")
+    expect(page.locator("#credit-logs tbody")).to_contain_text("Initial credit")
     with page.expect_download() as download:
         page.click("#screen-credits .csv")
     content = open(download.value.path(), encoding="utf-8-sig").read()
