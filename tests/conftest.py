@@ -321,9 +321,12 @@ def http_gateway(credit_server, render_server, render_settings):
     from admin_gateway.app import start_gateway
     from tests.helpers import SERVICE_TOKEN
 
+    # Ended sessions reach the gateway within a second (15 s in service), so a test sees a
+    # deactivated person's next call refused without waiting long.
     settings = dataclasses.replace(render_settings,
                                    render_addr=f"127.0.0.1:{render_server.port}",
-                                   service_token=SERVICE_TOKEN["admin-gateway"])
+                                   service_token=SERVICE_TOKEN["admin-gateway"],
+                                   session_check_interval_s=1)
     gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")
     yield f"http://127.0.0.1:{gateway.http.port}"
     gateway.stop()

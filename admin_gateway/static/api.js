@@ -32,20 +32,32 @@ async function failure(response) {
                       response.headers.get("Retry-After"));
 }
 
+// A refusal as an ApiError. A 401 to a call that carried a credential means the session (or
+// token) is no longer good — ended by an admin, expired, revoked: it is forgotten and the page
+// goes back to the sign-in form (whenSessionEnds).
+async function refused(response) {
+  const error = await failure(response);
+  if (response.status === 401 && hasCredential()) {
+    forget();
+    onEnded();
+  }
+  return error;
+}
+
 export async function api(path, { method = "GET", body } = {}) {
   const response = await fetch(path, {
     method,
     headers: { "Content-Type": "application/json", ...credentialHeaders() },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (!response.ok) throw await failure(response);
+  if (!response.ok) throw await refused(response);
   return response.json();
 }
 
 // A picture (or file) fetched with the credential, as a blob: URL (the page's CSP allows them).
 export async function blobUrl(path) {
   const response = await fetch(path, { headers: credentialHeaders() });
-  if (!response.ok) throw await failure(response);
+  if (!response.ok) throw await refused(response);
   return URL.createObjectURL(await response.blob());
 }
 

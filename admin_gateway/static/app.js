@@ -57,6 +57,9 @@ async function guarded(work) {
   try {
     await work();
   } catch (error) {
+    // A session that ended meanwhile (an admin deactivated the person, it expired) has
+    // already brought back the sign-in form, saying so.
+    if (error instanceof api.ApiError && error.status === 401 && !api.hasCredential()) return;
     showError(explain(error));
   }
 }
@@ -404,9 +407,9 @@ async function createOrganization(event) {
   const form = $("org-form");
   clearInvalid(form);
   const name = $("org-name").value.trim();
-  if (!name) return invalid($("org-name"), t("users.noName"));
+  if (!name) return invalid($("org-name"), t("orgs.noName"));
   const credits = $("org-credits").value.trim() || "0";
-  if (!/^\d{1,13}$/.test(credits)) return invalid($("org-credits"), t("adjust.badDelta"));
+  if (!/^\d{1,13}$/.test(credits)) return invalid($("org-credits"), t("orgs.badCredits"));
   const created = await api.api("/admin/organizations", { method: "POST", body: {
     name, initialCredits: credits, idempotencyKey: randomKey() } });
   $("org-name").value = "";
@@ -451,6 +454,7 @@ async function toggleUser(user) {
   if (user.active && !window.confirm(t("users.confirmDeactivate", { email }))) return;
   await api.api(`/admin/users/${user.id}/${user.active ? "deactivate" : "activate"}`,
                 { method: "POST", body: {} });
+  notify(t(user.active ? "users.deactivated" : "users.activated", { email }));
   await lists.users.reload();
 }
 
@@ -549,14 +553,20 @@ async function enter() {
   modes.replaceChildren(modes.options[0],
     ...Object.keys(state.settings.renderModes || {}).map((mode) => new Option(modeName(mode), mode)));
   await loadOrganizations();
-  $("whoami").textContent = user ? t("signin.as", { name: user.displayEmail || user.email }) : "";
-  $("whoami").hidden = !user;
+  showWhoami();
   $("sign-in-form").hidden = true;
   $("nav").hidden = false;
   $("dashboard").hidden = false;
   $("sign-out").hidden = false;
   showError("");
   await show("overview");
+}
+
+// "Signed in as …", in the language of the moment (called again when it changes).
+function showWhoami() {
+  const user = api.signedInUser();
+  $("whoami").textContent = user ? t("signin.as", { name: user.displayEmail || user.email }) : "";
+  $("whoami").hidden = !user;
 }
 
 async function probeAdmin() {
@@ -608,6 +618,7 @@ document.addEventListener("DOMContentLoaded", async () => {
         other.setAttribute("aria-pressed", String(other.dataset.lang === i18n.language()));
       }
       if (!$("dashboard").hidden) {
+        showWhoami();
         for (const select of document.querySelectorAll(".org-picker")) fillPicker(select);
         await show(state.screen);
       }

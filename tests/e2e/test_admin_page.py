@@ -265,6 +265,51 @@ def test_a_staff_session(browser, world, http_gateway, credit_server):  # noqa: 
     assert page.evaluate("sessionStorage.length") == 0
 
 
+def test_a_session_ended_by_an_admin_brings_back_the_sign_in_form(  # noqa: F811
+        browser, world, http_gateway, credit_server):
+    admin, acme, other, ada, done = world
+    clerk = person(credit_server, acme.id, "clerk@example.com", role=account_pb2.ROLE_STAFF)
+    page = browser.new_page()
+    sign_in(page, http_gateway, "clerk@example.com", "tr")
+    expect(page.locator("#whoami")).to_have_text("clerk@example.com olarak giriş yapıldı")
+    page.click(".lang[data-lang=en]")  # the header follows the language too
+    expect(page.locator("#whoami")).to_have_text("Signed in as clerk@example.com")
+    credit_server.accounts.DeactivateUser(account_pb2.SetUserActiveRequest(id=clerk.id),
+                                          metadata=ADMIN, timeout=10)
+    # Within the gateway's session check the clerk's next call is refused, and the page says
+    # why on the sign-in form instead of staying on an empty screen.
+    for _ in range(100):  # the clerk keeps working (a click that does not wait for the nav)
+        if page.is_visible("#sign-in-form"):
+            break
+        page.evaluate("document.querySelector('#nav button[data-screen=renders]').click()")
+        page.wait_for_timeout(100)
+    expect(page.locator("#error")).to_have_text("Your session has ended: sign in again.")
+    assert page.is_hidden("#whoami") and page.is_hidden("#dashboard")
+
+
+def test_forms_say_what_is_wrong_with_them(browser, world, http_gateway,  # noqa: F811
+                                           credit_server):
+    admin, acme, other, ada, done = world
+    person(credit_server, acme.id, "boss@example.com")
+    page = browser.new_page()
+    sign_in(page, http_gateway, "boss@example.com")
+    open_screen(page, "organizations")
+    page.click("#org-form button[type=submit]")
+    expect(page.locator("#error")).to_have_text("Enter the organisation's name.")
+    page.fill("#org-name", "Yeni Halı")
+    page.fill("#org-credits", "-5")
+    page.click("#org-form button[type=submit]")
+    expect(page.locator("#error")).to_have_text("Enter a whole number, 0 or more.")
+    assert page.get_attribute("#org-credits", "aria-invalid") == "true"
+    open_screen(page, "users")
+    dialogs = Dialogs(page)
+    row = page.locator("#users tbody tr", has_text="ada@example.com")
+    row.locator("button", has_text="Deactivate").click()
+    expect(page.locator("#notice")).to_have_text(
+        "ada@example.com is deactivated; their sessions have ended.")
+    assert dialogs.seen and "ada@example.com" in dialogs.seen[0]
+
+
 def test_automation_token_and_a_wrong_password(browser, world, http_gateway):  # noqa: F811
     page = browser.new_page()
     page.goto(http_gateway + "/admin/")
