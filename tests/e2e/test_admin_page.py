@@ -265,8 +265,8 @@ def test_a_staff_session(browser, world, http_gateway, credit_server):  # noqa: 
     assert page.evaluate("sessionStorage.length") == 0
 
 
-def test_a_session_ended_by_an_admin_brings_back_the_sign_in_form(  # noqa: F811
-        browser, world, http_gateway, credit_server):
+def test_a_session_ended_by_an_admin_brings_back_the_sign_in_form(
+        browser, world, http_gateway, credit_server):  # noqa: F811
     admin, acme, other, ada, done = world
     clerk = person(credit_server, acme.id, "clerk@example.com", role=account_pb2.ROLE_STAFF)
     page = browser.new_page()
