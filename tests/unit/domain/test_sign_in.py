@@ -284,3 +284,114 @@ def test_an_old_hash_is_replaced_at_the_next_sign_in(person, clock):
     new = User.get_by_id(person.id).password_hash
     assert new != old and not passwords.needs_rehash(new)
     assert login(clock).user.id == person.id
+
+
+@pytest.fixture
+def colleague(person, clock):
+    """A second person of the same shop, created after the first (a larger id)."""
+    return accounts.create_user(person.organization_id, "Zeynep", "zeynep@example.com", "STAFF",
+                                now=clock(), password="zeynep's own passphrase")
+
+
+def sessions_of(user):
+    return {row.id: row.end_reason for row in AuthSession.select()
+            .where(AuthSession.user == user.id)}
+
+
+def test_session_changes_touch_only_their_person(person, colleague, clock):
+    theirs = login(clock, "zeynep's own passphrase", "zeynep@example.com")
+    mine = login(clock)
+    others = [login(clock).session_id for _ in range(8)]  # random ids on both sides of mine's
+    attempt = signin.start_password_check(person.id, ADDRESS, clock())
+    assert signin.change_password(person.id, mine.session_id, PASSWORD,
+                                  "a brand new passphrase", attempt, clock()) == 8
+    assert sessions_of(person) == {mine.session_id: "", **dict.fromkeys(others,
+                                                                        "password changed")}
+    assert sessions_of(colleague) == {theirs.session_id: ""}
+    signin.set_password(person.id, "set by the admin now", clock())
+    assert sessions_of(colleague) == {theirs.session_id: ""}
+    # Zeynep's password is hers still.
+    assert login(clock, "zeynep's own passphrase", "zeynep@example.com").user.id == colleague.id
+    signin.set_active(person.id, False, clock())
+    assert sessions_of(colleague)[theirs.session_id] == ""
+    signin.set_active(person.id, True, clock())
+    again = login(clock, "set by the admin now")
+    signin.set_active(person.id, True, clock())  # activating again ends nothing
+    assert sessions_of(person)[again.session_id] == ""
+
+
+def test_an_unknown_address_never_signs_in_as_someone_else(person, clock):
+    for email in ("aaa@example.com", "zzz@example.com"):  # before and after ayse@
+        with pytest.raises(errors.Unauthenticated):
+            login(clock, email=email)
+
+
+def test_a_made_up_refresh_token_matches_no_session(person, clock):
+    signed_in = login(clock)
+    assert len(signed_in.refresh_token) == 43  # 32 random bytes, URL-safe base64
+    for number in range(8):  # hashes on both sides of the real token's
+        with pytest.raises(errors.Unauthenticated):
+            signin.refresh(f"made-up-{number}", ADDRESS, clock(), refresh_ttl_s=TTL)
+        with pytest.raises(errors.Unauthenticated):
+            signin.logout(f"made-up-{number}", ADDRESS, clock())
+    assert AuthSession.get_by_id(signed_in.session_id).ended_at is None
+
+
+def test_a_spent_token_keeps_the_time_it_was_spent(person, clock):
+    first = login(clock)
+    spent_at = clock()
+    second = signin.refresh(first.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    clock.advance(60)
+    signin.refresh(second.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    assert RefreshToken.get(RefreshToken.token_hash == signin._digest(
+        first.refresh_token)).spent_at == spent_at
+
+
+def test_other_accounts_and_old_failures_do_not_count(person, clock):
+    for _ in range(signin.FAILURE_LIMIT):
+        with pytest.raises(errors.Unauthenticated):
+            login(clock, email="aaa@example.com", address="198.51.100.9")
+    clock.advance(20 * 60)  # aged out: neither these nor their lockout count now
+    with pytest.raises(errors.Unauthenticated):
+        login(clock, "wrong password here")
+    login(clock)  # clears this account's failures only
+    assert failures() == sorted(["account:aaa@example.com"] * 5 + ["ip:198.51.100.9"] * 5
+                                + [f"ip:{ADDRESS}"])
+    signin.forget_old(clock())  # older than the window: gone
+    assert failures() == [f"ip:{ADDRESS}"]
+
+
+def test_each_lockout_is_audited_once_per_window(person, clock):
+    def lock(email):
+        for _ in range(signin.FAILURE_LIMIT):
+            with pytest.raises(errors.Unauthenticated):
+                login(clock, "wrong password here", email, address="")
+        with pytest.raises(errors.ResourceExhausted):
+            login(clock, email=email, address="")
+
+    lock("ayse@example.com")
+    clock.advance(15 * 60)  # the first lockout's failures and mark leave the window exactly
+    lock("ayse@example.com")
+    clock.advance(20 * 60)
+    lock("zzz@example.com")  # another account after the first's mark is old
+    refusals = [actor for _, outcome, actor, *_ in audited()
+                if outcome == "denied:RESOURCE_EXHAUSTED"]
+    assert refusals == ["ayse@example.com", "ayse@example.com", "zzz@example.com"]
+
+
+def test_retry_after_is_at_least_a_second(person, clock):
+    for _ in range(signin.FAILURE_LIMIT):
+        with pytest.raises(errors.Unauthenticated):
+            login(clock, "wrong password here")
+    clock.now += datetime.timedelta(minutes=15) - datetime.timedelta(milliseconds=500)
+    with pytest.raises(errors.ResourceExhausted) as locked:
+        login(clock)
+    assert locked.value.retry_after_s == 1
+
+
+def test_the_audit_row_of_a_sign_in_names_its_session(person, clock):
+    import json
+
+    signed_in = login(clock)
+    (row,) = AuditLog.select()
+    assert json.loads(row.details) == {"session": signed_in.session_id}
