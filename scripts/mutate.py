@@ -42,7 +42,8 @@ MODULES = {
                                "tests/security/test_verify_tampering.py "
                                "tests/integration/test_credit_security.py "
                                "tests/integration/test_migrations.py",
-    "credit_service/verify.py": "tests/integration/test_credit_verify.py "
+    "credit_service/verify.py": "tests/unit/domain/test_verify.py "
+                                "tests/integration/test_credit_verify.py "
                                 "tests/security/test_verify_tampering.py",
     # The end-to-end sign-in tests (tests/e2e/test_sign_in.py) take 90 s a run: every
     # surviving mutant would cost that, so the module's own tests here are the domain ones.
