@@ -399,7 +399,7 @@ async function applyAdjustment(event) {
   $("adjust-result").textContent = done;
   notify(done);
   await loadOrganizations();
-  await lists.organizations.reload();
+  await loaders.organizations();  // the table's balance, spent and status as they are now
 }
 
 async function createOrganization(event) {
@@ -416,7 +416,7 @@ async function createOrganization(event) {
   $("org-credits").value = "0";
   notify(t("orgs.created", { name: created.name }));
   await loadOrganizations();
-  await lists.organizations.reload();
+  await loaders.organizations();
 }
 
 // ---- people ---------------------------------------------------------------------------------

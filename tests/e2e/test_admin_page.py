@@ -301,6 +301,12 @@ def test_forms_say_what_is_wrong_with_them(browser, world, http_gateway,  # noqa
     page.click("#org-form button[type=submit]")
     expect(page.locator("#error")).to_have_text("Enter a whole number, 0 or more.")
     assert page.get_attribute("#org-credits", "aria-invalid") == "true"
+    page.fill("#org-credits", "40")
+    page.click("#org-form button[type=submit]")
+    # The new row is whole at once: its spending and status too, not only after a reopen.
+    created = page.locator("#organizations tbody tr", has_text="Yeni Halı")
+    expect(created).to_contain_text("Active")
+    expect(created.locator("td").nth(6)).to_have_text("0")
     open_screen(page, "users")
     dialogs = Dialogs(page)
     row = page.locator("#users tbody tr", has_text="ada@example.com")
