@@ -384,6 +384,11 @@ async function applyAdjustment(event) {
   }
   const reason = $("adjust-reason").value.trim();
   if (!reason) return invalid($("adjust-reason"), t("adjust.noReason"));
+  const available = Number(organization.balance || 0) - Number(organization.held || 0);
+  if (delta < 0 && available + delta < 0) {  // the server would refuse it: say so first
+    return invalid($("adjust-delta"), t("adjust.notEnough", {
+      name: organization.name, available: i18n.number(available) }));
+  }
   const balance = Number(organization.balance || 0) + delta;
   const names = { name: organization.name, delta: i18n.signedNumber(delta), balance: i18n.number(balance) };
   // Money moves only after the person has read which organisation and what it will have.
@@ -512,8 +517,9 @@ function showRender(item) {
     return [term, detail];
   }));
   picture($("render-room"), `/admin/renders/${job.id}/room`, t("renders.noRoom"));
-  if (item.imagePath) picture($("render-result"), item.imagePath, t("renders.noResult"));
-  else $("render-result").textContent = t("renders.noResult");
+  const noResult = t(status === "failed" ? "renders.failedNoResult" : "renders.noResult");
+  if (item.imagePath) picture($("render-result"), item.imagePath, noResult);
+  else $("render-result").textContent = noResult;
   const cancel = $("render-cancel");
   cancel.hidden = !(state.admin && status === "queued");
   cancel.dataset.id = job.id;

@@ -171,14 +171,24 @@ def test_the_money_form(browser, world, http_gateway, credit_server):  # noqa: F
         "This is a large change (+20,000, above 10,000). Really change Acme?"]
     assert credit_server.credits.GetBalance(credit_pb2.GetBalanceRequest(
         organization_id=acme.id), timeout=10).balance == 27
+    # More than is available: the form says so before asking anything.
+    dialogs.seen.clear()
     page.fill("#adjust-delta", "-1000")
     page.fill("#adjust-reason", "too much")
     page.click("#adjust-apply")
+    expect(page.locator("#error")).to_have_text(
+        "Acme has only 27 credits available; a change cannot take more.")
+    assert dialogs.seen == []
+    # Someone else spent meanwhile: the page's figures are old, the server refuses, in words.
+    credit_server.credits.AdjustCredits(credit_pb2.AdjustCreditsRequest(
+        organization_id=acme.id, delta=-20, reason="elsewhere"), metadata=ADMIN, timeout=10)
+    page.fill("#adjust-delta", "-10")
+    page.click("#adjust-apply")
     expect(page.locator("#error")).to_have_text("Not enough credit for this change.")
     rows = credit_server.audit.ListAuditLogs(audit_pb2.ListAuditLogsRequest(
-        action="/carpet.credit.v1.CreditService/AdjustCredits"), metadata=ADMIN,
-        timeout=10).audit_logs
-    assert [(row.actor, row.outcome) for row in rows][-3:] == [("boss@example.com", "ok")] * 3
+        action="/carpet.credit.v1.CreditService/AdjustCredits", actor="boss@example.com"),
+        metadata=ADMIN, timeout=10).audit_logs
+    assert [row.outcome for row in rows] == ["error:FAILED_PRECONDITION", "ok", "ok", "ok"]
 
 
 def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: F811
@@ -223,6 +233,13 @@ def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: 
     expect(page.locator("#render-room")).to_have_text(
         "No room picture (none was sent, or it is no longer kept).")
     assert page.is_hidden("#render-cancel")  # only a queued render can be cancelled
+    page.click("#render-close")
+    page.select_option("#filter-status", "RENDER_STATUS_FAILED")
+    page.click("#render-filters button[type=submit]")
+    expect(page.locator("#renders tbody tr")).to_have_count(1)  # Other's, refused for credit
+    page.click("#renders tbody button")
+    expect(page.locator("#render-result")).to_have_text(
+        "This render failed, so it has no picture.")
     page.click("#render-close")
 
     open_screen(page, "audit")
