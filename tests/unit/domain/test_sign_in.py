@@ -312,7 +312,9 @@ def test_session_changes_touch_only_their_person(person, colleague, clock):
     assert sessions_of(colleague) == {theirs.session_id: ""}
     # Zeynep's password is hers still.
     assert login(clock, "zeynep's own passphrase", "zeynep@example.com").user.id == colleague.id
+    fresh = login(clock, "set by the admin now")
     signin.set_active(person.id, False, clock())
+    assert sessions_of(person)[fresh.session_id] == "deactivated"
     assert sessions_of(colleague)[theirs.session_id] == ""
     signin.set_active(person.id, True, clock())
     again = login(clock, "set by the admin now")
@@ -395,3 +397,35 @@ def test_the_audit_row_of_a_sign_in_names_its_session(person, clock):
     signed_in = login(clock)
     (row,) = AuditLog.select()
     assert json.loads(row.details) == {"session": signed_in.session_id}
+
+
+def test_each_person_changes_and_is_given_their_own_password(person, colleague, clock):
+    attempt = signin.start_password_check(colleague.id, ADDRESS, clock())
+    signin.change_password(colleague.id, "", "zeynep's own passphrase", "zeynep's next phrase",
+                           attempt, clock())
+    assert login(clock, "zeynep's next phrase", "zeynep@example.com").user.id == colleague.id
+    assert login(clock).user.id == person.id  # Ayşe's is untouched
+    with pytest.raises(errors.InvalidArgument):  # checked against her own address
+        signin.set_password(colleague.id, "zeynep@example.com", clock())
+
+
+def test_a_refresh_token_past_its_expiry_is_refused(person, clock):
+    signed_in = login(clock)
+    assert len(signed_in.session_id) == 32  # 16 random bytes, hex
+    clock.advance(TTL + 1)
+    with pytest.raises(errors.Unauthenticated):
+        signin.refresh(signed_in.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+
+
+def test_ended_sessions_are_listed_for_a_day_only(person, clock):
+    signed_in = login(clock)
+    signin.logout(signed_in.refresh_token, ADDRESS, clock())
+    clock.advance(24 * 60 * 60 + 1)
+    assert signin.revoked_session_ids(clock()) == []
+
+
+def test_a_long_non_address_counts_under_its_first_320_characters(person, clock):
+    typed = "x" * 400
+    with pytest.raises(errors.Unauthenticated):
+        login(clock, email=typed)
+    assert f"account:{'x' * 320}" in failures()
