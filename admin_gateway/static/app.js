@@ -196,7 +196,8 @@ const lists = {
     path: "/admin/users", items: "users", query: () => ({}),
     row: (user) => {
       const row = document.createElement("tr");
-      [user.name, user.displayEmail || user.email, t(`role.${user.role}`), user.organizationName,
+      // The number the renders screen's user filter takes.
+      [user.id, user.name, user.displayEmail || user.email, t(`role.${user.role}`), user.organizationName,
        user.active ? t("users.yes") : t("users.no"), i18n.moment(user.createdAt)]
         .forEach((value) => cell(row, value));
       if (state.admin) {

@@ -216,11 +216,16 @@ def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: 
     page.click("#user-create")
     expect(page.locator("#notice")).to_have_text("User ŞULE@Firma.com.tr created.")
     expect(page.locator("#users tbody")).to_contain_text("ŞULE@Firma.com.tr")
+    # The users table shows the number the renders screen's user filter takes.
+    ada_number = page.locator("#users tbody tr", has_text="ada@example.com").locator("td").first
+    expect(ada_number).to_have_text(str(ada.id))
 
     open_screen(page, "renders")
+    page.fill("#filter-user", ada_number.text_content())
     page.select_option("#filter-status", "RENDER_STATUS_SUCCESS")
     page.click("#render-filters button[type=submit]")
     expect(page.locator("#renders tbody tr")).to_have_count(1)
+    page.fill("#filter-user", "")
     page.wait_for_selector("#renders tbody img")  # the server-made thumbnail
     page.click("#renders tbody button")
     expect(page.locator("#render-detail")).to_be_visible()
