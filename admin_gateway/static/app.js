@@ -464,9 +464,30 @@ async function toggleUser(user) {
   await lists.users.reload();
 }
 
+// The new password, typed into a password field (never shown) in a dialog; null: closed.
+function askPassword(email) {
+  const dialog = $("password-dialog");
+  $("password-dialog-title").textContent = t("users.newPassword", { email });
+  $("password-new").value = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    const finish = (value) => {
+      if (dialog.open) dialog.close();
+      resolve(value);
+    };
+    $("password-form").onsubmit = (event) => {
+      event.preventDefault();
+      finish($("password-new").value);
+    };
+    $("password-cancel").onclick = () => finish(null);
+    dialog.oncancel = () => finish(null);  // Escape
+  });
+}
+
 async function setPassword(user) {
   const email = user.displayEmail || user.email;
-  const password = window.prompt(t("users.newPassword", { email }));
+  const password = await askPassword(email);
+  $("password-new").value = "";
   if (password === null) return;
   if (password.length < 12) return showError(t("users.shortPassword"));
   await api.api(`/admin/users/${user.id}/password`, { method: "POST", body: { password } });

@@ -332,6 +332,22 @@ def test_forms_say_what_is_wrong_with_them(browser, world, http_gateway,  # noqa
     open_screen(page, "users")
     dialogs = Dialogs(page)
     row = page.locator("#users tbody tr", has_text="ada@example.com")
+    # A new password is typed into a password field, never in clear (no window.prompt).
+    row.locator("button", has_text="Set password").click()
+    expect(page.locator("#password-dialog-title")).to_contain_text("ada@example.com")
+    assert page.get_attribute("#password-new", "type") == "password"
+    page.fill("#password-new", "short")
+    page.click("#password-save")
+    expect(page.locator("#error")).to_have_text("The password needs at least 12 characters.")
+    row.locator("button", has_text="Set password").click()
+    page.fill("#password-new", "ada's new passphrase")
+    page.click("#password-save")
+    expect(page.locator("#notice")).to_contain_text("ada@example.com")
+    assert page.is_hidden("#password-dialog") and dialogs.seen == []
+    assert page.input_value("#password-new") == ""
+    signed_in = page.request.post(http_gateway + "/auth/login", data={
+        "email": "ada@example.com", "password": "ada's new passphrase"})
+    assert signed_in.status == 200  # the password Ada now has
     row.locator("button", has_text="Deactivate").click()
     expect(page.locator("#notice")).to_have_text(
         "ada@example.com is deactivated; their sessions have ended.")
