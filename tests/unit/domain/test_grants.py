@@ -8,7 +8,7 @@ import pytest
 
 from carpet_common import errors
 from credit_service import grants, ledger
-from credit_service.models import CreditBalance, CreditGrant
+from credit_service.models import CreditBalance, CreditGrant, CreditLog
 from tests.unit.domain.test_ledger import org
 
 DAY = datetime.timedelta(days=1)
@@ -29,9 +29,13 @@ def test_terms_at_their_limits(credit_db, clock):
     for priority in (top + 1, -top - 1):
         with pytest.raises(errors.InvalidArgument):
             grants.check_terms(grants.GrantTerms(priority=priority), clock())
-    with pytest.raises(errors.InvalidArgument) as refused:
-        grants.check_terms(grants.GrantTerms(expires_at=clock()), clock())
+    with pytest.raises(errors.InvalidArgument) as refused:  # equal, not the same object
+        grants.check_terms(grants.GrantTerms(expires_at=clock() + DAY * 0), clock())
     assert str(refused.value) == "expires_at must be in the future"
+    with pytest.raises(errors.InvalidArgument) as refused:
+        grants.check_terms(grants.GrantTerms(effective_at=clock() + DAY,
+                                             expires_at=clock() + DAY), clock())
+    assert str(refused.value) == "expires_at must be after effective_at"
     checked = grants.check_terms(grants.GrantTerms(), clock())
     assert checked == grants.GrantTerms("paid", 0, clock(), None)
     acme = org(credits=0, now=clock())
@@ -86,3 +90,38 @@ def test_the_sweeper_expires_what_is_due_and_nothing_else(credit_db, clock):
     assert ledger.get_balance(other, clock()).balance == 32
     assert CreditBalance.get(CreditBalance.organization == acme).updated_at == acme_touched
     assert CreditGrant.get_by_id(lasting.id).remaining == 8
+
+
+def test_partly_held_grants_count_what_is_left_to_spend(credit_db, clock):
+    acme = org("Acme", credits=0, now=clock())
+    grant(acme, 5, clock, expires_at=clock() + DAY)
+    ledger.reserve_credits(acme, 2, "job", 60, user_id=None, now=clock())
+    assert grants.expiring_soon(clock()) == {acme: 3}
+    assert grants.expiring_within(grants.live_grants(acme), clock()) == 3
+
+
+def test_one_sweep_expires_each_organisations_own_grants(credit_db, clock):
+    acme, other = org("Acme", credits=0, now=clock()), org("Other", credits=0, now=clock())
+    held_whole = grant(acme, 2, clock, expires_at=clock() + DAY)
+    grant(acme, 1, clock, expires_at=clock() + DAY)  # one credit: expired like any amount
+    ledger.reserve_credits(acme, 2, "job", 24 * 3600, user_id=None, now=clock())
+    assert CreditGrant.get_by_id(held_whole.id).held == 2  # nothing of it left to expire
+    grant(other, 6, clock, expires_at=clock() + DAY)
+    grant(other, 4, clock)
+    clock.advance(DAY.total_seconds())
+    assert grants.expire_grants(clock()) == 1 + 6
+    assert (ledger.get_balance(acme, clock()).balance,
+            ledger.get_balance(other, clock()).balance) == (2, 4)
+    expired = [(row.organization_id, row.delta) for row in CreditLog.select()
+               .where(CreditLog.kind == "expire").order_by(CreditLog.id)]
+    assert expired == [(acme, -1), (other, -6)]
+
+
+def test_sweeping_one_organisation_leaves_the_others_rows_alone(credit_db, clock):
+    acme, other = org("Acme", credits=0, now=clock()), org("Other", credits=0, now=clock())
+    grant(acme, 3, clock, expires_at=clock() + DAY)
+    grant(other, 3, clock)
+    other_touched = CreditBalance.get(CreditBalance.organization == other).updated_at
+    clock.advance(DAY.total_seconds())
+    assert grants.expire_grants(clock()) == 3
+    assert CreditBalance.get(CreditBalance.organization == other).updated_at == other_touched
