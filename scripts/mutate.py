@@ -4,9 +4,10 @@ cosmic-ray. Each module's mutants run against the tests that claim to check that
 cosmic-ray writes each mutant into the source file on disk, so the run happens in a copy of
 the repository (its tracked files and generated stubs) under var/mutate/, never in the
 working tree. One session database per module is kept there, so an interrupted run goes on
-where it stopped. `MODULE=credit_service/audit.py make mutate` runs one module. The last line
-printed is `mutation score: <killed>/<total> = <ratio>`; surviving mutants are listed above it
-(docs/testing.md says why each that remains is harmless).
+where it stopped. `MODULE=credit_service/audit.py make mutate` runs one module, and with
+`LINES=120-180` only the mutants of those lines (a function being worked on: about a minute).
+The last line printed is `mutation score: <killed>/<total> = <ratio>`; surviving mutants are
+listed above it (docs/testing.md says why each that remains is harmless).
 """
 from __future__ import annotations
 
@@ -82,23 +83,29 @@ def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]
     return spans
 
 
-def skip_annotations(session: Path, module: str, copy: Path) -> int:
-    """Mark the mutants inside annotations skipped (as cosmic-ray's own filters mark theirs);
-    how many."""
+def skip_mutants(session: Path, module: str, copy: Path, lines: range | None) -> int:
+    """Mark skipped (as cosmic-ray's own filters do) the mutants inside annotations and, with
+    `lines`, those outside it; how many."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
     spans = annotation_spans(copy / module)
-    skipped = 0
+
+    def skipped(mutation) -> bool:
+        if lines is not None and mutation.start_pos[0] not in lines:
+            return True
+        return any(start <= tuple(mutation.start_pos) and tuple(mutation.end_pos) <= end
+                   for start, end in spans)
+
+    count = 0
     with use_db(str(session), mode=WorkDB.Mode.open) as work_db:
         for item in work_db.pending_work_items:
-            if all(any(start <= tuple(m.start_pos) and tuple(m.end_pos) <= end
-                       for start, end in spans) for m in item.mutations):
+            if all(skipped(mutation) for mutation in item.mutations):
                 work_db.set_result(item.job_id, WorkResult(
                     output=None, test_outcome=None, diff=None,
                     worker_outcome=WorkerOutcome.SKIPPED))
-                skipped += 1
-    return skipped
+                count += 1
+    return count
 
 
 def _digest(paths: list[str]) -> str:
@@ -106,9 +113,13 @@ def _digest(paths: list[str]) -> str:
                                    for path in paths)).hexdigest()
 
 
-def run_module(module: str, tests: str) -> tuple[int, int, list[str]]:
-    """(killed, total, survivors) of one module's mutants."""
+def run_module(module: str, tests: str, lines: range | None = None
+               ) -> tuple[int, int, list[str]]:
+    """(killed, total, survivors) of one module's mutants (with `lines`, only those on them:
+    a session of its own)."""
     name = module.replace("/", "_").removesuffix(".py")
+    if lines is not None:
+        name += f"-lines-{lines.start}-{lines.stop - 1}"
     # One copy per module, so modules can run side by side (`MODULE=a.py make mutate` in one
     # shell, `MODULE=b.py` in another: one core each).
     copy = WORK / f"{name}.repository"
@@ -134,8 +145,8 @@ def run_module(module: str, tests: str) -> tuple[int, int, list[str]]:
     if not session.exists():
         subprocess.run([*cosmic, "init", str(config), str(session)], cwd=copy, check=True,
                        env=env)
-        print(f"{module}: {skip_annotations(session, module, copy)} mutants inside annotations "
-              f"skipped")
+        print(f"{module}: {skip_mutants(session, module, copy, lines)} mutants skipped "
+              f"(inside annotations{'' if lines is None else ', or off the lines asked for'})")
     subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=copy, check=True,
                    env=env)
     dump = subprocess.run([*cosmic, "dump", str(session)], cwd=copy, check=True, env=env,
@@ -159,10 +170,14 @@ def run_module(module: str, tests: str) -> tuple[int, int, list[str]]:
 def main() -> int:
     only = os.environ.get("MODULE")  # one module, or several separated by commas
     modules = {name: MODULES[name] for name in only.split(",")} if only else MODULES
+    lines = None
+    if os.environ.get("LINES"):  # LINES=120-180: the mutants of those lines only (one module)
+        first, _, last = os.environ["LINES"].partition("-")
+        lines = range(int(first), int(last or first) + 1)
     WORK.mkdir(parents=True, exist_ok=True)
     killed = total = 0
     for module, tests in modules.items():
-        module_killed, module_total, survivors = run_module(module, tests)
+        module_killed, module_total, survivors = run_module(module, tests, lines)
         killed, total = killed + module_killed, total + module_total
         print(f"{module}: {module_killed}/{module_total} killed")
         for survivor in survivors:
