@@ -64,7 +64,8 @@ profile: protos
 	$(PY) -m bench.profile
 
 # Mutation testing of the money, grants, audit, sign-in and policy modules (cosmic-ray, in a
-# copy of the repository under var/mutate; not part of make test). MODULE=path runs one module.
+# copy of the repository under var/mutate; not part of make test). MODULE=path runs one module,
+# LINES=a-b only the mutants of those lines.
 mutate: protos
 	$(PY) -m pip install --quiet -e '.[mutate]'
 	$(PY) scripts/mutate.py

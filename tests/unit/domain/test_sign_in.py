@@ -429,3 +429,60 @@ def test_a_long_non_address_counts_under_its_first_320_characters(person, clock)
     with pytest.raises(errors.Unauthenticated):
         login(clock, email=typed)
     assert f"account:{'x' * 320}" in failures()
+
+
+def test_ending_one_session_ends_no_other(person, colleague, clock):
+    import json
+
+    theirs = login(clock, "zeynep's own passphrase", "zeynep@example.com")
+    signin.logout(theirs.refresh_token, ADDRESS, clock())  # already ended, as a logout
+    first = login(clock)
+    others = [login(clock).session_id for _ in range(8)]  # ids on both sides of first's
+    signin.refresh(first.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    with pytest.raises(errors.Unauthenticated):  # reused: that session ends, no other
+        signin.refresh(first.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    assert sessions_of(person) == {first.session_id: "refresh token reused",
+                                   **dict.fromkeys(others, "")}
+    last = login(clock)
+    signin.logout(last.refresh_token, ADDRESS, clock())
+    assert [action for action, *_ in audited()].count("Logout") == 2  # theirs, and this one
+    assert sessions_of(person)[last.session_id] == "logout"
+    assert all(sessions_of(person)[session_id] == "" for session_id in others)
+    signin.set_password(person.id, "set by the admin now", clock())
+    assert sessions_of(colleague) == {theirs.session_id: "logout"}  # not ended again
+    signin.set_active(person.id, False, clock())
+    assert login(clock, "zeynep's own passphrase", "zeynep@example.com").user.id == colleague.id
+    via = signin.login_as("zeynep@example.com", ADDRESS, clock(), refresh_ttl_s=TTL,
+                          provider="idp")
+    (row,) = AuditLog.select().where(AuditLog.details.contains('"provider"'))
+    assert row.details == json.dumps({"provider": "idp", "session": via.session_id},
+                                     sort_keys=True)
+
+
+def test_old_hashes_are_replaced_for_their_own_person_only(person, colleague, clock):
+    old = argon2.PasswordHasher(time_cost=2, memory_cost=16, parallelism=1)
+    for user, password in ((person, PASSWORD), (colleague, "zeynep's own passphrase")):
+        User.update(password_hash=old.hash(password)).where(User.id == user.id).execute()
+    login(clock)
+    login(clock, "zeynep's own passphrase", "zeynep@example.com")
+    assert login(clock).user.id == person.id
+    assert login(clock, "zeynep's own passphrase", "zeynep@example.com").user.id == colleague.id
+
+
+def test_an_identity_provider_names_exactly_one_person(person, clock):
+    with pytest.raises(errors.Unauthenticated):  # "aaa@" sorts before ayse@
+        signin.login_as("aaa@example.com", ADDRESS, clock(), refresh_ttl_s=TTL, provider="idp")
+
+
+def test_a_password_change_needs_a_current_person(person, clock):
+    with pytest.raises(errors.Unauthenticated):
+        signin.start_password_check(person.id + 100, ADDRESS, clock())
+    signin.set_active(person.id, False, clock())
+    with pytest.raises(errors.Unauthenticated):
+        signin.start_password_check(person.id, ADDRESS, clock())
+
+
+def test_a_logout_is_audited_when_it_ends_the_session(person, clock):
+    signed_in = login(clock)
+    signin.logout(signed_in.refresh_token, ADDRESS, clock())
+    assert [action for action, *_ in audited()] == ["Login", "Logout"]
