@@ -6,6 +6,7 @@ the repository (its tracked files and generated stubs) under var/mutate/, never 
 working tree. One session database per module is kept there, so an interrupted run goes on
 where it stopped. `MODULE=credit_service/audit.py make mutate` runs one module, and with
 `LINES=120-180` only the mutants of those lines (a function being worked on: about a minute).
+With TEST_DATABASE_URL set, what survives SQLite runs again with the tests' PostgreSQL cases.
 The last line printed is `mutation score: <killed>/<total> = <ratio>`; surviving mutants are
 listed above it (docs/testing.md says why each that remains is harmless).
 """
@@ -27,8 +28,8 @@ WORK = ROOT / "var" / "mutate"
 # two seconds of start-up, and these tests do not use them.
 PYTEST = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p pytest_timeout"
 
-# Module -> the tests that claim to check it (run on SQLite: PostgreSQL doubles the time and
-# the engine-specific code paths are SQL, which these operators do not mutate).
+# Module -> the tests that claim to check it. Every mutant runs them on SQLite; with
+# TEST_DATABASE_URL set, the survivors run them again with their PostgreSQL cases.
 MODULES = {
     "credit_service/ledger.py": "tests/unit/domain/test_ledger.py "
                                 "tests/unit/domain/test_ledger_edges.py "
@@ -113,10 +114,11 @@ def _digest(paths: list[str]) -> str:
                                    for path in paths)).hexdigest()
 
 
-def run_module(module: str, tests: str, lines: range | None = None
+def run_module(module: str, tests: str, lines: range | None = None, postgres: str = ""
                ) -> tuple[int, int, list[str]]:
     """(killed, total, survivors) of one module's mutants (with `lines`, only those on them:
-    a session of its own)."""
+    a session of its own; with `postgres`, a database URL, the survivors run again with the
+    tests' PostgreSQL cases)."""
     name = module.replace("/", "_").removesuffix(".py")
     if lines is not None:
         name += f"-lines-{lines.start}-{lines.stop - 1}"
@@ -149,6 +151,14 @@ def run_module(module: str, tests: str, lines: range | None = None
               f"(inside annotations{'' if lines is None else ', or off the lines asked for'})")
     subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=copy, check=True,
                    env=env)
+    if postgres:
+        # What survived SQLite runs again with the tests' PostgreSQL cases too: production's
+        # engine refuses SQL that SQLite accepts (a boolean multiplied, LIKE on booleans), so a
+        # mutant that only SQLite forgives is not counted as harmless.
+        with sqlite3.connect(session) as work_db:
+            work_db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        subprocess.run([*cosmic, "exec", str(config), str(session)], cwd=copy, check=True,
+                       env={**env, "TEST_DATABASE_URL": postgres})
     dump = subprocess.run([*cosmic, "dump", str(session)], cwd=copy, check=True, env=env,
                           capture_output=True, text=True).stdout
     killed, total, survivors = 0, 0, []
@@ -177,7 +187,8 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     killed = total = 0
     for module, tests in modules.items():
-        module_killed, module_total, survivors = run_module(module, tests, lines)
+        module_killed, module_total, survivors = run_module(
+            module, tests, lines, os.environ.get("TEST_DATABASE_URL", ""))
         killed, total = killed + module_killed, total + module_total
         print(f"{module}: {module_killed}/{module_total} killed")
         for survivor in survivors:
