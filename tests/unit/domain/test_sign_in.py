@@ -376,9 +376,12 @@ def test_each_lockout_is_audited_once_per_window(person, clock):
     lock("ayse@example.com")
     clock.advance(20 * 60)
     lock("zzz@example.com")  # another account after the first's mark is old
+    clock.advance(20 * 60)
+    lock("ayse@example.com")  # the first account again, its marks long past the window
     refusals = [actor for _, outcome, actor, *_ in audited()
                 if outcome == "denied:RESOURCE_EXHAUSTED"]
-    assert refusals == ["ayse@example.com", "ayse@example.com", "zzz@example.com"]
+    assert refusals == ["ayse@example.com", "ayse@example.com", "zzz@example.com",
+                        "ayse@example.com"]
 
 
 def test_retry_after_is_at_least_a_second(person, clock):
@@ -486,3 +489,19 @@ def test_a_logout_is_audited_when_it_ends_the_session(person, clock):
     signed_in = login(clock)
     signin.logout(signed_in.refresh_token, ADDRESS, clock())
     assert [action for action, *_ in audited()] == ["Login", "Logout"]
+
+
+def test_refreshing_one_session_leaves_older_ones_alone(person, colleague, clock):
+    older = login(clock)
+    newer = login(clock, "zeynep's own passphrase", "zeynep@example.com")
+    signin.refresh(newer.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
+    assert signin.refresh(older.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL).user.id \
+        == person.id  # its token was not spent by the other refresh
+
+
+def test_admin_changes_to_the_second_person_leave_the_first_alone(person, colleague, clock):
+    mine = login(clock)
+    signin.set_password(colleague.id, "set for zeynep now", clock())
+    signin.set_active(colleague.id, False, clock())
+    assert sessions_of(person) == {mine.session_id: ""}
+    assert login(clock).user.id == person.id  # Ayşe's password is hers still
