@@ -94,22 +94,27 @@ def expire_grants(now: datetime.datetime, limit: int = 500) -> int:
     total = 0
     for organization_id in organization_ids:
         with database.atomic():
-            _lock_balance(organization_id, now)
-            due = list(CreditGrant.select(CreditGrant.id, CreditGrant.remaining,
-                                          CreditGrant.held)
-                       .where((CreditGrant.organization == organization_id)
-                              & CreditGrant.expired_at.is_null()
-                              & (CreditGrant.expires_at <= now))
-                       .order_by(CreditGrant.id))
-            lapsed = []
-            for grant in due:
-                if (CreditGrant.update(expired_at=now, remaining=CreditGrant.held)
-                        .where((CreditGrant.id == grant.id) & CreditGrant.expired_at.is_null())
-                        .execute()):
-                    lapsed.append((grant.id, grant.remaining - grant.held))
-            lapse(organization_id, lapsed, now, EXPIRE_REASON)
-            total += sum(amount for _, amount in lapsed)
+            total += _expire_due(organization_id, now)
     return total
+
+
+def _expire_due(organization_id: int, now: datetime.datetime) -> int:
+    """Inside a transaction: expire this organisation's grants past their `expires_at`; the
+    credits that left its balance."""
+    _lock_balance(organization_id, now)
+    due = list(CreditGrant.select(CreditGrant.id, CreditGrant.remaining, CreditGrant.held)
+               .where((CreditGrant.organization == organization_id)
+                      & CreditGrant.expired_at.is_null()
+                      & (CreditGrant.expires_at <= now))
+               .order_by(CreditGrant.id))
+    lapsed = []
+    for grant in due:
+        if (CreditGrant.update(expired_at=now, remaining=CreditGrant.held)
+                .where((CreditGrant.id == grant.id) & CreditGrant.expired_at.is_null())
+                .execute()):
+            lapsed.append((grant.id, grant.remaining - grant.held))
+    lapse(organization_id, lapsed, now, EXPIRE_REASON)
+    return sum(amount for _, amount in lapsed)
 
 
 @dataclass(frozen=True)

@@ -126,3 +126,30 @@ def test_sweeping_one_organisation_leaves_the_others_rows_alone(credit_db, clock
     clock.advance(DAY.total_seconds())
     assert grants.expire_grants(clock()) == 3
     assert CreditBalance.get(CreditBalance.organization == other).updated_at == other_touched
+
+
+def test_expiring_an_organisations_grants_touches_no_other(credit_db, clock):
+    acme, other = org("Acme", credits=0, now=clock()), org("Other", credits=0, now=clock())
+    theirs = grant(acme, 3, clock, expires_at=clock() + DAY)
+    grant(other, 5, clock, expires_at=clock() + DAY)
+    clock.advance(DAY.total_seconds())
+    with grants.database.atomic():
+        assert grants._expire_due(other, clock()) == 5
+    assert CreditGrant.get_by_id(theirs.id).expired_at is None  # Acme's wait for their turn
+    assert ledger.get_balance(acme, clock()).balance == 3
+
+
+def test_a_fully_held_grant_far_from_expiry_is_not_expiring_soon(credit_db, clock):
+    acme = org("Acme", credits=0, now=clock())
+    grant(acme, 4, clock, expires_at=clock() + 60 * DAY)
+    ledger.reserve_credits(acme, 4, "job", 60, user_id=None, now=clock())
+    assert grants.expiring_soon(clock()) == {}
+
+
+def test_the_sweeper_takes_500_organisations_a_pass(credit_db, clock):
+    for number in range(501):
+        grant(org(f"Shop {number}", credits=0, now=clock()), 1, clock,
+              expires_at=clock() + DAY)
+    clock.advance(DAY.total_seconds())
+    assert grants.expire_grants(clock()) == 500
+    assert grants.expire_grants(clock()) == 1
