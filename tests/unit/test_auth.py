@@ -327,3 +327,40 @@ def test_a_key_without_kid_does_not_hide_the_keys_after_it(keys, tmp_path):
     auth = authenticator(JWT_JWKS_FILE=str(path))
     token = jwt.encode(claims(), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
     assert auth.authenticate({"authorization": f"Bearer {token}"}).actor == "dana"
+
+
+def test_staff_sees_neither_a_smaller_nor_a_larger_organisation():
+    staff = Principal("dana", "STAFF", organization_id=100_000)
+    own = int("100000")  # equal, not the same object
+    assert staff.sees(own) and not staff.sees(99_999) and not staff.sees(100_001)
+
+
+def test_only_a_bearer_scheme_with_a_credential_is_read_as_a_jwt():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    for header in ("Basic YWxhZGRpbjpvcGVu", "Bearer   ", "Zebra abc"):
+        with pytest.raises(Unauthenticated) as refused:
+            auth.authenticate({"authorization": header})
+        assert str(refused.value) == "missing credentials: send x-admin-token or a Bearer JWT"
+    with pytest.raises(Unauthenticated) as malformed:
+        auth.authenticate({"authorization": "Bearer not-a-jwt"})
+    assert str(malformed.value) == "malformed JWT"
+
+
+def test_a_jwt_admin_is_admitted_as_an_admin_and_organisation_1_is_an_organisation():
+    auth = authenticator(JWT_SECRET="s" * 40)
+    admin = auth.authenticate({"authorization": "Bearer " + jwt.encode(
+        claims(), "s" * 40, algorithm="HS256")})
+    assert admit(Identity(person=admin), ADMIN) == admin
+    first = auth.authenticate({"authorization": "Bearer " + jwt.encode(
+        claims(role="STAFF", org=1), "s" * 40, algorithm="HS256")})
+    assert first.organization_id == 1
+
+
+def test_certificates_that_name_no_single_plain_service():
+    from carpet_common.auth import certificate_identity
+
+    for context in ({"x509_pem_cert": [b"-----BEGIN CERTIFICATE-----"]},
+                    {"x509_common_name": [b"render"],
+                     "x509_subject_alternative_name": [b"spiffe://carpet/render/extra"]}):
+        with pytest.raises(Unauthenticated):
+            certificate_identity(context)
