@@ -178,7 +178,9 @@ def test_refresh_spends_the_token_and_a_reused_one_ends_the_session(person, cloc
 
 def test_a_refresh_token_expires_and_is_forgotten_a_day_later(person, clock):
     signed_in = login(clock)
-    clock.advance(TTL)
+    clock.advance(1)
+    login(clock)  # a second token, expiring a second later
+    clock.advance(TTL - 1)
     with pytest.raises(errors.Unauthenticated):
         signin.refresh(signed_in.refresh_token, ADDRESS, clock(), refresh_ttl_s=TTL)
     for token in ("", "not-a-token"):
@@ -186,8 +188,8 @@ def test_a_refresh_token_expires_and_is_forgotten_a_day_later(person, clock):
             signin.refresh(token, ADDRESS, clock(), refresh_ttl_s=TTL)
     clock.advance(24 * 60 * 60 - 1)
     signin.forget_old(clock())
-    assert RefreshToken.select().count() == 1
-    clock.advance(1)
+    assert RefreshToken.select().count() == 2  # the first is a second short of a day past
+    clock.advance(2)  # now the first is a second beyond, the second exactly a day past
     signin.forget_old(clock())
     assert RefreshToken.select().count() == 0
 
@@ -505,3 +507,12 @@ def test_admin_changes_to_the_second_person_leave_the_first_alone(person, collea
     signin.set_active(colleague.id, False, clock())
     assert sessions_of(person) == {mine.session_id: ""}
     assert login(clock).user.id == person.id  # Ayşe's password is hers still
+
+
+def test_the_second_persons_password_change_leaves_the_first_signed_in(person, colleague,
+                                                                       clock):
+    mine = login(clock)
+    attempt = signin.start_password_check(colleague.id, ADDRESS, clock())
+    signin.change_password(colleague.id, "", "zeynep's own passphrase", "zeynep's next phrase",
+                           attempt, clock())
+    assert sessions_of(person) == {mine.session_id: ""}
