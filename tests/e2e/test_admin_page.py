@@ -117,9 +117,7 @@ def test_every_screen_in_turkish_and_english(browser, world, http_gateway,  # no
 
 def test_the_money_form(browser, world, http_gateway, credit_server):  # noqa: F811
     admin, acme, other, ada, done = world
-    person(credit_server, other.id, "boss@example.com")
-    page = browser.new_page()
-    sign_in(page, http_gateway, "boss@example.com")
+    page = signed_in_boss(browser, http_gateway, credit_server, other.id)
     open_screen(page, "organizations")
     dialogs = Dialogs(page)
 
@@ -191,12 +189,18 @@ def test_the_money_form(browser, world, http_gateway, credit_server):  # noqa: F
     assert [row.outcome for row in rows] == ["error:FAILED_PRECONDITION", "ok", "ok", "ok"]
 
 
+def signed_in_boss(browser, http_gateway, credit_server, organization_id):
+    """A page signed in as boss@example.com, an ADMIN of `organization_id`."""
+    person(credit_server, organization_id, "boss@example.com")
+    page = browser.new_page()
+    sign_in(page, http_gateway, "boss@example.com")
+    return page
+
+
 def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: F811
                                          credit_server):
     admin, acme, other, ada, done = world
-    person(credit_server, acme.id, "boss@example.com")
-    page = browser.new_page()
-    sign_in(page, http_gateway, "boss@example.com")
+    page = signed_in_boss(browser, http_gateway, credit_server, acme.id)
     open_screen(page, "users")
     page.fill("#user-name", "Şule")
     page.fill("#user-email", "sule@firma")
@@ -312,9 +316,7 @@ def test_a_session_ended_by_an_admin_brings_back_the_sign_in_form(
 def test_forms_say_what_is_wrong_with_them(browser, world, http_gateway,  # noqa: F811
                                            credit_server):
     admin, acme, other, ada, done = world
-    person(credit_server, acme.id, "boss@example.com")
-    page = browser.new_page()
-    sign_in(page, http_gateway, "boss@example.com")
+    page = signed_in_boss(browser, http_gateway, credit_server, acme.id)
     open_screen(page, "organizations")
     page.click("#org-form button[type=submit]")
     expect(page.locator("#error")).to_have_text("Enter the organisation's name.")
