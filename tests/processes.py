@@ -79,8 +79,14 @@ def make_run(directory, env: dict[str, str]) -> Iterator[tuple[dict[str, str], s
         yield env, launcher
     finally:
         if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
+            # Ctrl-C, as a person stops it: the launcher stops its three processes (each in a
+            # session of its own, so killing the launcher alone would leave them running).
+            launcher.send_signal(signal.SIGINT)
+            try:
+                launcher.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
+                launcher.wait()
 
 
 class ServiceProcess:
