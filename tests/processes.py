@@ -59,20 +59,22 @@ ADDRESS_SETTINGS = {"credit_service": "CREDIT_ADDR", "render_service": "RENDER_A
 
 @contextlib.contextmanager
 def make_run(directory, env: dict[str, str]) -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
-    """`make run`'s launcher started in `directory` (its var/ there), each process on a free
-    port; yields (its settings, the launcher) once all three answer, and kills it if it is
-    still running at the end. What `make run` generates (tokens, keys, the admin's password)
-    is left for it to generate."""
+    """`make run`'s launcher started in `directory` (its var/ there), each gRPC process on a
+    free port (the HTTP address as `env` gives it); yields (its settings, the launcher) once
+    all three answer, and stops it with Ctrl-C at the end. What `make run` generates (tokens,
+    keys, the admin's password) is left for it to generate, and it trusts no proxy, as `make
+    run` does. Everything it and its processes print goes to `directory`/launcher.log (a pipe
+    nobody reads would fill and stop them)."""
     from tests.conftest import free_port
 
     env = {key: value for key, value in env.items()
            if key not in ("ADMIN_TOKENS", "SERVICE_TOKENS", "SERVICE_TOKEN", "AUDIT_HMAC_KEY",
-                          "JWT_SECRET", "SEED_ADMIN_PASSWORD")}
+                          "JWT_SECRET", "SEED_ADMIN_PASSWORD", "TRUSTED_PROXIES")}
     env.update({variable: f"127.0.0.1:{free_port()}" for variable in ADDRESS_SETTINGS.values()})
-    env["ADMIN_HTTP_ADDR"] = f"127.0.0.1:{free_port()}"
-    launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
-                                cwd=directory, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+    env.setdefault("ADMIN_HTTP_ADDR", f"127.0.0.1:{free_port()}")
+    with open(os.path.join(directory, "launcher.log"), "w") as log:
+        launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
+                                    cwd=directory, stdout=log, stderr=subprocess.STDOUT)
     try:
         for variable in ADDRESS_SETTINGS.values():
             wait_serving(env[variable], timeout=60)

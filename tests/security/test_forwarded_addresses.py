@@ -5,9 +5,6 @@ rate limit. The gateway's forwarded address is still believed by the services, b
 gateway's service identity: an admin change made through the HTTP API over IPv6 is audited by
 the credit service with the browser's `::1`, not the gateway's IPv4 connection."""
 import json
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
@@ -18,35 +15,18 @@ from protos.carpet.admin.v1 import admin_pb2_grpc
 from protos.carpet.credit.v1 import audit_pb2, audit_pb2_grpc, auth_pb2
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from tests.conftest import free_port
-from tests.e2e.test_processes import SERVICES, base_env
-from tests.processes import wait_serving
+from tests.e2e.test_processes import base_env
+from tests.processes import make_run
 
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("make-run")
-    env = base_env(tmp)
-    for variable, _ in SERVICES.values():
-        env[variable] = f"127.0.0.1:{free_port()}"
-    env["ADMIN_HTTP_ADDR"] = f"[::1]:{free_port()}"
-    env["RATE_LIMIT_RENDER"] = "5/minute"
-    for generated in ("ADMIN_TOKENS", "SERVICE_TOKENS", "AUDIT_HMAC_KEY", "JWT_SECRET",
-                      "SEED_ADMIN_PASSWORD", "TRUSTED_PROXIES"):
-        env.pop(generated, None)
-    launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
-                                cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for variable, _ in SERVICES.values():
-            wait_serving(env[variable], timeout=60)
+    env = {**base_env(tmp), "ADMIN_HTTP_ADDR": f"[::1]:{free_port()}",
+           "RATE_LIMIT_RENDER": "5/minute"}
+    with make_run(tmp, env) as (env, _launcher):
         yield env, {name: (tmp / "var" / name).read_text().strip()
                     for name in ("admin_token", "web_token")}
-    finally:
-        launcher.send_signal(signal.SIGINT)
-        try:
-            launcher.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-            launcher.wait()
 
 
 def http(env, path, body=None, headers=None):
