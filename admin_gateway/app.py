@@ -24,6 +24,7 @@ from carpet_common.ratelimit import RateLimiter, RateLimitInterceptor
 from carpet_common.server import ChannelSecurity, GrpcServer, create_server, tls_files
 from carpet_common.sessions import revoked_sessions_via
 from carpet_common.settings import Settings
+from carpet_common.streams import StreamLimits
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import audit_pb2
 
@@ -143,7 +144,8 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
                                   max_workers=settings.grpc_max_workers,
                                   tls=tls_files(settings), unix_socket=unix_socket,
                                   reflection=settings.grpc_reflection,
-                                  long_streams=EXPORT_METHODS, short_streams=IMAGE_METHODS)
+                                  long_streams=EXPORT_METHODS,
+                                  stream_limits=StreamLimits.from_settings(settings))
     ended_sessions.start()
     running.background.append(ended_sessions)
     return running, port

@@ -2,7 +2,7 @@
 
 BENCH_DATABASE_URL selects PostgreSQL (default: SQLite files), BENCH_SECONDS the length of
 each scenario, BENCH_CONCURRENCY the number of client processes, BENCH_GROUPS which groups of
-scenarios run (default all: credit,render,scaling,webhooks,admin).
+scenarios run (default all: credit,render,watch,scaling,webhooks,admin).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from bench import renderer_latency
+from bench import renderer_latency, watch_fanout
 from bench.admin_scenarios import AdminBench
 from bench.cpu import CpuMeter
 from bench.driver import Result, run_open_loop, run_scenario
@@ -119,6 +119,7 @@ ADMIN_SIZES = {"1k": 1_000, "1m": 1_000_000}
 ADMIN_WORKLOADS = {"admin.overview": "overview", "admin.list_renders": "list_renders",
                    "admin.list_renders.deep": "list_renders_deep",
                    "admin.usage.30d": "usage_30d", "admin.export.renders": "export_renders"}
+OVERVIEW_TRANSPORTS = {"admin.overview.grpc": "overview", "admin.overview.http": "overview_http"}
 # The 1k scenarios against the gateway's health check; the 1m ones against their 1k run.
 ADMIN_CEILINGS = {"ceiling.grpc.admin": None,
                   **{f"{name}.1k": "ceiling.grpc.admin" for name in ADMIN_WORKLOADS},
@@ -130,6 +131,7 @@ def run_admin_scenarios(scenario, base_url, credit_env, credit_address, config,
     """The admin scenarios at each history size; returns the full export's measurement.
     `server_pids` is given the admin stack's processes, for the CPU figures."""
     admin = AdminBench(base_url, credit_env, credit_address, config["spread_organizations"])
+    config["admin_http_address"] = admin.http_address
     server_pids.update(admin.server_pids)
     try:
         for label, size in ADMIN_SIZES.items():
@@ -141,6 +143,9 @@ def run_admin_scenarios(scenario, base_url, credit_env, credit_address, config,
                 scenario("ceiling.grpc.admin", "admin_workloads.health_check")
             for name, workload in ADMIN_WORKLOADS.items():
                 scenario(f"{name}.{label}", f"admin_workloads.{workload}")
+            if label == "1k":  # the same call over HTTP and over gRPC, same gateway process
+                for name, workload in OVERVIEW_TRANSPORTS.items():
+                    scenario(name, f"admin_workloads.{workload}")
         export = admin.export_everything(config["admin_token"])
         print(f"full CSV export: {export}", flush=True)
         return export
@@ -178,6 +183,7 @@ COMPARED_WITH = {
     "credit.reserve_capture_hot.events": ("credit.reserve_capture_hot",),
     "render.submit.webhook_dead": ("render.submit.events",),
     "credit.reserve_capture_hot.webhook_dead": ("credit.reserve_capture_hot.events",),
+    "admin.overview.grpc": (), "admin.overview.http": ("admin.overview.grpc",),
     **{name: ("ceiling.chain3",) if ceiling == "ceiling.grpc.admin" else
        ((ceiling,) if ceiling else ()) for name, ceiling in ADMIN_CEILINGS.items()},
 }
@@ -215,7 +221,7 @@ def report_rows(results: dict[str, Result], cpu: dict[str, dict[str, float]]) ->
     return rows
 
 
-GROUPS = ("credit", "render", "scaling", "webhooks", "admin")
+GROUPS = ("credit", "render", "watch", "scaling", "webhooks", "admin")
 
 
 class Bench:
@@ -224,6 +230,7 @@ class Bench:
     def __init__(self, base_url: str | None, seconds: float, concurrency: int):
         self.base_url, self.seconds, self.concurrency = base_url, seconds, concurrency
         self.results: dict[str, Result] = {}
+        self.extra: dict[str, dict] = {}  # measurements that are not rates (render.watch.fanout)
         # CPU milliseconds per operation, by process group, of every scenario (bench.cpu).
         self.cpu: dict[str, dict[str, float]] = {}
         # The services serving the current scenarios (a list of pids for several processes).
@@ -285,7 +292,7 @@ class Bench:
 
     @contextlib.contextmanager
     def serving(self, credit_processes: int = 1, render_processes: int = 1,
-                render_workers: int = 0):
+                render_workers: int = 0, **render_settings: str):
         """The credit service and a render service (none with `render_processes=0`) for the
         block, each with SERVER_PROCESSES as given; their addresses in the config."""
         credit_address, render_address = free_address(), free_address()
@@ -299,7 +306,8 @@ class Bench:
                 running.append(ServerProcess("render_service", {
                     **self.render_env, "CREDIT_ADDR": credit_address,
                     "RENDER_ADDR": render_address, "RENDER_WORKERS": str(render_workers),
-                    "SERVER_PROCESSES": str(render_processes)}, render_address))
+                    "SERVER_PROCESSES": str(render_processes), **render_settings},
+                    render_address))
             self.config.update(address=credit_address, render_address=render_address)
             if render_processes and "carpet" not in self.config:  # the one the renders use
                 self.config["carpet"] = create_carpet(self.config, render_address)
@@ -382,6 +390,16 @@ def run_render(bench: Bench) -> None:
                         rate=sustained)
 
 
+def run_watch(bench: Bench) -> None:
+    """`render.watch.fanout` (bench.watch_fanout): 2,000 WatchRender streams on one render
+    process while their jobs end, then 5,000 held open for the process's memory."""
+    with bench.serving(STREAMS_PER_PRINCIPAL="5000") as running:
+        render = running[1]
+        bench.extra["render.watch.fanout"] = watch_fanout.measure(
+            bench.config, render.address, render.rss_kb)
+    print(f"render.watch.fanout {bench.extra['render.watch.fanout']}", flush=True)
+
+
 def run_scaling(bench: Bench) -> None:
     """The submission path served by more processes on one PostgreSQL (SERVER_PROCESSES of each
     service), against one of each (render.submit): two and two, then three render-service and
@@ -444,6 +462,7 @@ def main() -> int:
         "verify": " / ".join(result.stdout.strip().splitlines()[-1] if result.stdout else ""
                              for result in (verified, reconciled)),
         "scenarios": report_rows(bench.results, bench.cpu),
+        **bench.extra,
         # The whole 1M-job history as CSV over HTTP: the gateway's memory stays flat.
         "export_renders_csv_full": full_export,
     }

@@ -30,6 +30,26 @@ def overview(config: dict, index: int):
     return operation
 
 
+def overview_http(config: dict, index: int):
+    """`GET /admin/overview` over one kept-alive HTTP connection, as the admin page asks."""
+    import http.client
+    import json
+
+    host, port = config["admin_http_address"].rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT_S)
+    headers = {"x-admin-token": config["admin_token"]}
+
+    def operation() -> int:
+        connection.request("GET", "/admin/overview", headers=headers)
+        answer = connection.getresponse()
+        body = answer.read()
+        if answer.status != 200 or "organizations" not in json.loads(body):
+            raise RuntimeError(f"HTTP {answer.status}: {body[:200]!r}")
+        return 1
+
+    return operation
+
+
 def _list_renders(config: dict, page_token: str):
     stub, metadata = _admin(config), (("x-admin-token", config["admin_token"]),)
     request = render_pb2.ListRendersRequest(page_size=50, page_token=page_token)

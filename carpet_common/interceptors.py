@@ -1,10 +1,9 @@
 """Server interceptors in one shape: each says what happens *around* a call, as a context
 manager, and one wrapper applies it to unary and streaming behaviours alike. They wrap the
-handler's behaviour, so they run on the worker thread with the request in hand (never on the
-server's polling thread).
+handler's behaviour, so they run on the worker thread with the request in hand
+(carpet_common.serving), never on the event loop.
 
-Health and reflection are grpc's own servicers and are never wrapped: wrapping them would turn
-each `Health/Watch` stream into a thread-holding handler of ours.
+Health and reflection are grpc's own asynchronous servicers and are never wrapped.
 """
 from __future__ import annotations
 
@@ -58,53 +57,33 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, around: Around | None
                    response_serializer=handler.response_serializer)
 
 
-class AroundInterceptor(grpc.ServerInterceptor):
+class AroundInterceptor:
     """Base: subclasses implement `around(method)`, returning an `Around` for that method (or
     None to leave it alone). grpc's own health and reflection servicers are never wrapped."""
 
     def around(self, method: str) -> Around | None:
         raise NotImplementedError
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if method.startswith(GRPC_OWN_PREFIXES):
-            return handler
-        return wrap_handler(handler, self.around(method))
 
-
-class AroundPipeline(grpc.ServerInterceptor):
-    """Several AroundInterceptors applied as one grpc interceptor, the first outermost, each
-    method's handler wrapped once. grpc runs every interceptor on every call, and each rebuilt
-    its wrapper and handler every time: with seven of them that was a measurable part of a
-    call's CPU. Here a method's arounds are asked for once and the wrapped handler is kept for as
-    long as the handler beneath it is the same object (an interceptor further in that wraps per
-    call, like the stream limits', gets its handler wrapped per call)."""
+class AroundPipeline:
+    """Several AroundInterceptors applied as one, the first outermost. The server asks for each
+    method's wrapped handler once and keeps it (carpet_common.serving): with seven interceptors,
+    rebuilding wrappers on every call was a measurable part of a call's CPU."""
 
     def __init__(self, interceptors: Sequence[AroundInterceptor]):
         self._interceptors = tuple(interceptors)
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(GRPC_OWN_PREFIXES):
-            return handler
-        kept = self._wrapped.get(method)
-        if kept is not None and kept[0] is handler:
-            return kept[1]
-        wrapped = handler
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         for interceptor in reversed(self._interceptors):
-            wrapped = wrap_handler(wrapped, interceptor.around(method))
-        self._wrapped[method] = (handler, wrapped)  # only registered methods have a handler
-        return wrapped
+            handler = wrap_handler(handler, interceptor.around(method))
+        return handler
 
 
-def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
-               reason: str, metadata: dict[str, str] | None = None,
-               trailers: tuple[tuple[str, str], ...] = ()) -> None:
-    """Abort the call with a rich status carrying google.rpc.ErrorInfo(reason), plus any
-    extra trailing metadata (such as retry-after)."""
+def rich_status(code: grpc.StatusCode, message: str, reason: str,
+                metadata: dict[str, str] | None = None,
+                trailers: tuple[tuple[str, str], ...] = ()) -> grpc.Status:
+    """A status carrying google.rpc.ErrorInfo(reason), plus any extra trailing metadata (such
+    as retry-after)."""
     info = error_details_pb2.ErrorInfo(reason=reason, domain=errors.ERROR_DOMAIN,
                                        metadata=metadata or {})
     detail = any_pb2.Any()
@@ -113,16 +92,16 @@ def abort_with(context: grpc.ServicerContext, code: grpc.StatusCode, message: st
         status_pb2.Status(code=code.value[0], message=message, details=[detail]))
     if trailers:
         status = status._replace(trailing_metadata=(*status.trailing_metadata, *trailers))
-    context.abort_with_status(status)
+    return status
 
 
-def abort_for(context: grpc.ServicerContext, error: errors.DomainError) -> None:
-    """Abort the call with the status, reason and message the error's class carries."""
+def error_status(error: errors.DomainError) -> grpc.Status:
+    """The status, reason and message the error's class carries."""
     extra, trailers = {}, ()
     if isinstance(error, errors.ResourceExhausted):
         extra["retry_after_s"] = str(error.retry_after_s)
         trailers = (("retry-after", str(error.retry_after_s)),)
-    abort_with(context, error.grpc_code, error.message, error.reason, extra, trailers)
+    return rich_status(error.grpc_code, error.message, error.reason, extra, trailers)
 
 
 class ErrorMappingInterceptor(AroundInterceptor):
@@ -138,9 +117,10 @@ class ErrorMappingInterceptor(AroundInterceptor):
                 if context.code() is not None:
                     raise  # the call was already aborted (grpc's own record of its status)
                 if isinstance(error, errors.DomainError):
-                    abort_for(context, error)
+                    context.abort_with_status(error_status(error))
                 logger.exception("unhandled error in %s", method)
-                abort_with(context, grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+                context.abort_with_status(
+                    rich_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL"))
 
         return mapping
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import grpc
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from carpet_common import errors
 from carpet_common.interceptors import AroundInterceptor
@@ -16,6 +16,9 @@ RPC_REQUESTS = Counter("carpet_rpc_requests_total", "gRPC calls handled", ["meth
 RPC_SECONDS = Histogram("carpet_rpc_duration_seconds", "gRPC call latency", ["method", "code"],
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                  2.5, 5, 10))
+# Set to the process's server's count (carpet_common.streams) when it starts.
+LONG_STREAMS = Gauge("carpet_grpc_long_streams_open",
+                     "long-lived streams open: WatchRender, exports, reflection")
 
 
 def _code(context: grpc.ServicerContext, error: BaseException | None) -> str:

@@ -1,8 +1,9 @@
 """gRPC server bootstrap shared by the three processes.
 
-`create_server` builds a started server with health and reflection registered and returns it
-with the bound port (bind port 0 in tests). `run_until_signal` blocks until SIGTERM/SIGINT, then
-flips health to NOT_SERVING (load balancers stop sending) and stops with a grace period.
+`create_server` builds a started asyncio server (carpet_common.serving) with health and
+reflection registered and returns it with the bound port (bind port 0 in tests).
+`run_until_signal` blocks until SIGTERM/SIGINT, then flips health to NOT_SERVING (load balancers
+stop sending) and stops with a grace period.
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from grpc_reflection.v1alpha import reflection as grpc_reflection
 
 from carpet_common.auth import SERVICE_TOKEN_HEADER
 from carpet_common.interceptors import AroundInterceptor, AroundPipeline
+from carpet_common.metrics import LONG_STREAMS
+from carpet_common.serving import Bridge, ServingRules, on_serving_loop
 from carpet_common.settings import SettingsError
+from carpet_common.streams import StreamAdmission, StreamCounter, StreamLimits
 
 logger = logging.getLogger(__name__)
 
@@ -188,20 +192,35 @@ def check_listen_address(setting: str, address: str, *, tls: bool,
 
 @dataclass
 class GrpcServer:
-    server: grpc.Server
-    health: health.HealthServicer
+    """A started asyncio server on the process's serving loop (carpet_common.serving), driven
+    from ordinary threads."""
+
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
     service_names: tuple[str, ...]
+    bridge: Bridge
+    pool: futures.ThreadPoolExecutor
+    streams: StreamCounter
     # Background work the server's calls rely on (e.g. the ended-sessions list), stopped with it.
     background: list = field(default_factory=list)
+    stopped: bool = False
 
     def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
-        self.health.enter_graceful_shutdown()  # every service -> NOT_SERVING
-        self.server.stop(grace).wait()
+        if self.stopped:
+            return
+        self.stopped = True
+        on_serving_loop(self._stop(grace))
+        self.pool.shutdown(wait=False)
         for work in self.background:
             work.stop()
 
+    async def _stop(self, grace: float) -> None:
+        self.bridge.stopping.set()  # waiting streams end at once with UNAVAILABLE
+        await self.health.enter_graceful_shutdown()  # every service -> NOT_SERVING
+        await self.server.stop(grace)
+
     def wait_for_termination(self, timeout: float | None = None) -> bool:
-        return self.server.wait_for_termination(timeout)
+        return on_serving_loop(self.server.wait_for_termination(timeout))
 
 
 def _server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
@@ -217,7 +236,7 @@ def _server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
 
 def create_server(
     address: str,
-    register: Callable[[grpc.Server], None],
+    register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     *,
     interceptors: Sequence[AroundInterceptor] = (),
@@ -227,28 +246,43 @@ def create_server(
     share_port: bool = False,
     reflection: bool = True,
     long_streams: Sequence[str] = (),
-    short_streams: Sequence[str] = (),
-    stream_limits=None,
+    stream_limits: StreamLimits | None = None,
 ) -> tuple[GrpcServer, int]:
     """Build, bind and start a server. `register(server)` adds the servicers;
     `service_names` are their full names, announced by health and reflection. `share_port`:
     sibling processes of `serve_in_processes` bind the same address (SO_REUSEPORT).
-    `interceptors` run in order, the first outermost, as one (AroundPipeline).
-    `long_streams`: methods whose streams last as long as a client wants (like WatchRender);
-    with server reflection they are bounded so they cannot take every thread
-    (carpet_common.streams). `short_streams`: other server streams (a picture's chunks), not
-    counted but ended like the long ones when their client stops reading."""
-    from carpet_common.streams import REFLECTION, StreamLimitInterceptor, limits_for
+    `interceptors` run in order, the first outermost, on the `max_workers` worker threads
+    (carpet_common.serving). `long_streams`: methods whose streams last as long as a client
+    wants (like WatchRender), counted per caller and in all by `stream_limits`."""
+    return on_serving_loop(_create_server(
+        address, register, service_names, interceptors=interceptors, max_workers=max_workers,
+        tls=tls, unix_socket=unix_socket, share_port=share_port, reflection=reflection,
+        long_streams=long_streams, stream_limits=stream_limits or StreamLimits()))
 
-    bounded = StreamLimitInterceptor({REFLECTION, *long_streams},
-                                     stream_limits or limits_for(max_workers),
-                                     uncounted=short_streams)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[AroundPipeline(interceptors), bounded],
-        # Overload is refused with RESOURCE_EXHAUSTED instead of queueing without bound.
-        maximum_concurrent_rpcs=max_workers * 8,
+
+async def _create_server(address, register, service_names, *, interceptors, max_workers, tls,
+                         unix_socket, share_port, reflection, long_streams, stream_limits):
+    counter = StreamCounter(stream_limits)
+    LONG_STREAMS.set_function(counter.open_streams)
+    pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+    # Unary calls beyond this many waiting for (or on) a worker are refused with
+    # RESOURCE_EXHAUSTED instead of queueing without bound. A waiting call costs its message
+    # only, so a burst (a shop's 500 shoppers submitting at once) queues; each client's rate
+    # limit bounds how many of those messages are pictures.
+    max_queued = max_workers * 64
+    bridge = Bridge(AroundPipeline((*interceptors, StreamAdmission(counter, long_streams))),
+                    pool, ServingRules(max_queued, frozenset(long_streams), counter))
+    # A backstop above every limit of our own (health Watch streams are counted only here).
+    backstop = 2 * (stream_limits.total + max_queued)
+    server = grpc.aio.server(
+        interceptors=[bridge],
+        maximum_concurrent_rpcs=backstop,
         options=[
+            # Calls arriving faster than the event loop picks them up wait in gRPC's queue,
+            # which cancels them beyond 1,000 (3,000 at once) by default: a burst of waiting
+            # clients is what this server is for.
+            ("grpc.server.max_pending_requests", backstop),
+            ("grpc.server.max_pending_requests_hard_limit", backstop),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             # Unless shared on purpose, a second process on the same port is an error.
@@ -261,7 +295,7 @@ def create_server(
         ],
     )
     register(server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if reflection:  # GRPC_REFLECTION=off removes it
         grpc_reflection.enable_server_reflection(
@@ -274,10 +308,10 @@ def create_server(
         raise OSError(f"could not bind gRPC address {address}")
     if unix_socket is not None:  # a private local listener (plaintext; file permissions guard it)
         server.add_insecure_port(f"unix:{unix_socket}")
-    server.start()
+    await server.start()
     for name in ("", *service_names):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return GrpcServer(server, health_servicer, tuple(service_names)), port
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return GrpcServer(server, health_servicer, tuple(service_names), bridge, pool, counter), port
 
 
 def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] | None = None,

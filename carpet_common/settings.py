@@ -80,6 +80,11 @@ class Settings:
     audit_hmac_key: bytes | None = field(default=None, repr=False)
     allow_plaintext: bool = False  # listen on a non-loopback address without TLS
     grpc_reflection: bool = True
+    # Long-lived streams per process, per caller, reflection streams per caller
+    # (carpet_common.streams).
+    streams_per_process: int = 5000
+    streams_per_principal: int = 2000
+    reflection_per_principal: int = 64
     # Sign-in (`docs/security.md`).
     seed_admin_password: str | None = field(default=None, repr=False)
     access_token_ttl_s: int = 15 * 60
@@ -287,6 +292,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                               defaults.refresh_token_ttl_s, 365 * 24 * 3600),
         jwt_jwks_url=text("JWT_JWKS_URL", None),
         grpc_reflection=_flag(env, "GRPC_REFLECTION", True),
+        streams_per_process=_int(env, "STREAMS_PER_PROCESS", defaults.streams_per_process,
+                                 minimum=1),
+        streams_per_principal=_int(env, "STREAMS_PER_PRINCIPAL", defaults.streams_per_principal,
+                                   minimum=1),
+        reflection_per_principal=_int(env, "REFLECTION_PER_PRINCIPAL",
+                                      defaults.reflection_per_principal, minimum=1),
         log_format=log_format,
         grpc_max_workers=_int(env, "GRPC_MAX_WORKERS", defaults.grpc_max_workers, minimum=1),
         server_processes=_int(env, "SERVER_PROCESSES", defaults.server_processes, minimum=1),

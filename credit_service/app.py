@@ -17,6 +17,7 @@ from carpet_common.periodic import Periodic
 from carpet_common.server import GrpcServer, create_server, tls_files
 from carpet_common.sessions import RevokedSessions
 from carpet_common.settings import Settings, SettingsError
+from carpet_common.streams import StreamLimits
 from credit_service import audit, grants, ledger, signin
 from credit_service.audited import write_denial
 from credit_service.models import database, utcnow
@@ -191,7 +192,8 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
                                   max_workers=settings.grpc_max_workers,
                                   tls=tls_files(settings),
                                   share_port=settings.server_processes > 1,
-                                  reflection=settings.grpc_reflection)
+                                  reflection=settings.grpc_reflection,
+                                  stream_limits=StreamLimits.from_settings(settings))
     ended_sessions.start()
     running.background.append(ended_sessions)
     return running, port

@@ -23,6 +23,7 @@ from carpet_common.server import (
 )
 from carpet_common.sessions import revoked_sessions_via
 from carpet_common.settings import Settings
+from carpet_common.streams import StreamLimits
 from protos.carpet.credit.v1 import audit_pb2, audit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2_grpc
 from render_service.credit_client import RETRY_SERVICE_CONFIG, CreditClient
@@ -118,8 +119,7 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
                                   share_port=settings.server_processes > 1,
                                   reflection=settings.grpc_reflection,
                                   long_streams=(f"/{SERVICE}/WatchRender",),
-                                  short_streams=(f"/{SERVICE}/GetRenderOutput",
-                                                 f"/{SERVICE}/GetRenderInput"))
+                                  stream_limits=StreamLimits.from_settings(settings))
     ended_sessions.start()
     running.background += [ended_sessions, status_hub]
     return running, port

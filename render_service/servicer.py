@@ -135,14 +135,14 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                                               next_page_token=page.next_page_token)
 
     def WatchRender(self, request, context):
-        """The job now, then at each change of its status until it ends. The job is read
-        again only when the status hub says it changed (render_service.status_hub)."""
+        """The job now, then at each change of its status until it ends. Between changes the
+        stream waits on the event loop without a thread, and the job is read again only when
+        the status hub says it changed (render_service.status_hub)."""
         last_status = None
         deadline = time.monotonic() + WATCH_LIMIT_S
         _visible_job(request.id)
         with self._status_hub.watching(request.id) as changes:
-            context.add_callback(changes.wake)  # a client gone: leave at once
-            while context.is_active():
+            while True:
                 job = jobs.get_job(request.id)
                 if job.status != last_status:
                     last_status = job.status
@@ -150,7 +150,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                 remaining = deadline - time.monotonic()
                 if job.status in jobs.TERMINAL or remaining <= 0:
                     return
-                changes.wait(remaining)
+                yield changes.next_change(remaining)
 
     def CancelRender(self, request, context):
         return render_message(renders.cancel_render(_visible_job(request.id),

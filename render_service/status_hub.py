@@ -13,6 +13,7 @@ only when woken.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -25,6 +26,7 @@ import psycopg2
 from psycopg2.extensions import ISOLATION_LEVEL_AUTOCOMMIT
 
 from carpet_common.db import is_postgres
+from carpet_common.serving import Pause
 from render_service.models import RenderJob
 
 logger = logging.getLogger(__name__)
@@ -37,22 +39,59 @@ POLL_CHUNK = 500  # ids per query
 
 
 class Watch:
-    """One stream's interest in one job."""
+    """One stream's interest in one job. The stream waits on the event loop
+    (`yield watch.next_change(timeout)`, carpet_common.serving), holding no thread; the hub's
+    thread wakes it."""
 
     def __init__(self, job_id: int):
         self.job_id = job_id
-        self._changed = threading.Event()
+        self._lock = threading.Lock()
+        self._changed = False
+        self._waiter: asyncio.Future | None = None
 
-    def wait(self, timeout: float) -> bool:
-        """Whether the job may have changed since the last wait (False: `timeout` passed). A
-        change between two waits is never lost: it leaves the flag set for the next one."""
-        changed = self._changed.wait(timeout)
-        self._changed.clear()
-        return changed
+    def next_change(self, timeout: float) -> _NextChange:
+        """A Pause that ends at the job's next change, or after `timeout`. A change between two
+        waits is never lost: it leaves the flag set, and the next wait ends at once."""
+        return _NextChange(self, timeout)
+
+    async def changed(self, timeout: float) -> bool:
+        """Whether the job may have changed (False: `timeout` passed first)."""
+        with self._lock:
+            if self._changed:
+                self._changed = False
+                return True
+            self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._waiter, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with self._lock:
+                self._waiter = None
+                self._changed = False  # the stream reads its job next: it sees this change
 
     def wake(self) -> None:
-        """Also called when the stream's client goes away, so its thread leaves at once."""
-        self._changed.set()
+        """From any thread."""
+        with self._lock:
+            self._changed = True
+            waiter = self._waiter
+        if waiter is not None:
+            waiter.get_loop().call_soon_threadsafe(_settle, waiter)
+
+
+def _settle(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _NextChange(Pause):
+    def __init__(self, watch: Watch, timeout: float):
+        self._watch = watch
+        self._timeout = timeout
+
+    async def wait(self) -> None:
+        await self._watch.changed(self._timeout)
 
 
 class StatusHub:

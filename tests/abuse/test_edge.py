@@ -2,6 +2,7 @@
 runs, a legitimate caller must still be served within a one-second deadline (its p50/p99 are
 printed for the notes). Slow HTTP clients, held streams, a thin 40 MP picture, bogus paths,
 a flood of refused credentials."""
+import asyncio
 import http.client
 import io
 import socket
@@ -10,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 
 import grpc
 import pytest
@@ -17,13 +19,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
-from carpet_common.streams import limits_for
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, account_pb2_grpc, credit_pb2, credit_pb2_grpc
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from tests.conftest import free_port
 from tests.fake_image_api import tiny_png
-from tests.helpers import identified_channel
+from tests.helpers import as_service, identified_channel
 from tests.processes import ServiceProcess, run_cli
 
 TOKEN = "abuse-admin-token-0123456789abcdef"
@@ -63,7 +64,8 @@ def system(tmp_path_factory):
     job = web.SubmitRender(render_pb2.SubmitRenderRequest(
         organization_id=organization.id, carpet_id=carpet.id, mode="preview"), timeout=10)
     yield {"env": env, "admin": admin_pb2_grpc.AdminServiceStub(channel), "web": web,
-           "organization": organization, "carpet": carpet, "queued_job": job}
+           "organization": organization, "carpet": carpet, "queued_job": job,
+           "render_pid": processes[1].process.pid}
     channel.close()
     for process in reversed(processes):
         process.stop()
@@ -142,58 +144,94 @@ def test_slow_http_clients_hold_no_worker(system):
 
 
 def test_held_streams_do_not_starve_short_calls(system):
-    """64 health Watch, 64 reflection and 64 WatchRender streams from one IP on each port:
-    the long streams beyond the limits are refused, the rest are bounded, short calls stay
-    served."""
+    """64 health Watch and 100 reflection streams from one address on each port, and 10,000
+    WatchRender attempts from one service: the streams beyond the limits (64 reflection per
+    caller, 2,000 long streams per caller) are refused, the rest are held without a thread each,
+    short calls stay served, and the render process's memory stays bounded."""
     env = system["env"]
     release = threading.Event()
-    held, refused = [], {"reflection": 0, "watch_render": 0}
+    held, refused_reflection = [], 0
     channels = []
 
     def requests():
         yield reflection_pb2.ServerReflectionRequest(list_services="")
-        release.wait(30)
+        release.wait(60)
 
     for address in (env["CREDIT_ADDR"], env["RENDER_ADDR"], env["ADMIN_GRPC_ADDR"]):
         channel = grpc.insecure_channel(address)
         channels.append(channel)
         for _ in range(64):
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(),
-                                                               timeout=30)
+                                                               timeout=60)
             next(watch)
             held.append(watch)
+        for _ in range(100):
             stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-                requests(), timeout=30)
+                requests(), timeout=60)
             try:
                 next(stream)
                 held.append(stream)
             except grpc.RpcError as error:
-                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                refused["reflection"] += 1
-    web_channel = identified_channel(env["RENDER_ADDR"], "web")
-    channels.append(web_channel)
-    web = render_pb2_grpc.RenderServiceStub(web_channel)
-    for _ in range(64):
-        stream = web.WatchRender(render_pb2.WatchRenderRequest(id=system["queued_job"].id),
-                                 timeout=30)
-        try:
-            next(stream)  # the queued job's first state
-            held.append(stream)
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            refused["watch_render"] += 1
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+                refused_reflection += 1
+    render_pid = system["render_pid"]
+    rss_before = rss_kib(render_pid)
+    measured = {}
+
+    def while_held():
+        measured["grown_mib"] = (rss_kib(render_pid) - rss_before) / 1024
+        measured["latencies"] = legitimate_calls(system)
+
     try:
-        limits = limits_for(16)  # GRPC_MAX_WORKERS' default
-        assert refused["reflection"] == 3 * (64 - limits.reflection_per_client), refused
-        assert refused["watch_render"] == 64 - (limits.total - limits.reflection_per_client)
-        latencies = legitimate_calls(system)
-        report("3x64 health Watch + 3x64 reflection + 64 WatchRender streams", latencies)
+        assert refused_reflection == 3 * (100 - 64)
+        outcome = asyncio.run(watch_many(env["RENDER_ADDR"], system["queued_job"].id, 10_000,
+                                         while_held))
+        assert outcome == {"admitted": 2000, "refused": 8000}, outcome
+        report(f"3x64 health Watch + 3x100 reflection + 10,000 WatchRender attempts (render "
+               f"process +{measured['grown_mib']:.0f} MiB)", measured["latencies"])
+        assert measured["grown_mib"] < 512, measured
     finally:
         release.set()
         for stream in held:
             stream.cancel()
         for channel in channels:
             channel.close()
+
+
+async def watch_many(address, job_id, attempts, while_held):
+    """`attempts` WatchRender calls at once from the service `web`: each admitted one reads its
+    first message and stays open until every attempt is answered and `while_held()` ran."""
+    outcome = Counter()
+    answered = asyncio.Event()
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = render_pb2_grpc.RenderServiceStub(channel)
+
+        async def attempt():
+            call = stub.WatchRender(render_pb2.WatchRenderRequest(id=job_id),
+                                    metadata=as_service("web"), timeout=120)
+            try:
+                await call.read()
+                outcome["admitted"] += 1
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+                assert "(STREAMS_PER_PRINCIPAL 2000)" in error.details()
+                outcome["refused"] += 1
+            if outcome.total() == attempts:
+                while_held()  # blocks this loop: every call stays as it is meanwhile
+                answered.set()
+            await answered.wait()
+            call.cancel()
+
+        await asyncio.gather(*(attempt() for _ in range(attempts)))
+    return dict(outcome)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def test_a_thin_forty_megapixel_picture_is_refused_at_submit(system):

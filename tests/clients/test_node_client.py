@@ -1,6 +1,7 @@
 """@carpet/client (clients/node): `npm test` builds it (types generated from the protos by
 proto-loader's generator) and runs Node's test runner against real processes it starts itself
-(the render flow, a refused submission, a read retried through a restart)."""
+(the render flow, a refused submission, a read retried through a restart, 500 waits at
+once)."""
 import os
 import shutil
 import subprocess
@@ -20,4 +21,4 @@ def test_npm_test_passes_against_real_processes():
     ran = subprocess.run([npm, "test"], cwd=PACKAGE, capture_output=True, text=True,
                          timeout=600, env={**os.environ, "CARPET_PYTHON": sys.executable})
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-3000:]
-    assert "# pass 3" in ran.stdout and "# fail 0" in ran.stdout
+    assert "# pass 4" in ran.stdout and "# fail 0" in ran.stdout

@@ -1,7 +1,7 @@
 """carpet-client (clients/python), installed with pip into a virtual environment of its own
 (stubs generated at build time), driven against real credit and render processes: the render
-flow with submit_and_wait, a refused submission as a typed error, and a read retried through
-a render-service restart."""
+flow with submit_and_wait, a refused submission as a typed error, a read retried through
+a render-service restart, and 500 submit_and_wait calls waiting at once."""
 from __future__ import annotations
 
 import json
@@ -39,6 +39,18 @@ if sys.argv[2] == "flow":
     failed = list(client.list_renders(organization_id=config["broke_organization_id"]))
     result["kept"] = [(render_pb2.RenderStatus.Name(j.status), j.error_text) for j in failed]
     result["job_id"] = job.id
+elif sys.argv[2] == "crowd":  # a shop's backend waiting on many shoppers' renders at once
+    from concurrent.futures import ThreadPoolExecutor
+
+    def shopper(_):
+        return client.submit_and_wait(config["crowd_organization_id"], config["carpet_id"],
+                                      "preview", timeout=300)
+
+    with ThreadPoolExecutor(int(sys.argv[3])) as pool:
+        jobs = list(pool.map(shopper, range(int(sys.argv[3]))))
+    result["jobs"] = len({job.id for job in jobs})
+    result["statuses"] = sorted({render_pb2.RenderStatus.Name(job.status) for job in jobs})
+    result["errors"] = sorted({job.error_text for job in jobs})
 else:
     started = time.monotonic()
     result["read"] = client.get_render(int(sys.argv[3])).id
@@ -95,6 +107,25 @@ def test_the_python_client_against_real_services(client_python, tmp_path):
         assert retried["read"] == result["job_id"] and retried["waited_s"] >= 1.5
     finally:
         stack.stop()
+
+
+def test_five_hundred_concurrent_waits_against_one_render_process(client_python, tmp_path):
+    """500 submit_and_wait calls at once (no render worker runs, so every one waits): the
+    render process holds all 500 watches open, then every one returns its job once it ends."""
+    stack = ClientStack(str(tmp_path), workers=False)
+    try:
+        config = stack.start()
+        shoppers = run_client(client_python, config, "crowd", CROWD, background=True)
+        stack.release_crowd(CROWD)
+        output, errors = shoppers.communicate(timeout=300)
+        assert shoppers.returncode == 0, errors[-3000:]
+        assert json.loads(output) == {"jobs": CROWD, "statuses": ["RENDER_STATUS_FAILED"],
+                                      "errors": ["canceled"]}
+    finally:
+        stack.stop()
+
+
+CROWD = 500
 
 
 def test_nothing_generated_is_committed():

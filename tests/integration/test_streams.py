@@ -1,6 +1,6 @@
-"""Long-lived streams (server reflection, WatchRender) cannot take every thread: they are
-bounded per client and in total, and cancelled after their lifetime or when their client sends
-nothing; short calls keep being served meanwhile."""
+"""Server reflection streams are bounded per caller, and cancelled after their lifetime or when
+their client sends nothing; short calls keep being served meanwhile (the asyncio server,
+carpet_common.serving)."""
 import threading
 
 import grpc
@@ -23,7 +23,7 @@ def open_reflection(channel, release: threading.Event):
 
 
 def test_reflection_streams_are_bounded_and_idle_ones_are_closed():
-    limits = StreamLimits(total=3, per_client=3, reflection_per_client=2, lifetime_s=60,
+    limits = StreamLimits(total=3, per_principal=3, reflection_per_principal=2, lifetime_s=60,
                           idle_s=1)
     running, port = create_server("127.0.0.1:0", lambda server: None, [], max_workers=4,
                                   stream_limits=limits)
@@ -34,17 +34,19 @@ def test_reflection_streams_are_bounded_and_idle_ones_are_closed():
         with pytest.raises(grpc.RpcError) as refused:
             open_reflection(channel, release)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "at most 2 of this kind per client" in refused.value.details()
-        # Short calls still have threads.
+        assert refused.value.details() == ("too many open streams of this kind from one caller "
+                                           "(REFLECTION_PER_PRINCIPAL 2); close one and retry")
+        # Short calls are still served.
         health = health_pb2_grpc.HealthStub(channel)
         for _ in range(20):
             assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
                 health_pb2.HealthCheckResponse.SERVING
-        # The idle streams are cancelled by the server, which frees their threads and slots.
+        # The idle streams are cancelled by the server, which frees their slots.
         for stream in held:
             with pytest.raises(grpc.RpcError) as closed:
                 next(stream)
             assert closed.value.code() == grpc.StatusCode.CANCELLED
+            assert closed.value.details() == "the stream sent nothing for 1 s"
         open_reflection(channel, release)  # a slot is free again
     finally:
         release.set()
@@ -53,7 +55,7 @@ def test_reflection_streams_are_bounded_and_idle_ones_are_closed():
 
 
 def test_a_stream_past_its_lifetime_is_cancelled_though_never_idle():
-    limits = StreamLimits(total=3, per_client=3, reflection_per_client=2, lifetime_s=1,
+    limits = StreamLimits(total=3, per_principal=3, reflection_per_principal=2, lifetime_s=1,
                           idle_s=60)
     running, port = create_server("127.0.0.1:0", lambda server: None, [], max_workers=4,
                                   stream_limits=limits)
@@ -71,6 +73,7 @@ def test_a_stream_past_its_lifetime_is_cancelled_though_never_idle():
             for _ in stream:  # answers keep coming until the server ends the stream
                 pass
         assert ended.value.code() == grpc.StatusCode.CANCELLED
+        assert ended.value.details() == "the stream reached its lifetime (1 s); open a new one"
     finally:
         stop.set()
         channel.close()

@@ -1,7 +1,8 @@
 """One STAFF freezing the gateway with exports it never reads, against real processes: the
-exports are long streams, bounded per caller (a person holds at most half of the slots), so
-the 17 it opens are mostly refused; the ones admitted are ended once a message has waited
-for its reader too long; everyone else's short calls and sign-ins are served meanwhile.
+exports are long streams counted per caller (STREAMS_PER_PRINCIPAL, 20 here), so of the 40 it
+opens half are refused; the ones admitted (more than the gateway's 16 worker threads: a stream
+waiting on its reader holds none) are ended once a message has waited for its reader too long;
+everyone else's short calls and sign-ins are served meanwhile.
 
 The attacker's channel turns off HTTP/2's window growth (BDP probing), as any client may: its
 window then stays at 64 kB, so the server's sends wait as soon as the client stops reading."""
@@ -15,7 +16,7 @@ import grpc
 import pytest
 
 from carpet_common.db import bind_database
-from carpet_common.streams import limits_for
+from carpet_common.streams import StreamLimits
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.render.v1 import render_pb2
 from render_service import models as render_models
@@ -23,13 +24,14 @@ from tests.helpers import ADMIN, bearer
 from tests.security.stack import Deployment, staff_jwt
 
 JOBS = 20_000  # a few MB of export: far more than a stream's flow-control window
-STREAMS = 17
+STREAMS = 40
+PER_PRINCIPAL = 20
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     running = Deployment(tmp_path_factory.mktemp("streams"), RATE_LIMIT_ADMIN="off",
-                         RENDER_WORKERS="0").start()
+                         RENDER_WORKERS="0", STREAMS_PER_PRINCIPAL=str(PER_PRINCIPAL)).start()
     yield running
     running.stop()
 
@@ -55,7 +57,6 @@ def test_unread_exports_cannot_freeze_the_gateway(deployment):
                                      options=[("grpc.http2.bdp_probe", 0)])
     exports = admin_pb2_grpc.AdminServiceStub(attacker)
     staff = bearer(staff_jwt(shop.id))
-    limits = limits_for(16)  # GRPC_MAX_WORKERS' default
     held, refused = [], 0
     for _ in range(STREAMS):
         stream = exports.ExportRenders(render_pb2.ListRendersRequest(), metadata=staff,
@@ -65,8 +66,9 @@ def test_unread_exports_cannot_freeze_the_gateway(deployment):
             held.append(stream)
         except grpc.RpcError as error:
             assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "(STREAMS_PER_PRINCIPAL 20)" in error.details()
             refused += 1
-    assert (len(held), refused) == (limits.per_person, STREAMS - limits.per_person)
+    assert (len(held), refused) == (PER_PRINCIPAL, STREAMS - PER_PRINCIPAL)
     try:
         # Short calls and sign-ins are served while the exports wait on their reader.
         for _ in range(10):
@@ -82,8 +84,8 @@ def test_unread_exports_cannot_freeze_the_gateway(deployment):
         assert answered.value.code == 401
         # The server ends each unread export once a message waited past the write timeout
         # (its own count of cancelled exports says so; the client learns it when it reads).
-        deadline = time.monotonic() + limits.write_timeout_s + 60
-        while cancelled_exports(deployment) < limits.per_person:
+        deadline = time.monotonic() + StreamLimits().write_timeout_s + 60
+        while cancelled_exports(deployment) < PER_PRINCIPAL:
             assert time.monotonic() < deadline, "unread exports were never ended"
             time.sleep(0.5)
         for stream in held:
@@ -110,3 +112,4 @@ def cancelled_exports(deployment) -> float:
                                'admin.v1.AdminService/ExportRenders"}'):
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
+

@@ -1,6 +1,7 @@
 // @carpet/client against real credit and render processes, started by this test through the
 // repository's test stack (`python -m tests.clients.stack`, the project's .venv or CARPET_PYTHON):
-// the render flow, a refused submission and a read retried through a render-service restart.
+// the render flow, a refused submission, a read retried through a render-service restart and 500
+// submitAndWait calls waiting at once on one render process.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { join } from "node:path";
@@ -18,38 +19,56 @@ interface StackConfig {
   service_token: string;
   organization_id: number;
   broke_organization_id: number;
+  crowd_organization_id: number;
   carpet_id: number;
 }
 
-let stack: ChildProcessWithoutNullStreams;
-let lines: AsyncIterableIterator<string>;
+/** The repository's test stack in a child process, driven by lines on its stdin. */
+class Stack {
+  private readonly process: ChildProcessWithoutNullStreams;
+  private readonly lines: AsyncIterableIterator<string>;
+
+  constructor(...options: string[]) {
+    this.process = spawn(PYTHON, ["-m", "tests.clients.stack", ...options], { cwd: REPOSITORY });
+    this.process.stderr.on("data", (chunk) => process.stderr.write(chunk));
+    this.lines = createInterface({ input: this.process.stdout })[Symbol.asyncIterator]();
+  }
+
+  async nextLine(): Promise<any> {
+    const { value, done } = await this.lines.next();
+    assert.ok(!done, "the test stack stopped");
+    return JSON.parse(value);
+  }
+
+  async command(text: string): Promise<void> {
+    this.process.stdin.write(text + "\n");
+    assert.deepEqual(await this.nextLine(), { done: text });
+  }
+
+  async stop(): Promise<void> {
+    this.process.stdin.end();
+    await new Promise((resolve) => this.process.on("exit", resolve));
+  }
+}
+
+function clientOf(config: StackConfig): CarpetClient {
+  return new CarpetClient(config.render_addr, config.credit_addr,
+                          { serviceToken: config.service_token }, { timeoutMs: 30_000 });
+}
+
+let stack: Stack;
 let config: StackConfig;
 let client: CarpetClient;
 
-async function nextLine(): Promise<any> {
-  const { value, done } = await lines.next();
-  assert.ok(!done, "the test stack stopped");
-  return JSON.parse(value);
-}
-
-async function command(text: string): Promise<void> {
-  stack.stdin.write(text + "\n");
-  assert.deepEqual(await nextLine(), { done: text });
-}
-
 before(async () => {
-  stack = spawn(PYTHON, ["-m", "tests.clients.stack"], { cwd: REPOSITORY });
-  stack.stderr.on("data", (chunk) => process.stderr.write(chunk));
-  lines = createInterface({ input: stack.stdout })[Symbol.asyncIterator]();
-  config = await nextLine();
-  client = new CarpetClient(config.render_addr, config.credit_addr,
-                            { serviceToken: config.service_token }, { timeoutMs: 30_000 });
+  stack = new Stack();
+  config = await stack.nextLine();
+  client = clientOf(config);
 });
 
 after(async () => {
   client?.close();
-  stack.stdin.end();
-  await new Promise((resolve) => stack.on("exit", resolve));
+  await stack.stop();
 });
 
 test("submitAndWait renders and charges once", async () => {
@@ -76,12 +95,33 @@ test("a refused submission is a typed error", async () => {
 test("a read is retried while the render service restarts", async () => {
   const job = await client.submitRender({ organizationId: String(config.organization_id),
                                           carpetId: String(config.carpet_id), mode: "preview" });
-  await command("stop render");
+  await stack.command("stop render");
   const started = Date.now();
   const reading = client.getRender(job.id);
   await new Promise((resolve) => setTimeout(resolve, 1500));
-  await command("start render");
+  await stack.command("start render");
   const read = await reading;
   assert.equal(read.id, job.id);
   assert.ok(Date.now() - started >= 1500, "the read waited for the restart");
+});
+
+test("500 submitAndWait calls wait at once on one render process", async () => {
+  // No render worker runs in this stack: every submission waits until the stack, once it sees
+  // 500 streams open on the render process, cancels the crowd's renders.
+  const crowd = new Stack("--no-workers");
+  const crowdConfig: StackConfig = await crowd.nextLine();
+  const crowdClient = clientOf(crowdConfig);
+  try {
+    const waits = Array.from({ length: 500 }, () => crowdClient.submitAndWait({
+      organizationId: String(crowdConfig.crowd_organization_id),
+      carpetId: String(crowdConfig.carpet_id), mode: "preview" }));
+    await crowd.command("release crowd 500");
+    const jobs = await Promise.all(waits);
+    assert.equal(new Set(jobs.map((job) => job.id)).size, 500);
+    assert.deepEqual([...new Set(jobs.map((job) => job.status))], ["RENDER_STATUS_FAILED"]);
+    assert.deepEqual([...new Set(jobs.map((job) => job.errorText))], ["canceled"]);
+  } finally {
+    crowdClient.close();
+    await crowd.stop();
+  }
 });
