@@ -19,6 +19,17 @@ def test_defaults_match_the_contract():
     assert settings.render_workers == 2
     assert settings.seed_admin_email == "admin@example.com"
     assert settings.seed_credits == 100
+    assert (settings.streams_per_process, settings.streams_per_principal,
+            settings.reflection_per_principal) == (5000, 2000, 64)
+
+
+def test_stream_limits_are_settings():
+    settings = load_settings({"STREAMS_PER_PROCESS": "300", "STREAMS_PER_PRINCIPAL": "20",
+                              "REFLECTION_PER_PRINCIPAL": "3"})
+    assert (settings.streams_per_process, settings.streams_per_principal,
+            settings.reflection_per_principal) == (300, 20, 3)
+    with pytest.raises(SettingsError):
+        load_settings({"STREAMS_PER_PRINCIPAL": "0"})
 
 
 def test_several_admin_tokens_are_accepted_for_rotation():
