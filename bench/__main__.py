@@ -240,7 +240,7 @@ class Bench:
         self.env = {"CREDIT_DATABASE_URL": credit_url, "LOG_FORMAT": "json",
                     "WEBHOOK_ALLOW_PRIVATE": "1",  # the dead receiver of the webhook scenarios
                     "ADMIN_TOKENS": f"bench:{token}", "GRPC_MAX_WORKERS": "16",
-                    "DB_MAX_CONNECTIONS": "16", **security_env()}
+                    "DB_MAX_CONNECTIONS": "18", **security_env()}
         migrated = run_cli("credit_service", "migrate", self.env)
         if migrated.returncode != 0:
             raise RuntimeError(migrated.stderr)

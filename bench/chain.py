@@ -10,8 +10,8 @@ service), otherwise at once. No database anywhere, so a chain of two servers is 
 floor of `render.submit` and a chain of three that of the admin gateway's listing.
 
 Settings: CHAIN_ADDR (listen), CHAIN_NEXT (the next server's address, empty for the last),
-SERVICE_TOKENS (accepted), SERVICE_TOKEN (presented to the next), GIL switch interval and
-thread pool as the services (GRPC_MAX_WORKERS).
+SERVICE_TOKENS (accepted), SERVICE_TOKEN (presented to the next), the worker pool as the
+services' (GRPC_MAX_WORKERS).
 """
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ async def _fanout(address: str, token: str, ids: list[int], database_url: str) -
         calls = await asyncio.gather(*(_open(stub, job_id, token) for job_id in ids))
 
         async def hear(job_id, call):
-            async for job in call:
+            while (job := await call.read()) is not grpc.aio.EOF:
                 if job.status == render_pb2.RENDER_STATUS_FAILED:
                     heard[job_id] = time.monotonic()
 

@@ -14,8 +14,6 @@ from carpet_common.db import bind_database, engine_name
 from carpet_common.logs import configure_logging
 from carpet_common.settings import Settings, SettingsError, load_settings
 
-GIL_SWITCH_INTERVAL_S = 0.0005
-
 
 def start(prog: str, commands: Sequence[str], argv: list[str] | None = None,
           add_arguments=None) -> tuple[argparse.Namespace, Settings]:
@@ -34,12 +32,10 @@ def start(prog: str, commands: Sequence[str], argv: list[str] | None = None,
         print(f"configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_format, process=prog)
-    if args.command == "serve":
-        # Once, for the whole process, before any thread starts: how long a thread that got
-        # its database answer may wait for the GIL. Python's default (5 ms) is paid inside
-        # every transaction on a hot row while its row lock is held; the servers' handlers are
-        # I/O-bound, so the GIL is handed over sooner.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    # The GIL's switch interval stays Python's (5 ms). The synchronous server ran with 0.5 ms,
+    # so a thread holding a hot row's lock got the GIL back sooner; on the asyncio server the
+    # event loop and the worker threads then traded the GIL ten times as often, and a call
+    # cost a third more CPU (docs/performance.md, "Serving on asyncio").
     return args, settings
 
 

@@ -213,6 +213,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+BACKGROUND_CONNECTIONS = 2  # the render status hub's, and one the background work shares
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     defaults = Settings()
@@ -234,7 +237,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if render_fallback not in ("", "local"):
         raise SettingsError("RENDER_FALLBACK must be local or empty")
 
-    return Settings(
+    settings = Settings(
         credit_database_url=text("CREDIT_DATABASE_URL", defaults.credit_database_url),
         render_database_url=text("RENDER_DATABASE_URL", defaults.render_database_url),
         credit_addr=text("CREDIT_ADDR", defaults.credit_addr),
@@ -322,3 +325,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_check_interval_s=_bounded_duration(env, "SESSION_CHECK_INTERVAL",
                                                    defaults.session_check_interval_s, 60),
     )
+    if settings.db_max_connections < settings.grpc_max_workers + BACKGROUND_CONNECTIONS:
+        # Each gRPC worker thread keeps a pooled connection once it has served a call; a
+        # pool no larger than the workers would leave the status hub and the background work
+        # waiting for one that never comes back.
+        raise SettingsError(f"DB_MAX_CONNECTIONS must be at least GRPC_MAX_WORKERS + "
+                            f"{BACKGROUND_CONNECTIONS} (one connection per gRPC worker thread, "
+                            f"the rest for background work)")
+    return settings

@@ -4,27 +4,16 @@ job end. Long streams count per caller (STREAMS_PER_PRINCIPAL): a caller over it
 refused with the limit's name, others are not affected, and a client that goes away frees its
 slot at once. A graceful stop ends waiting streams with UNAVAILABLE, which clients retry."""
 import dataclasses
-import datetime
 import time
 
 import grpc
 import pytest
 
 from protos.carpet.render.v1 import render_pb2
-from render_service.models import Carpet, RenderJob
 from tests.helpers import ADMIN, render_stubs
-from tests.integration.test_status_hub import change_elsewhere
+from tests.integration.test_status_hub import change_elsewhere, new_jobs
 
 WATCHERS = 500
-
-
-def queued_jobs(count):
-    now = datetime.datetime(2026, 1, 1)
-    carpet = Carpet.create(sku="K1", name="Kilim", width_cm=100, length_cm=200, image=b"png",
-                           image_content_type="image/png", created_at=now)
-    return [RenderJob.create(organization_id=1, carpet=carpet, mode="preview", cost=1,
-                             status="queued", created_at=now, updated_at=now).id
-            for _ in range(count)]
 
 
 @pytest.fixture
@@ -53,7 +42,7 @@ def watch(stubs, job_id, metadata=()):
 
 def test_five_hundred_waiting_streams_on_two_worker_threads(start_render_server, render_db_url):
     _, web = start_render_server(grpc_max_workers=2)
-    ids = queued_jobs(WATCHERS // 5)
+    ids = new_jobs(WATCHERS // 5)
     streams = [(job_id, watch(web, job_id)) for job_id in ids * 5]
     try:
         # Short calls still find a worker thread: nothing waits on one.
@@ -72,7 +61,7 @@ def test_five_hundred_waiting_streams_on_two_worker_threads(start_render_server,
 
 def test_a_caller_over_its_stream_limit_is_refused_alone(start_render_server):
     _, web = start_render_server(streams_per_principal=3)
-    (job_id,) = queued_jobs(1)
+    (job_id,) = new_jobs(1)
     held = [watch(web, job_id) for _ in range(3)]
     try:
         with pytest.raises(grpc.RpcError) as refused:
@@ -99,7 +88,7 @@ def test_a_caller_over_its_stream_limit_is_refused_alone(start_render_server):
 
 def test_a_graceful_stop_ends_waiting_streams_with_unavailable(start_render_server):
     running, web = start_render_server()
-    (job_id,) = queued_jobs(1)
+    (job_id,) = new_jobs(1)
     stream = watch(web, job_id)
     running.stop(grace=30)  # the stream is ended at the start, not after the grace period
     with pytest.raises(grpc.RpcError) as ended:

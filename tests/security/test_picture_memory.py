@@ -23,7 +23,7 @@ CONCURRENT = 16
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     running = Deployment(tmp_path_factory.mktemp("pictures"), RATE_LIMIT_RENDER="off",
-                         RENDER_WORKERS="2", GRPC_MAX_WORKERS="32",
+                         RENDER_WORKERS="2", GRPC_MAX_WORKERS="32", DB_MAX_CONNECTIONS="34",
                          modules=("credit_service", "render_service")).start()
     yield running
     running.stop()

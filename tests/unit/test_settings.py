@@ -32,6 +32,15 @@ def test_stream_limits_are_settings():
         load_settings({"STREAMS_PER_PRINCIPAL": "0"})
 
 
+def test_the_connection_pool_covers_every_worker_thread():
+    assert load_settings({"GRPC_MAX_WORKERS": "30", "DB_MAX_CONNECTIONS": "32"})
+    with pytest.raises(SettingsError) as refused:
+        load_settings({"GRPC_MAX_WORKERS": "30", "DB_MAX_CONNECTIONS": "31"})
+    assert str(refused.value) == ("DB_MAX_CONNECTIONS must be at least GRPC_MAX_WORKERS + 2 "
+                                  "(one connection per gRPC worker thread, the rest for "
+                                  "background work)")
+
+
 def test_several_admin_tokens_are_accepted_for_rotation():
     settings = load_settings({"ADMIN_TOKENS": f"alice:{GOOD_TOKEN},bob:{'b' * 30}"})
     assert settings.admin_tokens == {"alice": GOOD_TOKEN, "bob": "b" * 30}
