@@ -163,7 +163,12 @@ def _answers(address: str, child: subprocess.Popen, timeout_s: float = 60) -> bo
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout_s
-    with grpc.insecure_channel(address) as channel:
+    # Tried again every 0.1 s while it is not up yet (gRPC's own backoff waits a second and
+    # more between attempts to connect).
+    quick_retries = [("grpc.initial_reconnect_backoff_ms", 100),
+                     ("grpc.min_reconnect_backoff_ms", 100),
+                     ("grpc.max_reconnect_backoff_ms", 100)]
+    with grpc.insecure_channel(address, options=quick_retries) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         while child.poll() is None and time.monotonic() < deadline:
             try:

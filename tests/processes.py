@@ -57,14 +57,17 @@ ADDRESS_SETTINGS = {"credit_service": "CREDIT_ADDR", "render_service": "RENDER_A
                     "admin_gateway": "ADMIN_GRPC_ADDR"}
 
 
+READY_LINE = "Ctrl-C stops everything."
+
+
 @contextlib.contextmanager
 def make_run(directory, env: dict[str, str]) -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
     """`make run`'s launcher started in `directory` (its var/ there), each gRPC process on a
-    free port (the HTTP address as `env` gives it); yields (its settings, the launcher) once
-    all three answer, and stops it with Ctrl-C at the end. What `make run` generates (tokens,
-    keys, the admin's password) is left for it to generate, and it trusts no proxy, as `make
-    run` does. Everything it and its processes print goes to `directory`/launcher.log (a pipe
-    nobody reads would fill and stop them)."""
+    free port (the HTTP address as `env` gives it); yields (its settings, the launcher) once it
+    says it is ready (all three answer), and stops it with Ctrl-C at the end. What `make run`
+    generates (tokens, keys, the admin's password) is left for it to generate, and it trusts
+    no proxy, as `make run` does. Everything it and its processes print goes to
+    `directory`/launcher.log (a pipe nobody reads would fill and stop them)."""
     from tests.conftest import free_port
 
     env = {key: value for key, value in env.items()
@@ -76,8 +79,13 @@ def make_run(directory, env: dict[str, str]) -> Iterator[tuple[dict[str, str], s
         launcher = subprocess.Popen([sys.executable, "-m", "carpet_common.devrun"], env=env,
                                     cwd=directory, stdout=log, stderr=subprocess.STDOUT)
     try:
-        for variable in ADDRESS_SETTINGS.values():
-            wait_serving(env[variable], timeout=60)
+        # Its own word that all three answer: a process answering this test first may not yet
+        # have answered the launcher, which is still starting (Ctrl-C then stops it all).
+        deadline = time.monotonic() + 120
+        while READY_LINE not in open(os.path.join(directory, "launcher.log")).read():
+            assert launcher.poll() is None, "make run stopped while starting"
+            assert time.monotonic() < deadline, "make run did not get ready"
+            time.sleep(0.1)
         yield env, launcher
     finally:
         if launcher.poll() is None:

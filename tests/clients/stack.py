@@ -67,14 +67,10 @@ class ClientStack:
                        "carpet_id": carpet.id}
         return self.config
 
-    def release_crowd(self, count: int, timeout_s: float = 300) -> None:
-        """Once `count` streams are open on the render process (its /metrics says so), cancel
-        every render of the crowd organisation: each waiting client hears its job end."""
-        deadline = time.monotonic() + timeout_s
-        while (waiting := self._open_streams()) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {waiting} of {count} waits open")
-            time.sleep(0.2)
+    def release_crowd(self, count: int) -> None:
+        """Once `count` streams are open on the render process, cancel every render of the
+        crowd organisation: each waiting client hears its job end."""
+        self.wait_for_streams(count)
         with identified_channel(self.env["RENDER_ADDR"], "web") as channel:
             renders = render_pb2_grpc.RenderServiceStub(channel)
             listed = renders.ListRenders(render_pb2.ListRendersRequest(
@@ -82,6 +78,14 @@ class ClientStack:
                 status=render_pb2.RENDER_STATUS_QUEUED), timeout=30)
             for job in listed.renders:
                 renders.CancelRender(render_pb2.CancelRenderRequest(id=job.id), timeout=30)
+
+    def wait_for_streams(self, count: int, timeout_s: float = 300) -> None:
+        """Until `count` long streams are open on the render process (its /metrics says so)."""
+        deadline = time.monotonic() + timeout_s
+        while (waiting := self._open_streams()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {waiting} of {count} waits open")
+            time.sleep(0.2)
 
     def _open_streams(self) -> float:
         with urllib.request.urlopen(f"http://{self.metrics_addr}/metrics", timeout=10) as page:

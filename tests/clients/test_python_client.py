@@ -1,7 +1,8 @@
 """carpet-client (clients/python), installed with pip into a virtual environment of its own
 (stubs generated at build time), driven against real credit and render processes: the render
 flow with submit_and_wait, a refused submission as a typed error, a read retried through
-a render-service restart, and 500 submit_and_wait calls waiting at once."""
+a render-service restart, 500 submit_and_wait calls waiting at once, and a wait that outlives
+a graceful restart."""
 from __future__ import annotations
 
 import json
@@ -126,6 +127,25 @@ def test_five_hundred_concurrent_waits_against_one_render_process(client_python,
 
 
 CROWD = 500
+
+
+def test_a_wait_outlives_a_graceful_restart_of_the_render_service(client_python, tmp_path):
+    """A render service stopped gracefully ends its waiting streams with UNAVAILABLE; the
+    client's wait opens its watch again on the restarted service and returns the job's end."""
+    stack = ClientStack(str(tmp_path), workers=False)
+    try:
+        config = stack.start()
+        shopper = run_client(client_python, config, "crowd", 1, background=True)
+        stack.wait_for_streams(1)
+        stack.render.stop()  # SIGTERM: the graceful stop
+        stack.render.start()
+        stack.release_crowd(1)  # only once the client watches again on the new process
+        output, errors = shopper.communicate(timeout=120)
+        assert shopper.returncode == 0, errors[-3000:]
+        assert json.loads(output) == {"jobs": 1, "statuses": ["RENDER_STATUS_FAILED"],
+                                      "errors": ["canceled"]}
+    finally:
+        stack.stop()
 
 
 def test_nothing_generated_is_committed():
