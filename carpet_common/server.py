@@ -200,7 +200,6 @@ class GrpcServer:
     service_names: tuple[str, ...]
     bridge: Bridge
     pool: futures.ThreadPoolExecutor
-    streams: StreamCounter
     # Background work the server's calls rely on (e.g. the ended-sessions list), stopped with it.
     background: list = field(default_factory=list)
     stopped: bool = False
@@ -311,7 +310,7 @@ async def _create_server(address, register, service_names, *, interceptors, max_
     await server.start()
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return GrpcServer(server, health_servicer, tuple(service_names), bridge, pool, counter), port
+    return GrpcServer(server, health_servicer, tuple(service_names), bridge, pool), port
 
 
 def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] | None = None,

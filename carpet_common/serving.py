@@ -103,8 +103,6 @@ class SyncContext:
     def auth_context(self):
         return self._context.auth_context()
 
-    def time_remaining(self) -> float | None:
-        return self._context.time_remaining()
 
 
 class Pause:
@@ -191,9 +189,9 @@ class Bridge(grpc.aio.ServerInterceptor):
     def _unary(self, behaviour):
         async def unary(request, context):
             if self._queued >= self._rules.max_queued:
-                await abort_async(context, errors.ResourceExhausted(
+                await context.abort(*error_status(errors.ResourceExhausted(
                     "the server is busy (too many calls waiting); retry shortly",
-                    retry_after_s=1))
+                    retry_after_s=1)))
             self._queued += 1
             call = SyncContext(context)
             try:
@@ -331,6 +329,3 @@ async def _idling(requests, idle_s: float) -> AsyncIterator:
                          f"the stream sent nothing for {idle_s:g} s") from None
         yield request
 
-
-async def abort_async(context: grpc.aio.ServicerContext, error: errors.DomainError) -> None:
-    await context.abort(*error_status(error))

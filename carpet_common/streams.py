@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from carpet_common import errors
@@ -116,10 +116,3 @@ class StreamAdmission(AroundInterceptor):
 
         return admitted
 
-
-async def bounded_reflection(counter: StreamCounter, behaviour, requests: AsyncIterator,
-                             context) -> AsyncIterator:
-    """grpc's own reflection servicer (async), counted per address: it asks no credential."""
-    with counter.admitted(client_key(peer_ip(context.peer())), reflection=True):
-        async for response in behaviour(requests, context):
-            yield response

@@ -24,7 +24,7 @@ STATUS_TO_PROTO = {"queued": render_pb2.RENDER_STATUS_QUEUED,
                    "success": render_pb2.RENDER_STATUS_SUCCESS,
                    "failed": render_pb2.RENDER_STATUS_FAILED}
 STATUS_FROM_PROTO = {value: key for key, value in STATUS_TO_PROTO.items()}
-WATCH_LIMIT_S = 5 * 60  # a watcher holds a server thread (bounded: carpet_common.streams)
+WATCH_LIMIT_S = 5 * 60  # then the client watches again (its slot: carpet_common.streams)
 
 
 def carpet_message(row: Carpet) -> render_pb2.Carpet:

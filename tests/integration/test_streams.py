@@ -2,6 +2,7 @@
 their client sends nothing; short calls keep being served meanwhile (the asyncio server,
 carpet_common.serving)."""
 import threading
+import time
 
 import grpc
 import pytest
@@ -76,5 +77,44 @@ def test_a_stream_past_its_lifetime_is_cancelled_though_never_idle():
         assert ended.value.details() == "the stream reached its lifetime (1 s); open a new one"
     finally:
         stop.set()
+        channel.close()
+        running.stop(grace=1)
+
+
+def test_unary_calls_beyond_the_queue_are_refused_while_the_queue_drains():
+    """One worker thread: 64 calls (64 × GRPC_MAX_WORKERS) may wait for it; the 65th at once is
+    RESOURCE_EXHAUSTED, and once the queue drains every admitted call is answered."""
+    release = threading.Event()
+
+    def hold(request, context):
+        release.wait(30)
+        return b"done"
+
+    def register(server):
+        handler = grpc.unary_unary_rpc_method_handler(hold, request_deserializer=bytes,
+                                                      response_serializer=bytes)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "test.Queue", {"Hold": handler}),))
+
+    running, port = create_server("127.0.0.1:0", register, [], max_workers=1)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.unary_unary("/test.Queue/Hold", request_serializer=bytes,
+                               response_deserializer=bytes)
+    try:
+        waiting = [call.future(b"", timeout=60) for _ in range(64)]
+        deadline = time.monotonic() + 30
+        while True:  # until the server has taken all 64 (a call before that waits, times out)
+            with pytest.raises(grpc.RpcError) as extra:
+                call(b"", timeout=0.5)
+            if extra.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                break
+            assert extra.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() < deadline, "the queue never filled"
+        assert extra.value.details() == ("the server is busy (too many calls waiting); retry "
+                                         "shortly")
+        release.set()
+        assert [answer.result() for answer in waiting] == [b"done"] * 64
+    finally:
+        release.set()
         channel.close()
         running.stop(grace=1)
