@@ -77,6 +77,7 @@ POLICY = {
     f"/{SERVICE}/ResumeOrganization": ADMIN,
     f"/{SERVICE}/ListOrganizationControls": ADMIN,
     f"/{SERVICE}/GrantCredits": ADMIN,
+    f"/{SERVICE}/GetBalance": ADMIN_STAFF,
 }
 # Exports last as long as their pages: long streams, bounded per caller (carpet_common.streams).
 EXPORT_METHODS = {f"/{SERVICE}/{name}" for name in

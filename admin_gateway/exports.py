@@ -6,14 +6,24 @@ turned into CSV lines as it arrives, so memory stays flat however many rows ther
 with a byte-order mark (spreadsheet programs then show Turkish letters right), a header row,
 times in UTC ISO 8601. A text cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`
 first) is prefixed with `'` (OWASP's CSV-injection advice); number columns are left as they are.
+
+By default the header names the columns by their identifiers (`created_at`) and values are the
+API's (`success`), with `,` between fields: what scripts read. `lang=tr|en` writes the header and
+the coded values (status, kind, role, mode, the credit log's own reasons) in the console's words
+for that language, and `delimiter=semicolon` separates fields with `;`, which a spreadsheet set
+to Turkish (or most of continental Europe) expects; the console asks for both.
 """
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import json
+import os
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
@@ -42,12 +52,72 @@ def _enum_name(enum, prefix: str) -> Callable[[int], str]:
     return lambda number: enum.Name(number).removeprefix(prefix).lower()
 
 
+CATALOGUES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "i18n")
+LANGUAGES = ("tr", "en")
+DELIMITERS = {"comma": ",", "semicolon": ";"}
+
+
+@functools.cache
+def catalogue(language: str) -> Mapping[str, object]:
+    """The console's words in `language` (static/i18n): one place names things for people."""
+    with open(os.path.join(CATALOGUES, f"{language}.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@dataclass(frozen=True)
+class CsvStyle:
+    delimiter: str = ","
+    words: Mapping[str, object] = field(default_factory=dict)  # empty: identifiers, API values
+
+    def header(self, column: str) -> str:
+        return str(self.words.get(f"csv.{column}", column))
+
+    def word(self, key: str, value: str) -> str:
+        """The catalogue's word for a coded value, or the value itself (an operator's own mode,
+        a reason an admin typed)."""
+        found = self.words.get(key) if self.words else None
+        return found if isinstance(found, str) else value
+
+
+def csv_style(query: str) -> tuple[CsvStyle, str]:
+    """The CSV options of a query string (`lang`, `delimiter`) and the rest of it, the list's
+    own filters. An unknown language or delimiter is refused (ValueError)."""
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    options = {key: value for key, value in pairs if key in ("lang", "delimiter")}
+    language = options.get("lang", "")
+    if language and language not in LANGUAGES:
+        raise ValueError(f"lang must be one of {', '.join(LANGUAGES)}")
+    delimiter = options.get("delimiter", "comma")
+    if delimiter not in DELIMITERS:
+        raise ValueError(f"delimiter must be one of {', '.join(DELIMITERS)}")
+    rest = urllib.parse.urlencode([(key, value) for key, value in pairs
+                                   if key not in ("lang", "delimiter")])
+    return CsvStyle(DELIMITERS[delimiter], catalogue(language) if language else {}), rest
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str  # the identifier; `csv.<header>` in the catalogues names it for people
+    value: Callable[[object], object]
+    text: bool = False  # quoted and formula-safe; numbers and times are written as they are
+    word_key: Callable[[str], str] | None = None  # value -> its catalogue key, for a coded value
+
+
+def _key(prefix: str, upper: bool = False) -> Callable[[str], str]:
+    """A coded value -> its catalogue key: `status.` + success, `role.ROLE_` + ADMIN."""
+    return lambda value: prefix + (value.upper() if upper else value)
+
+
+def _action_key(action: str) -> str:
+    return "action." + action.rsplit("/", 1)[-1]  # /carpet.credit.v1.CreditService/AdjustCredits
+
+
 @dataclass(frozen=True)
 class Export:
     rpc: str  # the AdminService streaming method
     request_type: type
     rows: Callable[[object], Iterable]  # a page message -> its rows
-    columns: tuple[tuple[str, Callable[[object], object], bool], ...]  # header, value, is text
+    columns: tuple[Column, ...]
 
 
 _status = _enum_name(render_pb2.RenderStatus, "RENDER_STATUS_")
@@ -57,76 +127,78 @@ _role = _enum_name(account_pb2.Role, "ROLE_")
 EXPORTS = {
     "/admin/renders.csv": Export("ExportRenders", render_pb2.ListRendersRequest,
                                  lambda page: page.renders, (
-        ("id", lambda row: row.render.id, False),
-        ("created_at", lambda row: _time(row.render.created_at), False),
-        ("organization_id", lambda row: row.render.organization_id, False),
-        ("user_id", lambda row: row.render.user_id or "", False),
-        ("user_name", lambda row: row.user_name, True),
-        ("user_email", lambda row: row.user_email, True),
-        ("carpet_id", lambda row: row.render.carpet_id, False),
-        ("mode", lambda row: row.render.mode, True),
-        ("status", lambda row: _status(row.render.status), False),
-        ("credits_charged", lambda row: row.render.credits_charged, False),
-        ("error_text", lambda row: row.render.error_text, True),
-        ("started_at", lambda row: _time(row.render.started_at), False),
-        ("finished_at", lambda row: _time(row.render.finished_at), False),
+        Column("id", lambda row: row.render.id),
+        Column("created_at", lambda row: _time(row.render.created_at)),
+        Column("organization_id", lambda row: row.render.organization_id),
+        Column("user_id", lambda row: row.render.user_id or ""),
+        Column("user_name", lambda row: row.user_name, text=True),
+        Column("user_email", lambda row: row.user_email, text=True),
+        Column("carpet_id", lambda row: row.render.carpet_id),
+        Column("mode", lambda row: row.render.mode, text=True, word_key=_key("mode.")),
+        Column("status", lambda row: _status(row.render.status), word_key=_key("status.")),
+        Column("credits_charged", lambda row: row.render.credits_charged),
+        Column("error_text", lambda row: row.render.error_text, text=True),
+        Column("started_at", lambda row: _time(row.render.started_at)),
+        Column("finished_at", lambda row: _time(row.render.finished_at)),
     )),
     "/admin/organizations.csv": Export("ExportOrganizations",
                                        account_pb2.ListOrganizationsRequest,
                                        lambda page: page.organizations, (
-        ("id", lambda row: row.id, False),
-        ("name", lambda row: row.name, True),
-        ("balance", lambda row: row.balance, False),
-        ("held", lambda row: row.held, False),
-        ("available", lambda row: row.balance - row.held, False),
-        ("created_at", lambda row: _time(row.created_at), False),
+        Column("id", lambda row: row.id),
+        Column("name", lambda row: row.name, text=True),
+        Column("balance", lambda row: row.balance),
+        Column("held", lambda row: row.held),
+        Column("available", lambda row: row.balance - row.held),
+        Column("created_at", lambda row: _time(row.created_at)),
     )),
     "/admin/users.csv": Export("ExportUsers", account_pb2.ListUsersRequest,
                                lambda page: page.users, (
-        ("id", lambda row: row.id, False),
-        ("name", lambda row: row.name, True),
-        ("email", lambda row: row.display_email or row.email, True),
-        ("role", lambda row: _role(row.role), False),
-        ("organization_id", lambda row: row.organization_id, False),
-        ("organization_name", lambda row: row.organization_name, True),
-        ("active", lambda row: "yes" if row.active else "no", False),
-        ("created_at", lambda row: _time(row.created_at), False),
+        Column("id", lambda row: row.id),
+        Column("name", lambda row: row.name, text=True),
+        Column("email", lambda row: row.display_email or row.email, text=True),
+        Column("role", lambda row: _role(row.role), word_key=_key("role.ROLE_", upper=True)),
+        Column("organization_id", lambda row: row.organization_id),
+        Column("organization_name", lambda row: row.organization_name, text=True),
+        Column("active", lambda row: "yes" if row.active else "no", word_key=_key("users.")),
+        Column("created_at", lambda row: _time(row.created_at)),
     )),
     "/admin/credit-logs.csv": Export("ExportCreditLogs", credit_pb2.ListCreditLogsRequest,
                                      lambda page: page.logs, (
-        ("id", lambda row: row.id, False),
-        ("created_at", lambda row: _time(row.created_at), False),
-        ("organization_id", lambda row: row.organization_id, False),
-        ("kind", lambda row: _kind(row.kind), False),
-        ("delta", lambda row: row.delta, False),
-        ("balance_after", lambda row: row.balance_after, False),
-        ("reason", lambda row: row.reason, True),
-        ("actor", lambda row: row.actor, True),
-        ("reference", lambda row: row.reference, True),
-        ("user_id", lambda row: row.user_id or "", False),
+        Column("id", lambda row: row.id),
+        Column("created_at", lambda row: _time(row.created_at)),
+        Column("organization_id", lambda row: row.organization_id),
+        Column("kind", lambda row: _kind(row.kind),
+               word_key=_key("kind.CREDIT_LOG_KIND_", upper=True)),
+        Column("delta", lambda row: row.delta),
+        Column("balance_after", lambda row: row.balance_after),
+        Column("reason", lambda row: row.reason, text=True, word_key=_key("logReason.")),
+        Column("actor", lambda row: row.actor, text=True),
+        Column("reference", lambda row: row.reference, text=True),
+        Column("user_id", lambda row: row.user_id or ""),
     )),
     "/admin/audit.csv": Export("ExportAuditLogs", audit_pb2.ListAuditLogsRequest,
                                lambda page: page.audit_logs, (
-        ("id", lambda row: row.id, False),
-        ("created_at", lambda row: _time(row.created_at), False),
-        ("actor", lambda row: row.actor, True),
-        ("actor_user_id", lambda row: row.actor_user_id or "", False),
-        ("role", lambda row: row.role, True),
-        ("action", lambda row: row.action, True),
-        ("organization_id", lambda row: row.organization_id or "", False),
-        ("target", lambda row: row.target, True),
-        ("outcome", lambda row: row.outcome, True),
-        ("peer", lambda row: row.peer, True),
-        ("request_id", lambda row: row.request_id, True),
-        ("details", lambda row: row.details, True),
+        Column("id", lambda row: row.id),
+        Column("created_at", lambda row: _time(row.created_at)),
+        Column("actor", lambda row: row.actor, text=True),
+        Column("actor_user_id", lambda row: row.actor_user_id or ""),
+        Column("role", lambda row: row.role, text=True, word_key=_key("role.ROLE_", upper=True)),
+        Column("action", lambda row: row.action, text=True, word_key=_action_key),
+        Column("organization_id", lambda row: row.organization_id or ""),
+        Column("target", lambda row: row.target, text=True),
+        Column("outcome", lambda row: row.outcome, text=True),
+        Column("peer", lambda row: row.peer, text=True),
+        Column("request_id", lambda row: row.request_id, text=True),
+        Column("details", lambda row: row.details, text=True),
     )),
 }
 
 
-def csv_lines(export: Export, pages: Iterator) -> Iterator[bytes]:
+def csv_lines(export: Export, pages: Iterator, style: CsvStyle = CsvStyle()) -> Iterator[bytes]:
     """The CSV document, a page at a time: BOM and header first."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer = csv.writer(buffer, delimiter=style.delimiter, lineterminator="\r\n",
+                        quoting=csv.QUOTE_NONNUMERIC)
 
     def flush() -> bytes:
         data = buffer.getvalue().encode()
@@ -134,10 +206,20 @@ def csv_lines(export: Export, pages: Iterator) -> Iterator[bytes]:
         buffer.truncate()
         return data
 
-    # The header's names are fixed identifiers: written bare, as every reader expects them.
-    yield BOM + (",".join(header for header, _, _ in export.columns) + "\r\n").encode()
+    def cell(column: Column, row):
+        value = column.value(row)
+        if column.word_key is not None and style.words and value != "":
+            value = style.word(column.word_key(str(value)), str(value))
+            return _text(value)
+        return _text(str(value)) if column.text else value
+
+    if style.words:  # people's words: quoted like any text
+        writer.writerow([_text(style.header(column.header)) for column in export.columns])
+        yield BOM + flush()
+    else:  # fixed identifiers: written bare, as every script expects them
+        yield BOM + (style.delimiter.join(column.header for column in export.columns)
+                     + "\r\n").encode()
     for page in pages:
         for row in export.rows(page):
-            writer.writerow([_text(str(value(row))) if is_text else value(row)
-                             for _, value, is_text in export.columns])
+            writer.writerow([cell(column, row) for column in export.columns])
         yield flush()

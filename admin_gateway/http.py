@@ -26,7 +26,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from admin_gateway.exports import EXPORTS, csv_lines
+from admin_gateway.exports import EXPORTS, csv_lines, csv_style
 from admin_gateway.openapi import build_document, export_path_item, picture_path_item
 from carpet_common.auth import Authenticator
 from carpet_common.calls import client_ip, is_trusted, trusted_networks
@@ -115,6 +115,7 @@ ROUTES = {
     ("POST", "/admin/organizations/{id}/resume"): ("ResumeOrganization",
                                                    notification_pb2.ResumeOrganizationRequest,
                                                    notification_pb2.OrganizationControls),
+    ("GET", "/admin/balance"): ("GetBalance", credit_pb2.GetBalanceRequest, credit_pb2.Balance),
     ("GET", "/admin/organizations/controls"): ("ListOrganizationControls",
                                                notification_pb2.ListOrganizationControlsRequest,
                                                notification_pb2.ListOrganizationControlsResponse),
@@ -137,7 +138,8 @@ EXPORT_TIMEOUT_S = 3600.0  # a million rows take well under a minute; a slow rea
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript",
                 "api.js": "text/javascript", "i18n.js": "text/javascript",
-                "charts.js": "text/javascript", "style.css": "text/css",
+                "charts.js": "text/javascript", "ui.js": "text/javascript",
+                "controls.js": "text/javascript", "style.css": "text/css",
                 "i18n/en.json": "application/json", "i18n/tr.json": "application/json"}
 PAGE_HEADERS = {  # the admin page loads nothing from elsewhere and runs no inline script
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "
@@ -225,7 +227,7 @@ def _limited_channels(server, trusted_proxies) -> None:
     /64), well below the global limit, so one address trickling bytes on a thousand
     connections cannot keep everyone else waiting to be accepted. A trusted proxy carries many
     clients and is not capped. A connection over the cap is closed at once."""
-    trusted = trusted_networks(trusted_proxies)
+    trusted = trusted_networks(tuple(trusted_proxies))
 
     def channel(server, conn, addr, adj, map=None):
         address = addr[0] if isinstance(addr, tuple) else str(addr)
@@ -423,9 +425,9 @@ class AdminHttpApp:
         error with its status; a failure after that cuts the response off (an incomplete
         chunked body), so a truncated file is never mistaken for a whole one."""
         try:
-            request = parse_request(export.request_type, "GET",
-                                    environ.get("QUERY_STRING", ""), b"")
-        except BadRequest as error:
+            style, query = csv_style(environ.get("QUERY_STRING", ""))
+            request = parse_request(export.request_type, "GET", query, b"")
+        except (BadRequest, ValueError) as error:
             return _error(400, "INVALID_ARGUMENT", str(error))
         pages = getattr(self._admin, export.rpc)(request, metadata=self._metadata(environ),
                                                  timeout=EXPORT_TIMEOUT_S)
@@ -440,7 +442,7 @@ class AdminHttpApp:
             yield from pages
 
         name = export.rpc.removeprefix("Export").lower()
-        return Response(200, csv_lines(export, all_pages()), "text/csv; charset=utf-8",
+        return Response(200, csv_lines(export, all_pages(), style), "text/csv; charset=utf-8",
                         {"Content-Disposition": f'attachment; filename="{name}.csv"',
                          "Cache-Control": "no-store"})
 

@@ -38,12 +38,22 @@ def picture_path_item(rpc: str) -> dict:
     }}
 
 
+CSV_OPTIONS = [
+    {"name": "lang", "in": "query", "required": False,
+     "description": "header and coded values in this language's words (default: identifiers)",
+     "schema": {"type": "string", "enum": ["tr", "en"]}},
+    {"name": "delimiter", "in": "query", "required": False,
+     "description": "between fields: comma (default) or semicolon (spreadsheets set to Turkish)",
+     "schema": {"type": "string", "enum": ["comma", "semicolon"]}},
+]
+
+
 def export_path_item(rpc: str, request_type) -> dict:
     """GET /admin/*.csv: the JSON list's query filters, a CSV body."""
     components: dict = {}
     return {"get": {
         "operationId": rpc, "summary": f"AdminService.{rpc} as CSV",
-        "parameters": _query_parameters(request_type.DESCRIPTOR, components),
+        "parameters": [*_query_parameters(request_type.DESCRIPTOR, components), *CSV_OPTIONS],
         "security": _SECURED,
         "responses": {
             "200": {"description": "UTF-8 CSV with a byte-order mark and a header row",

@@ -337,3 +337,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @relaying
     def ListOrganizationControls(self, request, context):
         return self._clients.notifications.ListOrganizationControls(request)
+
+    @relaying
+    def GetBalance(self, request, context):
+        return self._clients.credits.GetBalance(credit_pb2.GetBalanceRequest(
+            organization_id=_scope(request.organization_id)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import ipaddress
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -55,7 +56,9 @@ def peer_ip(peer: str) -> str:
 def client_ip(peer_address: str, forwarded_for: str, trusted_proxies: Sequence[str]) -> str:
     """The peer, or — when the peer is a trusted proxy — the first untrusted hop of
     x-forwarded-for, read from the right (hops further left are the client's own claims)."""
-    trusted = trusted_networks(trusted_proxies)
+    if not forwarded_for:  # most calls: nothing to believe or not, no address to parse
+        return peer_address
+    trusted = trusted_networks(tuple(trusted_proxies))
     address = peer_address
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     while is_trusted(address, trusted) and hops:
@@ -63,15 +66,17 @@ def client_ip(peer_address: str, forwarded_for: str, trusted_proxies: Sequence[s
     return address
 
 
-def trusted_networks(entries: Sequence[str]):
-    """TRUSTED_PROXIES as networks (an entry that is not one is ignored)."""
+@functools.lru_cache(maxsize=16)
+def trusted_networks(entries: tuple[str, ...]):
+    """TRUSTED_PROXIES as networks (an entry that is not one is ignored); parsed once per
+    setting, not on every call."""
     networks = []
     for entry in entries:
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             continue
-    return networks
+    return tuple(networks)
 
 
 def is_trusted(address: str, networks) -> bool:

@@ -4,11 +4,14 @@
 
 import * as api from "./api.js";
 import { barChart } from "./charts.js";
+import * as controls from "./controls.js";
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
+import {
+  $, PagedList, button, cell, checkDays, clearInvalid, dayEnd, dayStart, explain,
+  fillDelimiterPickers, guarded, invalid, notify, outcomeText, randomKey, showError,
+} from "./ui.js";
 
-const $ = (id) => document.getElementById(id);
-const PAGE_SIZE = 50;
 const MAX_ADJUSTMENT = 1e12;  // the ledger's own bound on one adjustment
 const STATUS_COLORS = { queued: "#757575", processing: "#1565c0", success: "#2e7d32",
                         failed: "#c62828" };
@@ -21,126 +24,7 @@ const state = {
   screen: "overview",
 };
 
-// ---- messages ---------------------------------------------------------------------------
-
-function explain(error) {
-  if (!(error instanceof api.ApiError)) return t("error.other", { status: "–", message: error.message });
-  const params = { seconds: error.retryAfter || "?", message: error.message, status: error.status };
-  const key = `error.${error.code}`;
-  const text = t(key, params);
-  return text === key ? t("error.other", params) : text;
-}
-
 const modeName = (mode) => i18n.known(`mode.${mode}`, mode);
-
-// "ok", "denied:PERMISSION_DENIED", "error:UNAVAILABLE" in the reader's words.
-function outcomeText(outcome) {
-  const [kind, code] = outcome.split(":");
-  if (!code) return i18n.known(`outcome.${kind}`, outcome);
-  return i18n.known(`outcome.${kind}`, outcome) === outcome ? outcome
-    : t(`outcome.${kind}`, { code: i18n.known(`code.${code}`, code) });
-}
-
-function showError(message) {
-  $("error").textContent = message || "";
-  $("error").hidden = !message;
-  if (message) $("notice").hidden = true;
-}
-
-function notify(message) {
-  $("notice").textContent = message;
-  $("notice").hidden = false;
-  showError("");
-}
-
-async function guarded(work) {
-  try {
-    await work();
-  } catch (error) {
-    // A session that ended meanwhile (an admin deactivated the person, it expired) has
-    // already brought back the sign-in form, saying so.
-    if (error instanceof api.ApiError && error.status === 401 && !api.hasCredential()) return;
-    showError(explain(error));
-  }
-}
-
-// A field the person must fix: the message names it, the field says so to screen readers.
-function invalid(field, message) {
-  field.setAttribute("aria-invalid", "true");
-  field.focus();
-  showError(message);
-  return false;
-}
-
-function clearInvalid(form) {
-  for (const field of form.querySelectorAll("[aria-invalid]")) field.removeAttribute("aria-invalid");
-}
-
-function randomKey() {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
-  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-// ---- tables -------------------------------------------------------------------------------
-
-function cell(row, content) {
-  const td = document.createElement("td");
-  if (content instanceof Node) td.appendChild(content);
-  else td.textContent = content == null ? "" : String(content);
-  row.appendChild(td);
-  return td;
-}
-
-function button(label, onClick) {
-  const element = document.createElement("button");
-  element.type = "button";
-  element.textContent = label;
-  element.addEventListener("click", () => guarded(onClick));
-  return element;
-}
-
-// A keyset-paged list: the first page on reload(), the next ones on "Load more".
-class PagedList {
-  constructor(name, { path, items, query, row }) {
-    Object.assign(this, { name, path, items, query, row, token: "" });
-    this.body = $(name).querySelector("tbody");
-    this.more = $(`${name}-more`);
-    this.more.addEventListener("click", () => guarded(() => this.next()));
-  }
-
-  params() {
-    const params = new URLSearchParams();
-    for (const [key, value] of Object.entries(this.query())) if (value) params.set(key, value);
-    return params;
-  }
-
-  async reload() {
-    this.token = "";
-    this.body.replaceChildren();
-    await this.next();
-  }
-
-  async next() {
-    const params = this.params();
-    params.set("pageSize", PAGE_SIZE);
-    if (this.token) params.set("pageToken", this.token);
-    const result = await api.api(`${this.path}?${params}`);
-    const rows = result[this.items] || [];
-    if (!rows.length && !this.token) {
-      const empty = document.createElement("tr");
-      cell(empty, t("common.empty")).colSpan = $(this.name).querySelectorAll("th").length;
-      this.body.appendChild(empty);
-    }
-    for (const item of rows) this.body.appendChild(this.row(item));
-    this.token = result.nextPageToken || "";
-    this.more.hidden = !this.token;
-  }
-
-  async downloadCsv() {
-    await api.download(`${this.path}.csv?${this.params()}`, `${this.name}.csv`);
-  }
-}
 
 const organizationName = (id) =>
   (state.organizations.find((organization) => organization.id === String(id)) || {}).name
@@ -164,7 +48,7 @@ function fillPicker(select) {
   if (select.dataset.all) {
     const all = document.createElement("option");
     all.value = "";
-    all.textContent = t("common.all");
+    all.textContent = select.dataset.all === "every" ? t("webhooks.everyOrg") : t("common.all");
     options.push(all);
   }
   for (const organization of state.organizations) {
@@ -187,8 +71,10 @@ const lists = {
       [organization.name, i18n.number(organization.balance), i18n.number(organization.held),
        i18n.number(available), i18n.number(organization.expiringWithin30Days),
        i18n.moment(organization.createdAt)].forEach((value) => cell(row, value));
-      const controls = state.controls[organization.id];
-      if (state.admin) [spendText(controls), controlsStatus(controls)].forEach((value) => cell(row, value));
+      const now = state.controls[organization.id];
+      if (state.admin) {
+        [controls.spendText(now), controls.controlsStatus(now)].forEach((value) => cell(row, value));
+      }
       return row;
     },
   }),
@@ -216,8 +102,7 @@ const lists = {
       organizationId: state.admin ? $("filter-org").value : "",
       status: $("filter-status").value, mode: $("filter-mode").value,
       userId: $("filter-user").value.trim(),
-      createdAfter: $("filter-from").value ? `${$("filter-from").value}T00:00:00Z` : "",
-      createdBefore: $("filter-to").value ? nextDay($("filter-to").value) : "",
+      createdAfter: dayStart($("filter-from")), createdBefore: dayEnd($("filter-to")),
     }),
     row: (item) => {
       const job = item.render;
@@ -261,8 +146,7 @@ const lists = {
     query: () => ({
       actor: $("audit-actor").value.trim(), action: $("audit-action").value.trim(),
       organizationId: $("audit-org").value,
-      createdAfter: $("audit-from").value ? `${$("audit-from").value}T00:00:00Z` : "",
-      createdBefore: $("audit-to").value ? nextDay($("audit-to").value) : "",
+      createdAfter: dayStart($("audit-from")), createdBefore: dayEnd($("audit-to")),
     }),
     row: (entry) => {
       const row = document.createElement("tr");
@@ -275,45 +159,23 @@ const lists = {
   }),
 };
 
-function nextDay(isoDate) {
-  const day = new Date(isoDate + "T00:00:00Z");
-  day.setUTCDate(day.getUTCDate() + 1);
-  return day.toISOString().replace(".000Z", "Z");
-}
-
 // ---- screens ------------------------------------------------------------------------------
-
-// Spending this month against the monthly limit, and the organisation's state (`docs/webhooks.md`).
-function spendText(controls) {
-  if (!controls) return "";
-  const spent = i18n.number(controls.spentThisMonth);
-  return Number(controls.monthlyCredits) ? `${spent} / ${i18n.number(controls.monthlyCredits)}` : spent;
-}
-
-function controlsStatus(controls) {
-  if (!controls) return "";
-  if (controls.suspended) return t("orgs.suspended", { reason: controls.suspensionReason });
-  return controls.lowBalance ? t("orgs.lowBalance") : t("orgs.active");
-}
-
-async function loadControls() {
-  if (!state.admin) return;
-  const result = await api.api("/admin/organizations/controls");
-  state.controls = Object.fromEntries(
-    (result.organizations || []).map((controls) => [controls.organizationId, controls]));
-}
 
 const loaders = {
   overview: loadOverview,
-  organizations: async () => { await loadControls(); await lists.organizations.reload(); },
+  organizations: async () => { await controls.loadControls(); await lists.organizations.reload(); },
   users: () => lists.users.reload(),
   renders: () => lists.renders.reload(),
   credits: () => lists["credit-logs"].reload(),
   audit: () => lists.audit.reload(),
+  grants: controls.loadGrants,
+  controls: controls.showControls,
+  webhooks: controls.loadWebhooks,
 };
 
 async function show(screen) {
   state.screen = screen;
+  controls.forgetSecret();
   for (const section of document.querySelectorAll(".screen")) {
     section.hidden = section.id !== `screen-${screen}`;
   }
@@ -337,29 +199,31 @@ async function loadOverview() {
   $("card-expiring").textContent = i18n.number(overview.totalExpiringWithin30Days);
   const low = overview.lowBalance || [];
   $("low-balance").hidden = !low.length;
-  $("low-balance-list").replaceChildren(...low.map((controls) => {
+  $("low-balance-list").replaceChildren(...low.map((entry) => {
     const item = document.createElement("li");
     item.textContent = t("overview.lowBalanceItem", {
-      name: controls.organizationName, available: i18n.number(controls.available),
-      threshold: i18n.number(controls.lowBalanceThreshold) });
+      name: entry.organizationName, available: i18n.number(entry.available),
+      threshold: i18n.number(entry.lowBalanceThreshold) });
     return item;
   }));
   const days = usage.days || [];
   const dates = days.map((day) => day.date);
   barChart($("chart-renders"), {
     days: dates, dayLabel: i18n.shortDay, stacked: true, title: t("overview.chart.renders"),
+    format: i18n.number,
     series: Object.keys(STATUS_COLORS).map((status) => ({
       label: t(`status.${status}`), color: STATUS_COLORS[status],
       values: days.map((day) => Number((day.rendersByStatus || {})[status] || 0)) })),
   });
-  barChart($("chart-credits"), {
-    days: dates, dayLabel: i18n.shortDay, stacked: false, title: t("overview.chart.credits"),
-    series: [
-      { label: t("overview.chart.spent"), color: "#c62828",
-        values: days.map((day) => Number(day.creditsSpent || 0)) },
-      { label: t("overview.chart.added"), color: "#2e7d32",
-        values: days.map((day) => Number(day.creditsAdded || 0)) }],
-  });
+  // Spent and added on axes of their own: a 20,000 top-up once hid 39 spent on a shared one.
+  for (const [box, field, color, label, title] of [
+    ["chart-spent", "creditsSpent", "#c62828", "overview.chart.spent", "overview.chart.spentTitle"],
+    ["chart-added", "creditsAdded", "#2e7d32", "overview.chart.added", "overview.chart.addedTitle"]]) {
+    barChart($(box), {
+      days: dates, dayLabel: i18n.shortDay, stacked: false, title: t(title), format: i18n.number,
+      series: [{ label: t(label), color, values: days.map((day) => Number(day[field] || 0)) }],
+    });
+  }
   const renders = days.reduce((sum, day) => sum + Object.values(day.rendersByStatus || {})
     .reduce((total, count) => total + Number(count), 0), 0);
   const spent = days.reduce((sum, day) => sum + Number(day.creditsSpent || 0), 0);
@@ -645,6 +509,8 @@ document.addEventListener("DOMContentLoaded", async () => {
       for (const other of document.querySelectorAll(".lang")) {
         other.setAttribute("aria-pressed", String(other.dataset.lang === i18n.language()));
       }
+      controls.translateChoices();
+      fillDelimiterPickers();
       if (!$("dashboard").hidden) {
         showWhoami();
         for (const select of document.querySelectorAll(".org-picker")) fillPicker(select);
@@ -652,6 +518,8 @@ document.addEventListener("DOMContentLoaded", async () => {
       }
     }));
   }
+  controls.setUp({ state, organizationName, reloadOrganizations: loadOrganizations });
+  fillDelimiterPickers();
   api.whenSessionEnds(() => leave(t("signin.ended")));
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", async () => {
@@ -668,11 +536,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("user-form").addEventListener("submit", (event) => guarded(() => createUser(event)));
   $("render-filters").addEventListener("submit", (event) => {
     event.preventDefault();
-    guarded(() => lists.renders.reload());
+    if (checkDays($("render-filters"))) guarded(() => lists.renders.reload());
   });
   $("audit-filters").addEventListener("submit", (event) => {
     event.preventDefault();
-    guarded(() => lists.audit.reload());
+    if (checkDays($("audit-filters"))) guarded(() => lists.audit.reload());
   });
   $("audit-verify").addEventListener("click", () => guarded(verifyChain));
   $("render-close").addEventListener("click", () => $("render-detail").close());

@@ -87,3 +87,21 @@ export function moment(isoTime) {
   return new Intl.DateTimeFormat(locale(), { day: "2-digit", month: "2-digit", year: "numeric",
     hour: "2-digit", minute: "2-digit" }).format(new Date(isoTime));
 }
+
+// A calendar day typed the locale's way — day first in both languages: 31.12.2026 (tr),
+// 31/12/2026 (en); any of . / - between the parts, or ISO 2026-12-31 — as YYYY-MM-DD; "" for an
+// empty field, null for anything else (31.02.2026 included). The browser's own date picker
+// follows the browser's language, not the console's: a Turkish console showed mm/dd/yyyy.
+export function parseDay(text) {
+  const typed = (text || "").trim();
+  if (!typed) return "";
+  let parts = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(typed);
+  if (parts) parts = [parts[3], parts[2], parts[1]];
+  else parts = (/^(\d{1,2})[./-](\d{1,2})[./-](\d{4})$/.exec(typed) || []).slice(1);
+  if (parts.length !== 3) return null;
+  const [dayOfMonth, month, year] = parts.map(Number);
+  const date = new Date(Date.UTC(year, month - 1, dayOfMonth));
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1
+      || date.getUTCDate() !== dayOfMonth) return null;
+  return date.toISOString().slice(0, 10);
+}

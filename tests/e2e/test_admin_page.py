@@ -3,6 +3,7 @@ PostgreSQL: every screen in Turkish and English (screenshots kept in docs/screen
 dates in the language's format, the money form's confirmations and errors, keyboard-only use,
 a STAFF session, an accessibility check (axe-core) and a phone-width run without sideways
 scrolling."""
+import datetime
 import os
 import re
 import shutil
@@ -13,12 +14,14 @@ from playwright.sync_api import expect
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2, notification_pb2
 from tests.helpers import ADMIN, ADMIN_TOKEN
 from tests.integration.test_admin_gateway import world  # noqa: F401 - the shared fixture
+from tests.integration.test_render_service import submit, wait_final
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-SCREENS = ("overview", "organizations", "users", "renders", "credits", "audit")
+SCREENS = ("overview", "organizations", "users", "renders", "credits", "grants", "controls",
+           "webhooks", "audit")
 SCREENSHOTS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "screens")
 PASSWORD = "console-sign-in-2026"
 
@@ -56,7 +59,8 @@ def open_screen(page, screen):
     page.click(f"#nav button[data-screen={screen}]")
     expect(page.locator(f"#screen-{screen}")).to_be_visible()
     table = {"organizations": "#organizations", "users": "#users", "renders": "#renders",
-             "credits": "#credit-logs", "audit": "#audit"}.get(screen)
+             "credits": "#credit-logs", "grants": "#grants", "controls": "#controls",
+             "webhooks": "#webhooks", "audit": "#audit"}.get(screen)
     if table:
         expect(page.locator(f"{table} tbody tr").first).to_be_visible()
     else:
@@ -263,7 +267,9 @@ def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: 
     with page.expect_download() as download:
         page.click("#screen-credits .csv")
     content = open(download.value.path(), encoding="utf-8-sig").read()
-    assert content.splitlines()[0].startswith("id,created_at,organization_id,kind,delta")
+    # In the console's language, with the comma an English spreadsheet splits on.
+    assert content.splitlines()[0].startswith(
+        '"No.","Created (UTC)","Organisation no.","Kind","Change"')
     assert len(content.splitlines()) == 3
 
 
@@ -421,3 +427,32 @@ def test_low_balance_and_suspension_are_shown(browser, world, http_gateway,  # n
     low = page.locator("#organizations tbody tr", has_text=acme.name)
     expect(low.locator("td").last).to_have_text("Low balance")
     expect(low.locator("td").nth(6)).to_have_text("1")  # the one preview render this month
+
+
+def test_charts_have_axes_in_the_locales_numbers(browser, world, http_gateway,  # noqa: F811
+                                                 credit_server, render_server, clock):
+    """Spent and added each on an axis of its own (a 20,000 top-up no longer hides 1 spent),
+    round ticks written the locale's way, left of the bars; labels stay readable on a phone."""
+    admin, acme, other, ada, done = world
+    # The chart shows the 30 days up to the gateway's today: the services' day moves there.
+    clock.now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    wait_final(render_server, submit(render_server, acme.id, done.carpet_id).id)
+    credit_server.credits.AdjustCredits(credit_pb2.AdjustCreditsRequest(
+        organization_id=acme.id, delta=20000, reason="top-up"), metadata=ADMIN, timeout=10)
+    person(credit_server, acme.id, "boss@example.com")
+    page = browser.new_page(viewport={"width": 390, "height": 800})
+    sign_in(page, http_gateway, "boss@example.com", "tr")
+    ticks = page.locator("#chart-added text.chart-label")
+    expect(ticks.first).to_be_visible()
+    assert "20.000" in ticks.all_text_contents()  # Turkish thousands
+    assert page.locator("#chart-spent text.chart-label").all_text_contents()[:2] == ["0", "1"]
+    bars = page.locator("#chart-spent rect:not([width='12'])")
+    expect(bars).to_have_count(1)  # the one render charged, a bar of its own height
+    assert float(bars.first.get_attribute("height")) > 100
+    axis_right = max(box["x"] + box["width"] for box in (
+        label.bounding_box() for label in page.locator("#chart-added text[text-anchor=end]").all()))
+    bar_left = min(bar.bounding_box()["x"] for bar in page.locator("#chart-added rect").all()
+                   if bar.get_attribute("width") != "12")
+    assert axis_right <= bar_left  # the largest tick no longer sits on the last bar
+    day_label = page.locator("#chart-renders text[text-anchor=middle]").first
+    assert day_label.bounding_box()["height"] >= 10  # 4-5 px tall before, at this width

@@ -71,9 +71,9 @@ def test_usage_has_every_day_and_counts_from_the_roll_ups(world, http_gateway, c
         assert (status, json.loads(body)["code"]) == (400, "INVALID_ARGUMENT"), bad
 
 
-def read_csv(body: bytes) -> list[list[str]]:
+def read_csv(body: bytes, delimiter: str = ",") -> list[list[str]]:
     assert body.startswith("\ufeff".encode())  # spreadsheets then read UTF-8
-    return list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    return list(csv.reader(io.StringIO(body.decode("utf-8-sig")), delimiter=delimiter))
 
 
 def test_csv_exports_stream_every_row_with_the_filters(world, http_gateway, credit_server):  # noqa: F811
@@ -106,6 +106,52 @@ def test_csv_exports_stream_every_row_with_the_filters(world, http_gateway, cred
     assert (status, json.loads(body)["code"]) == (403, "PERMISSION_DENIED")
     status, _, body = get(http_gateway, "/admin/renders.csv", headers={})
     assert status == 401
+
+
+def test_csv_in_a_language_and_with_semicolons(world, http_gateway, credit_server):  # noqa: F811
+    """`lang` puts the header and the coded values in the console's words; `delimiter=semicolon`
+    is what a spreadsheet set to Turkish splits on. Filters still apply; anything else is
+    refused before a row is read."""
+    admin, acme, other, ada, done = world
+    create_user(credit_server, acme.id, "ali@example.com", name="Ali; =1+2")
+    status, _, body = get(http_gateway, "/admin/renders.csv?lang=tr&delimiter=semicolon"
+                                        "&status=RENDER_STATUS_SUCCESS")
+    assert status == 200
+    rows = read_csv(body, delimiter=";")
+    assert rows[0][:4] == ["No.", "Oluşturulma (UTC)", "Kuruluş no.", "Kullanıcı no."]
+    assert [(row[0], row[7], row[8]) for row in rows[1:]] == [(str(done.id), "Önizleme",
+                                                               "Tamamlandı")]
+    rows = read_csv(get(http_gateway,
+                        f"/admin/credit-logs.csv?lang=en&organizationId={acme.id}")[2])
+    assert rows[0][3:7] == ["Kind", "Change", "Balance after", "Reason"]
+    assert [(row[3], row[4], row[6]) for row in rows[1:]] == [
+        ("Render", "-1", "Render charge"), ("Initial", "20", "Initial credit")]
+    rows = read_csv(get(http_gateway, "/admin/users.csv?lang=tr&delimiter=semicolon")[2],
+                    delimiter=";")
+    assert {(row[1], row[3], row[6]) for row in rows[1:]} == {
+        ("Ada", "Personel", "Evet"), ("Olga", "Personel", "Evet"),
+        ("Ali; '=1+2", "Personel", "Evet")}  # defused after the `;` too
+    for query, message in (("lang=de", "lang must be one of tr, en"),
+                           ("delimiter=tab", "delimiter must be one of comma, semicolon")):
+        status, _, body = get(http_gateway, f"/admin/renders.csv?{query}")
+        assert (status, json.loads(body)) == (400, {"code": "INVALID_ARGUMENT",
+                                                    "message": message})
+
+
+def test_a_balance_with_its_grants(world, http_gateway):  # noqa: F811
+    """GET /admin/balance: the grants that make up a balance; STAFF its own only."""
+    admin, acme, other, ada, done = world
+    status, _, body = get(http_gateway, f"/admin/balance?organizationId={acme.id}")
+    balance = json.loads(body)
+    assert status == 200
+    assert (balance["balance"], balance["available"]) == ("19", "19")
+    assert [(grant["kind"], grant["amount"], grant["remaining"], grant["reason"])
+            for grant in balance["grants"]] == [("GRANT_KIND_PAID", "20", "19", "initial credit")]
+    status, _, body = get(http_gateway, "/admin/balance", headers=as_staff(other.id))
+    assert (status, json.loads(body)["balance"]) == (200, "3")
+    status, _, body = get(http_gateway, f"/admin/balance?organizationId={acme.id}",
+                          headers=as_staff(other.id))
+    assert (status, json.loads(body)["code"]) == (403, "PERMISSION_DENIED")
 
 
 def test_pictures_have_their_own_budget(credit_server, render_server, render_settings,

@@ -1,8 +1,9 @@
 """The console's catalogues (admin_gateway/static/i18n) name everything the server can say, in
 both languages: every refusal reason in the error table and every one raised in the code,
 every enum value, render mode and renderer, the credit log's own reasons, every audit action
-(each RPC method) and outcome. A missing key shows the server's English in the Turkish
-console, so this fails on any."""
+(each RPC method) and outcome, grant kinds, webhook events, delivery states and every CSV
+column. A missing key shows the server's English in the Turkish console, so this fails on
+any."""
 import ast
 import glob
 import importlib
@@ -12,10 +13,13 @@ import os
 import grpc
 import pytest
 
+from admin_gateway.exports import EXPORTS
 from carpet_common import errors
 from carpet_common.settings import load_settings
 from credit_service import accounts, grants, ledger_sql
+from credit_service.models import DELIVERY_STATES, WEBHOOK_EVENT_TYPES
 from credit_service.verify import ORGANIZATION_CREATED
+from protos.carpet.credit.v1 import credit_pb2
 from render_service.renderers import FALLBACK_RENDERER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,6 +70,11 @@ def expected_keys():
     keys |= {"role.ROLE_ADMIN", "role.ROLE_STAFF"}
     keys |= {f"mode.{mode}" for mode in load_settings({}).render_modes}
     keys |= {f"renderer.{name}" for name in ("local", "http", "http-async", FALLBACK_RENDERER)}
+    keys |= {f"csv.{column.header}" for export in EXPORTS.values() for column in export.columns}
+    keys |= {f"grantKind.{kind}" for kind in credit_pb2.GrantKind.keys()
+             if kind != "GRANT_KIND_UNSPECIFIED"}
+    keys |= {f"event.{event}" for event in WEBHOOK_EVENT_TYPES}
+    keys |= {f"deliveryState.{state}" for state in DELIVERY_STATES}
     keys |= {f"logReason.{reason}" for reason in (
         ledger_sql.RENDER_CHARGE, accounts.INITIAL_CREDIT, grants.EXPIRE_REASON,
         grants.RETURNED_REASON)}

@@ -63,7 +63,7 @@ ADDED_METHODS = {
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
                                      "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
                                     | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS
-                                    | {"GrantCredits"},
+                                    | {"GrantCredits", "GetBalance"},
 }
 
 
