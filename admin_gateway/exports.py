@@ -130,6 +130,7 @@ EXPORTS = {
         Column("id", lambda row: row.render.id),
         Column("created_at", lambda row: _time(row.render.created_at)),
         Column("organization_id", lambda row: row.render.organization_id),
+        Column("organization_name", lambda row: row.organization_name, text=True),
         Column("user_id", lambda row: row.render.user_id or ""),
         Column("user_name", lambda row: row.user_name, text=True),
         Column("user_email", lambda row: row.user_email, text=True),

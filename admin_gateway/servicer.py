@@ -136,6 +136,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             found = self._clients.accounts.BatchGetUsers(
                 account_pb2.BatchGetUsersRequest(ids=user_ids))
             users = {user.id: user for user in found.users}
+        organizations = self._organization_names(
+            {job.organization_id for job in page.renders},
+            {user.organization_id: user.organization_name for user in users.values()})
         rows = []
         for job in page.renders:
             user = users.get(job.user_id)
@@ -144,9 +147,19 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             rows.append(admin_pb2.RenderRow(
                 render=job, user_name=user.name if user else "",
                 user_email=user.email if user else "",
+                organization_name=organizations.get(job.organization_id, ""),
                 image_path=(f"/admin/renders/{job.id}/image"
                             if job.status == render_pb2.RENDER_STATUS_SUCCESS else "")))
         return admin_pb2.ListRendersResponse(renders=rows, next_page_token=page.next_page_token)
+
+    def _organization_names(self, wanted: set[int], known: dict[int, str]) -> dict[int, str]:
+        """Names of the organisations `wanted`: from the page's users where they name it, one
+        look-up per other organisation (a page rarely spans more than a few)."""
+        names = {key: name for key, name in known.items() if key in wanted}
+        for organization_id in sorted(wanted - names.keys()):
+            names[organization_id] = self._clients.accounts.GetOrganization(
+                account_pb2.GetOrganizationRequest(id=organization_id)).name
+        return names
 
     @relaying
     def ListOrganizations(self, request, context):

@@ -109,6 +109,7 @@ const lists = {
       const row = document.createElement("tr");
       const status = statusName(job.status);
       cell(row, i18n.moment(job.createdAt));
+      if (state.admin) cell(row, item.organizationName || organizationName(job.organizationId));
       cell(row, item.userName || (job.userId && job.userId !== "0" ? `#${job.userId}` : t("common.none")));
       cell(row, modeName(job.mode));
       cell(row, t(`status.${status}`)).className = `status-${status}`;
@@ -457,7 +458,11 @@ async function enter() {
 // "Signed in as …", in the language of the moment (called again when it changes).
 function showWhoami() {
   const user = api.signedInUser();
-  $("whoami").textContent = user ? t("signin.as", { name: user.displayEmail || user.email }) : "";
+  const names = { name: user && (user.displayEmail || user.email),
+                  organization: user && user.organizationName };
+  // A shop's staff see whose console this is; an admin's organisation is the platform's.
+  $("whoami").textContent = !user ? ""
+    : t(state.admin || !names.organization ? "signin.as" : "signin.asOf", names);
   $("whoami").hidden = !user;
 }
 

@@ -278,7 +278,8 @@ def test_a_staff_session(browser, world, http_gateway, credit_server):  # noqa: 
     person(credit_server, acme.id, "clerk@example.com", role=account_pb2.ROLE_STAFF)
     page = browser.new_page()
     sign_in(page, http_gateway, "clerk@example.com")
-    expect(page.locator("#whoami")).to_have_text("Signed in as clerk@example.com")
+    # A shop's staff see whose console it is.
+    expect(page.locator("#whoami")).to_have_text("Signed in as clerk@example.com · Acme")
     assert page.is_hidden("#error")
     for admin_only in ("#nav button[data-screen=organizations]", "#nav button[data-screen=audit]",
                        "#overview-org", "#user-form", "#adjust-form"):
@@ -303,9 +304,9 @@ def test_a_session_ended_by_an_admin_brings_back_the_sign_in_form(
     clerk = person(credit_server, acme.id, "clerk@example.com", role=account_pb2.ROLE_STAFF)
     page = browser.new_page()
     sign_in(page, http_gateway, "clerk@example.com", "tr")
-    expect(page.locator("#whoami")).to_have_text("clerk@example.com olarak giriş yapıldı")
+    expect(page.locator("#whoami")).to_have_text("clerk@example.com olarak giriş yapıldı · Acme")
     page.click(".lang[data-lang=en]")  # the header follows the language too
-    expect(page.locator("#whoami")).to_have_text("Signed in as clerk@example.com")
+    expect(page.locator("#whoami")).to_have_text("Signed in as clerk@example.com · Acme")
     credit_server.accounts.DeactivateUser(account_pb2.SetUserActiveRequest(id=clerk.id),
                                           metadata=ADMIN, timeout=10)
     # Within the gateway's session check the clerk's next call is refused, and the page says

@@ -68,9 +68,10 @@ def test_lists_through_the_gateway(world):
         ("Olga", "Other", 3), ("Ada", "Acme", 19)]
     renders = admin.ListRenders(render_pb2.ListRendersRequest(), metadata=ADMIN,
                                 timeout=10).renders
-    assert [(r.render.status, r.user_name, r.user_email, r.image_path) for r in renders] == [
-        (render_pb2.RENDER_STATUS_FAILED, "", "", ""),
-        (render_pb2.RENDER_STATUS_SUCCESS, "Ada", "ada@example.com",
+    assert [(r.render.status, r.organization_name, r.user_name, r.user_email, r.image_path)
+            for r in renders] == [
+        (render_pb2.RENDER_STATUS_FAILED, "Other", "", "", ""),  # no user: named all the same
+        (render_pb2.RENDER_STATUS_SUCCESS, "Acme", "Ada", "ada@example.com",
          f"/admin/renders/{done.id}/image")]
     assert renders[0].render.error_text == "insufficient credits"
     organizations = admin.ListOrganizations(account_pb2.ListOrganizationsRequest(),
