@@ -378,8 +378,7 @@ async function picture(container, path, missing) {
 function placementText(job) {
   const corners = (job.placement && job.placement.carpetCorners) || [];
   if (!corners.length) return t("renders.defaultPlacement");
-  const percent = (value) => i18n.number(Math.round((value || 0) * 1000) / 10);
-  return corners.map((point) => `(${percent(point.x)} %, ${percent(point.y)} %)`).join(" ");
+  return corners.map((point) => `(${i18n.percent(point.x)}, ${i18n.percent(point.y)})`).join(" ");
 }
 
 function showRender(item) {

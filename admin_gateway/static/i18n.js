@@ -66,6 +66,12 @@ export function number(value) {
   return new Intl.NumberFormat(locale()).format(Number(value || 0));
 }
 
+// A share (0.25) as the locale writes a percentage: %25 in Turkish, 25% in English.
+export function percent(share) {
+  return new Intl.NumberFormat(locale(), { style: "percent", maximumFractionDigits: 1 })
+    .format(Number(share || 0));
+}
+
 export function signedNumber(value) {
   return new Intl.NumberFormat(locale(), { signDisplay: "exceptZero" }).format(Number(value || 0));
 }

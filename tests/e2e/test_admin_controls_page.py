@@ -109,7 +109,7 @@ def test_staff_sees_its_own_grants_only(browser, world, http_gateway,  # noqa: F
         assert page.is_hidden(admin_only), admin_only
     open_screen(page, "grants")
     expect(page.locator("#grants-balance")).to_have_text(
-        "Bakiye 19 · görseller için ayrılan 0 · kullanılabilir 19")
+        "Bakiye 19 · bekleyen görsellere ayrılan 0 · kullanılabilir 19")
     expect(page.locator("#grants tbody tr")).to_have_count(1)
     expect(page.locator("#grants tbody")).to_contain_text("Süresiz")
     # Another organisation's balance is refused by the gateway, whatever a page asks.

@@ -95,13 +95,17 @@ def test_every_screen_in_turkish_and_english(browser, world, http_gateway,  # no
     os.makedirs(SCREENSHOTS, exist_ok=True)
     expected = {  # language -> (a heading, remaining credit, a date's shape, an audit row's
         # action and outcome in the language's words)
-        "tr": ("Kredi geçmişi", "1.237", r"\d{2}\.\d{2}\.\d{4}", "Kredi ayarlama", "Yapıldı"),
-        "en": ("Credit history", "1,237", r"\d{2}/\d{2}/\d{4}", "Adjust credit", "Done"),
+        "tr": ("Kredi geçmişi", "1.237", r"\d{2}\.\d{2}\.\d{4}", "Kredi ayarlama", "Yapıldı",
+               "%25,5"),
+        "en": ("Credit history", "1,237", r"\d{2}/\d{2}/\d{4}", "Adjust credit", "Done", "25.5%"),
     }
-    for language, (heading, credit, date_shape, action, outcome) in expected.items():
+    for language, (heading, credit, date_shape, action, outcome, share) in expected.items():
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         sign_in(page, http_gateway, "yonetici@firma.com.tr", language)
         assert page.evaluate("document.documentElement.lang") == language
+        # A placement's corners as the language writes a percentage (%25,5 in Turkish).
+        assert page.evaluate(
+            "import('/admin/static/i18n.js').then((module) => module.percent(0.255))") == share
         expect(page.locator("#card-credit")).to_have_text(credit)  # 1234 + 3, the locale's way
         expect(page.locator("#nav button[data-screen=credits]")).to_have_text(heading)
         for screen in SCREENS:
