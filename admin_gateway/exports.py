@@ -135,6 +135,7 @@ EXPORTS = {
         Column("user_name", lambda row: row.user_name, text=True),
         Column("user_email", lambda row: row.user_email, text=True),
         Column("carpet_id", lambda row: row.render.carpet_id),
+        Column("carpet_name", lambda row: row.carpet_name, text=True),
         Column("mode", lambda row: row.render.mode, text=True, word_key=_key("mode.")),
         Column("status", lambda row: _status(row.render.status), word_key=_key("status.")),
         Column("credits_charged", lambda row: row.render.credits_charged),

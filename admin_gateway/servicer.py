@@ -8,8 +8,10 @@ import functools
 import grpc
 
 from admin_gateway.clients import ServiceClients, relayed
+from admin_gateway.lru import LruCache
+from admin_gateway.thumbnails import CACHED as CACHED_THUMBNAILS
 from admin_gateway.thumbnails import CONTENT_TYPE as THUMBNAIL_TYPE
-from admin_gateway.thumbnails import ThumbnailCache, make_thumbnail
+from admin_gateway.thumbnails import make_thumbnail
 from carpet_common.calls import current_call, current_principal
 from carpet_common.convert import timestamp
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -75,13 +77,17 @@ def _scope(organization_id: int) -> int:
     return current_principal().check_organization(organization_id)
 
 
+CACHED_CARPET_NAMES = 10_000
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, clients: ServiceClients, clock,
                  console: admin_pb2.ConsoleSettings | None = None):
         self._clients = clients
         self._clock = clock
         self._console = console or admin_pb2.ConsoleSettings()
-        self._thumbnails = ThumbnailCache()
+        self._thumbnails: LruCache[int, bytes] = LruCache(CACHED_THUMBNAILS)
+        self._carpet_names: LruCache[int, str] = LruCache(CACHED_CARPET_NAMES)
 
     @relaying
     def GetOverview(self, request, context):
@@ -136,6 +142,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             found = self._clients.accounts.BatchGetUsers(
                 account_pb2.BatchGetUsersRequest(ids=user_ids))
             users = {user.id: user for user in found.users}
+        carpets = self._carpet_names_of({job.carpet_id for job in page.renders})
         organizations = self._organization_names(
             {job.organization_id for job in page.renders},
             {user.organization_id: user.organization_name for user in users.values()})
@@ -148,6 +155,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 render=job, user_name=user.name if user else "",
                 user_email=user.email if user else "",
                 organization_name=organizations.get(job.organization_id, ""),
+                carpet_name=carpets.get(job.carpet_id, ""),
                 image_path=(f"/admin/renders/{job.id}/image"
                             if job.status == render_pb2.RENDER_STATUS_SUCCESS else "")))
         return admin_pb2.ListRendersResponse(renders=rows, next_page_token=page.next_page_token)
@@ -159,6 +167,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         for organization_id in sorted(wanted - names.keys()):
             names[organization_id] = self._clients.accounts.GetOrganization(
                 account_pb2.GetOrganizationRequest(id=organization_id)).name
+        return names
+
+    def _carpet_names_of(self, carpet_ids: set[int]) -> dict[int, str]:
+        """A carpet's name never changes once it is added: each is asked for once and kept."""
+        names = {}
+        for carpet_id in sorted(carpet_ids):
+            name = self._carpet_names.get(carpet_id)
+            if name is None:
+                name = self._clients.renders.GetCarpet(
+                    render_pb2.GetCarpetRequest(id=carpet_id)).name
+                self._carpet_names.put(carpet_id, name)
+            names[carpet_id] = name
         return names
 
     @relaying

@@ -4,8 +4,6 @@ caller's right to see it is checked on every request before the cache is read)."
 from __future__ import annotations
 
 import io
-import threading
-from collections import OrderedDict
 
 from PIL import Image
 
@@ -14,7 +12,7 @@ from carpet_common.pictures import DECODES, read_header
 THUMBNAIL_BOX = (320, 240)
 JPEG_QUALITY = 72
 CONTENT_TYPE = "image/jpeg"
-CACHED = 2000  # entries, ~10 kB each
+CACHED = 2000  # thumbnails kept (admin_gateway.lru), ~10 kB each
 
 
 def make_thumbnail(image: bytes) -> bytes:
@@ -28,24 +26,3 @@ def make_thumbnail(image: bytes) -> bytes:
         out = io.BytesIO()
         picture.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
         return out.getvalue()
-
-
-class ThumbnailCache:
-    def __init__(self, capacity: int = CACHED):
-        self._capacity = capacity
-        self._entries: OrderedDict[int, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, job_id: int) -> bytes | None:
-        with self._lock:
-            found = self._entries.get(job_id)
-            if found is not None:
-                self._entries.move_to_end(job_id)
-            return found
-
-    def put(self, job_id: int, thumbnail: bytes) -> None:
-        with self._lock:
-            self._entries[job_id] = thumbnail
-            self._entries.move_to_end(job_id)
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)

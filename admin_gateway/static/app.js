@@ -111,6 +111,7 @@ const lists = {
       cell(row, i18n.moment(job.createdAt));
       if (state.admin) cell(row, item.organizationName || organizationName(job.organizationId));
       cell(row, item.userName || (job.userId && job.userId !== "0" ? `#${job.userId}` : t("common.none")));
+      cell(row, item.carpetName || `#${job.carpetId}`);
       cell(row, modeName(job.mode));
       cell(row, t(`status.${status}`)).className = `status-${status}`;
       cell(row, i18n.number(job.creditsCharged));
@@ -388,7 +389,8 @@ function showRender(item) {
   const status = statusName(job.status);
   const fields = [
     [t("common.status"), t(`status.${status}`)], [t("common.mode"), modeName(job.mode)],
-    [t("common.organization"), organizationName(job.organizationId)],
+    [t("common.organization"), item.organizationName || organizationName(job.organizationId)],
+    [t("renders.carpet"), item.carpetName || `#${job.carpetId}`],
     [t("common.user"), item.userName || t("common.none")],
     [t("renders.credits"), i18n.number(job.creditsCharged)],
     [t("common.created"), i18n.moment(job.createdAt)], [t("renders.error"), job.errorText || t("common.none")],

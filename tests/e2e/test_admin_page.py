@@ -245,6 +245,7 @@ def test_users_renders_and_audit_screens(browser, world, http_gateway,  # noqa: 
     page.wait_for_selector("#render-result img")
     fields = page.locator("#render-detail-fields")
     expect(fields.locator("dt:has-text('Renderer') + dd")).to_have_text("Built-in (local)")
+    expect(fields.locator("dt:has-text('Carpet') + dd")).to_have_text("Kilim")
     expect(fields.locator("dt:has-text('Placement') + dd")).to_have_text(
         "Default (the renderer chose)")
     expect(page.locator("#render-room")).to_have_text(

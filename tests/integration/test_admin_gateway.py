@@ -74,6 +74,7 @@ def test_lists_through_the_gateway(world):
         (render_pb2.RENDER_STATUS_SUCCESS, "Acme", "Ada", "ada@example.com",
          f"/admin/renders/{done.id}/image")]
     assert renders[0].render.error_text == "insufficient credits"
+    assert [row.carpet_name for row in renders] == ["Kilim", "Kilim"]  # by name, not number
     organizations = admin.ListOrganizations(account_pb2.ListOrganizationsRequest(),
                                             metadata=ADMIN, timeout=10).organizations
     assert [(o.name, o.balance) for o in organizations] == [("Other", 3), ("Acme", 19)]

@@ -90,7 +90,8 @@ def test_csv_exports_stream_every_row_with_the_filters(world, http_gateway, cred
     assert "sule@örnek.com.tr" in {row[2] for row in rows[1:]}
 
     rows = read_csv(get(http_gateway, "/admin/renders.csv")[2])
-    assert [row[9] for row in rows[1:]] == ["failed", "success"]  # newest first
+    assert [row[10] for row in rows[1:]] == ["failed", "success"]  # newest first
+    assert rows[0][7:9] == ["carpet_id", "carpet_name"]
     assert [row[3] for row in rows[1:]] == ["Other", "Acme"]  # whose render, by name
     assert rows[2][5] == "Ada"
     rows = read_csv(get(http_gateway, "/admin/renders.csv?status=RENDER_STATUS_SUCCESS")[2])
@@ -120,7 +121,7 @@ def test_csv_in_a_language_and_with_semicolons(world, http_gateway, credit_serve
     assert status == 200
     rows = read_csv(body, delimiter=";")
     assert rows[0][:4] == ["No.", "Oluşturulma (UTC)", "Kuruluş no.", "Kuruluş"]
-    assert [(row[0], row[3], row[8], row[9]) for row in rows[1:]] == [
+    assert [(row[0], row[3], row[9], row[10]) for row in rows[1:]] == [
         (str(done.id), "Acme", "Önizleme", "Tamamlandı")]
     rows = read_csv(get(http_gateway,
                         f"/admin/credit-logs.csv?lang=en&organizationId={acme.id}")[2])
