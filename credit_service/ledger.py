@@ -28,6 +28,7 @@ from credit_service.ledger_sql import CreditLogView, HoldView
 from credit_service.models import (
     CreditBalance,
     CreditDaily,
+    CreditGrant,
     CreditHold,
     CreditLog,
     Organization,
@@ -318,7 +319,10 @@ def release_hold_by_reference(organization_id: int, reference: str, *, reason: s
 
 def list_credit_logs(page_size: int, page_token: str, *, organization_id: int = 0,
                      kind: str = "", user_id: int = 0) -> Page:
-    query = CreditLog.select()
+    # Each row with its grant's kind and expiry, when it added or expired one (the console
+    # shows a promotional grant as such, with its last day).
+    query = (CreditLog.select(CreditLog, CreditGrant.id, CreditGrant.kind, CreditGrant.expires_at)
+             .join(CreditGrant, JOIN.LEFT_OUTER, on=(CreditLog.grant == CreditGrant.id)))
     if organization_id:
         query = query.where(CreditLog.organization == organization_id)
     if kind:  # already one of CREDIT_LOG_KINDS: the servicer maps the enum

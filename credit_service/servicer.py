@@ -86,7 +86,20 @@ def credit_log_message(row: CreditLog | ledger.CreditLogView) -> credit_pb2.Cred
         id=row.id, organization_id=row.organization_id, user_id=row.user_id or 0,
         delta=row.delta, balance_after=row.balance_after, kind=KIND_TO_PROTO[row.kind],
         reason=row.reason, reference=row.reference, actor=row.actor,
-        created_at=timestamp(row.created_at), grant_id=row.grant_id or 0)
+        created_at=timestamp(row.created_at), grant_id=row.grant_id or 0,
+        **_grant_terms(row))
+
+
+def _grant_terms(row) -> dict:
+    """The grant's kind and expiry where the row was read joined with its grant
+    (ListCreditLogs); never a look-up of its own."""
+    grant = getattr(row, "__rel__", {}).get("grant")
+    if grant is None or grant.kind is None:
+        return {}
+    terms = {"grant_kind": GRANT_KIND_TO_PROTO[grant.kind]}
+    if grant.expires_at is not None:
+        terms["grant_expires_at"] = timestamp(grant.expires_at)
+    return terms
 
 
 def grant_message(organization_id: int, row: grants.GrantView) -> credit_pb2.Grant:

@@ -26,6 +26,15 @@ const state = {
 
 const modeName = (mode) => i18n.known(`mode.${mode}`, mode);
 
+// A row that added a grant says which kind and until when ("Grant: promotional, until …").
+function logKind(log) {
+  if (log.kind !== "CREDIT_LOG_KIND_ADJUST" || !log.grantKind
+      || log.grantKind === "GRANT_KIND_UNSPECIFIED") return t(`kind.${log.kind}`);
+  const kind = t(`grantKind.${log.grantKind}`);
+  return log.grantExpiresAt ? t("kind.grant", { kind, until: i18n.moment(log.grantExpiresAt) })
+    : t("kind.grantForever", { kind });
+}
+
 const organizationName = (id) =>
   (state.organizations.find((organization) => organization.id === String(id)) || {}).name
   || (id && id !== "0" ? `#${id}` : "");
@@ -137,7 +146,7 @@ const lists = {
     query: () => ({ organizationId: state.admin ? $("credits-org").value : "" }),
     row: (log) => {
       const row = document.createElement("tr");
-      [i18n.moment(log.createdAt), t(`kind.${log.kind}`), i18n.signedNumber(log.delta),
+      [i18n.moment(log.createdAt), logKind(log), i18n.signedNumber(log.delta),
        i18n.number(log.balanceAfter), i18n.known(`logReason.${log.reason}`, log.reason), log.actor]
         .forEach((value) => cell(row, value));
       return row;

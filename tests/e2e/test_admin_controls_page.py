@@ -88,6 +88,13 @@ def test_grants_are_listed_and_given(browser, world, http_gateway, credit_server
     assert grant.expires_at.ToDatetime() == datetime.datetime(2100, 1, 1)
     assert audited(credit_server, "/carpet.credit.v1.CreditService/GrantCredits") == ["ok"]
 
+    # The credit history says what the row added: a promotional grant and its last moment.
+    open_screen(page, "credits")
+    page.select_option("#credits-org", str(acme.id))
+    expect(page.locator("#credit-logs tbody tr").first.locator("td").nth(1)).to_have_text(
+        "Grant: promotional, until 01/01/2100, 00:00")
+    open_screen(page, "grants")
+
     # Declined: nothing given.
     dialogs.answers[:] = [False]
     page.fill("#grant-amount", "7")

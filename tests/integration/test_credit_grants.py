@@ -151,6 +151,15 @@ def test_a_hold_keeps_what_it_reserved_when_its_grant_expires(credit_server, clo
         timeout=10).logs
     assert [(log.delta, log.grant_id, log.reference) for log in logs] == [
         (-4, promo.id, f"grant:{promo.id}")]
+    # Each row says which kind of grant it touched and until when it was spendable; a row
+    # without a grant (the render charge) says nothing of one.
+    every = credit_server.credits.ListCreditLogs(credit_pb2.ListCreditLogsRequest(
+        organization_id=org.id), metadata=ADMIN, timeout=10).logs
+    assert [(log.kind, log.grant_kind, log.grant_expires_at.ToDatetime()
+             if log.HasField("grant_expires_at") else None) for log in every] == [
+        (credit_pb2.CREDIT_LOG_KIND_RENDER, credit_pb2.GRANT_KIND_UNSPECIFIED, None),
+        (credit_pb2.CREDIT_LOG_KIND_EXPIRE, PROMO, promo.expires_at.ToDatetime()),
+        (credit_pb2.CREDIT_LOG_KIND_ADJUST, PROMO, promo.expires_at.ToDatetime())]
     assert verify_credit() == []
 
 
