@@ -1,5 +1,5 @@
-"""Audit entries of the changes made in the render database (a cancel), by whoever calls: a
-person through the gateway, a person or a backend directly on the render port.
+"""Audit entries of the changes made in the render database (a cancel, a new carpet), by
+whoever calls: a person through the gateway, a person or a backend directly on the render port.
 
 The entry is written to `render_audit` in the transaction of the change (`record`), so a
 change never exists without its entry, even when the credit service, which owns the audit

@@ -7,10 +7,16 @@ from carpet_common import idempotency
 from carpet_common.calls import current_principal
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.days import day_range, each_day
-from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from carpet_common.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
-from render_service import catalogue, jobs, placement, renders
+from render_service import audit_outbox, catalogue, jobs, placement, renders
 from render_service.credit_client import CreditClient
 from render_service.models import RENDER_STATUSES, Carpet, RenderJob
 from render_service.status_hub import StatusHub
@@ -24,6 +30,7 @@ STATUS_TO_PROTO = {"queued": render_pb2.RENDER_STATUS_QUEUED,
                    "success": render_pb2.RENDER_STATUS_SUCCESS,
                    "failed": render_pb2.RENDER_STATUS_FAILED}
 STATUS_FROM_PROTO = {value: key for key, value in STATUS_TO_PROTO.items()}
+CREATE_CARPET = "/carpet.render.v1.RenderService/CreateCarpet"
 WATCH_LIMIT_S = 5 * 60  # then the client watches again (its slot: carpet_common.streams)
 
 
@@ -88,9 +95,23 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         self._status_hub = status_hub
 
     def CreateCarpet(self, request, context):
-        return carpet_message(catalogue.create_carpet(
-            request.sku, request.name, request.width_cm, request.length_cm, request.material,
-            request.image, now=self._clock()))
+        """Audited with whoever adds it, in the carpet's transaction; a refusal on its own."""
+        now = self._clock()
+        where = dict(organization_id=None, details={"sku": request.sku[:64]}, now=now)
+
+        def audited(carpet: Carpet) -> None:
+            audit_outbox.record(CREATE_CARPET, outcome="ok", target=f"carpet:{carpet.id}",
+                                **where)
+
+        try:
+            carpet = catalogue.create_carpet(
+                request.sku, request.name, request.width_cm, request.length_cm,
+                request.material, request.image, now=now, audited=audited)
+        except DomainError as refused:
+            audit_outbox.record(CREATE_CARPET, outcome=f"error:{refused.grpc_code.name}",
+                                target="carpet", **where)
+            raise
+        return carpet_message(carpet)
 
     def GetCarpet(self, request, context):
         return carpet_message(catalogue.get_carpet(request.id))
