@@ -30,13 +30,10 @@ from render_service.models import (
 )
 
 TERMINAL = ("success", "failed")
-# A queued job without a hold is one whose submission was interrupted; workers wait this long
-# before taking it over (reserving its hold themselves), so they never race the submitter.
-ORPHAN_GRACE = datetime.timedelta(seconds=60)
 
 
 # The submission path's writes, written once as SQL (see carpet_common.db.Statement). The job's
-# id is given on PostgreSQL (from next_job_id) and NULL on SQLite, which then assigns it.
+# id is taken first (next_job_id), so the job is written once, with its hold or as refused.
 _INSERT_JOB = Statement("""
     INSERT INTO render_job (id, organization_id, user_id, carpet_id, mode, status, error_text,
                             cost, credits_charged, idempotency_key, request_hash, attempts,
@@ -46,11 +43,14 @@ _INSERT_JOB = Statement("""
     VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 0, {p}, {p}, 0, {p}, {p}, {p}, 0, {p}, {p},
             {p}, {p}, {p}, {p})
     RETURNING id""")
-_ATTACH_HOLD = Statement("""
-    UPDATE render_job SET hold_id = {p}, updated_at = {p} WHERE id = {p} AND hold_id IS NULL""")
-# PostgreSQL: the job's id is taken from its sequence before the reservation, so the job is
-# written once, with its hold (or as refused), instead of written and then updated.
-_NEXT_JOB_ID = Statement("SELECT nextval(pg_get_serial_sequence('render_job', 'id'))")
+# The job's id before the reservation (its hold is reserved under it): PostgreSQL takes it from
+# render_job's own sequence; SQLite has no sequences, so a one-row counter (migration 0012)
+# stands in — one statement under SQLite's write lock, never below an id already written.
+_NEXT_JOB_ID_PG = Statement("SELECT nextval(pg_get_serial_sequence('render_job', 'id'))")
+_NEXT_JOB_ID_SQLITE = Statement("""
+    UPDATE render_job_next_id
+    SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) FROM render_job)) + 1
+    RETURNING value""")
 
 
 @dataclass(frozen=True)
@@ -85,32 +85,11 @@ def earlier_submission(submission: Submission) -> RenderJob | None:
     return _by_key(submission.organization_id, submission.key, submission.fingerprint)
 
 
-def ids_before_insert() -> bool:
-    """Whether a job's id can be taken before it is written (PostgreSQL's sequence)."""
-    return is_postgres(database.obj)
-
-
 def next_job_id() -> int:
-    return int(_NEXT_JOB_ID.row(database)[0])
-
-
-def create_job(submission: Submission) -> tuple[RenderJob, bool]:
-    """The new queued job without its hold (SQLite: written before the reservation, and the
-    hold attached after), or with a known key the first one: (job, created). An unknown carpet
-    is refused by the job's foreign key, not by a look-up first."""
-    existing = earlier_submission(submission)
-    if existing is not None:
-        return existing, False
-    try:
-        with database.atomic():  # SQLite: queues for the writer lock
-            # The room picture is not stored yet: only once the credit is reserved.
-            (job_id,) = _INSERT_JOB.row(database, *_values(submission, None, hold_id=None,
-                                                           error_text="", release_pending=False,
-                                                           stored=0))
-    except IntegrityError as error:
-        return _conflicting(submission, error), False
-    return _job(submission, job_id, status="queued", error_text="", hold_id=None,
-                release_pending=False, input_bytes=0), True
+    """A new job's id, committed at once: an id is never handed out twice, and one a failed
+    submission took is skipped (a gap, as any sequence leaves)."""
+    statement = _NEXT_JOB_ID_PG if is_postgres(database.obj) else _NEXT_JOB_ID_SQLITE
+    return int(statement.row(database)[0])
 
 
 def record_job(submission: Submission, job_id: int, *, hold_id: int | None,
@@ -137,11 +116,11 @@ def record_job(submission: Submission, job_id: int, *, hold_id: int | None,
                 input_bytes=stored), True
 
 
-def _values(s: Submission, job_id: int | None, *, hold_id: int | None, error_text: str,
+def _values(s: Submission, job_id: int, *, hold_id: int | None, error_text: str,
             release_pending: bool, stored: int) -> tuple:
-    """_INSERT_JOB's parameters: queued with `hold_id` (or, on SQLite, before it has one), or
-    failed with `error_text` when a job with an id has no hold."""
-    ended = job_id is not None and hold_id is None
+    """_INSERT_JOB's parameters: queued with `hold_id`, or failed with `error_text` without
+    one."""
+    ended = hold_id is None
     return (job_id, s.organization_id, s.user_id, s.carpet_id, s.mode,
             "failed" if ended else "queued", error_text, s.cost, s.key, s.fingerprint,
             release_pending, bool(s.room_image), stored, False, s.placement, hold_id, s.now,
@@ -178,18 +157,6 @@ def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | Non
     if existing is not None and existing.request_hash != fingerprint:
         raise IdempotencyKeyReused("idempotency_key was already used with a different request")
     return existing
-
-
-def attach_hold(job_id: int, hold_id: int, now: datetime.datetime,
-                room_image: bytes | None = None) -> None:
-    """A job written without its hold (a SQLite submission, or an orphan a worker took over)
-    has it now: record it and, in the same transaction, store the room picture (never before:
-    a refused submission keeps no picture)."""
-    with database.atomic():
-        if _ATTACH_HOLD.count(database, hold_id, now, job_id) and room_image:
-            RenderInput.insert(job=job_id, room_image=room_image).execute()
-            (RenderJob.update(input_bytes=len(room_image))
-             .where(RenderJob.id == job_id).execute())
 
 
 def _forget_input(job_id: int) -> None:
@@ -274,13 +241,10 @@ def list_jobs(page_size: int, page_token: str, *, organization_id: int = 0, user
 
 
 def fail_unstarted(job_id: int, error_text: str, now: datetime.datetime, *,
-                   release_pending: bool, keep_key: bool = True) -> bool:
-    """queued -> failed (a refused submission or a cancel), its room picture removed. False
-    when it had moved on. `keep_key=False` frees its idempotency key for a retry."""
+                   release_pending: bool) -> bool:
+    """queued -> failed (a cancel), its room picture removed. False when it had moved on."""
     changes = dict(status="failed", error_text=error_text, finished_at=now, updated_at=now,
                    release_pending=release_pending)
-    if not keep_key:
-        changes["idempotency_key"] = None
     with database.atomic():
         failed = bool(RenderJob.update(**changes)
                       .where((RenderJob.id == job_id) & (RenderJob.status == "queued"))
@@ -288,16 +252,6 @@ def fail_unstarted(job_id: int, error_text: str, now: datetime.datetime, *,
         if failed:
             _forget_input(job_id)
     return failed
-
-
-def forget_unstarted(job_id: int) -> None:
-    """A SQLite submission's job written before its reservation, refused for a reason that
-    keeps no job (a user outside the organisation): removed while it is still queued without
-    a hold (its counts go with it, by the delete triggers; a queued job has no event)."""
-    (RenderJob.delete()
-     .where((RenderJob.id == job_id) & (RenderJob.status == "queued")
-            & RenderJob.hold_id.is_null())
-     .execute())
 
 
 def cancel_job(job_id: int, now: datetime.datetime) -> RenderJob:
@@ -312,13 +266,11 @@ def cancel_job(job_id: int, now: datetime.datetime) -> RenderJob:
 # --- the worker side -------------------------------------------------------------------------
 
 def claim_next(owner: str, now: datetime.datetime, lease: datetime.timedelta) -> RenderJob | None:
-    """Take the oldest claimable job: queued (with its hold, or orphaned past the grace), or
-    processing with a lapsed lease. PostgreSQL: FOR UPDATE SKIP LOCKED, so workers of every
-    replica take different jobs; SQLite: inside the IMMEDIATE write transaction."""
-    claimable = (
-        ((RenderJob.status == "queued")
-         & (RenderJob.hold_id.is_null(False) | (RenderJob.created_at < now - ORPHAN_GRACE)))
-        | ((RenderJob.status == "processing") & (RenderJob.lease_expires_at < now)))
+    """Take the oldest claimable job: queued (written with its hold), or processing with a
+    lapsed lease. PostgreSQL: FOR UPDATE SKIP LOCKED, so workers of every replica take
+    different jobs; SQLite: inside the IMMEDIATE write transaction."""
+    claimable = ((RenderJob.status == "queued")
+                 | ((RenderJob.status == "processing") & (RenderJob.lease_expires_at < now)))
     with database.atomic():
         candidate = (RenderJob.select(RenderJob.id).where(claimable)
                      .order_by(RenderJob.id).limit(1))

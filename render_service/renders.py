@@ -3,9 +3,8 @@
 A submission checks its room picture's header, reserves its cost as a hold whose reference is
 the job id, decodes the picture (within the process's decode budget: a caller without credit
 never gets a picture decoded) and records the job.
-On PostgreSQL the id comes from the job table's sequence first, so the job is written once,
-already holding its credit (one commit in the render database instead of two); SQLite has no
-sequence, so there the job is written first and its hold attached after. Any way the
+The job's id comes first (PostgreSQL: the job table's sequence; SQLite: a one-row counter), so
+the job is written once, already holding its credit — one algorithm on both engines. Any way the
 reservation fails leaves the job `failed`, except a user that is not the organisation's: that
 refusal keeps no job (errors.UserNotFound). When the credit service could not be reached the
 job is also marked `release_pending`, because a reservation whose answer was lost may exist,
@@ -48,16 +47,14 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
     submission = jobs.new_submission(organization_id, user_id, carpet_id, mode, cost,
                                      room_image, idempotency_key, fingerprint, now=now,
                                      placement=dump(corners))
-    if jobs.ids_before_insert():
-        return _submit_hold_first(submission, room, credit, settings)
-    return _submit_job_first(submission, room, credit, settings)
+    return _submit(submission, room, credit, settings)
 
 
-def _submit_hold_first(submission: jobs.Submission, room: Header | None, credit: CreditClient,
-                       settings: Settings) -> RenderJob:
-    """PostgreSQL: the job's id from its sequence, the hold reserved under it, then the job
-    written once — queued with its hold, or failed when the reservation was refused. A
-    process that dies between the two leaves a hold whose job was never written: it is never
+def _submit(submission: jobs.Submission, room: Header | None, credit: CreditClient,
+            settings: Settings) -> RenderJob:
+    """The job's id first (jobs.next_job_id), the hold reserved under it, then the job written
+    once — queued with its hold, or failed when the reservation was refused — on both engines.
+    A process that dies between the two leaves a hold whose job was never written: it is never
     captured and goes back when it expires (RENDER_HOLD_TTL_SECONDS)."""
     existing = jobs.earlier_submission(submission)
     if existing is not None:
@@ -84,35 +81,6 @@ def _submit_hold_first(submission: jobs.Submission, room: Header | None, credit:
         raise
     if not created:  # a concurrent submission with the same key was written first
         _give_back(credit, hold.id, "duplicate submission")
-    return job
-
-
-def _submit_job_first(submission: jobs.Submission, room: Header | None, credit: CreditClient,
-                      settings: Settings) -> RenderJob:
-    """SQLite (no sequence to take an id from): the job written first, the hold reserved under
-    its id, then attached; a refused reservation ends the job failed."""
-    job, created = jobs.create_job(submission)
-    if not created:
-        return job
-    try:
-        hold = _reserve(submission, job.id, credit, settings)
-    except _Refused as refused:
-        if refused.keeps_job:
-            jobs.fail_unstarted(job.id, refused.text, submission.now,
-                                release_pending=refused.release_pending)
-        else:
-            jobs.forget_unstarted(job.id)
-        raise refused.error from None
-    try:
-        _decode_room(submission, room)
-    except errors.DomainError as refused:
-        released = _give_back(credit, hold.id, "room picture refused")
-        jobs.fail_unstarted(job.id, refused.message, submission.now,
-                            release_pending=not released,
-                            keep_key=_retryable(submission, refused) is submission)
-        raise
-    jobs.attach_hold(job.id, hold.id, submission.now, submission.room_image)
-    job.hold_id = hold.id
     return job
 
 

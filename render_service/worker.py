@@ -36,7 +36,6 @@ from render_service.renderers import (
     RenderError,
     RenderRequest,
 )
-from render_service.renders import INSUFFICIENT_CREDITS_TEXT
 from render_service.retention import retention_sweeper
 from render_service.settler import HoldSettler
 from render_service.storage import ImageStore
@@ -146,9 +145,7 @@ class WorkerPool:
         if not has_output and job.attempts > self._settings.render_max_attempts:
             self._fail(job, owner, REPEATED_FAILURE_TEXT)
             return
-        hold_id = job.hold_id or self._reserve_for_orphan(job, owner)
-        if hold_id is None:
-            return
+        hold_id = job.hold_id  # a queued job is written with its hold (renders.submit_render)
         renderer = job.renderer
         if not has_output:
             renderer = self._render_and_store(job, owner)
@@ -172,30 +169,6 @@ class WorkerPool:
             logger.warning("capture of job %d deferred: credit service unavailable", job.id)
             return  # the lease lapses and the job is captured on its next claim
         jobs.finish_success(job.id, owner, -captured.log.delta, captured.log.id, self._clock())
-
-    def _reserve_for_orphan(self, job: RenderJob, owner: str) -> int | None:
-        try:
-            hold = self._credit.reserve(job.organization_id, job.cost, job.id,
-                                        self._settings.render_hold_ttl_seconds, job.user_id)
-        except errors.FailedPrecondition as error:  # no credit, a spend limit, suspended
-            text = (INSUFFICIENT_CREDITS_TEXT if isinstance(error, errors.InsufficientCredits)
-                    else error.message)
-            jobs.finish_failed(job.id, owner, text, self._clock(), release_pending=False)
-            return None
-        except (errors.NotFound, errors.InvalidArgument) as error:
-            jobs.finish_failed(job.id, owner, error.message, self._clock(),
-                               release_pending=False)
-            return None
-        except errors.Unavailable:
-            return None
-        jobs.attach_hold(job.id, hold.id, self._clock())
-        if job.has_room_image and jobs.room_image(job.id) is None:
-            # Its submission stopped between reserving and storing the picture: rendering
-            # without it would charge for the wrong picture.
-            self._fail(job, owner, "the room picture was lost before the credit was reserved; "
-                                   "submit again")
-            return None
-        return hold.id
 
     def _render_and_store(self, job: RenderJob, owner: str) -> str | None:
         """The name of the renderer that made and stored the picture; None: the job failed

@@ -103,3 +103,34 @@ def test_this_releases_migrations_roll_back_and_apply_again(engine, tmp_path, pg
     finally:
         if is_postgres(database):
             database.close_all()
+
+
+def test_job_ids_come_first_after_the_upgrade(engine, tmp_path, pg_databases):
+    """0012: a queued job still without a hold (a SQLite submission interrupted under the old
+    algorithm, which wrote the job first) is failed, since no worker takes one over any more;
+    on SQLite the id counter starts above every job written before it."""
+    from playhouse.migrations import Runner
+
+    from render_service import jobs, migrations, models
+
+    url = fresh_database_url(engine, "migrate_job_ids", tmp_path, pg_databases)
+    database = bind_database(models.database, url)
+    try:
+        with database.connection_context():
+            apply_migrations(database, migrations.DIRECTORY)
+            Runner(database, migrations.DIRECTORY).down("0012_render_job_ids")
+            carpet = models.Carpet.create(sku="K-1", name="Kilim", width_cm=1, length_cm=1,
+                                          image=b"png", image_content_type="image/png")
+            interrupted = models.RenderJob.create(organization_id=1, carpet=carpet,
+                                                  mode="preview", cost=1, status="queued")
+            held = models.RenderJob.create(organization_id=1, carpet=carpet, mode="preview",
+                                           cost=1, status="queued", hold_id=9)
+            apply_migrations(database, migrations.DIRECTORY)
+            assert jobs.get_job(interrupted.id).status == "failed"
+            assert jobs.get_job(interrupted.id).error_text.startswith(
+                "the submission was interrupted")
+            assert jobs.get_job(held.id).status == "queued"
+            assert jobs.next_job_id() > held.id
+    finally:
+        if is_postgres(database):
+            database.close_all()

@@ -23,10 +23,7 @@ def test_listing_filters_and_pages_agree_with_the_table(carpet, clock):
         submitted = jobs.new_submission(1 + number % 2, 7 if number % 3 == 0 else None, carpet,
                                         "hd" if number % 4 == 0 else "preview", 1, None, "",
                                         "f", now=clock())
-        if jobs.ids_before_insert():  # PostgreSQL: the id first, the job written once
-            job, _created = jobs.record_job(submitted, jobs.next_job_id(), hold_id=number + 1)
-        else:
-            job, _created = jobs.create_job(submitted)
+        job, _created = jobs.record_job(submitted, jobs.next_job_id(), hold_id=number + 1)
         if number % 5 == 0:
             jobs.fail_unstarted(job.id, "insufficient credits", clock(), release_pending=False)
         made.append(job.id)
