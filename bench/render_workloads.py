@@ -84,9 +84,11 @@ def submit_statements(config: dict, index: int):
     render_db.autocommit = credit_db.autocommit = True  # explicit BEGIN/COMMIT, as peewee
     render, credit = render_db.cursor(), credit_db.cursor()
     next_id, insert_job = (statement.prepare(render)
-                           for statement in (jobs._NEXT_JOB_ID, jobs._INSERT_JOB))
+                           for statement in (jobs.SUBMISSION_STATEMENTS["next_job_id"],
+                                             jobs.SUBMISSION_STATEMENTS["insert_job"]))
     reserve, draw = (statement.prepare(credit)
-                     for statement in (ledger_sql._RESERVE_PG, ledger_sql._DRAW_PG))
+                     for statement in (ledger_sql.RESERVATION_STATEMENTS["reserve"],
+                                       ledger_sql.RESERVATION_STATEMENTS["draw"]))
     organization, carpet = config["render_organization"], config["carpet"]
 
     def operation() -> int:

@@ -200,6 +200,12 @@ _CONSUME = Statement(f"""
 _SPENDABLE_TOTAL = Statement(f"SELECT COALESCE(SUM(spendable), 0) FROM ({_SPENDABLE}) ordered")
 
 
+
+# A reservation's statements on PostgreSQL, for the bench's `ceiling.submit_sql`
+# (bench/render_workloads.py).
+RESERVATION_STATEMENTS = {"reserve": _RESERVE_PG, "draw": _DRAW_PG}
+
+
 def balance_now(organization_id: int, now: datetime.datetime) -> tuple[int, int] | None:
     """(balance, held not counting holds past their expiry), or None for no organisation."""
     found = _BALANCE_NOW.row(database, organization_id, now, organization_id)

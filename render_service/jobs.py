@@ -53,6 +53,11 @@ _NEXT_JOB_ID_SQLITE = Statement("""
     RETURNING value""")
 
 
+# A submission's statements on PostgreSQL, for the bench's `ceiling.submit_sql`, which runs
+# these very statements with nothing around them (bench/render_workloads.py).
+SUBMISSION_STATEMENTS = {"next_job_id": _NEXT_JOB_ID_PG, "insert_job": _INSERT_JOB}
+
+
 @dataclass(frozen=True)
 class Submission:
     """What a submission asks for, as the job will record it."""
