@@ -155,15 +155,10 @@ def live_grants(organization_id: int) -> list[GrantView]:
                  created) in _LIVE.rows(database, organization_id)]
 
 
-def expiring_within(views: list[GrantView], now: datetime.datetime) -> int:
-    """Of these grants, the spendable credit that expires within 30 days."""
-    return sum(view.remaining - view.held for view in views
-               if view.expires_at is not None and view.expires_at <= now + EXPIRING_SOON)
-
-
 def expiring_soon(now: datetime.datetime, organization_ids: list[int] | None = None
                   ) -> dict[int, int]:
-    """Per organisation: spendable credit whose grant expires within 30 days."""
+    """Per organisation: spendable credit (left and not held) whose grant expires within 30
+    days — the one definition of "expiring within 30 days" (balances, organisations, totals)."""
     query = (CreditGrant.select(CreditGrant.organization,
                                 fn.SUM(CreditGrant.remaining - CreditGrant.held))
              .where(CreditGrant.expired_at.is_null() & CreditGrant.expires_at.is_null(False)

@@ -223,7 +223,8 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
         message = balance_message(ledger.get_balance(request.organization_id, now))
         live = grants.live_grants(request.organization_id)
         message.grants.extend(grant_message(request.organization_id, row) for row in live)
-        message.expiring_within_30_days = grants.expiring_within(live, now)
+        message.expiring_within_30_days = grants.expiring_soon(
+            now, [request.organization_id]).get(request.organization_id, 0)
         return message
 
     def GrantCredits(self, request, context):
