@@ -110,6 +110,9 @@ class Settings:
     webhook_concurrency: int = 8  # deliveries in flight per credit-service process
     # Deliveries in flight per endpoint, all replicas: half the slots, the rest for others.
     webhook_endpoint_concurrency: int = 4
+    # Finished deliveries (delivered, failed, canceled) older than this are deleted with their
+    # attempts, and events left without a delivery with them (None: kept forever).
+    webhook_delivery_retention_s: int | None = 30 * 24 * 3600
     # Megapixels of pictures decoded at once per process (carpet_common.pictures): about 10 MB
     # of memory each at worst, so the default bounds decoding to about 0.5 GB.
     decode_budget_mp: int = 48
@@ -318,6 +321,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         decode_budget_mp=_int(env, "DECODE_BUDGET_MP", defaults.decode_budget_mp, minimum=1),
         webhook_endpoint_concurrency=_int(env, "WEBHOOK_ENDPOINT_CONCURRENCY",
                                           defaults.webhook_endpoint_concurrency, minimum=1),
+        webhook_delivery_retention_s=_duration(env, "WEBHOOK_DELIVERY_RETENTION",
+                                               defaults.webhook_delivery_retention_s),
         render_hold_ttl_seconds=_int(env, "RENDER_HOLD_TTL_SECONDS",
                                      defaults.render_hold_ttl_seconds, minimum=60),
         render_max_attempts=_int(env, "RENDER_MAX_ATTEMPTS", defaults.render_max_attempts,

@@ -71,8 +71,8 @@ def serve(settings, process_index: int) -> int:
     from credit_service.app import (
         build_server,
         hold_sweeper,
+        record_cleaner,
         register_gauges,
-        sign_in_cleaner,
         system_clock,
         webhook_dispatcher,
     )
@@ -82,7 +82,8 @@ def serve(settings, process_index: int) -> int:
         register_gauges()
         serve_metrics(settings.metrics_addr, process_index)
     running, port = build_server(settings, settings.credit_addr)
-    sweeper, cleaner = hold_sweeper(clock=system_clock), sign_in_cleaner(clock=system_clock)
+    sweeper = hold_sweeper(clock=system_clock)
+    cleaner = record_cleaner(settings, clock=system_clock)
     dispatcher = webhook_dispatcher(settings, system_clock)
     sweeper.start()
     cleaner.start()

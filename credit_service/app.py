@@ -135,14 +135,21 @@ def webhook_dispatcher(settings: Settings, clock: Clock):
     return WebhookDispatcher(settings, clock)
 
 
-def sign_in_cleaner(clock: Clock, interval_s: float = 60.0) -> Periodic:
-    """Drops login-failure rows past their window and long-expired refresh tokens."""
+def record_cleaner(settings: Settings, clock: Clock, interval_s: float = 60.0) -> Periodic:
+    """Drops what is no longer needed: login-failure rows past their window, long-expired
+    refresh tokens, and finished webhook deliveries older than WEBHOOK_DELIVERY_RETENTION
+    (with their attempts and events). Safe with several replicas: a row is deleted once."""
+    from credit_service.webhooks import outbox
 
     def clean() -> None:
         with database.connection_context():
-            signin.forget_old(clock())
+            now = clock()
+            signin.forget_old(now)
+            if settings.webhook_delivery_retention_s is not None:
+                outbox.forget_finished(
+                    now - datetime.timedelta(seconds=settings.webhook_delivery_retention_s))
 
-    return Periodic("sign-in-cleaner", interval_s, clean)
+    return Periodic("record-cleaner", interval_s, clean)
 
 
 def revoked_sessions(settings: Settings, clock: Clock) -> RevokedSessions:

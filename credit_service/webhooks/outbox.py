@@ -13,7 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from peewee import IntegrityError
+from peewee import IntegrityError, fn
 
 from carpet_common.db import Statement
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -274,3 +274,31 @@ def record_attempt(claimed: Claimed, outcome: Outcome, schedule: tuple[int, ...]
         (WebhookDelivery.update(lease_token=None, lease_until=None, **changes)
          .where(owned & (WebhookDelivery.state == "pending")).execute())
     return changes.get("state", "pending")
+
+
+FORGET_BATCH = 1000
+
+
+def forget_finished(before: datetime.datetime, batch: int = FORGET_BATCH) -> int:
+    """Deletes finished deliveries (delivered, failed, canceled) created before `before`, with
+    their attempts, then events older than that left without any delivery; a batch at a time,
+    each one transaction. Replicas may run it at once: a row is deleted once. How many
+    deliveries went."""
+    finished = WebhookDelivery.state.in_(("delivered", "failed", "canceled"))
+    forgotten = 0
+    while True:
+        with database.atomic():
+            ids = [row.id for row in WebhookDelivery.select(WebhookDelivery.id)
+                   .where(finished & (WebhookDelivery.created_at < before))
+                   .order_by(WebhookDelivery.id).limit(batch)]
+            if not ids:
+                break
+            WebhookAttempt.delete().where(WebhookAttempt.delivery.in_(ids)).execute()
+            forgotten += (WebhookDelivery.delete()
+                          .where(WebhookDelivery.id.in_(ids) & finished).execute())
+    with database.atomic():
+        delivered = WebhookDelivery.select(WebhookDelivery.id).where(
+            WebhookDelivery.event == WebhookEvent.id)
+        (WebhookEvent.delete()
+         .where((WebhookEvent.created_at < before) & ~fn.EXISTS(delivered)).execute())
+    return forgotten

@@ -250,3 +250,37 @@ def test_an_event_nobody_wants_is_not_kept(credit_server):
     adjust(credit_server, org.id, 5)  # credit.adjusted: no endpoint wants it
     with database.connection_context():
         assert WebhookEvent.select().count() == 0
+
+
+def test_finished_deliveries_are_forgotten_after_their_retention(credit_server,
+                                                                  start_dispatcher, clock):
+    """WEBHOOK_DELIVERY_RETENTION: a delivery that ended (delivered, failed, canceled) and is
+    older than the retention goes, with its attempts; one still pending stays, and so does its
+    event until no delivery needs it."""
+    import datetime
+
+    from credit_service.models import WebhookAttempt, WebhookDelivery, WebhookEvent, database
+    from credit_service.webhooks import outbox
+
+    org = create_org(credit_server, "Acme", 10)
+    with WebhookReceiver(["ok"]) as receiver:
+        answered = add_endpoint(credit_server, receiver.url, ["credit.adjusted"])
+        absent = add_endpoint(credit_server, "http://127.0.0.1:9/hooks", ["credit.adjusted"])
+        start_dispatcher(webhook_retry_schedule_s=(3600,))
+        adjust(credit_server, org.id, 5)
+        wait_until(lambda: [d.state for d in deliveries(credit_server, answered.id)]
+                   == ["delivered"]
+                   and [len(d.attempt_log) for d in deliveries(credit_server, absent.id)] == [1])
+    with database.connection_context():
+        assert outbox.forget_finished(clock()) == 0  # nothing older than the retention
+        assert outbox.forget_finished(clock() + datetime.timedelta(seconds=1)) == 1
+        (kept,) = WebhookDelivery.select()
+        assert (kept.endpoint_id, kept.state) == (absent.id, "pending")
+        assert [attempt.delivery_id for attempt in WebhookAttempt.select()] == [kept.id]
+        assert WebhookEvent.select().count() == 1  # the pending delivery still needs it
+    credit_server.notifications.DeleteWebhookEndpoint(
+        notification_pb2.DeleteWebhookEndpointRequest(id=absent.id), metadata=ADMIN, timeout=10)
+    with database.connection_context():
+        assert outbox.forget_finished(clock() + datetime.timedelta(seconds=1)) == 1  # canceled
+        assert (WebhookDelivery.select().count(), WebhookAttempt.select().count(),
+                WebhookEvent.select().count()) == (0, 0, 0)

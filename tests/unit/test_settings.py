@@ -32,6 +32,16 @@ def test_stream_limits_are_settings():
         load_settings({"STREAMS_PER_PRINCIPAL": "0"})
 
 
+def test_webhook_delivery_retention():
+    assert load_settings({}).webhook_delivery_retention_s == 30 * 24 * 3600
+    assert load_settings({"WEBHOOK_DELIVERY_RETENTION": "7d"}).webhook_delivery_retention_s == (
+        7 * 24 * 3600)
+    assert load_settings({"WEBHOOK_DELIVERY_RETENTION": "forever"}
+                         ).webhook_delivery_retention_s is None
+    with pytest.raises(SettingsError):
+        load_settings({"WEBHOOK_DELIVERY_RETENTION": "7"})
+
+
 def test_the_connection_pool_covers_every_worker_thread():
     assert load_settings({"GRPC_MAX_WORKERS": "30", "DB_MAX_CONNECTIONS": "32"})
     with pytest.raises(SettingsError) as refused:
