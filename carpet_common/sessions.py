@@ -4,9 +4,10 @@ An access token is a JWT: it is checked without asking anyone, so ending its ses
 a reused refresh token, a password change, deactivation) cannot reach it by itself. Each process
 keeps the ids of ended sessions (those whose access tokens may still be unexpired) and refreshes
 them every SESSION_CHECK_INTERVAL (default 15 s), so such a token stops working everywhere within
-that interval plus one round trip: well within the minute the contract allows. The credit service
-reads its own table; the render service and the gateway ask it (AuthService.ListRevokedSessions).
-When a refresh fails the previous list stays in force and the failure is logged.
+that interval plus one round trip: well within the minute docs/security.md promises. The
+credit service reads its own table; the render service and the gateway ask it
+(AuthService.ListRevokedSessions). When a refresh fails the previous list stays in force and
+the failure is logged.
 """
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ class Settings:
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     jwt_jwks_url: str | None = None  # an outside identity provider's keys
-    # Not in the contract; operational knobs of this implementation.
+    # Not part of the public surface (docs/reference.md); operational knobs of this implementation.
     log_format: str = "text"  # "json" for one JSON object per line
     grpc_max_workers: int = 16
     # Processes serving one address together (SO_REUSEPORT); >1 uses more than one core.

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("engine")
 ADMIN_EMAIL = "admin@example.com"
 SEED_PASSWORD = "seeded-Admin-passw0rd"
 AUTOMATION_TOKEN = "automation-token-0123456789abcdef"
-REVOCATION_DEADLINE_S = 60  # the contract's "within a minute"
+REVOCATION_DEADLINE_S = 60  # "within a minute" (docs/security.md)
 
 
 class Deployment:
@@ -127,7 +127,7 @@ def deployment(tmp_path, credit_db_url, render_db_url):
 
 
 def wait_refused(check, what: str) -> float:
-    """Seconds until `check()` says UNAUTHENTICATED (fails after the contract's minute)."""
+    """Seconds until `check()` says UNAUTHENTICATED (fails after the promised minute)."""
     started = time.monotonic()
     while time.monotonic() - started < REVOCATION_DEADLINE_S:
         if check() in (401, grpc.StatusCode.UNAUTHENTICATED):

@@ -1,7 +1,7 @@
 """Bad input for every RPC of every service, generated with hypothesis from the proto
 descriptors (tests/fuzz/proto_strategies.py), against real servers on SQLite and PostgreSQL:
-only the contract's status codes come back (never INTERNAL or UNKNOWN), and a refused call
-changes nothing in either database. The one deliberate exception is the contract's: a render
+only the documented status codes come back (docs/reference.md; never INTERNAL or UNKNOWN), and
+a refused call changes nothing in either database. The one deliberate exception: a render
 refused for want of credit is kept as a `failed` job. Refused admin calls do add an audit row
 (attempts are audited), so the audit tables are left out of the comparison and checked apart.
 
@@ -138,7 +138,7 @@ def invoke(channel: grpc.Channel, method: MethodDescriptor, request):
 
 @pytest.mark.parametrize("target,method", METHODS,
                          ids=[f"{m.containing_service.name}.{m.name}" for _, m in METHODS])
-def test_generated_requests_get_contract_codes_and_errors_change_nothing(
+def test_generated_requests_get_documented_codes_and_errors_change_nothing(
         fuzz_stack, credit_db, render_db, target, method):
     channel = fuzz_stack[target]
     databases = ((credit_db, credit_models.ALL_MODELS), (render_db, render_models.ALL_MODELS))

@@ -1,4 +1,5 @@
-"""Every generated module imports as a normal package and declares the contract's services."""
+"""Every generated module imports as a normal package and declares the public services
+(docs/reference.md)."""
 import importlib
 
 import pytest
@@ -30,8 +31,8 @@ PUBLIC_METHODS = {
 }
 
 
-# Methods this project adds beside the contract's §4 (internal helpers of the admin gateway,
-# and the sign-in of §9, whose HTTP paths the contract fixes and whose RPCs are ours to name).
+# Methods added beside the original public surface (internal helpers of the admin gateway,
+# and sign-in, whose HTTP paths are fixed and whose RPCs are ours to name).
 SIGN_IN_ADMIN = {"SetUserPassword", "DeactivateUser", "ActivateUser"}
 # The console's (usage chart, exports, pictures, chain check).
 CONSOLE = {
@@ -44,7 +45,7 @@ CONSOLE = {
         "GetRenderThumbnail", "GetRenderRoom", "CancelRender", "VerifyAuditChain",
         "GetConsoleSettings"},
 }
-# Webhooks, alerts, limits and suspension (§10: the HTTP paths are the contract's).
+# Webhooks, alerts, limits and suspension (their HTTP paths are fixed: docs/reference.md).
 NOTIFICATIONS = {"CreateWebhookEndpoint", "ListWebhookEndpoints", "DeleteWebhookEndpoint",
                  "ListWebhookDeliveries", "RetryWebhookDelivery", "SetLowBalanceAlert",
                  "SetSpendLimits", "SuspendOrganization", "ResumeOrganization",
@@ -79,7 +80,7 @@ def test_generated_modules_import_and_name_their_services(module_name):
             PUBLIC_METHODS.get(name, set()) | ADDED_METHODS.get(name, set()))
 
 
-def test_contract_fields_exist():
+def test_public_fields_exist():
     from protos.carpet.admin.v1 import admin_pb2
     from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
     from protos.carpet.render.v1 import render_pb2

@@ -5,7 +5,7 @@ from carpet_common.settings import Settings, SettingsError, load_settings
 GOOD_TOKEN = "a" * 24
 
 
-def test_defaults_match_the_contract():
+def test_defaults_are_the_documented_ones():
     settings = load_settings({})
     assert settings.credit_database_url == "sqlite:///var/credit.db"
     assert settings.render_database_url == "sqlite:///var/render.db"
