@@ -1,12 +1,16 @@
 """The audited, idempotent unit of work of the credit service's mutating admin calls.
 
-A servicer method opens it where the change happens:
+A servicer method hands it the change as a function of its own:
 
-    with audited_change(request, organization_id=request.organization_id) as change:
-        if change.replayed:
-            return change.replay(credit_pb2.AdjustCreditsResponse)
+    def adjust(change: Change) -> Message:
         log, after = ledger.adjust_credits(...)   # its atomic() nests as a savepoint
         return change.done(response, target=..., credit_log_id=log.id)
+
+    return audited(request, adjust, replay=credit_pb2.AdjustCreditsResponse.FromString,
+                   organization_id=request.organization_id)
+
+A retry with a key already used gets the stored answer (`replay`) and the body never runs: no
+servicer has to remember to check.
 
 One transaction holds the idempotency key's claim, the change itself, its audit row and the
 stored response, so no adjustment can exist without its audit row and a retried key can never
@@ -23,7 +27,7 @@ import contextlib
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from google.protobuf import json_format
@@ -64,17 +68,14 @@ def summarize_request(request: Message, relayed_by: str = "") -> str:
 
 @dataclass
 class Change:
-    """What the body of `audited_change` learns and tells: an earlier result to replay, or the
-    response of the change it made and what the audit row should name."""
+    """What the body of `audited` tells: the response of the change it made (stored for a
+    retry with the same key) and what the audit row should name."""
 
     replayed: bytes | None = None  # the stored response of an earlier call with the same key
     response: Message | None = None
     organization_id: int | None = None
     target: str = ""
     credit_log_id: int | None = None
-
-    def replay(self, response_type: type[Message]) -> Message:
-        return response_type.FromString(self.replayed or b"")
 
     def done(self, response: Message, *, target: str, organization_id: int | None = None,
              credit_log_id: int | None = None) -> Message:
@@ -137,13 +138,29 @@ def _keyed_method(method: str) -> str:
     return f"{method}@{hashlib.sha256(caller.encode()).hexdigest()[:16]}"
 
 
+def audited(request: Message, body: Callable[[Change], Message], *,
+            replay: Callable[[bytes], Message] | None = None,
+            organization_id: int | None = None, target: str = "",
+            own_row: bool = True) -> Message:
+    """The unit of work of one audited, idempotent call (see the module's docstring): `body`
+    makes the change and answers what `change.done()` returned (or, where the stored answer
+    must lack something, such as a secret shown once, its own fuller answer); a call whose key
+    was used before gets `replay(stored answer)` instead, and `body` does not run. `replay` is
+    needed only by requests with an idempotency key. `organization_id` and `target` name what
+    a refused attempt's audit row is about. `own_row=False`: a call whose change is itself an
+    audit row (RecordAction) writes no row of its own about the call; it keeps the key's
+    claim and replay."""
+    with _unit_of_work(request, organization_id, target, own_row) as change:
+        if change.replayed is not None:
+            if replay is None:
+                raise RuntimeError("a stored answer without a way to replay it")
+            return replay(change.replayed)
+        return body(change)
+
+
 @contextlib.contextmanager
-def audited_change(request: Message, *, organization_id: int | None = None,
-                   target: str = "", own_row: bool = True) -> Iterator[Change]:
-    """The unit of work of one audited, idempotent call (see the module's docstring).
-    `organization_id` and `target` name what a refused attempt's audit row is about.
-    `own_row=False`: a call whose change is itself an audit row (RecordAction) writes no row of
-    its own about the call; it keeps the key's claim and replay."""
+def _unit_of_work(request: Message, organization_id: int | None, target: str,
+                  own_row: bool) -> Iterator[Change]:
     method = current_call().method
     change = Change(organization_id=organization_id, target=target)
     try:

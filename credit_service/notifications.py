@@ -10,7 +10,7 @@ from carpet_common.calls import current_principal
 from carpet_common.convert import timestamp
 from carpet_common.errors import InvalidArgument
 from credit_service import controls
-from credit_service.audited import audited_change
+from credit_service.audited import Change, audited
 from credit_service.models import WebhookEndpoint, database
 from credit_service.servicer import Clock
 from credit_service.webhooks import outbox, signing
@@ -59,24 +59,27 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     # --- webhook endpoints --------------------------------------------------------------
 
     def CreateWebhookEndpoint(self, request, context):
-        with audited_change(request, organization_id=request.organization_id or None,
-                            target="webhook_endpoint") as change:
-            if change.replayed:
-                # The stored answer has no secret (it would be in the database); the same key
-                # gets the same secret again, derived from the endpoint's salt.
-                created = change.replay(notification_pb2.CreatedWebhookEndpoint)
-                created.secret = signing.endpoint_secret(
-                    outbox.get_endpoint(created.id).secret_salt)
-                return created
+        def create(change: Change):
             endpoint, secret = outbox.create_endpoint(
                 request.organization_id, request.url, request.events,
                 allow_private=self._allow_private, actor=current_principal().actor,
                 now=self._clock())
+            # Stored (and replayed) without its secret, which would then be in the database.
             change.done(notification_pb2.CreatedWebhookEndpoint(
                 id=endpoint.id, endpoint=endpoint_message(endpoint)),
                 target=f"webhook_endpoint:{endpoint.id}")
-        return notification_pb2.CreatedWebhookEndpoint(
-            id=endpoint.id, secret=secret, endpoint=endpoint_message(endpoint))
+            return notification_pb2.CreatedWebhookEndpoint(
+                id=endpoint.id, secret=secret, endpoint=endpoint_message(endpoint))
+
+        def replay(stored: bytes):
+            """The same key gets the same secret again, derived from the endpoint's salt."""
+            created = notification_pb2.CreatedWebhookEndpoint.FromString(stored)
+            created.secret = signing.endpoint_secret(outbox.get_endpoint(created.id).secret_salt)
+            return created
+
+        return audited(request, create, replay=replay,
+                       organization_id=request.organization_id or None,
+                       target="webhook_endpoint")
 
     def ListWebhookEndpoints(self, request, context):
         return notification_pb2.ListWebhookEndpointsResponse(endpoints=[
@@ -84,10 +87,12 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                                                                    request.include_deleted)])
 
     def DeleteWebhookEndpoint(self, request, context):
-        with audited_change(request, target=f"webhook_endpoint:{request.id}") as change:
+        def delete(change: Change):
             endpoint = outbox.delete_endpoint(request.id, self._clock())
             return change.done(endpoint_message(endpoint), organization_id=endpoint.organization_id,
                                target=f"webhook_endpoint:{endpoint.id}")
+
+        return audited(request, delete, target=f"webhook_endpoint:{request.id}")
 
     def ListWebhookDeliveries(self, request, context):
         views, next_token = outbox.list_deliveries(request.id, request.page_size,
@@ -96,24 +101,28 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             deliveries=[delivery_message(view) for view in views], next_page_token=next_token)
 
     def RetryWebhookDelivery(self, request, context):
-        with audited_change(request, target=f"webhook_delivery:{request.id}") as change:
+        def retry(change: Change):
             view = outbox.retry_delivery(request.id, self._clock())
             return change.done(delivery_message(view),
                                organization_id=view.event.organization_id,
                                target=f"webhook_delivery:{request.id}")
+
+        return audited(request, retry, target=f"webhook_delivery:{request.id}")
 
     # --- organisation controls ----------------------------------------------------------
 
     def _controls_change(self, request, apply):
         """An audited change of one organisation's controls, answering its controls after."""
         target = f"organization:{request.id}"
-        with audited_change(request, organization_id=request.id, target=target) as change:
-            if change.replayed:
-                return change.replay(notification_pb2.OrganizationControls)
+        def change_controls(change: Change):
             apply()
             return change.done(controls_message(controls.get_controls(request.id,
                                                                       self._clock())),
                                target=target)
+
+        return audited(request, change_controls,
+                       replay=notification_pb2.OrganizationControls.FromString,
+                       organization_id=request.id, target=target)
 
     def SetLowBalanceAlert(self, request, context):
         return self._controls_change(request, lambda: controls.set_low_balance_threshold(

@@ -13,7 +13,7 @@ from carpet_common.days import day_range, each_day
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.settings import Settings
 from credit_service import accounts, audit, grants, ledger, signin
-from credit_service.audited import audited_change
+from credit_service.audited import Change, audited
 from credit_service.models import AuditLog, CreditLog, Organization
 from protos.carpet.credit.v1 import (
     account_pb2,
@@ -137,13 +137,13 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         self._clock = clock
 
     def CreateOrganization(self, request, context):
-        with audited_change(request) as change:
-            if change.replayed:
-                return change.replay(account_pb2.Organization)
+        def create(change: Change):
             row = accounts.create_organization(request.name, request.initial_credits,
                                                actor=_actor(), now=self._clock())
             return change.done(organization_message(row), organization_id=row.id,
                                target=f"organization:{row.id}")
+
+        return audited(request, create, replay=account_pb2.Organization.FromString)
 
     def GetOrganization(self, request, context):
         _visible(request.id, f"organisation {request.id}")
@@ -159,19 +159,22 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             next_page_token=page.next_page_token)
 
     def CreateUser(self, request, context):
-        with audited_change(request, organization_id=request.organization_id) as change:
-            if change.replayed:
-                return change.replay(account_pb2.User)
+        def create(change: Change):
             row = accounts.create_user(request.organization_id, request.name, request.email,
                                        _role(request.role), now=self._clock(),
                                        password=request.password)
             return change.done(user_message(row), target=f"user:{row.id}")
 
+        return audited(request, create, replay=account_pb2.User.FromString,
+                       organization_id=request.organization_id)
+
     def SetUserPassword(self, request, context):
-        with audited_change(request, target=f"user:{request.id}") as change:
+        def set_password(change: Change):
             row = signin.set_password(request.id, request.password, self._clock())
             return change.done(user_message(row), target=f"user:{row.id}",
                                organization_id=row.organization_id)
+
+        return audited(request, set_password, target=f"user:{request.id}")
 
     def DeactivateUser(self, request, context):
         return self._set_active(request, False)
@@ -180,10 +183,12 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
         return self._set_active(request, True)
 
     def _set_active(self, request, active: bool):
-        with audited_change(request, target=f"user:{request.id}") as change:
+        def set_active(change: Change):
             row = signin.set_active(request.id, active, self._clock())
             return change.done(user_message(row), target=f"user:{row.id}",
                                organization_id=row.organization_id)
+
+        return audited(request, set_active, target=f"user:{request.id}")
 
     def GetUser(self, request, context):
         row = accounts.get_user(request.id)
@@ -228,10 +233,7 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
         return message
 
     def GrantCredits(self, request, context):
-        with audited_change(request, organization_id=request.organization_id,
-                            target=f"organization:{request.organization_id}") as change:
-            if change.replayed:
-                return change.replay(credit_pb2.GrantCreditsResponse)
+        def grant(change: Change):
             if request.amount <= 0:
                 raise InvalidArgument("amount must be greater than 0")
             kind = GRANT_KIND_FROM_PROTO.get(request.kind or credit_pb2.GRANT_KIND_PAID)
@@ -244,24 +246,29 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
             log, after = ledger.adjust_credits(
                 request.organization_id, request.amount, request.reason, actor=_actor(),
                 reference=request.idempotency_key, now=self._clock(), terms=terms)
-            grant = next(row for row in grants.live_grants(request.organization_id)
-                         if row.id == log.grant_id)
+            made = next(row for row in grants.live_grants(request.organization_id)
+                        if row.id == log.grant_id)
             return change.done(credit_pb2.GrantCreditsResponse(
-                grant=grant_message(request.organization_id, grant),
+                grant=grant_message(request.organization_id, made),
                 log=credit_log_message(log), balance=balance_message(after)),
                 target=f"credit_grant:{log.grant_id}", credit_log_id=log.id)
 
+        return audited(request, grant, replay=credit_pb2.GrantCreditsResponse.FromString,
+                       organization_id=request.organization_id,
+                       target=f"organization:{request.organization_id}")
+
     def AdjustCredits(self, request, context):
-        with audited_change(request, organization_id=request.organization_id,
-                            target=f"organization:{request.organization_id}") as change:
-            if change.replayed:
-                return change.replay(credit_pb2.AdjustCreditsResponse)
+        def adjust(change: Change):
             log, after = ledger.adjust_credits(
                 request.organization_id, request.delta, request.reason, actor=_actor(),
                 reference=request.idempotency_key, now=self._clock())
             return change.done(credit_pb2.AdjustCreditsResponse(
                 log=credit_log_message(log), balance=balance_message(after)),
                 target=f"credit_log:{log.id}", credit_log_id=log.id)
+
+        return audited(request, adjust, replay=credit_pb2.AdjustCreditsResponse.FromString,
+                       organization_id=request.organization_id,
+                       target=f"organization:{request.organization_id}")
 
     def ReserveCredits(self, request, context):
         hold = ledger.reserve_credits(request.organization_id, request.amount,
@@ -332,9 +339,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         except ValueError:
             raise InvalidArgument("details must be JSON") from None
         # The reported change is the audit row: recorded once per key, no row about this call.
-        with audited_change(request, own_row=False) as change:
-            if change.replayed:
-                return change.replay(audit_pb2.AuditLog)
+        def record(change: Change):
             row = audit.append_audit(audit.AuditEntry(
                 actor=request.actor, role=request.role[:16], action=request.action[:200],
                 outcome=outcome[:64], organization_id=request.organization_id or None,
@@ -342,6 +347,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 peer=request.peer, request_id=request.request_id,
                 actor_user_id=request.actor_user_id or None))
             return change.done(audit_message(row), target=request.target)
+
+        return audited(request, record, replay=audit_pb2.AuditLog.FromString, own_row=False)
 
     def VerifyAuditChain(self, request, context):
         problems = audit.broken_links()
@@ -407,12 +414,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         principal = current_principal()
         attempt = signin.start_password_check(principal.user_id, current_call().client_ip,
                                               self._clock())
-        with audited_change(request, target=f"user:{principal.user_id or 0}") as change:
+        def change_password(change: Change):
             ended = signin.change_password(principal.user_id, principal.session_id,
                                            request.current_password, request.new_password,
                                            attempt, self._clock())
             return change.done(auth_pb2.ChangePasswordResponse(sessions_ended=ended),
                                target=f"user:{principal.user_id}")
+
+        return audited(request, change_password, target=f"user:{principal.user_id or 0}")
 
     def ListRevokedSessions(self, request, context):
         return auth_pb2.ListRevokedSessionsResponse(
