@@ -64,6 +64,14 @@ def is_postgres(database: Database) -> bool:
     return isinstance(database, PooledPostgresqlDatabase)
 
 
+def require_transaction(database) -> None:
+    """For a function that must run inside its caller's transaction (its writes belong to the
+    caller's change, or it relies on a row the caller locked): called outside one, it is a
+    programming error, caught at once rather than as a half-written change."""
+    if not database.in_transaction():
+        raise RuntimeError("this must run inside its caller's transaction")
+
+
 def engine_name(url: str) -> str:
     scheme = urlparse(url).scheme
     if scheme.startswith("sqlite"):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError, fn
 
+from carpet_common.db import require_transaction
 from carpet_common.errors import InvalidArgument, NotFound, OrganizationSuspended
 from credit_service.models import (
     CreditBalance,
@@ -115,6 +116,7 @@ def note_refusal(organization_id: int, refused: LimitRefused, now: datetime.date
 def after_available_change(state: BalanceState, organization_id: int,
                            now: datetime.datetime) -> None:
     """Inside the transaction that changed the balance row: fire or re-arm the alert."""
+    require_transaction(database)
     threshold = state.low_balance_threshold
     if not threshold:
         return
@@ -152,12 +154,14 @@ def _check_amount(value: int, name: str) -> int:
 
 def set_low_balance_threshold(organization_id: int, threshold: int,
                               now: datetime.datetime) -> None:
-    """A new threshold above the available credit counts as a crossing: the alert fires now."""
+    """A new threshold above the available credit counts as a crossing: the alert fires now
+    (the threshold and its event are one transaction)."""
     _check_amount(threshold, "low_balance_threshold")
-    if not (CreditBalance.update(low_balance_threshold=threshold, low_balance_armed=True)
-            .where(CreditBalance.organization == organization_id).execute()):
-        raise NotFound(f"organisation {organization_id} not found")
-    after_available_change(read_state(organization_id), organization_id, now)
+    with database.atomic():
+        if not (CreditBalance.update(low_balance_threshold=threshold, low_balance_armed=True)
+                .where(CreditBalance.organization == organization_id).execute()):
+            raise NotFound(f"organisation {organization_id} not found")
+        after_available_change(read_state(organization_id), organization_id, now)
 
 
 def set_spend_limits(organization_id: int, monthly: int, user_daily: int) -> None:
@@ -169,16 +173,19 @@ def set_spend_limits(organization_id: int, monthly: int, user_daily: int) -> Non
 
 
 def suspend(organization_id: int, reason: str, now: datetime.datetime) -> None:
-    """Suspending again keeps the first time and reason, and sends nothing more."""
+    """Suspending again keeps the first time and reason, and sends nothing more. The
+    suspension and its event are one transaction."""
     reason = reason.strip()
     if not reason or len(reason) > MAX_SUSPENSION_REASON or "\x00" in reason:
         raise InvalidArgument(f"reason must be 1..{MAX_SUSPENSION_REASON} characters")
     _organization(organization_id)
-    if (Organization.update(suspended_at=now, suspension_reason=reason)
-            .where((Organization.id == organization_id) & Organization.suspended_at.is_null())
-            .execute()):
-        record_event("organization.suspended", organization_id,
-                     {"reason": reason, "suspendedAt": now.isoformat() + "Z"}, now)
+    with database.atomic():
+        if (Organization.update(suspended_at=now, suspension_reason=reason)
+                .where((Organization.id == organization_id)
+                       & Organization.suspended_at.is_null())
+                .execute()):
+            record_event("organization.suspended", organization_id,
+                         {"reason": reason, "suspendedAt": now.isoformat() + "Z"}, now)
 
 
 def resume(organization_id: int) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from peewee import fn
 
-from carpet_common.db import Statement
+from carpet_common.db import Statement, require_transaction
 from carpet_common.errors import InvalidArgument
 from credit_service.ledger_sql import SPEND_ORDER
 from credit_service.models import (
@@ -55,6 +55,7 @@ def check_terms(terms: GrantTerms, now: datetime.datetime) -> GrantTerms:
 def add_grant(organization_id: int, amount: int, terms: GrantTerms, *, reason: str,
               reference: str, now: datetime.datetime) -> CreditGrant:
     """Inside the caller's transaction, after it raised the balance by `amount`."""
+    require_transaction(database)
     return CreditGrant.create(
         organization=organization_id, kind=terms.kind, amount=amount, remaining=amount, held=0,
         priority=terms.priority, effective_at=terms.effective_at or now,
@@ -65,6 +66,7 @@ def lapse(organization_id: int, lapsed: list[tuple[int, int]], now: datetime.dat
           reason: str = RETURNED_REASON, actor: str = "credit-service") -> None:
     """Inside the caller's transaction (balance row locked): amounts that expired with their
     grants leave the balance, each with its `expire` row naming the grant."""
+    require_transaction(database)
     for grant_id, amount in lapsed:
         if amount <= 0:
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from carpet_common.db import Statement, is_postgres
+from carpet_common.db import Statement, is_postgres, require_transaction
 from credit_service.controls import BalanceState
 from credit_service.models import CreditHold, database
 
@@ -218,6 +218,7 @@ def insert_and_hold(organization_id: int, user_id: int | None, amount: int, refe
     """(new hold id, or None when the reference already has one; the balance row after holding
     the credits, or None when they were not held). The balance is raised by a conditional
     UPDATE: it holds only what is available, and nothing for a suspended organisation."""
+    require_transaction(database)
     hold_row = (organization_id, user_id, amount, reference, expires_at, now, now)
     if is_postgres(database.obj):
         hold_id, *state = _RESERVE_PG.row(database, *hold_row, amount, now, organization_id,
@@ -234,6 +235,7 @@ def capture(hold_id: int, now: datetime.datetime, actor: str
             ) -> tuple[HoldView, CreditLogView] | None:
     """held -> captured with its `render` log row; None when the hold was not held (the
     conditional UPDATE decides between racing capture, release and expiry)."""
+    require_transaction(database)
     if is_postgres(database.obj):
         won = _CAPTURE_PG.row(database, now, hold_id, now, now, actor, now)
         if won is None:
@@ -260,6 +262,7 @@ def capture(hold_id: int, now: datetime.datetime, actor: str
 
 def release(hold_id: int, reason: str, now: datetime.datetime) -> bool:
     """held -> released (keeping why), its amount no longer held; False when not held."""
+    require_transaction(database)
     won = _RELEASE_HOLD.row(database, reason, now, hold_id)
     if won is None:
         return False
@@ -271,6 +274,7 @@ def release(hold_id: int, reason: str, now: datetime.datetime) -> bool:
 def draw(hold_id: int, organization_id: int, amount: int, now: datetime.datetime) -> int:
     """Reserve `amount` for the hold from the organisation's spendable grants, in order; what
     was drawn (less than `amount` when they do not cover it: the caller rolls back)."""
+    require_transaction(database)
     take = (organization_id, now, now, amount, amount, amount)
     if is_postgres(database.obj):
         return int(_DRAW_PG.row(database, *take, hold_id)[0])
@@ -281,12 +285,14 @@ def draw(hold_id: int, organization_id: int, amount: int, now: datetime.datetime
 
 def spend_draws(hold_id: int) -> None:
     """The hold was captured: what it reserved leaves its grants."""
+    require_transaction(database)
     _SPEND_DRAWS.count(database, hold_id)
 
 
 def return_draws(hold_id: int) -> list[tuple[int, int]]:
     """The hold ended uncaptured: give back to its grants; (grant, amount) that expired with
     an expired grant, for the caller's `expire` rows and balance."""
+    require_transaction(database)
     lapsing = [(grant_id, int(amount)) for grant_id, amount in _LAPSING.rows(database, hold_id)]
     _RETURN_DRAWS.count(database, hold_id)
     return lapsing
@@ -295,6 +301,7 @@ def return_draws(hold_id: int) -> list[tuple[int, int]]:
 def consume(organization_id: int, amount: int, now: datetime.datetime) -> bool:
     """Spend `amount` from the spendable grants in order (a negative adjustment); False when
     they do not cover it (nothing is changed)."""
+    require_transaction(database)
     (spendable,) = _SPENDABLE_TOTAL.row(database, organization_id, now, now)
     if spendable < amount:
         return False

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from peewee import IntegrityError, fn
 
 from carpet_common.days import as_date
-from carpet_common.db import Statement, is_postgres
+from carpet_common.db import Statement, is_postgres, require_transaction
 from carpet_common.errors import FailedPrecondition, IdempotencyKeyReused, InvalidArgument, NotFound
 from carpet_common.idempotency import clean_key
 from carpet_common.paging import Page, decode_token, page_of, page_size_or_default
@@ -166,6 +166,7 @@ def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | Non
 
 def _forget_input(job_id: int) -> None:
     """Inside the transaction that ends a job unrendered: its room picture goes."""
+    require_transaction(database)
     if RenderInput.delete().where(RenderInput.job == job_id).execute():
         RenderJob.update(input_bytes=0).where(RenderJob.id == job_id).execute()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError, fn
 
-from carpet_common.db import Statement
+from carpet_common.db import Statement, require_transaction
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from credit_service.models import (
@@ -50,6 +50,7 @@ def record_event(event_type: str, organization_id: int, data: dict, now: datetim
     """Inside the caller's transaction: the event and its deliveries, due now. False when no
     endpoint wants it (nothing is written), or when an event with this id was recorded before
     (a relayed event published twice)."""
+    require_transaction(database)
     if event_type not in WEBHOOK_EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type}")
     subscribed = [endpoint.id for endpoint in

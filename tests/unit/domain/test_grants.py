@@ -150,3 +150,13 @@ def test_the_sweeper_takes_500_organisations_a_pass(credit_db, clock):
     clock.advance(DAY.total_seconds())
     assert grants.expire_grants(clock()) == 500
     assert grants.expire_grants(clock()) == 1
+
+
+def test_what_must_run_in_its_callers_transaction_says_so(credit_db, clock):
+    """grants.add_grant writes the grant a balance change is made of: outside the change's
+    transaction it is refused at once, before writing anything."""
+    acme = org("Acme", credits=0, now=clock())
+    with pytest.raises(RuntimeError) as outside:
+        grants.add_grant(acme, 5, grants.GrantTerms(), reason="loose", reference="", now=clock())
+    assert str(outside.value) == "this must run inside its caller's transaction"
+    assert grants.live_grants(acme) == []
