@@ -89,15 +89,16 @@ def database_transactions(config: dict, index: int):
         placeholder, begin = "%s", "BEGIN"
     postgres = not url.startswith("sqlite")
     cursor = connection.cursor()
-    names = ("_RESERVE_PG", "_CAPTURE_PG", "_DRAW_PG") if postgres else (
-        "_INSERT_HOLD", "_HOLD_CREDITS", "_CAPTURE_HOLD", "_CHARGE_HELD", "_INSERT_RENDER_LOG",
-        "_DRAW", "_HOLD_DRAWS", "_DRAWN", "_SPEND_DRAWS")
+    names = ("reserve_pg", "capture_pg", "draw_pg") if postgres else (
+        "insert_hold", "hold_credits", "capture_hold", "charge_held", "insert_render_log",
+        "draw", "hold_draws", "drawn", "spend_draws")
+    statements = {name: ledger_sql.STATEMENTS[name] for name in names}
     # PostgreSQL: prepared once on the connection, as the service does (db.Statement).
-    sql = {name: getattr(ledger_sql, name).prepare(cursor) if postgres
-           else getattr(ledger_sql, name).sql_with(placeholder) for name in names}
+    sql = {name: statement.prepare(cursor) if postgres else statement.sql_with(placeholder)
+           for name, statement in statements.items()}
 
-    def execute(name, *params):
-        cursor.execute(sql[name], params)
+    def execute(name, **params):
+        cursor.execute(sql[name], statements[name].values(params))
         return cursor.fetchall() if cursor.description else None
 
     def operation() -> int:
@@ -110,31 +111,32 @@ def database_transactions(config: dict, index: int):
     def transactions() -> int:
         reference = next(references)
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-        expires = now + datetime.timedelta(minutes=15)
-        hold_row = (organization, None, 1, reference, expires, now, now)
+        hold = dict(organization_id=organization, user_id=None, amount=1, reference=reference,
+                    expires_at=now + datetime.timedelta(minutes=15), now=now)
+        take = dict(organization_id=organization, now=now, amount=1)  # one credit, in order
         cursor.execute(begin)
-        draw = (organization, now, now, 1, 1, 1)  # one credit from the grants, in order
         if postgres:
-            [(hold_id, *_state)] = execute("_RESERVE_PG", *hold_row, 1, now, organization, 1,
-                                           organization)
-            execute("_DRAW_PG", *draw, hold_id)
+            [(hold_id, *_state)] = execute("reserve_pg", **hold)
+            execute("draw_pg", **take, hold_id=hold_id)
         else:
-            [(hold_id,)] = execute("_INSERT_HOLD", *hold_row)
-            execute("_HOLD_CREDITS", 1, now, organization, 1, organization)
-            execute("_DRAW", hold_id, *draw)
-            execute("_HOLD_DRAWS", hold_id)
-            execute("_DRAWN", hold_id)
+            [(hold_id,)] = execute("insert_hold", **hold)
+            execute("hold_credits", amount=1, now=now, organization_id=organization)
+            execute("draw", **take, hold_id=hold_id)
+            execute("hold_draws", hold_id=hold_id)
+            execute("drawn", hold_id=hold_id)
         cursor.execute("COMMIT")
 
         cursor.execute(begin)
         if postgres:
-            execute("_CAPTURE_PG", now, hold_id, now, now, "bench", now)
+            execute("capture_pg", now=now, hold_id=hold_id, actor="bench")
         else:
-            execute("_CAPTURE_HOLD", now, hold_id, now)
-            [(balance,)] = execute("_CHARGE_HELD", 1, 1, now, organization)
-            execute("_INSERT_RENDER_LOG", organization, None, hold_id, -1, balance, reference,
-                    "bench", now)
-            execute("_SPEND_DRAWS", hold_id)
+            execute("capture_hold", now=now, hold_id=hold_id)
+            [(balance,)] = execute("charge_held", amount=1, now=now,
+                                   organization_id=organization)
+            execute("insert_render_log", organization_id=organization, user_id=None,
+                    hold_id=hold_id, delta=-1, balance_after=balance, reference=reference,
+                    actor="bench", now=now)
+            execute("spend_draws", hold_id=hold_id)
         cursor.execute("COMMIT")
         return 2
 

@@ -83,29 +83,32 @@ def submit_statements(config: dict, index: int):
     credit_db = psycopg2.connect(config["database_url"])
     render_db.autocommit = credit_db.autocommit = True  # explicit BEGIN/COMMIT, as peewee
     render, credit = render_db.cursor(), credit_db.cursor()
-    next_id, insert_job = (statement.prepare(render)
-                           for statement in (jobs.SUBMISSION_STATEMENTS["next_job_id"],
-                                             jobs.SUBMISSION_STATEMENTS["insert_job"]))
-    reserve, draw = (statement.prepare(credit)
-                     for statement in (ledger_sql.RESERVATION_STATEMENTS["reserve"],
-                                       ledger_sql.RESERVATION_STATEMENTS["draw"]))
+    next_id, insert_job = (jobs.SUBMISSION_STATEMENTS[name]
+                           for name in ("next_job_id", "insert_job"))
+    reserve, draw = (ledger_sql.STATEMENTS[name] for name in ("reserve_pg", "draw_pg"))
+    prepared = {statement: statement.prepare(cursor) for statement, cursor in (
+        (next_id, render), (insert_job, render), (reserve, credit), (draw, credit))}
     organization, carpet = config["render_organization"], config["carpet"]
+
+    def execute(cursor, statement, **params):
+        cursor.execute(prepared[statement], statement.values(params))
+        return cursor.fetchone()
 
     def operation() -> int:
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-        render.execute(next_id)
-        (job_id,) = render.fetchone()
+        (job_id,) = execute(render, next_id)
         credit.execute("BEGIN")
-        credit.execute(reserve, (organization, None, 1, f"render-job:{job_id}",
-                                 now + datetime.timedelta(minutes=15), now, now, 1, now,
-                                 organization, 1, organization))
-        (hold_id, *_state) = credit.fetchone()
-        credit.execute(draw, (organization, now, now, 1, 1, 1, hold_id))
+        (hold_id, *_state) = execute(
+            credit, reserve, organization_id=organization, user_id=None, amount=1,
+            reference=f"render-job:{job_id}", expires_at=now + datetime.timedelta(minutes=15),
+            now=now)
+        execute(credit, draw, organization_id=organization, now=now, amount=1, hold_id=hold_id)
         credit.execute("COMMIT")
-        render.execute(insert_job, (job_id, organization, None, carpet, "preview", "queued", "",
-                                    1, None, "", False, False, 0, False, "", hold_id, now, now,
-                                    None))
-        render.fetchone()
+        execute(render, insert_job, id=job_id, organization_id=organization, user_id=None,
+                carpet_id=carpet, mode="preview", status="queued", error_text="", cost=1,
+                idempotency_key=None, request_hash="", release_pending=False,
+                has_room_image=False, input_bytes=0, output_expired=False, placement="",
+                hold_id=hold_id, now=now, finished_at=None)
         return 1
 
     return operation

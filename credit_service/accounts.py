@@ -132,20 +132,21 @@ def batch_get_users(ids: list[int]) -> list[UserRow]:
     size = 1 << (len(wanted) - 1).bit_length()
     padded = wanted + [wanted[-1]] * (size - len(wanted))
     read_time = User.created_at.python_value  # SQLite gives the text back
-    return [UserRow(*values[:7], read_time(values[7]), bool(values[8]), bool(values[9]),
-                    values[10])
-            for values in _users_by_id(size).rows(database, *padded)]
+    ids_by_name = {f"id_{index}": user_id for index, user_id in enumerate(padded)}
+    return [UserRow(**{**row._asdict(), "created_at": read_time(row.created_at),
+                       "active": bool(row.active), "has_password": bool(row.has_password)})
+            for row in _users_by_id(size).rows(database, **ids_by_name)]
 
 
 @functools.cache
 def _users_by_id(count: int) -> Statement:
     return Statement(f"""
-        SELECT u.id, u.organization_id, o.name, u.name, u.email, u.role,
-               COALESCE(b.balance, 0), u.created_at, u.active, u.password_hash <> '',
-               u.display_email
+        SELECT u.id, u.organization_id, o.name AS organization_name, u.name, u.email, u.role,
+               COALESCE(b.balance, 0) AS credit, u.created_at, u.active,
+               u.password_hash <> '' AS has_password, u.display_email
         FROM "user" u JOIN organization o ON o.id = u.organization_id
         LEFT JOIN credit_balance b ON b.organization_id = u.organization_id
-        WHERE u.id IN ({", ".join(["{p}"] * count)})""")
+        WHERE u.id IN ({", ".join(f"{{id_{index}}}" for index in range(count))})""")
 
 
 def list_users(page_size: int, page_token: str, *, organization_id: int = 0,

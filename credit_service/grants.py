@@ -143,18 +143,18 @@ _LIVE = Statement(f"""
     SELECT id, kind, amount, remaining, held, priority, effective_at, expires_at, reason,
            created_at
     FROM credit_grant
-    WHERE organization_id = {{p}} AND expired_at IS NULL AND remaining > 0
+    WHERE organization_id = {{organization_id}} AND expired_at IS NULL AND remaining > 0
     ORDER BY {SPEND_ORDER}""")
 _as_time = CreditGrant.created_at.python_value  # driver value -> naive UTC datetime
 
 
 def live_grants(organization_id: int) -> list[GrantView]:
     """The grants that make up the balance (not expired, something left), in spending order."""
-    return [GrantView(grant_id, kind, amount, remaining, held, priority, _as_time(effective),
-                      _as_time(expires) if expires is not None else None, reason,
-                      _as_time(created))
-            for (grant_id, kind, amount, remaining, held, priority, effective, expires, reason,
-                 created) in _LIVE.rows(database, organization_id)]
+    return [GrantView(row.id, row.kind, row.amount, row.remaining, row.held, row.priority,
+                      _as_time(row.effective_at),
+                      _as_time(row.expires_at) if row.expires_at is not None else None,
+                      row.reason, _as_time(row.created_at))
+            for row in _LIVE.rows(database, organization_id=organization_id)]
 
 
 def expiring_soon(now: datetime.datetime, organization_ids: list[int] | None = None

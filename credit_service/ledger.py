@@ -144,7 +144,7 @@ def _expire_overdue(organization_id: int, now: datetime.datetime) -> int:
             released += hold.amount
             expired.append(hold.id)
     if released:
-        rearm = ledger_sql.REARM.replace("{p}", str(int(released)))
+        rearm = ledger_sql.REARM.replace("{amount}", str(int(released)))
         (CreditBalance.update(held=CreditBalance.held - released, updated_at=now,
                               low_balance_armed=SQL(f"({rearm})"))
          .where(CreditBalance.organization == organization_id).execute())

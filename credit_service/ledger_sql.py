@@ -54,67 +54,70 @@ RENDER_CHARGE = "render charge"
 _BALANCE_NOW = Statement("""
     SELECT b.balance, b.held - COALESCE((
         SELECT SUM(h.amount) FROM credit_hold h
-        WHERE h.organization_id = {p} AND h.state = 'held' AND h.expires_at <= {p}), 0)
-    FROM credit_balance b WHERE b.organization_id = {p}""")
-_INSERT_HOLD = Statement("""
+        WHERE h.organization_id = {organization_id} AND h.state = 'held'
+          AND h.expires_at <= {now}), 0) AS held_now
+    FROM credit_balance b WHERE b.organization_id = {organization_id}""")
+_HOLD_VALUES = """({organization_id}, {user_id}, {amount}, 'held', {reference}, {expires_at},
+                   {now}, {now}, '')"""
+_INSERT_HOLD = Statement(f"""
     INSERT INTO credit_hold (organization_id, user_id, amount, state, reference, expires_at,
                              created_at, updated_at, release_reason)
-    VALUES ({p}, {p}, {p}, 'held', {p}, {p}, {p}, {p}, '')
+    VALUES {_HOLD_VALUES}
     ON CONFLICT (organization_id, reference) DO NOTHING
     RETURNING id""")
 # What the reservation's balance UPDATE returns: the row after it, for the alert and the
 # limits (credit_service.controls); a suspended organisation's row is not updated.
 _STATE = ("balance, held, low_balance_threshold, low_balance_armed, monthly_credit_limit, "
           "user_daily_credit_limit")
-_NOT_SUSPENDED = ("NOT EXISTS (SELECT 1 FROM organization o WHERE o.id = {p} "
+_NOT_SUSPENDED = ("NOT EXISTS (SELECT 1 FROM organization o WHERE o.id = {organization_id} "
                   "AND o.suspended_at IS NOT NULL)")
-_HOLD_CREDITS = Statement(f"""
-    UPDATE credit_balance SET held = held + {{p}}, updated_at = {{p}}
-    WHERE organization_id = {{p}} AND balance - held >= {{p}} AND {_NOT_SUSPENDED}
-    RETURNING {_STATE}""")
+_HOLD_CREDITS_SET = f"""
+    UPDATE credit_balance SET held = held + {{amount}}, updated_at = {{now}}
+    WHERE organization_id = {{organization_id}} AND balance - held >= {{amount}}
+      AND {_NOT_SUSPENDED}"""
+_HOLD_CREDITS = Statement(f"{_HOLD_CREDITS_SET} RETURNING {_STATE}")
 _RESERVE_PG = Statement(f"""
     WITH hold AS (
         INSERT INTO credit_hold (organization_id, user_id, amount, state, reference,
                                  expires_at, created_at, updated_at, release_reason)
-        VALUES ({{p}}, {{p}}, {{p}}, 'held', {{p}}, {{p}}, {{p}}, {{p}}, '')
+        VALUES {_HOLD_VALUES}
         ON CONFLICT (organization_id, reference) DO NOTHING
         RETURNING id),
-    reserved AS (
-        UPDATE credit_balance SET held = held + {{p}}, updated_at = {{p}}
-        WHERE organization_id = {{p}} AND balance - held >= {{p}} AND {_NOT_SUSPENDED}
-          AND EXISTS (SELECT 1 FROM hold)
-        RETURNING {_STATE})
-    SELECT (SELECT id FROM hold), reserved.* FROM (SELECT 1) one LEFT JOIN reserved ON true""")
+    reserved AS ({_HOLD_CREDITS_SET} AND EXISTS (SELECT 1 FROM hold) RETURNING {_STATE})
+    SELECT (SELECT id FROM hold) AS hold_id, reserved.*
+    FROM (SELECT 1) one LEFT JOIN reserved ON true""")
 _CAPTURE_HOLD = Statement("""
-    UPDATE credit_hold SET state = 'captured', updated_at = {p}
-    WHERE id = {p} AND state = 'held' AND expires_at > {p}
+    UPDATE credit_hold SET state = 'captured', updated_at = {now}
+    WHERE id = {hold_id} AND state = 'held' AND expires_at > {now}
     RETURNING organization_id, amount, reference, user_id, expires_at""")
 _CHARGE_HELD = Statement("""
-    UPDATE credit_balance SET balance = balance - {p}, held = held - {p}, updated_at = {p}
-    WHERE organization_id = {p}
+    UPDATE credit_balance SET balance = balance - {amount}, held = held - {amount},
+                              updated_at = {now}
+    WHERE organization_id = {organization_id}
     RETURNING balance""")
 _INSERT_RENDER_LOG = Statement("""
     INSERT INTO credit_log (organization_id, user_id, hold_id, delta, balance_after, kind,
                             reason, reference, actor, created_at)
-    VALUES ({p}, {p}, {p}, {p}, {p}, 'render', 'render charge', {p}, {p}, {p})
+    VALUES ({organization_id}, {user_id}, {hold_id}, {delta}, {balance_after}, 'render',
+            'render charge', {reference}, {actor}, {now})
     RETURNING id""")
 # `spent`: the hold's draws leave their grants. It is joined with `charged`, so no grant row is
 # locked before the balance row (the order every ledger transaction keeps: no deadlocks).
 _CAPTURE_PG = Statement("""
     WITH captured AS (
-        UPDATE credit_hold SET state = 'captured', updated_at = {p}
-        WHERE id = {p} AND state = 'held' AND expires_at > {p}
+        UPDATE credit_hold SET state = 'captured', updated_at = {now}
+        WHERE id = {hold_id} AND state = 'held' AND expires_at > {now}
         RETURNING id, organization_id, amount, reference, user_id, expires_at),
     charged AS (
         UPDATE credit_balance b
-        SET balance = b.balance - c.amount, held = b.held - c.amount, updated_at = {p}
+        SET balance = b.balance - c.amount, held = b.held - c.amount, updated_at = {now}
         FROM captured c WHERE b.organization_id = c.organization_id
         RETURNING b.balance),
     logged AS (
         INSERT INTO credit_log (organization_id, user_id, hold_id, delta, balance_after, kind,
                                 reason, reference, actor, created_at)
         SELECT c.organization_id, c.user_id, c.id, -c.amount, charged.balance, 'render',
-               'render charge', c.reference, {p}, {p}
+               'render charge', c.reference, {actor}, {now}
         FROM captured c, charged
         RETURNING id, balance_after),
     spent AS (
@@ -122,19 +125,19 @@ _CAPTURE_PG = Statement("""
         FROM credit_hold_draw d, captured c, charged
         WHERE d.hold_id = c.id AND g.id = d.grant_id)
     SELECT c.organization_id, c.amount, c.reference, c.user_id, c.expires_at,
-           logged.id, logged.balance_after
+           logged.id AS log_id, logged.balance_after
     FROM captured c, logged""")
 _RELEASE_HOLD = Statement("""
-    UPDATE credit_hold SET state = 'released', release_reason = {p}, updated_at = {p}
-    WHERE id = {p} AND state = 'held'
+    UPDATE credit_hold SET state = 'released', release_reason = {reason}, updated_at = {now}
+    WHERE id = {hold_id} AND state = 'held'
     RETURNING organization_id, amount""")
 # Giving credit back re-arms the low-balance alert once the available credit is back at or
-# above its threshold (credit_service.controls).
-REARM = "low_balance_armed OR balance - (held - {p}) >= low_balance_threshold"
+# above its threshold (credit_service.controls); {amount}: what is given back.
+REARM = "low_balance_armed OR balance - (held - {amount}) >= low_balance_threshold"
 _UNHOLD_CREDITS = Statement(f"""
-    UPDATE credit_balance SET held = held - {{p}}, low_balance_armed = ({REARM}),
-                              updated_at = {{p}}
-    WHERE organization_id = {{p}}""")
+    UPDATE credit_balance SET held = held - {{amount}}, low_balance_armed = ({REARM}),
+                              updated_at = {{now}}
+    WHERE organization_id = {{organization_id}}""")
 
 
 # Grants (`docs/data-rules.md`). Spendable: effective, not expired (whether or not the sweeper has
@@ -149,19 +152,20 @@ _SPENDABLE = f"""
                                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
                - (remaining - held) AS before
     FROM credit_grant
-    WHERE organization_id = {{p}} AND remaining > held AND expired_at IS NULL
-      AND effective_at <= {{p}} AND (expires_at IS NULL OR expires_at > {{p}})"""
-# How much of `amount` each spendable grant gives, in order (params: org, now, now, amount x3).
+    WHERE organization_id = {{organization_id}} AND remaining > held AND expired_at IS NULL
+      AND effective_at <= {{now}} AND (expires_at IS NULL OR expires_at > {{now}})"""
+# How much of {amount} each spendable grant gives, in order.
 _TAKE = f"""
     WITH ordered AS ({_SPENDABLE})
-    SELECT id, CASE WHEN spendable < {{p}} - before THEN spendable ELSE {{p}} - before END
-    FROM ordered WHERE before < {{p}}"""
+    SELECT id, CASE WHEN spendable < {{amount}} - before THEN spendable
+                    ELSE {{amount}} - before END
+    FROM ordered WHERE before < {{amount}}"""
 _DRAW = Statement(f"""
     INSERT INTO credit_hold_draw (hold_id, grant_id, amount)
-    SELECT {{p}}, taken.* FROM ({_TAKE}) taken""")
+    SELECT {{hold_id}}, taken.* FROM ({_TAKE}) taken""")
 _HOLD_DRAWS = Statement("""
     UPDATE credit_grant SET held = held + d.amount
-    FROM credit_hold_draw d WHERE d.hold_id = {p} AND credit_grant.id = d.grant_id""")
+    FROM credit_hold_draw d WHERE d.hold_id = {hold_id} AND credit_grant.id = d.grant_id""")
 # The grants are updated before the draws that reference them are inserted: the foreign key's
 # check then finds the rows already locked by this transaction, instead of share-locking them
 # first and updating them after (a MultiXact on every reservation of a hot grant).
@@ -173,43 +177,56 @@ _DRAW_PG = Statement(f"""
         RETURNING g.id, taken.amount),
     drawn AS (
         INSERT INTO credit_hold_draw (hold_id, grant_id, amount)
-        SELECT {{p}}, id, amount FROM held
+        SELECT {{hold_id}}, id, amount FROM held
         RETURNING amount)
-    SELECT COALESCE(SUM(amount), 0) FROM drawn""")
-_DRAWN = Statement("SELECT COALESCE(SUM(amount), 0) FROM credit_hold_draw WHERE hold_id = {p}")
+    SELECT COALESCE(SUM(amount), 0) AS drawn FROM drawn""")
+_DRAWN = Statement("""
+    SELECT COALESCE(SUM(amount), 0) AS drawn FROM credit_hold_draw WHERE hold_id = {hold_id}""")
 _SPEND_DRAWS = Statement("""
     UPDATE credit_grant SET remaining = remaining - d.amount, held = held - d.amount
-    FROM credit_hold_draw d WHERE d.hold_id = {p} AND credit_grant.id = d.grant_id""")
+    FROM credit_hold_draw d WHERE d.hold_id = {hold_id} AND credit_grant.id = d.grant_id""")
 # A hold that ends uncaptured gives back to its grants; to an expired one, what it gives back
 # expires with it (its `expire` rows are written by the caller, from _LAPSING read first).
 _LAPSING = Statement("""
     SELECT d.grant_id, d.amount FROM credit_hold_draw d
     JOIN credit_grant g ON g.id = d.grant_id
-    WHERE d.hold_id = {p} AND g.expired_at IS NOT NULL ORDER BY d.grant_id""")
+    WHERE d.hold_id = {hold_id} AND g.expired_at IS NOT NULL ORDER BY d.grant_id""")
 _RETURN_DRAWS = Statement("""
     UPDATE credit_grant
     SET held = held - d.amount,
         remaining = remaining - CASE WHEN expired_at IS NULL THEN 0 ELSE d.amount END
-    FROM credit_hold_draw d WHERE d.hold_id = {p} AND credit_grant.id = d.grant_id""")
+    FROM credit_hold_draw d WHERE d.hold_id = {hold_id} AND credit_grant.id = d.grant_id""")
 # A negative adjustment spends from the grants in the same order, without a hold.
 _CONSUME = Statement(f"""
     WITH taken(id, amount) AS ({_TAKE})
     UPDATE credit_grant SET remaining = remaining - (
         SELECT taken.amount FROM taken WHERE taken.id = credit_grant.id)
     WHERE id IN (SELECT id FROM taken)""")
-_SPENDABLE_TOTAL = Statement(f"SELECT COALESCE(SUM(spendable), 0) FROM ({_SPENDABLE}) ordered")
+_SPENDABLE_TOTAL = Statement(f"""
+    SELECT COALESCE(SUM(spendable), 0) AS spendable FROM ({_SPENDABLE}) ordered""")
 
 
-
-# A reservation's statements on PostgreSQL, for the bench's `ceiling.submit_sql`
-# (bench/render_workloads.py).
-RESERVATION_STATEMENTS = {"reserve": _RESERVE_PG, "draw": _DRAW_PG}
+# The ledger's statements by name, for the bench's ceilings (bench/credit_workloads.py,
+# bench/render_workloads.py), which run these very statements with nothing around them.
+STATEMENTS = {
+    "reserve_pg": _RESERVE_PG, "draw_pg": _DRAW_PG, "capture_pg": _CAPTURE_PG,
+    "insert_hold": _INSERT_HOLD, "hold_credits": _HOLD_CREDITS, "draw": _DRAW,
+    "hold_draws": _HOLD_DRAWS, "drawn": _DRAWN, "capture_hold": _CAPTURE_HOLD,
+    "charge_held": _CHARGE_HELD, "insert_render_log": _INSERT_RENDER_LOG,
+    "spend_draws": _SPEND_DRAWS,
+}
 
 
 def balance_now(organization_id: int, now: datetime.datetime) -> tuple[int, int] | None:
     """(balance, held not counting holds past their expiry), or None for no organisation."""
-    found = _BALANCE_NOW.row(database, organization_id, now, organization_id)
-    return None if found is None else (found[0], int(found[1]))
+    found = _BALANCE_NOW.row(database, organization_id=organization_id, now=now)
+    return None if found is None else (found.balance, int(found.held_now))
+
+
+def _state(row) -> BalanceState:
+    return BalanceState(row.balance, row.held, row.low_balance_threshold,
+                        row.low_balance_armed, row.monthly_credit_limit,
+                        row.user_daily_credit_limit)
 
 
 def insert_and_hold(organization_id: int, user_id: int | None, amount: int, reference: str,
@@ -219,16 +236,16 @@ def insert_and_hold(organization_id: int, user_id: int | None, amount: int, refe
     the credits, or None when they were not held). The balance is raised by a conditional
     UPDATE: it holds only what is available, and nothing for a suspended organisation."""
     require_transaction(database)
-    hold_row = (organization_id, user_id, amount, reference, expires_at, now, now)
+    hold = dict(organization_id=organization_id, user_id=user_id, amount=amount,
+                reference=reference, expires_at=expires_at, now=now)
     if is_postgres(database.obj):
-        hold_id, *state = _RESERVE_PG.row(database, *hold_row, amount, now, organization_id,
-                                          amount, organization_id)
-        return hold_id, (BalanceState(*state) if state[0] is not None else None)
-    inserted = _INSERT_HOLD.row(database, *hold_row)
+        reserved = _RESERVE_PG.row(database, **hold)
+        return reserved.hold_id, (_state(reserved) if reserved.balance is not None else None)
+    inserted = _INSERT_HOLD.row(database, **hold)
     if inserted is None:
         return None, None
-    state = _HOLD_CREDITS.row(database, amount, now, organization_id, amount, organization_id)
-    return inserted[0], (BalanceState(*state) if state is not None else None)
+    state = _HOLD_CREDITS.row(database, amount=amount, now=now, organization_id=organization_id)
+    return inserted.id, (_state(state) if state is not None else None)
 
 
 def capture(hold_id: int, now: datetime.datetime, actor: str
@@ -237,25 +254,27 @@ def capture(hold_id: int, now: datetime.datetime, actor: str
     conditional UPDATE decides between racing capture, release and expiry)."""
     require_transaction(database)
     if is_postgres(database.obj):
-        won = _CAPTURE_PG.row(database, now, hold_id, now, now, actor, now)
+        won = _CAPTURE_PG.row(database, now=now, hold_id=hold_id, actor=actor)
         if won is None:
             return None
-        organization_id, amount, reference, user_id, expires_at, log_id, balance_after = won
+        log_id, balance_after = won.log_id, won.balance_after
     else:
-        won = _CAPTURE_HOLD.row(database, now, hold_id, now)
+        won = _CAPTURE_HOLD.row(database, now=now, hold_id=hold_id)
         if won is None:
             return None
-        organization_id, amount, reference, user_id, expires_at = won
-        (balance_after,) = _CHARGE_HELD.row(database, amount, amount, now, organization_id)
-        (log_id,) = _INSERT_RENDER_LOG.row(database, organization_id, user_id, hold_id, -amount,
-                                           balance_after, reference, actor, now)
+        balance_after = _CHARGE_HELD.row(database, amount=won.amount, now=now,
+                                         organization_id=won.organization_id).balance
+        log_id = _INSERT_RENDER_LOG.row(
+            database, organization_id=won.organization_id, user_id=won.user_id,
+            hold_id=hold_id, delta=-won.amount, balance_after=balance_after,
+            reference=won.reference, actor=actor, now=now).id
         spend_draws(hold_id)
-    hold = HoldView(id=hold_id, organization_id=organization_id, user_id=user_id,
-                    amount=amount, state="captured", reference=reference,
-                    expires_at=_as_time(expires_at), credit_log_id=log_id)
-    log = CreditLogView(id=log_id, organization_id=organization_id, user_id=user_id,
-                        delta=-amount, balance_after=balance_after, kind="render",
-                        reason=RENDER_CHARGE, reference=reference, actor=actor,
+    hold = HoldView(id=hold_id, organization_id=won.organization_id, user_id=won.user_id,
+                    amount=won.amount, state="captured", reference=won.reference,
+                    expires_at=_as_time(won.expires_at), credit_log_id=log_id)
+    log = CreditLogView(id=log_id, organization_id=won.organization_id, user_id=won.user_id,
+                        delta=-won.amount, balance_after=balance_after, kind="render",
+                        reason=RENDER_CHARGE, reference=won.reference, actor=actor,
                         created_at=now)
     return hold, log
 
@@ -263,11 +282,11 @@ def capture(hold_id: int, now: datetime.datetime, actor: str
 def release(hold_id: int, reason: str, now: datetime.datetime) -> bool:
     """held -> released (keeping why), its amount no longer held; False when not held."""
     require_transaction(database)
-    won = _RELEASE_HOLD.row(database, reason, now, hold_id)
+    won = _RELEASE_HOLD.row(database, reason=reason, now=now, hold_id=hold_id)
     if won is None:
         return False
-    organization_id, amount = won
-    _UNHOLD_CREDITS.count(database, amount, amount, now, organization_id)
+    _UNHOLD_CREDITS.count(database, amount=won.amount, now=now,
+                          organization_id=won.organization_id)
     return True
 
 
@@ -275,26 +294,27 @@ def draw(hold_id: int, organization_id: int, amount: int, now: datetime.datetime
     """Reserve `amount` for the hold from the organisation's spendable grants, in order; what
     was drawn (less than `amount` when they do not cover it: the caller rolls back)."""
     require_transaction(database)
-    take = (organization_id, now, now, amount, amount, amount)
+    take = dict(organization_id=organization_id, now=now, amount=amount, hold_id=hold_id)
     if is_postgres(database.obj):
-        return int(_DRAW_PG.row(database, *take, hold_id)[0])
-    _DRAW.count(database, hold_id, *take)
-    _HOLD_DRAWS.count(database, hold_id)
-    return int(_DRAWN.row(database, hold_id)[0])
+        return int(_DRAW_PG.row(database, **take).drawn)
+    _DRAW.count(database, **take)
+    _HOLD_DRAWS.count(database, hold_id=hold_id)
+    return int(_DRAWN.row(database, hold_id=hold_id).drawn)
 
 
 def spend_draws(hold_id: int) -> None:
     """The hold was captured: what it reserved leaves its grants."""
     require_transaction(database)
-    _SPEND_DRAWS.count(database, hold_id)
+    _SPEND_DRAWS.count(database, hold_id=hold_id)
 
 
 def return_draws(hold_id: int) -> list[tuple[int, int]]:
     """The hold ended uncaptured: give back to its grants; (grant, amount) that expired with
     an expired grant, for the caller's `expire` rows and balance."""
     require_transaction(database)
-    lapsing = [(grant_id, int(amount)) for grant_id, amount in _LAPSING.rows(database, hold_id)]
-    _RETURN_DRAWS.count(database, hold_id)
+    lapsing = [(row.grant_id, int(row.amount))
+               for row in _LAPSING.rows(database, hold_id=hold_id)]
+    _RETURN_DRAWS.count(database, hold_id=hold_id)
     return lapsing
 
 
@@ -302,9 +322,9 @@ def consume(organization_id: int, amount: int, now: datetime.datetime) -> bool:
     """Spend `amount` from the spendable grants in order (a negative adjustment); False when
     they do not cover it (nothing is changed)."""
     require_transaction(database)
-    (spendable,) = _SPENDABLE_TOTAL.row(database, organization_id, now, now)
+    spendable = _SPENDABLE_TOTAL.row(database, organization_id=organization_id, now=now).spendable
     if spendable < amount:
         return False
-    _CONSUME.count(database, organization_id, now, now, amount, amount, amount)
+    _CONSUME.count(database, organization_id=organization_id, now=now, amount=amount)
     return True
 

@@ -40,13 +40,16 @@ _INSERT_JOB = Statement("""
                             release_pending, has_room_image, input_bytes, output_bytes,
                             output_expired, placement, hold_id, created_at, updated_at,
                             finished_at)
-    VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, 0, {p}, {p}, 0, {p}, {p}, {p}, 0, {p}, {p},
-            {p}, {p}, {p}, {p})
+    VALUES ({id}, {organization_id}, {user_id}, {carpet_id}, {mode}, {status}, {error_text},
+            {cost}, 0, {idempotency_key}, {request_hash}, 0, {release_pending},
+            {has_room_image}, {input_bytes}, 0, {output_expired}, {placement}, {hold_id},
+            {now}, {now}, {finished_at})
     RETURNING id""")
 # The job's id before the reservation (its hold is reserved under it): PostgreSQL takes it from
 # render_job's own sequence; SQLite has no sequences, so a one-row counter (migration 0012)
 # stands in — one statement under SQLite's write lock, never below an id already written.
-_NEXT_JOB_ID_PG = Statement("SELECT nextval(pg_get_serial_sequence('render_job', 'id'))")
+_NEXT_JOB_ID_PG = Statement(
+    "SELECT nextval(pg_get_serial_sequence('render_job', 'id')) AS value")
 _NEXT_JOB_ID_SQLITE = Statement("""
     UPDATE render_job_next_id
     SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) FROM render_job)) + 1
@@ -94,7 +97,7 @@ def next_job_id() -> int:
     """A new job's id, committed at once: an id is never handed out twice, and one a failed
     submission took is skipped (a gap, as any sequence leaves)."""
     statement = _NEXT_JOB_ID_PG if is_postgres(database.obj) else _NEXT_JOB_ID_SQLITE
-    return int(statement.row(database)[0])
+    return int(statement.row(database).value)
 
 
 def record_job(submission: Submission, job_id: int, *, hold_id: int | None,
@@ -110,10 +113,10 @@ def record_job(submission: Submission, job_id: int, *, hold_id: int | None,
     try:
         if stored:
             with database.atomic():
-                _INSERT_JOB.row(database, *row)
+                _INSERT_JOB.row(database, **row)
                 RenderInput.insert(job=job_id, room_image=submission.room_image).execute()
         else:  # one statement: committed on its own, without a BEGIN and a COMMIT around it
-            _INSERT_JOB.row(database, *row)
+            _INSERT_JOB.row(database, **row)
     except IntegrityError as error:
         return _conflicting(submission, error), False
     return _job(submission, job_id, status="queued" if queued else "failed",
@@ -122,14 +125,17 @@ def record_job(submission: Submission, job_id: int, *, hold_id: int | None,
 
 
 def _values(s: Submission, job_id: int, *, hold_id: int | None, error_text: str,
-            release_pending: bool, stored: int) -> tuple:
+            release_pending: bool, stored: int) -> dict:
     """_INSERT_JOB's parameters: queued with `hold_id`, or failed with `error_text` without
     one."""
     ended = hold_id is None
-    return (job_id, s.organization_id, s.user_id, s.carpet_id, s.mode,
-            "failed" if ended else "queued", error_text, s.cost, s.key, s.fingerprint,
-            release_pending, bool(s.room_image), stored, False, s.placement, hold_id, s.now,
-            s.now, s.now if ended else None)
+    return dict(id=job_id, organization_id=s.organization_id, user_id=s.user_id,
+                carpet_id=s.carpet_id, mode=s.mode, status="failed" if ended else "queued",
+                error_text=error_text, cost=s.cost, idempotency_key=s.key,
+                request_hash=s.fingerprint, release_pending=release_pending,
+                has_room_image=bool(s.room_image), input_bytes=stored, output_expired=False,
+                placement=s.placement, hold_id=hold_id, now=s.now,
+                finished_at=s.now if ended else None)
 
 
 def _conflicting(submission: Submission, error: IntegrityError) -> RenderJob:
@@ -198,14 +204,14 @@ class ListedJob(NamedTuple):
     renderer: str
 
 
-# The listing's filters, each a condition on one parameter, in the order they are written.
+# The listing's filters, each a condition on the parameter of its name.
 _LISTING_FILTERS = {
-    "organization_id": "organization_id = {p}",
-    "user_id": "user_id = {p}",
-    "status": "status = {p}",  # already one of RENDER_STATUSES: the servicer maps the enum
-    "mode": "mode = {p}",
-    "created_after": "created_at >= {p}",
-    "created_before": "created_at < {p}",
+    "organization_id": "organization_id = {organization_id}",
+    "user_id": "user_id = {user_id}",
+    "status": "status = {status}",  # already one of RENDER_STATUSES: the servicer maps the enum
+    "mode": "mode = {mode}",
+    "created_after": "created_at >= {created_after}",
+    "created_before": "created_at < {created_before}",
 }
 
 
@@ -217,11 +223,11 @@ def _listing(filters: tuple[str, ...], after_token: bool) -> Statement:
     (a row-value comparison walks the (created_at, id) index on both engines)."""
     conditions = [_LISTING_FILTERS[name] for name in filters]
     if after_token:
-        conditions.append("(created_at, id) < ({p}, {p})")
+        conditions.append("(created_at, id) < ({after_time}, {after_id})")
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     return Statement(f"""
         SELECT {", ".join(ListedJob._fields)} FROM render_job {where}
-        ORDER BY created_at DESC, id DESC LIMIT {{p}}""")
+        ORDER BY created_at DESC, id DESC LIMIT {{limit}}""")
 
 
 def list_jobs(page_size: int, page_token: str, *, organization_id: int = 0, user_id: int = 0,
@@ -233,16 +239,17 @@ def list_jobs(page_size: int, page_token: str, *, organization_id: int = 0, user
              "mode": mode, "created_after": created_after, "created_before": created_before}
     filters = tuple(name for name, value in given.items() if value)
     as_stored = RenderJob.created_at.db_value  # a time as the column keeps it (SQLite: text)
-    params = [as_stored(given[name]) if name.startswith("created_") else given[name]
-              for name in filters]
+    params = {name: as_stored(given[name]) if name.startswith("created_") else given[name]
+              for name in filters}
     if page_token:
-        after_time, after_id = decode_token(page_token)
-        params += [as_stored(after_time), after_id]
+        after_time, params["after_id"] = decode_token(page_token)
+        params["after_time"] = as_stored(after_time)
     read_time = RenderJob.created_at.python_value  # SQLite gives the text back
-    rows = [ListedJob(*values[:9], read_time(values[9]), read_time(values[10]),
-                      read_time(values[11]), *values[12:])
-            for values in _listing(filters, bool(page_token)).rows(database, *params,
-                                                                    size + 1)]
+    rows = [ListedJob(**{**row._asdict(), "created_at": read_time(row.created_at),
+                         "started_at": read_time(row.started_at),
+                         "finished_at": read_time(row.finished_at)})
+            for row in _listing(filters, bool(page_token)).rows(database, **params,
+                                                                limit=size + 1)]
     return page_of(rows, size)
 
 

@@ -214,22 +214,23 @@ class Claimed:
 # same to look through at any size.
 CLAIM_WINDOW = 1000
 _CLAIM = Statement("""
-    UPDATE webhook_delivery SET lease_token = {p}, lease_until = {p}, attempts = attempts + 1
+    UPDATE webhook_delivery SET lease_token = {token}, lease_until = {lease_until},
+                                attempts = attempts + 1
     WHERE id IN (
         SELECT due.id FROM (
             SELECT oldest.id, oldest.endpoint_id, oldest.next_attempt_at,
                    ROW_NUMBER() OVER (PARTITION BY oldest.endpoint_id
                                       ORDER BY oldest.next_attempt_at, oldest.id) AS place
             FROM (SELECT id, endpoint_id, next_attempt_at FROM webhook_delivery
-                  WHERE state = 'pending' AND next_attempt_at <= {p}
-                    AND (lease_until IS NULL OR lease_until < {p})
-                  ORDER BY next_attempt_at LIMIT {p}) AS oldest) AS due
+                  WHERE state = 'pending' AND next_attempt_at <= {now}
+                    AND (lease_until IS NULL OR lease_until < {now})
+                  ORDER BY next_attempt_at LIMIT {window}) AS oldest) AS due
         LEFT JOIN (SELECT endpoint_id, COUNT(*) AS leased FROM webhook_delivery
-                   WHERE state = 'pending' AND lease_until >= {p}
+                   WHERE state = 'pending' AND lease_until >= {now}
                    GROUP BY endpoint_id) AS busy ON busy.endpoint_id = due.endpoint_id
-        WHERE due.place + COALESCE(busy.leased, 0) <= {p}
-        ORDER BY due.next_attempt_at LIMIT {p})
-      AND state = 'pending' AND (lease_until IS NULL OR lease_until < {p})
+        WHERE due.place + COALESCE(busy.leased, 0) <= {per_endpoint}
+        ORDER BY due.next_attempt_at LIMIT {limit})
+      AND state = 'pending' AND (lease_until IS NULL OR lease_until < {now})
     RETURNING id""")
 
 
@@ -242,8 +243,9 @@ def claim_due(limit: int, now: datetime.datetime, lease: datetime.timedelta,
         return []
     token = secrets.token_hex(16)
     with database.atomic():
-        ids = [row[0] for row in _CLAIM.rows(database, token, now + lease, now, now,
-                                             CLAIM_WINDOW, now, per_endpoint, limit, now)]
+        ids = [row.id for row in _CLAIM.rows(database, token=token, lease_until=now + lease,
+                                             now=now, window=CLAIM_WINDOW,
+                                             per_endpoint=per_endpoint, limit=limit)]
     if not ids:
         return []
     rows = (WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.attempts,
