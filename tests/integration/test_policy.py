@@ -113,7 +113,7 @@ EXPECTED = {
         **dict.fromkeys(("GetOverview", "ListUsers", "ListRenders", "ListCreditLogs",
                          "GetRenderImage", "ChangePassword", "GetUsage", "ExportRenders",
                          "ExportUsers", "ExportCreditLogs", "GetRenderThumbnail",
-                         "GetRenderRoom", "GetConsoleSettings"), "A S"),
+                         "GetRenderRoom", "GetConsoleSettings", "GetBalance"), "A S"),
         **dict.fromkeys(("ListOrganizations", "ListAuditLogs", "CreateOrganization",
                          "CreateUser", "AdjustCredits", "SetUserPassword", "DeactivateUser",
                          "ActivateUser", "ExportOrganizations", "ExportAuditLogs",
