@@ -36,13 +36,14 @@ SPREAD_ORGANIZATIONS = 1000
 SPREAD_BALANCE = 10**9
 
 
-def load_organizations(url: str) -> dict:
-    """Bulk-load the hot organisations and 1,000 others, each with its seed credit-log row and
-    its grants: one each, five for `hot5` (`docs/data-rules.md`)."""
+def load_organizations(url: str, audit_key: bytes) -> dict:
+    """Bulk-load the hot organisations and 1,000 others, each with its seed credit-log row, its
+    grants (one each, five for `hot5`: `docs/data-rules.md`) and its creation in the audit
+    chain, as the seed writes it (`verify` checks every seed row against one)."""
     import datetime
 
     from carpet_common.db import bind_database
-    from credit_service import models
+    from credit_service import audit, models
 
     database = bind_database(models.database, url)
     with database.connection_context(), database.atomic():
@@ -72,6 +73,12 @@ def load_organizations(url: str) -> dict:
         models.CreditLog.insert_many(
             [{"organization": i, "delta": b, "balance_after": b, "kind": "seed",
               "reason": "bench", "created_at": now} for i, b in balances]).execute()
+        audit.use_key(audit_key)
+        for organization_id, balance in balances:
+            audit.append_audit(audit.AuditEntry(
+                actor="bench", role="SERVICE", action="seed.CreateOrganization", outcome="ok",
+                organization_id=organization_id, target=f"organization:{organization_id}",
+                details=json.dumps({"initial_credits": balance})), now)
     if hasattr(database, "close_all"):
         database.close_all()
     return {"hot_organization": ids["hot"], "hot5_organization": ids["hot5"],
@@ -244,7 +251,7 @@ class Bench:
         migrated = run_cli("credit_service", "migrate", self.env)
         if migrated.returncode != 0:
             raise RuntimeError(migrated.stderr)
-        self.config = load_organizations(credit_url)
+        self.config = load_organizations(credit_url, self.env["AUDIT_HMAC_KEY"].encode())
         self.config.update(database_url=credit_url, admin_token=token,
                            service_tokens=service_tokens(self.env))
         self.render_env = {**self.env,
