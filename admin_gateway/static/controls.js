@@ -155,12 +155,24 @@ function fillControlsForm() {
   $("suspend-reason").value = "";
 }
 
+// The organisation the controls forms act on and its controls now; null, with the picker
+// marked, when none is chosen.
+function chosenOrganization(form) {
+  clearInvalid(form);
+  const id = $("controls-org").value;
+  const controls = shared.state.controls[id];
+  if (!controls) {
+    invalid($("controls-org"), t("adjust.noOrg"));
+    return null;
+  }
+  return { id, controls, name: controls.organizationName };
+}
+
 async function saveControls(event) {
   event.preventDefault();
-  clearInvalid($("controls-form"));
-  const id = $("controls-org").value;
-  const before = shared.state.controls[id];
-  if (!before) return invalid($("controls-org"), t("adjust.noOrg"));
+  const chosen = chosenOrganization($("controls-form"));
+  if (!chosen) return;
+  const { id, controls: before } = chosen;
   const message = t("controls.badNumber");
   const threshold = credits($("controls-threshold"), 0, message);
   if (threshold === null) return;
@@ -190,13 +202,11 @@ async function saveControls(event) {
 
 async function suspend(event) {
   event.preventDefault();
-  clearInvalid($("suspension-form"));
-  const id = $("controls-org").value;
-  const controls = shared.state.controls[id];
-  if (!controls) return invalid($("controls-org"), t("adjust.noOrg"));
+  const chosen = chosenOrganization($("suspension-form"));
+  if (!chosen) return;
+  const { id, name } = chosen;
   const reason = $("suspend-reason").value.trim();
   if (!reason) return invalid($("suspend-reason"), t("controls.noReason"));
-  const name = controls.organizationName;
   if (!window.confirm(t("controls.confirmSuspend", { name, reason }))) return;
   await api.api(`/admin/organizations/${id}/suspend`, { method: "POST", body: {
     reason, idempotencyKey: randomKey() } });
@@ -205,10 +215,9 @@ async function suspend(event) {
 }
 
 async function resume() {
-  const id = $("controls-org").value;
-  const controls = shared.state.controls[id];
-  if (!controls) return;
-  const name = controls.organizationName;
+  const chosen = chosenOrganization($("suspension-form"));
+  if (!chosen) return;
+  const { id, name } = chosen;
   if (!window.confirm(t("controls.confirmResume", { name }))) return;
   await api.api(`/admin/organizations/${id}/resume`, { method: "POST", body: {
     idempotencyKey: randomKey() } });
