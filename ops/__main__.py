@@ -10,14 +10,12 @@ from render_service import models as render_models
 
 def main(argv: list[str] | None = None) -> int:
     _args, settings = start("ops", ("reconcile",), argv)
-    from ops.reconcile import charge_problems, credit_side_problems
-    from render_service.verify import count_problems
+    from ops.reconcile import problems
 
     render_db = open_existing_database(render_models.database, settings.render_database_url)
     credit_db = open_existing_database(credit_models.database, settings.credit_database_url)
     with render_db.connection_context(), credit_db.connection_context():
-        return report([*count_problems(), *charge_problems(), *credit_side_problems()],
-                      "every render charged as its job says")
+        return report(problems(), "every render charged as its job says, every change audited")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ From the credit side: every capture names a job the render database has, and tha
 two databases from snapshots taken at different moments, these find what one side has and the
 other lost.)
 
+Changes made in the render database are audited where they happen (invariant 3 across both):
+every canceled job and every carpet has its audit record, in the credit service's audit log or
+still in the render database's outbox on its way there.
+
 Reads the render database and the credit database.
 """
 from __future__ import annotations
@@ -20,6 +24,7 @@ from carpet_common.db import bind_database
 from carpet_common.settings import Settings
 from credit_service import models as credit_models
 from render_service import models as render_models
+from render_service.audit_outbox import CANCEL, CREATE_CARPET
 from render_service.credit_client import hold_reference
 from render_service.renderers import FALLBACK_RENDERER
 from render_service.verify import count_problems
@@ -32,7 +37,12 @@ def reconcile(settings: Settings) -> list[str]:
     render_db = bind_database(render_models.database, settings.render_database_url)
     credit_db = bind_database(credit_models.database, settings.credit_database_url)
     with render_db.connection_context(), credit_db.connection_context():
-        return [*count_problems(), *charge_problems(), *credit_side_problems()]
+        return problems()
+
+
+def problems() -> list[str]:
+    """Every check's findings, with both databases bound and connected."""
+    return [*count_problems(), *charge_problems(), *credit_side_problems(), *audit_problems()]
 
 
 def _ended_jobs():
@@ -144,3 +154,34 @@ def credit_side_problems():
             if named[hold.id] is not None and named[hold.id] not in jobs:
                 yield (f"invariant 4: {hold.state} hold {hold.id} ({hold.reference}) names a "
                        f"job the render database does not have")
+
+
+def _audited_targets(action: str, targets: list[str]) -> set[str]:
+    """Of `targets`, those with a successful `action` in the audit log or in the outbox."""
+    AuditLog, RenderAudit = credit_models.AuditLog, render_models.RenderAudit
+    found = {row.target for row in AuditLog.select(AuditLog.target).where(
+        (AuditLog.action == action) & (AuditLog.outcome == "ok")
+        & AuditLog.target.in_(targets))}
+    found |= {row.target for row in RenderAudit.select(RenderAudit.target).where(
+        (RenderAudit.action == action) & (RenderAudit.outcome == "ok")
+        & RenderAudit.target.in_(targets))}
+    return found
+
+
+def audit_problems():
+    RenderJob, Carpet = render_models.RenderJob, render_models.Carpet
+    canceled = RenderJob.select(RenderJob.id).where(
+        (RenderJob.status == "failed") & (RenderJob.error_text == "canceled"))
+    for batch in _in_batches(canceled, RenderJob.id):
+        targets = {job.id: f"render_job:{job.id}" for job in batch}
+        audited = _audited_targets(CANCEL, list(targets.values()))
+        for job_id, target in targets.items():
+            if target not in audited:
+                yield f"invariant 3: canceled render job {job_id} has no audit record"
+    carpets = Carpet.select(Carpet.id)
+    for batch in _in_batches(carpets, Carpet.id):
+        targets = {carpet.id: f"carpet:{carpet.id}" for carpet in batch}
+        audited = _audited_targets(CREATE_CARPET, list(targets.values()))
+        for carpet_id, target in targets.items():
+            if target not in audited:
+                yield f"invariant 3: carpet {carpet_id} has no audit record of its creation"

@@ -1,5 +1,7 @@
 """Audit entries of the changes made in the render database (a cancel, a new carpet), by
-whoever calls: a person through the gateway, a person or a backend directly on the render port.
+whoever calls: a person through the gateway, a person or a backend directly on the render port,
+or the demo catalogue `make run` seeds (SEED). Who made the change is passed in (`Who`, taken
+from the call by the servicer): the domain code never reads the call's context.
 
 The entry is written to `render_audit` in the transaction of the change (`record`), so a
 change never exists without its entry, even when the credit service, which owns the audit
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 
 from carpet_common.calls import current_call, current_principal
 from carpet_common.periodic import Periodic
@@ -24,19 +27,43 @@ RELAY_INTERVAL_S = 0.5
 BATCH = 100
 
 
-def record(action: str, *, outcome: str, organization_id: int | None, target: str,
-           details: dict, now) -> None:
-    """The calling person's or service's entry for `action` (a full gRPC method name)."""
+CANCEL = "/carpet.render.v1.RenderService/CancelRender"
+CREATE_CARPET = "/carpet.render.v1.RenderService/CreateCarpet"
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who made a change, as its audit entry names them."""
+
+    actor: str
+    role: str
+    user_id: int | None = None
+    via: str = ""  # the service that relayed a person's call (the gateway)
+    client_ip: str = ""
+    request_id: str = ""
+
+
+SEED = Who(actor="seed", role="SERVICE")  # the demo catalogue of `make run`
+
+
+def who_calls() -> Who:
+    """The caller of the RPC in progress (for servicers, which pass it on)."""
     principal, call = current_principal(), current_call()
+    return Who(actor=principal.actor, role=principal.role, user_id=principal.user_id,
+               via=principal.via or "", client_ip=call.client_ip, request_id=call.request_id)
+
+
+def record(action: str, who: Who, *, outcome: str, organization_id: int | None, target: str,
+           details: dict, now) -> None:
+    """`who`'s entry for `action` (a full gRPC method name), in the caller's transaction."""
     details = dict(details)
-    if principal.via:
-        details["relayed_by"] = principal.via
+    if who.via:
+        details["relayed_by"] = who.via
     RenderAudit.create(
-        key=uuid.uuid4().hex, actor=principal.actor[:320], actor_user_id=principal.user_id,
-        role=principal.role,
+        key=uuid.uuid4().hex, actor=who.actor[:320], actor_user_id=who.user_id, role=who.role,
         action=action, outcome=outcome, organization_id=organization_id, target=target,
-        details=json.dumps(details, sort_keys=True), peer=call.client_ip[:100],
-        request_id=call.request_id[:100], occurred_at=now)
+        details=json.dumps(details, sort_keys=True), peer=who.client_ip[:100],
+        request_id=who.request_id[:100], occurred_at=now)
 
 
 def relay_once(credit: CreditClient) -> int:

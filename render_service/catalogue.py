@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
 
 from peewee import IntegrityError
 
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
+from render_service import audit_outbox
 from render_service.images import MAX_CARPET_ASPECT, check_image
 from render_service.models import Carpet, database
 
@@ -22,10 +22,9 @@ def _text(value: str, what: str, limit: int, required: bool = True) -> str:
 
 
 def create_carpet(sku: str, name: str, width_cm: int, length_cm: int, material: str,
-                  image: bytes, *, now: datetime.datetime,
-                  audited: Callable[[Carpet], None] | None = None) -> Carpet:
-    """The new carpet; `audited(carpet)` runs in the carpet's own transaction (its audit
-    entry: a carpet never exists without it). The demo catalogue `make run` seeds has none."""
+                  image: bytes, *, now: datetime.datetime, who: audit_outbox.Who) -> Carpet:
+    """The new carpet and its audit entry naming `who` added it, in one transaction: a carpet
+    never exists without it."""
     sku = _text(sku, "sku", 64)
     name = _text(name, "name", 200)
     material = _text(material, "material", 100, required=False)
@@ -38,8 +37,9 @@ def create_carpet(sku: str, name: str, width_cm: int, length_cm: int, material: 
             carpet = Carpet.create(sku=sku, name=name, width_cm=width_cm, length_cm=length_cm,
                                    material=material, image=image,
                                    image_content_type=picture.content_type, created_at=now)
-            if audited is not None:
-                audited(carpet)
+            audit_outbox.record(audit_outbox.CREATE_CARPET, who, outcome="ok",
+                                organization_id=None, target=f"carpet:{carpet.id}",
+                                details={"sku": sku}, now=now)
             return carpet
     except IntegrityError:
         raise AlreadyExists(f"a carpet with sku {sku!r} already exists") from None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from render_service import catalogue
+from render_service import audit_outbox, catalogue
 from render_service.models import Carpet, database
 
 
@@ -100,5 +100,5 @@ def seed_demo_catalogue(now) -> list[Carpet]:
             return []
         return [catalogue.create_carpet(carpet.sku, carpet.name, carpet.width_cm,
                                         carpet.length_cm, carpet.material,
-                                        carpet_picture(carpet), now=now)
+                                        carpet_picture(carpet), now=now, who=audit_outbox.SEED)
                 for carpet in DEMO_CARPETS]

@@ -141,20 +141,19 @@ def _give_back(credit: CreditClient, hold_id: int, reason: str) -> bool:
     return True
 
 
-CANCEL = "/carpet.render.v1.RenderService/CancelRender"
-
-
-def cancel_render(job: RenderJob, *, credit: CreditClient, now: datetime.datetime) -> RenderJob:
-    """Cancel a queued job, audited by whoever calls: the cancel and its audit entry are one
+def cancel_render(job: RenderJob, *, who: audit_outbox.Who, credit: CreditClient,
+                  now: datetime.datetime) -> RenderJob:
+    """Cancel a queued job, audited as `who` did it: the cancel and its audit entry are one
     transaction; a refused cancel is audited on its own."""
     where = dict(organization_id=job.organization_id, target=f"render_job:{job.id}",
                  details={"id": job.id}, now=now)
     try:
         with database.atomic():
             job = jobs.cancel_job(job.id, now)
-            audit_outbox.record(CANCEL, outcome="ok", **where)
+            audit_outbox.record(audit_outbox.CANCEL, who, outcome="ok", **where)
     except errors.DomainError as refused:
-        audit_outbox.record(CANCEL, outcome=f"error:{refused.grpc_code.name}", **where)
+        audit_outbox.record(audit_outbox.CANCEL, who, outcome=f"error:{refused.grpc_code.name}",
+                            **where)
         raise
     if job.hold_id is not None:
         try:

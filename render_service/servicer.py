@@ -30,7 +30,6 @@ STATUS_TO_PROTO = {"queued": render_pb2.RENDER_STATUS_QUEUED,
                    "success": render_pb2.RENDER_STATUS_SUCCESS,
                    "failed": render_pb2.RENDER_STATUS_FAILED}
 STATUS_FROM_PROTO = {value: key for key, value in STATUS_TO_PROTO.items()}
-CREATE_CARPET = "/carpet.render.v1.RenderService/CreateCarpet"
 WATCH_LIMIT_S = 5 * 60  # then the client watches again (its slot: carpet_common.streams)
 
 
@@ -96,20 +95,15 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
 
     def CreateCarpet(self, request, context):
         """Audited with whoever adds it, in the carpet's transaction; a refusal on its own."""
-        now = self._clock()
-        where = dict(organization_id=None, details={"sku": request.sku[:64]}, now=now)
-
-        def audited(carpet: Carpet) -> None:
-            audit_outbox.record(CREATE_CARPET, outcome="ok", target=f"carpet:{carpet.id}",
-                                **where)
-
+        now, who = self._clock(), audit_outbox.who_calls()
         try:
             carpet = catalogue.create_carpet(
                 request.sku, request.name, request.width_cm, request.length_cm,
-                request.material, request.image, now=now, audited=audited)
+                request.material, request.image, now=now, who=who)
         except DomainError as refused:
-            audit_outbox.record(CREATE_CARPET, outcome=f"error:{refused.grpc_code.name}",
-                                target="carpet", **where)
+            audit_outbox.record(audit_outbox.CREATE_CARPET, who,
+                                outcome=f"error:{refused.grpc_code.name}", organization_id=None,
+                                target="carpet", details={"sku": request.sku[:64]}, now=now)
             raise
         return carpet_message(carpet)
 
@@ -174,8 +168,9 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                 yield changes.next_change(remaining)
 
     def CancelRender(self, request, context):
-        return render_message(renders.cancel_render(_visible_job(request.id),
-                                                    credit=self._credit, now=self._clock()))
+        return render_message(renders.cancel_render(
+            _visible_job(request.id), who=audit_outbox.who_calls(), credit=self._credit,
+            now=self._clock()))
 
     def GetRenderOutput(self, request, context):
         job = _visible_job(request.id)

@@ -78,3 +78,32 @@ def test_snapshots_taken_apart_are_reconciled_in_both_directions(
     assert older_credit.stdout.splitlines() == [
         f"invariant 4: success job {later.id} has 0 captures, not 1", "verify: 1 problem(s)"]
     assert first.id < later.id  # the first job, in both snapshots, is never named
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_change_without_its_audit_record_is_reported(
+        render_server, credit_server, render_db, credit_db_url, render_db_url):
+    """Cancels and new carpets are audited where they happen: each has its record in the audit
+    log or still in the render database's outbox. One made behind the service's back (written
+    straight into the database) is named."""
+    from render_service import models
+
+    org = create_org(credit_server, "Acme", 50)
+    carpet = create_carpet(render_server)  # audited: its entry waits in the outbox
+    job = submit(render_server, org.id, carpet.id)
+    render_server.renders.CancelRender(render_pb2.CancelRenderRequest(id=job.id), timeout=10)
+    clean = reconcile(credit_db_url, render_db_url)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    hidden = models.Carpet.create(sku="K-HIDDEN", name="Not audited", width_cm=1, length_cm=1,
+                                  image=b"png", image_content_type="image/png")
+    quiet = submit(render_server, org.id, carpet.id)
+    models.RenderJob.update(status="failed", error_text="canceled").where(
+        models.RenderJob.id == quiet.id).execute()
+    found = reconcile(credit_db_url, render_db_url)
+    assert found.returncode == 1
+    assert found.stdout.splitlines() == [
+        f"invariant 4: failed job {quiet.id} still has a held hold",
+        f"invariant 3: canceled render job {quiet.id} has no audit record",
+        f"invariant 3: carpet {hidden.id} has no audit record of its creation",
+        "verify: 3 problem(s)"]
