@@ -53,6 +53,14 @@ def _staff_scope(organization_id: int) -> int:
     return current_principal().check_organization(organization_id)
 
 
+def _call_origin() -> dict:
+    """The call's request id and the service that relayed it (the gateway passes people's
+    sign-in calls on), for the sign-in module's audit rows."""
+    principal = current_principal()
+    return {"request_id": current_call().request_id,
+            "via": principal.actor if principal is not None and principal.is_service else ""}
+
+
 def _visible(organization_id: int, what: str):
     """A row of another organisation does not exist for STAFF."""
     if not current_principal().sees(organization_id):
@@ -396,24 +404,27 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 raise InvalidArgument("no identity provider is set up (JWT_JWKS_URL)")
             email = self._identity_provider.email_of(request.id_token)
             return self._session(signin.login_as(email, request.client_ip, self._clock(),
-                                                 refresh_ttl_s=ttl, provider="jwks"))
+                                                 refresh_ttl_s=ttl, provider="jwks",
+                                                 **_call_origin()))
         return self._session(signin.login(request.email, request.password, request.client_ip,
-                                          self._clock(), refresh_ttl_s=ttl))
+                                          self._clock(), refresh_ttl_s=ttl, **_call_origin()))
 
     def Refresh(self, request, context):
         self._check_configured()
         return self._session(signin.refresh(request.refresh_token, request.client_ip,
                                             self._clock(),
-                                            refresh_ttl_s=self._settings.refresh_token_ttl_s))
+                                            refresh_ttl_s=self._settings.refresh_token_ttl_s,
+                                            **_call_origin()))
 
     def Logout(self, request, context):
-        signin.logout(request.refresh_token, request.client_ip, self._clock())
+        signin.logout(request.refresh_token, request.client_ip, self._clock(), **_call_origin())
         return auth_pb2.LogoutResponse()
 
     def ChangePassword(self, request, context):
         principal = current_principal()
         attempt = signin.start_password_check(principal.user_id, current_call().client_ip,
-                                              self._clock())
+                                              self._clock(), **_call_origin())
+
         def change_password(change: Change):
             ended = signin.change_password(principal.user_id, principal.session_id,
                                            request.current_password, request.new_password,

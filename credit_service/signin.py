@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from peewee import fn
 
 from carpet_common.auth import MAX_JWT_LIFETIME_S
-from carpet_common.calls import current_call, current_principal
 from carpet_common.db import is_postgres
 from carpet_common.errors import (
     InvalidArgument,
@@ -61,18 +60,28 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a sign-in call comes from, as its audit row names it: the person's address (the
+    gateway passes it on), the call's request id and the service that relayed it — given by
+    the servicer, so this module never reads the call's context."""
+
+    client_ip: str = ""
+    request_id: str = ""
+    via: str = ""
+
+
 def _audit(action: str, outcome: str, *, actor: str, user: User | None = None,
-           client_ip: str = "", details: dict | None = None) -> None:
+           origin: Origin, details: dict | None = None) -> None:
     """A sign-in event in the audit log, naming the person; never a password or token."""
-    principal = current_principal()
     details = dict(details or {})
-    if principal is not None and principal.is_service:
-        details["via"] = principal.actor
+    if origin.via:
+        details["via"] = origin.via
     append_audit(AuditEntry(
         actor=actor, role=user.role if user else "", action=f"{AUTH}/{action}", outcome=outcome,
         organization_id=user.organization_id if user else None,
         target=f"user:{user.id}" if user else "", details=json.dumps(details, sort_keys=True),
-        peer=client_ip, request_id=current_call().request_id,
+        peer=origin.client_ip, request_id=origin.request_id,
         actor_user_id=user.id if user else None))
 
 
@@ -156,7 +165,8 @@ def _end_sessions(condition, reason: str, now: datetime.datetime) -> int:
 
 
 def login(email: str, password: str, client_ip: str, now: datetime.datetime, *,
-          refresh_ttl_s: int) -> SignedIn:
+          refresh_ttl_s: int, request_id: str = "", via: str = "") -> SignedIn:
+    origin = Origin(client_ip, request_id, via)
     try:
         account = normalize_email(email)
     except InvalidArgument:
@@ -166,20 +176,20 @@ def login(email: str, password: str, client_ip: str, now: datetime.datetime, *,
         attempt = _start_attempt(keys, now)
     except ResourceExhausted as error:
         if _first_refusal(keys, now):
-            _audit("Login", "denied:RESOURCE_EXHAUSTED", actor=account, client_ip=client_ip,
+            _audit("Login", "denied:RESOURCE_EXHAUSTED", actor=account, origin=origin,
                    details={"error": error.message, "retry_after_s": error.retry_after_s,
                             "note": "further refusals in this window are not written"})
         raise
     user = User.get_or_none(User.email == account)
     if not passwords.verify_password(user.password_hash if user else "", password):
-        _audit("Login", "denied:UNAUTHENTICATED", actor=account, user=user, client_ip=client_ip,
+        _audit("Login", "denied:UNAUTHENTICATED", actor=account, user=user, origin=origin,
                details={"error": WRONG_CREDENTIALS})
         raise Unauthenticated(WRONG_CREDENTIALS)
     if not user.active:
         _audit("Login", "denied:PERMISSION_DENIED", actor=account, user=user,
-               client_ip=client_ip, details={"error": "user is deactivated"})
+               origin=origin, details={"error": "user is deactivated"})
         raise PermissionDenied("this user is deactivated", reason="USER_DEACTIVATED")
-    _refuse_if_suspended(user, account, client_ip)
+    _refuse_if_suspended(user, account, origin)
     with database.atomic():
         # The right password: this attempt was no failure, and the account starts afresh.
         (LoginFailure.delete().where(LoginFailure.id.in_(attempt)
@@ -188,49 +198,52 @@ def login(email: str, password: str, client_ip: str, now: datetime.datetime, *,
             User.update(password_hash=passwords.hash_password(password)).where(
                 User.id == user.id).execute()
         signed_in = _new_session(accounts.get_user(user.id), now, refresh_ttl_s)
-        _audit("Login", "ok", actor=account, user=user, client_ip=client_ip,
+        _audit("Login", "ok", actor=account, user=user, origin=origin,
                details={"session": signed_in.session_id})
     return signed_in
 
 
-def _refuse_if_suspended(user: User, account: str, client_ip: str) -> None:
+def _refuse_if_suspended(user: User, account: str, origin: Origin) -> None:
     """The right credentials of a suspended organisation's user: refused, saying why."""
     try:
         controls.check_not_suspended(user.organization_id)
     except OrganizationSuspended as error:
         _audit("Login", "denied:FAILED_PRECONDITION", actor=account, user=user,
-               client_ip=client_ip, details={"error": "organisation suspended"})
+               origin=origin, details={"error": "organisation suspended"})
         raise error from None
 
 
 def login_as(email: str, client_ip: str, now: datetime.datetime, *,
-             refresh_ttl_s: int, provider: str) -> SignedIn:
+             refresh_ttl_s: int, provider: str, request_id: str = "", via: str = ""
+             ) -> SignedIn:
     """A sign-in proved by an outside identity provider's token for `email`."""
+    origin = Origin(client_ip, request_id, via)
     try:
         account = normalize_email(email)
     except InvalidArgument:
         raise Unauthenticated("the identity provider's token names no valid email") from None
     user = User.get_or_none(User.email == account)
     if user is None:
-        _audit("Login", "denied:UNAUTHENTICATED", actor=account, client_ip=client_ip,
+        _audit("Login", "denied:UNAUTHENTICATED", actor=account, origin=origin,
                details={"error": "no user with this email", "provider": provider})
         raise Unauthenticated("no user has the email this token names")
     if not user.active:
         _audit("Login", "denied:PERMISSION_DENIED", actor=account, user=user,
-               client_ip=client_ip, details={"error": "user is deactivated"})
+               origin=origin, details={"error": "user is deactivated"})
         raise PermissionDenied("this user is deactivated", reason="USER_DEACTIVATED")
-    _refuse_if_suspended(user, account, client_ip)
+    _refuse_if_suspended(user, account, origin)
     with database.atomic():
         signed_in = _new_session(accounts.get_user(user.id), now, refresh_ttl_s)
-        _audit("Login", "ok", actor=account, user=user, client_ip=client_ip,
+        _audit("Login", "ok", actor=account, user=user, origin=origin,
                details={"session": signed_in.session_id, "provider": provider})
     return signed_in
 
 
 def refresh(token: str, client_ip: str, now: datetime.datetime, *,
-            refresh_ttl_s: int) -> SignedIn:
+            refresh_ttl_s: int, request_id: str = "", via: str = "") -> SignedIn:
     """The next refresh token of the session; the presented one is spent. A spent one again
     ends the session (committed before the refusal is raised)."""
+    origin = Origin(client_ip, request_id, via)
     with database.atomic():
         row = (RefreshToken.select(RefreshToken, AuthSession).join(AuthSession)
                .where(RefreshToken.token_hash == _digest(token)).first()) if token else None
@@ -242,7 +255,7 @@ def refresh(token: str, client_ip: str, now: datetime.datetime, *,
         if not spent:  # spent before (or by a concurrent call): a copy is in other hands
             _end_sessions(AuthSession.id == row.session.id, "refresh token reused", now)
             _audit("Refresh", "denied:UNAUTHENTICATED", actor=user.email, user=user,
-                   client_ip=client_ip, details={"error": "spent refresh token presented "
+                   origin=origin, details={"error": "spent refresh token presented "
                                                           "again: session ended",
                                                  "session": row.session.id})
         elif not user.active:
@@ -254,8 +267,10 @@ def refresh(token: str, client_ip: str, now: datetime.datetime, *,
     raise Unauthenticated(BAD_REFRESH_TOKEN)
 
 
-def logout(token: str, client_ip: str, now: datetime.datetime) -> None:
+def logout(token: str, client_ip: str, now: datetime.datetime, *, request_id: str = "",
+           via: str = "") -> None:
     """Ends the session of any of its refresh tokens (again: nothing more to do)."""
+    origin = Origin(client_ip, request_id, via)
     with database.atomic():
         row = (RefreshToken.select(RefreshToken, AuthSession).join(AuthSession)
                .where(RefreshToken.token_hash == _digest(token)).first()) if token else None
@@ -263,7 +278,7 @@ def logout(token: str, client_ip: str, now: datetime.datetime) -> None:
             raise Unauthenticated(BAD_REFRESH_TOKEN)
         if _end_sessions(AuthSession.id == row.session.id, "logout", now):
             user = accounts.get_user(row.session.user_id)
-            _audit("Logout", "ok", actor=user.email, user=user, client_ip=client_ip,
+            _audit("Logout", "ok", actor=user.email, user=user, origin=origin,
                    details={"session": row.session.id})
 
 
@@ -277,20 +292,21 @@ def _signed_in_user(user_id: int | None) -> User:
     return user
 
 
-def start_password_check(user_id: int | None, client_ip: str,
-                         now: datetime.datetime) -> list[int]:
+def start_password_check(user_id: int | None, client_ip: str, now: datetime.datetime, *,
+                         request_id: str = "", via: str = "") -> list[int]:
     """A password change's check of the current password counts like a sign-in: its failure
     rows (account and address) are written and committed before the change runs, so a wrong
     password, which rolls the change back, still counts, and a stolen access token cannot
     try passwords without end. RESOURCE_EXHAUSTED while the account is locked."""
     user = _signed_in_user(user_id)
+    origin = Origin(client_ip, request_id, via)
     keys = _failure_keys(user.email, client_ip)
     try:
         return _start_attempt(keys, now)
     except ResourceExhausted as error:
         if _first_refusal(keys, now):
             _audit("ChangePassword", "denied:RESOURCE_EXHAUSTED", actor=user.email, user=user,
-                   client_ip=client_ip, details={"error": error.message,
+                   origin=origin, details={"error": error.message,
                                                  "retry_after_s": error.retry_after_s})
         raise
 

@@ -44,7 +44,7 @@ def person(credit_db, clock):
 
 
 def login(clock, password=PASSWORD, email="ayse@example.com", address=ADDRESS):
-    return signin.login(email, password, address, clock(), refresh_ttl_s=TTL)
+    return signin.login(email, password, address, clock(), refresh_ttl_s=TTL, request_id="req-1")
 
 
 def audited():
