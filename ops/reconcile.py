@@ -26,6 +26,7 @@ from credit_service import models as credit_models
 from render_service import models as render_models
 from render_service.audit_outbox import CANCEL, CREATE_CARPET
 from render_service.credit_client import hold_reference
+from render_service.jobs import CANCELED_TEXT
 from render_service.renderers import FALLBACK_RENDERER
 from render_service.verify import count_problems
 
@@ -171,7 +172,7 @@ def _audited_targets(action: str, targets: list[str]) -> set[str]:
 def audit_problems():
     RenderJob, Carpet = render_models.RenderJob, render_models.Carpet
     canceled = RenderJob.select(RenderJob.id).where(
-        (RenderJob.status == "failed") & (RenderJob.error_text == "canceled"))
+        (RenderJob.status == "failed") & (RenderJob.error_text == CANCELED_TEXT))
     for batch in _in_batches(canceled, RenderJob.id):
         targets = {job.id: f"render_job:{job.id}" for job in batch}
         audited = _audited_targets(CANCEL, list(targets.values()))

@@ -30,6 +30,7 @@ from render_service.models import (
 )
 
 TERMINAL = ("success", "failed")
+CANCELED_TEXT = "canceled"
 
 
 # The submission path's writes, written once as SQL (see carpet_common.db.Statement). The job's
@@ -269,7 +270,7 @@ def fail_unstarted(job_id: int, error_text: str, now: datetime.datetime, *,
 
 def cancel_job(job_id: int, now: datetime.datetime) -> RenderJob:
     """A queued job -> failed "canceled", its hold marked for release."""
-    if not fail_unstarted(job_id, "canceled", now, release_pending=True):
+    if not fail_unstarted(job_id, CANCELED_TEXT, now, release_pending=True):
         job = get_job(job_id)
         raise FailedPrecondition(f"render {job_id} is {job.status}; only queued renders can be "
                                  f"canceled", reason="NOT_CANCELLABLE")

@@ -28,6 +28,10 @@ from render_service.placement import check_corners, dump
 logger = logging.getLogger(__name__)
 
 INSUFFICIENT_CREDITS_TEXT = "insufficient credits"
+CREDIT_UNAVAILABLE_TEXT = "credit service unavailable"
+# The fixed texts a submission or a cancel ends a job with (the console shows each in the
+# reader's words; a refusal's own message, naming its limit, is shown as it is).
+SUBMISSION_ERROR_TEXTS = (INSUFFICIENT_CREDITS_TEXT, CREDIT_UNAVAILABLE_TEXT, jobs.CANCELED_TEXT)
 
 
 def cost_of(settings: Settings, mode: str) -> int:
@@ -127,7 +131,7 @@ def _reserve(submission: jobs.Submission, job_id: int, credit: CreditClient,
         # SPEND_LIMIT_REACHED, ORGANIZATION_SUSPENDED, an unknown organisation
         raise _Refused(error, error.message, release_pending=False) from None
     except Exception as error:  # noqa: BLE001 - unreachable, or an answer that was lost
-        raise _Refused(error, "credit service unavailable", release_pending=True) from None
+        raise _Refused(error, CREDIT_UNAVAILABLE_TEXT, release_pending=True) from None
 
 
 def _give_back(credit: CreditClient, hold_id: int, reason: str) -> bool:

@@ -47,6 +47,14 @@ JOB_SECONDS = Histogram("carpet_render_job_duration_seconds",
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 IDLE_POLL_S = 0.2
 REPEATED_FAILURE_TEXT = "render failed repeatedly"
+RENDER_FAILED_TEXT = "render failed"
+NOT_A_PICTURE_TEXT = "the renderer's output is not a PNG or JPEG picture"
+HOLD_EXPIRED_TEXT = "credit hold expired before the render finished"
+HOLD_GONE_TEXT = "credit hold was no longer held"
+# The fixed texts a worker ends a job with (the console shows each in the reader's words;
+# a renderer's own error text is shown as it is).
+WORKER_ERROR_TEXTS = (REPEATED_FAILURE_TEXT, RENDER_FAILED_TEXT, NOT_A_PICTURE_TEXT,
+                      HOLD_EXPIRED_TEXT, HOLD_GONE_TEXT)
 
 
 class _Heartbeat(threading.Thread):
@@ -161,8 +169,7 @@ class WorkerPool:
             captured = self._credit.capture(hold_id)
         except errors.FailedPrecondition as error:
             # The hold expired (or was released) before the render finished: nothing charged.
-            text = ("credit hold expired before the render finished"
-                    if error.reason == "HOLD_EXPIRED" else "credit hold was no longer held")
+            text = HOLD_EXPIRED_TEXT if error.reason == "HOLD_EXPIRED" else HOLD_GONE_TEXT
             jobs.finish_failed(job.id, owner, text, self._clock(), release_pending=False)
             return
         except errors.Unavailable:
@@ -186,14 +193,14 @@ class WorkerPool:
             return None
         except Exception:
             logger.exception("renderer crashed on job %d", job.id)
-            self._fail(job, owner, "render failed")
+            self._fail(job, owner, RENDER_FAILED_TEXT)
             return None
         try:
             # What is stored and served is what the bytes are, whatever the renderer said
             # they were: the console serves it on its own origin.
             output = read_header(image.data, "the rendered picture")
         except InvalidArgument:
-            self._fail(job, owner, "the renderer's output is not a PNG or JPEG picture")
+            self._fail(job, owner, NOT_A_PICTURE_TEXT)
             return None
         name = self._store.save(job.id, image.data, output.content_type)
         renderer = image.renderer or self._renderer.name

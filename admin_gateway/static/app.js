@@ -25,6 +25,9 @@ const state = {
 };
 
 const modeName = (mode) => i18n.known(`mode.${mode}`, mode);
+// A job's error in the reader's words where it is one of the service's fixed texts; a
+// renderer's or a refusal's own message as it is.
+const jobError = (text) => (text ? i18n.known(`jobError.${text}`, text) : "");
 
 // A row that added a grant says which kind and until when ("Grant: promotional, until …").
 function logKind(log) {
@@ -124,7 +127,7 @@ const lists = {
       cell(row, modeName(job.mode));
       cell(row, t(`status.${status}`)).className = `status-${status}`;
       cell(row, i18n.number(job.creditsCharged));
-      cell(row, job.errorText || "");
+      cell(row, jobError(job.errorText));
       const picture = cell(row, "");
       const open = button(t("renders.open"), () => showRender(item));
       open.setAttribute("aria-label", t("renders.detail", { id: job.id }));
@@ -402,7 +405,7 @@ function showRender(item) {
     [t("renders.carpet"), item.carpetName || `#${job.carpetId}`],
     [t("common.user"), item.userName || t("common.none")],
     [t("renders.credits"), i18n.number(job.creditsCharged)],
-    [t("common.created"), i18n.moment(job.createdAt)], [t("renders.error"), job.errorText || t("common.none")],
+    [t("common.created"), i18n.moment(job.createdAt)], [t("renders.error"), jobError(job.errorText) || t("common.none")],
     [t("renders.renderer"), job.renderer ? i18n.known(`renderer.${job.renderer}`, job.renderer)
                                          : t("common.none")], [t("renders.placement"), placementText(job)],
   ];

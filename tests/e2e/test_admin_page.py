@@ -116,6 +116,11 @@ def test_every_screen_in_turkish_and_english(browser, world, http_gateway,  # no
         adjusted = page.locator("#audit tbody tr", has_text="AdjustCredits")
         expect(adjusted).to_have_count(0)  # the method's name, not the reader's words
         expect(page.locator("#audit tbody tr", has_text=action).first).to_contain_text(outcome)
+        # A job's fixed error text in the reader's words, not the service's English.
+        open_screen(page, "renders")
+        expect(page.locator("#renders tbody")).to_contain_text(
+            {"tr": "Kredi yetersiz", "en": "Not enough credit"}[language])
+        expect(page.locator("#renders tbody")).not_to_contain_text("insufficient credits")
         # No untranslated catalogue key is left on any screen.
         assert not re.search(r"\b(nav|common|orgs|users|renders|audit|adjust|kind|action|outcome"
                              r"|mode|renderer|logReason|code|error)\.[A-Za-z_]+\b",

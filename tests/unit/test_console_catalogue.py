@@ -21,6 +21,8 @@ from credit_service.models import DELIVERY_STATES, WEBHOOK_EVENT_TYPES
 from credit_service.verify import ORGANIZATION_CREATED
 from protos.carpet.credit.v1 import credit_pb2
 from render_service.renderers import FALLBACK_RENDERER
+from render_service.renders import SUBMISSION_ERROR_TEXTS
+from render_service.worker import WORKER_ERROR_TEXTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCES = ("carpet_common", "credit_service", "render_service", "admin_gateway")
@@ -71,6 +73,7 @@ def expected_keys():
     keys |= {f"mode.{mode}" for mode in load_settings({}).render_modes}
     keys |= {f"renderer.{name}" for name in ("local", "http", "http-async", FALLBACK_RENDERER)}
     keys |= {f"csv.{column.header}" for export in EXPORTS.values() for column in export.columns}
+    keys |= {f"jobError.{text}" for text in (*SUBMISSION_ERROR_TEXTS, *WORKER_ERROR_TEXTS)}
     keys |= {f"grantKind.{kind}" for kind in credit_pb2.GrantKind.keys()
              if kind != "GRANT_KIND_UNSPECIFIED"}
     keys |= {f"event.{event}" for event in WEBHOOK_EVENT_TYPES}
