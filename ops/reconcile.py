@@ -171,18 +171,17 @@ def _audited_targets(action: str, targets: list[str]) -> set[str]:
 
 def audit_problems():
     RenderJob, Carpet = render_models.RenderJob, render_models.Carpet
-    canceled = RenderJob.select(RenderJob.id).where(
-        (RenderJob.status == "failed") & (RenderJob.error_text == CANCELED_TEXT))
-    for batch in _in_batches(canceled, RenderJob.id):
-        targets = {job.id: f"render_job:{job.id}" for job in batch}
-        audited = _audited_targets(CANCEL, list(targets.values()))
-        for job_id, target in targets.items():
-            if target not in audited:
-                yield f"invariant 3: canceled render job {job_id} has no audit record"
-    carpets = Carpet.select(Carpet.id)
-    for batch in _in_batches(carpets, Carpet.id):
-        targets = {carpet.id: f"carpet:{carpet.id}" for carpet in batch}
-        audited = _audited_targets(CREATE_CARPET, list(targets.values()))
-        for carpet_id, target in targets.items():
-            if target not in audited:
-                yield f"invariant 3: carpet {carpet_id} has no audit record of its creation"
+    changes = (  # what was changed, the action that audits it, its target, the report line
+        (RenderJob.select(RenderJob.id).where((RenderJob.status == "failed")
+                                              & (RenderJob.error_text == CANCELED_TEXT)),
+         RenderJob.id, CANCEL, "render_job", "canceled render job {} has no audit record"),
+        (Carpet.select(Carpet.id), Carpet.id, CREATE_CARPET, "carpet",
+         "carpet {} has no audit record of its creation"),
+    )
+    for query, id_field, action, kind, problem in changes:
+        for batch in _in_batches(query, id_field):
+            targets = {row.id: f"{kind}:{row.id}" for row in batch}
+            audited = _audited_targets(action, list(targets.values()))
+            for row_id, target in targets.items():
+                if target not in audited:
+                    yield "invariant 3: " + problem.format(row_id)
