@@ -206,7 +206,20 @@ def check_not_suspended(organization_id: int) -> None:
                  .where((Organization.id == organization_id)
                         & Organization.suspended_at.is_null(False)).scalar())
     if suspended is not None:
-        raise OrganizationSuspended(f"organisation {organization_id} is suspended: {suspended}")
+        raise OrganizationSuspended(suspended_message(organization_id, suspended))
+
+
+def suspended_message(organization_id: int, reason: str) -> str:
+    """The refusal's text, kept on a failed render job too (the console words it by its
+    shape: admin_gateway/static/ui.js, jobError)."""
+    return f"organisation {organization_id} is suspended: {reason}"
+
+
+def spend_limit_message(user_id: int | None, limit: int) -> str:
+    """The refusal's text when a reservation would pass a spend limit (as above)."""
+    what = ("this month's spend limit" if user_id is None
+            else f"user {user_id}'s daily spend limit")
+    return f"{what} of {limit} credits would be passed"
 
 
 # --- reads -----------------------------------------------------------------------------------

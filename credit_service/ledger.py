@@ -214,9 +214,8 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
         raise InsufficientCredits("not enough available credit") from None
     except controls.LimitRefused as refused:
         controls.note_refusal(organization_id, refused, now)
-        what = ("this month's spend limit" if refused.user_id is None
-                else f"user {refused.user_id}'s daily spend limit")
-        raise SpendLimitReached(f"{what} of {refused.limit} credits would be passed") from None
+        raise SpendLimitReached(controls.spend_limit_message(refused.user_id, refused.limit)
+                                ) from None
     except IntegrityError:
         # The hold's foreign key: there is no such organisation (its user was checked above,
         # and users are never deleted).

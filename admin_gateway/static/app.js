@@ -9,7 +9,7 @@ import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 import {
   $, PagedList, button, cell, checkDays, clearInvalid, dayEnd, dayStart, explain,
-  fillDelimiterPickers, guarded, invalid, notify, outcomeText, randomKey, showError,
+  fillDelimiterPickers, guarded, invalid, jobError, notify, outcomeText, randomKey, showError,
 } from "./ui.js";
 
 const MAX_ADJUSTMENT = 1e12;  // the ledger's own bound on one adjustment
@@ -25,9 +25,6 @@ const state = {
 };
 
 const modeName = (mode) => i18n.known(`mode.${mode}`, mode);
-// A job's error in the reader's words where it is one of the service's fixed texts; a
-// renderer's or a refusal's own message as it is.
-const jobError = (text) => (text ? i18n.known(`jobError.${text}`, text) : "");
 
 // A row that added a grant says which kind and until when ("Grant: promotional, until …").
 function logKind(log) {

@@ -68,6 +68,30 @@ export function randomKey() {
   return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
+// A failed job's error text in the reader's words: one of the render service's fixed texts
+// (`jobError.<text>`), or a refusal kept on the job, recognised by its shape (the credit
+// service's controls.suspended_message / spend_limit_message) with its figures; anything
+// else (a renderer's own message) as it is.
+const JOB_REFUSALS = [
+  [/^organisation (\d+) is suspended: (.*)$/s, (m) => ["jobError.suspended", { reason: m[2] }]],
+  [/^this month's spend limit of (\d+) credits would be passed$/,
+   (m) => ["jobError.monthlyLimit", { limit: i18n.number(m[1]) }]],
+  [/^user (\d+)'s daily spend limit of (\d+) credits would be passed$/,
+   (m) => ["jobError.dailyLimit", { user: m[1], limit: i18n.number(m[2]) }]],
+];
+
+export function jobError(text) {
+  if (!text) return "";
+  for (const [shape, words] of JOB_REFUSALS) {
+    const match = shape.exec(text);
+    if (match) {
+      const [key, params] = words(match);
+      return t(key, params);
+    }
+  }
+  return i18n.known(`jobError.${text}`, text);
+}
+
 // ---- tables -------------------------------------------------------------------------------
 
 export function cell(row, content) {

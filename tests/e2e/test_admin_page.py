@@ -11,6 +11,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
+from credit_service.controls import spend_limit_message, suspended_message
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2, notification_pb2
 from tests.helpers import ADMIN, ADMIN_TOKEN
 from tests.integration.test_admin_gateway import world  # noqa: F401 - the shared fixture
@@ -116,6 +117,20 @@ def test_every_screen_in_turkish_and_english(browser, world, http_gateway,  # no
         adjusted = page.locator("#audit tbody tr", has_text="AdjustCredits")
         expect(adjusted).to_have_count(0)  # the method's name, not the reader's words
         expect(page.locator("#audit tbody tr", has_text=action).first).to_contain_text(outcome)
+        # A refusal kept on a failed job, recognised by the shape the credit service writes
+        # it in, and worded with its figures.
+        refusals = [suspended_message(2, "unpaid invoice"), spend_limit_message(None, 5000),
+                    spend_limit_message(7, 30)]
+        assert page.evaluate(
+            "(texts) => import('/admin/static/ui.js').then((ui) => texts.map(ui.jobError))",
+            refusals) == {
+            "tr": ["Kuruluş askıya alınmıştı: unpaid invoice",
+                   "Bu ayın 5.000 kredilik harcama limiti aşılacaktı",
+                   "7 numaralı kullanıcının 30 kredilik günlük harcama limiti aşılacaktı"],
+            "en": ["The organisation was suspended: unpaid invoice",
+                   "This month's spend limit of 5,000 credits would have been passed",
+                   "User 7's daily spend limit of 30 credits would have been passed"],
+        }[language]
         # A job's fixed error text in the reader's words, not the service's English.
         open_screen(page, "renders")
         expect(page.locator("#renders tbody")).to_contain_text(
