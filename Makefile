@@ -50,6 +50,7 @@ BUF_AGAINST ?= .git\#ref=HEAD~1
 
 lint: protos
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(VENV)/bin/buf lint
 	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
 		$(VENV)/bin/buf breaking --against '$(BUF_AGAINST)'; \
@@ -77,7 +78,7 @@ clients: $(STAMP)
 	cd clients/node && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 clean:
-	rm -rf $(VENV) var bench/results .pytest_cache .ruff_cache $(PROTO_STAMP) *.egg-info \
+	rm -rf $(VENV) var bench/results .pytest_cache .ruff_cache .mypy_cache $(PROTO_STAMP) *.egg-info \
 		clients/python/build clients/python/dist clients/python/*.egg-info \
 		clients/node/node_modules clients/node/dist clients/node/src/generated clients/node/protos
 	find protos -name '*_pb2*.py*' -delete

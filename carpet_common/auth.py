@@ -23,6 +23,7 @@ import os
 import threading
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -82,7 +83,7 @@ class Principal:
         and services); STAFF naming another organisation is refused."""
         if not self.is_staff:
             return organization_id
-        if organization_id not in (0, self.organization_id):
+        if self.organization_id is None or organization_id not in (0, self.organization_id):
             raise PermissionDenied("STAFF may only see its own organisation")
         return self.organization_id
 
@@ -164,7 +165,8 @@ def admit(identity: Identity, rule: Rule | None) -> Principal:
     raise PermissionDenied(f"{identity.actor} ({identity.role or 'no role'}) may not call this")
 
 
-_JWK_ALGORITHMS = {"RSA": (RSAAlgorithm, "RS256"), "EC": (ECAlgorithm, "ES256")}
+_JWK_ALGORITHMS: dict[str, tuple[type[RSAAlgorithm] | type[ECAlgorithm], str]] = {
+    "RSA": (RSAAlgorithm, "RS256"), "EC": (ECAlgorithm, "ES256")}
 
 
 class _JwksKeys:
@@ -174,7 +176,7 @@ class _JwksKeys:
         self._path = path
         self._lock = threading.Lock()
         self._mtime: float | None = None
-        self._keys: dict[str, tuple[object, str]] = {}
+        self._keys: dict[str, tuple[Any, str]] = {}
 
     def get(self, kid: str) -> tuple[object, str] | None:
         mtime = os.stat(self._path).st_mtime
@@ -184,7 +186,7 @@ class _JwksKeys:
                 self._mtime = mtime
             return self._keys.get(kid)
 
-    def _load(self) -> dict[str, tuple[object, str]]:
+    def _load(self) -> dict[str, tuple[Any, str]]:
         with open(self._path) as handle:
             document = json.load(handle)
         keys = {}
@@ -257,7 +259,7 @@ class Authenticator:
             raise Unauthenticated(refusal)
         return match
 
-    def _key_for(self, token: str) -> tuple[object, str]:
+    def _key_for(self, token: str) -> tuple[Any, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

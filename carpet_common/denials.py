@@ -69,7 +69,7 @@ class DenialLog:
                 self._timer.cancel()
                 self._timer = None
             pending = [(denial, methods) for _, denial, methods in self._seen.values()
-                       if methods]
+                       if methods and denial is not None]
             overflow, self._overflow = self._overflow, 0
             self._seen, self._window_started = {}, time.monotonic()
         for denial, methods in pending:

@@ -97,7 +97,8 @@ def rich_status(code: grpc.StatusCode, message: str, reason: str,
 
 def error_status(error: errors.DomainError) -> grpc.Status:
     """The status, reason and message the error's class carries."""
-    extra, trailers = {}, ()
+    extra: dict[str, str] = {}
+    trailers: tuple[tuple[str, str], ...] = ()
     if isinstance(error, errors.ResourceExhausted):
         extra["retry_after_s"] = str(error.retry_after_s)
         trailers = (("retry-after", str(error.retry_after_s)),)

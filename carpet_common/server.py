@@ -102,7 +102,7 @@ def service_channel(target: str, security: ChannelSecurity = PLAINTEXT, *,
     """A channel from one service to another, presenting this process's identity: its client
     certificate under mTLS, and `service_token` (SERVICE_TOKEN) on every call when given.
     `service_config`: gRPC service config JSON (retry policies)."""
-    options = CLIENT_CHANNEL_OPTIONS
+    options: tuple[tuple[str, str | int], ...] = CLIENT_CHANNEL_OPTIONS
     if service_config:
         options = (*options, ("grpc.service_config", service_config))
     if security.roots and security.server_name:

@@ -223,9 +223,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     defaults = Settings()
 
-    def text(name: str, default: str | None) -> str | None:
-        value = env.get(name)
-        return value if value not in (None, "") else default
+    def optional(name: str) -> str | None:
+        """The variable's value, None when unset or empty."""
+        return env.get(name) or None
+
+    def text(name: str, default: str) -> str:
+        return optional(name) or default
 
     log_format = text("LOG_FORMAT", defaults.log_format)
     if log_format not in ("text", "json"):
@@ -249,12 +252,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_http_addr=text("ADMIN_HTTP_ADDR", defaults.admin_http_addr),
         admin_tokens=parse_admin_tokens(env.get("ADMIN_TOKENS", "")),
         jwt_secret=_secret(env, "JWT_SECRET", MIN_SECRET_BYTES),
-        jwt_jwks_file=text("JWT_JWKS_FILE", None),
+        jwt_jwks_file=optional("JWT_JWKS_FILE"),
         jwt_audience=text("JWT_AUDIENCE", defaults.jwt_audience),
         jwt_issuer=text("JWT_ISSUER", defaults.jwt_issuer),
         renderer=renderer,
-        render_api_url=text("RENDER_API_URL", None),
-        render_api_key=text("RENDER_API_KEY", None),
+        render_api_url=optional("RENDER_API_URL"),
+        render_api_key=optional("RENDER_API_KEY"),
         render_api_allow_http=_flag(env, "RENDER_API_ALLOW_HTTP", False),
         render_api_mode=render_api_mode,
         render_fallback=render_fallback,
@@ -277,12 +280,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         seed_admin_name=text("SEED_ADMIN_NAME", defaults.seed_admin_name),
         seed_admin_email=text("SEED_ADMIN_EMAIL", defaults.seed_admin_email),
         seed_credits=_int(env, "SEED_CREDITS", defaults.seed_credits),
-        metrics_addr=text("METRICS_ADDR", None),
-        tls_cert=text("TLS_CERT", None),
-        tls_key=text("TLS_KEY", None),
-        tls_client_ca=text("TLS_CLIENT_CA", None),
-        tls_ca=text("TLS_CA", None),
-        tls_server_name=text("TLS_SERVER_NAME", None),
+        metrics_addr=optional("METRICS_ADDR"),
+        tls_cert=optional("TLS_CERT"),
+        tls_key=optional("TLS_KEY"),
+        tls_client_ca=optional("TLS_CLIENT_CA"),
+        tls_ca=optional("TLS_CA"),
+        tls_server_name=optional("TLS_SERVER_NAME"),
         service_tokens=parse_admin_tokens(env.get("SERVICE_TOKENS", ""), "SERVICE_TOKENS",
                                           MIN_SERVICE_TOKEN_LENGTH),
         service_token=_secret(env, "SERVICE_TOKEN", MIN_SERVICE_TOKEN_LENGTH),
@@ -291,12 +294,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audit_hmac_key=(key.encode() if (key := _secret(env, "AUDIT_HMAC_KEY",
                                                          MIN_SECRET_BYTES)) else None),
         allow_plaintext=_flag(env, "ALLOW_PLAINTEXT", False),
-        seed_admin_password=text("SEED_ADMIN_PASSWORD", None),
+        seed_admin_password=optional("SEED_ADMIN_PASSWORD"),
         access_token_ttl_s=_bounded_duration(env, "ACCESS_TOKEN_TTL",
                                              defaults.access_token_ttl_s, 24 * 3600),
         refresh_token_ttl_s=_bounded_duration(env, "REFRESH_TOKEN_TTL",
                                               defaults.refresh_token_ttl_s, 365 * 24 * 3600),
-        jwt_jwks_url=text("JWT_JWKS_URL", None),
+        jwt_jwks_url=optional("JWT_JWKS_URL"),
         grpc_reflection=_flag(env, "GRPC_REFLECTION", True),
         streams_per_process=_int(env, "STREAMS_PER_PROCESS", defaults.streams_per_process,
                                  minimum=1),
