@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from credit_service import models as credit_models
+from render_service import audit_outbox
 from render_service import models as render_models
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -28,6 +29,10 @@ def test_verify_reports_charges_that_do_not_match_jobs(credit_db, render_db, cre
     credit_models.CreditBalance.create(organization=org, balance=10, held=0)
     carpet = render_models.Carpet.create(sku="K", name="K", width_cm=1, length_cm=1, image=b"",
                                          image_content_type="image/png")
+    # Its audit record, as CreateCarpet writes it (reconcile checks every carpet has one).
+    audit_outbox.record(audit_outbox.CREATE_CARPET, audit_outbox.Who("test", "ADMIN"),
+                        outcome="ok", organization_id=None, target=f"carpet:{carpet.id}",
+                        details={}, now=render_models.utcnow())
 
     def job(status, **fields):
         return render_models.RenderJob.create(organization_id=org.id, carpet=carpet,
