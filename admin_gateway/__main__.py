@@ -10,7 +10,7 @@ import sys
 
 from carpet_common.auth import ROLE_ADMIN, ROLE_STAFF, mint_jwt
 from carpet_common.cli import refuse_plaintext_beyond_loopback, start
-from carpet_common.server import run_until_signal
+from carpet_common.server import catch_stop_signals, run_until_signal
 
 logger = logging.getLogger("admin_gateway")
 MAX_TTL_S = 24 * 60 * 60
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from admin_gateway.app import start_gateway
 
+    catch_stop_signals()  # before anything answers: a stop asked during start-up is kept
     refuse_plaintext_beyond_loopback(settings, ("ADMIN_GRPC_ADDR", settings.admin_grpc_addr),
                                      ("ADMIN_HTTP_ADDR", settings.admin_http_addr))
 

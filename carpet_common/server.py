@@ -313,18 +313,27 @@ async def _create_server(address, register, service_names, *, interceptors, max_
     return GrpcServer(server, health_servicer, tuple(service_names), bridge, pool), port
 
 
-def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] | None = None,
-                     grace: float = SHUTDOWN_GRACE_S) -> None:
-    """Block the main thread until SIGTERM or SIGINT, then stop everything gracefully."""
-    stop = threading.Event()
+_stop_requested = threading.Event()
+
+
+def catch_stop_signals() -> None:
+    """From now on SIGTERM and SIGINT ask for a graceful stop (run_until_signal). Called before
+    a process starts serving: a signal that arrived after the port answered but before the
+    stop was awaited used to interrupt the start-up half-way, and the process hung."""
 
     def request_stop(signum, _frame):
         logger.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
+        _stop_requested.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    stop.wait()
+
+
+def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] | None = None,
+                     grace: float = SHUTDOWN_GRACE_S) -> None:
+    """Block the main thread until SIGTERM or SIGINT, then stop everything gracefully."""
+    catch_stop_signals()  # a no-op when serve() caught them before starting
+    _stop_requested.wait()
     if on_stop is not None:
         on_stop()
     for running in servers:

@@ -12,7 +12,7 @@ from carpet_common.cli import (
 )
 from carpet_common.db import bind_database
 from carpet_common.migrate import apply_migrations
-from carpet_common.server import run_until_signal, serve_in_processes
+from carpet_common.server import catch_stop_signals, run_until_signal, serve_in_processes
 from credit_service import audit, migrations
 from credit_service.models import database
 
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(settings, process_index: int) -> int:
+    catch_stop_signals()  # before anything answers: a stop asked during start-up is kept
     from carpet_common.metrics import serve_metrics
     from credit_service.app import (
         build_server,
