@@ -9,7 +9,7 @@ import re
 import sys
 
 from carpet_common.auth import ROLE_ADMIN, ROLE_STAFF, mint_jwt
-from carpet_common.cli import refuse_plaintext_beyond_loopback, start
+from carpet_common.cli import exit_when_unable_to_listen, refuse_plaintext_beyond_loopback, start
 from carpet_common.server import catch_stop_signals, run_until_signal
 
 logger = logging.getLogger("admin_gateway")
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     refuse_plaintext_beyond_loopback(settings, ("ADMIN_GRPC_ADDR", settings.admin_grpc_addr),
                                      ("ADMIN_HTTP_ADDR", settings.admin_http_addr))
 
-    gateway = start_gateway(settings, settings.admin_grpc_addr, settings.admin_http_addr)
+    with exit_when_unable_to_listen():
+        gateway = start_gateway(settings, settings.admin_grpc_addr, settings.admin_http_addr)
     logger.info("admin gateway listening on %s (gRPC) and http://%s/admin/",
                 settings.admin_grpc_addr, settings.admin_http_addr)
     run_until_signal([gateway.grpc], on_stop=gateway.http.stop)

@@ -170,11 +170,13 @@ def start_gateway(settings: Settings, grpc_address: str, http_address: str) -> G
     socket_dir = tempfile.mkdtemp(prefix="carpet-admin-")
     os.chmod(socket_dir, 0o700)
     socket_path = os.path.join(socket_dir, "admin.sock")
-    running, port = build_server(settings, grpc_address, unix_socket=socket_path)
+    # The HTTP port is bound first: the gRPC health check says SERVING only once both listen
+    # (a taken HTTP port ends the process before anything answers).
     http = AdminHttpServer(http_address, f"unix:{socket_path}", Authenticator(settings),
                            settings.trusted_proxies,
                            backends={"credit": settings.credit_addr,
                                      "render": settings.render_addr},
                            security=ChannelSecurity.from_settings(settings))
+    running, port = build_server(settings, grpc_address, unix_socket=socket_path)
     http.start()
     return Gateway(running, port, http, socket_dir)

@@ -495,8 +495,14 @@ class AdminHttpServer:
         host, _, port = address.rpartition(":")
         self._app = AdminHttpApp(grpc_target, metrics_reader, trusted_proxies, backends,
                                  security)
-        self._server = waitress.create_server(self._app, host=host.strip("[]"), port=int(port),
-                                              ident="carpet-admin", **HTTP_LIMITS)
+        try:
+            self._server = waitress.create_server(self._app, host=host.strip("[]"),
+                                                  port=int(port), ident="carpet-admin",
+                                                  **HTTP_LIMITS)
+        except OSError as error:
+            self._app.close()
+            raise OSError(error.errno, f"could not bind HTTP address {address}: "
+                                       f"{error.strerror}") from None
         _limited_channels(self._server, trusted_proxies)
         _with_read_timeout(self._server)
         self._stopping = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,17 @@ def refuse_plaintext_beyond_loopback(settings: Settings, *listeners: tuple[str, 
                                  allow_plaintext=settings.allow_plaintext)
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@contextlib.contextmanager
+def exit_when_unable_to_listen():
+    """A listening address that cannot be bound (taken, or not this machine's) is said in one
+    line and ends the process with exit 2, instead of a traceback."""
+    try:
+        yield
+    except OSError as error:
+        print(f"cannot listen: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

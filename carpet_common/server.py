@@ -299,12 +299,15 @@ async def _create_server(address, register, service_names, *, interceptors, max_
     if reflection:  # GRPC_REFLECTION=off removes it
         grpc_reflection.enable_server_reflection(
             (*service_names, health.SERVICE_NAME, grpc_reflection.SERVICE_NAME), server)
-    if tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, _server_credentials(tls))
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, _server_credentials(tls))
+    except RuntimeError:  # grpc's word for a port it could not bind
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind gRPC address {address}")
+        raise OSError(f"could not bind gRPC address {address} (taken, or not this machine's)")
     if unix_socket is not None:  # a private local listener (plaintext; file permissions guard it)
         server.add_insecure_port(f"unix:{unix_socket}")
     await server.start()

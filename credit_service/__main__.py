@@ -5,6 +5,7 @@ import logging
 import sys
 
 from carpet_common.cli import (
+    exit_when_unable_to_listen,
     open_existing_database,
     refuse_plaintext_beyond_loopback,
     report,
@@ -82,7 +83,8 @@ def serve(settings, process_index: int) -> int:
     if settings.metrics_addr:
         register_gauges()
         serve_metrics(settings.metrics_addr, process_index)
-    running, port = build_server(settings, settings.credit_addr)
+    with exit_when_unable_to_listen():
+        running, port = build_server(settings, settings.credit_addr)
     sweeper = hold_sweeper(clock=system_clock)
     cleaner = record_cleaner(settings, clock=system_clock)
     dispatcher = webhook_dispatcher(settings, system_clock)

@@ -5,6 +5,7 @@ import logging
 import sys
 
 from carpet_common.cli import (
+    exit_when_unable_to_listen,
     open_existing_database,
     refuse_plaintext_beyond_loopback,
     report,
@@ -63,7 +64,8 @@ def serve(settings, process_index: int) -> int:
         register_gauges()
         serve_metrics(settings.metrics_addr, process_index)
     channel = credit_channel(settings)
-    running, port = build_server(settings, settings.render_addr, channel=channel)
+    with exit_when_unable_to_listen():
+        running, port = build_server(settings, settings.render_addr, channel=channel)
     workers = build_workers(settings, credit=CreditClient(channel))
     workers.start()
     logger.info("render service listening on %s (port %d, process %d), %d workers",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import random
 import socket
 import uuid
 from urllib.parse import urlparse, urlunparse
@@ -58,10 +59,28 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1  # REQUIRE_POSTGRES: a skipped PostgreSQL case fails the run
 
 
+# Ports for the processes a test starts come from below Linux's ephemeral range (32768-60999):
+# a port the kernel hands out for bind(0) is also one it hands out as the local end of any
+# outgoing connection, so one picked that way could be taken before the server bound it (a
+# gateway whose HTTP port went to a connection in between never answered HTTP in one CI run).
+_PORTS = range(20000, 32000)
+_handed_out: set[int] = set()
+_port_picker = random.Random(os.getpid())
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nobody listens on, never the same twice in one test run."""
+    while True:
+        port = _port_picker.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def _admin_execute(statement: str) -> None:

@@ -139,6 +139,31 @@ def test_short_admin_token_is_refused_at_start(module, tmp_path):
     assert "too-short-secret" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(("module", "variable"), [*((module, variable) for module, (variable, _)
+                                                     in sorted(SERVICES.items())),
+                                                   ("admin_gateway", "ADMIN_HTTP_ADDR")])
+def test_a_taken_address_is_said_in_one_line(module, variable, tmp_path):
+    """Another program listening on a process's address: it says which address and stops
+    (exit 2), no traceback. The gateway binds its HTTP port before its gRPC port answers."""
+    import socket
+
+    env = base_env(tmp_path)
+    for other in ADDRESS_SETTINGS.values():
+        env[other] = f"127.0.0.1:{free_port()}"
+    if module != "admin_gateway":
+        subprocess.run([sys.executable, "-m", module, "migrate"], env=env, check=True,
+                       cwd=ROOT, capture_output=True)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env[variable] = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run([sys.executable, "-m", module, "serve"], env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "cannot listen: " in result.stderr and env[variable] in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def child_pids(pid: int) -> set[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as children:
         return {int(child) for child in children.read().split()}
