@@ -45,6 +45,14 @@ POLICY = {
     f"/{SERVICE}/CreateUser": ADMIN,
     f"/{SERVICE}/AdjustCredits": ADMIN,
     f"/{SERVICE}/GetRenderImage": ADMIN_STAFF,
+    # The catalogues: STAFF their own organisation's (the render service scopes and audits).
+    f"/{SERVICE}/ListCarpets": ADMIN_STAFF,
+    f"/{SERVICE}/GetCarpet": ADMIN_STAFF,
+    f"/{SERVICE}/CreateCarpet": ADMIN_STAFF,
+    f"/{SERVICE}/UpdateCarpet": ADMIN_STAFF,
+    f"/{SERVICE}/ArchiveCarpet": ADMIN_STAFF,
+    f"/{SERVICE}/RestoreCarpet": ADMIN_STAFF,
+    f"/{SERVICE}/ExportCarpets": ADMIN_STAFF,
     f"/{SERVICE}/SetUserPassword": ADMIN,
     f"/{SERVICE}/DeactivateUser": ADMIN,
     f"/{SERVICE}/ActivateUser": ADMIN,
@@ -82,7 +90,7 @@ POLICY = {
 # Exports last as long as their pages: long streams, bounded per caller (carpet_common.streams).
 EXPORT_METHODS = {f"/{SERVICE}/{name}" for name in
                   ("ExportRenders", "ExportOrganizations", "ExportUsers", "ExportCreditLogs",
-                   "ExportAuditLogs")}
+                   "ExportAuditLogs", "ExportCarpets")}
 # Pictures have their own per-IP budget (RATE_LIMIT_IMAGES): a page of thumbnails must not use
 # up the budget that protects the API, nor the API the pictures'.
 IMAGE_METHODS = {f"/{SERVICE}/{name}" for name in

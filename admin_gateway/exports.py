@@ -1,5 +1,6 @@
 """CSV exports of the console's lists (`docs/console.md`): `GET /admin/renders.csv`, `users.csv`,
-`credit-logs.csv`, `audit.csv` (and `organizations.csv`), with the JSON lists' filters.
+`credit-logs.csv`, `audit.csv`, `carpets.csv` (and `organizations.csv`), with the JSON lists'
+filters.
 
 Each is one streaming AdminService call that yields a page (500 rows, keyset-paged) at a time,
 turned into CSV lines as it arrives, so memory stays flat however many rows there are. UTF-8
@@ -177,6 +178,18 @@ EXPORTS = {
         Column("actor", lambda row: row.actor, text=True),
         Column("reference", lambda row: row.reference, text=True),
         Column("user_id", lambda row: row.user_id or ""),
+    )),
+    # One row per size in use: a design's sizes share its SKU, name and material. Pictures
+    # are not in the file.
+    "/admin/carpets.csv": Export("ExportCarpets", render_pb2.ListCarpetsRequest,
+                                 lambda page: [(carpet, size) for carpet in page.carpets
+                                               for size in carpet.sizes], (
+        Column("sku", lambda row: row[0].sku, text=True),
+        Column("name", lambda row: row[0].name, text=True),
+        Column("material", lambda row: row[0].material, text=True),
+        Column("width_cm", lambda row: row[1].width_cm),
+        Column("length_cm", lambda row: row[1].length_cm),
+        Column("image", lambda row: "", text=True),
     )),
     "/admin/audit.csv": Export("ExportAuditLogs", audit_pb2.ListAuditLogsRequest,
                                lambda page: page.audit_logs, (

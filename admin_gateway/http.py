@@ -46,6 +46,9 @@ from protos.carpet.render.v1 import render_pb2
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+# Routes whose body carries a carpet's picture (10 MB at most, base64 in JSON: 4/3 of it).
+PICTURE_UPLOADS = {("POST", "/admin/carpets"), ("PATCH", "/admin/carpets/{id}")}
+MAX_PICTURE_BODY_BYTES = 14 * 1024 * 1024
 CALL_TIMEOUT_S = 15.0
 FORWARDED_HEADERS = ("x-admin-token", "authorization", "x-request-id")
 CREDENTIAL_HEADERS = {"x-admin-token": "malformed", "authorization": "Bearer malformed"}
@@ -116,6 +119,19 @@ ROUTES = {
                                                    notification_pb2.ResumeOrganizationRequest,
                                                    notification_pb2.OrganizationControls),
     ("GET", "/admin/balance"): ("GetBalance", credit_pb2.GetBalanceRequest, credit_pb2.Balance),
+    # The carpet catalogues (`docs/catalogue.md`).
+    ("GET", "/admin/carpets"): ("ListCarpets", render_pb2.ListCarpetsRequest,
+                                render_pb2.ListCarpetsResponse),
+    ("POST", "/admin/carpets"): ("CreateCarpet", render_pb2.CreateCarpetRequest,
+                                 render_pb2.Carpet),
+    ("GET", "/admin/carpets/{id}"): ("GetCarpet", render_pb2.GetCarpetRequest,
+                                     render_pb2.Carpet),
+    ("PATCH", "/admin/carpets/{id}"): ("UpdateCarpet", render_pb2.UpdateCarpetRequest,
+                                       render_pb2.Carpet),
+    ("POST", "/admin/carpets/{id}/archive"): ("ArchiveCarpet", render_pb2.ArchiveCarpetRequest,
+                                              render_pb2.Carpet),
+    ("POST", "/admin/carpets/{id}/restore"): ("RestoreCarpet", render_pb2.RestoreCarpetRequest,
+                                              render_pb2.Carpet),
     ("GET", "/admin/organizations/controls"): ("ListOrganizationControls",
                                                notification_pb2.ListOrganizationControlsRequest,
                                                notification_pb2.ListOrganizationControlsResponse),
@@ -165,6 +181,21 @@ def _carries_secret(request_type) -> bool:
                for field in request_type.DESCRIPTOR.fields)
 
 
+def _is_bool(request_type, name: str) -> bool:
+    field = request_type.DESCRIPTOR.fields_by_name.get(name) or next(
+        (f for f in request_type.DESCRIPTOR.fields if f.json_name == name), None)
+    return field is not None and field.type == field.TYPE_BOOL
+
+
+def _query_bool(value: str) -> bool:
+    """A yes/no query parameter (`includeArchived=true`): true or 1, false or 0."""
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise BadRequest(f"{value[:20]!r} is not true or false")
+
+
 def parse_request(request_type, method: str, query: str, body: bytes):
     """Query parameters (GET) or a JSON body (POST) -> the request message; names may be the
     proto field names or their JSON (lowerCamelCase) names. The parser's message may quote a
@@ -173,6 +204,8 @@ def parse_request(request_type, method: str, query: str, body: bytes):
         if method == "GET":
             fields = {key: values[-1] for key, values in
                       urllib.parse.parse_qs(query, keep_blank_values=False).items()}
+            fields = {key: _query_bool(value) if _is_bool(request_type, key) else value
+                      for key, value in fields.items()}
         else:
             fields = json.loads(body or b"{}")
             if not isinstance(fields, dict):
@@ -186,6 +219,18 @@ def parse_request(request_type, method: str, query: str, body: bytes):
         raise BadRequest(str(error).splitlines()[0][:300]) from None
 
 
+def _mask_from_body(request, body: bytes) -> None:
+    """PATCH changes the fields its body holds: without an explicit `updateMask`, the mask
+    names them (JSON or proto names; `id` comes from the path)."""
+    if request.update_mask.paths:
+        return
+    fields = request.DESCRIPTOR.fields_by_name
+    by_json = {field.json_name: name for name, field in fields.items()}
+    named = [by_json.get(key, key) for key in json.loads(body or b"{}")]
+    request.update_mask.paths.extend(sorted(name for name in named
+                                            if name in fields and name != "id"))
+
+
 # waitress's limits for this server: bounded threads and connections, small requests (the API
 # takes JSON bodies of at most MAX_BODY_BYTES), idle connections closed.
 HTTP_LIMITS = {
@@ -194,9 +239,10 @@ HTTP_LIMITS = {
     "channel_timeout": 30,  # seconds an idle (keep-alive) connection is kept
     "cleanup_interval": 2,  # how often both timeouts are checked
     "max_request_header_size": 16 * 1024,
-    # Above MAX_BODY_BYTES the API answers its own JSON 413; far above it waitress refuses
+    # Above a route's limit (MAX_BODY_BYTES, or MAX_PICTURE_BODY_BYTES for a picture upload)
+    # the API answers its own JSON 413 without reading the body; far above it waitress refuses
     # before reading the body at all.
-    "max_request_body_size": 4 * MAX_BODY_BYTES,
+    "max_request_body_size": MAX_PICTURE_BODY_BYTES + MAX_BODY_BYTES,
     # X-Forwarded-For is judged by this module (TRUSTED_PROXIES), not dropped by waitress.
     "clear_untrusted_proxy_headers": False,
 }
@@ -344,7 +390,9 @@ class AdminHttpApp:
             if any(route_path == route for _, route_path in ROUTES):  # a known route: a label
                 return route, _error(405, "METHOD_NOT_ALLOWED", "wrong method")
             return "unknown", _error(404, "NOT_FOUND", "no such endpoint")
-        response = self._call(environ, method, *ROUTES[key][:2], path_id=path_id)
+        response = self._call(environ, method, *ROUTES[key][:2], path_id=path_id,
+                              max_body=MAX_PICTURE_BODY_BYTES if key in PICTURE_UPLOADS
+                              else MAX_BODY_BYTES)
         if route.startswith("/auth/"):
             response.headers["Cache-Control"] = "no-store"  # tokens: never kept by a cache
         return route, response
@@ -385,16 +433,18 @@ class AdminHttpApp:
         return metadata
 
     def _call(self, environ, method: str, name: str, request_type,
-              path_id: int | None = None) -> Response:
+              path_id: int | None = None, max_body: int = MAX_BODY_BYTES) -> Response:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return _error(400, "INVALID_ARGUMENT", "bad Content-Length")
-        if not 0 <= length <= MAX_BODY_BYTES:
-            return _error(413, "TOO_LARGE", "request body too large")
+        if not 0 <= length <= max_body:
+            return _error(413, "TOO_LARGE", f"request body too large (at most {max_body} bytes)")
         body = environ["wsgi.input"].read(length) if length else b""
         try:
             request = parse_request(request_type, method, environ.get("QUERY_STRING", ""), body)
+            if method == "PATCH":
+                _mask_from_body(request, body)
         except BadRequest as error:
             return _error(400, "INVALID_ARGUMENT", str(error))
         if path_id is not None:

@@ -375,3 +375,33 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def GetBalance(self, request, context):
         return self._clients.credits.GetBalance(credit_pb2.GetBalanceRequest(
             organization_id=_scope(request.organization_id)))
+
+    # The carpet catalogues (`docs/catalogue.md`): the render service scopes each call to the
+    # person's catalogues and audits each change in the change's own transaction.
+    @relaying
+    def ListCarpets(self, request, context):
+        return self._clients.renders.ListCarpets(request)
+
+    @relaying
+    def GetCarpet(self, request, context):
+        return self._clients.renders.GetCarpet(request)
+
+    @relaying
+    def CreateCarpet(self, request, context):
+        return self._clients.renders.CreateCarpet(request)
+
+    @relaying
+    def UpdateCarpet(self, request, context):
+        return self._clients.renders.UpdateCarpet(request)
+
+    @relaying
+    def ArchiveCarpet(self, request, context):
+        return self._clients.renders.ArchiveCarpet(request)
+
+    @relaying
+    def RestoreCarpet(self, request, context):
+        return self._clients.renders.RestoreCarpet(request)
+
+    @relaying_stream
+    def ExportCarpets(self, request, context):
+        yield from _pages(self._clients.renders.ListCarpets, request)

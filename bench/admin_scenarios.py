@@ -74,8 +74,7 @@ class AdminBench:
         from tests.fake_image_api import tiny_png
 
         with self._database.connection_context():
-            return models.Carpet.create(sku="HISTORY-1", name="History kilim", width_cm=100,
-                                        length_cm=150, image=tiny_png(),
+            return models.Carpet.create(sku="HISTORY-1", name="History kilim", image=tiny_png(),
                                         image_content_type="image/png").id
 
     def grow(self, total: int) -> dict:

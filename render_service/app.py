@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import grpc
 
-from carpet_common.auth import ADMIN, ADMIN_STAFF, Authenticator, Rule, services
+from carpet_common.auth import ADMIN_STAFF, Authenticator, Rule, services
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
 from carpet_common.denials import DenialLog
 from carpet_common.interceptors import (
@@ -46,7 +46,11 @@ def policy(settings: Settings) -> dict[str, Rule]:
     clients = services(settings.render_clients)
     everyone = ADMIN_STAFF | clients
     return {
-        f"/{SERVICE}/CreateCarpet": ADMIN | clients,
+        # STAFF change their own organisation's catalogue only (render_service.catalogue).
+        f"/{SERVICE}/CreateCarpet": everyone,
+        f"/{SERVICE}/UpdateCarpet": everyone,
+        f"/{SERVICE}/ArchiveCarpet": everyone,
+        f"/{SERVICE}/RestoreCarpet": everyone,
         f"/{SERVICE}/GetCarpet": everyone | services(GATEWAY),
         f"/{SERVICE}/ListCarpets": everyone | services(GATEWAY),
         f"/{SERVICE}/SubmitRender": everyone,
@@ -100,7 +104,8 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
         # Before authentication, so guessing credentials is limited too.
         RateLimitInterceptor(RateLimiter(settings.rate_limit_render, settings.rate_limit_storage,
                                          namespace="render"),
-                             methods={f"/{SERVICE}/SubmitRender", f"/{SERVICE}/CreateCarpet"}),
+                             methods={f"/{SERVICE}/SubmitRender", f"/{SERVICE}/CreateCarpet",
+                                      f"/{SERVICE}/UpdateCarpet"}),
         AuthInterceptor(Authenticator(settings, ended_sessions), policy(settings),
                         on_denied=denials.record),
         TextFieldInterceptor(),

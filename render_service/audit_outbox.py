@@ -29,6 +29,9 @@ BATCH = 100
 
 CANCEL = "/carpet.render.v1.RenderService/CancelRender"
 CREATE_CARPET = "/carpet.render.v1.RenderService/CreateCarpet"
+UPDATE_CARPET = "/carpet.render.v1.RenderService/UpdateCarpet"
+ARCHIVE_CARPET = "/carpet.render.v1.RenderService/ArchiveCarpet"
+RESTORE_CARPET = "/carpet.render.v1.RenderService/RestoreCarpet"
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,9 @@ def seed_demo_catalogue(now) -> list[Carpet]:
     with database.atomic():
         if Carpet.select().exists():
             return []
-        return [catalogue.create_carpet(carpet.sku, carpet.name, carpet.width_cm,
-                                        carpet.length_cm, carpet.material,
-                                        carpet_picture(carpet), now=now, who=audit_outbox.SEED)
-                for carpet in DEMO_CARPETS]
+        return [catalogue.create_carpet(
+            organization_id=catalogue.SHARED, sku=carpet.sku, name=carpet.name,
+            material=carpet.material, image=carpet_picture(carpet),
+            sizes=[catalogue.SizeSpec(carpet.width_cm, carpet.length_cm)], idempotent=False,
+            catalogues=catalogue.EVERY_CATALOGUE, now=now, who=audit_outbox.SEED).carpet
+            for carpet in DEMO_CARPETS]

@@ -36,12 +36,14 @@ CANCELED_TEXT = "canceled"
 # The submission path's writes, written once as SQL (see carpet_common.db.Statement). The job's
 # id is taken first (next_job_id), so the job is written once, with its hold or as refused.
 _INSERT_JOB = Statement("""
-    INSERT INTO render_job (id, organization_id, user_id, carpet_id, mode, status, error_text,
+    INSERT INTO render_job (id, organization_id, user_id, carpet_id, carpet_size_id, mode,
+                            status, error_text,
                             cost, credits_charged, idempotency_key, request_hash, attempts,
                             release_pending, has_room_image, input_bytes, output_bytes,
                             output_expired, placement, hold_id, created_at, updated_at,
                             finished_at)
-    VALUES ({id}, {organization_id}, {user_id}, {carpet_id}, {mode}, {status}, {error_text},
+    VALUES ({id}, {organization_id}, {user_id}, {carpet_id}, {carpet_size_id}, {mode},
+            {status}, {error_text},
             {cost}, 0, {idempotency_key}, {request_hash}, 0, {release_pending},
             {has_room_image}, {input_bytes}, 0, {output_expired}, {placement}, {hold_id},
             {now}, {now}, {finished_at})
@@ -76,6 +78,7 @@ class Submission:
     fingerprint: str
     placement: str
     now: datetime.datetime
+    carpet_size_id: int | None = None  # set once the carpet is found renderable
 
 
 def new_submission(organization_id: int, user_id: int | None, carpet_id: int, mode: str,
@@ -131,7 +134,8 @@ def _values(s: Submission, job_id: int, *, hold_id: int | None, error_text: str,
     one."""
     ended = hold_id is None
     return dict(id=job_id, organization_id=s.organization_id, user_id=s.user_id,
-                carpet_id=s.carpet_id, mode=s.mode, status="failed" if ended else "queued",
+                carpet_id=s.carpet_id, carpet_size_id=s.carpet_size_id, mode=s.mode,
+                status="failed" if ended else "queued",
                 error_text=error_text, cost=s.cost, idempotency_key=s.key,
                 request_hash=s.fingerprint, release_pending=release_pending,
                 has_room_image=bool(s.room_image), input_bytes=stored, output_expired=False,
@@ -154,7 +158,8 @@ def _job(s: Submission, job_id: int, *, status: str, error_text: str, hold_id: i
          release_pending: bool, input_bytes: int) -> RenderJob:
     """The job as written, without reading it back."""
     return RenderJob(id=job_id, organization_id=s.organization_id, user_id=s.user_id,
-                     carpet=s.carpet_id, mode=s.mode, status=status, error_text=error_text,
+                     carpet=s.carpet_id, carpet_size=s.carpet_size_id, mode=s.mode,
+                     status=status, error_text=error_text,
                      cost=s.cost, credits_charged=0, idempotency_key=s.key,
                      request_hash=s.fingerprint, attempts=0, release_pending=release_pending,
                      has_room_image=bool(s.room_image), input_bytes=input_bytes,
@@ -192,6 +197,7 @@ class ListedJob(NamedTuple):
     organization_id: int
     user_id: int | None
     carpet_id: int
+    carpet_size_id: int | None
     mode: str
     status: str
     error_text: str

@@ -37,19 +37,49 @@ class BaseModel(Model):
 
 
 class Carpet(BaseModel):
+    """A carpet design in one organisation's catalogue, or in the shared one (organization_id
+    0) every organisation sees (migrations/0013_carpet_catalogues.py)."""
+
     id = BigAutoField()
-    sku = CharField(max_length=64, unique=True, constraints=[Check("length(sku) > 0")])
+    organization_id = BigIntegerField(default=0)
+    sku = CharField(max_length=64, constraints=[Check("length(sku) > 0")])
     name = CharField(max_length=200, constraints=[Check("length(name) > 0")])
-    width_cm = IntegerField(constraints=[Check("width_cm > 0")])
-    length_cm = IntegerField(constraints=[Check("length_cm > 0")])
     material = CharField(max_length=100, default="")
     # Kept in the database so every replica sees it without shared disk.
     image = BlobField()
     image_content_type = CharField(max_length=32)
     created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(null=True)
+    archived_at = DateTimeField(null=True)  # archived: never rendered again, kept for history
 
     class Meta:
-        indexes = ((("created_at", "id"), False),)
+        indexes = (
+            (("created_at", "id"), False),
+            (("organization_id", "sku"), True),
+            (("organization_id", "created_at", "id"), False),
+        )
+
+
+class CarpetSize(BaseModel):
+    """One size a design is sold in. Its measurements never change (renders show them): a new
+    size is a new row, and a size no longer sold is archived."""
+
+    id = BigAutoField()
+    carpet = ForeignKeyField(Carpet, on_delete="RESTRICT", index=False, backref="sizes")
+    sku = CharField(max_length=64, default="")  # unique within its carpet when not empty
+    width_cm = IntegerField(constraints=[Check("width_cm BETWEEN 1 AND 10000")])
+    length_cm = IntegerField(constraints=[Check("length_cm BETWEEN 1 AND 10000")])
+    position = IntegerField()  # the order the sizes were given in
+    archived_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("carpet", "position"), False),)
+
+
+# A size's SKU is unique among its carpet's sizes in use (archived ones keep theirs).
+CarpetSize.add_index(CarpetSize.index(CarpetSize.carpet, CarpetSize.sku, unique=True,
+                                      name="carpet_size_carpet_id_sku")
+                     .where((CarpetSize.sku != "") & CarpetSize.archived_at.is_null()))
 
 
 class RenderJob(BaseModel):
@@ -57,6 +87,9 @@ class RenderJob(BaseModel):
     organization_id = BigIntegerField()
     user_id = BigIntegerField(null=True)
     carpet = ForeignKeyField(Carpet, on_delete="RESTRICT", index=False)
+    # NULL: a job from before sizes, which showed the one size whose id is its carpet's id
+    # (migrations/0013_carpet_catalogues.py); read it through size_id_of().
+    carpet_size = ForeignKeyField(CarpetSize, null=True, index=False)
     mode = CharField(max_length=32)
     status = CharField(max_length=16, default="queued", constraints=[
         Check("status IN ('queued', 'processing', 'success', 'failed')")])
@@ -106,6 +139,11 @@ class RenderJob(BaseModel):
             (("organization_id", "idempotency_key"), True),
             (("release_pending", "id"), False),
         )
+
+
+def size_id_of(job: RenderJob) -> int:
+    """The id of the carpet size a job shows."""
+    return job.carpet_size_id or job.carpet_id
 
 
 class RenderCount(BaseModel):
@@ -186,5 +224,5 @@ class RenderAudit(BaseModel):
     occurred_at = DateTimeField()
 
 
-ALL_MODELS = (Carpet, RenderJob, RenderInput, RenderCount, RenderStorage, RenderDaily,
-              RenderEvent, RenderAudit)
+ALL_MODELS = (Carpet, CarpetSize, RenderJob, RenderInput, RenderCount, RenderStorage,
+              RenderDaily, RenderEvent, RenderAudit)

@@ -19,7 +19,7 @@ import logging
 from carpet_common import errors
 from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
-from render_service import audit_outbox, jobs
+from render_service import audit_outbox, catalogue, jobs
 from render_service.credit_client import CreditClient
 from render_service.images import check_header
 from render_service.models import RenderJob, database
@@ -43,7 +43,7 @@ def cost_of(settings: Settings, mode: str) -> int:
 
 def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, mode: str,
                   room_image: bytes, idempotency_key: str, fingerprint: str, credit: CreditClient,
-                  settings: Settings, now: datetime.datetime,
+                  settings: Settings, now: datetime.datetime, carpet_size_id: int = 0,
                   placement: list[tuple[float, float]] | None = None) -> RenderJob:
     cost = cost_of(settings, mode)
     corners = check_corners(placement or [])
@@ -51,7 +51,14 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
     submission = jobs.new_submission(organization_id, user_id, carpet_id, mode, cost,
                                      room_image, idempotency_key, fingerprint, now=now,
                                      placement=dump(corners))
-    return _submit(submission, room, credit, settings)
+    existing = jobs.earlier_submission(submission)
+    if existing is not None:  # a retry: answered even if the carpet was archived since
+        return existing
+    # The carpet and size, in the paying organisation's catalogue or the shared one, before
+    # any credit is held.
+    size_id = catalogue.renderable_size(carpet_id, carpet_size_id, submission.organization_id)
+    return _submit(dataclasses.replace(submission, carpet_size_id=size_id), room, credit,
+                   settings)
 
 
 def _submit(submission: jobs.Submission, room: Header | None, credit: CreditClient,
@@ -60,9 +67,6 @@ def _submit(submission: jobs.Submission, room: Header | None, credit: CreditClie
     once — queued with its hold, or failed when the reservation was refused — on both engines.
     A process that dies between the two leaves a hold whose job was never written: it is never
     captured and goes back when it expires (RENDER_HOLD_TTL_SECONDS)."""
-    existing = jobs.earlier_submission(submission)
-    if existing is not None:
-        return existing
     job_id = jobs.next_job_id()
     try:
         hold = _reserve(submission, job_id, credit, settings)

@@ -18,7 +18,7 @@ from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from render_service import audit_outbox, catalogue, jobs, placement, renders
 from render_service.credit_client import CreditClient
-from render_service.models import RENDER_STATUSES, Carpet, RenderJob
+from render_service.models import RENDER_STATUSES, RenderJob, size_id_of
 from render_service.status_hub import StatusHub
 from render_service.storage import ImageStore
 
@@ -33,17 +33,38 @@ STATUS_FROM_PROTO = {value: key for key, value in STATUS_TO_PROTO.items()}
 WATCH_LIMIT_S = 5 * 60  # then the client watches again (its slot: carpet_common.streams)
 
 
-def carpet_message(row: Carpet) -> render_pb2.Carpet:
-    return render_pb2.Carpet(id=row.id, sku=row.sku, name=row.name, width_cm=row.width_cm,
-                             length_cm=row.length_cm, material=row.material,
-                             created_at=timestamp(row.created_at),
-                             image_content_type=row.image_content_type)
+def carpet_message(shown: catalogue.ShownCarpet) -> render_pb2.Carpet:
+    row, sizes = shown.carpet, shown.sizes
+    first = sizes[0] if sizes else None
+    return render_pb2.Carpet(
+        id=row.id, organization_id=row.organization_id, sku=row.sku, name=row.name,
+        width_cm=first.width_cm if first else 0, length_cm=first.length_cm if first else 0,
+        material=row.material, created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at or row.created_at),
+        archived_at=timestamp(row.archived_at), image_content_type=row.image_content_type,
+        sizes=[render_pb2.CarpetSize(id=size.id, sku=size.sku, width_cm=size.width_cm,
+                                     length_cm=size.length_cm) for size in sizes])
+
+
+def _size_specs(sizes) -> list[catalogue.SizeSpec]:
+    return [catalogue.SizeSpec(width_cm=size.width_cm, length_cm=size.length_cm, sku=size.sku,
+                               size_id=size.id) for size in sizes]
+
+
+def _catalogues() -> catalogue.Catalogues:
+    """STAFF: its organisation's catalogue and the shared one (which it does not change);
+    ADMIN and the internal backends, which act for any organisation: every catalogue."""
+    principal = current_principal()
+    if principal.is_staff:
+        return catalogue.Catalogues(principal.organization_id, changes_shared=False)
+    return catalogue.EVERY_CATALOGUE
 
 
 def render_message(row: RenderJob) -> render_pb2.RenderJob:
     return render_pb2.RenderJob(
         id=row.id, organization_id=row.organization_id, user_id=row.user_id or 0,
-        carpet_id=row.carpet_id, mode=row.mode, status=STATUS_TO_PROTO[row.status],
+        carpet_id=row.carpet_id, carpet_size_id=size_id_of(row), mode=row.mode,
+        status=STATUS_TO_PROTO[row.status],
         error_text=row.error_text, credits_charged=row.credits_charged,
         credit_log_id=row.credit_log_id or 0, created_at=timestamp(row.created_at),
         started_at=timestamp(row.started_at), finished_at=timestamp(row.finished_at),
@@ -93,34 +114,73 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         self._clock = clock
         self._status_hub = status_hub
 
-    def CreateCarpet(self, request, context):
-        """Audited with whoever adds it, in the carpet's transaction; a refusal on its own."""
+    def _catalogue_change(self, action: str, target: str, organization_id: int | None,
+                          details: dict, change):
+        """`change(now, who)`, which audits itself; a refusal is audited on its own."""
         now, who = self._clock(), audit_outbox.who_calls()
         try:
-            carpet = catalogue.create_carpet(
-                request.sku, request.name, request.width_cm, request.length_cm,
-                request.material, request.image, now=now, who=who)
+            return carpet_message(change(now, who))
         except DomainError as refused:
-            audit_outbox.record(audit_outbox.CREATE_CARPET, who,
-                                outcome=f"error:{refused.grpc_code.name}", organization_id=None,
-                                target="carpet", details={"sku": request.sku[:64]}, now=now)
+            catalogue.record_refusal(action, who, refused.grpc_code.name, target,
+                                     organization_id, details, now)
             raise
-        return carpet_message(carpet)
+
+    def CreateCarpet(self, request, context):
+        catalogues = _catalogues()
+        # STAFF adds to its own catalogue; 0 means the shared one for everyone else.
+        organization_id = request.organization_id or (catalogues.organization_id or 0)
+        sizes = _size_specs(request.sizes) or [catalogue.SizeSpec(request.width_cm,
+                                                                  request.length_cm)]
+        return self._catalogue_change(
+            catalogue.CREATE, "carpet", organization_id, {"sku": request.sku[:64]},
+            lambda now, who: catalogue.create_carpet(
+                organization_id=organization_id, sku=request.sku, name=request.name,
+                material=request.material, image=request.image, sizes=sizes,
+                idempotent=bool(request.idempotency_key), catalogues=catalogues, now=now,
+                who=who))
+
+    def UpdateCarpet(self, request, context):
+        fields = {"name": lambda: request.name, "material": lambda: request.material,
+                  "image": lambda: request.image, "sizes": lambda: _size_specs(request.sizes)}
+        paths = list(request.update_mask.paths)
+        changes = {path: fields[path]() if path in fields else None for path in paths}
+        return self._catalogue_change(
+            catalogue.UPDATE, f"carpet:{request.id}", None, {"changed": sorted(paths)},
+            lambda now, who: catalogue.update_carpet(request.id, changes,
+                                                     catalogues=_catalogues(), now=now,
+                                                     who=who))
+
+    def ArchiveCarpet(self, request, context):
+        return self._set_archived(request.id, True, catalogue.ARCHIVE)
+
+    def RestoreCarpet(self, request, context):
+        return self._set_archived(request.id, False, catalogue.RESTORE)
+
+    def _set_archived(self, carpet_id: int, archived: bool, action: str):
+        return self._catalogue_change(
+            action, f"carpet:{carpet_id}", None, {},
+            lambda now, who: catalogue.set_archived(carpet_id, archived,
+                                                    catalogues=_catalogues(), now=now, who=who))
 
     def GetCarpet(self, request, context):
-        return carpet_message(catalogue.get_carpet(request.id))
+        return carpet_message(catalogue.get_carpet(request.id, _catalogues()))
 
     def ListCarpets(self, request, context):
-        page = catalogue.list_carpets(request.page_size, request.page_token,
-                                      material=request.material)
-        return render_pb2.ListCarpetsResponse(carpets=[carpet_message(r) for r in page.rows],
-                                              next_page_token=page.next_page_token)
+        page, sizes = catalogue.list_carpets(
+            request.page_size, request.page_token, catalogues=_catalogues(),
+            organization_id=request.organization_id, material=request.material,
+            query=request.query, include_archived=request.include_archived)
+        return render_pb2.ListCarpetsResponse(
+            carpets=[carpet_message(catalogue.ShownCarpet(row, sizes.get(row.id, [])))
+                     for row in page.rows],
+            next_page_token=page.next_page_token)
 
     def SubmitRender(self, request, context):
         job = renders.submit_render(
             organization_id=_scope(request.organization_id),
             user_id=_submitting_user(request.user_id),
-            carpet_id=request.carpet_id, mode=request.mode, room_image=request.room_image,
+            carpet_id=request.carpet_id, carpet_size_id=request.carpet_size_id,
+            mode=request.mode, room_image=request.room_image,
             idempotency_key=request.idempotency_key,
             # Only a retry with the same key is compared with it: without a key, no copy and
             # hash of the request (and its room picture) at all.

@@ -29,7 +29,7 @@ from render_service import jobs, placement
 from render_service.audit_outbox import audit_relay
 from render_service.credit_client import CreditClient
 from render_service.events import event_relay
-from render_service.models import Carpet, RenderJob, database, utcnow
+from render_service.models import Carpet, CarpetSize, RenderJob, database, size_id_of, utcnow
 from render_service.renderers import (
     FALLBACK_RENDERER,
     Renderer,
@@ -181,9 +181,10 @@ class WorkerPool:
         """The name of the renderer that made and stored the picture; None: the job failed
         or is no longer ours."""
         carpet = Carpet.get_by_id(job.carpet_id)
+        size = CarpetSize.get_by_id(size_id_of(job))
         request = RenderRequest(job_id=job.id, mode=job.mode, carpet_image=bytes(carpet.image),
-                                carpet_width_cm=carpet.width_cm,
-                                carpet_length_cm=carpet.length_cm,
+                                carpet_width_cm=size.width_cm,
+                                carpet_length_cm=size.length_cm,
                                 room_image=jobs.room_image(job.id),
                                 placement=placement.load(job.placement))
         try:

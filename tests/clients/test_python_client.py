@@ -25,8 +25,11 @@ client = CarpetClient(config["render_addr"], config["credit_addr"],
 result = {}
 if sys.argv[2] == "flow":
     corners = [(0.25, 0.6), (0.75, 0.6), (0.9, 0.95), (0.1, 0.95)]
+    carpets = list(client.list_carpets(config["organization_id"]))
+    result["catalogue"] = [[c.id, [[s.width_cm, s.length_cm] for s in c.sizes]] for c in carpets]
     job = client.submit_and_wait(config["organization_id"], config["carpet_id"], "preview",
-                                 placement=corners)
+                                 placement=corners, carpet_size_id=carpets[0].sizes[0].id)
+    result["size"] = job.carpet_size_id == carpets[0].sizes[0].id
     result["placement"] = [[p.x, p.y] for p in job.placement.carpet_corners]
     result["status"] = render_pb2.RenderStatus.Name(job.status)
     result["charged"] = job.credits_charged
@@ -91,6 +94,7 @@ def test_the_python_client_against_real_services(client_python, tmp_path):
         assert (result["status"], result["charged"], result["balance"]) == (
             "RENDER_STATUS_SUCCESS", 1, 49)
         assert result["placement"] == [[0.25, 0.6], [0.75, 0.6], [0.9, 0.95], [0.1, 0.95]]
+        assert result["catalogue"] == [[config["carpet_id"], [[120, 180]]]] and result["size"]
         assert result["picture"][0] > 1000 and result["picture"][1] == "image/png"
         assert result["refused"] == ["InsufficientCredits", "INSUFFICIENT_CREDITS",
                                      "FAILED_PRECONDITION"]

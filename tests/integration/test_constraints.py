@@ -101,7 +101,7 @@ def test_foreign_keys_are_enforced(credit_db, credit):
 def test_render_job_rules(render_db):
     from render_service import models
 
-    carpet = models.Carpet.create(sku="K-1", name="Kilim", width_cm=120, length_cm=180,
+    carpet = models.Carpet.create(sku="K-1", name="Kilim",
                                   image=b"png", image_content_type="image/png")
 
     def job(**fields):
@@ -118,10 +118,30 @@ def test_render_job_rules(render_db):
     assert job(status="success", renderer="local-fallback").credits_charged == 0
     _refused(render_db, lambda: job(cost=0))
     _refused(render_db, lambda: job(carpet=999))
+    _refused(render_db, lambda: job(carpet_size=999))
+    # A SKU is unique within its catalogue, not across catalogues.
     _refused(render_db, lambda: models.Carpet.create(
-        sku="K-1", name="Dup", width_cm=1, length_cm=1, image=b"", image_content_type="x"))
+        sku="K-1", name="Dup", image=b"", image_content_type="x"))
+    assert models.Carpet.create(organization_id=5, sku="K-1", name="Shop's", image=b"",
+                                image_content_type="x").organization_id == 5
     _refused(render_db, lambda: models.Carpet.create(
-        sku="K-2", name="Flat", width_cm=0, length_cm=1, image=b"", image_content_type="x"))
+        sku="", name="No SKU", image=b"", image_content_type="x"))
+
+    def size(**fields):
+        values = dict(carpet=carpet, width_cm=120, length_cm=180, position=0)
+        values.update(fields)
+        return models.CarpetSize.create(**values)
+
+    _refused(render_db, lambda: size(width_cm=0))
+    _refused(render_db, lambda: size(length_cm=10_001))
+    _refused(render_db, lambda: size(carpet=999))
+    # A size's SKU is unique among its carpet's sizes in use; archived ones keep theirs.
+    first = size(sku="K-1-120")
+    _refused(render_db, lambda: size(sku="K-1-120"))
+    models.CarpetSize.update(archived_at=datetime.datetime(2026, 1, 1)).where(
+        models.CarpetSize.id == first.id).execute()
+    assert size(sku="K-1-120").id != first.id
+    assert size().sku == size().sku == ""  # sizes without a SKU of their own
     for status in ("queued", "processing", "failed"):
         assert job(status=status).status == status
     assert job(status="success", credit_log_id=7).credit_log_id == 7

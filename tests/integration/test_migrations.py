@@ -1,5 +1,6 @@
 """The init_schema migrations apply to empty databases on both engines, leave no drift between
 models and schema, and are a no-op when run again."""
+import datetime
 import importlib
 
 import pytest
@@ -56,8 +57,8 @@ def test_the_fallback_check_is_loosened_and_restored_in_place(engine, tmp_path, 
     try:
         with database.connection_context():
             apply_migrations(database, migrations.DIRECTORY)
-            carpet = models.Carpet.create(sku="K-1", name="Kilim", width_cm=1, length_cm=1,
-                                          image=b"png", image_content_type="image/png")
+            carpet = models.Carpet.create(sku="K-1", name="Kilim", image=b"png",
+                                          image_content_type="image/png")
 
             def uncharged_success():
                 with database.atomic():
@@ -105,6 +106,16 @@ def test_this_releases_migrations_roll_back_and_apply_again(engine, tmp_path, pg
             database.close_all()
 
 
+def _carpet_before_catalogues(database) -> int:
+    """A carpet as the schema before 0013 holds it (its one size in its own columns)."""
+    cursor = database.execute_sql(
+        "INSERT INTO carpet (sku, name, width_cm, length_cm, material, image, "
+        "image_content_type, created_at) VALUES ('K-1', 'Kilim', 120, 180, '', "
+        f"{database.param}, 'image/png', {database.param}) RETURNING id",
+        (b"png", datetime.datetime(2026, 1, 1)))
+    return cursor.fetchone()[0]
+
+
 def test_job_ids_come_first_after_the_upgrade(engine, tmp_path, pg_databases):
     """0012: a queued job still without a hold (a SQLite submission interrupted under the old
     algorithm, which wrote the job first) is failed, since no worker takes one over any more;
@@ -119,8 +130,7 @@ def test_job_ids_come_first_after_the_upgrade(engine, tmp_path, pg_databases):
         with database.connection_context():
             apply_migrations(database, migrations.DIRECTORY)
             Runner(database, migrations.DIRECTORY).down("0012_render_job_ids")
-            carpet = models.Carpet.create(sku="K-1", name="Kilim", width_cm=1, length_cm=1,
-                                          image=b"png", image_content_type="image/png")
+            carpet = _carpet_before_catalogues(database)
             interrupted = models.RenderJob.create(organization_id=1, carpet=carpet,
                                                   mode="preview", cost=1, status="queued")
             held = models.RenderJob.create(organization_id=1, carpet=carpet, mode="preview",
@@ -131,6 +141,48 @@ def test_job_ids_come_first_after_the_upgrade(engine, tmp_path, pg_databases):
                 "the submission was interrupted")
             assert jobs.get_job(held.id).status == "queued"
             assert jobs.next_job_id() > held.id
+    finally:
+        if is_postgres(database):
+            database.close_all()
+
+
+def test_carpets_become_the_shared_catalogue_with_one_size_each(engine, tmp_path, pg_databases):
+    """0013: each carpet goes to the shared catalogue with one size of its measurements, whose
+    id is the carpet's, so its earlier jobs name that size without being rewritten; two
+    catalogues may then hold the same SKU; the trigger-kept counts still hold."""
+    from playhouse.migrations import Runner
+
+    from render_service import catalogue, migrations, models, verify
+    from render_service.servicer import render_message
+
+    url = fresh_database_url(engine, "migrate_catalogues", tmp_path, pg_databases)
+    database = bind_database(models.database, url)
+    try:
+        with database.connection_context():
+            apply_migrations(database, migrations.DIRECTORY)
+            Runner(database, migrations.DIRECTORY).down("0013_carpet_catalogues")
+            carpet_id = _carpet_before_catalogues(database)
+            job = models.RenderJob.create(organization_id=4, carpet=carpet_id, mode="preview",
+                                          cost=1, status="queued", hold_id=9)
+            assert list(verify.count_problems()) == []
+            assert apply_migrations(database, migrations.DIRECTORY) == ["0013_carpet_catalogues"]
+
+            shown = catalogue.get_carpet(carpet_id)
+            assert (shown.carpet.organization_id, shown.carpet.sku) == (0, "K-1")
+            assert [(s.id, s.width_cm, s.length_cm, s.sku) for s in shown.sizes] == [
+                (carpet_id, 120, 180, "")]
+            assert render_message(models.RenderJob.get_by_id(job.id)).carpet_size_id == carpet_id
+            assert catalogue.renderable_size(carpet_id, 0, 4) == carpet_id
+            # A size added now takes an id after the copied ones (PostgreSQL's sequence too).
+            added = models.CarpetSize.create(carpet=carpet_id, width_cm=80, length_cm=150,
+                                             position=1)
+            assert added.id > carpet_id
+            models.Carpet.create(organization_id=4, sku="K-1", name="Shop's own", image=b"png",
+                                 image_content_type="image/png")
+            with pytest.raises(IntegrityError), database.atomic():
+                models.Carpet.create(organization_id=4, sku="K-1", name="Twice", image=b"png",
+                                     image_content_type="image/png")
+            assert list(verify.count_problems()) == []
     finally:
         if is_postgres(database):
             database.close_all()

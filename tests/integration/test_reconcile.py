@@ -95,7 +95,7 @@ def test_a_change_without_its_audit_record_is_reported(
     clean = reconcile(credit_db_url, render_db_url)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
-    hidden = models.Carpet.create(sku="K-HIDDEN", name="Not audited", width_cm=1, length_cm=1,
+    hidden = models.Carpet.create(sku="K-HIDDEN", name="Not audited",
                                   image=b"png", image_content_type="image/png")
     quiet = submit(render_server, org.id, carpet.id)
     models.RenderJob.update(status="failed", error_text="canceled").where(

@@ -10,7 +10,7 @@ from render_service.models import Carpet, RenderJob
 
 @pytest.fixture
 def carpet(render_db, clock):
-    return Carpet.create(sku="K1", name="Kilim", width_cm=100, length_cm=200, image=b"png",
+    return Carpet.create(sku="K1", name="Kilim", image=b"png",
                          image_content_type="image/png", created_at=clock()).id
 
 

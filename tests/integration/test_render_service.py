@@ -406,10 +406,14 @@ def test_staff_sees_and_spends_only_for_its_own_organisation(render_server, cred
     assert as_staff(render_pb2.GetRenderRequest, "GetRender", id=own.id).id == own.id
     totals = as_staff(render_pb2.GetRenderTotalsRequest, "GetRenderTotals")
     assert totals.total == len(listed.renders)
-    # STAFF may not add carpets; an internal backend and ADMIN may.
+    # STAFF add carpets to their own organisation's catalogue only (organization_id 0 means
+    # it for them); another's is as if it did not exist.
+    added = as_staff(render_pb2.CreateCarpetRequest, "CreateCarpet", sku="S", name="S",
+                     width_cm=1, length_cm=1, image=tiny_png())
+    assert added.organization_id == mine.id
     expect_error(lambda: as_staff(render_pb2.CreateCarpetRequest, "CreateCarpet", sku="S",
-                                  name="S", width_cm=1, length_cm=1, image=tiny_png()),
-                 grpc.StatusCode.PERMISSION_DENIED)
+                                  name="S", width_cm=1, length_cm=1, image=tiny_png(),
+                                  organization_id=theirs.id), grpc.StatusCode.NOT_FOUND)
 
 
 def test_limits_are_refused_with_the_limit_and_the_value(render_server, credit_server,

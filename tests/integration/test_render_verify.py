@@ -27,7 +27,7 @@ def test_verify_reports_charges_that_do_not_match_jobs(credit_db, render_db, cre
                                                        render_db_url):
     org = credit_models.Organization.create(name="Acme")
     credit_models.CreditBalance.create(organization=org, balance=10, held=0)
-    carpet = render_models.Carpet.create(sku="K", name="K", width_cm=1, length_cm=1, image=b"",
+    carpet = render_models.Carpet.create(sku="K", name="K", image=b"",
                                          image_content_type="image/png")
     # Its audit record, as CreateCarpet writes it (reconcile checks every carpet has one).
     audit_outbox.record(audit_outbox.CREATE_CARPET, audit_outbox.Who("test", "ADMIN"),
@@ -75,7 +75,7 @@ def test_job_counts_follow_every_change_and_verify_recounts_them(credit_db, rend
     from render_service.jobs import render_totals
 
     RenderJob, RenderCount = render_models.RenderJob, render_models.RenderCount
-    carpet = render_models.Carpet.create(sku="K", name="K", width_cm=1, length_cm=1, image=b"",
+    carpet = render_models.Carpet.create(sku="K", name="K", image=b"",
                                          image_content_type="image/png")
     jobs = [RenderJob.create(organization_id=org, carpet=carpet, mode="preview", cost=1)
             for org in (1, 1, 1, 2)]

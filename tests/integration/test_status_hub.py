@@ -31,7 +31,7 @@ def hub(render_db):
 
 def new_jobs(count):
     now = datetime.datetime(2026, 1, 1)
-    carpet = Carpet.create(sku="K1", name="Kilim", width_cm=100, length_cm=200, image=b"png",
+    carpet = Carpet.create(sku="K1", name="Kilim", image=b"png",
                            image_content_type="image/png", created_at=now)
     return [RenderJob.create(organization_id=1, carpet=carpet, mode="preview", cost=1,
                              status="queued", created_at=now, updated_at=now).id

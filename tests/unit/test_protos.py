@@ -50,6 +50,9 @@ NOTIFICATIONS = {"CreateWebhookEndpoint", "ListWebhookEndpoints", "DeleteWebhook
                  "ListWebhookDeliveries", "RetryWebhookDelivery", "SetLowBalanceAlert",
                  "SetSpendLimits", "SuspendOrganization", "ResumeOrganization",
                  "ListOrganizationControls"}
+# Catalogues per organisation (docs/catalogue.md).
+CATALOGUE = {"ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "ArchiveCarpet",
+             "RestoreCarpet"}
 ADDED_METHODS = {
     "carpet.credit.v1.NotificationService": NOTIFICATIONS | {"GetOrganizationControls",
                                                              "PublishRenderEvents"},
@@ -60,11 +63,13 @@ ADDED_METHODS = {
     "carpet.credit.v1.AuthService": {"Login", "Refresh", "Logout", "ChangePassword",
                                      "ListRevokedSessions"},
     "carpet.render.v1.RenderService": {"GetRenderTotals"}
-                                      | CONSOLE["carpet.render.v1.RenderService"],
+                                      | CONSOLE["carpet.render.v1.RenderService"]
+                                      | {"UpdateCarpet", "ArchiveCarpet", "RestoreCarpet"},
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
                                      "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
                                     | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS
-                                    | {"GrantCredits", "GetBalance"},
+                                    | {"GrantCredits", "GetBalance", "ExportCarpets"}
+                                    | CATALOGUE,
 }
 
 

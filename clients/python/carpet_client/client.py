@@ -134,19 +134,36 @@ class CarpetClient:
             time.sleep(backoff)
             backoff = min(MAX_BACKOFF_S, backoff * 2)
 
+    # ---- catalogue ------------------------------------------------------------------------
+
+    def list_carpets(self, organization_id: int = 0, **filters) -> Iterator[render_pb2.Carpet]:
+        """Every carpet an organisation's shoppers may see: its own catalogue and the shared
+        one (ListCarpetsRequest's filters: query, material, include_archived), newest first,
+        each with its sizes."""
+        request = render_pb2.ListCarpetsRequest(page_size=500, organization_id=organization_id,
+                                                **filters)
+        while True:
+            page = self._call(self.renders.ListCarpets, request)
+            yield from page.carpets
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
     # ---- renders --------------------------------------------------------------------------
 
     def submit_render(self, organization_id: int, carpet_id: int, mode: str, *,
                       room_image: bytes = b"", user_id: int = 0,
                       idempotency_key: str | None = None,
-                      placement: Sequence[tuple[float, float]] = ()) -> render_pb2.RenderJob:
+                      placement: Sequence[tuple[float, float]] = (),
+                      carpet_size_id: int = 0) -> render_pb2.RenderJob:
         """A queued job with its credits reserved. A key is made when none is given, so the
         channel's retries (and yours, with the same key) never submit twice. `placement`: the
         carpet's four corners on the room photo, as (x, y) fractions of its width and height
-        (none: the renderer's default place)."""
+        (none: the renderer's default place). `carpet_size_id`: one of the carpet's sizes
+        (0: its first)."""
         return self._call(self.renders.SubmitRender, render_pb2.SubmitRenderRequest(
             organization_id=organization_id, carpet_id=carpet_id, mode=mode,
-            room_image=room_image, user_id=user_id,
+            room_image=room_image, user_id=user_id, carpet_size_id=carpet_size_id,
             idempotency_key=idempotency_key or uuid.uuid4().hex,
             placement=render_pb2.Placement(carpet_corners=[
                 render_pb2.Point(x=x, y=y) for x, y in placement]) if placement else None))
@@ -201,12 +218,13 @@ class CarpetClient:
                         room_image: bytes = b"", user_id: int = 0,
                         idempotency_key: str | None = None,
                         placement: Sequence[tuple[float, float]] = (),
+                        carpet_size_id: int = 0,
                         timeout: float = 300.0) -> render_pb2.RenderJob:
         """Submit, then watch until the job ends; returns the finished job (check its status:
         a render that failed is a job in RENDER_STATUS_FAILED with its error text)."""
         job = self.submit_render(organization_id, carpet_id, mode, room_image=room_image,
                                  user_id=user_id, idempotency_key=idempotency_key,
-                                 placement=placement)
+                                 placement=placement, carpet_size_id=carpet_size_id)
         if job.status in TERMINAL:
             return job
         return self.wait(job.id, timeout)

@@ -14,7 +14,7 @@ LEASE = datetime.timedelta(seconds=30)
 
 @pytest.fixture
 def carpet(render_db, clock):
-    return Carpet.create(sku="K1", name="Kilim", width_cm=100, length_cm=200, image=b"png",
+    return Carpet.create(sku="K1", name="Kilim", image=b"png",
                          image_content_type="image/png", created_at=clock()).id
 
 
