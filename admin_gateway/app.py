@@ -53,6 +53,7 @@ POLICY = {
     f"/{SERVICE}/ArchiveCarpet": ADMIN_STAFF,
     f"/{SERVICE}/RestoreCarpet": ADMIN_STAFF,
     f"/{SERVICE}/ExportCarpets": ADMIN_STAFF,
+    f"/{SERVICE}/ImportCarpets": ADMIN_STAFF,
     f"/{SERVICE}/SetUserPassword": ADMIN,
     f"/{SERVICE}/DeactivateUser": ADMIN,
     f"/{SERVICE}/ActivateUser": ADMIN,

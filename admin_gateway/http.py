@@ -26,8 +26,14 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from admin_gateway import imports
 from admin_gateway.exports import EXPORTS, csv_lines, csv_style
-from admin_gateway.openapi import build_document, export_path_item, picture_path_item
+from admin_gateway.openapi import (
+    build_document,
+    export_path_item,
+    import_path_item,
+    picture_path_item,
+)
 from carpet_common.auth import Authenticator
 from carpet_common.calls import client_ip, is_trusted, trusted_networks
 from carpet_common.errors import Unauthenticated, http_status_for, rpc_error_reason
@@ -46,6 +52,7 @@ from protos.carpet.render.v1 import render_pb2
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+IMPORT_PATH = "/admin/carpets/import"  # multipart, read by admin_gateway.imports
 # Routes whose body carries a carpet's picture (10 MB at most, base64 in JSON: 4/3 of it).
 PICTURE_UPLOADS = {("POST", "/admin/carpets"), ("PATCH", "/admin/carpets/{id}")}
 MAX_PICTURE_BODY_BYTES = 14 * 1024 * 1024
@@ -242,7 +249,7 @@ HTTP_LIMITS = {
     # Above a route's limit (MAX_BODY_BYTES, or MAX_PICTURE_BODY_BYTES for a picture upload)
     # the API answers its own JSON 413 without reading the body; far above it waitress refuses
     # before reading the body at all.
-    "max_request_body_size": MAX_PICTURE_BODY_BYTES + MAX_BODY_BYTES,
+    "max_request_body_size": imports.MAX_UPLOAD_BYTES + MAX_BODY_BYTES,
     # X-Forwarded-For is judged by this module (TRUSTED_PROXIES), not dropped by waitress.
     "clear_untrusted_proxy_headers": False,
 }
@@ -330,6 +337,7 @@ class AdminHttpApp:
                  for kind, method in PICTURE_METHODS.items()}
         extra.update({path: export_path_item(export.rpc, export.request_type)
                       for path, export in EXPORTS.items()})
+        extra[IMPORT_PATH] = import_path_item("ImportCarpets", render_pb2.CarpetImportReport)
         self._openapi = json.dumps(build_document(ROUTES, extra, PUBLIC_ROUTES)).encode()
 
     def close(self) -> None:
@@ -380,6 +388,8 @@ class AdminHttpApp:
                         self._picture(environ, PICTURE_METHODS[kind], int(picture.group(1))))
             if path in EXPORTS:
                 return path, self._export(environ, EXPORTS[path])
+        if method == "POST" and path == IMPORT_PATH:
+            return path, self._import(environ)
         route, path_id = path.rstrip("/"), None
         for template, pattern in TEMPLATED_ROUTES.items():
             match = pattern.fullmatch(route)
@@ -401,11 +411,8 @@ class AdminHttpApp:
         """Prometheus metrics, on this public port only for an ADMIN or a service identity (a
         scraper's `x-service-token`): they name every credential and its use. METRICS_ADDR
         serves them on a private address instead."""
-        headers = {key: environ["HTTP_" + key.upper().replace("-", "_")]
-                   for key in ("x-admin-token", "authorization", "x-service-token")
-                   if environ.get("HTTP_" + key.upper().replace("-", "_"))}
         try:
-            identity = self._metrics_reader.identify(headers)
+            identity = self._metrics_reader.identify(_credentials(environ))
         except Unauthenticated as error:
             return _error(401, "UNAUTHENTICATED", error.message)
         if identity.service is None and not identity.person.is_admin:
@@ -458,6 +465,42 @@ class AdminHttpApp:
         # missing field's meaning.
         return _json(200, json_format.MessageToDict(
             response, always_print_fields_with_no_presence=True))
+
+    def _import(self, environ) -> Response:
+        """A spreadsheet (and its pictures) read here, then one ImportCarpets call
+        (admin_gateway.imports). The file is read only for a person: any other caller's
+        call goes on empty, to be refused, audited and rate-limited like every refusal."""
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _error(400, "INVALID_ARGUMENT", "bad Content-Length")
+        if not 0 <= length <= imports.MAX_UPLOAD_BYTES:
+            return _error(413, "TOO_LARGE", f"an import is at most "
+                          f"{imports.MAX_UPLOAD_BYTES // 2**20} MiB with its pictures: "
+                          f"import the catalogue in parts")
+        try:
+            person = self._metrics_reader.identify(_credentials(environ)).person is not None
+        except Unauthenticated:
+            person = False
+        request, rows = render_pb2.ImportCarpetsRequest(), []
+        if person:
+            body = environ["wsgi.input"].read(length) if length else b""
+            try:
+                upload = imports.read_upload(environ.get("CONTENT_TYPE", ""), body)
+                rows = imports.read_rows(upload)
+                request = render_pb2.ImportCarpetsRequest(
+                    organization_id=upload.organization_id, dry_run=upload.dry_run,
+                    file_name=upload.file_name[:200],
+                    carpets=imports.designs(rows, imports.Pictures(upload.pictures)))
+            except imports.ImportRefused as refused:
+                return _error(400, "INVALID_ARGUMENT", str(refused))
+        try:
+            report = self._admin.ImportCarpets(request, metadata=self._metadata(environ),
+                                               timeout=EXPORT_TIMEOUT_S)
+        except grpc.RpcError as error:
+            return _rpc_error(error)
+        return _json(200, json_format.MessageToDict(imports.merged_report(rows, report),
+                                                    always_print_fields_with_no_presence=True))
 
     def _picture(self, environ, method: str, job_id: int) -> Response:
         try:
@@ -517,6 +560,13 @@ def _static(name: str) -> Response:
     with open(os.path.join(STATIC_DIR, name), "rb") as page:
         return Response(200, page.read(), STATIC_FILES[name],
                         {**PAGE_HEADERS, "Cache-Control": "no-cache"})
+
+
+def _credentials(environ) -> dict[str, str]:
+    """The credential headers of a request, by their lower-case names."""
+    return {key: environ["HTTP_" + key.upper().replace("-", "_")]
+            for key in ("x-admin-token", "authorization", "x-service-token")
+            if environ.get("HTTP_" + key.upper().replace("-", "_"))}
 
 
 def _rpc_error(error: grpc.RpcError) -> Response:

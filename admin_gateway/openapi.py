@@ -3,6 +3,8 @@ descriptors, so it always describes exactly the bodies the gateway reads and wri
 JSON: lowerCamelCase names, 64-bit integers as strings, enums by name)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from carpet_common.errors import HTTP_ERROR_STATUSES
@@ -62,6 +64,37 @@ def export_path_item(rpc: str, request_type) -> dict:
                for status, text in ERROR_STATUSES.items()},
         },
     }}
+
+
+def import_path_item(rpc: str, report_type) -> Callable[[dict], dict]:
+    """POST /admin/carpets/import: a multipart upload, a JSON report (its schema joins the
+    document's components when the document is built)."""
+    def item(components: dict) -> dict:
+        report = add_message(report_type.DESCRIPTOR, components)
+        return {"post": {
+            "operationId": rpc, "summary": f"AdminService.{rpc} from an uploaded spreadsheet",
+            "security": _SECURED,
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "CSV (UTF-8 or Windows-1254; , ; or tab) or XLSX: "
+                                            "sku,name,material,width_cm,length_cm,image"},
+                    "pictures": {"type": "string", "format": "binary",
+                                 "description": "a ZIP of the pictures the image column names"},
+                    "dryRun": {"type": "string", "enum": ["true", "false"],
+                               "description": "report only, change nothing (default true)"},
+                    "organizationId": {"type": "string", "pattern": "^[0-9]{1,18}$"}}}}}},
+            "responses": {
+                "200": {"description": "what was done (or would be), row by row",
+                        "content": {"application/json": {"schema": {
+                            "$ref": f"#/components/schemas/{report}"}}}},
+                "413": {"description": "an upload over 20 MiB", "content": _ERROR_BODY},
+                **{status: {"description": text, "content": _ERROR_BODY}
+                   for status, text in ERROR_STATUSES.items()},
+            },
+        }}
+
+    return item
 
 
 def _query_parameters(request: Descriptor, components: dict) -> list[dict]:
@@ -148,10 +181,12 @@ def build_document(routes: dict, extra_paths: dict, public_paths=frozenset()) ->
                for status, text in ERROR_STATUSES.items()},
         }
         if method != "GET":
-            operation["responses"]["413"] = {"description": "body over 64 KiB",
-                                             "content": _ERROR_BODY}
+            operation["responses"]["413"] = {
+                "description": "body over its limit (64 KiB; 14 MiB with a carpet's picture)",
+                "content": _ERROR_BODY}
         paths.setdefault(path, {})[method.lower()] = operation
-    paths.update(extra_paths)
+    paths.update({path: item(components) if callable(item) else item
+                  for path, item in extra_paths.items()})
     return {
         "openapi": "3.0.3",
         "info": {"title": "Carpet admin API", "version": "1",

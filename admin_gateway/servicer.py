@@ -46,6 +46,7 @@ def relaying_stream(method):
 
 
 EXPORT_PAGE_SIZE = 500
+IMPORT_TIMEOUT_S = 600.0  # ten thousand rows in one transaction
 USAGE_DEFAULT_DAYS = 30
 
 
@@ -401,6 +402,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @relaying
     def RestoreCarpet(self, request, context):
         return self._clients.renders.RestoreCarpet(request)
+
+    @relaying
+    def ImportCarpets(self, request, context):
+        return self._clients.renders.ImportCarpets(request, timeout=IMPORT_TIMEOUT_S)
 
     @relaying_stream
     def ExportCarpets(self, request, context):

@@ -2,7 +2,7 @@
 
 BENCH_DATABASE_URL selects PostgreSQL (default: SQLite files), BENCH_SECONDS the length of
 each scenario, BENCH_CONCURRENCY the number of client processes, BENCH_GROUPS which groups of
-scenarios run (default all: credit,render,watch,scaling,webhooks,admin).
+scenarios run (default all: credit,render,watch,scaling,webhooks,admin,catalogue).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from bench import renderer_latency, watch_fanout
+from bench import catalogue_import, renderer_latency, watch_fanout
 from bench.admin_scenarios import AdminBench
 from bench.cpu import CpuMeter
 from bench.driver import Result, run_open_loop, run_scenario
@@ -228,7 +228,7 @@ def report_rows(results: dict[str, Result], cpu: dict[str, dict[str, float]]) ->
     return rows
 
 
-GROUPS = ("credit", "render", "watch", "scaling", "webhooks", "admin")
+GROUPS = ("credit", "render", "watch", "scaling", "webhooks", "admin", "catalogue")
 
 
 class Bench:
@@ -440,6 +440,22 @@ def run_admin(bench: Bench) -> dict:
     with bench.serving(render_processes=0):
         return run_admin_scenarios(bench.scenario, bench.base_url, bench.env,
                                    bench.config["address"], bench.config, bench.server_pids)
+
+
+def run_catalogue(bench: Bench) -> None:
+    """A shop's catalogue imported over HTTP: 10,000 rows, 2,000 pictures
+    (bench/catalogue_import.py), through a gateway in front of the render service."""
+    with bench.serving():
+        http_address, grpc_address = free_address(), free_address()
+        gateway = ServerProcess("admin_gateway", {
+            **bench.env, "CREDIT_ADDR": bench.config["address"],
+            "RENDER_ADDR": bench.config["render_address"], "ADMIN_GRPC_ADDR": grpc_address,
+            "ADMIN_HTTP_ADDR": http_address, "RATE_LIMIT_ADMIN": "off"}, grpc_address)
+        try:
+            bench.extra["catalogue.import"] = catalogue_import.measure(
+                http_address, bench.config["admin_token"], gateway.rss_kb)
+        finally:
+            gateway.stop()
 
 
 def main() -> int:

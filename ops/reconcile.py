@@ -24,7 +24,7 @@ from carpet_common.db import bind_database
 from carpet_common.settings import Settings
 from credit_service import models as credit_models
 from render_service import models as render_models
-from render_service.audit_outbox import CANCEL, CREATE_CARPET
+from render_service.audit_outbox import CANCEL, CREATE_CARPET, IMPORT_CARPETS
 from render_service.credit_client import hold_reference
 from render_service.jobs import CANCELED_TEXT
 from render_service.renderers import FALLBACK_RENDERER
@@ -174,14 +174,19 @@ def audit_problems():
     changes = (  # what was changed, the action that audits it, its target, the report line
         (RenderJob.select(RenderJob.id).where((RenderJob.status == "failed")
                                               & (RenderJob.error_text == CANCELED_TEXT)),
-         RenderJob.id, CANCEL, "render_job", "canceled render job {} has no audit record"),
-        (Carpet.select(Carpet.id), Carpet.id, CREATE_CARPET, "carpet",
-         "carpet {} has no audit record of its creation"),
+         RenderJob.id, CANCEL, lambda job: f"render_job:{job.id}",
+         "canceled render job {} has no audit record"),
+        (Carpet.select(Carpet.id).where(Carpet.import_id.is_null()), Carpet.id, CREATE_CARPET,
+         lambda carpet: f"carpet:{carpet.id}", "carpet {} has no audit record of its creation"),
+        # A carpet an import created: that import's one entry (render_service.catalogue_import).
+        (Carpet.select(Carpet.id, Carpet.import_id).where(Carpet.import_id.is_null(False)),
+         Carpet.id, IMPORT_CARPETS, lambda carpet: f"import:{carpet.import_id}",
+         "carpet {} has no audit record of the import that created it"),
     )
-    for query, id_field, action, kind, problem in changes:
+    for query, id_field, action, target_of, problem in changes:
         for batch in _in_batches(query, id_field):
-            targets = {row.id: f"{kind}:{row.id}" for row in batch}
-            audited = _audited_targets(action, list(targets.values()))
+            targets = {row.id: target_of(row) for row in batch}
+            audited = _audited_targets(action, list(set(targets.values())))
             for row_id, target in targets.items():
                 if target not in audited:
                     yield "invariant 3: " + problem.format(row_id)

@@ -32,6 +32,7 @@ CREATE_CARPET = "/carpet.render.v1.RenderService/CreateCarpet"
 UPDATE_CARPET = "/carpet.render.v1.RenderService/UpdateCarpet"
 ARCHIVE_CARPET = "/carpet.render.v1.RenderService/ArchiveCarpet"
 RESTORE_CARPET = "/carpet.render.v1.RenderService/RestoreCarpet"
+IMPORT_CARPETS = "/carpet.render.v1.RenderService/ImportCarpets"
 
 
 @dataclass(frozen=True)

@@ -104,10 +104,7 @@ def create_carpet(*, organization_id: int, sku: str, name: str, material: str, i
     """The new design, its sizes and its audit entry naming `who`, in one transaction.
     `idempotent` (the request carried a key): the same request again answers the carpet it
     made instead of ALREADY_EXISTS."""
-    if organization_id < 0:
-        raise InvalidArgument("organization_id must be 0 (the shared catalogue) or an id")
-    if not catalogues.changes(organization_id):
-        _refuse_change(organization_id)
+    check_changeable(organization_id, catalogues)
     sku = _text(sku, "sku", 64)
     name = _text(name, "name", 200)
     material = _text(material, "material", 100, required=False)
@@ -144,6 +141,14 @@ def _same_carpet(carpet: Carpet, name: str, material: str, image: bytes,
             .get(carpet.id, [])]
     return (carpet.name, carpet.material, bytes(carpet.image)) == (name, material, image) and \
         kept == [(size.width_cm, size.length_cm, size.sku) for size in sizes]
+
+
+def check_changeable(organization_id: int, catalogues: Catalogues) -> None:
+    """Refused unless the caller may change `organization_id`'s catalogue."""
+    if organization_id < 0:
+        raise InvalidArgument("organization_id must be 0 (the shared catalogue) or an id")
+    if not catalogues.changes(organization_id):
+        _refuse_change(organization_id)
 
 
 def _refuse_change(organization_id: int):

@@ -51,6 +51,9 @@ class Carpet(BaseModel):
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(null=True)
     archived_at = DateTimeField(null=True)  # archived: never rendered again, kept for history
+    # The import that created it (its one audit entry's target is `import:<id>`); NULL: made
+    # by CreateCarpet, audited on its own.
+    import_id = CharField(max_length=32, null=True)
 
     class Meta:
         indexes = (

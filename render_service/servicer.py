@@ -16,7 +16,7 @@ from carpet_common.errors import (
 )
 from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
-from render_service import audit_outbox, catalogue, jobs, placement, renders
+from render_service import audit_outbox, catalogue, catalogue_import, jobs, placement, renders
 from render_service.credit_client import CreditClient
 from render_service.models import RENDER_STATUSES, RenderJob, size_id_of
 from render_service.status_hub import StatusHub
@@ -44,6 +44,17 @@ def carpet_message(shown: catalogue.ShownCarpet) -> render_pb2.Carpet:
         archived_at=timestamp(row.archived_at), image_content_type=row.image_content_type,
         sizes=[render_pb2.CarpetSize(id=size.id, sku=size.sku, width_cm=size.width_cm,
                                      length_cm=size.length_cm) for size in sizes])
+
+
+def import_report(rows) -> render_pb2.CarpetImportReport:
+    report = render_pb2.CarpetImportReport(rows=[render_pb2.CarpetImportRow(
+        line=row.line, sku=row.sku, outcome=row.outcome,
+        errors=[render_pb2.CarpetImportProblem(column=problem.column, code=problem.code,
+                                               message=problem.message)
+                for problem in row.problems]) for row in rows])
+    for row in rows:
+        setattr(report, row.outcome, getattr(report, row.outcome) + 1)
+    return report
 
 
 def _size_specs(sizes) -> list[catalogue.SizeSpec]:
@@ -161,6 +172,26 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             action, f"carpet:{carpet_id}", None, {},
             lambda now, who: catalogue.set_archived(carpet_id, archived,
                                                     catalogues=_catalogues(), now=now, who=who))
+
+    def ImportCarpets(self, request, context):
+        catalogues = _catalogues()
+        organization_id = request.organization_id or (catalogues.organization_id or 0)
+        designs = [catalogue_import.ImportedDesign(
+            lines=list(carpet.lines), sku=carpet.sku, name=carpet.name,
+            material=carpet.material, image=carpet.image,
+            sizes=[(size.width_cm, size.length_cm) for size in carpet.sizes])
+            for carpet in request.carpets]
+        now, who = self._clock(), audit_outbox.who_calls()
+        try:
+            rows = catalogue_import.import_carpets(
+                organization_id, designs, dry_run=request.dry_run,
+                file_name=request.file_name, catalogues=catalogues, now=now, who=who)
+        except DomainError as refused:
+            catalogue.record_refusal(catalogue_import.IMPORT, who, refused.grpc_code.name,
+                                     f"catalogue:{organization_id}", organization_id,
+                                     {"file": request.file_name[:200]}, now)
+            raise
+        return import_report(rows)
 
     def GetCarpet(self, request, context):
         return carpet_message(catalogue.get_carpet(request.id, _catalogues()))

@@ -2,7 +2,8 @@
 
 - carpet.organization_id (0: the shared catalogue, where every carpet so far goes), its SKU
   unique within its catalogue instead of everywhere; archived_at (archived carpets are kept for
-  their renders, never deleted); updated_at.
+  their renders, never deleted); updated_at; import_id (the import that created it, whose one
+  audit entry covers it).
 - carpet_size: the sizes a design is sold in. Each carpet so far becomes one size with the
   carpet's measurements, and that size takes the carpet's own id, so a job from before this
   migration (render_job.carpet_size_id NULL) names its size by its carpet_id — no rewrite of
@@ -20,6 +21,7 @@ def up(migrator, db):
         "ALTER TABLE carpet ADD COLUMN organization_id BIGINT NOT NULL DEFAULT 0",
         f"ALTER TABLE carpet ADD COLUMN archived_at {timestamp}",
         f"ALTER TABLE carpet ADD COLUMN updated_at {timestamp}",
+        "ALTER TABLE carpet ADD COLUMN import_id VARCHAR(32)",
         "UPDATE carpet SET updated_at = created_at",
         f"""CREATE TABLE carpet_size (
             id {id_column},
@@ -63,6 +65,7 @@ def down(migrator, db):
         "CREATE UNIQUE INDEX carpet_sku ON carpet (sku)",
         "DROP TABLE carpet_size",
         "ALTER TABLE carpet DROP COLUMN updated_at",
+        "ALTER TABLE carpet DROP COLUMN import_id",
         "ALTER TABLE carpet DROP COLUMN archived_at",
         "ALTER TABLE carpet DROP COLUMN organization_id",
     ):

@@ -11,6 +11,7 @@ import pytest
 
 from protos.carpet.credit.v1 import credit_pb2
 from protos.carpet.render.v1 import render_pb2
+from tests.fake_image_api import tiny_png
 from tests.integration.test_credit_accounts import create_org
 from tests.integration.test_render_service import create_carpet, submit, wait_final
 from tests.processes import ROOT, security_env
@@ -92,11 +93,19 @@ def test_a_change_without_its_audit_record_is_reported(
     carpet = create_carpet(render_server)  # audited: its entry waits in the outbox
     job = submit(render_server, org.id, carpet.id)
     render_server.renders.CancelRender(render_pb2.CancelRenderRequest(id=job.id), timeout=10)
+    imported = render_server.renders.ImportCarpets(render_pb2.ImportCarpetsRequest(
+        file_name="c.csv", carpets=[render_pb2.ImportedCarpet(
+            lines=[2, 3], sku="IMP-1", name="Imported", image=tiny_png(),
+            sizes=[render_pb2.CarpetSize(width_cm=100, length_cm=150),
+                   render_pb2.CarpetSize(width_cm=80, length_cm=120)])]), timeout=10)
+    assert imported.created == 2  # two rows, one carpet: covered by the import's one entry
     clean = reconcile(credit_db_url, render_db_url)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     hidden = models.Carpet.create(sku="K-HIDDEN", name="Not audited",
                                   image=b"png", image_content_type="image/png")
+    smuggled = models.Carpet.create(sku="K-SMUGGLED", name="No such import", image=b"png",
+                                    image_content_type="image/png", import_id="f" * 32)
     quiet = submit(render_server, org.id, carpet.id)
     models.RenderJob.update(status="failed", error_text="canceled").where(
         models.RenderJob.id == quiet.id).execute()
@@ -106,4 +115,5 @@ def test_a_change_without_its_audit_record_is_reported(
         f"invariant 4: failed job {quiet.id} still has a held hold",
         f"invariant 3: canceled render job {quiet.id} has no audit record",
         f"invariant 3: carpet {hidden.id} has no audit record of its creation",
-        "verify: 3 problem(s)"]
+        f"invariant 3: carpet {smuggled.id} has no audit record of the import that created it",
+        "verify: 4 problem(s)"]

@@ -52,7 +52,7 @@ NOTIFICATIONS = {"CreateWebhookEndpoint", "ListWebhookEndpoints", "DeleteWebhook
                  "ListOrganizationControls"}
 # Catalogues per organisation (docs/catalogue.md).
 CATALOGUE = {"ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "ArchiveCarpet",
-             "RestoreCarpet"}
+             "RestoreCarpet", "ImportCarpets"}
 ADDED_METHODS = {
     "carpet.credit.v1.NotificationService": NOTIFICATIONS | {"GetOrganizationControls",
                                                              "PublishRenderEvents"},
@@ -64,7 +64,8 @@ ADDED_METHODS = {
                                      "ListRevokedSessions"},
     "carpet.render.v1.RenderService": {"GetRenderTotals"}
                                       | CONSOLE["carpet.render.v1.RenderService"]
-                                      | {"UpdateCarpet", "ArchiveCarpet", "RestoreCarpet"},
+                                      | {"UpdateCarpet", "ArchiveCarpet", "RestoreCarpet",
+                                         "ImportCarpets"},
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
                                      "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
                                     | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS

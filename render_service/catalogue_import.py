@@ -1,0 +1,167 @@
+"""Importing a catalogue from a spreadsheet the gateway has read (`docs/catalogue.md`): each
+design created or updated by its SKU, a row at a time reported. The valid designs are written
+in one transaction with the import's one audit entry (each design in a savepoint of its own, so
+a refused one leaves the others); a dry run does the same work and rolls it back, so what it
+answers is exactly what applying would do. Importing the same file again changes nothing."""
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from peewee import IntegrityError
+
+from carpet_common.errors import DomainError, InvalidArgument
+from render_service import audit_outbox, catalogue
+from render_service.images import MAX_CARPET_ASPECT, check_image
+from render_service.models import Carpet, CarpetSize, database
+
+MAX_ROWS = 10_000
+IMPORT = audit_outbox.IMPORT_CARPETS
+
+
+@dataclass(frozen=True)
+class ImportedDesign:
+    lines: Sequence[int]  # one per size, in the file's order
+    sku: str
+    name: str
+    material: str
+    sizes: Sequence[tuple[int, int]]  # (width_cm, length_cm)
+    image: bytes  # b"": keep an existing design's picture
+
+
+@dataclass(frozen=True)
+class Problem:
+    column: str
+    code: str
+    message: str
+
+
+@dataclass
+class RowOutcome:
+    line: int
+    sku: str
+    outcome: str  # created, updated, unchanged, rejected
+    problems: list[Problem] = field(default_factory=list)
+
+
+class _Rejected(Exception):
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def import_carpets(organization_id: int, designs: Sequence[ImportedDesign], *, dry_run: bool,
+                   file_name: str, catalogues: catalogue.Catalogues, now: datetime.datetime,
+                   who: audit_outbox.Who) -> list[RowOutcome]:
+    """Every row's outcome, in the order given."""
+    catalogue.check_changeable(organization_id, catalogues)
+    if sum(len(design.lines) for design in designs) > MAX_ROWS:
+        raise InvalidArgument(f"an import has at most {MAX_ROWS} rows")
+    outcomes: list[RowOutcome] = []
+    import_id = uuid.uuid4().hex  # names the import's audit entry, and what it created
+    with database.atomic() as transaction:
+        for design in designs:
+            try:
+                with database.atomic():  # a savepoint: a refused design leaves the others
+                    result = _import_one(organization_id, design, import_id, now)
+            except _Rejected as rejected:
+                result = "rejected"
+                problems = [rejected.problem]
+            else:
+                problems = []
+            outcomes += [RowOutcome(line, design.sku, result, list(problems))
+                         for line in design.lines]
+        if dry_run:
+            transaction.rollback()
+        else:
+            counts = Counter(outcome.outcome for outcome in outcomes)
+            audit_outbox.record(
+                IMPORT, who, outcome="ok", organization_id=organization_id,
+                target=f"import:{import_id}",
+                details={"file": file_name[:200], **{kind: counts.get(kind, 0) for kind in (
+                    "created", "updated", "unchanged", "rejected")}}, now=now)
+    return outcomes
+
+
+def _import_one(organization_id: int, design: ImportedDesign, import_id: str,
+                now: datetime.datetime) -> str:
+    sku = _checked(design.sku, "sku", 64)
+    name = _checked(design.name, "name", 200)
+    material = _checked(design.material, "material", 100, required=False)
+    if len(set(design.sizes)) != len(design.sizes):
+        raise _Rejected(Problem("width_cm", "DUPLICATE_SIZE",
+                                "the same size is given twice for this sku"))
+    if len(design.sizes) > catalogue.MAX_SIZES:
+        raise _Rejected(Problem("sku", "TOO_MANY_SIZES",
+                                f"a carpet has at most {catalogue.MAX_SIZES} sizes"))
+    content_type = ""
+    if design.image:
+        try:
+            content_type = check_image(design.image, "picture", MAX_CARPET_ASPECT).content_type
+        except DomainError as refused:
+            raise _Rejected(Problem("image", "PICTURE_INVALID", refused.message)) from None
+    existing = Carpet.get_or_none((Carpet.organization_id == organization_id)
+                                  & (Carpet.sku == sku))
+    try:
+        if existing is None:
+            if not design.image:
+                raise _Rejected(Problem("image", "PICTURE_MISSING",
+                                        "a new carpet needs a picture"))
+            carpet = Carpet.create(organization_id=organization_id, sku=sku, name=name,
+                                   material=material, image=design.image,
+                                   image_content_type=content_type, created_at=now,
+                                   updated_at=now, import_id=import_id)
+            for position, (width, length) in enumerate(design.sizes):
+                CarpetSize.create(carpet=carpet, width_cm=width, length_cm=length,
+                                  position=position)
+            return "created"
+        changes: dict = {}
+        if (existing.name, existing.material) != (name, material):
+            changes.update(name=name, material=material)
+        if design.image and bytes(existing.image) != design.image:
+            changes.update(image=design.image, image_content_type=content_type)
+        resized = _resize(existing.id, list(design.sizes), now)
+        if not changes and not resized:
+            return "unchanged"
+        Carpet.update(updated_at=now, **changes).where(Carpet.id == existing.id).execute()
+        return "updated"
+    except IntegrityError as error:
+        raise _Rejected(Problem("", "CONFLICT", f"not written: {error}"[:300])) from None
+
+
+def _resize(carpet_id: int, wanted: list[tuple[int, int]], now: datetime.datetime) -> bool:
+    """The design's sizes in use become `wanted`, matched by measurements (a file has no size
+    ids): kept ones stay (and keep their ids and SKUs), new ones are added, the rest archived.
+    Whether anything changed."""
+    in_use = list(CarpetSize.select().where((CarpetSize.carpet == carpet_id)
+                                            & CarpetSize.archived_at.is_null())
+                  .order_by(CarpetSize.position))
+    if [(size.width_cm, size.length_cm) for size in in_use] == wanted:
+        return False
+    by_measure = {(size.width_cm, size.length_cm): size for size in in_use}
+    gone = [size.id for measure, size in by_measure.items() if measure not in wanted]
+    if gone:
+        CarpetSize.update(archived_at=now).where(CarpetSize.id.in_(gone)).execute()
+    first = 1 + max((size.position for size in CarpetSize.select(CarpetSize.position).where(
+        CarpetSize.carpet == carpet_id)), default=-1)
+    for offset, (width, length) in enumerate(wanted):
+        kept = by_measure.get((width, length))
+        if kept is not None:
+            CarpetSize.update(position=first + offset).where(CarpetSize.id == kept.id).execute()
+        else:
+            CarpetSize.create(carpet=carpet_id, width_cm=width, length_cm=length,
+                              position=first + offset)
+    return True
+
+
+def _checked(value: str, column: str, limit: int, required: bool = True) -> str:
+    value = value.strip()
+    if required and not value:
+        raise _Rejected(Problem(column, "REQUIRED", f"{column} is empty"))
+    if len(value) > limit or "\x00" in value:
+        raise _Rejected(Problem(column, "TOO_LONG", f"{column} is longer than {limit} "
+                                                    f"characters"))
+    return value
