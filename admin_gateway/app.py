@@ -54,6 +54,7 @@ POLICY = {
     f"/{SERVICE}/RestoreCarpet": ADMIN_STAFF,
     f"/{SERVICE}/ExportCarpets": ADMIN_STAFF,
     f"/{SERVICE}/ImportCarpets": ADMIN_STAFF,
+    f"/{SERVICE}/GetCarpetThumbnail": ADMIN_STAFF,
     f"/{SERVICE}/SetUserPassword": ADMIN,
     f"/{SERVICE}/DeactivateUser": ADMIN,
     f"/{SERVICE}/ActivateUser": ADMIN,
@@ -95,7 +96,8 @@ EXPORT_METHODS = {f"/{SERVICE}/{name}" for name in
 # Pictures have their own per-IP budget (RATE_LIMIT_IMAGES): a page of thumbnails must not use
 # up the budget that protects the API, nor the API the pictures'.
 IMAGE_METHODS = {f"/{SERVICE}/{name}" for name in
-                 ("GetRenderImage", "GetRenderThumbnail", "GetRenderRoom")}
+                 ("GetRenderImage", "GetRenderThumbnail", "GetRenderRoom",
+                  "GetCarpetThumbnail")}
 
 
 def console_settings(settings: Settings) -> admin_pb2.ConsoleSettings:

@@ -154,6 +154,7 @@ PUBLIC_ROUTES = {"/auth/login", "/auth/refresh", "/auth/logout"}
 TEMPLATED_ROUTES = {path: re.compile(re.escape(path).replace(r"\{id\}", r"(\d{1,18})"))
                     for _, path in ROUTES if "{id}" in path}
 # Pictures of a render: the result, its thumbnail, the room it was submitted with.
+CARPET_THUMBNAIL_PATH = re.compile(r"/admin/carpets/(\d{1,18})/thumbnail")
 PICTURE_PATH = re.compile(r"/admin/renders/(\d{1,18})/(image|thumbnail|room)")
 PICTURE_METHODS = {"image": "GetRenderImage", "thumbnail": "GetRenderThumbnail",
                    "room": "GetRenderRoom"}
@@ -335,6 +336,7 @@ class AdminHttpApp:
                                   for name, target in (backends or {}).items()}
         extra = {f"/admin/renders/{{id}}/{kind}": picture_path_item(method)
                  for kind, method in PICTURE_METHODS.items()}
+        extra["/admin/carpets/{id}/thumbnail"] = picture_path_item("GetCarpetThumbnail")
         extra.update({path: export_path_item(export.rpc, export.request_type)
                       for path, export in EXPORTS.items()})
         extra[IMPORT_PATH] = import_path_item("ImportCarpets", render_pb2.CarpetImportReport)
@@ -381,11 +383,17 @@ class AdminHttpApp:
                 return "/admin/", _static("index.html")
             if path.startswith("/admin/static/"):
                 return "/admin/static", _static(path[len("/admin/static/"):])
+            carpet = CARPET_THUMBNAIL_PATH.fullmatch(path)
+            if carpet:
+                return ("/admin/carpets/{id}/thumbnail", self._picture(
+                    environ, "GetCarpetThumbnail",
+                    render_pb2.GetCarpetRequest(id=int(carpet.group(1)))))
             picture = PICTURE_PATH.fullmatch(path)
             if picture:
                 kind = picture.group(2)
                 return (f"/admin/renders/{{id}}/{kind}",
-                        self._picture(environ, PICTURE_METHODS[kind], int(picture.group(1))))
+                        self._picture(environ, PICTURE_METHODS[kind],
+                                      render_pb2.GetRenderOutputRequest(id=int(picture.group(1)))))
             if path in EXPORTS:
                 return path, self._export(environ, EXPORTS[path])
         if method == "POST" and path == IMPORT_PATH:
@@ -502,11 +510,10 @@ class AdminHttpApp:
         return _json(200, json_format.MessageToDict(imports.merged_report(rows, report),
                                                     always_print_fields_with_no_presence=True))
 
-    def _picture(self, environ, method: str, job_id: int) -> Response:
+    def _picture(self, environ, method: str, request) -> Response:
         try:
             chunks = list(getattr(self._admin, method)(
-                render_pb2.GetRenderOutputRequest(id=job_id), metadata=self._metadata(environ),
-                timeout=CALL_TIMEOUT_S))
+                request, metadata=self._metadata(environ), timeout=CALL_TIMEOUT_S))
         except grpc.RpcError as error:
             return _rpc_error(error)
         data = b"".join(chunk.data for chunk in chunks)

@@ -33,7 +33,8 @@ def picture_path_item(rpc: str) -> dict:
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
             **{code: {"description": text, "content": _ERROR_BODY} for code, text in (
                 ("400", "bad input"), ("401", "missing or bad credentials"),
-                ("403", "another organisation's render"), ("404", "no such render or picture"),
+                ("403", "another organisation's render"),
+                ("404", "no such render, carpet or picture"),
                 ("412", "not rendered yet, or no longer kept"),
                 ("429", "rate limited (see Retry-After)"), ("503", "a service is unavailable"))},
         },

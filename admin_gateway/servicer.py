@@ -88,6 +88,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._clock = clock
         self._console = console or admin_pb2.ConsoleSettings()
         self._thumbnails: LruCache[int, bytes] = LruCache(CACHED_THUMBNAILS)
+        # A carpet's picture may change: its thumbnail is kept under the carpet's version.
+        self._carpet_thumbnails: LruCache[tuple[int, int], bytes] = LruCache(CACHED_THUMBNAILS)
         self._carpet_names: LruCache[int, str] = LruCache(CACHED_CARPET_NAMES)
 
     @relaying
@@ -402,6 +404,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @relaying
     def RestoreCarpet(self, request, context):
         return self._clients.renders.RestoreCarpet(request)
+
+    @relaying_stream
+    def GetCarpetThumbnail(self, request, context):
+        carpet = self._clients.renders.GetCarpet(request)  # NOT_FOUND outside its catalogues
+        version = (carpet.id, carpet.updated_at.ToNanoseconds())
+        thumbnail = self._carpet_thumbnails.get(version)
+        if thumbnail is None:
+            image = b"".join(chunk.data for chunk in
+                             self._clients.renders.GetCarpetImage(request))
+            thumbnail = make_thumbnail(image)
+            self._carpet_thumbnails.put(version, thumbnail)
+        yield render_pb2.RenderOutputChunk(content_type=THUMBNAIL_TYPE, data=thumbnail)
 
     @relaying
     def ImportCarpets(self, request, context):

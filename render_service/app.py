@@ -53,6 +53,7 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{SERVICE}/RestoreCarpet": everyone,
         f"/{SERVICE}/ImportCarpets": everyone,
         f"/{SERVICE}/GetCarpet": everyone | services(GATEWAY),
+        f"/{SERVICE}/GetCarpetImage": everyone,
         f"/{SERVICE}/ListCarpets": everyone | services(GATEWAY),
         f"/{SERVICE}/SubmitRender": everyone,
         f"/{SERVICE}/GetRender": everyone,

@@ -193,6 +193,14 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             raise
         return import_report(rows)
 
+    def GetCarpetImage(self, request, context):
+        catalogue.get_carpet(request.id, _catalogues())  # NOT_FOUND outside its catalogues
+        picture = catalogue.carpet_image(request.id)
+        data = bytes(picture.image)
+        for offset in range(0, len(data), INPUT_CHUNK_BYTES):
+            yield render_pb2.RenderOutputChunk(content_type=picture.image_content_type,
+                                               data=data[offset:offset + INPUT_CHUNK_BYTES])
+
     def GetCarpet(self, request, context):
         return carpet_message(catalogue.get_carpet(request.id, _catalogues()))
 

@@ -7,6 +7,7 @@ import io
 import urllib.request
 
 import pytest
+from PIL import Image
 
 from admin_gateway.http import MAX_PICTURE_BODY_BYTES
 from tests.fake_image_api import tiny_png
@@ -36,6 +37,20 @@ def test_a_shop_manages_its_catalogue_over_http(http_gateway, credit_server):
     other_staff = dict(bearer(staff_token(other.id)))
     assert call(http_gateway, path, headers=other_staff)[0] == 404
     assert call(http_gateway, "/admin/carpets", headers=other_staff)[1]["carpets"] == []
+
+    # Its thumbnail, for its own shop only; a new picture gives a new thumbnail.
+    with urllib.request.urlopen(urllib.request.Request(
+            http_gateway + path + "/thumbnail", headers=staff), timeout=15) as response:
+        first = response.read()
+        assert response.headers["Content-Type"] == "image/jpeg" and first[:2] == b"\xff\xd8"
+    assert call(http_gateway, path + "/thumbnail", headers=other_staff)[0] == 404
+    wider = io.BytesIO()
+    Image.new("RGB", (30, 40), (200, 30, 30)).save(wider, format="PNG")
+    assert call(http_gateway, path, method="PATCH", headers=staff,
+                body={"image": base64.b64encode(wider.getvalue()).decode()})[0] == 200
+    with urllib.request.urlopen(urllib.request.Request(
+            http_gateway + path + "/thumbnail", headers=staff), timeout=15) as response:
+        assert response.read() != first
 
     # PATCH changes what its body holds, and nothing else.
     status, changed, _ = call(http_gateway, path, method="PATCH", headers=staff,

@@ -82,7 +82,7 @@ def call(channel, method, metadata):
 READERS = "A S render admin-gateway web"
 # The catalogue on the admin gateway: STAFF their own organisation's (render_service.catalogue).
 CATALOGUE = ("ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "ArchiveCarpet",
-             "RestoreCarpet", "ExportCarpets", "ImportCarpets")
+             "RestoreCarpet", "ExportCarpets", "ImportCarpets", "GetCarpetThumbnail")
 EXPECTED = {
     "AccountService": {"CreateOrganization": "A", "GetOrganization": READERS,
                        "ListOrganizations": "A", "CreateUser": "A", "GetUser": READERS,
@@ -107,7 +107,7 @@ EXPECTED = {
         "ListOrganizationControls": "A admin-gateway", "PublishRenderEvents": "render"},
     "RenderService": {**dict.fromkeys(("CreateCarpet", "UpdateCarpet", "ArchiveCarpet",
                                        "RestoreCarpet", "ImportCarpets"), "A S web"),
-                      "GetCarpet": "A S web admin-gateway",
+                      "GetCarpet": "A S web admin-gateway", "GetCarpetImage": "A S web",
                       "ListCarpets": "A S web admin-gateway",
                       **dict.fromkeys(("SubmitRender", "GetRender", "ListRenders",
                                        "WatchRender", "CancelRender", "GetRenderOutput",
