@@ -79,11 +79,17 @@ class AroundPipeline:
         return handler
 
 
+MAX_MESSAGE_CHARS = 1000
+
+
 def rich_status(code: grpc.StatusCode, message: str, reason: str,
                 metadata: dict[str, str] | None = None,
                 trailers: tuple[tuple[str, str], ...] = ()) -> grpc.Status:
     """A status carrying google.rpc.ErrorInfo(reason), plus any extra trailing metadata (such
-    as retry-after)."""
+    as retry-after). A message longer than MAX_MESSAGE_CHARS (one quoting a caller's long
+    input) is cut: it travels twice in the trailers, which a client refuses above 16 KiB."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS - 1] + "…"
     info = error_details_pb2.ErrorInfo(reason=reason, domain=errors.ERROR_DOMAIN,
                                        metadata=metadata or {})
     detail = any_pb2.Any()

@@ -166,8 +166,9 @@ def update_carpet(carpet_id: int, changes: dict, *, catalogues: Catalogues,
     in one transaction."""
     unknown = set(changes) - set(UPDATABLE)
     if not changes or unknown:
+        named = ", ".join(sorted(name[:40] for name in unknown)[:5])
         raise InvalidArgument(f"update_mask must name some of {', '.join(UPDATABLE)}"
-                              + (f" (not {', '.join(sorted(unknown))})" if unknown else ""))
+                              + (f" (not {named})" if unknown else ""))
     values: dict = {}
     if "name" in changes:
         values["name"] = _text(changes["name"], "name", 200)

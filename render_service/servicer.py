@@ -156,7 +156,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         paths = list(request.update_mask.paths)
         changes = {path: fields[path]() if path in fields else None for path in paths}
         return self._catalogue_change(
-            catalogue.UPDATE, f"carpet:{request.id}", None, {"changed": sorted(paths)},
+            catalogue.UPDATE, f"carpet:{request.id}", None,
+            {"changed": sorted(path[:40] for path in paths[:10])},
             lambda now, who: catalogue.update_carpet(request.id, changes,
                                                      catalogues=_catalogues(), now=now,
                                                      who=who))

@@ -33,3 +33,15 @@ def test_derived_tables():
     assert errors.http_status_for(grpc.StatusCode.DEADLINE_EXCEEDED) == 504
     assert sorted(ERROR_STATUSES) == ["400", "401", "403", "404", "409", "412", "429", "503"]
     assert ERROR_STATUSES["412"] == errors.FailedPrecondition.description
+
+
+def test_a_long_message_is_cut_to_fit_the_trailers():
+    """A message quoting a caller's long input travels twice in the trailers (grpc-message and
+    the status details), which a client refuses above 16 KiB: it is cut, and says so."""
+    from carpet_common.interceptors import MAX_MESSAGE_CHARS, error_status
+
+    status = error_status(errors.InvalidArgument("x" * 20_000))
+    assert status.details == "x" * (MAX_MESSAGE_CHARS - 1) + "…"
+    assert sum(len(str(value)) for _, value in status.trailing_metadata) < 16 * 1024
+    short = error_status(errors.InvalidArgument("name must be 1..200 characters"))
+    assert short.details == "name must be 1..200 characters"
