@@ -163,7 +163,8 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript",
                 "api.js": "text/javascript", "i18n.js": "text/javascript",
                 "charts.js": "text/javascript", "ui.js": "text/javascript",
-                "controls.js": "text/javascript", "style.css": "text/css",
+                "controls.js": "text/javascript", "catalogue.js": "text/javascript",
+                "style.css": "text/css",
                 "i18n/en.json": "application/json", "i18n/tr.json": "application/json"}
 PAGE_HEADERS = {  # the admin page loads nothing from elsewhere and runs no inline script
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob:; "

@@ -61,6 +61,13 @@ export async function blobUrl(path) {
   return URL.createObjectURL(await response.blob());
 }
 
+// A multipart form (files) posted with the credential; the browser writes its boundary.
+export async function upload(path, form) {
+  const response = await fetch(path, { method: "POST", headers: credentialHeaders(), body: form });
+  if (!response.ok) throw await refused(response);
+  return response.json();
+}
+
 export async function download(path, filename) {
   const url = await blobUrl(path);
   const link = document.createElement("a");

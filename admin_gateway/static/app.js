@@ -4,6 +4,7 @@
 
 import * as api from "./api.js";
 import { barChart } from "./charts.js";
+import * as catalogue from "./catalogue.js";
 import * as controls from "./controls.js";
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
@@ -56,8 +57,9 @@ function fillPicker(select) {
   const options = [];
   if (select.dataset.all) {
     const all = document.createElement("option");
-    all.value = "";
-    all.textContent = select.dataset.all === "every" ? t("webhooks.everyOrg") : t("common.all");
+    all.value = select.dataset.all === "shared" ? "0" : "";
+    all.textContent = { every: t("webhooks.everyOrg"), shared: t("catalogue.shared") }[
+      select.dataset.all] || t("common.all");
     options.push(all);
   }
   for (const organization of state.organizations) {
@@ -177,6 +179,7 @@ const loaders = {
   organizations: async () => { await controls.loadControls(); await lists.organizations.reload(); },
   users: () => lists.users.reload(),
   renders: () => lists.renders.reload(),
+  catalogue: () => catalogue.load(),
   credits: () => lists["credit-logs"].reload(),
   audit: () => lists.audit.reload(),
   grants: controls.loadGrants,
@@ -534,6 +537,8 @@ document.addEventListener("DOMContentLoaded", async () => {
     }));
   }
   controls.setUp({ state, organizationName, reloadOrganizations: loadOrganizations });
+  catalogue.setUp({ state, organizationName });
+  lists.carpets = catalogue.list();
   fillDelimiterPickers();
   api.whenSessionEnds(() => leave(t("signin.ended")));
   $("sign-in-form").addEventListener("submit", signIn);

@@ -56,6 +56,22 @@ def proto_modules():
         yield importlib.import_module(os.path.relpath(path, ROOT)[:-3].replace(os.sep, "."))
 
 
+def import_problem_codes():
+    """Every problem code an import reports: the second argument of `row.refuse(column, code,
+    message)` (the gateway) and `Problem(column, code, message)` (the render service)."""
+    found = set()
+    for path in ("admin_gateway/imports.py", "render_service/catalogue_import.py"):
+        with open(os.path.join(ROOT, path), encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and len(node.args) >= 2
+                    and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                        "refuse", "Problem")
+                    and isinstance(node.args[1], ast.Constant)):
+                found.add(node.args[1].value)
+    return found
+
+
 def expected_keys():
     keys = {f"error.{cls.reason}" for cls in errors.ERROR_CLASSES}
     keys |= {f"error.{reason}" for reason in reasons_raised_in_code()}
@@ -78,6 +94,9 @@ def expected_keys():
              if kind != "GRANT_KIND_UNSPECIFIED"}
     keys |= {f"event.{event}" for event in WEBHOOK_EVENT_TYPES}
     keys |= {f"deliveryState.{state}" for state in DELIVERY_STATES}
+    keys |= {f"importProblem.{code}" for code in import_problem_codes()}
+    keys |= {f"importOutcome.{outcome}" for outcome in ("created", "updated", "unchanged",
+                                                        "rejected")}
     keys |= {f"logReason.{reason}" for reason in (
         ledger_sql.RENDER_CHARGE, accounts.INITIAL_CREDIT, grants.EXPIRE_REASON,
         grants.RETURNED_REASON)}
