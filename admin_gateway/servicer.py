@@ -264,12 +264,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             organization_id=organization_id, from_date=first, to_date=last))
         renders = self._clients.renders.GetRenderUsage.future(render_pb2.GetRenderUsageRequest(
             organization_id=organization_id, from_date=first, to_date=last))
-        credit_days, render_days = credits.result().days, renders.result().days
+        credit_days, render_usage = credits.result().days, renders.result()
         return admin_pb2.Usage(days=[
             admin_pb2.DayUsage(date=money.date, renders_by_status=dict(jobs.by_status),
                                credits_spent=money.credits_spent,
                                credits_added=money.credits_added)
-            for money, jobs in zip(credit_days, render_days, strict=True)])
+            for money, jobs in zip(credit_days, render_usage.days, strict=True)],
+            carpets=render_usage.carpets)
 
     @relaying_stream
     def ExportRenders(self, request, context):

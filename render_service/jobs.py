@@ -21,6 +21,7 @@ from carpet_common.paging import Page, decode_token, page_of, page_size_or_defau
 from render_service.models import (
     RENDER_STATUSES,
     Carpet,
+    RenderCarpetDaily,
     RenderCount,
     RenderDaily,
     RenderInput,
@@ -412,6 +413,27 @@ def render_totals(organization_id: int = 0) -> dict[str, int]:
     counts = dict.fromkeys(RENDER_STATUSES, 0)
     counts.update({status: int(count) for status, count in query.tuples()})
     return counts
+
+
+MOST_RENDERED = 100
+
+
+def carpet_usage(start: datetime.date, end: datetime.date, organization_id: int = 0
+                 ) -> list[tuple[int, int, int]]:
+    """(carpet id, size id, renders) over the days from the trigger-kept counts, most rendered
+    first, at most MOST_RENDERED."""
+    renders = fn.SUM(RenderCarpetDaily.jobs)
+    query = (RenderCarpetDaily.select(RenderCarpetDaily.carpet_id,
+                                      RenderCarpetDaily.carpet_size_id, renders)
+             .where(RenderCarpetDaily.day.between(start, end))
+             .group_by(RenderCarpetDaily.carpet_id, RenderCarpetDaily.carpet_size_id)
+             .having(renders > 0)
+             .order_by(renders.desc(), RenderCarpetDaily.carpet_id,
+                       RenderCarpetDaily.carpet_size_id)
+             .limit(MOST_RENDERED))
+    if organization_id:
+        query = query.where(RenderCarpetDaily.organization_id == organization_id)
+    return [(int(carpet), int(size), int(jobs)) for carpet, size, jobs in query.tuples()]
 
 
 def render_usage(start: datetime.date, end: datetime.date, organization_id: int = 0

@@ -303,7 +303,9 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         empty = dict.fromkeys(RENDER_STATUSES, 0)
         return render_pb2.RenderUsage(days=[
             render_pb2.RenderDay(date=day.isoformat(), by_status=usage.get(day, empty))
-            for day in each_day(start, end)])
+            for day in each_day(start, end)], carpets=[
+            render_pb2.CarpetRenders(carpet_id=carpet, carpet_size_id=size, renders=renders)
+            for carpet, size, renders in jobs.carpet_usage(start, end, organization_id)])
 
     def GetRenderTotals(self, request, context):
         organization_id = _scope(request.organization_id)

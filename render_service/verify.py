@@ -1,6 +1,6 @@
 """`python -m render_service verify`: the render database's own invariants. The trigger-kept
-job counts (render_count, and per day render_daily) and stored bytes (render_storage) equal a
-recount of render_job.
+job counts (render_count; per day render_daily; per day, carpet and size render_carpet_daily)
+and stored bytes (render_storage) equal a recount of render_job.
 
 Whether every job was charged as it says (invariant 4) needs the credit database too:
 `python -m ops reconcile` checks that.
@@ -52,3 +52,21 @@ def count_problems():
             yield (f"render daily counts: organisation {key[0]} has {by_day.get(key, 0)} "
                    f"{key[2]} jobs created on {key[1]}, render_daily says "
                    f"{kept_days.get(key, 0)}")
+
+    CarpetDaily = render_models.RenderCarpetDaily
+    size = fn.COALESCE(RenderJob.carpet_size, RenderJob.carpet)
+    by_carpet = {(org, str(when), carpet, size_id): int(jobs)
+                 for org, when, carpet, size_id, jobs in
+                 RenderJob.select(RenderJob.organization_id, day, RenderJob.carpet, size,
+                                  fn.COUNT(RenderJob.id))
+                 .group_by(RenderJob.organization_id, day, RenderJob.carpet, size).tuples()}
+    kept_carpets = {(org, str(when), carpet, size_id): int(jobs)
+                    for org, when, carpet, size_id, jobs in
+                    CarpetDaily.select(CarpetDaily.organization_id, CarpetDaily.day,
+                                       CarpetDaily.carpet_id, CarpetDaily.carpet_size_id,
+                                       CarpetDaily.jobs).tuples() if jobs}
+    for key in sorted(by_carpet.keys() | kept_carpets.keys()):
+        if by_carpet.get(key, 0) != kept_carpets.get(key, 0):
+            yield (f"render carpet counts: organisation {key[0]} has {by_carpet.get(key, 0)} "
+                   f"jobs of carpet {key[2]} size {key[3]} created on {key[1]}, "
+                   f"render_carpet_daily says {kept_carpets.get(key, 0)}")

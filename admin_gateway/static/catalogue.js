@@ -27,7 +27,33 @@ const sizesText = (carpet) => (carpet.sizes || [])
 const changeable = (carpet) => shared.state.admin || carpet.organizationId !== "0";
 
 let carpets;  // the PagedList, made in setUp
+let rendered = new Map();  // carpet id -> Map(size id -> renders over the last 30 days)
 export const list = () => carpets;
+
+// Renders over the last 30 days (GET /admin/usage), with the sizes when more than one was.
+function rendersText(carpet) {
+  const bySize = rendered.get(carpet.id) || new Map();
+  const total = [...bySize.values()].reduce((sum, count) => sum + count, 0);
+  if (bySize.size < 2) return i18n.number(total);
+  const parts = (carpet.sizes || []).filter((size) => bySize.has(size.id)).map((size) =>
+    `${i18n.number(size.widthCm)} × ${i18n.number(size.lengthCm)}: ${i18n.number(bySize.get(size.id))}`);
+  return parts.length ? `${i18n.number(total)} (${parts.join(", ")})` : i18n.number(total);
+}
+
+async function loadRendered() {
+  const organizationId = shared.state.admin ? $("carpet-filter-org").value : "";
+  const usage = await api.api(`/admin/usage${organizationId ? `?organizationId=${organizationId}` : ""}`);
+  rendered = new Map();
+  for (const row of usage.carpets || []) {
+    if (!rendered.has(row.carpetId)) rendered.set(row.carpetId, new Map());
+    rendered.get(row.carpetId).set(row.carpetSizeId, Number(row.renders));
+  }
+}
+
+async function reloadCarpets() {
+  await loadRendered();
+  await carpets.reload();
+}
 
 function carpetRow(carpet) {
   const row = document.createElement("tr");
@@ -39,7 +65,7 @@ function carpetRow(carpet) {
     picture.replaceChildren(image);
   }).catch(() => { /* no picture shown */ });
   [carpet.sku, carpet.name, carpet.material, sizesText(carpet), catalogueName(carpet),
-   carpet.archivedAt ? t("catalogue.archived") : t("catalogue.active")]
+   carpet.archivedAt ? t("catalogue.archived") : t("catalogue.active"), rendersText(carpet)]
     .forEach((value) => cell(row, value));
   const actions = cell(row, "");
   if (changeable(carpet)) {
@@ -168,7 +194,7 @@ async function save(event) {
     notify(t("catalogue.added", { sku }));
   }
   resetForm();
-  await carpets.reload();
+  await reloadCarpets();
 }
 
 async function setArchived(carpet, archived) {
@@ -226,7 +252,7 @@ async function apply() {
 
 export async function load() {
   resetForm();
-  await carpets.reload();
+  await reloadCarpets();
 }
 
 export function setUp(context) {
@@ -241,7 +267,7 @@ export function setUp(context) {
   });
   $("carpet-filters").addEventListener("submit", (event) => {
     event.preventDefault();
-    guarded(() => carpets.reload());
+    guarded(reloadCarpets);
   });
   $("carpet-form").addEventListener("submit", (event) => guarded(() => save(event)));
   $("carpet-add-size").addEventListener("click", () => {

@@ -42,6 +42,8 @@ def test_add_change_archive_and_restore_a_carpet(browser, world, http_gateway,  
     expect(rows(page)).to_have_count(1)
     expect(rows(page).first.locator("td").nth(5)).to_have_text("Shared catalogue")
     expect(rows(page).first.locator("img")).to_have_attribute("alt", "Picture of Kilim")
+    # Rendered twice in the last 30 days: Acme's render and Other's refused one.
+    expect(rows(page).first.locator("td").nth(7)).to_have_text("2")
 
     # Wrong fields are named and nothing is sent.
     page.select_option("#carpet-org", str(acme.id))
@@ -143,6 +145,7 @@ def test_staff_import_their_catalogue_in_turkish(browser, world, http_gateway,  
     shared = rows(page).first
     expect(shared.locator("td").nth(5)).to_have_text("Ortak katalog")
     expect(shared.get_by_role("button")).to_have_count(0)
+    expect(shared.locator("td").nth(7)).to_have_text("1")  # its own organisation's render only
     for hidden in ("#carpet-org-label", "#import-org", "#carpet-filter-org"):
         assert page.is_hidden(hidden), hidden
 

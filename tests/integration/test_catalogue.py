@@ -146,6 +146,22 @@ def test_sizes_are_variants_a_render_names(render_server, credit_server, start_w
         assert wait_final(render_server, job.id)[0].status == render_pb2.RENDER_STATUS_SUCCESS
     assert sorted(seen) == sorted([(default.id, 160, 230), (chosen.id, 80, 150)])
 
+    # Which carpets and sizes are rendered: counted as each job is written, most rendered first.
+    again = submit_size(render_server, organization.id, carpet.id, small)
+    day = again.created_at.ToDatetime().date().isoformat()
+    usage = render_server.renders.GetRenderUsage(render_pb2.GetRenderUsageRequest(
+        organization_id=organization.id, from_date=day, to_date=day), timeout=10)
+    assert [(row.carpet_id, row.carpet_size_id, row.renders) for row in usage.carpets] == [
+        (carpet.id, small, 2), (carpet.id, carpet.sizes[0].id, 1)]
+    from render_service.verify import count_problems
+
+    assert list(count_problems()) == []
+    models.RenderCarpetDaily.update(jobs=5).where(
+        models.RenderCarpetDaily.carpet_size_id == small).execute()
+    assert [problem.split(", ")[0] for problem in count_problems()] == [
+        f"render carpet counts: organisation {organization.id} has 2 jobs of carpet "
+        f"{carpet.id} size {small} created on {day}"]
+
 
 def submit_size(render_server, organization_id, carpet_id, size_id):
     return render_server.renders.SubmitRender(render_pb2.SubmitRenderRequest(
