@@ -69,15 +69,15 @@ def chain3(config: dict, index: int):
 
 
 def submit_statements(config: dict, index: int):
-    """`ceiling.submit_sql`: a submission's statements on PostgreSQL — the job's id from its
-    sequence, the hold's reservation with its draw from the grants (one transaction), the job
-    written with its hold — as the services issue them (the very `Statement`s, prepared once
-    per connection), straight through psycopg2 on the two databases, no gRPC and no service
-    code in between."""
+    """`ceiling.submit_sql`: a submission's statements on PostgreSQL — its carpet and size
+    found, the job's id from its sequence, the hold's reservation with its draw from the
+    grants (one transaction), the job written with its hold — as the services issue them (the
+    very `Statement`s, prepared once per connection), straight through psycopg2 on the two
+    databases, no gRPC and no service code in between."""
     import psycopg2
 
     from credit_service import ledger_sql
-    from render_service import jobs
+    from render_service import catalogue, jobs
 
     render_db = psycopg2.connect(config["render_database_url"])
     credit_db = psycopg2.connect(config["database_url"])
@@ -86,8 +86,10 @@ def submit_statements(config: dict, index: int):
     next_id, insert_job = (jobs.SUBMISSION_STATEMENTS[name]
                            for name in ("next_job_id", "insert_job"))
     reserve, draw = (ledger_sql.STATEMENTS[name] for name in ("reserve_pg", "draw_pg"))
+    renderable = catalogue.RENDERABLE
     prepared = {statement: statement.prepare(cursor) for statement, cursor in (
-        (next_id, render), (insert_job, render), (reserve, credit), (draw, credit))}
+        (renderable, render), (next_id, render), (insert_job, render), (reserve, credit),
+        (draw, credit))}
     organization, carpet = config["render_organization"], config["carpet"]
 
     def execute(cursor, statement, **params):
@@ -96,6 +98,7 @@ def submit_statements(config: dict, index: int):
 
     def operation() -> int:
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        size_id = execute(render, renderable, carpet_id=carpet)[2]
         (job_id,) = execute(render, next_id)
         credit.execute("BEGIN")
         (hold_id, *_state) = execute(
@@ -105,7 +108,8 @@ def submit_statements(config: dict, index: int):
         execute(credit, draw, organization_id=organization, now=now, amount=1, hold_id=hold_id)
         credit.execute("COMMIT")
         execute(render, insert_job, id=job_id, organization_id=organization, user_id=None,
-                carpet_id=carpet, mode="preview", status="queued", error_text="", cost=1,
+                carpet_id=carpet, carpet_size_id=size_id, mode="preview", status="queued",
+                error_text="", cost=1,
                 idempotency_key=None, request_hash="", release_pending=False,
                 has_room_image=False, input_bytes=0, output_expired=False, placement="",
                 hold_id=hold_id, now=now, finished_at=None)

@@ -8,8 +8,9 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from peewee import JOIN, IntegrityError
+from peewee import IntegrityError
 
+from carpet_common.db import Statement
 from carpet_common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -312,21 +313,27 @@ def list_carpets(page_size: int, page_token: str, *, catalogues: Catalogues,
     return page, _sizes_in_use([carpet.id for carpet in page.rows])
 
 
+# A carpet's catalogue and state with each of its sizes, in their order (a submission's first
+# statement, so written once: carpet_common.db.Statement).
+RENDERABLE = Statement("""
+    SELECT carpet.organization_id, carpet.archived_at AS carpet_archived_at,
+           carpet_size.id AS size_id, carpet_size.archived_at AS size_archived_at
+    FROM carpet LEFT JOIN carpet_size ON carpet_size.carpet_id = carpet.id
+    WHERE carpet.id = {carpet_id}
+    ORDER BY carpet_size.position""")
+
+
 def renderable_size(carpet_id: int, size_id: int, organization_id: int) -> int:
     """The size a render of `organization_id` shows (`size_id` 0: the carpet's first): the
     carpet in that organisation's catalogue or the shared one, neither archived. NOT_FOUND for
-    a carpet it does not see, FAILED_PRECONDITION for an archived one. One query (it is on
-    every submission's path)."""
-    rows = list(Carpet.select(Carpet.organization_id, Carpet.archived_at, CarpetSize.id,
-                              CarpetSize.archived_at)
-                .join(CarpetSize, JOIN.LEFT_OUTER, on=(CarpetSize.carpet == Carpet.id))
-                .where(Carpet.id == carpet_id).order_by(CarpetSize.position).tuples())
-    if not rows or rows[0][0] not in (SHARED, organization_id):
+    a carpet it does not see, FAILED_PRECONDITION for an archived one."""
+    rows = RENDERABLE.rows(database, carpet_id=carpet_id)
+    if not rows or rows[0].organization_id not in (SHARED, organization_id):
         raise NotFound(f"carpet {carpet_id} not found")
-    if rows[0][1] is not None:
+    if rows[0].carpet_archived_at is not None:
         raise FailedPrecondition(f"carpet {carpet_id} is archived: restore it to render it",
                                  reason="CARPET_ARCHIVED")
-    archived_at = {size: archived for _, _, size, archived in rows if size is not None}
+    archived_at = {row.size_id: row.size_archived_at for row in rows if row.size_id is not None}
     if size_id:
         if size_id not in archived_at:
             raise NotFound(f"carpet {carpet_id} has no size {size_id}")

@@ -13,6 +13,13 @@ from render_service import models as render_models
 
 
 def count_problems():
+    yield from counts_before_catalogues()
+    yield from carpet_count_problems()
+
+
+def counts_before_catalogues():
+    """render_count, render_storage and render_daily against a recount: the checks a database
+    before migration 0013 can answer."""
     RenderJob, RenderCount = render_models.RenderJob, render_models.RenderCount
     recount = {(org, status): int(jobs) for org, status, jobs in
                RenderJob.select(RenderJob.organization_id, RenderJob.status, fn.COUNT(RenderJob.id))
@@ -53,7 +60,11 @@ def count_problems():
                    f"{key[2]} jobs created on {key[1]}, render_daily says "
                    f"{kept_days.get(key, 0)}")
 
-    CarpetDaily = render_models.RenderCarpetDaily
+
+def carpet_count_problems():
+    """render_carpet_daily against a recount (migration 0014's table)."""
+    RenderJob, CarpetDaily = render_models.RenderJob, render_models.RenderCarpetDaily
+    day = fn.date(RenderJob.created_at).coerce(False)
     size = fn.COALESCE(RenderJob.carpet_size, RenderJob.carpet)
     by_carpet = {(org, str(when), carpet, size_id): int(jobs)
                  for org, when, carpet, size_id, jobs in
