@@ -18,12 +18,16 @@ import type { ProtoGrpcType as CreditProto } from "./generated/credit";
 import type { ProtoGrpcType as RenderProto } from "./generated/render";
 import type { Balance__Output } from "./generated/carpet/credit/v1/Balance";
 import type { CreditServiceClient } from "./generated/carpet/credit/v1/CreditService";
+import type { Carpet__Output } from "./generated/carpet/render/v1/Carpet";
+import type { ListCarpetsRequest } from "./generated/carpet/render/v1/ListCarpetsRequest";
+import type { ListCarpetsResponse__Output } from "./generated/carpet/render/v1/ListCarpetsResponse";
 import type { RenderJob__Output } from "./generated/carpet/render/v1/RenderJob";
 import type { RenderServiceClient } from "./generated/carpet/render/v1/RenderService";
 import type { SubmitRenderRequest } from "./generated/carpet/render/v1/SubmitRenderRequest";
 import { CarpetError, Unavailable, typedError } from "./errors";
 
 export * from "./errors";
+export type { Carpet__Output as Carpet } from "./generated/carpet/render/v1/Carpet";
 export type { RenderJob__Output as RenderJob } from "./generated/carpet/render/v1/RenderJob";
 export type { SubmitRenderRequest } from "./generated/carpet/render/v1/SubmitRenderRequest";
 
@@ -122,6 +126,24 @@ export class CarpetClient {
       await sleep(backoff);
       backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
     }
+  }
+
+  /** Every carpet an organisation's shoppers may see — its own catalogue and the shared one
+   *  (filters: query, material, includeArchived) — newest first, each with its sizes
+   *  (`docs/catalogue.md`); a size's id goes in SubmitRenderRequest.carpetSizeId. */
+  async listCarpets(organizationId: string | number,
+                    filters: Omit<ListCarpetsRequest, "organizationId" | "pageToken"> = {}
+  ): Promise<Carpet__Output[]> {
+    const carpets: Carpet__Output[] = [];
+    let pageToken = "";
+    do {
+      const page: ListCarpetsResponse__Output = await this.call(
+        this.renders.ListCarpets.bind(this.renders), {
+        pageSize: 500, ...filters, organizationId: String(organizationId), pageToken });
+      carpets.push(...page.carpets);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return carpets;
   }
 
   /** A queued job with its credits reserved; a key is made when none is given, so retries

@@ -81,6 +81,17 @@ test("submitAndWait renders and charges once", async () => {
   assert.equal(balance.balance, "49");
 });
 
+test("a shop's catalogue is listed with its sizes, and a size is rendered", async () => {
+  const carpets = await client.listCarpets(config.organization_id);
+  assert.deepEqual(carpets.map((carpet) => [carpet.id, carpet.sizes.map(
+    (size) => [size.widthCm, size.lengthCm])]), [[String(config.carpet_id), [[120, 180]]]]);
+  const job = await client.submitRender({
+    organizationId: String(config.organization_id), carpetId: String(config.carpet_id),
+    carpetSizeId: carpets[0].sizes[0].id, mode: "preview" });
+  assert.equal(job.carpetSizeId, carpets[0].sizes[0].id);
+  await client.wait(job.id);
+});
+
 test("a refused submission is a typed error", async () => {
   await assert.rejects(
     client.submitRender({ organizationId: String(config.broke_organization_id),
