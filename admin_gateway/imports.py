@@ -256,12 +256,10 @@ def designs(rows: list[Row], pictures: Pictures) -> list[render_pb2.ImportedCarp
             row.refuse("name", "CONFLICTING_ROWS", f"another row of {sku} gives another name or "
                                                    f"material")
             continue
-        image = b""
-        if image_name:
-            if image_name.lower().startswith(("http://", "https://")):
-                row.refuse("image", "PICTURE_MISSING", "pictures are taken from the ZIP "
-                           "(`pictures`): put the file there and name it here")
-                continue
+        image, image_url = b"", ""
+        if image_name.lower().startswith(("http://", "https://")):
+            image_url = image_name  # fetched by the render service through its SSRF guard
+        elif image_name:
             try:
                 image = pictures.read(image_name)
             except ValueError as error:
@@ -275,8 +273,10 @@ def designs(rows: list[Row], pictures: Pictures) -> list[render_pb2.ImportedCarp
             design = by_sku[sku] = render_pb2.ImportedCarpet(
                 sku=sku, name=row.values.get("name", "").strip(),
                 material=row.values.get("material", "").strip())
-        if image and not design.image:
+        if image and not (design.image or design.image_url):
             design.image = image
+        if image_url and not (design.image or design.image_url):
+            design.image_url = image_url
         design.lines.append(row.line)
         design.sizes.append(render_pb2.CarpetSize(width_cm=width, length_cm=length))
     return list(by_sku.values())

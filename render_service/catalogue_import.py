@@ -6,19 +6,24 @@ answers is exactly what applying would do. Importing the same file again changes
 from __future__ import annotations
 
 import datetime
+import os
+import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from peewee import IntegrityError
 
 from carpet_common.errors import DomainError, InvalidArgument
+from carpet_common.outbound import FetchFailed, TargetRefused
 from render_service import audit_outbox, catalogue
 from render_service.images import MAX_CARPET_ASPECT, check_image
 from render_service.models import Carpet, CarpetSize, database
 
 MAX_ROWS = 10_000
+FETCHES_AT_ONCE = 8  # pictures fetched by address at once
 IMPORT = audit_outbox.IMPORT_CARPETS
 
 
@@ -29,7 +34,8 @@ class ImportedDesign:
     name: str
     material: str
     sizes: Sequence[tuple[int, int]]  # (width_cm, length_cm)
-    image: bytes  # b"": keep an existing design's picture
+    image: bytes  # b"": keep an existing design's picture (or take it from image_url)
+    image_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,20 +59,69 @@ class _Rejected(Exception):
         self.problem = problem
 
 
+class FetchedPictures:
+    """The pictures designs name by address, fetched before the import's transaction (never
+    while it holds its locks), several at once, each into a file of a private directory so
+    memory holds one at a time however many there are. `fetch(url) -> bytes` is the guarded
+    GET (carpet_common.outbound.fetch with its limits)."""
+
+    def __init__(self, designs: Sequence[ImportedDesign], fetch: Callable[[str], bytes]):
+        self._directory = tempfile.TemporaryDirectory(prefix="carpet-import-")
+        self._found: dict[str, str | Problem] = {}
+        urls = sorted({design.image_url for design in designs if design.image_url})
+        with ThreadPoolExecutor(FETCHES_AT_ONCE) as pool:
+            for number, (url, result) in enumerate(zip(urls, pool.map(
+                    lambda url: self._fetched(url, fetch), urls), strict=True)):
+                if isinstance(result, Problem):
+                    self._found[url] = result
+                else:
+                    path = os.path.join(self._directory.name, str(number))
+                    with open(path, "wb") as spool:
+                        spool.write(result)
+                    self._found[url] = path
+
+    @staticmethod
+    def _fetched(url: str, fetch: Callable[[str], bytes]) -> bytes | Problem:
+        try:
+            return fetch(url)
+        except (FetchFailed, TargetRefused) as failed:
+            return Problem("image", "PICTURE_UNREACHABLE", f"{url[:100]}: {failed}")
+
+    def picture(self, url: str) -> bytes:
+        found = self._found[url]
+        if isinstance(found, Problem):
+            raise _Rejected(found)
+        with open(found, "rb") as spool:
+            return spool.read()
+
+    def close(self) -> None:
+        self._directory.cleanup()
+
+
 def import_carpets(organization_id: int, designs: Sequence[ImportedDesign], *, dry_run: bool,
                    file_name: str, catalogues: catalogue.Catalogues, now: datetime.datetime,
-                   who: audit_outbox.Who) -> list[RowOutcome]:
+                   who: audit_outbox.Who, fetch: Callable[[str], bytes]) -> list[RowOutcome]:
     """Every row's outcome, in the order given."""
     catalogue.check_changeable(organization_id, catalogues)
     if sum(len(design.lines) for design in designs) > MAX_ROWS:
         raise InvalidArgument(f"an import has at most {MAX_ROWS} rows")
+    pictures = FetchedPictures(designs, fetch)
+    try:
+        return _import_all(organization_id, designs, dry_run, file_name, pictures, now, who)
+    finally:
+        pictures.close()
+
+
+def _import_all(organization_id: int, designs: Sequence[ImportedDesign], dry_run: bool,
+                file_name: str, pictures: FetchedPictures, now: datetime.datetime,
+                who: audit_outbox.Who) -> list[RowOutcome]:
     outcomes: list[RowOutcome] = []
     import_id = uuid.uuid4().hex  # names the import's audit entry, and what it created
     with database.atomic() as transaction:
         for design in designs:
             try:
                 with database.atomic():  # a savepoint: a refused design leaves the others
-                    result = _import_one(organization_id, design, import_id, now)
+                    result = _import_one(organization_id, design, pictures, import_id, now)
             except _Rejected as rejected:
                 result = "rejected"
                 problems = [rejected.problem]
@@ -86,8 +141,8 @@ def import_carpets(organization_id: int, designs: Sequence[ImportedDesign], *, d
     return outcomes
 
 
-def _import_one(organization_id: int, design: ImportedDesign, import_id: str,
-                now: datetime.datetime) -> str:
+def _import_one(organization_id: int, design: ImportedDesign, pictures: FetchedPictures,
+                import_id: str, now: datetime.datetime) -> str:
     sku = _checked(design.sku, "sku", 64)
     name = _checked(design.name, "name", 200)
     material = _checked(design.material, "material", 100, required=False)
@@ -98,20 +153,21 @@ def _import_one(organization_id: int, design: ImportedDesign, import_id: str,
         raise _Rejected(Problem("sku", "TOO_MANY_SIZES",
                                 f"a carpet has at most {catalogue.MAX_SIZES} sizes"))
     content_type = ""
-    if design.image:
+    image = pictures.picture(design.image_url) if design.image_url else design.image
+    if image:
         try:
-            content_type = check_image(design.image, "picture", MAX_CARPET_ASPECT).content_type
+            content_type = check_image(image, "picture", MAX_CARPET_ASPECT).content_type
         except DomainError as refused:
             raise _Rejected(Problem("image", "PICTURE_INVALID", refused.message)) from None
     existing = Carpet.get_or_none((Carpet.organization_id == organization_id)
                                   & (Carpet.sku == sku))
     try:
         if existing is None:
-            if not design.image:
+            if not image:
                 raise _Rejected(Problem("image", "PICTURE_MISSING",
                                         "a new carpet needs a picture"))
             carpet = Carpet.create(organization_id=organization_id, sku=sku, name=name,
-                                   material=material, image=design.image,
+                                   material=material, image=image,
                                    image_content_type=content_type, created_at=now,
                                    updated_at=now, import_id=import_id)
             for position, (width, length) in enumerate(design.sizes):
@@ -121,8 +177,8 @@ def _import_one(organization_id: int, design: ImportedDesign, import_id: str,
         changes: dict = {}
         if (existing.name, existing.material) != (name, material):
             changes.update(name=name, material=material)
-        if design.image and bytes(existing.image) != design.image:
-            changes.update(image=design.image, image_content_type=content_type)
+        if image and bytes(existing.image) != image:
+            changes.update(image=image, image_content_type=content_type)
         resized = _resize(existing.id, list(design.sizes), now)
         if not changes and not resized:
             return "unchanged"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from carpet_common import idempotency
+from carpet_common import idempotency, outbound
 from carpet_common.calls import current_principal
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.days import day_range, each_day
@@ -18,10 +18,12 @@ from carpet_common.settings import Settings
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 from render_service import audit_outbox, catalogue, catalogue_import, jobs, placement, renders
 from render_service.credit_client import CreditClient
+from render_service.images import MAX_IMAGE_BYTES
 from render_service.models import RENDER_STATUSES, RenderJob, size_id_of
 from render_service.status_hub import StatusHub
 from render_service.storage import ImageStore
 
+PICTURE_FETCH_TIMEOUT_S = 10.0  # one picture an import names by address
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # room pictures are PNG or JPEG (images.check_image)
 INPUT_CHUNK_BYTES = 256 * 1024
 
@@ -179,14 +181,15 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         organization_id = request.organization_id or (catalogues.organization_id or 0)
         designs = [catalogue_import.ImportedDesign(
             lines=list(carpet.lines), sku=carpet.sku, name=carpet.name,
-            material=carpet.material, image=carpet.image,
+            material=carpet.material, image=carpet.image, image_url=carpet.image_url,
             sizes=[(size.width_cm, size.length_cm) for size in carpet.sizes])
             for carpet in request.carpets]
         now, who = self._clock(), audit_outbox.who_calls()
         try:
             rows = catalogue_import.import_carpets(
                 organization_id, designs, dry_run=request.dry_run,
-                file_name=request.file_name, catalogues=catalogues, now=now, who=who)
+                file_name=request.file_name, catalogues=catalogues, now=now, who=who,
+                fetch=self._fetch_picture)
         except DomainError as refused:
             catalogue.record_refusal(catalogue_import.IMPORT, who, refused.grpc_code.name,
                                      f"catalogue:{organization_id}", organization_id,
@@ -201,6 +204,11 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         for offset in range(0, len(data), INPUT_CHUNK_BYTES):
             yield render_pb2.RenderOutputChunk(content_type=picture.image_content_type,
                                                data=data[offset:offset + INPUT_CHUNK_BYTES])
+
+    def _fetch_picture(self, url: str) -> bytes:
+        """A picture an import names by address, through the SSRF guard, bounded."""
+        return outbound.fetch(url, max_bytes=MAX_IMAGE_BYTES, timeout_s=PICTURE_FETCH_TIMEOUT_S,
+                              allow_private=self._settings.webhook_allow_private)
 
     def GetCarpet(self, request, context):
         return carpet_message(catalogue.get_carpet(request.id, _catalogues()))

@@ -209,3 +209,15 @@ def test_staff_import_into_their_own_catalogue_only(http_gateway, credit_server)
     outcomes_audited = [(entry.outcome, entry.organization_id) for entry in
                         models.RenderAudit.select().order_by(models.RenderAudit.id)]
     assert outcomes_audited == [("ok", shop.id), ("error:NOT_FOUND", other.id)]
+
+
+def test_a_private_address_is_refused_for_a_picture(http_gateway):
+    """Without WEBHOOK_ALLOW_PRIVATE the guard refuses plain http and inward addresses."""
+    file = (HEADER + "P-1,Inside,wool,100,150,http://127.0.0.1:9/kilim.png\n"
+                     "P-2,Metadata,wool,100,150,https://169.254.169.254/latest\n").encode()
+    status, report = upload(http_gateway, file=file)
+    assert status == 200, report
+    assert outcomes(report) == [(2, "P-1", "rejected", [("image", "PICTURE_UNREACHABLE")]),
+                                (3, "P-2", "rejected", [("image", "PICTURE_UNREACHABLE")])]
+    assert "must be https" in report["rows"][0]["errors"][0]["message"]
+    assert "loopback, private or link-local" in report["rows"][1]["errors"][0]["message"]
