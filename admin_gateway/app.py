@@ -54,6 +54,7 @@ POLICY = {
     f"/{SERVICE}/RestoreCarpet": ADMIN_STAFF,
     f"/{SERVICE}/ExportCarpets": ADMIN_STAFF,
     f"/{SERVICE}/ImportCarpets": ADMIN_STAFF,
+    f"/{SERVICE}/GetCarpetImport": ADMIN_STAFF,
     f"/{SERVICE}/GetCarpetThumbnail": ADMIN_STAFF,
     f"/{SERVICE}/SetUserPassword": ADMIN,
     f"/{SERVICE}/DeactivateUser": ADMIN,

@@ -419,6 +419,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         yield render_pb2.RenderOutputChunk(content_type=THUMBNAIL_TYPE, data=thumbnail)
 
     @relaying
+    def GetCarpetImport(self, request, context):
+        return self._clients.renders.GetCarpetImport(request)
+
+    @relaying
     def ImportCarpets(self, request, context):
         return self._clients.renders.ImportCarpets(request, timeout=IMPORT_TIMEOUT_S)
 

@@ -52,6 +52,7 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{SERVICE}/ArchiveCarpet": everyone,
         f"/{SERVICE}/RestoreCarpet": everyone,
         f"/{SERVICE}/ImportCarpets": everyone,
+        f"/{SERVICE}/GetCarpetImport": everyone,
         f"/{SERVICE}/GetCarpet": everyone | services(GATEWAY),
         f"/{SERVICE}/GetCarpetImage": everyone,
         f"/{SERVICE}/ListCarpets": everyone | services(GATEWAY),

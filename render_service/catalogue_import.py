@@ -6,6 +6,7 @@ answers is exactly what applying would do. Importing the same file again changes
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import tempfile
 import uuid
@@ -16,11 +17,11 @@ from dataclasses import dataclass, field
 
 from peewee import IntegrityError
 
-from carpet_common.errors import DomainError, InvalidArgument
+from carpet_common.errors import DomainError, InvalidArgument, NotFound
 from carpet_common.outbound import FetchFailed, TargetRefused
 from render_service import audit_outbox, catalogue
 from render_service.images import MAX_CARPET_ASPECT, check_image
-from render_service.models import Carpet, CarpetSize, database
+from render_service.models import Carpet, CarpetImport, CarpetSize, database
 
 MAX_ROWS = 10_000
 FETCHES_AT_ONCE = 8  # pictures fetched by address at once
@@ -51,6 +52,18 @@ class RowOutcome:
     sku: str
     outcome: str  # created, updated, unchanged, rejected
     problems: list[Problem] = field(default_factory=list)
+
+
+OUTCOMES = ("created", "updated", "unchanged", "rejected")
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    import_id: str  # "" for a dry run (nothing kept)
+    organization_id: int
+    file_name: str
+    created_at: datetime.datetime | None
+    rows: list[RowOutcome]
 
 
 class _Rejected(Exception):
@@ -100,8 +113,8 @@ class FetchedPictures:
 
 def import_carpets(organization_id: int, designs: Sequence[ImportedDesign], *, dry_run: bool,
                    file_name: str, catalogues: catalogue.Catalogues, now: datetime.datetime,
-                   who: audit_outbox.Who, fetch: Callable[[str], bytes]) -> list[RowOutcome]:
-    """Every row's outcome, in the order given."""
+                   who: audit_outbox.Who, fetch: Callable[[str], bytes]) -> ImportReport:
+    """Every row's outcome, in the order given; an applied import's report is kept."""
     catalogue.check_changeable(organization_id, catalogues)
     if sum(len(design.lines) for design in designs) > MAX_ROWS:
         raise InvalidArgument(f"an import has at most {MAX_ROWS} rows")
@@ -114,7 +127,7 @@ def import_carpets(organization_id: int, designs: Sequence[ImportedDesign], *, d
 
 def _import_all(organization_id: int, designs: Sequence[ImportedDesign], dry_run: bool,
                 file_name: str, pictures: FetchedPictures, now: datetime.datetime,
-                who: audit_outbox.Who) -> list[RowOutcome]:
+                who: audit_outbox.Who) -> ImportReport:
     outcomes: list[RowOutcome] = []
     import_id = uuid.uuid4().hex  # names the import's audit entry, and what it created
     with database.atomic() as transaction:
@@ -131,14 +144,30 @@ def _import_all(organization_id: int, designs: Sequence[ImportedDesign], dry_run
                          for line in design.lines]
         if dry_run:
             transaction.rollback()
-        else:
-            counts = Counter(outcome.outcome for outcome in outcomes)
-            audit_outbox.record(
-                IMPORT, who, outcome="ok", organization_id=organization_id,
-                target=f"import:{import_id}",
-                details={"file": file_name[:200], **{kind: counts.get(kind, 0) for kind in (
-                    "created", "updated", "unchanged", "rejected")}}, now=now)
-    return outcomes
+            return ImportReport("", organization_id, file_name, None, outcomes)
+        counts = Counter(outcome.outcome for outcome in outcomes)
+        totals = {kind: counts.get(kind, 0) for kind in OUTCOMES}
+        CarpetImport.create(
+            id=import_id, organization_id=organization_id, file_name=file_name[:200],
+            actor=who.actor[:320], created_at=now, **totals,
+            rows=json.dumps([[row.line, row.sku, row.outcome,
+                              [[p.column, p.code, p.message] for p in row.problems]]
+                             for row in outcomes], ensure_ascii=False))
+        audit_outbox.record(IMPORT, who, outcome="ok", organization_id=organization_id,
+                            target=f"import:{import_id}",
+                            details={"file": file_name[:200], **totals}, now=now)
+    return ImportReport(import_id, organization_id, file_name, now, outcomes)
+
+
+def get_import(import_id: str, catalogues: catalogue.Catalogues) -> ImportReport:
+    """An applied import's report: for every catalogue's caller any, for STAFF their own
+    organisation's only (NOT_FOUND otherwise)."""
+    kept = CarpetImport.get_or_none(CarpetImport.id == import_id[:32])
+    if kept is None or catalogues.organization_id not in (None, kept.organization_id):
+        raise NotFound(f"import {import_id[:40]!r} not found")
+    rows = [RowOutcome(line, sku, outcome, [Problem(*problem) for problem in problems])
+            for line, sku, outcome, problems in json.loads(kept.rows)]
+    return ImportReport(kept.id, kept.organization_id, kept.file_name, kept.created_at, rows)
 
 
 def _import_one(organization_id: int, design: ImportedDesign, pictures: FetchedPictures,

@@ -223,6 +223,25 @@ class RenderEvent(BaseModel):
     occurred_at = DateTimeField()
 
 
+class CarpetImport(BaseModel):
+    """An applied catalogue import's report, kept (render_service.catalogue_import); its id is
+    the target of its one audit entry, `import:<id>`."""
+
+    id = CharField(max_length=32, primary_key=True)
+    organization_id = BigIntegerField()
+    file_name = CharField(max_length=200)
+    actor = CharField(max_length=320)
+    created = IntegerField()
+    updated = IntegerField()
+    unchanged = IntegerField()
+    rejected = IntegerField()
+    rows = TextField()  # JSON: [[line, sku, outcome, [[column, code, message], …]], …]
+    created_at = DateTimeField()
+
+    class Meta:
+        indexes = ((("organization_id", "created_at"), False),)
+
+
 class RenderAudit(BaseModel):
     """The outbox of audit entries of changes made here, written in the change's transaction
     (migrations/0010_render_audit.py), relayed to the credit service's audit chain and deleted
@@ -244,4 +263,4 @@ class RenderAudit(BaseModel):
 
 
 ALL_MODELS = (Carpet, CarpetSize, RenderJob, RenderInput, RenderCount, RenderStorage,
-              RenderDaily, RenderCarpetDaily, RenderEvent, RenderAudit)
+              RenderDaily, RenderCarpetDaily, RenderEvent, CarpetImport, RenderAudit)

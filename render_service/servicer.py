@@ -48,13 +48,16 @@ def carpet_message(shown: catalogue.ShownCarpet) -> render_pb2.Carpet:
                                      length_cm=size.length_cm) for size in sizes])
 
 
-def import_report(rows) -> render_pb2.CarpetImportReport:
-    report = render_pb2.CarpetImportReport(rows=[render_pb2.CarpetImportRow(
-        line=row.line, sku=row.sku, outcome=row.outcome,
-        errors=[render_pb2.CarpetImportProblem(column=problem.column, code=problem.code,
-                                               message=problem.message)
-                for problem in row.problems]) for row in rows])
-    for row in rows:
+def import_report(result: catalogue_import.ImportReport) -> render_pb2.CarpetImportReport:
+    report = render_pb2.CarpetImportReport(
+        id=result.import_id, organization_id=result.organization_id,
+        file_name=result.file_name, created_at=timestamp(result.created_at),
+        rows=[render_pb2.CarpetImportRow(
+            line=row.line, sku=row.sku, outcome=row.outcome,
+            errors=[render_pb2.CarpetImportProblem(column=problem.column, code=problem.code,
+                                                   message=problem.message)
+                    for problem in row.problems]) for row in result.rows])
+    for row in result.rows:
         setattr(report, row.outcome, getattr(report, row.outcome) + 1)
     return report
 
@@ -186,7 +189,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             for carpet in request.carpets]
         now, who = self._clock(), audit_outbox.who_calls()
         try:
-            rows = catalogue_import.import_carpets(
+            result = catalogue_import.import_carpets(
                 organization_id, designs, dry_run=request.dry_run,
                 file_name=request.file_name, catalogues=catalogues, now=now, who=who,
                 fetch=self._fetch_picture)
@@ -195,7 +198,10 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                                      f"catalogue:{organization_id}", organization_id,
                                      {"file": request.file_name[:200]}, now)
             raise
-        return import_report(rows)
+        return import_report(result)
+
+    def GetCarpetImport(self, request, context):
+        return import_report(catalogue_import.get_import(request.id, _catalogues()))
 
     def GetCarpetImage(self, request, context):
         catalogue.get_carpet(request.id, _catalogues())  # NOT_FOUND outside its catalogues

@@ -9,6 +9,7 @@
   migration (render_job.carpet_size_id NULL) names its size by its carpet_id — no rewrite of
   render_job, whose rows (a million in the bench) each fire triggers when updated.
 - carpet.width_cm / length_cm leave the carpet: the sizes hold them.
+- carpet_import: each applied import's report, row by row (GetCarpetImport).
 Plain ALTER TABLE statements on both engines (a rebuilt table would lose its triggers)."""
 from peewee import PostgresqlDatabase
 
@@ -43,6 +44,17 @@ def up(migrator, db):
         "ALTER TABLE carpet DROP COLUMN width_cm",
         "ALTER TABLE carpet DROP COLUMN length_cm",
         "ALTER TABLE render_job ADD COLUMN carpet_size_id BIGINT REFERENCES carpet_size (id)",
+        f"""CREATE TABLE carpet_import (
+            id VARCHAR(32) NOT NULL PRIMARY KEY,
+            organization_id BIGINT NOT NULL,
+            file_name VARCHAR(200) NOT NULL,
+            actor VARCHAR(320) NOT NULL,
+            created INTEGER NOT NULL, updated INTEGER NOT NULL, unchanged INTEGER NOT NULL,
+            rejected INTEGER NOT NULL,
+            rows TEXT NOT NULL,
+            created_at {timestamp} NOT NULL)""",
+        "CREATE INDEX carpet_import_organization_id_created_at "
+        "ON carpet_import (organization_id, created_at)",
     ):
         db.execute_sql(statement)
     if postgres:  # the ids copied above were not taken from carpet_size's sequence
@@ -54,6 +66,7 @@ def down(migrator, db):
     """Back to one global catalogue: each carpet takes its first size's measurements; refused
     (the unique index) while two catalogues hold the same SKU."""
     for statement in (
+        "DROP TABLE carpet_import",
         "ALTER TABLE render_job DROP COLUMN carpet_size_id",
         "ALTER TABLE carpet ADD COLUMN width_cm INTEGER NOT NULL DEFAULT 1 CHECK (width_cm > 0)",
         "ALTER TABLE carpet ADD COLUMN length_cm INTEGER NOT NULL DEFAULT 1 "

@@ -99,6 +99,16 @@ def test_a_dry_run_then_the_import_then_the_same_file_again(http_gateway):
                                               "updated": 0, "unchanged": 0, "rejected": 0,
                                               "relayed_by": "admin-gateway"})]
 
+    # Its report is kept under the id its answer and its audit entry name.
+    assert applied["id"] and not dry["id"]
+    status, kept, _ = call(http_gateway, f"/admin/carpets/import-report?id={applied['id']}",
+                           headers=TOKEN)
+    assert status == 200
+    assert (outcomes(kept), counts(kept), kept["fileName"], kept["organizationId"]) == (
+        outcomes(applied), (3, 0, 0, 0), "catalogue.csv", "0")
+    assert models.RenderAudit.get().target == f"import:{applied['id']}"
+    assert call(http_gateway, "/admin/carpets/import-report?id=0123", headers=TOKEN)[0] == 404
+
     # The same file again changes nothing (pictures included); a changed one updates.
     status, again = upload(http_gateway, file=file, pictures=pictures)
     assert counts(again) == (0, 0, 3, 0)
@@ -206,6 +216,11 @@ def test_staff_import_into_their_own_catalogue_only(http_gateway, credit_server)
     # No credential: refused as every call is, without reading the file.
     status, body = upload(http_gateway, file=file, pictures=pictures, headers={})
     assert (status, body["code"]) == (401, "UNAUTHENTICATED")
+    # Its report is its shop's: another shop's staff get NOT_FOUND.
+    other_staff = dict(bearer(staff_token(other.id)))
+    path = f"/admin/carpets/import-report?id={report['id']}"
+    assert call(http_gateway, path, headers=staff)[0] == 200
+    assert call(http_gateway, path, headers=other_staff)[0] == 404
     outcomes_audited = [(entry.outcome, entry.organization_id) for entry in
                         models.RenderAudit.select().order_by(models.RenderAudit.id)]
     assert outcomes_audited == [("ok", shop.id), ("error:NOT_FOUND", other.id)]

@@ -82,7 +82,8 @@ def call(channel, method, metadata):
 READERS = "A S render admin-gateway web"
 # The catalogue on the admin gateway: STAFF their own organisation's (render_service.catalogue).
 CATALOGUE = ("ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "ArchiveCarpet",
-             "RestoreCarpet", "ExportCarpets", "ImportCarpets", "GetCarpetThumbnail")
+             "RestoreCarpet", "ExportCarpets", "ImportCarpets", "GetCarpetThumbnail",
+             "GetCarpetImport")
 EXPECTED = {
     "AccountService": {"CreateOrganization": "A", "GetOrganization": READERS,
                        "ListOrganizations": "A", "CreateUser": "A", "GetUser": READERS,
@@ -106,7 +107,8 @@ EXPECTED = {
         "GetOrganizationControls": "A S admin-gateway",
         "ListOrganizationControls": "A admin-gateway", "PublishRenderEvents": "render"},
     "RenderService": {**dict.fromkeys(("CreateCarpet", "UpdateCarpet", "ArchiveCarpet",
-                                       "RestoreCarpet", "ImportCarpets"), "A S web"),
+                                       "RestoreCarpet", "ImportCarpets", "GetCarpetImport"),
+                                      "A S web"),
                       "GetCarpet": "A S web admin-gateway", "GetCarpetImage": "A S web",
                       "ListCarpets": "A S web admin-gateway",
                       **dict.fromkeys(("SubmitRender", "GetRender", "ListRenders",

@@ -65,12 +65,13 @@ ADDED_METHODS = {
     "carpet.render.v1.RenderService": {"GetRenderTotals"}
                                       | CONSOLE["carpet.render.v1.RenderService"]
                                       | {"UpdateCarpet", "ArchiveCarpet", "RestoreCarpet",
-                                         "ImportCarpets", "GetCarpetImage"},
+                                         "ImportCarpets", "GetCarpetImage",
+                                         "GetCarpetImport"},
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
                                      "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
                                     | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS
                                     | {"GrantCredits", "GetBalance", "ExportCarpets",
-                                       "GetCarpetThumbnail"}
+                                       "GetCarpetThumbnail", "GetCarpetImport"}
                                     | CATALOGUE,
 }
 
