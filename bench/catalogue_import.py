@@ -1,6 +1,8 @@
 """The catalogue import at the size a shop brings: 10,000 rows (2,000 designs in 5 sizes each)
 with 2,000 distinct pictures in a ZIP, through a real gateway and render service over HTTP —
-a dry run, the import, and the same file again (which changes nothing). The gateway's resident
+a dry run, the import, and the same file again (which changes nothing); then 10,000 rows whose
+2,000 pictures are product-photo sized (about 100 kB each, 200 MB in all) and named by address,
+served by a web server on loopback, which the render service fetches. The gateway's resident
 memory is sampled while each upload is read."""
 from __future__ import annotations
 
@@ -30,6 +32,46 @@ def catalogue_files() -> tuple[bytes, bytes]:
             rows += [f"BENCH-{number:04d},Design {number},wool,{width},{length},"
                      f"design-{number:04d}.png" for width, length in SIZES]
     return ("\n".join(rows) + "\n").encode(), pictures.getvalue()
+
+
+def _photo(number: int) -> bytes:
+    """A JPEG the size of a product photo: noise compresses badly, as a carpet's pile does."""
+    import numpy
+
+    pixels = numpy.random.default_rng(number).integers(0, 256, (240, 320, 3), dtype=numpy.uint8)
+    picture = io.BytesIO()
+    Image.fromarray(pixels).save(picture, format="JPEG", quality=90)
+    return picture.getvalue()
+
+
+class PhotoServer:
+    """The shop's web server: design-NNNN.jpg for each design, on loopback."""
+
+    def __init__(self):
+        import http.server
+
+        photos = {f"/design-{number:04d}.jpg": _photo(number) for number in range(DESIGNS)}
+        self.total_bytes = sum(map(len, photos.values()))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                body = photos.get(self.path)
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def _multipart(fields: dict[str, tuple[str, bytes]]) -> tuple[str, bytes]:
@@ -77,4 +119,25 @@ def measure(http_address: str, admin_token: str, gateway_rss_kb) -> dict:
                          "gateway_rss_mb_before": round(before / 1024, 1),
                          "gateway_rss_mb_peak": round(max(peak[0], before) / 1024, 1)}
         print(f"catalogue import {label}: {result[label]}", flush=True)
+    photos = PhotoServer()
+    try:
+        rows = ["sku,name,material,width_cm,length_cm,image"]
+        for number in range(DESIGNS):
+            rows += [f"PHOTO-{number:04d},Photo {number},wool,{width},{length},"
+                     f"{photos.base}/design-{number:04d}.jpg" for width, length in SIZES]
+        content_type, body = _multipart({"file": ("by-address.csv", ("\n".join(rows) + "\n")
+                                                  .encode()), "dryRun": ("", b"false")})
+        started = time.monotonic()
+        request = urllib.request.Request(
+            f"http://{http_address}/admin/carpets/import", data=body, method="POST",
+            headers={"Content-Type": content_type, "x-admin-token": admin_token})
+        with urllib.request.urlopen(request, timeout=3600) as response:
+            report = json.loads(response.read())
+        result["by_address"] = {
+            "seconds": round(time.monotonic() - started, 1),
+            "pictures_mb": round(photos.total_bytes / 2**20, 1),
+            **{key: int(report[key]) for key in ("created", "updated", "unchanged", "rejected")}}
+        print(f"catalogue import by_address: {result['by_address']}", flush=True)
+    finally:
+        photos.stop()
     return result
