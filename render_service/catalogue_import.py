@@ -74,31 +74,28 @@ class _Rejected(Exception):
 
 class FetchedPictures:
     """The pictures designs name by address, fetched before the import's transaction (never
-    while it holds its locks), several at once, each into a file of a private directory so
-    memory holds one at a time however many there are. `fetch(url) -> bytes` is the guarded
-    GET (carpet_common.outbound.fetch with its limits)."""
+    while it holds its locks), FETCHES_AT_ONCE at a time, each written to a file of a private
+    directory by the thread that fetched it, so memory holds at most that many pictures however
+    many there are. `fetch(url) -> bytes` is the guarded GET (carpet_common.outbound.fetch with
+    its limits)."""
 
     def __init__(self, designs: Sequence[ImportedDesign], fetch: Callable[[str], bytes]):
         self._directory = tempfile.TemporaryDirectory(prefix="carpet-import-")
-        self._found: dict[str, str | Problem] = {}
         urls = sorted({design.image_url for design in designs if design.image_url})
         with ThreadPoolExecutor(FETCHES_AT_ONCE) as pool:
-            for number, (url, result) in enumerate(zip(urls, pool.map(
-                    lambda url: self._fetched(url, fetch), urls), strict=True)):
-                if isinstance(result, Problem):
-                    self._found[url] = result
-                else:
-                    path = os.path.join(self._directory.name, str(number))
-                    with open(path, "wb") as spool:
-                        spool.write(result)
-                    self._found[url] = path
+            spooled = pool.map(lambda numbered: self._spooled(*numbered, fetch), enumerate(urls))
+            self._found: dict[str, str | Problem] = dict(zip(urls, spooled, strict=True))
 
-    @staticmethod
-    def _fetched(url: str, fetch: Callable[[str], bytes]) -> bytes | Problem:
+    def _spooled(self, number: int, url: str, fetch: Callable[[str], bytes]) -> str | Problem:
+        """The file the picture at `url` was written to, or why there is none."""
         try:
-            return fetch(url)
+            picture = fetch(url)
         except (FetchFailed, TargetRefused) as failed:
             return Problem("image", "PICTURE_UNREACHABLE", f"{url[:100]}: {failed}")
+        path = os.path.join(self._directory.name, str(number))
+        with open(path, "wb") as spool:
+            spool.write(picture)
+        return path
 
     def picture(self, url: str) -> bytes:
         found = self._found[url]
