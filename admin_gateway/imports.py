@@ -47,7 +47,7 @@ class Row:
 
     def refuse(self, column: str, code: str, message: str) -> None:
         self.problems.append(render_pb2.CarpetImportProblem(column=column, code=code,
-                                                            message=message))
+                                                            message=message[:200]))
 
 
 @dataclass(frozen=True)

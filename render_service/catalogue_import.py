@@ -25,6 +25,7 @@ from render_service.models import Carpet, CarpetImport, CarpetSize, database
 
 MAX_ROWS = 10_000
 FETCHES_AT_ONCE = 8  # pictures fetched by address at once
+MAX_PROBLEM_CHARS = 200
 IMPORT = audit_outbox.IMPORT_CARPETS
 
 
@@ -44,6 +45,9 @@ class Problem:
     column: str
     code: str
     message: str
+
+    def __post_init__(self):  # bounded, whatever input it quotes
+        object.__setattr__(self, "message", self.message[:MAX_PROBLEM_CHARS])
 
 
 @dataclass
@@ -137,7 +141,9 @@ def _import_all(organization_id: int, designs: Sequence[ImportedDesign], dry_run
                 problems = [rejected.problem]
             else:
                 problems = []
-            outcomes += [RowOutcome(line, design.sku, result, list(problems))
+            # The report names a row by at most a SKU's length: it must not echo a megabyte of
+            # input once per row (10,000 rows would not fit one message).
+            outcomes += [RowOutcome(line, design.sku[:64], result, list(problems))
                          for line in design.lines]
         if dry_run:
             transaction.rollback()

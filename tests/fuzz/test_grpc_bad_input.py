@@ -182,6 +182,10 @@ def test_generated_requests_get_documented_codes_and_errors_change_nothing(
             for table in ("render_count", "render_daily"):
                 removed, added = render_changes.pop(table)
                 assert all("failed" in row for row in added), (table, added)
+            # ... and counts it under its carpet (render_carpet_daily: organisation, day,
+            # carpet, size, jobs).
+            removed, added = render_changes.pop("render_carpet_daily")
+            assert {row[2] for row in added} == {request.carpet_id}, added
         assert credit_changes == {}, f"{code.name} changed {credit_changes} for {shown(request)}"
         assert render_changes == {}, f"{code.name} changed {render_changes} for {shown(request)}"
 

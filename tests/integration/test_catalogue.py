@@ -267,3 +267,14 @@ def test_every_change_and_refusal_is_audited_with_who_made_it(render_server, sho
     details = json.loads(models.RenderAudit.select().order_by(models.RenderAudit.id)
                          .first().details)
     assert details == {"sku": "AUD-1", "sizes": "160x230"}
+
+
+def test_an_import_answer_never_echoes_a_huge_input(render_server):
+    """A megabyte SKU on ten lines is refused row by row, its report naming each row by at most
+    64 characters (found by the fuzz test: the answer outgrew a message, the client's 4 MB)."""
+    report = render_server.renders.ImportCarpets(render_pb2.ImportCarpetsRequest(
+        carpets=[render_pb2.ImportedCarpet(lines=list(range(2, 12)), sku="x" * 2**20,
+                                           name="n", sizes=[size(100, 150)])]), timeout=30)
+    assert report.rejected == 10
+    assert {(row.sku, row.errors[0].code) for row in report.rows} == {("x" * 64, "TOO_LONG")}
+    assert all(len(row.errors[0].message) <= 200 for row in report.rows)
