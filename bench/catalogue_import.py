@@ -85,9 +85,22 @@ def _multipart(fields: dict[str, tuple[str, bytes]]) -> tuple[str, bytes]:
     return f"multipart/form-data; boundary={boundary}", body + f"--{boundary}--\r\n".encode()
 
 
+def _imported(http_address: str, admin_token: str, content_type: str, body: bytes) -> dict:
+    """One import over HTTP: its seconds and the report's counts."""
+    import json
+
+    started = time.monotonic()
+    request = urllib.request.Request(
+        f"http://{http_address}/admin/carpets/import", data=body, method="POST",
+        headers={"Content-Type": content_type, "x-admin-token": admin_token})
+    with urllib.request.urlopen(request, timeout=3600) as response:
+        report = json.loads(response.read())
+    return {"seconds": round(time.monotonic() - started, 1),
+            **{key: int(report[key]) for key in ("created", "updated", "unchanged", "rejected")}}
+
+
 def measure(http_address: str, admin_token: str, gateway_rss_kb) -> dict:
     """Seconds and the gateway's peak memory for the dry run, the import and the re-import."""
-    import json
 
     csv_file, pictures = catalogue_files()
     result = {"rows": DESIGNS * len(SIZES), "pictures": DESIGNS,
@@ -104,20 +117,11 @@ def measure(http_address: str, admin_token: str, gateway_rss_kb) -> dict:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        started = time.monotonic()
-        request = urllib.request.Request(
-            f"http://{http_address}/admin/carpets/import", data=body, method="POST",
-            headers={"Content-Type": content_type, "x-admin-token": admin_token})
-        with urllib.request.urlopen(request, timeout=3600) as response:
-            report = json.loads(response.read())
-        seconds = time.monotonic() - started
+        result[label] = _imported(http_address, admin_token, content_type, body)
         done.set()
         sampler.join()
-        result[label] = {"seconds": round(seconds, 1),
-                         **{key: int(report[key]) for key in ("created", "updated",
-                                                              "unchanged", "rejected")},
-                         "gateway_rss_mb_before": round(before / 1024, 1),
-                         "gateway_rss_mb_peak": round(max(peak[0], before) / 1024, 1)}
+        result[label].update({"gateway_rss_mb_before": round(before / 1024, 1),
+                              "gateway_rss_mb_peak": round(max(peak[0], before) / 1024, 1)})
         print(f"catalogue import {label}: {result[label]}", flush=True)
     photos = PhotoServer()
     try:
@@ -127,16 +131,8 @@ def measure(http_address: str, admin_token: str, gateway_rss_kb) -> dict:
                      f"{photos.base}/design-{number:04d}.jpg" for width, length in SIZES]
         content_type, body = _multipart({"file": ("by-address.csv", ("\n".join(rows) + "\n")
                                                   .encode()), "dryRun": ("", b"false")})
-        started = time.monotonic()
-        request = urllib.request.Request(
-            f"http://{http_address}/admin/carpets/import", data=body, method="POST",
-            headers={"Content-Type": content_type, "x-admin-token": admin_token})
-        with urllib.request.urlopen(request, timeout=3600) as response:
-            report = json.loads(response.read())
-        result["by_address"] = {
-            "seconds": round(time.monotonic() - started, 1),
-            "pictures_mb": round(photos.total_bytes / 2**20, 1),
-            **{key: int(report[key]) for key in ("created", "updated", "unchanged", "rejected")}}
+        result["by_address"] = {**_imported(http_address, admin_token, content_type, body),
+                                "pictures_mb": round(photos.total_bytes / 2**20, 1)}
         print(f"catalogue import by_address: {result['by_address']}", flush=True)
     finally:
         photos.stop()
