@@ -38,23 +38,20 @@ RESTORE = audit_outbox.RESTORE_CARPET
 @dataclass(frozen=True)
 class Catalogues:
     """The catalogues a caller sees and changes: every one (`organization_id` None: ADMIN and
-    the internal backends, which act for any organisation), or one organisation's and the
-    shared one, which it sees but does not change (STAFF)."""
+    the internal backends, which act for any organisation), or one organisation's, which it
+    changes, and the shared one, which it only sees (STAFF)."""
 
     organization_id: int | None
-    changes_shared: bool
 
     def sees(self, organization_id: int) -> bool:
         return self.organization_id is None or organization_id in (SHARED,
                                                                    self.organization_id)
 
     def changes(self, organization_id: int) -> bool:
-        if organization_id == SHARED:
-            return self.changes_shared
         return self.organization_id is None or organization_id == self.organization_id
 
 
-EVERY_CATALOGUE = Catalogues(None, changes_shared=True)
+EVERY_CATALOGUE = Catalogues(None)
 
 
 @dataclass(frozen=True)
@@ -184,7 +181,7 @@ def update_carpet(carpet_id: int, changes: dict, *, catalogues: Catalogues,
         Carpet.update(updated_at=now, **values).where(Carpet.id == carpet.id).execute()
         if sizes is not None:
             _replace_sizes(carpet.id, sizes, now)
-        result = shown(Carpet.get_by_id(carpet.id))
+        result = get_carpet(carpet.id)
         audit_outbox.record(UPDATE, who, outcome="ok", organization_id=carpet.organization_id,
                             target=f"carpet:{carpet.id}",
                             details={"changed": sorted(changes),
@@ -239,7 +236,7 @@ def set_archived(carpet_id: int, archived: bool, *, catalogues: Catalogues,
                                 organization_id=carpet.organization_id,
                                 target=f"carpet:{carpet.id}", details={"sku": carpet.sku},
                                 now=now)
-        return shown(Carpet.get_by_id(carpet.id))
+        return get_carpet(carpet.id)
 
 
 def record_refusal(action: str, who: audit_outbox.Who, error_code: str, target: str,
@@ -287,9 +284,14 @@ def get_carpet(carpet_id: int, catalogues: Catalogues = EVERY_CATALOGUE) -> Show
     return shown(carpet)
 
 
-def carpet_image(carpet_id: int) -> Carpet:
-    """The design with its picture (for the renderer)."""
-    return Carpet.get_by_id(carpet_id)
+def carpet_image(carpet_id: int, catalogues: Catalogues) -> tuple[bytes, str]:
+    """The design's picture and its content type, in one query; NOT_FOUND outside
+    `catalogues`."""
+    carpet = (Carpet.select(Carpet.organization_id, Carpet.image, Carpet.image_content_type)
+              .where(Carpet.id == carpet_id).first())
+    if carpet is None or not catalogues.sees(carpet.organization_id):
+        raise NotFound(f"carpet {carpet_id} not found")
+    return bytes(carpet.image), carpet.image_content_type
 
 
 def list_carpets(page_size: int, page_token: str, *, catalogues: Catalogues,

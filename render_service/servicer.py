@@ -72,7 +72,7 @@ def _catalogues() -> catalogue.Catalogues:
     ADMIN and the internal backends, which act for any organisation: every catalogue."""
     principal = current_principal()
     if principal.is_staff:
-        return catalogue.Catalogues(principal.organization_id, changes_shared=False)
+        return catalogue.Catalogues(principal.organization_id)
     return catalogue.EVERY_CATALOGUE
 
 
@@ -204,11 +204,9 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         return import_report(catalogue_import.get_import(request.id, _catalogues()))
 
     def GetCarpetImage(self, request, context):
-        catalogue.get_carpet(request.id, _catalogues())  # NOT_FOUND outside its catalogues
-        picture = catalogue.carpet_image(request.id)
-        data = bytes(picture.image)
+        data, content_type = catalogue.carpet_image(request.id, _catalogues())
         for offset in range(0, len(data), INPUT_CHUNK_BYTES):
-            yield render_pb2.RenderOutputChunk(content_type=picture.image_content_type,
+            yield render_pb2.RenderOutputChunk(content_type=content_type,
                                                data=data[offset:offset + INPUT_CHUNK_BYTES])
 
     def _fetch_picture(self, url: str) -> bytes:
