@@ -12,6 +12,7 @@ import grpc
 
 from admin_gateway.clients import ServiceClients
 from admin_gateway.http import AdminHttpServer
+from admin_gateway.public_api import PublicApi
 from admin_gateway.servicer import AdminServicer
 from carpet_common.auth import ADMIN, ADMIN_STAFF, PUBLIC, Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
@@ -56,6 +57,12 @@ POLICY = {
     f"/{SERVICE}/ImportCarpets": ADMIN_STAFF,
     f"/{SERVICE}/GetCarpetImport": ADMIN_STAFF,
     f"/{SERVICE}/GetCarpetThumbnail": ADMIN_STAFF,
+    # Publishable keys: STAFF their own organisation's (the render service scopes and audits).
+    f"/{SERVICE}/CreatePublishableKey": ADMIN_STAFF,
+    f"/{SERVICE}/ListPublishableKeys": ADMIN_STAFF,
+    f"/{SERVICE}/UpdatePublishableKey": ADMIN_STAFF,
+    f"/{SERVICE}/RotatePublishableKey": ADMIN_STAFF,
+    f"/{SERVICE}/RevokePublishableKey": ADMIN_STAFF,
     f"/{SERVICE}/SetUserPassword": ADMIN,
     f"/{SERVICE}/DeactivateUser": ADMIN,
     f"/{SERVICE}/ActivateUser": ADMIN,
@@ -184,11 +191,15 @@ def start_gateway(settings: Settings, grpc_address: str, http_address: str) -> G
     socket_path = os.path.join(socket_dir, "admin.sock")
     # The HTTP port is bound first: the gRPC health check says SERVING only once both listen
     # (a taken HTTP port ends the process before anything answers).
+    clients = ServiceClients(settings.credit_addr, settings.render_addr,
+                             ChannelSecurity.from_settings(settings), settings.service_token)
     http = AdminHttpServer(http_address, f"unix:{socket_path}", Authenticator(settings),
                            settings.trusted_proxies,
                            backends={"credit": settings.credit_addr,
                                      "render": settings.render_addr},
-                           security=ChannelSecurity.from_settings(settings))
-    running, port = build_server(settings, grpc_address, unix_socket=socket_path)
+                           security=ChannelSecurity.from_settings(settings),
+                           public=PublicApi(clients.public, settings.trusted_proxies))
+    running, port = build_server(settings, grpc_address, clients=clients,
+                                 unix_socket=socket_path)
     http.start()
     return Gateway(running, port, http, socket_dir)

@@ -34,7 +34,8 @@ READS = {
                                              "ListOrganizationControls"),
     "carpet.render.v1.RenderService": ("GetCarpet", "ListCarpets", "GetRender", "ListRenders",
                                        "GetRenderOutput", "GetRenderTotals", "GetRenderUsage",
-                                       "GetRenderInput"),
+                                       "GetRenderInput", "ListPublishableKeys", "ListPublicCarpets",
+                                       "GetPublicRender", "GetPublicRenderOutput"),
 }
 READ_RETRIES = json.dumps({"methodConfig": [{
     "name": [{"service": service, "method": method}
@@ -94,6 +95,9 @@ class ServiceClients:
         self.denials = audit_pb2_grpc.AuditServiceStub(own_credit)
         own_forwarding = grpc.intercept_channel(own_credit, _ForwardCaller(credentials=False))
         self.sign_in = auth_pb2_grpc.AuthServiceStub(own_forwarding)
+        # The public render API (admin_gateway.public_api): the gateway's identity only; the
+        # page's key, origin and visitor travel in each request.
+        self.public = render_pb2_grpc.RenderServiceStub(own_render)
 
     def close(self) -> None:
         for channel in self._channels:

@@ -14,8 +14,6 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
-from dataclasses import dataclass
 from http import HTTPStatus
 
 import grpc
@@ -34,9 +32,16 @@ from admin_gateway.openapi import (
     import_path_item,
     picture_path_item,
 )
+from admin_gateway.public_api import PublicApi
+from admin_gateway.responses import (
+    Response,
+    error_response,
+    json_response,
+    rpc_error_response,
+)
 from carpet_common.auth import Authenticator
 from carpet_common.calls import client_ip, is_trusted, trusted_networks
-from carpet_common.errors import Unauthenticated, http_status_for, rpc_error_reason
+from carpet_common.errors import Unauthenticated
 from carpet_common.ratelimit import client_key
 from carpet_common.server import PLAINTEXT, ChannelSecurity, service_channel
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -142,6 +147,22 @@ ROUTES = {
     ("GET", "/admin/carpets/import-report"): ("GetCarpetImport",
                                               render_pb2.GetCarpetImportRequest,
                                               render_pb2.CarpetImportReport),
+    # Publishable keys for the widget (`docs/widget.md`).
+    ("POST", "/admin/publishable-keys"): ("CreatePublishableKey",
+                                          render_pb2.CreatePublishableKeyRequest,
+                                          render_pb2.PublishableKey),
+    ("GET", "/admin/publishable-keys"): ("ListPublishableKeys",
+                                         render_pb2.ListPublishableKeysRequest,
+                                         render_pb2.ListPublishableKeysResponse),
+    ("PATCH", "/admin/publishable-keys/{id}"): ("UpdatePublishableKey",
+                                                render_pb2.UpdatePublishableKeyRequest,
+                                                render_pb2.PublishableKey),
+    ("POST", "/admin/publishable-keys/{id}/rotate"): ("RotatePublishableKey",
+                                                      render_pb2.RotatePublishableKeyRequest,
+                                                      render_pb2.PublishableKey),
+    ("POST", "/admin/publishable-keys/{id}/revoke"): ("RevokePublishableKey",
+                                                      render_pb2.RevokePublishableKeyRequest,
+                                                      render_pb2.PublishableKey),
     ("GET", "/admin/organizations/controls"): ("ListOrganizationControls",
                                                notification_pb2.ListOrganizationControlsRequest,
                                                notification_pb2.ListOrganizationControlsResponse),
@@ -167,6 +188,7 @@ STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javasc
                 "api.js": "text/javascript", "i18n.js": "text/javascript",
                 "charts.js": "text/javascript", "ui.js": "text/javascript",
                 "controls.js": "text/javascript", "catalogue.js": "text/javascript",
+                "keys.js": "text/javascript",
                 "style.css": "text/css",
                 "i18n/en.json": "application/json", "i18n/tr.json": "application/json"}
 PAGE_HEADERS = {  # the admin page loads nothing from elsewhere and runs no inline script
@@ -317,21 +339,14 @@ def _with_read_timeout(server) -> None:
     server.maintenance = maintenance
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes | Iterable[bytes]  # an iterable is streamed (no Content-Length)
-    content_type: str
-    headers: dict[str, str]
-
-
 class AdminHttpApp:
     """The WSGI application: routes, the call to AdminService, the JSON answer."""
 
     def __init__(self, grpc_target: str, metrics_reader: Authenticator, trusted_proxies=(),
                  backends: dict[str, str] | None = None,
-                 security: ChannelSecurity = PLAINTEXT):
+                 security: ChannelSecurity = PLAINTEXT, public: PublicApi | None = None):
         self._channel = grpc.insecure_channel(grpc_target)
+        self._public = public
         self._metrics_reader = metrics_reader
         self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
         self._trusted = tuple(trusted_proxies)
@@ -358,7 +373,7 @@ class AdminHttpApp:
             route, response = self._route(environ, method, path)
         except Exception:  # noqa: BLE001 - the caller gets a generic 500, the log the rest
             logger.exception("HTTP %s %s failed", method, _escaped(path))
-            route, response = "error", _error(500, "INTERNAL", "internal error")
+            route, response = "error", error_response(500, "INTERNAL", "internal error")
         HTTP_REQUESTS.labels(route, str(response.status)).inc()
         HTTP_SECONDS.labels(route, str(response.status)).observe(time.perf_counter() - started)
         # Paths and codes only: headers (credentials) are never logged; control characters
@@ -376,6 +391,8 @@ class AdminHttpApp:
     def _route(self, environ, method: str, path: str) -> tuple[str, Response]:
         """Serve the request; returns (route label, response). Labels come from a fixed set,
         never from the request, so /metrics cannot grow with bogus paths."""
+        if self._public is not None and self._public.serves(path):
+            return self._public.handle(environ, method, path)
         if method == "GET":
             if path == "/healthz":
                 return path, self._healthz()
@@ -410,8 +427,8 @@ class AdminHttpApp:
         key = (method, route)
         if key not in ROUTES:
             if any(route_path == route for _, route_path in ROUTES):  # a known route: a label
-                return route, _error(405, "METHOD_NOT_ALLOWED", "wrong method")
-            return "unknown", _error(404, "NOT_FOUND", "no such endpoint")
+                return route, error_response(405, "METHOD_NOT_ALLOWED", "wrong method")
+            return "unknown", error_response(404, "NOT_FOUND", "no such endpoint")
         response = self._call(environ, method, *ROUTES[key][:2], path_id=path_id,
                               max_body=MAX_PICTURE_BODY_BYTES if key in PICTURE_UPLOADS
                               else MAX_BODY_BYTES)
@@ -426,9 +443,9 @@ class AdminHttpApp:
         try:
             identity = self._metrics_reader.identify(_credentials(environ))
         except Unauthenticated as error:
-            return _error(401, "UNAUTHENTICATED", error.message)
+            return error_response(401, "UNAUTHENTICATED", error.message)
         if identity.service is None and not identity.person.is_admin:
-            return _error(403, "PERMISSION_DENIED", "metrics are for ADMIN or a service")
+            return error_response(403, "PERMISSION_DENIED", "metrics are for ADMIN or a service")
         return Response(200, generate_latest(), CONTENT_TYPE_LATEST, {"Cache-Control": "no-store"})
 
     def _metadata(self, environ) -> list[tuple[str, str]]:
@@ -456,26 +473,27 @@ class AdminHttpApp:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return _error(400, "INVALID_ARGUMENT", "bad Content-Length")
+            return error_response(400, "INVALID_ARGUMENT", "bad Content-Length")
         if not 0 <= length <= max_body:
-            return _error(413, "TOO_LARGE", f"request body too large (at most {max_body} bytes)")
+            return error_response(413, "TOO_LARGE",
+                                  f"request body too large (at most {max_body} bytes)")
         body = environ["wsgi.input"].read(length) if length else b""
         try:
             request = parse_request(request_type, method, environ.get("QUERY_STRING", ""), body)
             if method == "PATCH":
                 _mask_from_body(request, body)
         except BadRequest as error:
-            return _error(400, "INVALID_ARGUMENT", str(error))
+            return error_response(400, "INVALID_ARGUMENT", str(error))
         if path_id is not None:
             request.id = path_id  # the path names the resource, whatever the body says
         try:
             response = getattr(self._admin, name)(request, metadata=self._metadata(environ),
                                                   timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as error:
-            return _rpc_error(error)
+            return rpc_error_response(error)
         # Zero values are written out (`"held": "0"`), so a client never has to guess a
         # missing field's meaning.
-        return _json(200, json_format.MessageToDict(
+        return json_response(200, json_format.MessageToDict(
             response, always_print_fields_with_no_presence=True))
 
     def _import(self, environ) -> Response:
@@ -485,9 +503,9 @@ class AdminHttpApp:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return _error(400, "INVALID_ARGUMENT", "bad Content-Length")
+            return error_response(400, "INVALID_ARGUMENT", "bad Content-Length")
         if not 0 <= length <= imports.MAX_UPLOAD_BYTES:
-            return _error(413, "TOO_LARGE", f"an import is at most "
+            return error_response(413, "TOO_LARGE", f"an import is at most "
                           f"{imports.MAX_UPLOAD_BYTES // 2**20} MiB with its pictures: "
                           f"import the catalogue in parts")
         try:
@@ -505,13 +523,13 @@ class AdminHttpApp:
                     file_name=upload.file_name[:200],
                     carpets=imports.designs(rows, imports.Pictures(upload.pictures)))
             except imports.ImportRefused as refused:
-                return _error(400, "INVALID_ARGUMENT", str(refused))
+                return error_response(400, "INVALID_ARGUMENT", str(refused))
         try:
             report = self._admin.ImportCarpets(request, metadata=self._metadata(environ),
                                                timeout=EXPORT_TIMEOUT_S)
         except grpc.RpcError as error:
-            return _rpc_error(error)
-        return _json(200, json_format.MessageToDict(imports.merged_report(rows, report),
+            return rpc_error_response(error)
+        return json_response(200, json_format.MessageToDict(imports.merged_report(rows, report),
                                                     always_print_fields_with_no_presence=True))
 
     def _picture(self, environ, method: str, request) -> Response:
@@ -519,7 +537,7 @@ class AdminHttpApp:
             chunks = list(getattr(self._admin, method)(
                 request, metadata=self._metadata(environ), timeout=CALL_TIMEOUT_S))
         except grpc.RpcError as error:
-            return _rpc_error(error)
+            return rpc_error_response(error)
         data = b"".join(chunk.data for chunk in chunks)
         content_type = chunks[0].content_type if chunks else "application/octet-stream"
         return Response(200, data, content_type, {"Cache-Control": "private, max-age=3600"})
@@ -532,13 +550,13 @@ class AdminHttpApp:
             style, query = csv_style(environ.get("QUERY_STRING", ""))
             request = parse_request(export.request_type, "GET", query, b"")
         except (BadRequest, ValueError) as error:
-            return _error(400, "INVALID_ARGUMENT", str(error))
+            return error_response(400, "INVALID_ARGUMENT", str(error))
         pages = getattr(self._admin, export.rpc)(request, metadata=self._metadata(environ),
                                                  timeout=EXPORT_TIMEOUT_S)
         try:
             first = next(pages, None)
         except grpc.RpcError as error:
-            return _rpc_error(error)
+            return rpc_error_response(error)
 
         def all_pages():
             if first is not None:
@@ -561,13 +579,13 @@ class AdminHttpApp:
             except grpc.RpcError:
                 down.append(name)
         if down:
-            return _json(503, {"status": "unavailable", "down": sorted(down)})
-        return _json(200, {"status": "ok"})
+            return json_response(503, {"status": "unavailable", "down": sorted(down)})
+        return json_response(200, {"status": "ok"})
 
 
 def _static(name: str) -> Response:
     if name not in STATIC_FILES:  # a fixed list: no path ever reaches the file system
-        return _error(404, "NOT_FOUND", "no such file")
+        return error_response(404, "NOT_FOUND", "no such file")
     with open(os.path.join(STATIC_DIR, name), "rb") as page:
         return Response(200, page.read(), STATIC_FILES[name],
                         {**PAGE_HEADERS, "Cache-Control": "no-cache"})
@@ -580,32 +598,15 @@ def _credentials(environ) -> dict[str, str]:
             if environ.get("HTTP_" + key.upper().replace("-", "_"))}
 
 
-def _rpc_error(error: grpc.RpcError) -> Response:
-    trailers = dict(error.trailing_metadata() or ())
-    return _error(http_status_for(error.code()), rpc_error_reason(error) or error.code().name,
-                  error.details() or "internal error", retry_after=trailers.get("retry-after"))
-
-
-def _error(status: int, code: str, message: str, retry_after: str | None = None) -> Response:
-    headers = {"Retry-After": retry_after} if retry_after else {}
-    return _json(status, {"code": code, "message": message}, headers)
-
-
-def _json(status: int, document: dict, headers: dict | None = None) -> Response:
-    payload = json.dumps(document, ensure_ascii=False).encode()
-    return Response(status, payload, "application/json; charset=utf-8",
-                    {"Cache-Control": "no-store", **(headers or {})})
-
-
 class AdminHttpServer:
     """AdminHttpApp served by waitress on its own thread."""
 
     def __init__(self, address: str, grpc_target: str, metrics_reader: Authenticator,
                  trusted_proxies=(), backends: dict[str, str] | None = None,
-                 security: ChannelSecurity = PLAINTEXT):
+                 security: ChannelSecurity = PLAINTEXT, public: PublicApi | None = None):
         host, _, port = address.rpartition(":")
         self._app = AdminHttpApp(grpc_target, metrics_reader, trusted_proxies, backends,
-                                 security)
+                                 security, public)
         try:
             self._server = waitress.create_server(self._app, host=host.strip("[]"),
                                                   port=int(port), ident="carpet-admin",

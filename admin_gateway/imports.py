@@ -14,13 +14,12 @@ Excel writes); `,`, `;` or tab between fields, found from the header line."""
 from __future__ import annotations
 
 import csv
-import email.parser
-import email.policy
 import io
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from admin_gateway.forms import form_parts, part_bytes, part_text
 from protos.carpet.render.v1 import render_pb2
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # one call to the render service carries it all
@@ -61,30 +60,19 @@ class Upload:
 
 def read_upload(content_type: str, body: bytes) -> Upload:
     """The multipart form's parts (the body is already bounded by MAX_UPLOAD_BYTES)."""
-    if not content_type.startswith("multipart/form-data"):
+    parts = form_parts(content_type, body)
+    if parts is None:
         raise ImportRefused("send multipart/form-data with a `file` part (CSV or XLSX)")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
-    parts = {part.get_param("name", header="content-disposition"): part
-             for part in message.iter_parts()}
     if "file" not in parts:
         raise ImportRefused("the form has no `file` part (CSV or XLSX)")
-
-    def text(name: str, default: str) -> str:
-        part = parts.get(name)
-        return part.get_payload(decode=True).decode("utf-8", "replace").strip() if part \
-            else default
-
-    dry_run = text("dryRun", "true").lower()
+    dry_run = part_text(parts, "dryRun", "true").lower()
     if dry_run not in ("true", "false"):
         raise ImportRefused("dryRun must be true or false")
-    organization = text("organizationId", "0")
+    organization = part_text(parts, "organizationId", "0")
     if not organization.isdigit() or len(organization) > 18:
         raise ImportRefused("organizationId must be a number")
-    pictures = parts.get("pictures")
     return Upload(file_name=parts["file"].get_filename() or "", dry_run=dry_run == "true",
-                  file=parts["file"].get_payload(decode=True) or b"",
-                  pictures=(pictures.get_payload(decode=True) or b"") if pictures else b"",
+                  file=part_bytes(parts, "file"), pictures=part_bytes(parts, "pictures"),
                   organization_id=int(organization))
 
 

@@ -8,12 +8,12 @@ import functools
 import grpc
 
 from admin_gateway.clients import ServiceClients, relayed
-from admin_gateway.lru import LruCache
-from admin_gateway.thumbnails import CACHED as CACHED_THUMBNAILS
-from admin_gateway.thumbnails import CONTENT_TYPE as THUMBNAIL_TYPE
-from admin_gateway.thumbnails import make_thumbnail
 from carpet_common.calls import current_call, current_principal
 from carpet_common.convert import timestamp
+from carpet_common.lru import LruCache
+from carpet_common.thumbnails import CACHED as CACHED_THUMBNAILS
+from carpet_common.thumbnails import CONTENT_TYPE as THUMBNAIL_TYPE
+from carpet_common.thumbnails import make_thumbnail
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, credit_pb2, notification_pb2
 from protos.carpet.render.v1 import render_pb2
@@ -417,6 +417,27 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             thumbnail = make_thumbnail(image)
             self._carpet_thumbnails.put(version, thumbnail)
         yield render_pb2.RenderOutputChunk(content_type=THUMBNAIL_TYPE, data=thumbnail)
+
+    # Publishable keys (`docs/widget.md`): scoped and audited by the render service.
+    @relaying
+    def CreatePublishableKey(self, request, context):
+        return self._clients.renders.CreatePublishableKey(request)
+
+    @relaying
+    def ListPublishableKeys(self, request, context):
+        return self._clients.renders.ListPublishableKeys(request)
+
+    @relaying
+    def UpdatePublishableKey(self, request, context):
+        return self._clients.renders.UpdatePublishableKey(request)
+
+    @relaying
+    def RotatePublishableKey(self, request, context):
+        return self._clients.renders.RotatePublishableKey(request)
+
+    @relaying
+    def RevokePublishableKey(self, request, context):
+        return self._clients.renders.RevokePublishableKey(request)
 
     @relaying
     def GetCarpetImport(self, request, context):

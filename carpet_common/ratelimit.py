@@ -43,11 +43,12 @@ class RateLimiter:
             self._limiter = strategies.MovingWindowRateLimiter(
                 storage.storage_from_string(storage_uri))
 
-    def check(self, client_ip: str) -> None:
-        """Count one request of `client_ip`; ResourceExhausted (with Retry-After) when over."""
+    def check(self, client_ip: str, scope: str = "") -> None:
+        """Count one request of `client_ip` (within `scope`, e.g. one publishable key's
+        visitors); ResourceExhausted (with Retry-After) when over."""
         if not self.enabled:
             return
-        key = client_key(client_ip)
+        key = f"{scope}:{client_key(client_ip)}" if scope else client_key(client_ip)
         if self._limiter.hit(self._item, self._namespace, key):
             return
         stats = self._limiter.get_window_stats(self._item, self._namespace, key)

@@ -37,6 +37,9 @@ from render_service.worker import WorkerPool
 SERVICE = "carpet.render.v1.RenderService"
 SERVICE_NAMES = (SERVICE,)
 GATEWAY = "admin-gateway"
+PUBLIC_METHODS = ("CheckPublishableKey", "ListPublicCarpets", "GetPublicCarpetThumbnail",
+                  "SubmitPublicRender", "GetPublicRender", "WatchPublicRender",
+                  "GetPublicRenderOutput")
 
 
 def policy(settings: Settings) -> dict[str, Rule]:
@@ -65,6 +68,15 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{SERVICE}/GetRenderTotals": everyone,
         f"/{SERVICE}/GetRenderUsage": everyone,
         f"/{SERVICE}/GetRenderInput": everyone,
+        # Publishable keys: STAFF their own organisation's (render_service.publishable_keys).
+        f"/{SERVICE}/CreatePublishableKey": everyone,
+        f"/{SERVICE}/ListPublishableKeys": everyone,
+        f"/{SERVICE}/UpdatePublishableKey": everyone,
+        f"/{SERVICE}/RotatePublishableKey": everyone,
+        f"/{SERVICE}/RevokePublishableKey": everyone,
+        # The public render API: only the gateway relays it, naming the key, the page's origin
+        # and the visitor; the key is checked on every call (docs/widget.md).
+        **{f"/{SERVICE}/{name}": services(GATEWAY) for name in PUBLIC_METHODS},
     }
 
 
@@ -127,7 +139,8 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
                                   tls=tls_files(settings),
                                   share_port=settings.server_processes > 1,
                                   reflection=settings.grpc_reflection,
-                                  long_streams=(f"/{SERVICE}/WatchRender",),
+                                  long_streams=(f"/{SERVICE}/WatchRender",
+                                                f"/{SERVICE}/WatchPublicRender"),
                                   stream_limits=StreamLimits.from_settings(settings))
     ended_sessions.start()
     running.background += [ended_sessions, status_hub]

@@ -21,7 +21,7 @@ from carpet_common.periodic import Periodic
 from protos.carpet.credit.v1 import audit_pb2
 from render_service.credit_client import CreditClient
 from render_service.events import outbox_relay
-from render_service.models import RenderAudit
+from render_service.models import RenderAudit, database
 
 RELAY_INTERVAL_S = 0.5
 BATCH = 100
@@ -33,6 +33,10 @@ UPDATE_CARPET = "/carpet.render.v1.RenderService/UpdateCarpet"
 ARCHIVE_CARPET = "/carpet.render.v1.RenderService/ArchiveCarpet"
 RESTORE_CARPET = "/carpet.render.v1.RenderService/RestoreCarpet"
 IMPORT_CARPETS = "/carpet.render.v1.RenderService/ImportCarpets"
+CREATE_PUBLISHABLE_KEY = "/carpet.render.v1.RenderService/CreatePublishableKey"
+UPDATE_PUBLISHABLE_KEY = "/carpet.render.v1.RenderService/UpdatePublishableKey"
+ROTATE_PUBLISHABLE_KEY = "/carpet.render.v1.RenderService/RotatePublishableKey"
+REVOKE_PUBLISHABLE_KEY = "/carpet.render.v1.RenderService/RevokePublishableKey"
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,14 @@ def record(action: str, who: Who, *, outcome: str, organization_id: int | None, 
         action=action, outcome=outcome, organization_id=organization_id, target=target,
         details=json.dumps(details, sort_keys=True), peer=who.client_ip[:100],
         request_id=who.request_id[:100], occurred_at=now)
+
+
+def record_refusal(action: str, who: Who, error_code: str, target: str,
+                   organization_id: int | None, details: dict, now) -> None:
+    """A refused change, in a transaction of its own."""
+    with database.atomic():
+        record(action, who, outcome=f"error:{error_code}", organization_id=organization_id,
+               target=target, details=details, now=now)
 
 
 def relay_once(credit: CreditClient) -> int:

@@ -239,15 +239,6 @@ def set_archived(carpet_id: int, archived: bool, *, catalogues: Catalogues,
         return get_carpet(carpet.id)
 
 
-def record_refusal(action: str, who: audit_outbox.Who, error_code: str, target: str,
-                   organization_id: int | None, details: dict, now: datetime.datetime) -> None:
-    """A refused catalogue change, in a transaction of its own."""
-    with database.atomic():
-        audit_outbox.record(action, who, outcome=f"error:{error_code}",
-                            organization_id=organization_id, target=target, details=details,
-                            now=now)
-
-
 def _changeable(carpet_id: int, catalogues: Catalogues) -> Carpet:
     carpet = _without_image().where(Carpet.id == carpet_id).first()
     if carpet is None or not catalogues.sees(carpet.organization_id):
@@ -296,9 +287,11 @@ def carpet_image(carpet_id: int, catalogues: Catalogues) -> tuple[bytes, str]:
 
 def list_carpets(page_size: int, page_token: str, *, catalogues: Catalogues,
                  organization_id: int = 0, material: str = "", query: str = "",
-                 include_archived: bool = False) -> tuple[Page, dict[int, list[CarpetSize]]]:
+                 include_archived: bool = False, sku: str = ""
+                 ) -> tuple[Page, dict[int, list[CarpetSize]]]:
     """A page of the designs `catalogues` sees (with `organization_id`: that organisation's
-    and the shared ones), newest first, with their sizes."""
+    and the shared ones), newest first, with their sizes; with `sku`, only the design of
+    that SKU or with a size in use of that SKU."""
     rows = _without_image()
     scope = catalogues.organization_id if catalogues.organization_id is not None \
         else organization_id
@@ -309,6 +302,10 @@ def list_carpets(page_size: int, page_token: str, *, catalogues: Catalogues,
     if query.strip():
         text = query.strip()[:100]
         rows = rows.where(Carpet.name.contains(text) | Carpet.sku.contains(text))
+    if sku:
+        sized = CarpetSize.select(CarpetSize.carpet).where((CarpetSize.sku == sku)
+                                                          & CarpetSize.archived_at.is_null())
+        rows = rows.where((Carpet.sku == sku) | Carpet.id.in_(sized))
     if not include_archived:
         rows = rows.where(Carpet.archived_at.is_null())
     page = paginate(rows, Carpet.created_at, Carpet.id, page_size, page_token)

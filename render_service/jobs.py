@@ -42,12 +42,12 @@ _INSERT_JOB = Statement("""
                             cost, credits_charged, idempotency_key, request_hash, attempts,
                             release_pending, has_room_image, input_bytes, output_bytes,
                             output_expired, placement, hold_id, created_at, updated_at,
-                            finished_at)
+                            finished_at, priority, public_id, publishable_key_id)
     VALUES ({id}, {organization_id}, {user_id}, {carpet_id}, {carpet_size_id}, {mode},
             {status}, {error_text},
             {cost}, 0, {idempotency_key}, {request_hash}, 0, {release_pending},
             {has_room_image}, {input_bytes}, 0, {output_expired}, {placement}, {hold_id},
-            {now}, {now}, {finished_at})
+            {now}, {now}, {finished_at}, {priority}, {public_id}, {publishable_key_id})
     RETURNING id""")
 # The job's id before the reservation (its hold is reserved under it): PostgreSQL takes it from
 # render_job's own sequence; SQLite has no sequences, so a one-row counter (migration 0012)
@@ -80,6 +80,11 @@ class Submission:
     placement: str
     now: datetime.datetime
     carpet_size_id: int | None = None  # set once the carpet is found renderable
+    # A widget render (render_service.publishable_keys): after the others, by an unguessable
+    # id, under its key's caps.
+    priority: int = 0
+    public_id: str | None = None
+    publishable_key_id: int | None = None
 
 
 def new_submission(organization_id: int, user_id: int | None, carpet_id: int, mode: str,
@@ -141,7 +146,8 @@ def _values(s: Submission, job_id: int, *, hold_id: int | None, error_text: str,
                 request_hash=s.fingerprint, release_pending=release_pending,
                 has_room_image=bool(s.room_image), input_bytes=stored, output_expired=False,
                 placement=s.placement, hold_id=hold_id, now=s.now,
-                finished_at=s.now if ended else None)
+                finished_at=s.now if ended else None, priority=s.priority,
+                public_id=s.public_id, publishable_key_id=s.publishable_key_id)
 
 
 def _conflicting(submission: Submission, error: IntegrityError) -> RenderJob:
@@ -166,7 +172,8 @@ def _job(s: Submission, job_id: int, *, status: str, error_text: str, hold_id: i
                      has_room_image=bool(s.room_image), input_bytes=input_bytes,
                      output_bytes=0, output_expired=False, placement=s.placement,
                      hold_id=hold_id, created_at=s.now, updated_at=s.now,
-                     finished_at=None if status == "queued" else s.now)
+                     finished_at=None if status == "queued" else s.now, priority=s.priority,
+                     public_id=s.public_id, publishable_key_id=s.publishable_key_id)
 
 
 def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | None:
@@ -182,6 +189,13 @@ def _forget_input(job_id: int) -> None:
     require_transaction(database)
     if RenderInput.delete().where(RenderInput.job == job_id).execute():
         RenderJob.update(input_bytes=0).where(RenderJob.id == job_id).execute()
+
+
+def get_public_job(public_id: str) -> RenderJob | None:
+    """A widget render by its unguessable id (None for an unknown one)."""
+    if not public_id or len(public_id) > 32:
+        return None
+    return RenderJob.get_or_none(RenderJob.public_id == public_id)
 
 
 def get_job(job_id: int) -> RenderJob:
@@ -287,14 +301,15 @@ def cancel_job(job_id: int, now: datetime.datetime) -> RenderJob:
 # --- the worker side -------------------------------------------------------------------------
 
 def claim_next(owner: str, now: datetime.datetime, lease: datetime.timedelta) -> RenderJob | None:
-    """Take the oldest claimable job: queued (written with its hold), or processing with a
-    lapsed lease. PostgreSQL: FOR UPDATE SKIP LOCKED, so workers of every replica take
-    different jobs; SQLite: inside the IMMEDIATE write transaction."""
+    """Take the claimable job of the lowest priority number, oldest first: queued (written
+    with its hold), or processing with a lapsed lease (widget renders come after the
+    others: render_service.publishable_keys). PostgreSQL: FOR UPDATE SKIP LOCKED, so workers
+    of every replica take different jobs; SQLite: inside the IMMEDIATE write transaction."""
     claimable = ((RenderJob.status == "queued")
                  | ((RenderJob.status == "processing") & (RenderJob.lease_expires_at < now)))
     with database.atomic():
         candidate = (RenderJob.select(RenderJob.id).where(claimable)
-                     .order_by(RenderJob.id).limit(1))
+                     .order_by(RenderJob.priority, RenderJob.id).limit(1))
         if is_postgres(database.obj):
             candidate = candidate.for_update(for_update="FOR UPDATE", skip_locked=True)
         row = candidate.first()

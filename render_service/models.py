@@ -119,6 +119,12 @@ class RenderJob(BaseModel):
     output_expired = BooleanField(default=False)  # RENDER_OUTPUT_RETENTION removed the picture
     placement = TextField(default="")  # JSON of the four corners asked for ('' : default)
     renderer = CharField(max_length=32, default="")  # which renderer made the picture
+    # Workers take the lowest first (0 backends and staff, 10 the widget); a widget render has
+    # the unguessable id it is addressed by, and the key it came with
+    # (migrations/0015_publishable_keys.py).
+    priority = IntegerField(default=0)
+    public_id = CharField(max_length=32, null=True, unique=True)
+    publishable_key_id = BigIntegerField(null=True)
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)
@@ -141,6 +147,8 @@ class RenderJob(BaseModel):
             (("carpet", "created_at", "id"), False),
             (("organization_id", "idempotency_key"), True),
             (("release_pending", "id"), False),
+            (("publishable_key_id", "status"), False),
+            (("status", "priority", "id"), False),
         )
 
 
@@ -262,5 +270,43 @@ class RenderAudit(BaseModel):
     occurred_at = DateTimeField()
 
 
+
+class PublishableKey(BaseModel):
+    """A key a shop's web pages show (render_service.publishable_keys): stored as its SHA-256,
+    with its last four characters; a rotated key's predecessor works until
+    previous_expires_at."""
+
+    id = BigAutoField()
+    organization_id = BigIntegerField()
+    name = CharField(max_length=100, default="")
+    key_hash = CharField(max_length=64, unique=True)
+    last4 = CharField(max_length=4)
+    previous_hash = CharField(max_length=64, null=True, index=True)
+    previous_expires_at = DateTimeField(null=True)
+    allowed_origins = TextField()  # JSON list of exact origins
+    development = BooleanField(default=False)  # also http://localhost:* and 127.0.0.1:*
+    renders_per_day = IntegerField(constraints=[Check("renders_per_day BETWEEN 1 AND 1000000")])
+    max_concurrent = IntegerField(constraints=[Check("max_concurrent BETWEEN 1 AND 1000")])
+    rate_per_visitor = CharField(max_length=32)
+    created_at = DateTimeField()
+    updated_at = DateTimeField()
+    revoked_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("organization_id", "id"), False),)
+
+
+class PublishableKeyDay(BaseModel):
+    """Renders submitted through a key on one UTC day, counted under its daily cap."""
+
+    key = ForeignKeyField(PublishableKey, on_delete="CASCADE", index=False)
+    day = DateField()
+    renders = IntegerField(constraints=[Check("renders >= 0")])
+
+    class Meta:
+        primary_key = CompositeKey("key", "day")
+
+
 ALL_MODELS = (Carpet, CarpetSize, RenderJob, RenderInput, RenderCount, RenderStorage,
-              RenderDaily, RenderCarpetDaily, RenderEvent, CarpetImport, RenderAudit)
+              RenderDaily, RenderCarpetDaily, RenderEvent, CarpetImport, RenderAudit,
+              PublishableKey, PublishableKeyDay)

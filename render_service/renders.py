@@ -15,14 +15,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import secrets
 
 from carpet_common import errors
 from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
-from render_service import audit_outbox, catalogue, jobs
+from render_service import audit_outbox, catalogue, jobs, publishable_keys
 from render_service.credit_client import CreditClient
 from render_service.images import check_header
-from render_service.models import RenderJob, database
+from render_service.models import PublishableKey, RenderJob, database
 from render_service.placement import check_corners, dump
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ CREDIT_UNAVAILABLE_TEXT = "credit service unavailable"
 # The fixed texts a submission or a cancel ends a job with (the console shows each in the
 # reader's words; a refusal's own message, naming its limit, is shown as it is).
 SUBMISSION_ERROR_TEXTS = (INSUFFICIENT_CREDITS_TEXT, CREDIT_UNAVAILABLE_TEXT, jobs.CANCELED_TEXT)
+PUBLIC_ID_BYTES = 18  # 144 random bits, 24 URL-safe characters
 
 
 def cost_of(settings: Settings, mode: str) -> int:
@@ -44,7 +46,11 @@ def cost_of(settings: Settings, mode: str) -> int:
 def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, mode: str,
                   room_image: bytes, idempotency_key: str, fingerprint: str, credit: CreditClient,
                   settings: Settings, now: datetime.datetime, carpet_size_id: int = 0,
-                  placement: list[tuple[float, float]] | None = None) -> RenderJob:
+                  placement: list[tuple[float, float]] | None = None,
+                  publishable_key: PublishableKey | None = None) -> RenderJob:
+    """A render: the job, queued with its credit held (or failed, saying why). Submitted
+    through a publishable key (the widget), it also counts under that key's caps, runs after
+    the others, and gets an unguessable `public_id`."""
     cost = cost_of(settings, mode)
     corners = check_corners(placement or [])
     room = check_header(room_image, "room_image") if room_image else None
@@ -57,8 +63,14 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
     # The carpet and size, in the paying organisation's catalogue or the shared one, before
     # any credit is held.
     size_id = catalogue.renderable_size(carpet_id, carpet_size_id, submission.organization_id)
-    return _submit(dataclasses.replace(submission, carpet_size_id=size_id), room, credit,
-                   settings)
+    submission = dataclasses.replace(submission, carpet_size_id=size_id)
+    if publishable_key is not None:
+        publishable_keys.take_render(publishable_key, now)
+        submission = dataclasses.replace(
+            submission, priority=publishable_keys.WIDGET_PRIORITY,
+            public_id=secrets.token_urlsafe(PUBLIC_ID_BYTES),
+            publishable_key_id=publishable_key.id)
+    return _submit(submission, room, credit, settings)
 
 
 def _submit(submission: jobs.Submission, room: Header | None, credit: CreditClient,

@@ -14,12 +14,24 @@ from carpet_common.errors import (
     NotFound,
     PermissionDenied,
 )
+from carpet_common.lru import LruCache
 from carpet_common.settings import Settings
+from carpet_common.thumbnails import CACHED as CACHED_THUMBNAILS
+from carpet_common.thumbnails import CONTENT_TYPE as THUMBNAIL_TYPE
+from carpet_common.thumbnails import make_thumbnail
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
-from render_service import audit_outbox, catalogue, catalogue_import, jobs, placement, renders
+from render_service import (
+    audit_outbox,
+    catalogue,
+    catalogue_import,
+    jobs,
+    placement,
+    publishable_keys,
+    renders,
+)
 from render_service.credit_client import CreditClient
 from render_service.images import MAX_IMAGE_BYTES
-from render_service.models import RENDER_STATUSES, RenderJob, size_id_of
+from render_service.models import RENDER_STATUSES, PublishableKey, RenderJob, size_id_of
 from render_service.status_hub import StatusHub
 from render_service.storage import ImageStore
 
@@ -88,6 +100,27 @@ def render_message(row: RenderJob) -> render_pb2.RenderJob:
         renderer=row.renderer or "")
 
 
+def key_message(row: PublishableKey, key: str = "", renders_today: int = 0
+                ) -> render_pb2.PublishableKey:
+    settings = publishable_keys.settings_of(row)
+    return render_pb2.PublishableKey(
+        id=row.id, organization_id=row.organization_id, name=settings.name, last4=row.last4,
+        allowed_origins=settings.allowed_origins, development=settings.development,
+        renders_per_day=settings.renders_per_day, max_concurrent=settings.max_concurrent,
+        rate_per_visitor=settings.rate_per_visitor, created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at), revoked_at=timestamp(row.revoked_at),
+        previous_expires_at=timestamp(row.previous_expires_at), renders_today=renders_today,
+        key=key)
+
+
+def public_render_message(row: RenderJob) -> render_pb2.PublicRender:
+    """What the widget sees of a render: no internal ids, no credit."""
+    return render_pb2.PublicRender(
+        id=row.public_id, status=STATUS_TO_PROTO[row.status], carpet_id=row.carpet_id,
+        carpet_size_id=size_id_of(row), mode=row.mode, error_text=row.error_text,
+        created_at=timestamp(row.created_at), finished_at=timestamp(row.finished_at))
+
+
 def placement_message(text: str) -> render_pb2.Placement | None:
     corners = placement.load(text)
     if not corners:
@@ -121,6 +154,12 @@ def _visible_job(job_id: int) -> RenderJob:
     return job
 
 
+def _key_scope() -> int | None:
+    """The organisation whose keys a caller changes: STAFF its own, others any (None)."""
+    principal = current_principal()
+    return principal.organization_id if principal.is_staff else None
+
+
 class RenderServicer(render_pb2_grpc.RenderServiceServicer):
     def __init__(self, settings: Settings, credit: CreditClient, store: ImageStore, clock,
                  status_hub: StatusHub):
@@ -129,16 +168,23 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         self._store = store
         self._clock = clock
         self._status_hub = status_hub
+        self._visitor_limits = publishable_keys.VisitorLimits(settings.rate_limit_storage)
+        self._carpet_thumbnails: LruCache[tuple, bytes] = LruCache(CACHED_THUMBNAILS)
 
     def _catalogue_change(self, action: str, target: str, organization_id: int | None,
                           details: dict, change):
+        return carpet_message(self._audited_change(action, target, organization_id, details,
+                                                   change))
+
+    def _audited_change(self, action: str, target: str, organization_id: int | None,
+                        details: dict, change):
         """`change(now, who)`, which audits itself; a refusal is audited on its own."""
         now, who = self._clock(), audit_outbox.who_calls()
         try:
-            return carpet_message(change(now, who))
+            return change(now, who)
         except DomainError as refused:
-            catalogue.record_refusal(action, who, refused.grpc_code.name, target,
-                                     organization_id, details, now)
+            audit_outbox.record_refusal(action, who, refused.grpc_code.name, target,
+                                        organization_id, details, now)
             raise
 
     def CreateCarpet(self, request, context):
@@ -194,9 +240,9 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                 file_name=request.file_name, catalogues=catalogues, now=now, who=who,
                 fetch=self._fetch_picture)
         except DomainError as refused:
-            catalogue.record_refusal(catalogue_import.IMPORT, who, refused.grpc_code.name,
-                                     f"catalogue:{organization_id}", organization_id,
-                                     {"file": request.file_name[:200]}, now)
+            audit_outbox.record_refusal(catalogue_import.IMPORT, who, refused.grpc_code.name,
+                                        f"catalogue:{organization_id}", organization_id,
+                                        {"file": request.file_name[:200]}, now)
             raise
         return import_report(result)
 
@@ -262,18 +308,23 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                                               next_page_token=page.next_page_token)
 
     def WatchRender(self, request, context):
+        job = _visible_job(request.id)
+        for update in self._watch(job.id):
+            yield render_message(update) if isinstance(update, RenderJob) else update
+
+    def _watch(self, job_id: int):
         """The job now, then at each change of its status until it ends. Between changes the
         stream waits on the event loop without a thread, and the job is read again only when
-        the status hub says it changed (render_service.status_hub)."""
+        the status hub says it changed (render_service.status_hub): the generator yields the
+        job (for the caller to turn into its message) or the hub's wait, passed on as it is."""
         last_status = None
         deadline = time.monotonic() + WATCH_LIMIT_S
-        _visible_job(request.id)
-        with self._status_hub.watching(request.id) as changes:
+        with self._status_hub.watching(job_id) as changes:
             while True:
-                job = jobs.get_job(request.id)
+                job = jobs.get_job(job_id)
                 if job.status != last_status:
                     last_status = job.status
-                    yield render_message(job)
+                    yield job
                 remaining = deadline - time.monotonic()
                 if job.status in jobs.TERMINAL or remaining <= 0:
                     return
@@ -285,7 +336,9 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             now=self._clock()))
 
     def GetRenderOutput(self, request, context):
-        job = _visible_job(request.id)
+        yield from self._output(_visible_job(request.id))
+
+    def _output(self, job: RenderJob):
         if job.output_expired:
             raise FailedPrecondition(f"render {job.id}'s picture has expired (kept for "
                                      f"RENDER_OUTPUT_RETENTION)", reason="RENDER_OUTPUT_EXPIRED")
@@ -324,3 +377,123 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         by_status = jobs.render_totals(organization_id)
         return render_pb2.RenderTotals(total=sum(by_status.values()), by_status=by_status,
                                        storage_bytes=jobs.stored_bytes(organization_id))
+
+    # --- publishable keys (render_service.publishable_keys) -----------------------------------
+
+    def CreatePublishableKey(self, request, context):
+        organization_id = _scope(request.organization_id)
+        defaults = publishable_keys.KeySettings()
+        settings = publishable_keys.KeySettings(
+            name=request.name, allowed_origins=tuple(request.allowed_origins),
+            development=request.development,
+            renders_per_day=request.renders_per_day or defaults.renders_per_day,
+            max_concurrent=request.max_concurrent or defaults.max_concurrent,
+            rate_per_visitor=request.rate_per_visitor or defaults.rate_per_visitor)
+        row, key = self._audited_change(
+            publishable_keys.CREATE, "publishable_key", organization_id,
+            {"allowed_origins": [origin[:100] for origin in request.allowed_origins[:20]]},
+            lambda now, who: publishable_keys.create_key(organization_id, settings, now=now,
+                                                         who=who))
+        return key_message(row, key)
+
+    def ListPublishableKeys(self, request, context):
+        rows = publishable_keys.list_keys(_scope(request.organization_id))
+        today = publishable_keys.renders_today([row.id for row in rows], self._clock().date())
+        return render_pb2.ListPublishableKeysResponse(publishable_keys=[
+            key_message(row, renders_today=today.get(row.id, 0)) for row in rows])
+
+    def UpdatePublishableKey(self, request, context):
+        fields = {"name": lambda: request.name,
+                  "allowed_origins": lambda: tuple(request.allowed_origins),
+                  "development": lambda: request.development,
+                  "renders_per_day": lambda: request.renders_per_day,
+                  "max_concurrent": lambda: request.max_concurrent,
+                  "rate_per_visitor": lambda: request.rate_per_visitor}
+        paths = list(request.update_mask.paths)
+        changes = {path: fields[path]() if path in fields else None for path in paths}
+        return key_message(self._audited_change(
+            publishable_keys.UPDATE, f"publishable_key:{request.id}", None,
+            {"changed": sorted(path[:40] for path in paths[:10])},
+            lambda now, who: publishable_keys.update_key(
+                request.id, changes, organization_scope=_key_scope(), now=now, who=who)))
+
+    def RotatePublishableKey(self, request, context):
+        row, key = self._audited_change(
+            publishable_keys.ROTATE, f"publishable_key:{request.id}", None, {},
+            lambda now, who: publishable_keys.rotate_key(
+                request.id, request.overlap_seconds, organization_scope=_key_scope(), now=now,
+                who=who))
+        return key_message(row, key)
+
+    def RevokePublishableKey(self, request, context):
+        return key_message(self._audited_change(
+            publishable_keys.REVOKE, f"publishable_key:{request.id}", None, {},
+            lambda now, who: publishable_keys.revoke_key(
+                request.id, organization_scope=_key_scope(), now=now, who=who)))
+
+    # --- the public render API, relayed by the gateway (docs/widget.md) -----------------------
+
+    def _public_key(self, caller) -> PublishableKey:
+        """The caller's key, checked with its origin and counted in the visitor's rate."""
+        row = publishable_keys.key_for_origin(caller.key, caller.origin, self._clock())
+        self._visitor_limits.check(row, caller.visitor)
+        return row
+
+    def _public_job(self, request) -> RenderJob:
+        """The render, or NOT_FOUND unless the key's organisation made it through a key."""
+        row = self._public_key(request.caller)
+        job = jobs.get_public_job(request.id)
+        if job is None or job.organization_id != row.organization_id:
+            raise NotFound("render not found")
+        return job
+
+    def CheckPublishableKey(self, request, context):
+        return key_message(self._public_key(request))
+
+    def ListPublicCarpets(self, request, context):
+        row = self._public_key(request.caller)
+        page, sizes = catalogue.list_carpets(
+            request.page_size, request.page_token,
+            catalogues=catalogue.Catalogues(row.organization_id),
+            organization_id=row.organization_id, sku=request.sku.strip()[:64])
+        return render_pb2.ListCarpetsResponse(
+            carpets=[carpet_message(catalogue.ShownCarpet(carpet, sizes.get(carpet.id, [])))
+                     for carpet in page.rows],
+            next_page_token=page.next_page_token)
+
+    def GetPublicCarpetThumbnail(self, request, context):
+        row = self._public_key(request.caller)
+        catalogues = catalogue.Catalogues(row.organization_id)
+        carpet = catalogue.get_carpet(request.carpet_id, catalogues).carpet
+        if carpet.archived_at is not None:
+            raise NotFound(f"carpet {request.carpet_id} not found")
+        version = (carpet.id, carpet.updated_at or carpet.created_at)
+        thumbnail = self._carpet_thumbnails.get(version)
+        if thumbnail is None:
+            thumbnail = make_thumbnail(catalogue.carpet_image(carpet.id, catalogues)[0])
+            self._carpet_thumbnails.put(version, thumbnail)
+        yield render_pb2.RenderOutputChunk(content_type=THUMBNAIL_TYPE, data=thumbnail)
+
+    def SubmitPublicRender(self, request, context):
+        row = self._public_key(request.caller)
+        if request.mode not in publishable_keys.WIDGET_MODES:
+            raise InvalidArgument(f"mode must be one of {', '.join(publishable_keys.WIDGET_MODES)}")
+        job = renders.submit_render(
+            organization_id=row.organization_id, user_id=None, carpet_id=request.carpet_id,
+            carpet_size_id=request.carpet_size_id, mode=request.mode,
+            room_image=request.room_image, idempotency_key="", fingerprint="",
+            credit=self._credit, settings=self._settings, now=self._clock(),
+            placement=[(point.x, point.y) for point in request.placement.carpet_corners],
+            publishable_key=row)
+        return public_render_message(job)
+
+    def GetPublicRender(self, request, context):
+        return public_render_message(self._public_job(request))
+
+    def WatchPublicRender(self, request, context):
+        job = self._public_job(request)
+        for update in self._watch(job.id):
+            yield public_render_message(update) if isinstance(update, RenderJob) else update
+
+    def GetPublicRenderOutput(self, request, context):
+        yield from self._output(self._public_job(request))

@@ -8,6 +8,7 @@ import * as catalogue from "./catalogue.js";
 import * as controls from "./controls.js";
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
+import * as keys from "./keys.js";
 import {
   $, PagedList, button, cell, checkDays, clearInvalid, dayEnd, dayStart, explain,
   fillDelimiterPickers, guarded, invalid, jobError, notify, outcomeText, randomKey, showError,
@@ -180,6 +181,7 @@ const loaders = {
   users: () => lists.users.reload(),
   renders: () => lists.renders.reload(),
   catalogue: () => catalogue.load(),
+  keys: keys.load,
   credits: () => lists["credit-logs"].reload(),
   audit: () => lists.audit.reload(),
   grants: controls.loadGrants,
@@ -190,6 +192,7 @@ const loaders = {
 async function show(screen) {
   state.screen = screen;
   controls.forgetSecret();
+  keys.forgetKey();
   for (const section of document.querySelectorAll(".screen")) {
     section.hidden = section.id !== `screen-${screen}`;
   }
@@ -539,6 +542,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   controls.setUp({ state, organizationName, reloadOrganizations: loadOrganizations });
   catalogue.setUp({ state, organizationName });
   lists.carpets = catalogue.list();
+  keys.setUp({ state, organizationName });
+  $("key-filter-org").addEventListener("change", () => guarded(keys.load));
   fillDelimiterPickers();
   api.whenSessionEnds(() => leave(t("signin.ended")));
   $("sign-in-form").addEventListener("submit", signIn);

@@ -53,6 +53,12 @@ NOTIFICATIONS = {"CreateWebhookEndpoint", "ListWebhookEndpoints", "DeleteWebhook
 # Catalogues per organisation (docs/catalogue.md).
 CATALOGUE = {"ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "ArchiveCarpet",
              "RestoreCarpet", "ImportCarpets"}
+# Publishable keys and the public render API the gateway relays (docs/widget.md).
+PUBLISHABLE_KEYS = {"CreatePublishableKey", "ListPublishableKeys", "UpdatePublishableKey",
+                    "RotatePublishableKey", "RevokePublishableKey"}
+PUBLIC_RENDER_API = {"CheckPublishableKey", "ListPublicCarpets", "GetPublicCarpetThumbnail",
+                     "SubmitPublicRender", "GetPublicRender", "WatchPublicRender",
+                     "GetPublicRenderOutput"}
 ADDED_METHODS = {
     "carpet.credit.v1.NotificationService": NOTIFICATIONS | {"GetOrganizationControls",
                                                              "PublishRenderEvents"},
@@ -66,13 +72,14 @@ ADDED_METHODS = {
                                       | CONSOLE["carpet.render.v1.RenderService"]
                                       | {"UpdateCarpet", "ArchiveCarpet", "RestoreCarpet",
                                          "ImportCarpets", "GetCarpetImage",
-                                         "GetCarpetImport"},
+                                         "GetCarpetImport"}
+                                      | PUBLISHABLE_KEYS | PUBLIC_RENDER_API,
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
                                      "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
                                     | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS
                                     | {"GrantCredits", "GetBalance", "ExportCarpets",
                                        "GetCarpetThumbnail", "GetCarpetImport"}
-                                    | CATALOGUE,
+                                    | CATALOGUE | PUBLISHABLE_KEYS,
 }
 
 

@@ -1,6 +1,7 @@
-"""Small pictures for the console's render list: made once from the rendered image by the
-gateway and kept in a bounded in-memory cache (a finished render's image never changes, and the
-caller's right to see it is checked on every request before the cache is read)."""
+"""Small pictures for the console (a render's, a carpet's) and the widget (a carpet's): made
+once from the full picture and kept in a bounded in-memory cache by whoever serves them (the
+picture behind a cached thumbnail never changes, and the caller's right to see it is checked
+on every request before the cache is read)."""
 from __future__ import annotations
 
 import io
@@ -12,7 +13,7 @@ from carpet_common.pictures import DECODES, read_header
 THUMBNAIL_BOX = (320, 240)
 JPEG_QUALITY = 72
 CONTENT_TYPE = "image/jpeg"
-CACHED = 2000  # thumbnails kept (admin_gateway.lru), ~10 kB each
+CACHED = 2000  # thumbnails kept (carpet_common.lru), ~10 kB each
 
 
 def make_thumbnail(image: bytes) -> bytes:

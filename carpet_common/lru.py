@@ -1,4 +1,4 @@
-"""A bounded, thread-safe least-recently-used cache: for what the gateway may keep because it
+"""A bounded, thread-safe least-recently-used cache: for what a process may keep because it
 never changes once made (a finished render's thumbnail, a carpet's name)."""
 from __future__ import annotations
 

@@ -1,0 +1,277 @@
+"""The public render API for browsers (`/public/v1/…`) and the widget's script
+(`/widget/v1/widget.js`), on the gateway's HTTP port (`docs/widget.md`).
+
+A page of a shop's website calls it with the shop's publishable key (`X-Publishable-Key`, or
+`?key=` where a header cannot be set: `<img>`, EventSource). The gateway relays every call to
+the render service under its own service identity, naming the key, the page's `Origin` and the
+visitor's address; the render service checks all three on every call (an unknown or revoked
+key, an origin not on the key's list, a visitor over the key's rate are refused there). So the
+key works here and nowhere else: every other path of every port takes people's and services'
+credentials only.
+
+CORS: a successful answer names exactly the page's origin (never `*`, never credentials); an
+error names it too, so the widget can read why and say so in the browser's console — an error
+carries no data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+
+import grpc
+from google.protobuf import json_format
+
+from admin_gateway.forms import form_parts, part_bytes, part_text
+from admin_gateway.responses import (
+    Response,
+    error_response,
+    json_response,
+    rpc_error_response,
+)
+from carpet_common.calls import client_ip
+from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/public/v1/"
+WIDGET_PATH = "/widget/v1/widget.js"
+WIDGET_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "widget.js")
+CARPETS_PATH = "/public/v1/carpets"
+RENDERS_PATH = "/public/v1/renders"
+THUMBNAIL_PATH = re.compile(r"/public/v1/carpets/(\d{1,18})/thumbnail")
+RENDER_PATH = re.compile(r"/public/v1/renders/([A-Za-z0-9_-]{1,32})(/events|/image)?")
+# A room photo is at most 10 MB (the render service's limit); the form around it adds little.
+MAX_SUBMISSION_BYTES = 10 * 1024 * 1024 + 64 * 1024
+CALL_TIMEOUT_S = 15.0
+# Server-Sent Events hold one of the HTTP server's threads each while they wait: at most this
+# many per process, each for at most EVENTS_LIFETIME_S (the browser's EventSource then
+# connects again); over it the answer is 503 and the widget polls instead.
+MAX_EVENT_STREAMS = 4
+EVENTS_LIFETIME_S = 55.0
+EVENTS_RETRY_MS = 2000
+STATUS_NAMES = {render_pb2.RENDER_STATUS_QUEUED: "queued",
+                render_pb2.RENDER_STATUS_PROCESSING: "processing",
+                render_pb2.RENDER_STATUS_SUCCESS: "success",
+                render_pb2.RENDER_STATUS_FAILED: "failed"}
+WIDGET_CACHE_S = 24 * 3600
+
+
+class PublicApi:
+    """Serves `/public/v1/…` and the widget's script; `renders` presents the gateway's own
+    service identity."""
+
+    def __init__(self, renders: render_pb2_grpc.RenderServiceStub, trusted_proxies=()):
+        self._renders = renders
+        self._trusted = tuple(trusted_proxies)
+        self._event_streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
+        with open(WIDGET_FILE, "rb") as script:
+            self._widget = script.read()
+        self._widget_etag = '"' + hashlib.sha256(self._widget).hexdigest()[:32] + '"'
+
+    @staticmethod
+    def serves(path: str) -> bool:
+        return path.startswith(PREFIX) or path == WIDGET_PATH
+
+    def handle(self, environ, method: str, path: str) -> tuple[str, Response]:
+        """(route label, response); labels come from a fixed set."""
+        if path == WIDGET_PATH:
+            return path, self._widget_script(environ, method)
+        origin = environ.get("HTTP_ORIGIN", "")
+        if method == "OPTIONS":
+            return "/public/v1 preflight", _preflight(origin)
+        route, response = self._route(environ, method, path, self._caller(environ, origin))
+        if origin:
+            response.headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
+        return route, response
+
+    def _caller(self, environ, origin: str) -> render_pb2.PublicRequest:
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        key = environ.get("HTTP_X_PUBLISHABLE_KEY") or query.get("key", [""])[-1]
+        visitor = client_ip(environ.get("REMOTE_ADDR", ""),
+                            environ.get("HTTP_X_FORWARDED_FOR", ""), self._trusted)
+        # Only what gRPC can carry and the render service can match: anything else is simply
+        # not a key (UNAUTHENTICATED there) or not an allowed origin.
+        return render_pb2.PublicRequest(key=_printable(key, 64), origin=_printable(origin, 300),
+                                        visitor=_printable(visitor, 64))
+
+    def _route(self, environ, method: str, path: str, caller) -> tuple[str, Response]:
+        if path == CARPETS_PATH and method == "GET":
+            return path, self._carpets(environ, caller)
+        if path == RENDERS_PATH and method == "POST":
+            return path, self._submit(environ, caller)
+        thumbnail = THUMBNAIL_PATH.fullmatch(path)
+        if thumbnail and method == "GET":
+            return "/public/v1/carpets/{id}/thumbnail", self._picture(
+                self._renders.GetPublicCarpetThumbnail, render_pb2.PublicCarpetRequest(
+                    caller=caller, carpet_id=int(thumbnail.group(1))))
+        render = RENDER_PATH.fullmatch(path)
+        if render and method == "GET":
+            request = render_pb2.PublicRenderRequest(caller=caller, id=render.group(1))
+            if render.group(2) == "/events":
+                return "/public/v1/renders/{id}/events", self._events(request)
+            if render.group(2) == "/image":
+                return "/public/v1/renders/{id}/image", self._picture(
+                    self._renders.GetPublicRenderOutput, request)
+            return "/public/v1/renders/{id}", self._render(request)
+        if path in (CARPETS_PATH, RENDERS_PATH) or thumbnail or render:
+            return "/public/v1 wrong method", error_response(405, "METHOD_NOT_ALLOWED",
+                                                             "wrong method")
+        return "unknown", error_response(404, "NOT_FOUND", "no such endpoint")
+
+    def _carpets(self, environ, caller) -> Response:
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        request = render_pb2.ListPublicCarpetsRequest(
+            caller=caller, sku=_printable(query.get("sku", [""])[-1], 64),
+            page_token=_printable(query.get("pageToken", [""])[-1], 200))
+        try:
+            page = self._renders.ListPublicCarpets(request, timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as error:
+            return rpc_error_response(error)
+        return json_response(200, {"carpets": [_carpet(carpet, caller.key)
+                                               for carpet in page.carpets],
+                                   "nextPageToken": page.next_page_token})
+
+    def _submit(self, environ, caller) -> Response:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response(400, "INVALID_ARGUMENT", "bad Content-Length")
+        if not 0 <= length <= MAX_SUBMISSION_BYTES:
+            return error_response(413, "TOO_LARGE", "the room photo is too large: at most 10 MB")
+        parts = form_parts(environ.get("CONTENT_TYPE", ""),
+                           environ["wsgi.input"].read(length) if length else b"")
+        if parts is None:
+            return error_response(400, "INVALID_ARGUMENT",
+                                  "send multipart/form-data with roomImage, carpetId and mode")
+        try:
+            request = _submission(parts, caller)
+        except ValueError as refused:
+            return error_response(400, "INVALID_ARGUMENT", str(refused))
+        try:
+            render = self._renders.SubmitPublicRender(request, timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as error:
+            return rpc_error_response(error)
+        return json_response(201, _render(render))
+
+    def _render(self, request) -> Response:
+        try:
+            return json_response(200, _render(self._renders.GetPublicRender(
+                request, timeout=CALL_TIMEOUT_S)))
+        except grpc.RpcError as error:
+            return rpc_error_response(error)
+
+    def _picture(self, method, request) -> Response:
+        try:
+            chunks = list(method(request, timeout=CALL_TIMEOUT_S))
+        except grpc.RpcError as error:
+            return rpc_error_response(error)
+        content_type = chunks[0].content_type if chunks else "application/octet-stream"
+        # A render's picture and a carpet's thumbnail of one version never change.
+        return Response(200, b"".join(chunk.data for chunk in chunks), content_type,
+                        {"Cache-Control": "private, max-age=3600"})
+
+    def _events(self, request) -> Response:
+        """`text/event-stream`: an event `status` with the render at each change until it
+        ends. The first answer is awaited here, so a refusal is still a JSON error."""
+        if not self._event_streams.acquire(blocking=False):
+            return error_response(503, "UNAVAILABLE", "too many event streams: poll "
+                                  "GET /public/v1/renders/{id} instead", retry_after="2")
+        try:
+            updates = self._renders.WatchPublicRender(request, timeout=EVENTS_LIFETIME_S)
+            first = next(updates)
+        except grpc.RpcError as error:
+            self._event_streams.release()
+            return rpc_error_response(error)
+        return Response(200, self._event_lines(first, updates), "text/event-stream",
+                        {"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    def _event_lines(self, first, updates) -> Iterator[bytes]:
+        try:
+            yield f"retry: {EVENTS_RETRY_MS}\n\n".encode()
+            for render in _then(first, updates):
+                yield f"event: status\ndata: {json.dumps(_render(render))}\n\n".encode()
+        except grpc.RpcError as error:
+            # The stream's lifetime ran out (the browser connects again) or the service
+            # went away; either way the page reads the render again.
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                logger.warning("render event stream ended: %s", error.code().name)
+        finally:
+            self._event_streams.release()
+
+    def _widget_script(self, environ, method: str) -> Response:
+        if method != "GET":
+            return error_response(405, "METHOD_NOT_ALLOWED", "wrong method")
+        headers = {"Cache-Control": f"public, max-age={WIDGET_CACHE_S}",
+                   "ETag": self._widget_etag, "Cross-Origin-Resource-Policy": "cross-origin"}
+        if environ.get("HTTP_IF_NONE_MATCH") == self._widget_etag:
+            return Response(304, b"", "text/javascript; charset=utf-8", headers)
+        return Response(200, self._widget, "text/javascript; charset=utf-8", headers)
+
+
+def _then(first, rest):
+    yield first
+    yield from rest
+
+
+def _preflight(origin: str) -> Response:
+    """A browser's CORS preflight (a page sending `X-Publishable-Key`): it grants nothing by
+    itself — the request that follows is checked against its key's origins."""
+    if not origin:
+        return error_response(400, "INVALID_ARGUMENT", "a preflight needs an Origin")
+    return Response(204, b"", "text/plain", {
+        "Access-Control-Allow-Origin": origin, "Vary": "Origin",
+        "Access-Control-Allow-Methods": "GET, POST",
+        "Access-Control-Allow-Headers": "X-Publishable-Key",
+        "Access-Control-Max-Age": "600"})
+
+
+def _printable(value: str, limit: int) -> str:
+    return value[:limit] if value.isascii() and value.isprintable() else ""
+
+
+def _carpet(carpet: render_pb2.Carpet, key: str) -> dict:
+    """What a shopper's page may show of a carpet."""
+    version = carpet.updated_at.ToNanoseconds()
+    return {"id": str(carpet.id), "sku": carpet.sku, "name": carpet.name,
+            "material": carpet.material,
+            "sizes": [{"id": str(size.id), "sku": size.sku, "widthCm": size.width_cm,
+                       "lengthCm": size.length_cm} for size in carpet.sizes],
+            "thumbnailUrl": f"/public/v1/carpets/{carpet.id}/thumbnail?"
+                            + urllib.parse.urlencode({"key": key, "v": version})}
+
+
+def _render(render: render_pb2.PublicRender) -> dict:
+    document = json_format.MessageToDict(render)
+    document["status"] = STATUS_NAMES.get(render.status, "unknown")
+    if render.status == render_pb2.RENDER_STATUS_SUCCESS:
+        document["imageUrl"] = f"/public/v1/renders/{render.id}/image"
+    return document
+
+
+def _submission(parts, caller) -> render_pb2.SubmitPublicRenderRequest:
+    """The form's fields as a request; ValueError naming what is wrong."""
+    room = part_bytes(parts, "roomImage")
+    if not room:
+        raise ValueError("roomImage is required: a PNG or JPEG photo of the room")
+    carpet, size = part_text(parts, "carpetId"), part_text(parts, "carpetSizeId", "0")
+    if not carpet.isdigit() or len(carpet) > 18 or not size.isdigit() or len(size) > 18:
+        raise ValueError("carpetId (and carpetSizeId, if given) must be numbers")
+    if "floor" in parts:
+        raise ValueError("floor is not supported yet: give placement (four carpetCorners)")
+    request = render_pb2.SubmitPublicRenderRequest(
+        caller=caller, carpet_id=int(carpet), carpet_size_id=int(size),
+        mode=part_text(parts, "mode", "preview")[:32], room_image=room)
+    placement = part_text(parts, "placement")
+    if placement:
+        try:
+            json_format.Parse(placement, request.placement)
+        except json_format.ParseError:
+            raise ValueError("placement must be JSON like {\"carpetCorners\": "
+                             "[{\"x\": 0.2, \"y\": 0.6}, …]} (four corners)") from None
+    return request

@@ -1,0 +1,39 @@
+"""The gateway's HTTP answers: JSON documents, errors as `{"code", "message"}` with their status,
+and a service's refusal turned into one."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import grpc
+
+from carpet_common.errors import http_status_for, rpc_error_reason
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes | Iterable[bytes]  # an iterable is streamed (no Content-Length)
+    content_type: str
+    headers: dict[str, str]
+
+
+def rpc_error_response(error: grpc.RpcError) -> Response:
+    trailers = dict(error.trailing_metadata() or ())
+    return error_response(http_status_for(error.code()),
+                          rpc_error_reason(error) or error.code().name,
+                          error.details() or "internal error",
+                          retry_after=trailers.get("retry-after"))
+
+
+def error_response(status: int, code: str, message: str,
+                   retry_after: str | None = None) -> Response:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return json_response(status, {"code": code, "message": message}, headers)
+
+
+def json_response(status: int, document: dict, headers: dict | None = None) -> Response:
+    payload = json.dumps(document, ensure_ascii=False).encode()
+    return Response(status, payload, "application/json; charset=utf-8",
+                    {"Cache-Control": "no-store", **(headers or {})})
