@@ -6,6 +6,7 @@ Every rule is enforced by the database and also written into migrations/0001_ini
 from __future__ import annotations
 
 from peewee import (
+    SQL,
     BigAutoField,
     BigIntegerField,
     BlobField,
@@ -122,7 +123,9 @@ class RenderJob(BaseModel):
     # Workers take the lowest first (0 backends and staff, 10 the widget); a widget render has
     # the unguessable id it is addressed by, and the key it came with
     # (migrations/0015_publishable_keys.py).
-    priority = IntegerField(default=0)
+    # No Python default: an insert that leaves it out gets the column's DEFAULT 0 (so rows
+    # written through the model by an older schema's code still insert).
+    priority = IntegerField(constraints=[SQL("DEFAULT 0")])
     public_id = CharField(max_length=32, null=True, unique=True)
     publishable_key_id = BigIntegerField(null=True)
     created_at = DateTimeField(default=utcnow)

@@ -63,7 +63,7 @@ class KeySettings:
     development: bool = False
     renders_per_day: int = 200
     max_concurrent: int = 3
-    rate_per_visitor: str = "20/minute"
+    rate_per_visitor: str = "60/minute"
 
 
 def key_hash(key: str) -> str:

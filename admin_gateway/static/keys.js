@@ -36,6 +36,11 @@ export async function load() {
   const organizationId = shared.state.admin ? $("key-filter-org").value : "";
   const answer = await api.api(`/admin/publishable-keys${organizationId ? `?organizationId=${organizationId}` : ""}`);
   const rows = (answer.publishableKeys || []).map(keyRow);
+  if (!rows.length) {
+    const empty = document.createElement("tr");
+    cell(empty, t("common.empty")).colSpan = $("keys").querySelectorAll("th").length;
+    rows.push(empty);
+  }
   $("keys").querySelector("tbody").replaceChildren(...rows);
   labelCells($("keys"));
 }

@@ -1,1 +1,401 @@
-// placeholder
+// "See it in your room": the widget a shop puts on its product pages (docs/widget.md).
+//
+//   <script src="https://GATEWAY/widget/v1/widget.js" data-key="pk_live_…" defer></script>
+//   <button type="button" data-carpet-sku="KLM-001"></button>
+//
+// Every element with data-carpet-sku opens a dialog: take or choose a room photo, drag the four
+// corners onto the floor, choose a size, see a quick preview, then a full-quality picture to
+// download. It talks only to the gateway it was loaded from (no third party, no cookies), runs no
+// inline script and no eval, and styles itself through a constructed stylesheet in a shadow root,
+// so it works under a strict Content-Security-Policy (script-src and connect-src naming the
+// gateway, img-src blob:). Texts follow the page's language: Turkish for lang="tr…", else English.
+(() => {
+  "use strict";
+
+  const script = document.currentScript;
+  if (!script || !script.dataset.key) {
+    console.warn("carpet widget: the script tag needs data-key=\"pk_live_…\"");
+    return;
+  }
+  const KEY = script.dataset.key;
+  const BASE = new URL(script.src).origin;
+  const MAX_SIDE = 2048;  // a phone's 12 MP photo is scaled down before it is sent
+  const POLL_MS = 2000;
+  const START = [[0.3, 0.55], [0.7, 0.55], [0.85, 0.92], [0.15, 0.92]];  // far-left, far-right, near-right, near-left
+
+  const TEXTS = {
+    en: {
+      button: "See it in your room", title: "See {name} in your room", close: "Close",
+      take: "Take a photo", choose: "Choose a photo",
+      intro: "Take or choose a photo of your room, then drag the four corners onto the floor where the carpet should lie.",
+      corner: ["Far left corner", "Far right corner", "Near right corner", "Near left corner"],
+      cornerHint: "Drag, or use the arrow keys", size: "Size", preview: "Show preview",
+      standard: "Full quality", download: "Download", queued: "Waiting for a free renderer…",
+      processing: "Placing the carpet in your room…", done: "Here it is.",
+      failed: "The picture could not be made. Please try again.",
+      notPhoto: "This file is not a photo we can use: choose a JPEG or PNG.",
+      tooLarge: "This photo is too large (at most 10 MB).",
+      later: "Too many previews right now. Please try again later.",
+      unavailable: "The preview is not available right now.",
+      shop: "This shop cannot make previews right now.",
+      notFound: "This carpet cannot be shown in a room.",
+      result: "{name} in your room", roomPhoto: "Your room photo",
+    },
+    tr: {
+      button: "Odanda gör", title: "{name} odanızda", close: "Kapat",
+      take: "Fotoğraf çek", choose: "Fotoğraf seç",
+      intro: "Odanızın fotoğrafını çekin ya da seçin, sonra dört köşeyi halının duracağı yere, zemine sürükleyin.",
+      corner: ["Uzak sol köşe", "Uzak sağ köşe", "Yakın sağ köşe", "Yakın sol köşe"],
+      cornerHint: "Sürükleyin ya da ok tuşlarını kullanın", size: "Ölçü", preview: "Önizlemeyi göster",
+      standard: "Yüksek kalite", download: "İndir", queued: "Boş bir işlemci bekleniyor…",
+      processing: "Halı odanıza yerleştiriliyor…", done: "İşte odanızda.",
+      failed: "Görsel oluşturulamadı. Lütfen yeniden deneyin.",
+      notPhoto: "Bu dosya kullanabileceğimiz bir fotoğraf değil: JPEG ya da PNG seçin.",
+      tooLarge: "Bu fotoğraf çok büyük (en fazla 10 MB).",
+      later: "Şu anda çok fazla önizleme isteniyor. Lütfen daha sonra yeniden deneyin.",
+      unavailable: "Önizleme şu anda kullanılamıyor.",
+      shop: "Bu mağaza şu anda önizleme oluşturamıyor.",
+      notFound: "Bu halı odada gösterilemiyor.",
+      result: "{name} odanızda", roomPhoto: "Oda fotoğrafınız",
+    },
+  };
+  const language = () => ((document.documentElement.lang || "").toLowerCase().startsWith("tr") ? "tr" : "en");
+  const text = (name, values = {}) => TEXTS[language()][name].replace(/\{(\w+)\}/g, (_, key) => values[key]);
+
+  const STYLE = `
+    :host { all: initial; }
+    dialog { box-sizing: border-box; width: min(760px, 100vw); max-width: 100vw; max-height: 100dvh;
+      margin: auto; padding: 16px; border: 0; border-radius: 8px; overflow: auto;
+      font: 16px/1.4 system-ui, sans-serif; color: #1d1d1f; background: #fff; }
+    dialog::backdrop { background: rgba(0, 0, 0, .55); }
+    header { display: flex; justify-content: space-between; align-items: center; gap: 8px; }
+    h2 { font-size: 1.2rem; margin: 0; }
+    p { margin: 8px 0; }
+    button, .file { font: inherit; min-height: 44px; padding: 8px 14px; border-radius: 6px;
+      border: 1px solid #1d1d1f; background: #fff; color: #1d1d1f; cursor: pointer; display: inline-flex;
+      align-items: center; }
+    button.primary { background: #1d1d1f; color: #fff; }
+    button:focus-visible, .file:focus-within, select:focus-visible { outline: 3px solid #0a58ca; outline-offset: 2px; }
+    button[disabled] { opacity: .5; cursor: default; }
+    .row { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin: 8px 0; }
+    .file input { position: absolute; width: 1px; height: 1px; opacity: 0; }
+    .stage { position: relative; margin: 8px 0; touch-action: none; user-select: none; }
+    .stage img { display: block; width: 100%; height: auto; }
+    .stage svg { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
+    .handle { position: absolute; width: 32px; height: 32px; min-height: 0; padding: 0; margin: -16px 0 0 -16px;
+      border-radius: 50%; border: 3px solid #fff; background: #0a58ca; box-shadow: 0 0 0 1px #1d1d1f; touch-action: none; }
+    .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+    .result img { display: block; width: 100%; height: auto; margin: 8px 0; }
+    .status { min-height: 1.4em; }
+    .error { color: #a50e0e; }
+    select { font: inherit; min-height: 44px; padding: 4px 8px; }
+    a.download { display: inline-flex; align-items: center; min-height: 44px; color: #0a58ca; }
+  `;
+
+  // ---- the public API -----------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+  }
+
+  // Every call names the key in the URL (no custom header, so no CORS preflight).
+  const url = (path, query = {}) => {
+    const address = new URL(path, BASE);
+    address.searchParams.set("key", KEY);
+    for (const [name, value] of Object.entries(query)) address.searchParams.set(name, value);
+    return address.toString();
+  };
+
+  async function call(path, { method = "GET", body, query } = {}) {
+    let response;
+    try {
+      response = await fetch(url(path, query), { method, body, credentials: "omit", mode: "cors" });
+    } catch (failure) {
+      throw new ApiError(0, "NETWORK", String(failure));
+    }
+    if (!response.ok) {
+      let problem = {};
+      try { problem = await response.json(); } catch (ignored) { /* not JSON */ }
+      throw new ApiError(response.status, problem.code || String(response.status), problem.message || "");
+    }
+    return response;
+  }
+
+  // What the shopper reads for a refusal; what the shop's developer reads goes to the console.
+  function explain(error) {
+    if (["PUBLISHABLE_KEY_INVALID", "ORIGIN_NOT_ALLOWED", "NETWORK"].includes(error.code)) {
+      console.warn(`carpet widget: ${error.code}: ${error.message}`
+        + (error.code === "ORIGIN_NOT_ALLOWED" ? ` (this page's origin is ${window.location.origin})` : ""));
+      return text("unavailable");
+    }
+    if (error.status === 429) return text("later");
+    if (error.status === 413) return text("tooLarge");
+    if (["INSUFFICIENT_CREDITS", "SPEND_LIMIT_REACHED", "ORGANIZATION_SUSPENDED"].includes(error.code)) {
+      return text("shop");
+    }
+    if (error.status === 404) return text("notFound");
+    if (error.code === "INVALID_ARGUMENT" && /room_image|PNG or JPEG|picture/i.test(error.message)) {
+      return text("notPhoto");
+    }
+    console.warn(`carpet widget: ${error.code}: ${error.message}`);
+    return text("failed");
+  }
+
+  const EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
+
+  // ---- the dialog ---------------------------------------------------------------------------
+
+  function element(tag, properties = {}, children = []) {
+    const made = document.createElement(tag);
+    for (const [name, value] of Object.entries(properties)) {
+      if (name.startsWith("aria-") || name === "role") made.setAttribute(name, value);
+      else made[name] = value;
+    }
+    made.append(...children);
+    return made;
+  }
+
+  // A photo as a JPEG of at most MAX_SIDE pixels a side (null: not a picture the browser reads).
+  async function scaled(file) {
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+    } catch (failure) {
+      return null;
+    }
+    const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(bitmap.width * scale);
+    canvas.height = Math.round(bitmap.height * scale);
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+  }
+
+  class Visualiser {
+    constructor(carpet) {
+      this.carpet = carpet;
+      this.corners = START.map((point) => [...point]);
+      this.photo = null;
+      this.following = null;
+      const host = element("div");
+      host.dataset.carpetWidget = "";
+      this.root = host.attachShadow({ mode: "open" });
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(STYLE);
+      this.root.adoptedStyleSheets = [sheet];
+      document.body.append(host);
+      this.host = host;
+      this.build();
+    }
+
+    build() {
+      const titleId = "carpet-widget-title";
+      this.status = element("p", { className: "status", "aria-live": "polite", role: "status" });
+      this.stage = element("div", { className: "stage", hidden: true });
+      this.result = element("div", { className: "result" });
+      this.sizes = element("select", { id: "size" });
+      for (const size of this.carpet.sizes) {
+        this.sizes.append(element("option", { value: size.id, textContent: `${size.widthCm} × ${size.lengthCm} cm` }));
+      }
+      this.previewButton = element("button", { type: "button", className: "primary", textContent: text("preview"), disabled: true });
+      this.standardButton = element("button", { type: "button", textContent: text("standard"), hidden: true });
+      this.previewButton.addEventListener("click", () => this.render("preview"));
+      this.standardButton.addEventListener("click", () => this.render("standard"));
+      const close = element("button", { type: "button", textContent: "×", "aria-label": text("close") });
+      close.addEventListener("click", () => this.dialog.close());
+      const picker = (label, capture) => {
+        const input = element("input", { type: "file", accept: "image/jpeg,image/png" });
+        if (capture) input.setAttribute("capture", "environment");
+        input.addEventListener("change", () => input.files[0] && this.usePhoto(input.files[0]));
+        return element("label", { className: "file" }, [input, label]);
+      };
+      const sizeRow = element("div", { className: "row", hidden: this.carpet.sizes.length < 2 }, [
+        element("label", { htmlFor: "size", textContent: text("size") }), this.sizes]);
+      this.dialog = element("dialog", { "aria-labelledby": titleId }, [
+        element("header", {}, [element("h2", { id: titleId, textContent: text("title", { name: this.carpet.name }) }), close]),
+        element("p", { textContent: text("intro") }),
+        element("div", { className: "row" }, [picker(text("take"), true), picker(text("choose"), false)]),
+        this.stage, sizeRow,
+        element("div", { className: "row" }, [this.previewButton, this.standardButton]),
+        this.status, this.result]);
+      this.dialog.addEventListener("close", () => this.dispose());
+      this.root.append(this.dialog);
+    }
+
+    open() { this.dialog.showModal(); }
+
+    dispose() {
+      if (this.following) this.following.close();
+      this.host.remove();
+    }
+
+    say(message, error = false) {
+      this.status.textContent = message;
+      this.status.classList.toggle("error", error);
+    }
+
+    async usePhoto(file) {
+      this.say("");
+      if (file.size > 40 * 1024 * 1024) { this.say(text("tooLarge"), true); return; }
+      const photo = await scaled(file);
+      if (!photo) { this.say(text("notPhoto"), true); return; }
+      this.photo = photo;
+      this.showStage(URL.createObjectURL(photo));
+      this.previewButton.disabled = false;
+    }
+
+    showStage(source) {
+      const image = element("img", { src: source, alt: text("roomPhoto") });
+      const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+      svg.setAttribute("viewBox", "0 0 100 100");
+      svg.setAttribute("preserveAspectRatio", "none");
+      svg.setAttribute("aria-hidden", "true");
+      const outline = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+      outline.setAttribute("fill", "rgba(10, 88, 202, .25)");
+      outline.setAttribute("stroke", "#0a58ca");
+      outline.setAttribute("stroke-width", "0.6");
+      svg.append(outline);
+      const handles = this.corners.map((corner, index) => {
+        const handle = element("button", { type: "button", className: "handle",
+                                           "aria-label": `${TEXTS[language()].corner[index]}: ${text("cornerHint")}` });
+        handle.addEventListener("pointerdown", (event) => {
+          handle.setPointerCapture(event.pointerId);
+          const move = (moved) => {
+            const box = this.stage.getBoundingClientRect();
+            corner[0] = Math.min(1, Math.max(0, (moved.clientX - box.left) / box.width));
+            corner[1] = Math.min(1, Math.max(0, (moved.clientY - box.top) / box.height));
+            draw();
+          };
+          const stop = () => { handle.removeEventListener("pointermove", move); handle.removeEventListener("pointerup", stop); };
+          handle.addEventListener("pointermove", move);
+          handle.addEventListener("pointerup", stop);
+        });
+        handle.addEventListener("keydown", (event) => {
+          const step = { ArrowLeft: [-0.01, 0], ArrowRight: [0.01, 0], ArrowUp: [0, -0.01], ArrowDown: [0, 0.01] }[event.key];
+          if (!step) return;
+          event.preventDefault();
+          corner[0] = Math.min(1, Math.max(0, corner[0] + step[0]));
+          corner[1] = Math.min(1, Math.max(0, corner[1] + step[1]));
+          draw();
+        });
+        return handle;
+      });
+      const draw = () => {
+        outline.setAttribute("points", this.corners.map(([x, y]) => `${x * 100},${y * 100}`).join(" "));
+        handles.forEach((handle, index) => {
+          handle.style.left = `${this.corners[index][0] * 100}%`;
+          handle.style.top = `${this.corners[index][1] * 100}%`;
+        });
+      };
+      draw();
+      this.stage.replaceChildren(image, svg, ...handles);
+      this.stage.hidden = false;
+    }
+
+    async render(mode) {
+      if (!this.photo) return;
+      this.previewButton.disabled = true;
+      this.standardButton.disabled = true;
+      this.say(text("queued"));
+      const form = new FormData();
+      form.append("roomImage", this.photo, "room.jpg");
+      form.append("carpetId", this.carpet.id);
+      form.append("carpetSizeId", this.sizes.value || "0");
+      form.append("mode", mode);
+      form.append("placement", JSON.stringify({ carpetCorners: this.corners.map(([x, y]) => ({ x, y })) }));
+      try {
+        const render = await (await call("/public/v1/renders", { method: "POST", body: form })).json();
+        const done = await this.follow(render);
+        if (done.status !== "success") {
+          this.say(text("failed"), true);
+        } else {
+          await this.showResult(done, mode);
+        }
+      } catch (error) {
+        this.say(explain(error), true);
+      } finally {
+        this.previewButton.disabled = false;
+        this.standardButton.disabled = false;
+      }
+    }
+
+    // The render's status by Server-Sent Events, or by polling when they are not available.
+    follow(render) {
+      const terminal = (status) => status === "success" || status === "failed";
+      const show = (status) => { if (!terminal(status)) this.say(text(status === "processing" ? "processing" : "queued")); };
+      return new Promise((resolve, reject) => {
+        const poll = async () => {
+          try {
+            for (;;) {
+              const now = await (await call(`/public/v1/renders/${render.id}`)).json();
+              if (terminal(now.status)) { resolve(now); return; }
+              show(now.status);
+              await new Promise((wait) => setTimeout(wait, POLL_MS));
+            }
+          } catch (error) {
+            reject(error);
+          }
+        };
+        if (!window.EventSource) { poll(); return; }
+        const events = new EventSource(url(`/public/v1/renders/${render.id}/events`));
+        this.following = events;
+        events.addEventListener("status", (event) => {
+          const now = JSON.parse(event.data);
+          show(now.status);
+          if (terminal(now.status)) { events.close(); resolve(now); }
+        });
+        events.addEventListener("error", () => {
+          if (events.readyState === EventSource.CLOSED) { this.following = null; poll(); }
+        });
+      });
+    }
+
+    async showResult(render, mode) {
+      const blob = await (await call(render.imageUrl)).blob();
+      const picture = URL.createObjectURL(blob);
+      const image = element("img", { src: picture, alt: text("result", { name: this.carpet.name }) });
+      const name = `${this.carpet.sku}-${mode}.${EXTENSIONS[blob.type] || "png"}`;
+      const download = element("a", { href: picture, download: name, className: "download", textContent: text("download") });
+      this.result.replaceChildren(image, download);
+      this.say(text("done"));
+      if (mode === "preview") this.standardButton.hidden = false;
+    }
+  }
+
+  // ---- the buttons on the page ----------------------------------------------------------------
+
+  async function open(sku) {
+    try {
+      const answer = await (await call("/public/v1/carpets", { query: { sku } })).json();
+      if (!answer.carpets.length) {
+        console.warn(`carpet widget: no carpet with SKU ${sku} in this shop's catalogue`);
+        return;
+      }
+      new Visualiser(answer.carpets[0]).open();
+    } catch (error) {
+      const message = explain(error);
+      // The shopper is told on the button's page only for a refusal that is theirs to act on.
+      if (error.status === 429) window.alert(message);
+    }
+  }
+
+  function enhance(target) {
+    if (target.dataset.carpetWidgetReady) return;
+    target.dataset.carpetWidgetReady = "true";
+    if (!target.textContent.trim()) target.textContent = text("button");
+    if (target.tagName !== "BUTTON") {
+      target.setAttribute("role", "button");
+      target.tabIndex = 0;
+      target.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); open(target.dataset.carpetSku); }
+      });
+    }
+    target.addEventListener("click", (event) => { event.preventDefault(); open(target.dataset.carpetSku); });
+  }
+
+  const enhanceAll = () => document.querySelectorAll("[data-carpet-sku]").forEach(enhance);
+  enhanceAll();
+  // Pages that add products later (infinite scroll, client-side routing) get their buttons too.
+  new MutationObserver(enhanceAll).observe(document.documentElement, { childList: true, subtree: true });
+})();

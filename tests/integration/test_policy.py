@@ -84,6 +84,12 @@ READERS = "A S render admin-gateway web"
 CATALOGUE = ("ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "ArchiveCarpet",
              "RestoreCarpet", "ExportCarpets", "ImportCarpets", "GetCarpetThumbnail",
              "GetCarpetImport")
+# Publishable keys (docs/widget.md): STAFF their own organisation's.
+PUBLISHABLE_KEYS = ("CreatePublishableKey", "ListPublishableKeys", "UpdatePublishableKey",
+                    "RotatePublishableKey", "RevokePublishableKey")
+PUBLIC_RENDER_API = ("CheckPublishableKey", "ListPublicCarpets", "GetPublicCarpetThumbnail",
+                     "SubmitPublicRender", "GetPublicRender", "WatchPublicRender",
+                     "GetPublicRenderOutput")
 EXPECTED = {
     "AccountService": {"CreateOrganization": "A", "GetOrganization": READERS,
                        "ListOrganizations": "A", "CreateUser": "A", "GetUser": READERS,
@@ -113,15 +119,17 @@ EXPECTED = {
                       "ListCarpets": "A S web admin-gateway",
                       **dict.fromkeys(("SubmitRender", "GetRender", "ListRenders",
                                        "WatchRender", "CancelRender", "GetRenderOutput",
-                                       "GetRenderTotals", "GetRenderUsage", "GetRenderInput"),
-                                      "A S web")},
+                                       "GetRenderTotals", "GetRenderUsage", "GetRenderInput",
+                                       *PUBLISHABLE_KEYS), "A S web"),
+                      # The public render API: the gateway relays it, naming the key.
+                      **dict.fromkeys(PUBLIC_RENDER_API, "admin-gateway")},
     "AdminService": {
         **dict.fromkeys(("Login", "Refresh", "Logout"), "public"),
         **dict.fromkeys(("GetOverview", "ListUsers", "ListRenders", "ListCreditLogs",
                          "GetRenderImage", "ChangePassword", "GetUsage", "ExportRenders",
                          "ExportUsers", "ExportCreditLogs", "GetRenderThumbnail",
                          "GetRenderRoom", "GetConsoleSettings", "GetBalance",
-                         *CATALOGUE), "A S"),
+                         *CATALOGUE, *PUBLISHABLE_KEYS), "A S"),
         **dict.fromkeys(("ListOrganizations", "ListAuditLogs", "CreateOrganization",
                          "CreateUser", "AdjustCredits", "SetUserPassword", "DeactivateUser",
                          "ActivateUser", "ExportOrganizations", "ExportAuditLogs",
@@ -172,7 +180,8 @@ def test_every_method_answers_every_caller_as_written_by_hand(credit_server, ren
                         expected = set(grpc.StatusCode) - {
                             grpc.StatusCode.UNAUTHENTICATED,
                             grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INTERNAL}
-                        if path in CHECKS_REQUEST_CREDENTIAL:
+                        if path in CHECKS_REQUEST_CREDENTIAL or (
+                                method.name in PUBLIC_RENDER_API):  # the key in the request
                             expected |= {grpc.StatusCode.UNAUTHENTICATED,
                                          grpc.StatusCode.PERMISSION_DENIED}
                     assert code in expected, f"{path} for {name}: {code.name}"
@@ -195,4 +204,7 @@ def test_the_tables_say_what_the_boundary_promises(render_settings):
             else credit["/carpet.credit.v1.AuditService/RecordDenial"]
         assert not rule.admin and not rule.staff and rule.services
     for path, rule in render.items():  # STAFF: their own organisation's catalogue and jobs
+        if path.rsplit("/", 1)[1] in PUBLIC_RENDER_API:  # the gateway's relay, nobody else
+            assert not rule.admin and not rule.staff and rule.services == {"admin-gateway"}
+            continue
         assert rule.admin and rule.staff and "web" in rule.services, path
