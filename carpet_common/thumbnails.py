@@ -20,9 +20,9 @@ def make_thumbnail(image: bytes) -> bytes:
     """A JPEG of at most THUMBNAIL_BOX; the decode draws from the process's pixel budget (a
     JPEG is decoded at the smallest scale that still covers the box)."""
     header = read_header(image, "picture")
-    with DECODES.decoding(header.pixels), Image.open(io.BytesIO(image)) as picture:
-        picture.draft("RGB", THUMBNAIL_BOX)
-        picture = picture.convert("RGB")
+    with DECODES.decoding(header.pixels), Image.open(io.BytesIO(image)) as opened:
+        opened.draft("RGB", THUMBNAIL_BOX)
+        picture = opened.convert("RGB")
         picture.thumbnail(THUMBNAIL_BOX, Image.Resampling.LANCZOS)
         out = io.BytesIO()
         picture.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)

@@ -161,8 +161,7 @@ def test_keys_are_made_shown_once_changed_and_revoked(stack, credit_server):
     assert (status, refused["code"]) == (400, "INVALID_ARGUMENT")
     # Refusals are audited too: the other shop's attempt, then the wrong settings.
     assert [row["outcome"] for row in audit_rows("UpdatePublishableKey")] == [
-        "error:NOT_FOUND", "ok", "error:INVALID_ARGUMENT", "error:INVALID_ARGUMENT", "error:INVALID_ARGUMENT",
-        "error:INVALID_ARGUMENT"]
+        "error:NOT_FOUND", "ok", *["error:INVALID_ARGUMENT"] * 4]
 
     # Rotated: a new key, the same settings; revoked: stays listed, cannot be changed.
     status, rotated, _ = call(stack.base, path + "/rotate", method="POST", headers=staff,
