@@ -37,9 +37,8 @@ from render_service.worker import WorkerPool
 SERVICE = "carpet.render.v1.RenderService"
 SERVICE_NAMES = (SERVICE,)
 GATEWAY = "admin-gateway"
-PUBLIC_METHODS = ("CheckPublishableKey", "ListPublicCarpets", "GetPublicCarpetThumbnail",
-                  "SubmitPublicRender", "GetPublicRender", "WatchPublicRender",
-                  "GetPublicRenderOutput")
+PUBLIC_METHODS = ("ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPublicRender",
+                  "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput")
 
 
 def policy(settings: Settings) -> dict[str, Rule]:

@@ -447,9 +447,6 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             raise NotFound("render not found")
         return job
 
-    def CheckPublishableKey(self, request, context):
-        return key_message(self._public_key(request))
-
     def ListPublicCarpets(self, request, context):
         row = self._public_key(request.caller)
         page, sizes = catalogue.list_carpets(

@@ -21,8 +21,10 @@ def test_a_breaking_change_to_a_client_field_fails_make_lint(tmp_path):
 
     path = clone / RENDER_PROTO
     text = path.read_text()
-    assert "  string mode = 4;" in text
-    path.write_text(text.replace("  string mode = 4;", "  int32 mode = 4;", 1))
+    start = text.index("message SubmitRenderRequest {")
+    assert "  string mode = 4;" in text[start:]
+    path.write_text(text[:start]
+                    + text[start:].replace("  string mode = 4;", "  int32 mode = 4;", 1))
     broken = make_lint(clone)
     assert broken.returncode != 0
     assert 'Field "4" with name "mode" on message "SubmitRenderRequest" changed type' in \

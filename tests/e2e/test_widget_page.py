@@ -112,6 +112,8 @@ def test_a_shopper_sees_the_carpet_in_their_room(browser, stack, credit_server, 
     context = browser.new_context(viewport={"width": width, "height": 800})
     page = context.new_page()
     problems = console_lines(page)
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(shop_site.show(key["key"], "KLM-1", language))
     expect(page.locator("button[data-carpet-sku]")).to_have_text(words[0])
     page.click("button[data-carpet-sku]")
@@ -154,6 +156,12 @@ def test_a_shopper_sees_the_carpet_in_their_room(browser, stack, credit_server, 
     # Credit moved once per finished render: 1 for the preview, 2 for the full picture.
     assert balance(credit_server, shop.id).balance == 20 - 1 - 2
     assert [line for line in problems if "carpet widget" in line] == []
+    # Nothing but the shop's page and the gateway: no third party, no cookies.
+    assert [url for url in requested if not url.startswith(
+        (shop_site.origin + "/", stack.base + "/", "blob:"))] == []
+    assert any("/public/v1/renders/" in url and url.endswith("/events?key=" + key["key"])
+               for url in requested)
+    assert context.cookies() == []
     context.close()
 
 

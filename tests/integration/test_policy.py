@@ -87,9 +87,8 @@ CATALOGUE = ("ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "Archiv
 # Publishable keys (docs/widget.md): STAFF their own organisation's.
 PUBLISHABLE_KEYS = ("CreatePublishableKey", "ListPublishableKeys", "UpdatePublishableKey",
                     "RotatePublishableKey", "RevokePublishableKey")
-PUBLIC_RENDER_API = ("CheckPublishableKey", "ListPublicCarpets", "GetPublicCarpetThumbnail",
-                     "SubmitPublicRender", "GetPublicRender", "WatchPublicRender",
-                     "GetPublicRenderOutput")
+PUBLIC_RENDER_API = ("ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPublicRender",
+                     "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput")
 EXPECTED = {
     "AccountService": {"CreateOrganization": "A", "GetOrganization": READERS,
                        "ListOrganizations": "A", "CreateUser": "A", "GetUser": READERS,

@@ -6,6 +6,7 @@ against many addresses at once; widget renders after everyone else's (`docs/widg
 import concurrent.futures
 import dataclasses
 import datetime
+import gzip
 import json
 import re
 import urllib.error
@@ -16,6 +17,8 @@ import grpc
 import pytest
 
 from admin_gateway.http import PUBLIC_ROUTES, ROUTES
+from admin_gateway.public_api import MAX_EVENT_STREAMS
+from protos.carpet.credit.v1 import notification_pb2
 from protos.carpet.render.v1 import render_pb2
 from render_service import models
 from tests.fake_image_api import tiny_png
@@ -401,8 +404,8 @@ def test_a_publishable_key_opens_nothing_else(stack, credit_server):
                 assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, method.name
         # A backend's own identity does not reach the public methods either.
         with pytest.raises(grpc.RpcError) as refused:
-            stack.render.renders.CheckPublishableKey(
-                render_pb2.PublicRequest(key=key, origin=SHOP, visitor="192.0.2.1"),
+            stack.render.renders.ListPublicCarpets(render_pb2.ListPublicCarpetsRequest(
+                caller=render_pb2.PublicRequest(key=key, origin=SHOP, visitor="192.0.2.1")),
                 timeout=10)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         # An ADMIN manages keys on the render port too: it sees their last four only.
@@ -411,3 +414,63 @@ def test_a_publishable_key_opens_nothing_else(stack, credit_server):
         assert (listed.last4, listed.key) == (key[-4:], "")
     finally:
         channel.close()
+
+
+def test_the_script_is_small_cached_and_versioned(stack):
+    """One file under 30 kB gzipped, cached a day with an ETag (304 when unchanged), served to
+    any page (no key, no origin needed to load it), the major version in its path."""
+    request = urllib.request.Request(stack.base + "/widget/v1/widget.js")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        script = response.read()
+        assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        assert response.headers["Cache-Control"] == "public, max-age=86400"
+        assert response.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+        etag = response.headers["ETag"]
+    assert len(gzip.compress(script, 9)) < 30 * 1024
+    assert b"eval(" not in script and b"new Function" not in script
+    with pytest.raises(urllib.error.HTTPError) as unchanged:
+        urllib.request.urlopen(urllib.request.Request(
+            stack.base + "/widget/v1/widget.js", headers={"If-None-Match": etag}), timeout=10)
+    assert unchanged.value.code == 304
+    assert call(stack.base, "/widget/v2/widget.js")[0] == 404
+
+
+def test_widget_renders_count_against_suspension_and_spend_limits(stack, credit_server):
+    shop = create_org(credit_server, "Shop", 10)
+    carpet = create_carpet(stack.render)
+    key = make_key(stack, shop.id)["key"]
+    credit_server.notifications.SuspendOrganization(notification_pb2.SuspendOrganizationRequest(
+        id=shop.id, reason="unpaid invoice"), metadata=ADMIN, timeout=10)
+    status, refused, _ = submit_public(stack, key, carpet.id)
+    assert (status, refused["code"]) == (412, "ORGANIZATION_SUSPENDED")
+    credit_server.notifications.ResumeOrganization(notification_pb2.ResumeOrganizationRequest(
+        id=shop.id), metadata=ADMIN, timeout=10)
+    poor = create_org(credit_server, "Poor", 0)
+    poor_key = make_key(stack, poor.id)["key"]
+    status, refused, _ = submit_public(stack, poor_key, carpet.id)
+    assert (status, refused["code"]) == (412, "INSUFFICIENT_CREDITS")
+    # Kept as a failed job of the shop, like any refused render; nothing charged.
+    assert [(job.organization_id, job.status) for job in models.RenderJob.select()
+            .order_by(models.RenderJob.id)] == [(shop.id, "failed"), (poor.id, "failed")]
+    assert balance(credit_server, shop.id).balance == 10
+
+
+def test_event_streams_are_bounded_and_the_page_polls_instead(stack, credit_server):
+    shop = create_org(credit_server, "Shop", 100)
+    carpet = create_carpet(stack.render)
+    key = make_key(stack, shop.id, maxConcurrent=20, ratePerVisitor="1000/minute")["key"]
+    renders = [submit_public(stack, key, carpet.id)[1]["id"] for _ in range(MAX_EVENT_STREAMS + 1)]
+    streams = []
+    try:
+        for render in renders[:MAX_EVENT_STREAMS]:  # no workers: each waits on a queued render
+            stream = urllib.request.urlopen(urllib.request.Request(
+                f"{stack.base}/public/v1/renders/{render}/events?key={key}",
+                headers={"Origin": SHOP}), timeout=30)
+            assert stream.readline() == b"retry: 2000\n"
+            streams.append(stream)
+        status, refused, headers = public(stack, f"/public/v1/renders/{renders[-1]}/events", key)
+        assert (status, refused["code"], headers["Retry-After"]) == (503, "UNAVAILABLE", "2")
+        assert public(stack, f"/public/v1/renders/{renders[-1]}", key)[1]["status"] == "queued"
+    finally:
+        for stream in streams:
+            stream.close()

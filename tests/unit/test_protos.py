@@ -56,9 +56,8 @@ CATALOGUE = {"ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "Archiv
 # Publishable keys and the public render API the gateway relays (docs/widget.md).
 PUBLISHABLE_KEYS = {"CreatePublishableKey", "ListPublishableKeys", "UpdatePublishableKey",
                     "RotatePublishableKey", "RevokePublishableKey"}
-PUBLIC_RENDER_API = {"CheckPublishableKey", "ListPublicCarpets", "GetPublicCarpetThumbnail",
-                     "SubmitPublicRender", "GetPublicRender", "WatchPublicRender",
-                     "GetPublicRenderOutput"}
+PUBLIC_RENDER_API = {"ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPublicRender",
+                     "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput"}
 ADDED_METHODS = {
     "carpet.credit.v1.NotificationService": NOTIFICATIONS | {"GetOrganizationControls",
                                                              "PublishRenderEvents"},
