@@ -247,7 +247,7 @@ def _carpet(carpet: render_pb2.Carpet, key: str) -> dict:
 
 
 def _render(render: render_pb2.PublicRender) -> dict:
-    document = json_format.MessageToDict(render)
+    document = json_format.MessageToDict(render, always_print_fields_with_no_presence=True)
     document["status"] = STATUS_NAMES.get(render.status, "unknown")
     if render.status == render_pb2.RENDER_STATUS_SUCCESS:
         document["imageUrl"] = f"/public/v1/renders/{render.id}/image"
@@ -262,16 +262,22 @@ def _submission(parts, caller) -> render_pb2.SubmitPublicRenderRequest:
     carpet, size = part_text(parts, "carpetId"), part_text(parts, "carpetSizeId", "0")
     if not carpet.isdigit() or len(carpet) > 18 or not size.isdigit() or len(size) > 18:
         raise ValueError("carpetId (and carpetSizeId, if given) must be numbers")
-    if "floor" in parts:
-        raise ValueError("floor is not supported yet: give placement (four carpetCorners)")
     request = render_pb2.SubmitPublicRenderRequest(
         caller=caller, carpet_id=int(carpet), carpet_size_id=int(size),
         mode=part_text(parts, "mode", "preview")[:32], room_image=room)
-    placement = part_text(parts, "placement")
-    if placement:
+    # Where the carpet goes: four corners, or a measured floor with carpets in cm
+    # (docs/render-api.md), each a JSON field of the form.
+    for name, example in (("placement", '{"carpetCorners": [{"x": 0.2, "y": 0.6}, …]}'),
+                          ("floor", '{"rectangle": [{"x": 0.2, "y": 0.6}, …], '
+                                    '"widthCm": 200, "lengthCm": 300}'),
+                          ("carpets", '[{"carpetSizeId": "7", "centerXCm": 100, '
+                                      '"centerYCm": 150, "rotationDeg": 0}]'),
+                          ("occluders", '[{"points": [{"x": 0.4, "y": 0.7}, …]}]')):
+        text = part_text(parts, name)
+        if not text:
+            continue
         try:
-            json_format.Parse(placement, request.placement)
-        except json_format.ParseError:
-            raise ValueError("placement must be JSON like {\"carpetCorners\": "
-                             "[{\"x\": 0.2, \"y\": 0.6}, …]} (four corners)") from None
+            json_format.ParseDict({name: json.loads(text)}, request)
+        except (json_format.ParseError, ValueError):
+            raise ValueError(f"{name} must be JSON like {example}") from None
     return request

@@ -43,6 +43,8 @@ class Settings:
     # such a job is charged only if RENDER_FALLBACK_CHARGE is set.
     render_fallback: str = ""
     render_fallback_charge: bool = False
+    # Each carpet after the first in a render on a measured floor costs this much more.
+    render_extra_carpet_cost: int = 1
     render_modes: Mapping[str, int] = field(
         default_factory=lambda: parse_render_modes(DEFAULT_RENDER_MODES))
     render_workers: int = 2
@@ -262,6 +264,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         render_api_mode=render_api_mode,
         render_fallback=render_fallback,
         render_fallback_charge=_flag(env, "RENDER_FALLBACK_CHARGE", False),
+        render_extra_carpet_cost=_int(env, "RENDER_EXTRA_CARPET_COST",
+                                      defaults.render_extra_carpet_cost, minimum=0),
         render_modes=parse_render_modes(text("RENDER_MODES", DEFAULT_RENDER_MODES)),
         render_workers=_int(env, "RENDER_WORKERS", defaults.render_workers),
         rate_limit_admin=text("RATE_LIMIT_ADMIN", defaults.rate_limit_admin),

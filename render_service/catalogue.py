@@ -20,6 +20,7 @@ from carpet_common.errors import (
 )
 from carpet_common.paging import Page, paginate
 from render_service import audit_outbox
+from render_service.floor import SizedSpot
 from render_service.images import MAX_CARPET_ASPECT, check_image
 from render_service.models import Carpet, CarpetSize, database
 
@@ -345,6 +346,20 @@ def renderable_size(carpet_id: int, size_id: int, organization_id: int) -> int:
         raise FailedPrecondition(f"carpet {carpet_id} has no size in use",
                                  reason="CARPET_ARCHIVED")
     return in_use
+
+
+def sized_spots(spots: Sequence, organization_id: int) -> list[SizedSpot]:
+    """Each spot of a measured floor (render_service.floor.Spot) with the design and the
+    measurements of the size it names; NOT_FOUND for a size no catalogue has (whether the
+    organisation may render it is checked with renderable_size)."""
+    ids = [spot.carpet_size_id for spot in spots]
+    sizes = {size.id: size for size in CarpetSize.select().where(CarpetSize.id.in_(ids))}
+    missing = [size_id for size_id in ids if size_id not in sizes]
+    if missing:
+        raise NotFound(f"carpet size {missing[0]} not found")
+    return [SizedSpot(spot, sizes[spot.carpet_size_id].carpet_id,
+                      sizes[spot.carpet_size_id].width_cm, sizes[spot.carpet_size_id].length_cm)
+            for spot in spots]
 
 
 def _sizes_text(sizes: Sequence[CarpetSize]) -> str:

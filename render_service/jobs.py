@@ -42,12 +42,13 @@ _INSERT_JOB = Statement("""
                             cost, credits_charged, idempotency_key, request_hash, attempts,
                             release_pending, has_room_image, input_bytes, output_bytes,
                             output_expired, placement, hold_id, created_at, updated_at,
-                            finished_at, priority, public_id, publishable_key_id)
+                            finished_at, priority, public_id, publishable_key_id, scene)
     VALUES ({id}, {organization_id}, {user_id}, {carpet_id}, {carpet_size_id}, {mode},
             {status}, {error_text},
             {cost}, 0, {idempotency_key}, {request_hash}, 0, {release_pending},
             {has_room_image}, {input_bytes}, 0, {output_expired}, {placement}, {hold_id},
-            {now}, {now}, {finished_at}, {priority}, {public_id}, {publishable_key_id})
+            {now}, {now}, {finished_at}, {priority}, {public_id}, {publishable_key_id},
+            {scene})
     RETURNING id""")
 # The job's id before the reservation (its hold is reserved under it): PostgreSQL takes it from
 # render_job's own sequence; SQLite has no sequences, so a one-row counter (migration 0012)
@@ -85,6 +86,7 @@ class Submission:
     priority: int = 0
     public_id: str | None = None
     publishable_key_id: int | None = None
+    scene: str = ""  # on a measured floor: render_service.floor's JSON
 
 
 def new_submission(organization_id: int, user_id: int | None, carpet_id: int, mode: str,
@@ -147,7 +149,7 @@ def _values(s: Submission, job_id: int, *, hold_id: int | None, error_text: str,
                 has_room_image=bool(s.room_image), input_bytes=stored, output_expired=False,
                 placement=s.placement, hold_id=hold_id, now=s.now,
                 finished_at=s.now if ended else None, priority=s.priority,
-                public_id=s.public_id, publishable_key_id=s.publishable_key_id)
+                public_id=s.public_id, publishable_key_id=s.publishable_key_id, scene=s.scene)
 
 
 def _conflicting(submission: Submission, error: IntegrityError) -> RenderJob:
@@ -173,7 +175,8 @@ def _job(s: Submission, job_id: int, *, status: str, error_text: str, hold_id: i
                      output_bytes=0, output_expired=False, placement=s.placement,
                      hold_id=hold_id, created_at=s.now, updated_at=s.now,
                      finished_at=None if status == "queued" else s.now, priority=s.priority,
-                     public_id=s.public_id, publishable_key_id=s.publishable_key_id)
+                     public_id=s.public_id, publishable_key_id=s.publishable_key_id,
+                     scene=s.scene)
 
 
 def _by_key(organization_id: int, key: str, fingerprint: str) -> RenderJob | None:
@@ -224,6 +227,7 @@ class ListedJob(NamedTuple):
     hold_id: int | None
     placement: str
     renderer: str
+    scene: str
 
 
 # The listing's filters, each a condition on the parameter of its name.

@@ -127,6 +127,9 @@ class RenderJob(BaseModel):
     # written through the model by an older schema's code still insert).
     priority = IntegerField(constraints=[SQL("DEFAULT 0")])
     public_id = CharField(max_length=32, null=True, unique=True)
+    # A render on a measured floor: its scene as JSON (render_service.floor; '' otherwise);
+    # no Python default, like priority.
+    scene = TextField(constraints=[SQL("DEFAULT ''")])
     publishable_key_id = BigIntegerField(null=True)
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)

@@ -20,7 +20,7 @@ import secrets
 from carpet_common import errors
 from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
-from render_service import audit_outbox, catalogue, jobs, publishable_keys
+from render_service import audit_outbox, catalogue, floor, jobs, publishable_keys
 from render_service.credit_client import CreditClient
 from render_service.images import check_header
 from render_service.models import PublishableKey, RenderJob, database
@@ -36,6 +36,15 @@ SUBMISSION_ERROR_TEXTS = (INSUFFICIENT_CREDITS_TEXT, CREDIT_UNAVAILABLE_TEXT, jo
 PUBLIC_ID_BYTES = 18  # 144 random bits, 24 URL-safe characters
 
 
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """A render on a measured floor, as asked (render_service.floor)."""
+
+    floor: floor.Floor
+    spots: list[floor.Spot]
+    occluders: list[list[tuple[float, float]]]
+
+
 def cost_of(settings: Settings, mode: str) -> int:
     if mode not in settings.render_modes:
         raise errors.InvalidArgument(
@@ -47,11 +56,28 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
                   room_image: bytes, idempotency_key: str, fingerprint: str, credit: CreditClient,
                   settings: Settings, now: datetime.datetime, carpet_size_id: int = 0,
                   placement: list[tuple[float, float]] | None = None,
-                  publishable_key: PublishableKey | None = None) -> RenderJob:
-    """A render: the job, queued with its credit held (or failed, saying why). Submitted
-    through a publishable key (the widget), it also counts under that key's caps, runs after
-    the others, and gets an unguessable `public_id`."""
+                  publishable_key: PublishableKey | None = None,
+                  measured: Measured | None = None) -> RenderJob:
+    """A render: the job, queued with its credit held (or failed, saying why). Placed by four
+    corners (`placement`), by default, or by real size on a measured floor (`measured`).
+    Submitted through a publishable key (the widget), it also counts under that key's caps,
+    runs after the others, and gets an unguessable `public_id`."""
     cost = cost_of(settings, mode)
+    scene = None
+    if measured is not None:
+        if placement:
+            raise errors.InvalidArgument("give either placement (four corners) or a floor with "
+                                         "carpets, not both")
+        scene = floor.place(measured.floor,
+                            catalogue.sized_spots(measured.spots, organization_id),
+                            measured.occluders)
+        first = scene.carpets[0]
+        if carpet_id and carpet_id != first.carpet_id:
+            raise errors.InvalidArgument(f"carpet_id {carpet_id} is not the design of the first "
+                                         f"carpet's size {first.carpet_size_id}: leave it out")
+        carpet_id, carpet_size_id = first.carpet_id, first.carpet_size_id
+        placement = list(first.corners)
+        cost += settings.render_extra_carpet_cost * (len(scene.carpets) - 1)
     corners = check_corners(placement or [])
     room = check_header(room_image, "room_image") if room_image else None
     submission = jobs.new_submission(organization_id, user_id, carpet_id, mode, cost,
@@ -60,10 +86,14 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
     existing = jobs.earlier_submission(submission)
     if existing is not None:  # a retry: answered even if the carpet was archived since
         return existing
-    # The carpet and size, in the paying organisation's catalogue or the shared one, before
+    # The carpets and sizes, in the paying organisation's catalogue or the shared one, before
     # any credit is held.
     size_id = catalogue.renderable_size(carpet_id, carpet_size_id, submission.organization_id)
-    submission = dataclasses.replace(submission, carpet_size_id=size_id)
+    for carpet in (scene.carpets[1:] if scene else ()):
+        catalogue.renderable_size(carpet.carpet_id, carpet.carpet_size_id,
+                                  submission.organization_id)
+    submission = dataclasses.replace(submission, carpet_size_id=size_id,
+                                     scene=floor.dump(scene))
     if publishable_key is not None:
         publishable_keys.take_render(publishable_key, now)
         submission = dataclasses.replace(

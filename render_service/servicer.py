@@ -24,6 +24,7 @@ from render_service import (
     audit_outbox,
     catalogue,
     catalogue_import,
+    floor,
     jobs,
     placement,
     publishable_keys,
@@ -97,7 +98,7 @@ def render_message(row: RenderJob) -> render_pb2.RenderJob:
         credit_log_id=row.credit_log_id or 0, created_at=timestamp(row.created_at),
         started_at=timestamp(row.started_at), finished_at=timestamp(row.finished_at),
         hold_id=row.hold_id or 0, placement=placement_message(row.placement),
-        renderer=row.renderer or "")
+        renderer=row.renderer or "", placed_carpets=placed_carpets(row))
 
 
 def key_message(row: PublishableKey, key: str = "", renders_today: int = 0
@@ -118,7 +119,8 @@ def public_render_message(row: RenderJob) -> render_pb2.PublicRender:
     return render_pb2.PublicRender(
         id=row.public_id, status=STATUS_TO_PROTO[row.status], carpet_id=row.carpet_id,
         carpet_size_id=size_id_of(row), mode=row.mode, error_text=row.error_text,
-        created_at=timestamp(row.created_at), finished_at=timestamp(row.finished_at))
+        created_at=timestamp(row.created_at), finished_at=timestamp(row.finished_at),
+        placed_carpets=placed_carpets(row))
 
 
 def placement_message(text: str) -> render_pb2.Placement | None:
@@ -152,6 +154,32 @@ def _visible_job(job_id: int) -> RenderJob:
     if not current_principal().sees(job.organization_id):
         raise NotFound(f"render {job_id} not found")
     return job
+
+
+def _measured(request) -> renders.Measured | None:
+    """A submission's measured floor, carpets and occluders (None when it has none of them:
+    placed by four corners or by default)."""
+    if not (request.HasField("floor") or request.carpets or request.occluders):
+        return None
+    if not request.HasField("floor"):
+        raise InvalidArgument("carpets and occluders are placed on a measured floor: give floor")
+    return renders.Measured(
+        floor=floor.Floor(tuple((point.x, point.y) for point in request.floor.rectangle),
+                          request.floor.width_cm, request.floor.length_cm),
+        spots=[floor.Spot(carpet.carpet_size_id, carpet.center_x_cm, carpet.center_y_cm,
+                          carpet.rotation_deg) for carpet in request.carpets],
+        occluders=[[(point.x, point.y) for point in polygon.points]
+                   for polygon in request.occluders])
+
+
+def placed_carpets(row: RenderJob) -> list[render_pb2.PlacedCarpet]:
+    scene = floor.load(row.scene)
+    if scene is None:
+        return []
+    return [render_pb2.PlacedCarpet(
+        carpet_size_id=carpet.carpet_size_id,
+        corners=[render_pb2.Point(x=x, y=y) for x, y in carpet.corners],
+        fit=render_pb2.Fit(**vars(carpet.fit))) for carpet in scene.carpets]
 
 
 def _key_scope() -> int | None:
@@ -286,7 +314,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                          if request.idempotency_key else ""),
             credit=self._credit,
             settings=self._settings, now=self._clock(),
-            placement=[(point.x, point.y) for point in request.placement.carpet_corners])
+            placement=[(point.x, point.y) for point in request.placement.carpet_corners],
+            measured=_measured(request))
         return render_message(job)
 
     def GetRender(self, request, context):
@@ -481,7 +510,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             room_image=request.room_image, idempotency_key="", fingerprint="",
             credit=self._credit, settings=self._settings, now=self._clock(),
             placement=[(point.x, point.y) for point in request.placement.carpet_corners],
-            publishable_key=row)
+            publishable_key=row, measured=_measured(request))
         return public_render_message(job)
 
     def GetPublicRender(self, request, context):

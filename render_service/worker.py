@@ -25,13 +25,14 @@ from carpet_common import errors
 from carpet_common.errors import InvalidArgument
 from carpet_common.pictures import read_header
 from carpet_common.settings import Settings
-from render_service import jobs, placement
+from render_service import floor, jobs, placement
 from render_service.audit_outbox import audit_relay
 from render_service.credit_client import CreditClient
 from render_service.events import event_relay
 from render_service.models import Carpet, CarpetSize, RenderJob, database, size_id_of, utcnow
 from render_service.renderers import (
     FALLBACK_RENDERER,
+    CarpetLayer,
     Renderer,
     RenderError,
     RenderRequest,
@@ -182,11 +183,17 @@ class WorkerPool:
         or is no longer ours."""
         carpet = Carpet.get_by_id(job.carpet_id)
         size = CarpetSize.get_by_id(size_id_of(job))
+        scene = floor.load(job.scene)
         request = RenderRequest(job_id=job.id, mode=job.mode, carpet_image=bytes(carpet.image),
                                 carpet_width_cm=size.width_cm,
                                 carpet_length_cm=size.length_cm,
                                 room_image=jobs.room_image(job.id),
-                                placement=placement.load(job.placement))
+                                placement=placement.load(job.placement),
+                                extra_carpets=tuple(
+                                    CarpetLayer(bytes(Carpet.get_by_id(other.carpet_id).image),
+                                                other.width_cm, other.length_cm, other.corners)
+                                    for other in (scene.carpets[1:] if scene else ())),
+                                occluders=scene.occluders if scene else ())
         try:
             image = self._renderer.render(request)
         except RenderError as error:

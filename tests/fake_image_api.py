@@ -54,6 +54,7 @@ class FakeImageApi(LoopbackServer):
         self.calls = Counter()
         self.authorizations: list[str] = []
         self.placements: list = []  # the `placement` of each request
+        self.scenes: list = []  # (extra_carpets, occluders) of each request
         super().__init__()
 
     @property
@@ -81,6 +82,7 @@ class FakeImageApi(LoopbackServer):
                     api.calls[body["job_id"]] += 1
                     api.authorizations.append(self.headers.get("Authorization", ""))
                     api.placements.append(body.get("placement"))
+                    api.scenes.append((body.get("extra_carpets"), body.get("occluders")))
                 base64.b64decode(body["carpet"]["image_base64"])  # must be valid
                 answer = api._next_answer()
                 kind, _, argument = answer.partition(":")

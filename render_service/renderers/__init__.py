@@ -11,6 +11,19 @@ from carpet_common.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+Corners = tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class CarpetLayer:
+    """Another carpet of a render on a measured floor (render_service.floor)."""
+
+    carpet_image: bytes
+    carpet_width_cm: int
+    carpet_length_cm: int
+    placement: Corners
+
+
 @dataclass(frozen=True)
 class RenderRequest:
     job_id: int
@@ -21,7 +34,11 @@ class RenderRequest:
     room_image: bytes | None
     # Where the carpet's corners go (far-left, far-right, near-right, near-left), as fractions
     # of the room picture's width and height; None: the renderer's default placement.
-    placement: tuple[tuple[float, float], ...] | None = None
+    placement: Corners | None = None
+    # On a measured floor: the other carpets (up to two), and outlines of what stands on the
+    # carpets, drawn back over them (fractions of the room picture).
+    extra_carpets: tuple[CarpetLayer, ...] = ()
+    occluders: tuple[Corners, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,14 @@ def request_body(request: RenderRequest) -> bytes:
         # Where the carpet goes: four [x, y] fractions of the room picture, or null.
         "placement": ([list(corner) for corner in request.placement]
                       if request.placement else None),
+        # On a measured floor: the other carpets with their computed corners, and outlines of
+        # what stands on the carpets (fractions of the room picture).
+        "extra_carpets": [{"image_base64": base64.b64encode(layer.carpet_image).decode(),
+                           "width_cm": layer.carpet_width_cm,
+                           "length_cm": layer.carpet_length_cm,
+                           "placement": [list(corner) for corner in layer.placement]}
+                          for layer in request.extra_carpets],
+        "occluders": [[list(point) for point in polygon] for polygon in request.occluders],
     }).encode()
 
 

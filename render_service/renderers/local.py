@@ -169,10 +169,12 @@ def _window(size: tuple[int, int], quad, margin: int) -> tuple[int, int, int, in
             min(size[0], int(max(xs)) + 2 + margin), min(size[1], int(max(ys)) + 2 + margin))
 
 
-def compose(room: Image.Image, carpet: Image.Image, quad: Sequence[tuple[float, float]]
-            ) -> Image.Image:
+def compose(room: Image.Image, carpet: Image.Image, quad: Sequence[tuple[float, float]],
+            lit_by: Image.Image | None = None) -> Image.Image:
     """The room with the carpet laid on `quad` (pixel corners: far-left, far-right,
-    near-right, near-left), lit by the room. Only the carpet's neighbourhood is computed."""
+    near-right, near-left), lit by the room (`lit_by`: the bare room, when `room` already
+    holds other carpets, so their colours do not light this one). Only the carpet's
+    neighbourhood is computed."""
     radius = max(2.0, room.width * LIGHT_BLUR)
     # The light is estimated over a wider window than the carpet, so the blur near its edges
     # sees the floor around it, as in the whole picture.
@@ -193,7 +195,7 @@ def compose(room: Image.Image, carpet: Image.Image, quad: Sequence[tuple[float, 
     mask = coverage(window, local)
     alpha = mask * (pixels[..., 3] / 255.0)
     rim, outer1, outer2 = _rings(mask)
-    blurred = room.crop(wide).convert("L").filter(ImageFilter.GaussianBlur(radius))
+    blurred = (lit_by or room).crop(wide).convert("L").filter(ImageFilter.GaussianBlur(radius))
     luminance = np.asarray(blurred, dtype=np.float32)[top - wide[1]:bottom - wide[1],
                                                       left - wide[0]:right - wide[0]]
     light = floor_light(luminance, mask) * (1.0 - RIM_DARKENING * rim)
@@ -207,19 +209,35 @@ def compose(room: Image.Image, carpet: Image.Image, quad: Sequence[tuple[float, 
     return scene
 
 
+def occluded(scene: Image.Image, room: Image.Image, occluders) -> Image.Image:
+    """The room's own pixels inside each occluder's outline (what stands on the carpets),
+    over the scene, with an anti-aliased edge (drawn SUPERSAMPLE× larger)."""
+    width, height = scene.size
+    mask = Image.new("L", (width * SUPERSAMPLE, height * SUPERSAMPLE), 0)
+    draw = ImageDraw.Draw(mask)
+    for polygon in occluders:
+        draw.polygon([(x * width * SUPERSAMPLE, y * height * SUPERSAMPLE) for x, y in polygon],
+                     fill=255)
+    mask = mask.resize((width, height), Image.Resampling.BOX)
+    return Image.composite(room, scene, mask)
+
+
 class LocalRenderer:
     name = "local"
 
     def render(self, request: RenderRequest) -> RenderedImage:
         width = WIDTH_BY_MODE.get(request.mode, STANDARD_WIDTH)
         try:
-            pictures = [request.carpet_image] + ([request.room_image] if request.room_image
-                                                 else [])
+            pictures = [request.carpet_image, *(layer.carpet_image
+                                                for layer in request.extra_carpets)]
+            pictures += [request.room_image] if request.room_image else []
             pixels = sum(read_header(data, "picture").pixels for data in pictures)
             # Decoding the inputs is what takes memory (tens of MB per picture); the budget is
             # the process's, shared with submissions. A worker waits for its share.
             with DECODES.decoding(pixels, patient=True):
                 carpet = upright(request.carpet_image, "RGBA")
+                others = [upright(layer.carpet_image, "RGBA")
+                          for layer in request.extra_carpets]
                 if request.room_image:
                     room = upright(request.room_image, "RGB")
                     height = max(1, round(room.height * width / room.width))
@@ -237,7 +255,17 @@ class LocalRenderer:
             quad = [(x * width, y * height) for x, y in request.placement]
         else:
             quad = carpet_quad(width, height, request.carpet_width_cm, request.carpet_length_cm)
-        scene = compose(room, carpet, quad)
+        layers = [(carpet, quad)] + [
+            (crop_to_proportions(picture, layer.carpet_width_cm, layer.carpet_length_cm),
+             [(x * width, y * height) for x, y in layer.placement])
+            for picture, layer in zip(others, request.extra_carpets, strict=True)]
+        # Farther carpets first (their nearest point higher in the picture), so a nearer one's
+        # rim and contact shadow lie over a farther one's, as they would.
+        scene = room
+        for picture, corners in sorted(layers, key=lambda layer: max(y for _, y in layer[1])):
+            scene = compose(scene, picture, corners, lit_by=room)
+        if request.occluders:
+            scene = occluded(scene, room, request.occluders)
         output = io.BytesIO()
         scene.save(output, format="PNG", compress_level=PNG_LEVEL.get(request.mode, 3))
         return RenderedImage(output.getvalue(), "image/png")

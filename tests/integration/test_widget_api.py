@@ -474,3 +474,31 @@ def test_event_streams_are_bounded_and_the_page_polls_instead(stack, credit_serv
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_a_page_places_carpets_by_real_size_on_a_measured_floor(stack, credit_server):
+    from tests.unit.test_measured_floor import MEASURE
+
+    shop = create_org(credit_server, "Shop", 10)
+    carpet = stack.render.renders.CreateCarpet(render_pb2.CreateCarpetRequest(
+        organization_id=shop.id, sku="KLM-1", name="Kilim", image=tiny_png(),
+        sizes=[render_pb2.CarpetSize(width_cm=100, length_cm=150),
+               render_pb2.CarpetSize(width_cm=80, length_cm=150)]), timeout=10)
+    key = make_key(stack, shop.id)["key"]
+    measure = json.dumps({"rectangle": [{"x": x, "y": y} for x, y in MEASURE.rectangle],
+                          "widthCm": 200, "lengthCm": 300})
+    carpets = json.dumps([
+        {"carpetSizeId": str(carpet.sizes[0].id), "centerXCm": 100, "centerYCm": 150},
+        {"carpetSizeId": str(carpet.sizes[1].id), "centerXCm": 125, "centerYCm": 265,
+         "rotationDeg": 90}])
+    status, render, _ = submit_public(stack, key, carpet.id, placement="", floor=measure,
+                                      carpets=carpets)
+    assert status == 201, render
+    assert [(placed["carpetSizeId"], placed["fit"]["insideFloor"])
+            for placed in render["placedCarpets"]] == [
+        (str(carpet.sizes[0].id), True), (str(carpet.sizes[1].id), False)]
+    assert balance(credit_server, shop.id).held == 1 + 1  # preview and one extra carpet
+    status, refused, _ = submit_public(stack, key, carpet.id, placement="", floor="{",
+                                       carpets=carpets)
+    assert (status, refused["code"]) == (400, "INVALID_ARGUMENT")
+    assert refused["message"].startswith("floor must be JSON like")
