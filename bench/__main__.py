@@ -493,6 +493,8 @@ def main() -> int:
     if "render" in groups:
         # One image at a time through the local renderer against the flat one it replaced.
         report["renderer"] = renderer_latency.measure()
+        # Carpets on a measured floor: one and three against today's single carpet.
+        report["renderer"] += renderer_latency.measure_carpets()
         renderer_latency.before_after(os.path.join(RESULTS_DIR, "renderer-before-after.png"))
     os.makedirs(RESULTS_DIR, exist_ok=True)
     for name in ("latest.json", f"latest-{engine}.json"):

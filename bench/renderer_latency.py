@@ -90,3 +90,44 @@ def before_after(path: str) -> None:
     pair.paste(pictures[1], (width + 16, 0))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     pair.resize((pair.width // 2, pair.height // 2), Image.Resampling.LANCZOS).save(path)
+
+
+# A measured floor in the sample room: a 200 × 300 cm rectangle in the middle of its floor.
+SAMPLE_FLOOR = ((0.3, 0.62), (0.7, 0.62), (0.82, 0.95), (0.18, 0.95))
+
+
+def measure_carpets() -> list[dict]:
+    """`render.local.hd.floor.<n>`: hd with the room photo and 1 or 3 carpets placed on a
+    measured floor, against today's single four-corner carpet (render.local.hd.room) in the
+    same run. The target: three carpets at most 1.5× one."""
+    from render_service import floor
+    from render_service.renderers import CarpetLayer
+
+    carpet, room = sample_carpet(), sample_room()
+    measure = floor.Floor(SAMPLE_FLOOR, 200.0, 300.0)
+    sizes = [(100, 150, 55.0, 150.0, 0.0), (80, 150, 150.0, 120.0, 0.0),
+             (60, 90, 150.0, 250.0, 90.0)]
+    scene = floor.place(measure, [floor.SizedSpot(floor.Spot(index, x, y, turn), index, w, h)
+                                  for index, (w, h, x, y, turn) in enumerate(sizes, 1)])
+    single = RenderRequest(job_id=1, mode="hd", carpet_image=carpet, carpet_width_cm=160,
+                           carpet_length_cm=240, room_image=room)
+    baseline = _p50_ms(LocalRenderer(), single)
+    rows = []
+    for count in (1, 3):
+        first, *others = scene.carpets[:count]
+        request = RenderRequest(
+            job_id=1, mode="hd", carpet_image=carpet, carpet_width_cm=first.width_cm,
+            carpet_length_cm=first.length_cm, room_image=room, placement=first.corners,
+            extra_carpets=tuple(CarpetLayer(carpet, other.width_cm, other.length_cm,
+                                            other.corners) for other in others))
+        took = _p50_ms(LocalRenderer(), request)
+        rows.append({"name": f"render.local.hd.floor.{count}", "p50_ms": round(took, 2),
+                     "ceiling": "render.local.hd.room", "ceiling_p50_ms": round(baseline, 2),
+                     "cost_ratio": round(took / baseline, 3)})
+        print(f"render.local.hd.floor.{count} p50 {took:7.1f} ms   one carpet today "
+              f"{baseline:7.1f} ms   cost ×{took / baseline:.2f}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    measure_carpets()
