@@ -90,6 +90,7 @@ def _catalogues() -> catalogue.Catalogues:
 
 
 def render_message(row: RenderJob) -> render_pb2.RenderJob:
+    scene = floor.load(row.scene)
     return render_pb2.RenderJob(
         id=row.id, organization_id=row.organization_id, user_id=row.user_id or 0,
         carpet_id=row.carpet_id, carpet_size_id=size_id_of(row), mode=row.mode,
@@ -98,7 +99,8 @@ def render_message(row: RenderJob) -> render_pb2.RenderJob:
         credit_log_id=row.credit_log_id or 0, created_at=timestamp(row.created_at),
         started_at=timestamp(row.started_at), finished_at=timestamp(row.finished_at),
         hold_id=row.hold_id or 0, placement=placement_message(row.placement),
-        renderer=row.renderer or "", placed_carpets=placed_carpets(row))
+        renderer=row.renderer or "", placed_carpets=placed_carpets(scene),
+        floor=floor_message(scene))
 
 
 def key_message(row: PublishableKey, key: str = "", renders_today: int = 0
@@ -120,7 +122,7 @@ def public_render_message(row: RenderJob) -> render_pb2.PublicRender:
         id=row.public_id, status=STATUS_TO_PROTO[row.status], carpet_id=row.carpet_id,
         carpet_size_id=size_id_of(row), mode=row.mode, error_text=row.error_text,
         created_at=timestamp(row.created_at), finished_at=timestamp(row.finished_at),
-        placed_carpets=placed_carpets(row))
+        placed_carpets=placed_carpets(floor.load(row.scene)))
 
 
 def placement_message(text: str) -> render_pb2.Placement | None:
@@ -172,14 +174,22 @@ def _measured(request) -> renders.Measured | None:
                    for polygon in request.occluders])
 
 
-def placed_carpets(row: RenderJob) -> list[render_pb2.PlacedCarpet]:
-    scene = floor.load(row.scene)
+def placed_carpets(scene: floor.Scene | None) -> list[render_pb2.PlacedCarpet]:
     if scene is None:
         return []
     return [render_pb2.PlacedCarpet(
-        carpet_size_id=carpet.carpet_size_id,
+        carpet_size_id=carpet.carpet_size_id, width_cm=carpet.width_cm,
+        length_cm=carpet.length_cm,
         corners=[render_pb2.Point(x=x, y=y) for x, y in carpet.corners],
         fit=render_pb2.Fit(**vars(carpet.fit))) for carpet in scene.carpets]
+
+
+def floor_message(scene: floor.Scene | None) -> render_pb2.Floor | None:
+    if scene is None:
+        return None
+    return render_pb2.Floor(rectangle=[render_pb2.Point(x=x, y=y)
+                                       for x, y in scene.floor.rectangle],
+                            width_cm=scene.floor.width_cm, length_cm=scene.floor.length_cm)
 
 
 def _key_scope() -> int | None:

@@ -377,16 +377,50 @@ async function setPassword(user) {
 
 // ---- renders ------------------------------------------------------------------------------
 
-async function picture(container, path, missing) {
+async function picture(container, path, missing, outlines = []) {
   container.replaceChildren();
   try {
     const image = document.createElement("img");
     image.src = await api.blobUrl(path);
     image.alt = "";
     container.appendChild(image);
+    if (outlines.length) container.appendChild(outlineSvg(outlines));
   } catch (error) {
     container.textContent = missing;
   }
+}
+
+// Outlines over a picture (points as fractions of it): the measured floor dashed, the carpets
+// solid, each carpet numbered as in the detail's list.
+function outlineSvg(outlines) {
+  const svgNs = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("viewBox", "0 0 100 100");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("aria-hidden", "true");
+  svg.classList.add("outlines");
+  for (const { points, kind } of outlines) {
+    const polygon = document.createElementNS(svgNs, "polygon");
+    polygon.setAttribute("points", points.map((point) => `${(point.x || 0) * 100},${(point.y || 0) * 100}`).join(" "));
+    polygon.classList.add(kind);
+    svg.appendChild(polygon);
+  }
+  return svg;
+}
+
+// A render on a measured floor: the floor's size, and each carpet's size and fit.
+function floorFields(job) {
+  if (!job.floor) return [];
+  const cm = (value) => i18n.number(Math.round(Number(value || 0)));
+  const fields = [[t("renders.floor"), t("renders.floorSize", { width: cm(job.floor.widthCm), length: cm(job.floor.lengthCm) })]];
+  (job.placedCarpets || []).forEach((carpet, index) => {
+    const fit = carpet.fit || {};
+    fields.push([t("renders.placedCarpet", { number: index + 1, width: cm(carpet.widthCm), length: cm(carpet.lengthCm) }),
+                 t(fit.insideFloor ? "renders.fitInside" : "renders.fitOutside", {
+                   left: cm(fit.clearanceLeftCm), right: cm(fit.clearanceRightCm),
+                   far: cm(fit.clearanceFarCm), near: cm(fit.clearanceNearCm) })]);
+  });
+  return fields;
 }
 
 // The four corners asked for (far-left, far-right, near-right, near-left) as percentages of
@@ -411,6 +445,7 @@ function showRender(item) {
     [t("common.created"), i18n.moment(job.createdAt)], [t("renders.error"), jobError(job.errorText) || t("common.none")],
     [t("renders.renderer"), job.renderer ? i18n.known(`renderer.${job.renderer}`, job.renderer)
                                          : t("common.none")], [t("renders.placement"), placementText(job)],
+    ...floorFields(job),
   ];
   $("render-detail-fields").replaceChildren(...fields.flatMap(([name, value]) => {
     const term = document.createElement("dt");
@@ -419,7 +454,9 @@ function showRender(item) {
     detail.textContent = value;
     return [term, detail];
   }));
-  picture($("render-room"), `/admin/renders/${job.id}/room`, t("renders.noRoom"));
+  const outlines = job.floor ? [{ points: job.floor.rectangle || [], kind: "floor" },
+    ...(job.placedCarpets || []).map((carpet) => ({ points: carpet.corners || [], kind: "carpet" }))] : [];
+  picture($("render-room"), `/admin/renders/${job.id}/room`, t("renders.noRoom"), outlines);
   const noResult = t(status === "failed" ? "renders.failedNoResult" : "renders.noResult");
   if (item.imagePath) picture($("render-result"), item.imagePath, noResult);
   else $("render-result").textContent = noResult;
