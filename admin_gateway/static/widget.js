@@ -40,6 +40,11 @@
       shop: "This shop cannot make previews right now.",
       notFound: "This carpet cannot be shown in a room.",
       result: "{name} in your room", roomPhoto: "Your room photo",
+      measure: "I know a size on the floor (true size)",
+      measureHint: "Put the four corners on a rectangle you know (a rug, tiles), and give its size; then drag the carpet into place.",
+      measureWidth: "Its width (cm)", measureLength: "Its length (cm)",
+      carpetHandle: "The carpet: drag to move, arrow keys move 5 cm, R turns it", rotate: "Turn 15°",
+      move: "The carpet does not fit there: move it, turn it or choose a smaller size.",
     },
     tr: {
       button: "Odanda gör", title: "{name} odanızda", close: "Kapat",
@@ -57,6 +62,11 @@
       shop: "Bu mağaza şu anda önizleme oluşturamıyor.",
       notFound: "Bu halı odada gösterilemiyor.",
       result: "{name} odanızda", roomPhoto: "Oda fotoğrafınız",
+      measure: "Zeminde bir ölçü biliyorum (gerçek boyut)",
+      measureHint: "Dört köşeyi ölçüsünü bildiğiniz bir dikdörtgene (bir kilim, fayanslar) koyun ve ölçüsünü yazın; sonra halıyı yerine sürükleyin.",
+      measureWidth: "Genişliği (cm)", measureLength: "Uzunluğu (cm)",
+      carpetHandle: "Halı: taşımak için sürükleyin, ok tuşları 5 cm taşır, R döndürür", rotate: "15° döndür",
+      move: "Halı oraya sığmıyor: taşıyın, döndürün ya da daha küçük bir ölçü seçin.",
     },
   };
   const language = () => ((document.documentElement.lang || "").toLowerCase().startsWith("tr") ? "tr" : "en");
@@ -64,6 +74,7 @@
 
   const STYLE = `
     :host { all: initial; }
+    [hidden] { display: none !important; }
     dialog { box-sizing: border-box; width: min(760px, 100vw); max-width: 100vw; max-height: 100dvh;
       margin: auto; padding: 16px; border: 0; border-radius: 8px; overflow: auto;
       font: 16px/1.4 system-ui, sans-serif; color: #1d1d1f; background: #fff; }
@@ -84,6 +95,10 @@
     .stage svg { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
     .handle { position: absolute; width: 32px; height: 32px; min-height: 0; padding: 0; margin: -16px 0 0 -16px;
       border-radius: 50%; border: 3px solid #fff; background: #0a58ca; box-shadow: 0 0 0 1px #1d1d1f; touch-action: none; }
+    .carpet-handle { background: #a5281a; }
+    .rotate { margin: 0 0 8px; }
+    input[type=number] { font: inherit; min-height: 44px; width: 7em; padding: 4px 8px; }
+    input[type=checkbox] { width: 24px; height: 24px; }
     .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
     .result img { display: block; width: 100%; height: auto; margin: 8px 0; }
     .status { min-height: 1.4em; }
@@ -137,11 +152,63 @@
     if (error.code === "INVALID_ARGUMENT" && /room_image|PNG or JPEG|picture/i.test(error.message)) {
       return text("notPhoto");
     }
+    if (error.code === "INVALID_ARGUMENT" && /leaves the photo|overlap|horizon|too small/.test(error.message)) {
+      console.warn(`carpet widget: ${error.message}`);
+      return text("move");
+    }
     console.warn(`carpet widget: ${error.code}: ${error.message}`);
     return text("failed");
   }
 
   const EXTENSIONS = { "image/png": "png", "image/jpeg": "jpg", "image/webp": "webp" };
+
+  // ---- true size: the floor's homography (as render_service/floor.py computes it) ------------
+
+  // The 3×3 matrix taking floor cm to photo fractions, from a w × l cm rectangle's corners.
+  function homography(corners, width, length) {
+    const source = [[0, 0], [width, 0], [width, length], [0, length]];
+    const rows = [];
+    source.forEach(([x, y], index) => {
+      const [u, v] = corners[index];
+      rows.push([x, y, 1, 0, 0, 0, -u * x, -u * y, u], [0, 0, 0, x, y, 1, -v * x, -v * y, v]);
+    });
+    for (let column = 0; column < 8; column += 1) {  // Gauss-Jordan with partial pivoting
+      let pivot = column;
+      for (let row = column + 1; row < 8; row += 1) {
+        if (Math.abs(rows[row][column]) > Math.abs(rows[pivot][column])) pivot = row;
+      }
+      [rows[column], rows[pivot]] = [rows[pivot], rows[column]];
+      if (Math.abs(rows[column][column]) < 1e-12) return null;
+      for (let row = 0; row < 8; row += 1) {
+        if (row === column) continue;
+        const factor = rows[row][column] / rows[column][column];
+        for (let k = column; k < 9; k += 1) rows[row][k] -= factor * rows[column][k];
+      }
+    }
+    const h = rows.map((row, index) => row[8] / row[index]);
+    return [[h[0], h[1], h[2]], [h[3], h[4], h[5]], [h[6], h[7], 1]];
+  }
+
+  const apply = (m, [x, y]) => {
+    const w = m[2][0] * x + m[2][1] * y + m[2][2];
+    return [(m[0][0] * x + m[0][1] * y + m[0][2]) / w, (m[1][0] * x + m[1][1] * y + m[1][2]) / w];
+  };
+
+  function inverse(m) {
+    const [[a, b, c], [d, e, f], [g, h, i]] = m;
+    const det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+    return [[(e * i - f * h) / det, (c * h - b * i) / det, (b * f - c * e) / det],
+            [(f * g - d * i) / det, (a * i - c * g) / det, (c * d - a * f) / det],
+            [(d * h - e * g) / det, (b * g - a * h) / det, (a * e - b * d) / det]];
+  }
+
+  // A carpet's corners on the floor (cm), far-left, far-right, near-right, near-left.
+  function carpetCorners({ x, y, turn }, width, length) {
+    const angle = (turn * Math.PI) / 180;
+    const cos = Math.cos(angle), sin = Math.sin(angle);
+    return [[-width / 2, -length / 2], [width / 2, -length / 2], [width / 2, length / 2], [-width / 2, length / 2]]
+      .map(([dx, dy]) => [x + dx * cos - dy * sin, y + dx * sin + dy * cos]);
+  }
 
   // ---- the dialog ---------------------------------------------------------------------------
 
@@ -176,6 +243,8 @@
     constructor(carpet) {
       this.carpet = carpet;
       this.corners = START.map((point) => [...point]);
+      this.measured = null;  // true size: { width, length } of the marked rectangle
+      this.spot = null;  // the carpet's centre and turn on the measured floor, in cm
       this.photo = null;
       this.following = null;
       const host = element("div");
@@ -212,11 +281,25 @@
       };
       const sizeRow = element("div", { className: "row", hidden: this.carpet.sizes.length < 2 }, [
         element("label", { htmlFor: "size", textContent: text("size") }), this.sizes]);
+      this.measureToggle = element("input", { type: "checkbox", id: "measure" });
+      this.measureWidth = element("input", { type: "number", id: "measure-width", min: 10, max: 5000, value: 200, inputMode: "numeric" });
+      this.measureLength = element("input", { type: "number", id: "measure-length", min: 10, max: 5000, value: 300, inputMode: "numeric" });
+      this.measureFields = element("div", { className: "row", hidden: true }, [
+        element("p", { textContent: text("measureHint") }),
+        element("label", { htmlFor: "measure-width", textContent: text("measureWidth") }), this.measureWidth,
+        element("label", { htmlFor: "measure-length", textContent: text("measureLength") }), this.measureLength]);
+      const measureRow = element("div", { className: "row" }, [
+        this.measureToggle, element("label", { htmlFor: "measure", textContent: text("measure") })]);
+      this.measureToggle.addEventListener("change", () => this.setMeasured(this.measureToggle.checked));
+      for (const field of [this.measureWidth, this.measureLength]) {
+        field.addEventListener("input", () => this.setMeasured(this.measureToggle.checked));
+      }
+      this.sizes.addEventListener("change", () => this.redraw && this.redraw());
       this.dialog = element("dialog", { "aria-labelledby": titleId }, [
         element("header", {}, [element("h2", { id: titleId, textContent: text("title", { name: this.carpet.name }) }), close]),
         element("p", { textContent: text("intro") }),
         element("div", { className: "row" }, [picker(text("take"), true), picker(text("choose"), false)]),
-        this.stage, sizeRow,
+        this.stage, measureRow, this.measureFields, sizeRow,
         element("div", { className: "row" }, [this.previewButton, this.standardButton]),
         this.status, this.result]);
       this.dialog.addEventListener("close", () => this.dispose());
@@ -228,6 +311,24 @@
     dispose() {
       if (this.following) this.following.close();
       this.host.remove();
+    }
+
+    // True size: the four handles mark a rectangle of known size; the carpet, in its real
+    // size, is moved and turned on that floor.
+    setMeasured(on) {
+      this.measureFields.hidden = !on;
+      const width = Number(this.measureWidth.value), length = Number(this.measureLength.value);
+      this.measured = on && width >= 1 && length >= 1 ? { width, length } : null;
+      if (this.measured && !this.spot) this.spot = { x: width / 2, y: length / 2, turn: 0 };
+      if (this.redraw) this.redraw();
+    }
+
+    size() {
+      return this.carpet.sizes.find((one) => one.id === this.sizes.value) || this.carpet.sizes[0];
+    }
+
+    floorMatrix() {
+      return this.measured && homography(this.corners, this.measured.width, this.measured.length);
     }
 
     say(message, error = false) {
@@ -255,9 +356,38 @@
       outline.setAttribute("fill", "rgba(10, 88, 202, .25)");
       outline.setAttribute("stroke", "#0a58ca");
       outline.setAttribute("stroke-width", "0.6");
-      svg.append(outline);
+      const carpetOutline = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+      carpetOutline.setAttribute("fill", "rgba(200, 60, 40, .35)");
+      carpetOutline.setAttribute("stroke", "#a5281a");
+      carpetOutline.setAttribute("stroke-width", "0.6");
+      svg.append(outline, carpetOutline);
+      const carpetHandle = element("button", { type: "button", className: "handle carpet-handle",
+                                               "aria-label": text("carpetHandle"), hidden: true });
+      const rotate = element("button", { type: "button", className: "rotate", textContent: text("rotate"), hidden: true });
+      rotate.addEventListener("click", () => { this.spot.turn = (this.spot.turn + 15) % 360; draw(); });
+      carpetHandle.addEventListener("pointerdown", (event) => {
+        carpetHandle.setPointerCapture(event.pointerId);
+        const move = (moved) => {
+          const matrix = this.floorMatrix();
+          if (!matrix) return;
+          const box = this.stage.getBoundingClientRect();
+          const [x, y] = apply(inverse(matrix), [(moved.clientX - box.left) / box.width, (moved.clientY - box.top) / box.height]);
+          if (Number.isFinite(x) && Number.isFinite(y)) { this.spot.x = x; this.spot.y = y; draw(); }
+        };
+        const stop = () => { carpetHandle.removeEventListener("pointermove", move); carpetHandle.removeEventListener("pointerup", stop); };
+        carpetHandle.addEventListener("pointermove", move);
+        carpetHandle.addEventListener("pointerup", stop);
+      });
+      carpetHandle.addEventListener("keydown", (event) => {
+        const step = { ArrowLeft: [-5, 0], ArrowRight: [5, 0], ArrowUp: [0, -5], ArrowDown: [0, 5] }[event.key];
+        if (event.key === "r" || event.key === "R") { this.spot.turn = (this.spot.turn + 15) % 360; }
+        else if (step) { this.spot.x += step[0]; this.spot.y += step[1]; }
+        else return;
+        event.preventDefault();
+        draw();
+      });
       const handles = this.corners.map((corner, index) => {
-        const handle = element("button", { type: "button", className: "handle",
+        const handle = element("button", { type: "button", className: "handle corner",
                                            "aria-label": `${TEXTS[language()].corner[index]}: ${text("cornerHint")}` });
         handle.addEventListener("pointerdown", (event) => {
           handle.setPointerCapture(event.pointerId);
@@ -287,9 +417,21 @@
           handle.style.left = `${this.corners[index][0] * 100}%`;
           handle.style.top = `${this.corners[index][1] * 100}%`;
         });
+        const matrix = this.floorMatrix();
+        carpetHandle.hidden = rotate.hidden = !matrix;
+        outline.setAttribute("stroke-dasharray", matrix ? "1.5 1" : "");
+        if (!matrix) { carpetOutline.setAttribute("points", ""); return; }
+        const size = this.size();
+        const corners = carpetCorners(this.spot, size.widthCm, size.lengthCm).map((point) => apply(matrix, point));
+        carpetOutline.setAttribute("points", corners.map(([x, y]) => `${x * 100},${y * 100}`).join(" "));
+        const [cx, cy] = apply(matrix, [this.spot.x, this.spot.y]);
+        carpetHandle.style.left = `${cx * 100}%`;
+        carpetHandle.style.top = `${cy * 100}%`;
       };
+      this.redraw = draw;
       draw();
-      this.stage.replaceChildren(image, svg, ...handles);
+      this.stage.replaceChildren(image, svg, ...handles, carpetHandle);
+      this.stage.after(rotate);
       this.stage.hidden = false;
     }
 
@@ -303,7 +445,14 @@
       form.append("carpetId", this.carpet.id);
       form.append("carpetSizeId", this.sizes.value || "0");
       form.append("mode", mode);
-      form.append("placement", JSON.stringify({ carpetCorners: this.corners.map(([x, y]) => ({ x, y })) }));
+      const points = this.corners.map(([x, y]) => ({ x, y }));
+      if (this.measured) {
+        form.append("floor", JSON.stringify({ rectangle: points, widthCm: this.measured.width, lengthCm: this.measured.length }));
+        form.append("carpets", JSON.stringify([{ carpetSizeId: this.size().id, centerXCm: this.spot.x,
+                                                 centerYCm: this.spot.y, rotationDeg: this.spot.turn }]));
+      } else {
+        form.append("placement", JSON.stringify({ carpetCorners: points }));
+      }
       try {
         const render = await (await call("/public/v1/renders", { method: "POST", body: form })).json();
         const done = await this.follow(render);

@@ -122,7 +122,7 @@ def test_a_shopper_sees_the_carpet_in_their_room(browser, stack, credit_server, 
     # Styled by the widget's own stylesheet, though the page allows no inline style.
     assert dialog.evaluate("d => getComputedStyle(d).borderRadius") == "8px"
     page.locator("label.file", has_text=words[1]).locator("input").set_input_files([ROOM])
-    handles = page.locator(".handle")
+    handles = page.locator(".corner")
     expect(handles).to_have_count(4)
     # The near-left corner dragged a little to the right, the far-left nudged by the keyboard.
     box = page.locator(".stage").bounding_box()
@@ -175,7 +175,7 @@ def test_the_widget_is_accessible(browser, stack, credit_server, shop_site):  # 
     page.goto(shop_site.show(key["key"], "KLM-1", "tr"))
     page.click("button[data-carpet-sku]")
     page.locator("label.file").nth(1).locator("input").set_input_files([ROOM])
-    expect(page.locator(".handle")).to_have_count(4)
+    expect(page.locator(".corner")).to_have_count(4)
     results = Axe().run(page)
     serious = [violation["id"] for violation in results.response["violations"]
                if violation["impact"] in ("serious", "critical")]
@@ -284,3 +284,42 @@ def test_a_shops_staff_makes_rotates_and_revokes_a_key_in_the_console(
 def public_status(stack, key, origin):  # noqa: F811
     return call(stack.base, "/public/v1/carpets", headers={"X-Publishable-Key": key,
                                                            "Origin": origin})[0]
+
+
+def test_a_shopper_places_the_carpet_in_true_size(browser, stack, credit_server,  # noqa: F811
+                                                  shop_site, start_workers):
+    """The floor marked on a rectangle of known size, the carpet moved and turned in cm: the
+    render is placed by real size, its corners computed by the render service."""
+    shop, carpet, key = shop_with_carpet(stack, credit_server, shop_site)
+    start_workers()
+    page = browser.new_page()
+    problems = console_lines(page)
+    page.goto(shop_site.show(key["key"], "KLM-1", "en"))
+    page.click("button[data-carpet-sku]")
+    page.locator("label.file").nth(1).locator("input").set_input_files([ROOM])
+    expect(page.locator(".corner")).to_have_count(4)
+    expect(page.locator(".carpet-handle")).to_be_hidden()
+    page.check("#measure")
+    page.fill("#measure-width", "200")
+    page.fill("#measure-length", "300")
+    page.select_option("select", label="80 × 150 cm")
+    handle = page.locator(".carpet-handle")
+    expect(handle).to_be_visible()
+    handle.focus()
+    for key_name in ("ArrowRight", "ArrowRight", "ArrowDown", "r"):
+        page.keyboard.press(key_name)
+    page.click("button:has-text('Turn 15°')")
+    page.click("button:has-text('Show preview')")
+    expect(page.locator(".status")).to_have_text("Here it is.", timeout=30_000)
+    [job] = list(models.RenderJob.select())
+    scene = json.loads(job.scene)
+    assert (scene["floor"]["width_cm"], scene["floor"]["length_cm"]) == (200, 300)
+    [placed] = scene["carpets"]
+    assert placed["spot"] == {"carpet_size_id": carpet.sizes[1].id, "center_x_cm": 110,
+                              "center_y_cm": 155, "rotation_deg": 30}
+    assert (placed["width_cm"], placed["length_cm"], placed["fit"]["inside_floor"]) == (
+        80, 150, True)
+    assert job.carpet_size_id == carpet.sizes[1].id
+    assert balance(credit_server, shop.id).balance == 20 - 1
+    assert [line for line in problems if "carpet widget" in line] == []
+    page.close()
