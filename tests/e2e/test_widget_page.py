@@ -93,6 +93,17 @@ def shop_with_carpet(stack, credit_server, shop_site, credits=20, **key_settings
     return shop, carpet, key
 
 
+def dialog_with_photo(browser, shop_site, key, language):  # noqa: F811
+    """A new page of the shop with the widget's dialog open and the room photo chosen; with
+    the lines the page writes to its console."""
+    page = browser.new_page()
+    problems = console_lines(page)
+    page.goto(shop_site.show(key["key"], "KLM-1", language))
+    page.click("button[data-carpet-sku]")
+    page.locator("label.file").nth(1).locator("input").set_input_files([ROOM])
+    return page, problems
+
+
 def console_lines(page):
     lines = []
     page.on("console", lambda message: lines.append(message.text))
@@ -207,11 +218,7 @@ def test_a_revoked_key_stops_at_once_and_a_full_day_says_later(browser, stack,  
                                                                start_workers):
     shop, carpet, key = shop_with_carpet(stack, credit_server, shop_site, rendersPerDay=1)
     start_workers()
-    page = browser.new_page()
-    problems = console_lines(page)
-    page.goto(shop_site.show(key["key"], "KLM-1", "tr"))
-    page.click("button[data-carpet-sku]")
-    page.locator("label.file").nth(1).locator("input").set_input_files([ROOM])
+    page, problems = dialog_with_photo(browser, shop_site, key, "tr")
     page.click("button:has-text('Önizlemeyi göster')")
     expect(page.locator(".status")).to_have_text("İşte odanızda.", timeout=30_000)
     # The day's one render is made: the next is refused, in the page's language.
@@ -292,11 +299,7 @@ def test_a_shopper_places_the_carpet_in_true_size(browser, stack, credit_server,
     render is placed by real size, its corners computed by the render service."""
     shop, carpet, key = shop_with_carpet(stack, credit_server, shop_site)
     start_workers()
-    page = browser.new_page()
-    problems = console_lines(page)
-    page.goto(shop_site.show(key["key"], "KLM-1", "en"))
-    page.click("button[data-carpet-sku]")
-    page.locator("label.file").nth(1).locator("input").set_input_files([ROOM])
+    page, problems = dialog_with_photo(browser, shop_site, key, "en")
     expect(page.locator(".corner")).to_have_count(4)
     expect(page.locator(".carpet-handle")).to_be_hidden()
     page.check("#measure")
