@@ -37,6 +37,7 @@ from admin_gateway.responses import (
     Response,
     error_response,
     json_response,
+    picture_response,
     rpc_error_response,
 )
 from carpet_common.auth import Authenticator
@@ -533,14 +534,8 @@ class AdminHttpApp:
                                                     always_print_fields_with_no_presence=True))
 
     def _picture(self, environ, method: str, request) -> Response:
-        try:
-            chunks = list(getattr(self._admin, method)(
-                request, metadata=self._metadata(environ), timeout=CALL_TIMEOUT_S))
-        except grpc.RpcError as error:
-            return rpc_error_response(error)
-        data = b"".join(chunk.data for chunk in chunks)
-        content_type = chunks[0].content_type if chunks else "application/octet-stream"
-        return Response(200, data, content_type, {"Cache-Control": "private, max-age=3600"})
+        return picture_response(lambda: getattr(self._admin, method)(
+            request, metadata=self._metadata(environ), timeout=CALL_TIMEOUT_S))
 
     def _export(self, environ, export) -> Response:
         """The CSV, streamed: the first page is awaited here so that a refusal is still a JSON

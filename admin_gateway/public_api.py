@@ -32,6 +32,7 @@ from admin_gateway.responses import (
     Response,
     error_response,
     json_response,
+    picture_response,
     rpc_error_response,
 )
 from carpet_common.calls import client_ip
@@ -107,17 +108,17 @@ class PublicApi:
             return path, self._submit(environ, caller)
         thumbnail = THUMBNAIL_PATH.fullmatch(path)
         if thumbnail and method == "GET":
-            return "/public/v1/carpets/{id}/thumbnail", self._picture(
-                self._renders.GetPublicCarpetThumbnail, render_pb2.PublicCarpetRequest(
-                    caller=caller, carpet_id=int(thumbnail.group(1))))
+            return "/public/v1/carpets/{id}/thumbnail", picture_response(
+                lambda: self._renders.GetPublicCarpetThumbnail(render_pb2.PublicCarpetRequest(
+                    caller=caller, carpet_id=int(thumbnail.group(1))), timeout=CALL_TIMEOUT_S))
         render = RENDER_PATH.fullmatch(path)
         if render and method == "GET":
             request = render_pb2.PublicRenderRequest(caller=caller, id=render.group(1))
             if render.group(2) == "/events":
                 return "/public/v1/renders/{id}/events", self._events(request)
             if render.group(2) == "/image":
-                return "/public/v1/renders/{id}/image", self._picture(
-                    self._renders.GetPublicRenderOutput, request)
+                return "/public/v1/renders/{id}/image", picture_response(
+                    lambda: self._renders.GetPublicRenderOutput(request, timeout=CALL_TIMEOUT_S))
             return "/public/v1/renders/{id}", self._render(request)
         if path in (CARPETS_PATH, RENDERS_PATH) or thumbnail or render:
             return "/public/v1 wrong method", error_response(405, "METHOD_NOT_ALLOWED",
@@ -165,16 +166,6 @@ class PublicApi:
                 request, timeout=CALL_TIMEOUT_S)))
         except grpc.RpcError as error:
             return rpc_error_response(error)
-
-    def _picture(self, method, request) -> Response:
-        try:
-            chunks = list(method(request, timeout=CALL_TIMEOUT_S))
-        except grpc.RpcError as error:
-            return rpc_error_response(error)
-        content_type = chunks[0].content_type if chunks else "application/octet-stream"
-        # A render's picture and a carpet's thumbnail of one version never change.
-        return Response(200, b"".join(chunk.data for chunk in chunks), content_type,
-                        {"Cache-Control": "private, max-age=3600"})
 
     def _events(self, request) -> Response:
         """`text/event-stream`: an event `status` with the render at each change until it

@@ -3,7 +3,7 @@ and a service's refusal turned into one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -37,3 +37,16 @@ def json_response(status: int, document: dict, headers: dict | None = None) -> R
     payload = json.dumps(document, ensure_ascii=False).encode()
     return Response(status, payload, "application/json; charset=utf-8",
                     {"Cache-Control": "no-store", **(headers or {})})
+
+
+def picture_response(chunks: Callable[[], Iterable]) -> Response:
+    """A picture a service streams in chunks (the first names its content type) as one answer,
+    or the service's refusal. Kept a while by the browser: a render's picture, and a thumbnail
+    of one version of a carpet, never change."""
+    try:
+        received = list(chunks())
+    except grpc.RpcError as error:
+        return rpc_error_response(error)
+    content_type = received[0].content_type if received else "application/octet-stream"
+    return Response(200, b"".join(chunk.data for chunk in received), content_type,
+                    {"Cache-Control": "private, max-age=3600"})

@@ -348,7 +348,7 @@ def renderable_size(carpet_id: int, size_id: int, organization_id: int) -> int:
     return in_use
 
 
-def sized_spots(spots: Sequence, organization_id: int) -> list[SizedSpot]:
+def sized_spots(spots: Sequence) -> list[SizedSpot]:
     """Each spot of a measured floor (render_service.floor.Spot) with the design and the
     measurements of the size it names; NOT_FOUND for a size no catalogue has (whether the
     organisation may render it is checked with renderable_size)."""

@@ -69,7 +69,7 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
             raise errors.InvalidArgument("give either placement (four corners) or a floor with "
                                          "carpets, not both")
         scene = floor.place(measured.floor,
-                            catalogue.sized_spots(measured.spots, organization_id),
+                            catalogue.sized_spots(measured.spots),
                             measured.occluders)
         first = scene.carpets[0]
         if carpet_id and carpet_id != first.carpet_id:

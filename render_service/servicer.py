@@ -80,13 +80,17 @@ def _size_specs(sizes) -> list[catalogue.SizeSpec]:
                                size_id=size.id) for size in sizes]
 
 
+def _own_organization() -> int | None:
+    """The one organisation a caller acts for: STAFF its own; ADMIN and the internal
+    backends, which act for any organisation, None."""
+    principal = current_principal()
+    return principal.organization_id if principal.is_staff else None
+
+
 def _catalogues() -> catalogue.Catalogues:
     """STAFF: its organisation's catalogue and the shared one (which it does not change);
-    ADMIN and the internal backends, which act for any organisation: every catalogue."""
-    principal = current_principal()
-    if principal.is_staff:
-        return catalogue.Catalogues(principal.organization_id)
-    return catalogue.EVERY_CATALOGUE
+    ADMIN and the internal backends: every catalogue."""
+    return catalogue.Catalogues(_own_organization())
 
 
 def render_message(row: RenderJob) -> render_pb2.RenderJob:
@@ -190,12 +194,6 @@ def floor_message(scene: floor.Scene | None) -> render_pb2.Floor | None:
     return render_pb2.Floor(rectangle=[render_pb2.Point(x=x, y=y)
                                        for x, y in scene.floor.rectangle],
                             width_cm=scene.floor.width_cm, length_cm=scene.floor.length_cm)
-
-
-def _key_scope() -> int | None:
-    """The organisation whose keys a caller changes: STAFF its own, others any (None)."""
-    principal = current_principal()
-    return principal.organization_id if principal.is_staff else None
 
 
 class RenderServicer(render_pb2_grpc.RenderServiceServicer):
@@ -454,21 +452,21 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             publishable_keys.UPDATE, f"publishable_key:{request.id}", None,
             {"changed": sorted(path[:40] for path in paths[:10])},
             lambda now, who: publishable_keys.update_key(
-                request.id, changes, organization_scope=_key_scope(), now=now, who=who)))
+                request.id, changes, organization_scope=_own_organization(), now=now, who=who)))
 
     def RotatePublishableKey(self, request, context):
         row, key = self._audited_change(
             publishable_keys.ROTATE, f"publishable_key:{request.id}", None, {},
             lambda now, who: publishable_keys.rotate_key(
-                request.id, request.overlap_seconds, organization_scope=_key_scope(), now=now,
-                who=who))
+                request.id, request.overlap_seconds, organization_scope=_own_organization(),
+                now=now, who=who))
         return key_message(row, key)
 
     def RevokePublishableKey(self, request, context):
         return key_message(self._audited_change(
             publishable_keys.REVOKE, f"publishable_key:{request.id}", None, {},
             lambda now, who: publishable_keys.revoke_key(
-                request.id, organization_scope=_key_scope(), now=now, who=who)))
+                request.id, organization_scope=_own_organization(), now=now, who=who)))
 
     # --- the public render API, relayed by the gateway (docs/widget.md) -----------------------
 

@@ -99,7 +99,6 @@
     .rotate { margin: 0 0 8px; }
     input[type=number] { font: inherit; min-height: 44px; width: 7em; padding: 4px 8px; }
     input[type=checkbox] { width: 24px; height: 24px; }
-    .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
     .result img { display: block; width: 100%; height: auto; margin: 8px 0; }
     .status { min-height: 1.4em; }
     .error { color: #a50e0e; }

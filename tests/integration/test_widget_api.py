@@ -453,6 +453,13 @@ def test_widget_renders_count_against_suspension_and_spend_limits(stack, credit_
     assert [(job.organization_id, job.status) for job in models.RenderJob.select()
             .order_by(models.RenderJob.id)] == [(shop.id, "failed"), (poor.id, "failed")]
     assert balance(credit_server, shop.id).balance == 10
+    # A monthly spend limit of 1 credit: one preview is held, the next is refused.
+    credit_server.notifications.SetSpendLimits(notification_pb2.SetSpendLimitsRequest(
+        id=shop.id, monthly_credits=1), metadata=ADMIN, timeout=10)
+    assert submit_public(stack, key, carpet.id)[0] == 201
+    status, refused, _ = submit_public(stack, key, carpet.id)
+    assert (status, refused["code"]) == (412, "SPEND_LIMIT_REACHED")
+    assert balance(credit_server, shop.id).held == 1
 
 
 def test_event_streams_are_bounded_and_the_page_polls_instead(stack, credit_server):
