@@ -63,6 +63,12 @@ POLICY = {
     f"/{SERVICE}/UpdatePublishableKey": ADMIN_STAFF,
     f"/{SERVICE}/RotatePublishableKey": ADMIN_STAFF,
     f"/{SERVICE}/RevokePublishableKey": ADMIN_STAFF,
+    # Share links, leads and the funnel: STAFF their own organisation's (the render service
+    # scopes and audits).
+    **{f"/{SERVICE}/{name}": ADMIN_STAFF for name in (
+        "ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportLeads",
+        "ExportPersonalData", "ErasePersonalData", "RecordConversion", "GetFunnel",
+        "ExportFunnel")},
     f"/{SERVICE}/SetUserPassword": ADMIN,
     f"/{SERVICE}/DeactivateUser": ADMIN,
     f"/{SERVICE}/ActivateUser": ADMIN,

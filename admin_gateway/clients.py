@@ -35,7 +35,9 @@ READS = {
     "carpet.render.v1.RenderService": ("GetCarpet", "ListCarpets", "GetRender", "ListRenders",
                                        "GetRenderOutput", "GetRenderTotals", "GetRenderUsage",
                                        "GetRenderInput", "ListPublishableKeys", "ListPublicCarpets",
-                                       "GetPublicRender", "GetPublicRenderOutput"),
+                                       "GetPublicRender", "GetPublicRenderOutput",
+                                       "GetSharedRender", "GetSharedRenderOutput", "ListShares",
+                                       "ListLeads", "GetFunnel"),
 }
 READ_RETRIES = json.dumps({"methodConfig": [{
     "name": [{"service": service, "method": method}

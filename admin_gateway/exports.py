@@ -49,6 +49,11 @@ def _text(value: str) -> str:
     return FORMULA_START.sub(r"\1\2'", value)
 
 
+def _rate(part: int, whole: int) -> str:
+    """part / whole as a percentage with one decimal ('' when whole is 0)."""
+    return f"{100 * part / whole:.1f}" if whole else ""
+
+
 def _enum_name(enum, prefix: str) -> Callable[[int], str]:
     return lambda number: enum.Name(number).removeprefix(prefix).lower()
 
@@ -190,6 +195,37 @@ EXPORTS = {
         Column("width_cm", lambda row: row[1].width_cm),
         Column("length_cm", lambda row: row[1].length_cm),
         Column("image", lambda row: "", text=True),
+    )),
+    # Quote requests: personal data, for the shop that received them.
+    "/admin/leads.csv": Export("ExportLeads", render_pb2.ListLeadsRequest,
+                               lambda page: page.leads, (
+        Column("id", lambda row: row.id),
+        Column("created_at", lambda row: _time(row.created_at)),
+        Column("organization_id", lambda row: row.organization_id),
+        Column("status", lambda row: row.status, word_key=_key("leads.status.")),
+        Column("name", lambda row: row.name, text=True),
+        Column("phone", lambda row: row.phone, text=True),
+        Column("email", lambda row: row.email, text=True),
+        Column("message", lambda row: row.message, text=True),
+        Column("render_id", lambda row: row.render_id),
+        Column("carpet_id", lambda row: row.carpet_id),
+        Column("note", lambda row: row.note, text=True),
+        Column("consent_version", lambda row: row.consent.version, text=True),
+        Column("consent_accepted_at", lambda row: _time(row.consent.accepted_at)),
+    )),
+    # The funnel per carpet over the period asked (`days`).
+    "/admin/analytics.csv": Export("ExportFunnel", render_pb2.GetFunnelRequest,
+                                   lambda funnel: funnel.carpets, (
+        Column("carpet_id", lambda row: row.carpet_id),
+        Column("carpet_name", lambda row: row.carpet_name, text=True),
+        Column("opened", lambda row: row.counts.opened),
+        Column("photo_added", lambda row: row.counts.photo_added),
+        Column("rendered", lambda row: row.counts.rendered),
+        Column("shared", lambda row: row.counts.shared),
+        Column("leads", lambda row: row.counts.leads),
+        Column("conversions", lambda row: row.counts.conversions),
+        Column("conversion_value", lambda row: f"{row.counts.conversion_value:.2f}"),
+        Column("lead_rate", lambda row: _rate(row.counts.leads, row.counts.rendered)),
     )),
     "/admin/audit.csv": Export("ExportAuditLogs", audit_pb2.ListAuditLogsRequest,
                                lambda page: page.audit_logs, (

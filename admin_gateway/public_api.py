@@ -28,6 +28,7 @@ import grpc
 from google.protobuf import json_format
 
 from admin_gateway.forms import form_parts, part_bytes, part_text
+from admin_gateway.leads_form import submit_lead
 from admin_gateway.responses import (
     Response,
     error_response,
@@ -35,6 +36,7 @@ from admin_gateway.responses import (
     picture_response,
     rpc_error_response,
 )
+from admin_gateway.share_page import SharePage, share_url
 from carpet_common.calls import client_ip
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
 
@@ -46,7 +48,10 @@ WIDGET_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static",
 CARPETS_PATH = "/public/v1/carpets"
 RENDERS_PATH = "/public/v1/renders"
 THUMBNAIL_PATH = re.compile(r"/public/v1/carpets/(\d{1,18})/thumbnail")
-RENDER_PATH = re.compile(r"/public/v1/renders/([A-Za-z0-9_-]{1,32})(/events|/image)?")
+RENDER_PATH = re.compile(r"/public/v1/renders/([A-Za-z0-9_-]{1,32})(/events|/image|/share)?")
+LEADS_PATH = "/public/v1/leads"
+EVENTS_PATH = "/public/v1/events"
+MAX_JSON_BYTES = 16 * 1024  # a quote request's fields, with room to spare
 # A room photo is at most 10 MB (the render service's limit); the form around it adds little.
 MAX_SUBMISSION_BYTES = 10 * 1024 * 1024 + 64 * 1024
 CALL_TIMEOUT_S = 15.0
@@ -70,6 +75,7 @@ class PublicApi:
     def __init__(self, renders: render_pb2_grpc.RenderServiceStub, trusted_proxies=()):
         self._renders = renders
         self._trusted = tuple(trusted_proxies)
+        self._share_page = SharePage(renders, self._trusted)
         self._event_streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
         with open(WIDGET_FILE, "rb") as script:
             self._widget = script.read()
@@ -77,12 +83,14 @@ class PublicApi:
 
     @staticmethod
     def serves(path: str) -> bool:
-        return path.startswith(PREFIX) or path == WIDGET_PATH
+        return path.startswith(PREFIX) or path == WIDGET_PATH or SharePage.serves(path)
 
     def handle(self, environ, method: str, path: str) -> tuple[str, Response]:
         """(route label, response); labels come from a fixed set."""
         if path == WIDGET_PATH:
             return path, self._widget_script(environ, method)
+        if SharePage.serves(path):
+            return self._share_page.handle(environ, method, path)
         origin = environ.get("HTTP_ORIGIN", "")
         if method == "OPTIONS":
             return "/public/v1 preflight", _preflight(origin)
@@ -106,13 +114,19 @@ class PublicApi:
             return path, self._carpets(environ, caller)
         if path == RENDERS_PATH and method == "POST":
             return path, self._submit(environ, caller)
+        if path == LEADS_PATH and method == "POST":
+            return path, self._lead(environ, caller)
+        if path == EVENTS_PATH and method == "POST":
+            return path, self._event(environ, caller)
         thumbnail = THUMBNAIL_PATH.fullmatch(path)
         if thumbnail and method == "GET":
             return "/public/v1/carpets/{id}/thumbnail", picture_response(
                 lambda: self._renders.GetPublicCarpetThumbnail(render_pb2.PublicCarpetRequest(
                     caller=caller, carpet_id=int(thumbnail.group(1))), timeout=CALL_TIMEOUT_S))
         render = RENDER_PATH.fullmatch(path)
-        if render and method == "GET":
+        if render and render.group(2) == "/share" and method == "POST":
+            return "/public/v1/renders/{id}/share", self._share(environ, caller, render.group(1))
+        if render and method == "GET" and render.group(2) != "/share":
             request = render_pb2.PublicRenderRequest(caller=caller, id=render.group(1))
             if render.group(2) == "/events":
                 return "/public/v1/renders/{id}/events", self._events(request)
@@ -120,7 +134,7 @@ class PublicApi:
                 return "/public/v1/renders/{id}/image", picture_response(
                     lambda: self._renders.GetPublicRenderOutput(request, timeout=CALL_TIMEOUT_S))
             return "/public/v1/renders/{id}", self._render(request)
-        if path in (CARPETS_PATH, RENDERS_PATH) or thumbnail or render:
+        if path in (CARPETS_PATH, RENDERS_PATH, LEADS_PATH, EVENTS_PATH) or thumbnail or render:
             return "/public/v1 wrong method", error_response(405, "METHOD_NOT_ALLOWED",
                                                              "wrong method")
         return "unknown", error_response(404, "NOT_FOUND", "no such endpoint")
@@ -159,6 +173,46 @@ class PublicApi:
         except grpc.RpcError as error:
             return rpc_error_response(error)
         return json_response(201, _render(render))
+
+    def _share(self, environ, caller, render_id: str) -> Response:
+        """A share link to a finished render: `{"id", "url", "expiresAt"}`."""
+        document = _json_body(environ, allow_empty=True)
+        if isinstance(document, Response):
+            return document
+        try:
+            link = self._renders.CreatePublicShare(render_pb2.CreatePublicShareRequest(
+                caller=caller, id=render_id,
+                session_id=_printable(str(document.get("sessionId", "")), 64)),
+                timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as error:
+            return rpc_error_response(error)
+        return json_response(201, {"id": str(link.id),
+                                   "url": share_url(environ, self._trusted, link.token),
+                                   "expiresAt": json_format.MessageToJson(link.expires_at)
+                                   .strip('"')})
+
+    def _lead(self, environ, caller) -> Response:
+        """A quote request (JSON); 201 `{"status": "received"}`."""
+        document = _json_body(environ)
+        if isinstance(document, Response):
+            return document
+        return submit_lead(self._renders, document, caller)
+
+    def _event(self, environ, caller) -> Response:
+        document = _json_body(environ)
+        if isinstance(document, Response):
+            return document
+        carpet = str(document.get("carpetId", ""))
+        if not carpet.isdigit() or len(carpet) > 18:
+            return error_response(400, "INVALID_ARGUMENT", "carpetId must be a carpet's id")
+        try:
+            answer = self._renders.RecordPublicEvent(render_pb2.RecordPublicEventRequest(
+                caller=caller, session_id=_printable(str(document.get("sessionId", "")), 64),
+                type=_printable(str(document.get("type", "")), 32), carpet_id=int(carpet)),
+                timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as error:
+            return rpc_error_response(error)
+        return json_response(202, {"counted": answer.counted})
 
     def _render(self, request) -> Response:
         try:
@@ -220,6 +274,26 @@ def _preflight(origin: str) -> Response:
         "Access-Control-Allow-Methods": "GET, POST",
         "Access-Control-Allow-Headers": "X-Publishable-Key",
         "Access-Control-Max-Age": "600"})
+
+
+def _json_body(environ, allow_empty: bool = False) -> dict | Response:
+    """The request's JSON object, or the 400/413 answer saying why not."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return error_response(400, "INVALID_ARGUMENT", "bad Content-Length")
+    if not 0 <= length <= MAX_JSON_BYTES:
+        return error_response(413, "TOO_LARGE", f"at most {MAX_JSON_BYTES} bytes of JSON")
+    body = environ["wsgi.input"].read(length) if length else b""
+    if not body and allow_empty:
+        return {}
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if not isinstance(document, dict):
+        return error_response(400, "INVALID_ARGUMENT", "send a JSON object")
+    return document
 
 
 def _printable(value: str, limit: int) -> str:

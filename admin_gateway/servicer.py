@@ -439,6 +439,48 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def RevokePublishableKey(self, request, context):
         return self._clients.renders.RevokePublishableKey(request)
 
+    # Share links, leads and the funnel (`docs/shares-and-leads.md`): scoped and audited by
+    # the render service.
+    @relaying
+    def ListShares(self, request, context):
+        return self._clients.renders.ListShares(request)
+
+    @relaying
+    def RevokeShare(self, request, context):
+        return self._clients.renders.RevokeShare(request)
+
+    @relaying
+    def ListLeads(self, request, context):
+        return self._clients.renders.ListLeads(request)
+
+    @relaying
+    def UpdateLead(self, request, context):
+        return self._clients.renders.UpdateLead(request)
+
+    @relaying_stream
+    def ExportLeads(self, request, context):
+        yield from _pages(self._clients.renders.ListLeads, request)
+
+    @relaying
+    def ExportPersonalData(self, request, context):
+        return self._clients.renders.ExportPersonalData(request)
+
+    @relaying
+    def ErasePersonalData(self, request, context):
+        return self._clients.renders.ErasePersonalData(request)
+
+    @relaying
+    def RecordConversion(self, request, context):
+        return self._clients.renders.RecordConversion(request)
+
+    @relaying
+    def GetFunnel(self, request, context):
+        return self._clients.renders.GetFunnel(request)
+
+    @relaying_stream
+    def ExportFunnel(self, request, context):
+        yield self._clients.renders.GetFunnel(request)
+
     @relaying
     def GetCarpetImport(self, request, context):
         return self._clients.renders.GetCarpetImport(request)

@@ -58,6 +58,8 @@ class Settings:
     # How long room pictures / rendered outputs are kept, in seconds (None: forever).
     render_input_retention_s: int | None = 30 * 24 * 3600
     render_output_retention_s: int | None = None
+    # How long quote requests (personal data) are kept, with their renders' pictures.
+    lead_retention_s: int | None = 730 * 24 * 3600
     seed_org_name: str = "Default Organization"
     seed_admin_name: str = "Admin"
     seed_admin_email: str = "admin@example.com"
@@ -280,6 +282,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                            defaults.render_input_retention_s),
         render_output_retention_s=_duration(env, "RENDER_OUTPUT_RETENTION",
                                             defaults.render_output_retention_s),
+        lead_retention_s=_duration(env, "LEAD_RETENTION", defaults.lead_retention_s),
         seed_org_name=text("SEED_ORG_NAME", defaults.seed_org_name),
         seed_admin_name=text("SEED_ADMIN_NAME", defaults.seed_admin_name),
         seed_admin_email=text("SEED_ADMIN_EMAIL", defaults.seed_admin_email),

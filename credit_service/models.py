@@ -302,7 +302,7 @@ class CreditDaily(BaseModel):
 
 WEBHOOK_EVENT_TYPES = ("render.succeeded", "render.failed", "credit.adjusted",
                        "credit.low_balance", "credit.spend_limit_reached",
-                       "organization.suspended")
+                       "organization.suspended", "lead.created")
 DELIVERY_STATES = ("pending", "delivered", "failed", "canceled")
 
 

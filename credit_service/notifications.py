@@ -18,6 +18,8 @@ from protos.carpet.credit.v1 import notification_pb2, notification_pb2_grpc
 
 MAX_PUBLISHED = 500
 MAX_EVENT_DATA = 16 * 1024
+# What the render service relays from its outboxes.
+RELAYED_EVENT_TYPES = ("render.succeeded", "render.failed", "lead.created")
 
 
 def endpoint_message(row: WebhookEndpoint) -> notification_pb2.WebhookEndpoint:
@@ -155,8 +157,11 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             raise InvalidArgument(f"at most {MAX_PUBLISHED} events per call")
         parsed = []
         for event in request.events:
-            if event.type not in ("render.succeeded", "render.failed") or event.job_id <= 0:
-                raise InvalidArgument("events must be render.succeeded or render.failed of a job")
+            if event.type == "lead.created" and event.lead_id <= 0:
+                raise InvalidArgument("a lead.created event names its lead")
+            if event.type not in RELAYED_EVENT_TYPES or event.job_id <= 0:
+                raise InvalidArgument("events must be render.succeeded, render.failed or "
+                                      "lead.created, about a job")
             try:
                 data = json.loads(event.data_json) if len(event.data_json) <= MAX_EVENT_DATA \
                     else None
@@ -171,6 +176,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             for event, data in parsed:
                 recorded += outbox.record_event(
                     event.type, event.organization_id, data, now,
-                    event_id=f"msg_render_{event.job_id}",
+                    event_id=(f"msg_lead_{event.lead_id}" if event.type == "lead.created"
+                              else f"msg_render_{event.job_id}"),
                     occurred_at=event.occurred_at.ToDatetime())
         return notification_pb2.PublishRenderEventsResponse(recorded=recorded)

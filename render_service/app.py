@@ -38,7 +38,12 @@ SERVICE = "carpet.render.v1.RenderService"
 SERVICE_NAMES = (SERVICE,)
 GATEWAY = "admin-gateway"
 PUBLIC_METHODS = ("ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPublicRender",
-                  "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput")
+                  "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput",
+                  "CreatePublicShare", "SubmitPublicLead", "RecordPublicEvent",
+                  "GetSharedRender", "GetSharedRenderOutput")
+# Share links, leads and the funnel (docs/shares-and-leads.md): STAFF their own organisation's.
+SALES_METHODS = ("ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportPersonalData",
+                 "ErasePersonalData", "RecordConversion", "GetFunnel")
 
 
 def policy(settings: Settings) -> dict[str, Rule]:
@@ -73,6 +78,7 @@ def policy(settings: Settings) -> dict[str, Rule]:
         f"/{SERVICE}/UpdatePublishableKey": everyone,
         f"/{SERVICE}/RotatePublishableKey": everyone,
         f"/{SERVICE}/RevokePublishableKey": everyone,
+        **{f"/{SERVICE}/{name}": everyone for name in SALES_METHODS},
         # The public render API: only the gateway relays it, naming the key, the page's origin
         # and the visitor; the key is checked on every call (docs/widget.md).
         **{f"/{SERVICE}/{name}": services(GATEWAY) for name in PUBLIC_METHODS},

@@ -37,6 +37,10 @@ CREATE_PUBLISHABLE_KEY = "/carpet.render.v1.RenderService/CreatePublishableKey"
 UPDATE_PUBLISHABLE_KEY = "/carpet.render.v1.RenderService/UpdatePublishableKey"
 ROTATE_PUBLISHABLE_KEY = "/carpet.render.v1.RenderService/RotatePublishableKey"
 REVOKE_PUBLISHABLE_KEY = "/carpet.render.v1.RenderService/RevokePublishableKey"
+REVOKE_SHARE = "/carpet.render.v1.RenderService/RevokeShare"
+UPDATE_LEAD = "/carpet.render.v1.RenderService/UpdateLead"
+EXPORT_PERSONAL_DATA = "/carpet.render.v1.RenderService/ExportPersonalData"
+ERASE_PERSONAL_DATA = "/carpet.render.v1.RenderService/ErasePersonalData"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from carpet_common.paging import Page, paginate
 from render_service import audit_outbox
 from render_service.floor import SizedSpot
 from render_service.images import MAX_CARPET_ASPECT, check_image
-from render_service.models import Carpet, CarpetSize, database
+from render_service.models import Carpet, CarpetSize, RenderJob, database, size_id_of
 
 SHARED = 0  # the shared catalogue's organization_id
 MAX_SIZE_CM = 10_000
@@ -274,6 +274,30 @@ def get_carpet(carpet_id: int, catalogues: Catalogues = EVERY_CATALOGUE) -> Show
     if carpet is None or not catalogues.sees(carpet.organization_id):
         raise NotFound(f"carpet {carpet_id} not found")
     return shown(carpet)
+
+
+@dataclass(frozen=True)
+class RenderedCarpet:
+    """The design and size a render shows, by name (a share link's page)."""
+
+    name: str
+    width_cm: int
+    length_cm: int
+
+
+def rendered_carpet(job: RenderJob) -> RenderedCarpet:
+    carpet = Carpet.select(Carpet.name).where(Carpet.id == job.carpet_id).first()
+    size = CarpetSize.get_or_none(CarpetSize.id == size_id_of(job))
+    return RenderedCarpet(carpet.name if carpet else "", size.width_cm if size else 0,
+                          size.length_cm if size else 0)
+
+
+def carpet_names(carpet_ids: Sequence[int]) -> dict[int, str]:
+    """Each carpet's name, in one query."""
+    if not carpet_ids:
+        return {}
+    return dict(Carpet.select(Carpet.id, Carpet.name)
+                .where(Carpet.id.in_(list(carpet_ids))).tuples())
 
 
 def carpet_image(carpet_id: int, catalogues: Catalogues) -> tuple[bytes, str]:

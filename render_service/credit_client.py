@@ -15,6 +15,8 @@ import grpc
 from carpet_common import errors
 from carpet_common.logs import request_id_var
 from protos.carpet.credit.v1 import (
+    account_pb2,
+    account_pb2_grpc,
     audit_pb2_grpc,
     credit_pb2,
     credit_pb2_grpc,
@@ -48,6 +50,7 @@ class CreditClient:
         self._stub = credit_pb2_grpc.CreditServiceStub(channel)
         self._notifications = notification_pb2_grpc.NotificationServiceStub(channel)
         self._audit = audit_pb2_grpc.AuditServiceStub(channel)
+        self._accounts = account_pb2_grpc.AccountServiceStub(channel)
         self._timeout = timeout_s
 
     def reserve(self, organization_id: int, amount: int, job_id: int, ttl_seconds: int,
@@ -74,6 +77,11 @@ class CreditClient:
         """Hand finished jobs' events to the credit service (render_service.events)."""
         return self._call(self._notifications.PublishRenderEvents,
                           notification_pb2.PublishRenderEventsRequest(events=events)).recorded
+
+    def organization_name(self, organization_id: int) -> str:
+        """The organisation's name (a share link's page shows it)."""
+        return self._call(self._accounts.GetOrganization, account_pb2.GetOrganizationRequest(
+            id=organization_id)).name
 
     def record_action(self, request):
         """Write an entry of the render service's audit outbox to the audit chain."""

@@ -1,5 +1,6 @@
-"""The relay of the render service's webhook outbox (render_event, written by a trigger in the
-statement that ends a job) to the credit service, which owns the webhooks and sends them.
+"""The relay of the render service's webhook outboxes (render_event, written by a trigger in the
+statement that ends a job; lead_event, written with each quote request) to the credit service,
+which owns the webhooks and sends them.
 
 Every round reads the oldest rows with their jobs, publishes them (PublishRenderEvents) and
 deletes what was published. Nothing is locked while the credit service is called: two replicas
@@ -18,7 +19,7 @@ from carpet_common.convert import timestamp
 from carpet_common.periodic import Periodic
 from protos.carpet.credit.v1 import notification_pb2
 from render_service.credit_client import CreditClient
-from render_service.models import RenderEvent, RenderJob, database
+from render_service.models import Lead, LeadEvent, RenderEvent, RenderJob, database
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,40 @@ def relay_once(credit: CreditClient) -> int:
     return len(pending)
 
 
+def lead_data(lead: Lead) -> dict:
+    """What a `lead.created` webhook says: which lead, about which render and carpet. No
+    personal data: the receiver reads the lead through the admin API (GET /admin/leads), so
+    the lead's only copy stays where retention and erasure reach it."""
+    return {"leadId": lead.id, "renderId": lead.job_id, "carpetId": lead.carpet_id,
+            "status": lead.status, "createdAt": _iso(lead.created_at)}
+
+
+def relay_leads_once(credit: CreditClient) -> int:
+    """Publish up to BATCH pending `lead.created` events; how many were handed over (an event
+    whose lead was erased meanwhile is dropped)."""
+    pending = list(LeadEvent.select().order_by(LeadEvent.lead_id).limit(BATCH))
+    if not pending:
+        return 0
+    found = {lead.id: lead for lead in
+             Lead.select().where(Lead.id.in_([event.lead_id for event in pending]))}
+    events = [notification_pb2.RenderEvent(
+        job_id=found[event.lead_id].job_id, lead_id=event.lead_id, type="lead.created",
+        organization_id=event.organization_id,
+        data_json=json.dumps(lead_data(found[event.lead_id]), ensure_ascii=False),
+        occurred_at=timestamp(event.occurred_at))
+        for event in pending if event.lead_id in found]
+    if events:
+        credit.publish_render_events(events)
+    (LeadEvent.delete().where(LeadEvent.lead_id.in_([event.lead_id for event in pending]))
+     .execute())
+    return len(pending)
+
+
 def event_relay(credit: CreditClient, interval_s: float = RELAY_INTERVAL_S) -> Periodic:
-    return outbox_relay("render-event-relay", lambda: relay_once(credit), BATCH, interval_s)
+    def relay_batch() -> int:
+        return max(relay_once(credit), relay_leads_once(credit))
+
+    return outbox_relay("render-event-relay", relay_batch, BATCH, interval_s)
 
 
 def outbox_relay(name: str, relay_batch: Callable[[], int], batch: int,

@@ -417,6 +417,23 @@ def outputs_to_expire(before: datetime.datetime, limit: int = 500) -> list[Rende
         .limit(limit))
 
 
+def forget_pictures(job_ids: list[int], now: datetime.datetime) -> list[str]:
+    """Inside the caller's transaction (a person's data erased, or kept past LEAD_RETENTION):
+    the jobs' room pictures are deleted and their outputs marked expired; the output files to
+    remove once it commits."""
+    require_transaction(database)
+    if not job_ids:
+        return []
+    RenderInput.delete().where(RenderInput.job.in_(job_ids)).execute()
+    outputs = [job.output_path for job in RenderJob.select(RenderJob.output_path).where(
+        RenderJob.id.in_(job_ids) & RenderJob.output_path.is_null(False)
+        & (RenderJob.output_expired == False))]  # noqa: E712
+    (RenderJob.update(input_bytes=0, output_expired=True, output_bytes=0, updated_at=now)
+     .where(RenderJob.id.in_(job_ids) & (RenderJob.status == "success")).execute())
+    RenderJob.update(input_bytes=0).where(RenderJob.id.in_(job_ids)).execute()
+    return outputs
+
+
 def mark_output_expired(job_id: int, now: datetime.datetime) -> None:
     (RenderJob.update(output_expired=True, output_bytes=0, updated_at=now)
      .where(RenderJob.id == job_id).execute())

@@ -313,6 +313,107 @@ class PublishableKeyDay(BaseModel):
         primary_key = CompositeKey("key", "day")
 
 
+class RenderShare(BaseModel):
+    """A link to one render's result page (render_service.shares): its token kept as SHA-256."""
+
+    id = BigAutoField()
+    organization_id = BigIntegerField()
+    job_id = BigIntegerField(index=True)
+    token_hash = CharField(max_length=64, unique=True)
+    shop_name = CharField(max_length=200, default="")  # as it was when the link was made
+    created_at = DateTimeField()
+    expires_at = DateTimeField()
+    revoked_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("organization_id", "id"), False),)
+
+
+LEAD_STATUSES = ("new", "contacted", "won", "lost")
+OPEN_LEAD_STATUSES = ("new", "contacted")
+
+
+class Lead(BaseModel):
+    """A shopper's quote request about a render (render_service.leads): personal data, kept
+    for LEAD_RETENTION and erased on request."""
+
+    id = BigAutoField()
+    organization_id = BigIntegerField()
+    job_id = BigIntegerField(index=True)
+    carpet_id = BigIntegerField()
+    publishable_key_id = BigIntegerField(null=True)
+    name = CharField(max_length=200)
+    phone = CharField(max_length=16, index=True)  # E.164
+    email = CharField(max_length=320, default="", index=True)
+    message = TextField(default="")
+    consent_text = TextField()
+    consent_version = CharField(max_length=50)
+    consent_accepted_at = DateTimeField()
+    status = CharField(max_length=16, default="new", constraints=[
+        Check("status IN ('new', 'contacted', 'won', 'lost')")])
+    note = TextField(default="")
+    created_at = DateTimeField(index=True)
+    updated_at = DateTimeField()
+
+    class Meta:
+        indexes = ((("organization_id", "id"), False),)
+
+
+class LeadEvent(BaseModel):
+    """The outbox of `lead.created` webhooks, relayed to the credit service and deleted."""
+
+    lead_id = BigIntegerField(primary_key=True)
+    organization_id = BigIntegerField()
+    occurred_at = DateTimeField()
+
+
+FUNNEL_STEPS = ("opened", "photo_added", "rendered", "shared", "lead")
+
+
+class FunnelDaily(BaseModel):
+    """The widget's events counted per organisation, UTC day and carpet (render_service.funnel)."""
+
+    organization_id = BigIntegerField()
+    day = DateField(index=True)
+    carpet_id = BigIntegerField()
+    opened = IntegerField(default=0)
+    photo_added = IntegerField(default=0)
+    rendered = IntegerField(default=0)
+    shared = IntegerField(default=0)
+    lead = IntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("organization_id", "day", "carpet_id")
+
+
+class FunnelSession(BaseModel):
+    """The carpet an anonymous widget session last looked at, for attributing a sale."""
+
+    organization_id = BigIntegerField()
+    session_id = CharField(max_length=64)
+    carpet_id = BigIntegerField()
+    last_seen_at = DateTimeField(index=True)
+
+    class Meta:
+        primary_key = CompositeKey("organization_id", "session_id")
+
+
+class FunnelConversion(BaseModel):
+    """A sale the shop's backend reported, attributed to a carpet."""
+
+    id = BigAutoField()
+    organization_id = BigIntegerField()
+    order_id = CharField(max_length=100, null=True)
+    carpet_id = BigIntegerField()
+    day = DateField()
+    value_cents = BigIntegerField(constraints=[Check("value_cents >= 0")])
+    created_at = DateTimeField()
+
+    class Meta:
+        indexes = ((("organization_id", "order_id"), True), (("organization_id", "day"), False))
+
+
 ALL_MODELS = (Carpet, CarpetSize, RenderJob, RenderInput, RenderCount, RenderStorage,
               RenderDaily, RenderCarpetDaily, RenderEvent, CarpetImport, RenderAudit,
-              PublishableKey, PublishableKeyDay)
+              PublishableKey, PublishableKeyDay, RenderShare, Lead, LeadEvent, FunnelDaily,
+              FunnelSession, FunnelConversion)

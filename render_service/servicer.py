@@ -30,9 +30,11 @@ from render_service import (
     publishable_keys,
     renders,
 )
+from render_service.callers import own_organization, scope
 from render_service.credit_client import CreditClient
 from render_service.images import MAX_IMAGE_BYTES
 from render_service.models import RENDER_STATUSES, PublishableKey, RenderJob, size_id_of
+from render_service.sales_servicer import LeadLimits, SalesMethods
 from render_service.status_hub import StatusHub
 from render_service.storage import ImageStore
 
@@ -80,17 +82,10 @@ def _size_specs(sizes) -> list[catalogue.SizeSpec]:
                                size_id=size.id) for size in sizes]
 
 
-def _own_organization() -> int | None:
-    """The one organisation a caller acts for: STAFF its own; ADMIN and the internal
-    backends, which act for any organisation, None."""
-    principal = current_principal()
-    return principal.organization_id if principal.is_staff else None
-
-
 def _catalogues() -> catalogue.Catalogues:
     """STAFF: its organisation's catalogue and the shared one (which it does not change);
     ADMIN and the internal backends: every catalogue."""
-    return catalogue.Catalogues(_own_organization())
+    return catalogue.Catalogues(own_organization())
 
 
 def render_message(row: RenderJob) -> render_pb2.RenderJob:
@@ -134,11 +129,6 @@ def placement_message(text: str) -> render_pb2.Placement | None:
     if not corners:
         return None
     return render_pb2.Placement(carpet_corners=[render_pb2.Point(x=x, y=y) for x, y in corners])
-
-
-def _scope(organization_id: int) -> int:
-    """STAFF: its own organisation only (0 means its own); ADMIN and services as asked."""
-    return current_principal().check_organization(organization_id)
 
 
 def _submitting_user(user_id: int) -> int | None:
@@ -196,7 +186,7 @@ def floor_message(scene: floor.Scene | None) -> render_pb2.Floor | None:
                             width_cm=scene.floor.width_cm, length_cm=scene.floor.length_cm)
 
 
-class RenderServicer(render_pb2_grpc.RenderServiceServicer):
+class RenderServicer(SalesMethods, render_pb2_grpc.RenderServiceServicer):
     def __init__(self, settings: Settings, credit: CreditClient, store: ImageStore, clock,
                  status_hub: StatusHub):
         self._settings = settings
@@ -205,6 +195,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         self._clock = clock
         self._status_hub = status_hub
         self._visitor_limits = publishable_keys.VisitorLimits(settings.rate_limit_storage)
+        self._lead_limits = LeadLimits(settings.rate_limit_storage)
         self._carpet_thumbnails: LruCache[tuple, bytes] = LruCache(CACHED_THUMBNAILS)
 
     def _catalogue_change(self, action: str, target: str, organization_id: int | None,
@@ -311,7 +302,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
 
     def SubmitRender(self, request, context):
         job = renders.submit_render(
-            organization_id=_scope(request.organization_id),
+            organization_id=scope(request.organization_id),
             user_id=_submitting_user(request.user_id),
             carpet_id=request.carpet_id, carpet_size_id=request.carpet_size_id,
             mode=request.mode, room_image=request.room_image,
@@ -337,7 +328,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             status = STATUS_FROM_PROTO[request.status]
         page = jobs.list_jobs(
             request.page_size, request.page_token,
-            organization_id=_scope(request.organization_id),
+            organization_id=scope(request.organization_id),
             user_id=request.user_id, status=status, mode=request.mode,
             created_after=optional_time(request, "created_after"),
             created_before=optional_time(request, "created_before"))
@@ -399,7 +390,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
                                                data=picture[offset:offset + INPUT_CHUNK_BYTES])
 
     def GetRenderUsage(self, request, context):
-        organization_id = _scope(request.organization_id)
+        organization_id = scope(request.organization_id)
         start, end = day_range(request.from_date, request.to_date)
         usage = jobs.render_usage(start, end, organization_id)
         empty = dict.fromkeys(RENDER_STATUSES, 0)
@@ -410,7 +401,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             for carpet, size, renders in jobs.carpet_usage(start, end, organization_id)])
 
     def GetRenderTotals(self, request, context):
-        organization_id = _scope(request.organization_id)
+        organization_id = scope(request.organization_id)
         by_status = jobs.render_totals(organization_id)
         return render_pb2.RenderTotals(total=sum(by_status.values()), by_status=by_status,
                                        storage_bytes=jobs.stored_bytes(organization_id))
@@ -418,7 +409,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
     # --- publishable keys (render_service.publishable_keys) -----------------------------------
 
     def CreatePublishableKey(self, request, context):
-        organization_id = _scope(request.organization_id)
+        organization_id = scope(request.organization_id)
         defaults = publishable_keys.KeySettings()
         settings = publishable_keys.KeySettings(
             name=request.name, allowed_origins=tuple(request.allowed_origins),
@@ -434,7 +425,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         return key_message(row, key)
 
     def ListPublishableKeys(self, request, context):
-        rows = publishable_keys.list_keys(_scope(request.organization_id))
+        rows = publishable_keys.list_keys(scope(request.organization_id))
         today = publishable_keys.renders_today([row.id for row in rows], self._clock().date())
         return render_pb2.ListPublishableKeysResponse(publishable_keys=[
             key_message(row, renders_today=today.get(row.id, 0)) for row in rows])
@@ -452,13 +443,13 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
             publishable_keys.UPDATE, f"publishable_key:{request.id}", None,
             {"changed": sorted(path[:40] for path in paths[:10])},
             lambda now, who: publishable_keys.update_key(
-                request.id, changes, organization_scope=_own_organization(), now=now, who=who)))
+                request.id, changes, organization_scope=own_organization(), now=now, who=who)))
 
     def RotatePublishableKey(self, request, context):
         row, key = self._audited_change(
             publishable_keys.ROTATE, f"publishable_key:{request.id}", None, {},
             lambda now, who: publishable_keys.rotate_key(
-                request.id, request.overlap_seconds, organization_scope=_own_organization(),
+                request.id, request.overlap_seconds, organization_scope=own_organization(),
                 now=now, who=who))
         return key_message(row, key)
 
@@ -466,7 +457,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         return key_message(self._audited_change(
             publishable_keys.REVOKE, f"publishable_key:{request.id}", None, {},
             lambda now, who: publishable_keys.revoke_key(
-                request.id, organization_scope=_own_organization(), now=now, who=who)))
+                request.id, organization_scope=own_organization(), now=now, who=who)))
 
     # --- the public render API, relayed by the gateway (docs/widget.md) -----------------------
 

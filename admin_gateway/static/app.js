@@ -9,6 +9,7 @@ import * as controls from "./controls.js";
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
 import * as keys from "./keys.js";
+import * as sales from "./sales.js";
 import {
   $, PagedList, button, cell, checkDays, clearInvalid, dayEnd, dayStart, explain,
   fillDelimiterPickers, guarded, invalid, jobError, notify, outcomeText, randomKey, showError,
@@ -182,6 +183,8 @@ const loaders = {
   renders: () => lists.renders.reload(),
   catalogue: () => catalogue.load(),
   keys: keys.load,
+  leads: () => sales.leads.reload(),
+  analytics: sales.loadAnalytics,
   credits: () => lists["credit-logs"].reload(),
   audit: () => lists.audit.reload(),
   grants: controls.loadGrants,
@@ -580,6 +583,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   catalogue.setUp({ state, organizationName });
   lists.carpets = catalogue.list();
   keys.setUp({ state, organizationName });
+  sales.setUp({ state, organizationName });
+  lists.leads = sales.leads;
   $("key-filter-org").addEventListener("change", () => guarded(keys.load));
   fillDelimiterPickers();
   api.whenSessionEnds(() => leave(t("signin.ended")));

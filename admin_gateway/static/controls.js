@@ -15,7 +15,7 @@ import {
 const MAX_AMOUNT = 1e12;  // the ledger's own bound on one change
 const MAX_PRIORITY = 2 ** 31 - 1;
 const WEBHOOK_EVENTS = ["render.succeeded", "render.failed", "credit.adjusted", "credit.low_balance",
-                        "credit.spend_limit_reached", "organization.suspended"];
+                        "credit.spend_limit_reached", "organization.suspended", "lead.created"];
 const DELIVERY_STATES = ["pending", "delivered", "failed", "canceled"];
 
 let shared;  // { state, organizationName, reloadOrganizations } from app.js
