@@ -72,8 +72,9 @@ def normalized_email(email: str) -> str:
     if len(email) > 320 or not EMAIL.fullmatch(email):
         raise InvalidArgument("email must be an address like name@example.com",
                               reason="EMAIL_INVALID")
-    local, domain = email.rsplit("@", 1)
-    return f"{local}@{domain.lower()}"
+    # Lower case whole, as people's addresses are matched everywhere else here: an erasure
+    # asked for with other capitals must still find it.
+    return email.lower()
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,13 @@ def shop(stack, credit_server, start_workers):
     return organization, carpet, key, render_id
 
 
+def counts(conversionValue=0.0, **steps):  # noqa: N803 - the JSON name
+    """A funnel's counts as the admin API writes them (every field, int64 as text)."""
+    named = ("opened", "photoAdded", "rendered", "shared", "leads", "conversions")
+    return {**{name: str(steps.get(name, 0)) for name in named},
+            "conversionValue": conversionValue}
+
+
 def lead_body(clock, render_id, **fields):
     return {"renderId": render_id, "name": "Ayşe Yılmaz", "phone": "0532 123 45 67",
             "email": "Ayse@Example.COM", "message": "Salon için fiyat?",
@@ -190,7 +197,7 @@ def test_quote_requests_from_the_widget_and_the_share_page(stack, shop, clock, c
     assert (lead.organization_id, lead.job_id, lead.carpet_id, lead.name, lead.phone,
             lead.email, lead.status, lead.consent_version, lead.consent_accepted_at) == (
         organization.id, job.id, carpet.id, "Ayşe Yılmaz", "+905321234567",
-        "Ayse@example.com", "new", "2026-01", clock.now)
+        "ayse@example.com", "new", "2026-01", clock.now)
 
     # One open request per phone and render, however the number is written.
     status, refused, _ = json_call(stack, "/public/v1/leads", key,
@@ -308,3 +315,129 @@ def test_quote_requests_are_rate_limited_per_visitor(stack, shop, clock):
     assert json_call(stack, "/public/v1/leads", key, lead_body(clock, render_id,
                                                                phone="0532 000 00 99"),
                      visitor="198.51.100.7")[0] == 201
+
+
+def test_the_funnel_per_carpet_and_day_and_a_sale_attributed(stack, shop, clock,
+                                                               credit_server):
+    organization, carpet, key, render_id = shop
+    session = "visitor-session-1"
+    for step in ("opened", "opened", "photo_added", "rendered"):
+        status, answer, _ = json_call(stack, "/public/v1/events", key,
+                                      {"sessionId": session, "type": step,
+                                       "carpetId": str(carpet.id)})
+        assert (status, answer) == (202, {"counted": True})
+    # Shares and requests are counted where they are made, not from the page.
+    assert json_call(stack, "/public/v1/events", key, {"sessionId": session, "type": "shared",
+                                                       "carpetId": str(carpet.id)})[:2] == (
+        202, {"counted": False})
+    json_call(stack, f"/public/v1/renders/{render_id}/share", key, {"sessionId": session})
+    assert json_call(stack, "/public/v1/leads", key,
+                     lead_body(clock, render_id, sessionId=session))[0] == 201
+    for body, code in (({"sessionId": "x", "type": "opened", "carpetId": str(carpet.id)},
+                        "INVALID_ARGUMENT"),
+                       ({"sessionId": session, "type": "bought", "carpetId": str(carpet.id)},
+                        "INVALID_ARGUMENT"),
+                       ({"sessionId": session, "type": "opened", "carpetId": "999999"},
+                        "NOT_FOUND")):
+        status, refused, _ = json_call(stack, "/public/v1/events", key, body)
+        assert (status, refused["code"]) == ({"NOT_FOUND": 404}.get(code, 400), code), body
+
+    # The next day: another carpet opened; a sale reported by the shop's backend, twice.
+    clock.advance(days=1)
+    runner = stack.render.renders.CreateCarpet(render_pb2.CreateCarpetRequest(
+        organization_id=organization.id, sku="RUN-1", name="Yolluk", image=tiny_png(),
+        width_cm=80, length_cm=300), timeout=10)
+    json_call(stack, "/public/v1/events", key, {"sessionId": "visitor-session-2",
+                                                "type": "opened", "carpetId": str(runner.id)})
+    staff = dict(bearer(staff_token(organization.id)))
+    for _ in range(2):
+        status, sale, _ = call(stack.base, "/admin/conversions", method="POST", headers=staff,
+                               body={"sessionId": session, "value": 12500.5,
+                                     "orderId": "ORD-1"})
+        assert status == 200 and sale["carpetId"] == str(carpet.id)
+    assert models.FunnelConversion.select().count() == 1
+    for body, code in (({"sessionId": "never-seen-1", "value": 1}, "NOT_ATTRIBUTABLE"),
+                       ({"sessionId": session, "renderId": "1", "value": 1},
+                        "INVALID_ARGUMENT"),
+                       ({"sessionId": session, "value": 1.234}, "INVALID_ARGUMENT"),
+                       ({"sessionId": session, "value": -1}, "INVALID_ARGUMENT")):
+        status, refused, _ = call(stack.base, "/admin/conversions", method="POST",
+                                  headers=staff, body=body)
+        assert (status, refused["code"]) == ({"NOT_ATTRIBUTABLE": 412}.get(code, 400),
+                                             code), body
+    # A session older than 7 days no longer attributes.
+    clock.advance(days=7)
+    status, refused, _ = call(stack.base, "/admin/conversions", method="POST", headers=staff,
+                              body={"sessionId": session, "value": 10})
+    assert (status, refused["code"]) == (412, "NOT_ATTRIBUTABLE")
+
+    status, funnel, _ = call(stack.base, "/admin/analytics?days=10", headers=staff)
+    assert status == 200 and len(funnel["days"]) == 10
+    by_day = {day["date"]: day["counts"] for day in funnel["days"]}
+    assert by_day["2026-01-01"] == counts(opened=2, photoAdded=1, rendered=1, shared=1, leads=1)
+    assert by_day["2026-01-02"] == counts(opened=1, conversions=1, conversionValue=12500.5)
+    assert by_day["2026-01-09"] == counts()
+    assert [(row["carpetName"], row["counts"]["opened"], row["counts"]["leads"])
+            for row in funnel["carpets"]] == [("Kilim Mavi", "2", "1"), ("Yolluk", "1", "0")]
+    # Another shop's funnel is empty; STAFF cannot read it.
+    other = create_org(credit_server, "Other", 1)
+    status, empty, _ = call(stack.base, "/admin/analytics?days=10",
+                            headers=dict(bearer(staff_token(other.id))))
+    assert status == 200 and empty["carpets"] == [] and empty["total"] == counts()
+    assert call(stack.base, f"/admin/analytics?organizationId={organization.id}",
+                headers=dict(bearer(staff_token(other.id))))[0] == 403
+    assert call(stack.base, "/admin/analytics?days=400", headers=staff)[0] == 400
+
+    request = urllib.request.Request(f"{stack.base}/admin/analytics.csv?days=10",
+                                     headers=staff)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        rows = list(csv.reader(io.StringIO(response.read().decode("utf-8-sig"))))
+    assert rows == [
+        ["carpet_id", "carpet_name", "opened", "photo_added", "rendered", "shared", "leads",
+         "conversions", "conversion_value", "lead_rate"],
+        [str(carpet.id), "Kilim Mavi", "2", "1", "1", "1", "1", "1", "12500.50", "100.0"],
+        [str(runner.id), "Yolluk", "1", "0", "0", "0", "0", "0", "0.00", ""]]
+
+
+def test_a_persons_data_is_exported_and_erased_and_leads_expire(stack, shop, clock,
+                                                                 render_settings):
+    from render_service import retention
+    from render_service.storage import ImageStore
+
+    organization, carpet, key, render_id = shop
+    assert json_call(stack, "/public/v1/leads", key, lead_body(clock, render_id))[0] == 201
+    assert json_call(stack, "/public/v1/leads", key,
+                     lead_body(clock, render_id, phone="05329998877", email=""))[0] == 201
+    job = models.RenderJob.get(models.RenderJob.public_id == render_id)
+    status, link, _ = json_call(stack, f"/public/v1/renders/{render_id}/share", key, {})
+    token = link["url"].rsplit("/", 1)[1]
+
+    status, held, _ = call(stack.base, "/admin/privacy/export", method="POST", headers=TOKEN,
+                           body={"email": "ayse@EXAMPLE.com"})
+    assert status == 200 and [(lead["name"], lead["phone"], lead["consent"]["version"])
+                              for lead in held["leads"]] == [
+        ("Ayşe Yılmaz", "+905321234567", "2026-01")]
+    assert held["renderIds"] == [str(job.id)]
+    assert call(stack.base, "/admin/privacy/export", method="POST", headers=TOKEN,
+                body={})[0] == 400
+    status, erased, _ = call(stack.base, "/admin/privacy/erase", method="POST", headers=TOKEN,
+                             body={"phone": "+90 532 123 45 67"})
+    assert status == 200 and erased == {"leadsErased": 1, "rendersErased": 1}
+    assert [lead.phone for lead in models.Lead.select()] == ["+905329998877"]
+    assert not models.Lead.select().where(models.Lead.phone == "+905321234567").exists()
+    job = models.RenderJob.get_by_id(job.id)
+    assert (job.output_expired, job.input_bytes, job.output_bytes) == (True, 0, 0)
+    assert not models.RenderInput.select().where(models.RenderInput.job == job.id).exists()
+    assert page(stack, f"/s/{token}")[0] == 410
+    # The audit entries hold what was done, never whose data.
+    exported, erased_entry = audit_rows("ExportPersonalData"), audit_rows("ErasePersonalData")
+    assert [(entry.get("leads"), entry["outcome"]) for entry in exported] == [
+        (1, "ok"), (None, "error:INVALID_ARGUMENT")]
+    assert [(entry["leads"], entry["renders"]) for entry in erased_entry] == [(1, 1)]
+    assert "532" not in json.dumps(exported + erased_entry)
+    assert "xample" not in json.dumps(exported + erased_entry)
+
+    # Past LEAD_RETENTION the sweeper deletes what is left.
+    clock.advance(days=731)
+    retention.sweep(render_settings, ImageStore(render_settings.render_storage_dir), clock())
+    assert models.Lead.select().count() == 0 and models.LeadEvent.select().count() == 0
