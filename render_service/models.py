@@ -359,6 +359,11 @@ class Lead(BaseModel):
         indexes = ((("organization_id", "id"), False),)
 
 
+# One open (new or contacted) request per phone and render, kept by the database.
+Lead.add_index(Lead.index(Lead.job_id, Lead.phone, unique=True, name="lead_open_per_phone")
+               .where(Lead.status.in_(OPEN_LEAD_STATUSES)))
+
+
 class LeadEvent(BaseModel):
     """The outbox of `lead.created` webhooks, relayed to the credit service and deleted."""
 

@@ -88,7 +88,12 @@ CATALOGUE = ("ListCarpets", "GetCarpet", "CreateCarpet", "UpdateCarpet", "Archiv
 PUBLISHABLE_KEYS = ("CreatePublishableKey", "ListPublishableKeys", "UpdatePublishableKey",
                     "RotatePublishableKey", "RevokePublishableKey")
 PUBLIC_RENDER_API = ("ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPublicRender",
-                     "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput")
+                     "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput",
+                     "CreatePublicShare", "SubmitPublicLead", "RecordPublicEvent",
+                     "GetSharedRender", "GetSharedRenderOutput")
+# Share links, leads and the funnel (docs/shares-and-leads.md): STAFF their own organisation's.
+SALES = ("ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportPersonalData",
+         "ErasePersonalData", "RecordConversion", "GetFunnel")
 EXPECTED = {
     "AccountService": {"CreateOrganization": "A", "GetOrganization": READERS,
                        "ListOrganizations": "A", "CreateUser": "A", "GetUser": READERS,
@@ -119,7 +124,7 @@ EXPECTED = {
                       **dict.fromkeys(("SubmitRender", "GetRender", "ListRenders",
                                        "WatchRender", "CancelRender", "GetRenderOutput",
                                        "GetRenderTotals", "GetRenderUsage", "GetRenderInput",
-                                       *PUBLISHABLE_KEYS), "A S web"),
+                                       *PUBLISHABLE_KEYS, *SALES), "A S web"),
                       # The public render API: the gateway relays it, naming the key.
                       **dict.fromkeys(PUBLIC_RENDER_API, "admin-gateway")},
     "AdminService": {
@@ -128,7 +133,8 @@ EXPECTED = {
                          "GetRenderImage", "ChangePassword", "GetUsage", "ExportRenders",
                          "ExportUsers", "ExportCreditLogs", "GetRenderThumbnail",
                          "GetRenderRoom", "GetConsoleSettings", "GetBalance",
-                         *CATALOGUE, *PUBLISHABLE_KEYS), "A S"),
+                         *CATALOGUE, *PUBLISHABLE_KEYS, *SALES, "ExportLeads",
+                         "ExportFunnel"), "A S"),
         **dict.fromkeys(("ListOrganizations", "ListAuditLogs", "CreateOrganization",
                          "CreateUser", "AdjustCredits", "SetUserPassword", "DeactivateUser",
                          "ActivateUser", "ExportOrganizations", "ExportAuditLogs",

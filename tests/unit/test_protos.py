@@ -58,6 +58,11 @@ PUBLISHABLE_KEYS = {"CreatePublishableKey", "ListPublishableKeys", "UpdatePublis
                     "RotatePublishableKey", "RevokePublishableKey"}
 PUBLIC_RENDER_API = {"ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPublicRender",
                      "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput"}
+# Share links, quote requests and the funnel (docs/shares-and-leads.md).
+SALES_PUBLIC = {"CreatePublicShare", "SubmitPublicLead", "RecordPublicEvent", "GetSharedRender",
+                "GetSharedRenderOutput"}
+SALES_ADMIN = {"ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportPersonalData",
+               "ErasePersonalData", "RecordConversion", "GetFunnel"}
 ADDED_METHODS = {
     "carpet.credit.v1.NotificationService": NOTIFICATIONS | {"GetOrganizationControls",
                                                              "PublishRenderEvents"},
@@ -72,13 +77,15 @@ ADDED_METHODS = {
                                       | {"UpdateCarpet", "ArchiveCarpet", "RestoreCarpet",
                                          "ImportCarpets", "GetCarpetImage",
                                          "GetCarpetImport"}
-                                      | PUBLISHABLE_KEYS | PUBLIC_RENDER_API,
+                                      | PUBLISHABLE_KEYS | PUBLIC_RENDER_API | SALES_PUBLIC
+                                      | SALES_ADMIN,
     "carpet.admin.v1.AdminService": {"GetRenderImage", "CreateOrganization", "Login",
                                      "Refresh", "Logout", "ChangePassword"} | SIGN_IN_ADMIN
                                     | CONSOLE["carpet.admin.v1.AdminService"] | NOTIFICATIONS
                                     | {"GrantCredits", "GetBalance", "ExportCarpets",
                                        "GetCarpetThumbnail", "GetCarpetImport"}
-                                    | CATALOGUE | PUBLISHABLE_KEYS,
+                                    | CATALOGUE | PUBLISHABLE_KEYS | SALES_ADMIN
+                                    | {"ExportLeads", "ExportFunnel"},
 }
 
 
