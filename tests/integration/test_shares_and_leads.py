@@ -20,22 +20,22 @@ import pytest
 from protos.carpet.render.v1 import render_pb2
 from render_service import models
 from tests.fake_image_api import tiny_png
+from tests.helpers import bearer
 from tests.integration.test_admin_http import TOKEN, call
 from tests.integration.test_credit_accounts import create_org, staff_token
-from tests.helpers import bearer
-from tests.integration.test_widget_api import (  # noqa: F401 - the fixture
+from tests.integration.test_widget_api import (
     SHOP,
     audit_rows,
     make_key,
     public,
-    stack,
+    stack,  # noqa: F401 - the fixture
     submit_public,
 )
 
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-def json_call(stack, path, key, body, *, origin=SHOP, visitor=None):
+def json_call(stack, path, key, body, *, origin=SHOP, visitor=None):  # noqa: F811
     """(status, document, headers) of a public JSON POST as a shop's page makes it."""
     headers = {"X-Publishable-Key": key, "Origin": origin, "Content-Type": "application/json"}
     if visitor:
@@ -50,7 +50,7 @@ def json_call(stack, path, key, body, *, origin=SHOP, visitor=None):
             return error.code, json.loads(error.read()), dict(error.headers)
 
 
-def page(stack, path, *, method="GET", form=None, language="en"):
+def page(stack, path, *, method="GET", form=None, language="en"):  # noqa: F811
     """(status, text, headers) of the share page as a browser (or a messenger) gets it."""
     data = urllib.parse.urlencode(form).encode() if form is not None else None
     headers = {"Accept-Language": language}
@@ -66,7 +66,7 @@ def page(stack, path, *, method="GET", form=None, language="en"):
             return error.code, error.read(), dict(error.headers)
 
 
-def finished_render(stack, key, carpet_id, start_workers, **extra):
+def finished_render(stack, key, carpet_id, start_workers, **extra):  # noqa: F811
     """A widget render, rendered by a worker: its public id."""
     status, render, _ = submit_public(stack, key, carpet_id, **extra)
     assert status == 201, render
@@ -79,7 +79,7 @@ def finished_render(stack, key, carpet_id, start_workers, **extra):
 
 
 @pytest.fixture
-def shop(stack, credit_server, start_workers):
+def shop(stack, credit_server, start_workers):  # noqa: F811
     """A shop with a carpet (two sizes), a key and one finished widget render."""
     organization = create_org(credit_server, "Halıcı Ahmet", 20)
     carpet = stack.render.renders.CreateCarpet(render_pb2.CreateCarpetRequest(
@@ -107,7 +107,7 @@ def lead_body(clock, render_id, **fields):
                         "acceptedAt": clock.now.isoformat() + "Z"}, **fields}
 
 
-def test_a_share_link_shows_one_render_until_revoked_or_expired(stack, shop, clock):
+def test_a_share_link_shows_one_render_until_revoked_or_expired(stack, shop, clock):  # noqa: F811
     organization, carpet, key, render_id = shop
     status, link, headers = json_call(stack, f"/public/v1/renders/{render_id}/share", key,
                                       {"sessionId": "session-0001"})
@@ -140,7 +140,7 @@ def test_a_share_link_shows_one_render_until_revoked_or_expired(stack, shop, clo
     assert status == 200 and "Ask the shop for a price or a home visit" in english.decode()
 
     # Counted in the funnel as a share of the carpet, today.
-    day = models.FunnelDaily.get((models.FunnelDaily.carpet_id == carpet.id))
+    day = models.FunnelDaily.get(models.FunnelDaily.carpet_id == carpet.id)
     assert (day.shared, day.day) == (1, datetime.date(2026, 1, 1))
 
     # Listed for the shop (never the token), revoked (audited): gone, 410.
@@ -167,7 +167,7 @@ def test_a_share_link_shows_one_render_until_revoked_or_expired(stack, shop, clo
     assert page(stack, "/s/short")[0] == 404
 
 
-def test_a_render_not_finished_or_of_another_shop_cannot_be_shared(stack, shop, credit_server):
+def test_only_a_shops_own_kept_render_is_shared(stack, shop, credit_server):  # noqa: F811
     organization, carpet, key, render_id = shop
     other = create_org(credit_server, "Other", 5)
     other_key = make_key(stack, other.id)["key"]
@@ -180,7 +180,8 @@ def test_a_render_not_finished_or_of_another_shop_cannot_be_shared(stack, shop, 
     assert (status, refused["code"]) == (412, "RENDER_NOT_READY")
 
 
-def test_quote_requests_from_the_widget_and_the_share_page(stack, shop, clock, credit_server):
+def test_quote_requests_from_the_widget_and_the_share_page(  # noqa: F811
+        stack, shop, clock, credit_server):
     from credit_service import models as credit_models
 
     organization, carpet, key, render_id = shop
@@ -303,7 +304,7 @@ def test_quote_requests_from_the_widget_and_the_share_page(stack, shop, clock, c
         ("Yeni", "Mehmet", "'+902125556677"), ("Arandı", "Ayşe Yılmaz", "'+905321234567")]
 
 
-def test_quote_requests_are_rate_limited_per_visitor(stack, shop, clock):
+def test_quote_requests_are_rate_limited_per_visitor(stack, shop, clock):  # noqa: F811
     organization, carpet, key, render_id = shop
     phones = [f"0532 000 00 {number:02d}" for number in range(7)]
     answers = [json_call(stack, "/public/v1/leads", key,
@@ -317,7 +318,7 @@ def test_quote_requests_are_rate_limited_per_visitor(stack, shop, clock):
                      visitor="198.51.100.7")[0] == 201
 
 
-def test_the_funnel_per_carpet_and_day_and_a_sale_attributed(stack, shop, clock,
+def test_the_funnel_per_carpet_and_day_and_a_sale_attributed(stack, shop, clock,  # noqa: F811
                                                                credit_server):
     organization, carpet, key, render_id = shop
     session = "visitor-session-1"
@@ -399,7 +400,7 @@ def test_the_funnel_per_carpet_and_day_and_a_sale_attributed(stack, shop, clock,
         [str(runner.id), "Yolluk", "1", "0", "0", "0", "0", "0", "0.00", ""]]
 
 
-def test_a_persons_data_is_exported_and_erased_and_leads_expire(stack, shop, clock,
+def test_a_persons_data_is_exported_and_erased_and_leads_expire(stack, shop, clock,  # noqa: F811
                                                                  render_settings):
     from render_service import retention
     from render_service.storage import ImageStore
