@@ -180,8 +180,8 @@ def test_only_a_shops_own_kept_render_is_shared(stack, shop, credit_server):  # 
     assert (status, refused["code"]) == (412, "RENDER_NOT_READY")
 
 
-def test_quote_requests_from_the_widget_and_the_share_page(  # noqa: F811
-        stack, shop, clock, credit_server):
+def test_quote_requests_from_the_widget_and_the_share_page(
+        stack, shop, clock, credit_server):  # noqa: F811
     from credit_service import models as credit_models
 
     organization, carpet, key, render_id = shop
