@@ -21,8 +21,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-SCREENS = ("overview", "organizations", "users", "renders", "catalogue", "keys", "credits",
-           "grants", "controls", "webhooks", "audit")
+SCREENS = ("overview", "organizations", "users", "renders", "catalogue", "keys", "leads",
+           "analytics", "credits", "grants", "controls", "webhooks", "audit")
 SCREENSHOTS = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "screens")
 PASSWORD = "console-sign-in-2026"
 
@@ -60,7 +60,8 @@ def open_screen(page, screen):
     page.click(f"#nav button[data-screen={screen}]")
     expect(page.locator(f"#screen-{screen}")).to_be_visible()
     table = {"organizations": "#organizations", "users": "#users", "renders": "#renders",
-             "catalogue": "#carpets", "keys": "#keys",
+             "catalogue": "#carpets", "keys": "#keys", "leads": "#leads",
+             "analytics": "#funnel-carpets",
              "credits": "#credit-logs", "grants": "#grants", "controls": "#controls",
              "webhooks": "#webhooks", "audit": "#audit"}.get(screen)
     if table:
