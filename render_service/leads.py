@@ -40,7 +40,7 @@ MAX_CONSENT_TEXT = 5000
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}")
 PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 TURKISH_NUMBER = re.compile(r"[2-5]\d{9}")  # landlines 2xx-4xx, mobiles 5xx: 10 digits
-CONSENT_CLOCK_SKEW = datetime.timedelta(minutes=10)
+CONSENT_CLOCK_SKEW = datetime.timedelta(days=1)  # a phone whose clock is off
 CONSENT_MAX_AGE = datetime.timedelta(days=1)
 
 
@@ -100,7 +100,7 @@ def checked(contact: Contact, now: datetime.datetime) -> Contact:
     if len(message) > MAX_MESSAGE or "\x00" in message:
         raise InvalidArgument(f"message is at most {MAX_MESSAGE} characters")
     text, version = contact.consent_text.strip(), contact.consent_version.strip()
-    # A form posted without script (the share page) says no time: it was accepted as it came.
+    # Without a time (the widget and the share page send none): accepted as it arrives.
     accepted = contact.consent_accepted_at or now
     if not text or not version:
         raise InvalidArgument("consent to be contacted is required: the text accepted and its "

@@ -45,6 +45,16 @@
       measureWidth: "Its width (cm)", measureLength: "Its length (cm)",
       carpetHandle: "The carpet: drag to move, arrow keys move 5 cm, R turns it", rotate: "Turn 15°",
       move: "The carpet does not fit there: move it, turn it or choose a smaller size.",
+      share: "Share", shared: "Send this link to anyone (it works for 30 days):",
+      ask: "Ask the shop for a price or a home visit", name: "Your name", phone: "Phone",
+      email: "E-mail (optional)", message: "Message (optional)", send: "Send",
+      consent: "I agree that the shop may contact me by phone or e-mail about this request. My details are used for this request only and deleted after two years at the latest.",
+      sent: "Thank you: the shop has your request and will contact you.",
+      PHONE_INVALID: "Please write the phone number like 0532 123 45 67 or +90 532 123 45 67.",
+      EMAIL_INVALID: "Please write the e-mail address like name@example.com, or leave it empty.",
+      NAME_INVALID: "Please write your name.",
+      CONSENT_REQUIRED: "Please tick the box to agree to be contacted: the shop cannot reply otherwise.",
+      LEAD_ALREADY_OPEN: "You have already asked about this picture: the shop will contact you.",
     },
     tr: {
       button: "Odanda gör", title: "{name} odanızda", close: "Kapat",
@@ -67,6 +77,16 @@
       measureWidth: "Genişliği (cm)", measureLength: "Uzunluğu (cm)",
       carpetHandle: "Halı: taşımak için sürükleyin, ok tuşları 5 cm taşır, R döndürür", rotate: "15° döndür",
       move: "Halı oraya sığmıyor: taşıyın, döndürün ya da daha küçük bir ölçü seçin.",
+      share: "Paylaş", shared: "Bu bağlantıyı istediğiniz kişiye gönderin (30 gün çalışır):",
+      ask: "Mağazadan fiyat ya da ev ziyareti isteyin", name: "Adınız", phone: "Telefon",
+      email: "E-posta (isteğe bağlı)", message: "Mesaj (isteğe bağlı)", send: "Gönder",
+      consent: "Mağazanın bu talebim hakkında benimle telefon veya e-posta ile iletişime geçmesini kabul ediyorum. Bilgilerim yalnızca bu talep için kullanılır ve en geç iki yıl sonra silinir.",
+      sent: "Teşekkürler: talebiniz mağazaya ulaştı, sizinle iletişime geçecekler.",
+      PHONE_INVALID: "Lütfen telefon numarasını 0532 123 45 67 ya da +90 532 123 45 67 gibi yazın.",
+      EMAIL_INVALID: "Lütfen e-posta adresini ad@ornek.com gibi yazın ya da boş bırakın.",
+      NAME_INVALID: "Lütfen adınızı yazın.",
+      CONSENT_REQUIRED: "Lütfen iletişime geçilmesini kabul ettiğiniz kutuyu işaretleyin: aksi halde mağaza size dönemez.",
+      LEAD_ALREADY_OPEN: "Bu görsel için zaten talepte bulundunuz: mağaza sizinle iletişime geçecek.",
     },
   };
   const language = () => ((document.documentElement.lang || "").toLowerCase().startsWith("tr") ? "tr" : "en");
@@ -104,7 +124,14 @@
     .error { color: #a50e0e; }
     select { font: inherit; min-height: 44px; padding: 4px 8px; }
     a.download { display: inline-flex; align-items: center; min-height: 44px; color: #0a58ca; }
+    form { display: grid; gap: 8px; margin: 8px 0; }
+    form label { display: grid; gap: 4px; }
+    form input:not([type=checkbox]), textarea { font: inherit; min-height: 44px; padding: 4px 8px; }
+    .consent { display: flex; gap: 8px; align-items: flex-start; font-size: .9rem; }
+    .hp { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
+    .link { overflow-wrap: anywhere; }
   `;
+  const CONSENT_VERSION = "widget-1";
 
   // ---- the public API -----------------------------------------------------------------------
 
@@ -133,6 +160,29 @@
       throw new ApiError(response.status, problem.code || String(response.status), problem.message || "");
     }
     return response;
+  }
+
+  // The funnel (docs/shares-and-leads.md): an anonymous id for this tab's visit, kept in the
+  // page's sessionStorage (no cookie), and each step reported without waiting for the answer.
+  function sessionId() {
+    try {
+      let id = sessionStorage.getItem("carpet-widget-session");
+      if (!id) {
+        id = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+        sessionStorage.setItem("carpet-widget-session", id);
+      }
+      return id;
+    } catch (blocked) {
+      return "";  // storage refused (private mode): steps are not counted
+    }
+  }
+
+  // JSON sent as text/plain: a simple request, so no CORS preflight.
+  const post = (path, document) => call(path, { method: "POST", body: JSON.stringify(document) });
+
+  function step(type, carpetId) {
+    const session = sessionId();
+    if (session) post("/public/v1/events", { sessionId: session, type, carpetId }).catch(() => {});
   }
 
   // What the shopper reads for a refusal; what the shop's developer reads goes to the console.
@@ -341,6 +391,7 @@
       const photo = await scaled(file);
       if (!photo) { this.say(text("notPhoto"), true); return; }
       this.photo = photo;
+      step("photo_added", this.carpet.id);
       this.showStage(URL.createObjectURL(photo));
       this.previewButton.disabled = false;
     }
@@ -505,9 +556,61 @@
       const image = element("img", { src: picture, alt: text("result", { name: this.carpet.name }) });
       const name = `${this.carpet.sku}-${mode}.${EXTENSIONS[blob.type] || "png"}`;
       const download = element("a", { href: picture, download: name, className: "download", textContent: text("download") });
-      this.result.replaceChildren(image, download);
+      const share = element("button", { type: "button", textContent: text("share") });
+      const ask = element("button", { type: "button", textContent: text("ask") });
+      share.addEventListener("click", () => this.share(render.id, share));
+      ask.addEventListener("click", () => { ask.hidden = true; this.result.append(this.leadForm(render.id)); });
+      this.result.replaceChildren(image, element("div", { className: "row" }, [download, share, ask]));
       this.say(text("done"));
+      step("rendered", this.carpet.id);
       if (mode === "preview") this.standardButton.hidden = false;
+    }
+
+    async share(renderId, button) {
+      try {
+        const link = await (await post(`/public/v1/renders/${renderId}/share`, { sessionId: sessionId() })).json();
+        button.hidden = true;
+        const address = element("a", { href: link.url, className: "link", textContent: link.url, target: "_blank", rel: "noopener" });
+        button.after(element("p", { textContent: text("shared") }, [element("br"), address]));
+        if (navigator.share) navigator.share({ title: this.carpet.name, url: link.url }).catch(() => {});
+      } catch (error) {
+        this.say(explain(error), true);
+      }
+    }
+
+    // "Ask for a price": the shopper's details and their explicit consent to be contacted.
+    leadForm(renderId) {
+      const field = (name, type, attributes = {}) => {
+        const input = element(type === "textarea" ? "textarea" : "input", { name, ...(type === "textarea" ? {} : { type }), ...attributes });
+        return [input, element("label", {}, [text(name), input])];
+      };
+      const [name, nameLabel] = field("name", "text", { required: true, autocomplete: "name", maxLength: 200 });
+      const [phone, phoneLabel] = field("phone", "tel", { required: true, autocomplete: "tel", maxLength: 40 });
+      const [email, emailLabel] = field("email", "email", { autocomplete: "email", maxLength: 320 });
+      const [message, messageLabel] = field("message", "textarea", { maxLength: 2000 });
+      const trap = element("input", { name: "website", tabIndex: -1, autocomplete: "off" });
+      const consent = element("input", { type: "checkbox", required: true });
+      const note = element("p", { role: "status", "aria-live": "polite" });
+      const form = element("form", {}, [
+        element("h3", { textContent: text("ask") }), nameLabel, phoneLabel, emailLabel, messageLabel,
+        element("label", { className: "hp", "aria-hidden": "true" }, ["website", trap]),
+        element("label", { className: "consent" }, [consent, text("consent")]),
+        element("button", { type: "submit", className: "primary", textContent: text("send") }), note]);
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        try {
+          await post("/public/v1/leads", {
+            renderId, name: name.value, phone: phone.value, email: email.value, message: message.value,
+            website: trap.value, sessionId: sessionId(),
+            // No acceptedAt: the service records the moment it arrives, not this device's clock.
+            consent: { text: text("consent"), version: CONSENT_VERSION } });
+          form.replaceChildren(element("p", { textContent: text("sent") }));
+        } catch (error) {
+          note.className = "error";
+          note.textContent = TEXTS[language()][error.code] || explain(error);
+        }
+      });
+      return form;
     }
   }
 
@@ -521,6 +624,7 @@
         return;
       }
       new Visualiser(answer.carpets[0]).open();
+      step("opened", answer.carpets[0].id);
     } catch (error) {
       const message = explain(error);
       // The shopper is told on the button's page only for a refusal that is theirs to act on.

@@ -326,3 +326,66 @@ def test_a_shopper_places_the_carpet_in_true_size(browser, stack, credit_server,
     assert balance(credit_server, shop.id).balance == 20 - 1
     assert [line for line in problems if "carpet widget" in line] == []
     page.close()
+
+
+@pytest.mark.parametrize("language", ["en", "tr"])
+def test_a_shopper_shares_the_picture_and_asks_for_a_price(browser, stack,  # noqa: F811
+                                                           credit_server, shop_site,
+                                                           start_workers, language):
+    """After the render: a share link that opens the picture's page, and the quote form,
+    which needs the consent box and says what is wrong in the page's language; the funnel
+    counts each step once (`docs/shares-and-leads.md`)."""
+    words = {"en": ("Share", "Ask the shop for a price or a home visit", "Your name", "Phone",
+                    "Please write the phone number like", "the shop has your request"),
+             "tr": ("Paylaş", "Mağazadan fiyat ya da ev ziyareti isteyin", "Adınız",
+                    "Telefon", "Lütfen telefon numarasını", "talebiniz mağazaya ulaştı")}[language]
+    shop, carpet, key = shop_with_carpet(stack, credit_server, shop_site)
+    start_workers()
+    page, problems = dialog_with_photo(browser, shop_site, key, language)
+    page.locator("button.primary").first.click()
+    expect(page.locator(".result img")).to_be_visible(timeout=30_000)
+
+    page.click(f".result button:has-text('{words[0]}')")
+    link = page.locator(".result a.link")
+    expect(link).to_be_visible()
+    url = link.get_attribute("href")
+    assert url.startswith(stack.base + "/s/")
+    shared = browser.new_page()
+    shared.goto(url)
+    expect(shared.locator("h1")).to_have_text("Kilim")
+    shared.close()
+
+    page.click(f".result button:has-text('{words[1]}')")
+    form = page.locator(".result form")
+    form.get_by_label(words[2], exact=True).fill("Ayşe")
+    form.get_by_label(words[3], exact=True).fill("12")
+    form.locator("button[type=submit]").click()  # the consent box is not ticked yet
+    assert form.locator(".consent input").evaluate("box => box.validity.valid") is False
+    form.locator(".consent input").check()
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".error")).to_contain_text(words[4])
+    form.get_by_label(words[3], exact=True).fill("0532 111 22 33")
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".result")).to_contain_text(words[5])
+    lead = models.Lead.get()
+    assert (lead.name, lead.phone, lead.consent_version, lead.organization_id) == (
+        "Ayşe", "+905321112233", "widget-1", shop.id)
+    assert lead.consent_text.startswith({"en": "I agree", "tr": "Mağazanın"}[language])
+
+    def counted():
+        return [(row.opened, row.photo_added, row.rendered, row.shared, row.lead)
+                for row in models.FunnelDaily.select()]
+
+    expect_eventually(lambda: counted() == [(1, 1, 1, 1, 1)], counted)
+    assert [line for line in problems if "carpet widget" in line] == []
+    page.close()
+
+
+def expect_eventually(condition, show, seconds=10):
+    """The page's steps are sent without waiting for their answers."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, show()
+        time.sleep(0.05)
