@@ -37,17 +37,10 @@ pytestmark = pytest.mark.usefixtures("engine")
 
 def json_call(stack, path, key, body, *, origin=SHOP, visitor=None):  # noqa: F811
     """(status, document, headers) of a public JSON POST as a shop's page makes it."""
-    headers = {"X-Publishable-Key": key, "Origin": origin, "Content-Type": "application/json"}
+    headers = {"X-Publishable-Key": key, "Origin": origin}
     if visitor:
         headers["X-Forwarded-For"] = visitor
-    request = urllib.request.Request(stack.base + path, data=json.dumps(body).encode(),
-                                     method="POST", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read()), dict(error.headers)
+    return call(stack.base, path, method="POST", headers=headers, body=body)
 
 
 def page(stack, path, *, method="GET", form=None, language="en"):  # noqa: F811
