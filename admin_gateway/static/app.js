@@ -467,6 +467,7 @@ function showRender(item) {
   cancel.hidden = !(state.admin && status === "queued");
   cancel.dataset.id = job.id;
   dialog.showModal();
+  guarded(() => sales.showShares(job.id));
 }
 
 async function cancelRender() {

@@ -69,6 +69,34 @@ async function editNote(lead) {
   await updateLead(lead, { note: note.slice(0, 2000) });
 }
 
+// A render's share links in its detail (docs/shares-and-leads.md): each can be withdrawn.
+export async function showShares(renderId) {
+  const box = $("render-shares");
+  box.replaceChildren();
+  const answer = await api.api(`/admin/shares?renderId=${renderId}`);
+  const links = answer.shares || [];
+  if (!links.length) return;
+  const list = document.createElement("ul");
+  for (const link of links) {
+    const item = document.createElement("li");
+    item.textContent = link.revokedAt
+      ? t("shares.revoked", { created: i18n.moment(link.createdAt), revoked: i18n.moment(link.revokedAt) })
+      : t("shares.active", { created: i18n.moment(link.createdAt), expires: i18n.moment(link.expiresAt) });
+    if (!link.revokedAt) {
+      item.append(" ", button(t("shares.revoke"), async () => {
+        if (!window.confirm(t("shares.confirmRevoke"))) return;
+        await api.api(`/admin/shares/${link.id}/revoke`, { method: "POST", body: {} });
+        notify(t("shares.revokedNotice"));
+        await showShares(renderId);
+      }));
+    }
+    list.append(item);
+  }
+  const heading = document.createElement("h4");
+  heading.textContent = t("shares.title");
+  box.append(heading, list);
+}
+
 function analyticsQuery() {
   const params = new URLSearchParams({ days: $("analytics-days").value });
   const organizationId = shared.state.admin ? $("analytics-org").value : "";

@@ -5,6 +5,7 @@ strict CSP) and as a messenger's preview fetch sees it; its quote form refusing 
 both languages, needing the consent box, and taking a request; the console's Leads screen
 changing a request's status and note, and the Analytics screen showing the funnel."""
 import os
+import urllib.error
 import urllib.request
 
 import pytest
@@ -103,6 +104,7 @@ def test_the_leads_and_analytics_screens(browser, stack, shop, clock,  # noqa: F
         json_call(stack, "/public/v1/events", key, {"sessionId": "session-e2e-1", "type": step,
                                                     "carpetId": str(carpet.id)})
     assert json_call(stack, "/public/v1/leads", key, lead_body(clock, render_id))[0] == 201
+    url = share_link(stack, key, render_id)
     person(credit_server, organization.id, "magaza@halici.com.tr")
     for language, (status_word, saved) in {"tr": ("Arandı", "talebi kaydedildi"),
                                            "en": ("Contacted", "request saved")}.items():
@@ -137,3 +139,20 @@ def test_the_leads_and_analytics_screens(browser, stack, shop, clock,  # noqa: F
         assert first_line.startswith({"tr": '"Halı no.";"Halı";"Açıldı";',
                                       "en": '"Carpet no.","Carpet","Opened",'}[language])
         page.close()
+
+    # The render's detail lists its share link; withdrawn there, the link is gone.
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs = Dialogs(page)
+    sign_in(page, stack.base, "magaza@halici.com.tr", "en")
+    open_screen(page, "renders")
+    page.click("#renders tbody button")
+    shares = page.locator("#render-shares li")
+    expect(shares).to_have_count(1)
+    expect(shares.first).to_contain_text("works until")
+    shares.first.get_by_role("button", name="Withdraw").click()
+    expect(shares.first).to_contain_text("withdrawn")
+    assert dialogs.seen[-1].startswith("Withdraw this share link?")
+    assert models.RenderShare.get().revoked_at is not None
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(url, timeout=30)
+    assert gone.value.code == 410
