@@ -62,14 +62,24 @@ def test_process_serves_health_and_reflection_and_stops_on_ctrl_c(module, tmp_pa
     if module != "admin_gateway":
         subprocess.run([sys.executable, "-m", module, "migrate"], env=env, check=True,
                        cwd=ROOT, capture_output=True)
-    process = subprocess.Popen([sys.executable, "-m", module, "serve"], env=env, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # -X faulthandler: a process that does not stop is sent SIGABRT and prints every thread's
+    # stack, so a hang (seen once in CI, never here) says where it was.
+    process = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", module, "serve"],
+                               env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
     try:
         wait_serving(address)
         assert listed_services(address) == sorted(
             [*services, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"])
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=STOP_TIMEOUT_S) == 0
+        try:
+            code = process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            output = process.communicate(timeout=10)[0].decode(errors="replace")
+            raise AssertionError(f"{module} did not stop; its threads:\n{output[-6000:]}"
+                                 ) from None
+        assert code == 0
     finally:
         if process.poll() is None:
             process.kill()
