@@ -188,8 +188,7 @@ class PublicApi:
             return rpc_error_response(error)
         return json_response(201, {"id": str(link.id),
                                    "url": share_url(environ, self._trusted, link.token),
-                                   "expiresAt": json_format.MessageToJson(link.expires_at)
-                                   .strip('"')})
+                                   "expiresAt": link.expires_at.ToJsonString()})
 
     def _lead(self, environ, caller) -> Response:
         """A quote request (JSON); 201 `{"status": "received"}`."""

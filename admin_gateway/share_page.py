@@ -121,13 +121,11 @@ class SharePage:
         title = f"{carpet} ({size}) — {shop}" if shop else f"{carpet} ({size})"
         form = form or {}
 
-        def field(name: str, kind: str = "text", required: bool = False,
-                  autocomplete: str = "") -> str:
-            return (f'<label>{html.escape(words[f"share.{name}"])}'
-                    f'<input name="{name}" type="{kind}" value="{html.escape(form.get(name, ""))}"'
-                    f'{" required" if required else ""}'
-                    f'{f" autocomplete={chr(34)}{autocomplete}{chr(34)}" if autocomplete else ""}>'
-                    f'</label>')
+        def field(name: str, kind: str, autocomplete: str, required: bool = False) -> str:
+            value = html.escape(form.get(name, ""))
+            return (f'<label>{html.escape(words[f"share.{name}"])}<input name="{name}" '
+                    f'type="{kind}" value="{value}" autocomplete="{autocomplete}"'
+                    f'{" required" if required else ""}></label>')
 
         body = f"""<!doctype html>
 <html lang="{lang}"><head><meta charset="utf-8">
@@ -151,9 +149,9 @@ class SharePage:
 {f'<p class="notice" role="status">{html.escape(notice)}</p>' if notice else ""}
 <form method="post" action="/s/{token}/lead?lang={lang}">
 <h2>{html.escape(words["share.askTitle"])}</h2>
-{field("name", required=True, autocomplete="name")}
-{field("phone", "tel", required=True, autocomplete="tel")}
-{field("email", "email", autocomplete="email")}
+{field("name", "text", "name", required=True)}
+{field("phone", "tel", "tel", required=True)}
+{field("email", "email", "email")}
 <label>{html.escape(words["share.message"])}<textarea name="message" maxlength="2000">
 {html.escape(form.get("message", ""))}</textarea></label>
 <label class="hp" aria-hidden="true">{HONEYPOT}

@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from peewee import fn
+from peewee import IntegrityError, fn
 
 from carpet_common.db import require_transaction
 from carpet_common.errors import FailedPrecondition, InvalidArgument
@@ -110,21 +110,14 @@ def record_conversion(organization_id: int, *, session_id: str, job_id: int, val
     if carpet_id is None:
         raise FailedPrecondition("no widget session or render of this organisation in the last "
                                  "7 days to attribute the sale to", reason="NOT_ATTRIBUTABLE")
-    with database.atomic():
-        if order_id:
-            earlier = FunnelConversion.get_or_none(
-                (FunnelConversion.organization_id == organization_id)
-                & (FunnelConversion.order_id == order_id))
-            if earlier is not None:
-                return earlier, False
-        inserted = (FunnelConversion.insert(
-            organization_id=organization_id, order_id=order_id or None, carpet_id=carpet_id,
-            day=now.date(), value_cents=cents, created_at=now)
-            .on_conflict_ignore().execute())
-    if not inserted:  # the same order reported at the same moment by another replica
+    try:
+        with database.atomic():
+            return FunnelConversion.create(
+                organization_id=organization_id, order_id=order_id or None, carpet_id=carpet_id,
+                day=now.date(), value_cents=cents, created_at=now), True
+    except IntegrityError:  # the order was reported before (or at this moment, elsewhere)
         return FunnelConversion.get((FunnelConversion.organization_id == organization_id)
                                     & (FunnelConversion.order_id == order_id)), False
-    return FunnelConversion.get_by_id(inserted), True
 
 
 @dataclass

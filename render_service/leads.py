@@ -117,10 +117,9 @@ def checked(contact: Contact, now: datetime.datetime) -> Contact:
 
 def submit_lead(job: RenderJob, contact: Contact, *, publishable_key_id: int | None,
                 session_id: str, now: datetime.datetime) -> Lead:
-    """A new lead about `job`, with its webhook and its funnel count; ALREADY_EXISTS while the
-    phone has an open lead about this render."""
-    contact = checked(contact, now)
-    funnel.checked_session(session_id)
+    """A new lead about `job` from a contact as `checked` returned it (the servicer checks
+    first, so a malformed request never counts against the spam limits), with its webhook and
+    its funnel count; ALREADY_EXISTS while the phone has an open lead about this render."""
     try:
         with database.atomic():
             lead = Lead.create(
@@ -207,21 +206,30 @@ def erase_person(phone: str, email: str, *, store: ImageStore, organization_scop
                  now: datetime.datetime, who: audit_outbox.Who) -> tuple[int, int]:
     """Deletes the person's leads and, of the renders they were about, the room pictures,
     the rendered pictures and the share links, in one transaction with its audit entry (which
-    holds the counts only); (leads erased, renders erased). The picture files go after the
-    commit: a crash in between leaves files no row points to, never a row without its file."""
+    holds the counts only); (leads erased, renders erased)."""
     with database.atomic():
         found = list(_person(phone, email, organization_scope))
-        job_ids = sorted({lead.job_id for lead in found})
-        outputs = jobs.forget_pictures(job_ids, now)
-        shares.revoke_for_jobs(job_ids, now)
-        LeadEvent.delete().where(LeadEvent.lead_id.in_([lead.id for lead in found])).execute()
-        Lead.delete().where(Lead.id.in_([lead.id for lead in found])).execute()
+        renders = len({lead.job_id for lead in found})
+        outputs = _delete(found, now)
         audit_outbox.record(ERASE, who, outcome="ok", organization_id=organization_scope,
-                            target="person",
-                            details={"leads": len(found), "renders": len(job_ids)}, now=now)
+                            target="person", details={"leads": len(found), "renders": renders},
+                            now=now)
     for path in outputs:
         store.remove(path)
-    return len(found), len(job_ids)
+    return len(found), renders
+
+
+def _delete(found: list[Lead], now: datetime.datetime) -> list[str]:
+    """Inside the caller's transaction: the leads, their webhook rows, and their renders'
+    pictures and share links; the picture files to remove once it commits (a crash in between
+    leaves files no row points to, never a row without its file)."""
+    job_ids = sorted({lead.job_id for lead in found})
+    outputs = jobs.forget_pictures(job_ids, now)
+    shares.revoke_for_jobs(job_ids, now)
+    lead_ids = [lead.id for lead in found]
+    LeadEvent.delete().where(LeadEvent.lead_id.in_(lead_ids)).execute()
+    Lead.delete().where(Lead.id.in_(lead_ids)).execute()
+    return outputs
 
 
 def expire(before: datetime.datetime, store: ImageStore, now: datetime.datetime,
@@ -232,12 +240,8 @@ def expire(before: datetime.datetime, store: ImageStore, now: datetime.datetime,
                  .order_by(Lead.id).limit(limit))
     if not found:
         return 0
-    job_ids = sorted({lead.job_id for lead in found})
     with database.atomic():
-        outputs = jobs.forget_pictures(job_ids, now)
-        shares.revoke_for_jobs(job_ids, now)
-        LeadEvent.delete().where(LeadEvent.lead_id.in_([lead.id for lead in found])).execute()
-        Lead.delete().where(Lead.id.in_([lead.id for lead in found])).execute()
+        outputs = _delete(found, now)
     for path in outputs:
         store.remove(path)
     return len(found)

@@ -94,6 +94,7 @@ class SalesMethods:
             message=request.message, consent_text=consent.text,
             consent_version=consent.version,
             consent_accepted_at=optional_time(consent, "accepted_at")), now)
+        funnel.checked_session(request.session_id)
         # Counted once it is a request a person could have meant: a typo is not spam.
         self._lead_limits.check(source, request.caller.visitor)
         leads.submit_lead(job, contact, publishable_key_id=key_id,

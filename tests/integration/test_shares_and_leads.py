@@ -5,6 +5,7 @@ render, listed, updated, exported as CSV and sent as a `lead.created` webhook wi
 data; the funnel counted per carpet and day, a sale attributed within 7 days; a person's data
 exported and erased on request, and leads past LEAD_RETENTION swept
 (`docs/shares-and-leads.md`)."""
+import concurrent.futures
 import csv
 import datetime
 import io
@@ -435,3 +436,24 @@ def test_a_persons_data_is_exported_and_erased_and_leads_expire(stack, shop, clo
     clock.advance(days=731)
     retention.sweep(render_settings, ImageStore(render_settings.render_storage_dir), clock())
     assert models.Lead.select().count() == 0 and models.LeadEvent.select().count() == 0
+
+
+def test_one_open_request_per_phone_and_render_when_sent_at_once(stack, shop,  # noqa: F811
+                                                                  clock):
+    """Eight requests for one phone (written eight ways) at the same moment, from eight
+    addresses: the partial unique index lets one through."""
+    organization, carpet, key, render_id = shop
+    ways = ["0532 123 45 67", "05321234567", "+90 532 123 45 67", "532 123 4567",
+            "0090 532 123 45 67", "+90 (532) 123-45-67", "90 532 123 45 67", "0532-123-45-67"]
+    with concurrent.futures.ThreadPoolExecutor(len(ways)) as pool:
+        answers = list(pool.map(
+            lambda index: json_call(stack, "/public/v1/leads", key,
+                                    lead_body(clock, render_id, phone=ways[index]),
+                                    visitor=f"203.0.113.{index + 1}"),
+            range(len(ways))))
+    assert sorted((status, document.get("code", "")) for status, document, _ in answers) == [
+        (201, "")] + [(409, "LEAD_ALREADY_OPEN")] * 7
+    assert [(lead.phone, lead.status) for lead in models.Lead.select()] == [
+        ("+905321234567", "new")]
+    assert models.LeadEvent.select().count() == 1
+    assert models.FunnelDaily.get(models.FunnelDaily.carpet_id == carpet.id).lead == 1
