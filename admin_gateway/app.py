@@ -68,7 +68,7 @@ POLICY = {
     **{f"/{SERVICE}/{name}": ADMIN_STAFF for name in (
         "ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportLeads",
         "ExportPersonalData", "ErasePersonalData", "RecordConversion", "GetFunnel",
-        "ExportFunnel")},
+        "ExportFunnel", "SetShopLogo", "GetShopLogo", "DeleteShopLogo")},
     f"/{SERVICE}/SetUserPassword": ADMIN,
     f"/{SERVICE}/DeactivateUser": ADMIN,
     f"/{SERVICE}/ActivateUser": ADMIN,
@@ -111,7 +111,7 @@ EXPORT_METHODS = {f"/{SERVICE}/{name}" for name in
 # up the budget that protects the API, nor the API the pictures'.
 IMAGE_METHODS = {f"/{SERVICE}/{name}" for name in
                  ("GetRenderImage", "GetRenderThumbnail", "GetRenderRoom",
-                  "GetCarpetThumbnail")}
+                  "GetCarpetThumbnail", "GetShopLogo")}
 
 
 def console_settings(settings: Settings) -> admin_pb2.ConsoleSettings:

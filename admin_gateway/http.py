@@ -37,6 +37,7 @@ from admin_gateway.responses import (
     Response,
     error_response,
     json_response,
+    logo_chunk,
     picture_response,
     rpc_error_response,
 )
@@ -59,8 +60,9 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 IMPORT_PATH = "/admin/carpets/import"  # multipart, read by admin_gateway.imports
-# Routes whose body carries a carpet's picture (10 MB at most, base64 in JSON: 4/3 of it).
-PICTURE_UPLOADS = {("POST", "/admin/carpets"), ("PATCH", "/admin/carpets/{id}")}
+# Routes whose body carries a picture (a carpet's: 10 MB at most, base64 in JSON: 4/3 of it).
+PICTURE_UPLOADS = {("POST", "/admin/carpets"), ("PATCH", "/admin/carpets/{id}"),
+                   ("PUT", "/admin/organizations/{id}/logo")}
 MAX_PICTURE_BODY_BYTES = 14 * 1024 * 1024
 CALL_TIMEOUT_S = 15.0
 FORWARDED_HEADERS = ("x-admin-token", "authorization", "x-request-id")
@@ -180,6 +182,11 @@ ROUTES = {
     ("POST", "/admin/conversions"): ("RecordConversion", render_pb2.RecordConversionRequest,
                                      render_pb2.Conversion),
     ("GET", "/admin/analytics"): ("GetFunnel", render_pb2.GetFunnelRequest, render_pb2.Funnel),
+    ("PUT", "/admin/organizations/{id}/logo"): ("SetShopLogo", render_pb2.SetShopLogoRequest,
+                                                render_pb2.ShopLogo),
+    ("DELETE", "/admin/organizations/{id}/logo"): ("DeleteShopLogo",
+                                                   render_pb2.ShopLogoRequest,
+                                                   render_pb2.ShopLogo),
     ("GET", "/admin/organizations/controls"): ("ListOrganizationControls",
                                                notification_pb2.ListOrganizationControlsRequest,
                                                notification_pb2.ListOrganizationControlsResponse),
@@ -196,6 +203,7 @@ TEMPLATED_ROUTES = {path: re.compile(re.escape(path).replace(r"\{id\}", r"(\d{1,
                     for _, path in ROUTES if "{id}" in path}
 # Pictures of a render: the result, its thumbnail, the room it was submitted with.
 CARPET_THUMBNAIL_PATH = re.compile(r"/admin/carpets/(\d{1,18})/thumbnail")
+LOGO_PATH = re.compile(r"/admin/organizations/(\d{1,18})/logo")  # GET: the picture itself
 PICTURE_PATH = re.compile(r"/admin/renders/(\d{1,18})/(image|thumbnail|room)")
 PICTURE_METHODS = {"image": "GetRenderImage", "thumbnail": "GetRenderThumbnail",
                    "room": "GetRenderRoom"}
@@ -373,6 +381,7 @@ class AdminHttpApp:
         extra = {f"/admin/renders/{{id}}/{kind}": picture_path_item(method)
                  for kind, method in PICTURE_METHODS.items()}
         extra["/admin/carpets/{id}/thumbnail"] = picture_path_item("GetCarpetThumbnail")
+        extra["/admin/organizations/{id}/logo"] = picture_path_item("GetShopLogo")
         extra.update({path: export_path_item(export.rpc, export.request_type)
                       for path, export in EXPORTS.items()})
         extra[IMPORT_PATH] = import_path_item("ImportCarpets", render_pb2.CarpetImportReport)
@@ -426,6 +435,9 @@ class AdminHttpApp:
                 return ("/admin/carpets/{id}/thumbnail", self._picture(
                     environ, "GetCarpetThumbnail",
                     render_pb2.GetCarpetRequest(id=int(carpet.group(1)))))
+            logo = LOGO_PATH.fullmatch(path)
+            if logo:
+                return "/admin/organizations/{id}/logo", self._logo(environ, int(logo.group(1)))
             picture = PICTURE_PATH.fullmatch(path)
             if picture:
                 kind = picture.group(2)
@@ -552,6 +564,11 @@ class AdminHttpApp:
     def _picture(self, environ, method: str, request) -> Response:
         return picture_response(lambda: getattr(self._admin, method)(
             request, metadata=self._metadata(environ), timeout=CALL_TIMEOUT_S))
+
+    def _logo(self, environ, organization_id: int) -> Response:
+        return picture_response(lambda: [logo_chunk(self._admin.GetShopLogo(
+            render_pb2.ShopLogoRequest(id=organization_id), metadata=self._metadata(environ),
+            timeout=CALL_TIMEOUT_S))], cache="no-cache")
 
     def _export(self, environ, export) -> Response:
         """The CSV, streamed: the first page is awaited here so that a refusal is still a JSON

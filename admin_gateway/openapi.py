@@ -186,8 +186,8 @@ def build_document(routes: dict, extra_paths: dict, public_paths=frozenset()) ->
                 "description": "body over its limit (64 KiB; 14 MiB with a carpet's picture)",
                 "content": _ERROR_BODY}
         paths.setdefault(path, {})[method.lower()] = operation
-    paths.update({path: item(components) if callable(item) else item
-                  for path, item in extra_paths.items()})
+    for path, item in extra_paths.items():  # beside the path's JSON methods, if it has any
+        paths.setdefault(path, {}).update(item(components) if callable(item) else item)
     return {
         "openapi": "3.0.3",
         "info": {"title": "Carpet admin API", "version": "1",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 
 from carpet_common.errors import http_status_for, rpc_error_reason
+from protos.carpet.render.v1 import render_pb2
 
 
 @dataclass
@@ -39,14 +40,20 @@ def json_response(status: int, document: dict, headers: dict | None = None) -> R
                     {"Cache-Control": "no-store", **(headers or {})})
 
 
-def picture_response(chunks: Callable[[], Iterable]) -> Response:
+def logo_chunk(logo) -> render_pb2.RenderOutputChunk:
+    """A shop's logo (one message) as the one chunk of a picture."""
+    return render_pb2.RenderOutputChunk(content_type=logo.content_type, data=logo.image)
+
+
+def picture_response(chunks: Callable[[], Iterable],
+                     cache: str = "private, max-age=3600") -> Response:
     """A picture a service streams in chunks (the first names its content type) as one answer,
-    or the service's refusal. Kept a while by the browser: a render's picture, and a thumbnail
-    of one version of a carpet, never change."""
+    or the service's refusal. Kept a while by the browser by default: a render's picture, and a
+    thumbnail of one version of a carpet, never change; a logo can (`cache`)."""
     try:
         received = list(chunks())
     except grpc.RpcError as error:
         return rpc_error_response(error)
     content_type = received[0].content_type if received else "application/octet-stream"
     return Response(200, b"".join(chunk.data for chunk in received), content_type,
-                    {"Cache-Control": "private, max-age=3600"})
+                    {"Cache-Control": cache})

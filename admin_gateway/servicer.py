@@ -482,6 +482,18 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         yield self._clients.renders.GetFunnel(request)
 
     @relaying
+    def SetShopLogo(self, request, context):
+        return self._clients.renders.SetShopLogo(request)
+
+    @relaying
+    def GetShopLogo(self, request, context):
+        return self._clients.renders.GetShopLogo(request)
+
+    @relaying
+    def DeleteShopLogo(self, request, context):
+        return self._clients.renders.DeleteShopLogo(request)
+
+    @relaying
     def GetCarpetImport(self, request, context):
         return self._clients.renders.GetCarpetImport(request)
 

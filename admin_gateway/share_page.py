@@ -1,6 +1,7 @@
 """A share link's page (`GET /s/{token}`, `docs/shares-and-leads.md`): one render's picture, the
-carpet's name and size and the shop's name, with Open Graph tags so a messenger shows a preview,
-and a quote form that works without JavaScript (`POST /s/{token}/lead`).
+carpet's name and size and the shop's name and logo (its initial when it has none), with Open
+Graph tags so a messenger shows a preview, and a quote form that works without JavaScript
+(`POST /s/{token}/lead`).
 
 The page is built here from what the render service answers for the token, and nothing else of
 the shop or the shopper is reachable from it. Turkish or English from `?lang=` or the browser's
@@ -19,12 +20,12 @@ import grpc
 
 from admin_gateway.exports import catalogue
 from admin_gateway.leads_form import HONEYPOT, is_bot, lead_request
-from admin_gateway.responses import Response, picture_response
+from admin_gateway.responses import Response, logo_chunk, picture_response
 from carpet_common.calls import client_ip, is_trusted, trusted_networks
 from carpet_common.errors import rpc_error_reason
 from protos.carpet.render.v1 import render_pb2
 
-PAGE_PATH = re.compile(r"/s/([A-Za-z0-9]{32})(/image|/lead)?")
+PAGE_PATH = re.compile(r"/s/([A-Za-z0-9]{32})(/image|/logo|/lead)?")
 STYLE_PATH = "/s/share.css"
 STYLE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "share.css")
 CALL_TIMEOUT_S = 15.0
@@ -90,6 +91,12 @@ class SharePage:
             if answer.status == 412:
                 answer.status = 410
             return "/s/{token}/image", answer
+        if part == "/logo" and method == "GET":
+            answer = picture_response(lambda: [logo_chunk(self._renders.GetSharedShopLogo(
+                request, timeout=CALL_TIMEOUT_S))], cache="public, max-age=300")
+            if answer.status == 412:
+                answer.status = 410
+            return "/s/{token}/logo", answer
         if part == "/lead" and method == "POST":
             return "/s/{token}/lead", self._lead(environ, token)
         if part is None and method == "GET":
@@ -120,6 +127,9 @@ class SharePage:
         shop = html.escape(shared.shop_name)
         title = f"{carpet} ({size}) — {shop}" if shop else f"{carpet} ({size})"
         form = form or {}
+        logo = (f'<img class="logo" src="/s/{token}/logo" alt="">' if shared.has_logo else
+                f'<span class="logo" aria-hidden="true">{html.escape(shared.shop_name[:1].upper())}'
+                f'</span>')
 
         def field(name: str, kind: str, autocomplete: str, required: bool = False) -> str:
             value = html.escape(form.get(name, ""))
@@ -141,8 +151,7 @@ class SharePage:
 <meta name="twitter:card" content="summary_large_image">
 <link rel="stylesheet" href="{STYLE_PATH}">
 </head><body>
-<header><span class="logo" aria-hidden="true">{html.escape(shared.shop_name[:1].upper())}</span>
-<span class="shop">{shop}</span></header>
+<header>{logo}<span class="shop">{shop}</span></header>
 <main>
 <img class="render" src="/s/{token}/image" alt="{html.escape(words["share.imageAlt"])}: {carpet}">
 <h1>{carpet}</h1><p class="size">{size}</p>

@@ -1,7 +1,8 @@
-"""Small pictures for the console (a render's, a carpet's) and the widget (a carpet's): made
+"""Small pictures: for the console (a render's, a carpet's) and the widget (a carpet's), made
 once from the full picture and kept in a bounded in-memory cache by whoever serves them (the
 picture behind a cached thumbnail never changes, and the caller's right to see it is checked
-on every request before the cache is read)."""
+on every request before the cache is read); a shop's logo, reduced once when it is set and
+stored so."""
 from __future__ import annotations
 
 import io
@@ -27,3 +28,22 @@ def make_thumbnail(image: bytes) -> bytes:
         out = io.BytesIO()
         picture.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
         return out.getvalue()
+
+
+LOGO_BOX = (512, 256)
+
+
+def make_logo(image: bytes) -> tuple[bytes, str]:
+    """A shop's logo reduced to at most LOGO_BOX, and its content type: a PNG stays a PNG (a
+    logo's transparency is kept), a JPEG a JPEG."""
+    header = read_header(image, "logo")
+    with DECODES.decoding(header.pixels), Image.open(io.BytesIO(image)) as opened:
+        keeps_alpha = opened.format == "PNG"
+        picture = opened.convert("RGBA" if keeps_alpha else "RGB")
+        picture.thumbnail(LOGO_BOX, Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        if keeps_alpha:
+            picture.save(out, "PNG", optimize=True)
+            return out.getvalue(), "image/png"
+        picture.save(out, "JPEG", quality=85, optimize=True)
+        return out.getvalue(), CONTENT_TYPE

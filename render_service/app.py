@@ -40,10 +40,11 @@ GATEWAY = "admin-gateway"
 PUBLIC_METHODS = ("ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPublicRender",
                   "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput",
                   "CreatePublicShare", "SubmitPublicLead", "RecordPublicEvent",
-                  "GetSharedRender", "GetSharedRenderOutput")
+                  "GetSharedRender", "GetSharedRenderOutput", "GetSharedShopLogo")
 # Share links, leads and the funnel (docs/shares-and-leads.md): STAFF their own organisation's.
 SALES_METHODS = ("ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportPersonalData",
-                 "ErasePersonalData", "RecordConversion", "GetFunnel")
+                 "ErasePersonalData", "RecordConversion", "GetFunnel", "SetShopLogo",
+                 "GetShopLogo", "DeleteShopLogo")
 
 
 def policy(settings: Settings) -> dict[str, Rule]:

@@ -41,6 +41,8 @@ REVOKE_SHARE = "/carpet.render.v1.RenderService/RevokeShare"
 UPDATE_LEAD = "/carpet.render.v1.RenderService/UpdateLead"
 EXPORT_PERSONAL_DATA = "/carpet.render.v1.RenderService/ExportPersonalData"
 ERASE_PERSONAL_DATA = "/carpet.render.v1.RenderService/ErasePersonalData"
+SET_SHOP_LOGO = "/carpet.render.v1.RenderService/SetShopLogo"
+DELETE_SHOP_LOGO = "/carpet.render.v1.RenderService/DeleteShopLogo"
 
 
 @dataclass(frozen=True)

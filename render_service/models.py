@@ -329,6 +329,15 @@ class RenderShare(BaseModel):
         indexes = ((("organization_id", "id"), False),)
 
 
+class ShopLogo(BaseModel):
+    """A shop's logo on its share pages (render_service.shop_logos), kept reduced."""
+
+    organization_id = BigIntegerField(primary_key=True)
+    image = BlobField()
+    content_type = CharField(max_length=32)
+    updated_at = DateTimeField()
+
+
 LEAD_STATUSES = ("new", "contacted", "won", "lost")
 OPEN_LEAD_STATUSES = ("new", "contacted")
 
@@ -421,4 +430,4 @@ class FunnelConversion(BaseModel):
 ALL_MODELS = (Carpet, CarpetSize, RenderJob, RenderInput, RenderCount, RenderStorage,
               RenderDaily, RenderCarpetDaily, RenderEvent, CarpetImport, RenderAudit,
               PublishableKey, PublishableKeyDay, RenderShare, Lead, LeadEvent, FunnelDaily,
-              FunnelSession, FunnelConversion)
+              FunnelSession, FunnelConversion, ShopLogo)

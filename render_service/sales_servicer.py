@@ -8,9 +8,9 @@ from carpet_common.convert import optional_time, timestamp
 from carpet_common.errors import InvalidArgument
 from carpet_common.ratelimit import RateLimiter
 from protos.carpet.render.v1 import render_pb2
-from render_service import catalogue, funnel, leads, shares
+from render_service import catalogue, funnel, leads, shares, shop_logos
 from render_service.callers import own_organization, scope
-from render_service.models import LEAD_STATUSES, Lead, RenderShare
+from render_service.models import LEAD_STATUSES, Lead, RenderShare, ShopLogo
 
 # Quote requests are rare and personal: a visitor sends a few, a key's pages a few hundred a day.
 LEADS_PER_VISITOR = "5/hour"
@@ -49,6 +49,11 @@ def lead_message(row: Lead) -> render_pb2.Lead:
         publishable_key_id=row.publishable_key_id or 0)
 
 
+def logo_message(row: ShopLogo) -> render_pb2.ShopLogo:
+    return render_pb2.ShopLogo(organization_id=row.organization_id, content_type=row.content_type,
+                               image=bytes(row.image), updated_at=timestamp(row.updated_at))
+
+
 def _counts(counts: funnel.Counts) -> render_pb2.FunnelCounts:
     return render_pb2.FunnelCounts(
         opened=counts.opened, photo_added=counts.photo_added, rendered=counts.rendered,
@@ -74,11 +79,16 @@ class SalesMethods:
         return render_pb2.SharedRender(
             carpet_name=carpet.name, carpet_width_cm=carpet.width_cm,
             carpet_length_cm=carpet.length_cm, shop_name=row.shop_name,
-            expires_at=timestamp(row.expires_at), created_at=timestamp(job.created_at))
+            expires_at=timestamp(row.expires_at), created_at=timestamp(job.created_at),
+            has_logo=shop_logos.has_logo(job.organization_id))
 
     def GetSharedRenderOutput(self, request, context):
         _row, job = shares.shared_render(request.token, self._clock())
         yield from self._output(job)
+
+    def GetSharedShopLogo(self, request, context):
+        _row, job = shares.shared_render(request.token, self._clock())
+        return logo_message(shop_logos.logo(job.organization_id))
 
     def SubmitPublicLead(self, request, context):
         if request.share_token:
@@ -182,3 +192,27 @@ class SalesMethods:
                                              counts=_counts(counts))
                      for carpet_id, counts in carpets],
             total=_counts(result.total))
+
+    def SetShopLogo(self, request, context):
+        organization_id = _logo_owner(request.id)
+        return logo_message(self._audited_change(
+            shop_logos.SET, f"organization:{organization_id}", organization_id, {},
+            lambda now, who: shop_logos.set_logo(organization_id, request.image, now=now,
+                                                 who=who)))
+
+    def GetShopLogo(self, request, context):
+        return logo_message(shop_logos.logo(_logo_owner(request.id)))
+
+    def DeleteShopLogo(self, request, context):
+        organization_id = _logo_owner(request.id)
+        return logo_message(self._audited_change(
+            shop_logos.DELETE, f"organization:{organization_id}", organization_id, {},
+            lambda now, who: shop_logos.delete_logo(organization_id, now=now, who=who)))
+
+
+def _logo_owner(organization_id: int) -> int:
+    """The organisation whose logo a call names: STAFF their own (0 too), others as asked."""
+    organization_id = scope(organization_id)
+    if not organization_id:
+        raise InvalidArgument("id (the organisation) is required")
+    return organization_id

@@ -7,7 +7,9 @@
 import * as api from "./api.js";
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
-import { $, PagedList, button, cell, clearInvalid, guarded, invalid, labelCells, notify } from "./ui.js";
+import {
+  $, PagedList, button, cell, clearInvalid, fileBase64, guarded, invalid, labelCells, notify,
+} from "./ui.js";
 
 const MAX_PICTURE_BYTES = 10 * 1024 * 1024;
 const MAX_CM = 10000;
@@ -158,15 +160,6 @@ function readSizes() {
   return sizes;
 }
 
-function base64(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result).split(",", 2)[1]);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
-}
-
 async function save(event) {
   event.preventDefault();
   const form = $("carpet-form");
@@ -183,7 +176,7 @@ async function save(event) {
     return invalid($("carpet-picture"), t("catalogue.pictureTooLarge"));
   }
   const body = { name, material: $("carpet-material-field").value.trim(), sizes };
-  if (file) body.image = await base64(file);
+  if (file) body.image = await fileBase64(file);
   if (editing) {
     await api.api(`/admin/carpets/${editing.id}`, { method: "PATCH", body });
     notify(t("catalogue.changed", { sku }));

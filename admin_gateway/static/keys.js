@@ -1,21 +1,28 @@
 // The widget keys screen (docs/widget.md): the publishable keys a shop's web pages show, each
 // locked to its origins and capped; a new or rotated key is shown whole once, then only its last
-// four characters. ADMIN manages every organisation's keys; STAFF their own organisation's.
+// four characters. Below them the shop's logo on its share pages (docs/shares-and-leads.md).
+// ADMIN manages every organisation's keys and logo; STAFF their own organisation's.
 "use strict";
 
 import * as api from "./api.js";
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
-import { $, button, cell, clearInvalid, guarded, invalid, labelCells, notify } from "./ui.js";
+import {
+  $, button, cell, clearInvalid, fileBase64, guarded, invalid, labelCells, notify,
+} from "./ui.js";
 
 const ORIGIN = /^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$|^https?:\/\/\[[0-9a-f:]+\](:\d{1,5})?$/i;
 const RATE = /^\d{1,6}\s*\/\s*(second|minute|hour|day)$/;
+const MAX_LOGO_BYTES = 2 * 1024 * 1024;
 
 let shared;  // { state, organizationName } from app.js
 
 export function setUp(from) {
   shared = from;
   $("key-form").addEventListener("submit", (event) => guarded(() => createKey(event)));
+  $("logo-form").addEventListener("submit", (event) => guarded(() => saveLogo(event)));
+  $("logo-remove").addEventListener("click", () => guarded(removeLogo));
+  $("logo-org").addEventListener("change", () => guarded(loadLogo));
 }
 
 // Called when the screen changes: a key is shown once, not kept on the page.
@@ -43,6 +50,7 @@ export async function load() {
   }
   $("keys").querySelector("tbody").replaceChildren(...rows);
   labelCells($("keys"));
+  await loadLogo();
 }
 
 function keyRow(key) {
@@ -118,4 +126,47 @@ async function revokeKey(key) {
   forgetKey();
   notify(t("keys.revokedNotice", { last4: key.last4 }));
   await load();
+}
+
+// ---- the shop's logo ----------------------------------------------------------------------
+
+const logoOwner = () => (shared.state.admin ? $("logo-org").value : shared.state.organizationId);
+
+async function loadLogo() {
+  const preview = $("logo-preview");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.removeAttribute("src");
+  let url = null;
+  if (logoOwner()) {
+    try {
+      url = await api.blobUrl(`/admin/organizations/${logoOwner()}/logo`);
+    } catch (error) {
+      if (error.status !== 404) throw error;
+    }
+  }
+  if (url) preview.src = url;
+  preview.hidden = !url;
+  $("logo-none").hidden = Boolean(url);
+  $("logo-remove").hidden = !url;
+}
+
+async function saveLogo(event) {
+  event.preventDefault();
+  clearInvalid($("logo-form"));
+  const file = $("logo-file").files[0];
+  if (!file) return invalid($("logo-file"), t("logo.needFile"));
+  if (file.size > MAX_LOGO_BYTES) return invalid($("logo-file"), t("logo.tooLarge"));
+  await api.api(`/admin/organizations/${logoOwner()}/logo`, {
+    method: "PUT", body: { image: await fileBase64(file) },
+  });
+  $("logo-file").value = "";
+  notify(t("logo.saved"));
+  await loadLogo();
+}
+
+async function removeLogo() {
+  if (!window.confirm(t("logo.confirmRemove"))) return;
+  await api.api(`/admin/organizations/${logoOwner()}/logo`, { method: "DELETE" });
+  notify(t("logo.removed"));
+  await loadLogo();
 }

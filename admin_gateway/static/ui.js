@@ -113,6 +113,16 @@ export function labelCells(table) {
   }
 }
 
+// A file's bytes as base64 (how JSON bodies carry pictures).
+export function fileBase64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1]);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
 export function button(label, onClick) {
   const element = document.createElement("button");
   element.type = "button";

@@ -3,7 +3,8 @@ services on both engines (`docs/shares-and-leads.md`): the share page as a shopp
 it (picture, Open Graph tags, no sideways scroll at 360 px, axe clean, nothing blocked by its
 strict CSP) and as a messenger's preview fetch sees it; its quote form refusing a bad phone in
 both languages, needing the consent box, and taking a request; the console's Leads screen
-changing a request's status and note, and the Analytics screen showing the funnel."""
+changing a request's status and note, and the Analytics screen showing the funnel; a shop's
+logo set on the console and shown on its share pages."""
 import os
 import urllib.error
 import urllib.request
@@ -11,6 +12,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
+from protos.carpet.credit.v1 import account_pb2
 from render_service import models
 from tests.e2e.test_admin_page import (
     SCREENSHOTS,
@@ -20,7 +22,12 @@ from tests.e2e.test_admin_page import (
     person,
     sign_in,
 )
-from tests.integration.test_shares_and_leads import json_call, lead_body, shop  # noqa: F401
+from tests.integration.test_shares_and_leads import (  # noqa: F401
+    json_call,
+    lead_body,
+    shop,
+    wide_logo,
+)
 from tests.integration.test_widget_api import stack  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -156,3 +163,40 @@ def test_the_leads_and_analytics_screens(browser, stack, shop, clock,  # noqa: F
     with pytest.raises(urllib.error.HTTPError) as gone:
         urllib.request.urlopen(url, timeout=30)
     assert gone.value.code == 410
+
+
+def test_staff_set_the_logo_their_share_pages_show(browser, stack, shop, credit_server,  # noqa: F811
+                                                   tmp_path):
+    organization, _carpet, key, render_id = shop
+    url = share_link(stack, key, render_id)
+    logo_file = tmp_path / "logo.png"
+    logo_file.write_bytes(wide_logo())
+    person(credit_server, organization.id, "satis@halici.com.tr", role=account_pb2.ROLE_STAFF)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs = Dialogs(page)
+    sign_in(page, stack.base, "satis@halici.com.tr", "tr")
+    open_screen(page, "keys")
+    expect(page.locator("#logo-none")).to_have_text("Henüz logo yok.")
+    page.click("#logo-save")  # no file chosen: said at the field, nothing sent
+    expect(page.locator("#logo-form [aria-invalid=true]")).to_have_count(1)
+    page.set_input_files("#logo-file", str(logo_file))
+    page.click("#logo-save")
+    expect(page.locator("#notice")).to_contain_text("Logo kaydedildi")
+    expect(page.locator("#logo-preview")).to_be_visible()
+    assert page.evaluate("document.getElementById('logo-preview').naturalWidth") == 512
+    assert models.ShopLogo.get().organization_id == organization.id
+
+    shared = browser.new_page()
+    shared.goto(url)
+    expect(shared.locator("img.logo")).to_be_visible()
+    assert shared.evaluate("document.querySelector('img.logo').naturalWidth") == 512
+    shared.screenshot(path=os.path.join(SCREENSHOTS, "share-page-logo.png"))
+
+    page.click("#logo-remove")
+    expect(page.locator("#logo-none")).to_be_visible()
+    assert dialogs.seen[-1].startswith("Logo kaldırılsın mı?")
+    assert models.ShopLogo.select().count() == 0
+    shared.reload()
+    expect(shared.locator("span.logo")).to_have_text("H")
+    shared.close()
+    page.close()

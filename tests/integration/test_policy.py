@@ -90,10 +90,11 @@ PUBLISHABLE_KEYS = ("CreatePublishableKey", "ListPublishableKeys", "UpdatePublis
 PUBLIC_RENDER_API = ("ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPublicRender",
                      "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput",
                      "CreatePublicShare", "SubmitPublicLead", "RecordPublicEvent",
-                     "GetSharedRender", "GetSharedRenderOutput")
+                     "GetSharedRender", "GetSharedRenderOutput", "GetSharedShopLogo")
 # Share links, leads and the funnel (docs/shares-and-leads.md): STAFF their own organisation's.
 SALES = ("ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportPersonalData",
-         "ErasePersonalData", "RecordConversion", "GetFunnel")
+         "ErasePersonalData", "RecordConversion", "GetFunnel", "SetShopLogo", "GetShopLogo",
+         "DeleteShopLogo")
 EXPECTED = {
     "AccountService": {"CreateOrganization": "A", "GetOrganization": READERS,
                        "ListOrganizations": "A", "CreateUser": "A", "GetUser": READERS,

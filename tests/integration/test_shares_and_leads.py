@@ -5,6 +5,7 @@ render, listed, updated, exported as CSV and sent as a `lead.created` webhook wi
 data; the funnel counted per carpet and day, a sale attributed within 7 days; a person's data
 exported and erased on request, and leads past LEAD_RETENTION swept
 (`docs/shares-and-leads.md`)."""
+import base64
 import concurrent.futures
 import csv
 import datetime
@@ -17,6 +18,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from PIL import Image
 
 from protos.carpet.render.v1 import render_pb2
 from render_service import models
@@ -44,10 +46,10 @@ def json_call(stack, path, key, body, *, origin=SHOP, visitor=None):  # noqa: F8
     return call(stack.base, path, method="POST", headers=headers, body=body)
 
 
-def page(stack, path, *, method="GET", form=None, language="en"):  # noqa: F811
-    """(status, text, headers) of the share page as a browser (or a messenger) gets it."""
+def page(stack, path, *, method="GET", form=None, language="en", headers=None):  # noqa: F811
+    """(status, body, headers) of the share page as a browser (or a messenger) gets it."""
     data = urllib.parse.urlencode(form).encode() if form is not None else None
-    headers = {"Accept-Language": language}
+    headers = {"Accept-Language": language, **(headers or {})}
     if data is not None:
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     request = urllib.request.Request(stack.base + path, data=data, method=method,
@@ -99,6 +101,64 @@ def lead_body(clock, render_id, **fields):
             "consent": {"text": "Benimle iletişime geçilmesini kabul ediyorum.",
                         "version": "2026-01",
                         "acceptedAt": clock.now.isoformat() + "Z"}, **fields}
+
+
+def wide_logo() -> bytes:
+    """A 1200 × 300 PNG with a transparent half."""
+    picture = Image.new("RGBA", (1200, 300), (122, 46, 31, 255))
+    picture.paste((0, 0, 0, 0), (600, 0, 1200, 300))
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_the_share_page_shows_the_shops_logo_which_staff_set_and_remove(stack, shop,  # noqa: F811
+                                                                       credit_server):
+    organization, _carpet, key, render_id = shop
+    logo_path = f"/admin/organizations/{organization.id}/logo"
+    _, link, _ = json_call(stack, f"/public/v1/renders/{render_id}/share", key, {})
+    token = link["url"].rsplit("/", 1)[1]
+    status, html, _ = page(stack, f"/s/{token}")
+    assert status == 200 and '<span class="logo" aria-hidden="true">H</span>' in html.decode()
+    assert f"/s/{token}/logo" not in html.decode() and page(stack, f"/s/{token}/logo")[0] == 404
+    assert page(stack, logo_path, headers=TOKEN)[0] == 404
+
+    # STAFF set their own shop's logo, never another's; a file that is no picture is refused.
+    own = dict(bearer(staff_token(organization.id)))
+    other = dict(bearer(staff_token(create_org(credit_server, "Başka Halı", 1).id)))
+    body = {"image": base64.b64encode(wide_logo()).decode()}
+    status, refused, _ = call(stack.base, logo_path, method="PUT", headers=other, body=body)
+    assert (status, refused["code"]) == (403, "PERMISSION_DENIED")
+    status, refused, _ = call(stack.base, logo_path, method="PUT", headers=own,
+                              body={"image": base64.b64encode(b"GIF89a not a logo").decode()})
+    assert (status, refused["code"]) == (400, "INVALID_ARGUMENT")
+    status, saved, _ = call(stack.base, logo_path, method="PUT", headers=own, body=body)
+    assert status == 200 and (saved["organizationId"], saved["contentType"]) == (
+        str(organization.id), "image/png")
+    assert saved["image"] == ""  # the picture is not sent back
+
+    # Kept reduced (512 × 128, its transparency kept), shown on the page and to the console.
+    status, stored, headers = page(stack, logo_path, headers=own)
+    assert (status, headers["Content-Type"]) == (200, "image/png")
+    with Image.open(io.BytesIO(stored)) as reduced:
+        assert (reduced.size, reduced.mode) == ((512, 128), "RGBA")
+        assert reduced.getpixel((500, 64))[3] == 0 and reduced.getpixel((10, 64))[3] == 255
+    status, html, _ = page(stack, f"/s/{token}")
+    assert f'<img class="logo" src="/s/{token}/logo" alt="">' in html.decode()
+    assert page(stack, f"/s/{token}/logo")[:2] == (200, stored)
+    assert [(entry.get("bytes"), entry["outcome"]) for entry in audit_rows("SetShopLogo")] == [
+        (None, "error:INVALID_ARGUMENT"), (len(stored), "ok")]
+
+    # Removed (audited): the initial again. A link that no longer works shows no logo either.
+    status, _, _ = call(stack.base, logo_path, method="PUT", headers=own, body=body)
+    status, removed, _ = call(stack.base, logo_path, method="DELETE", headers=TOKEN)
+    assert status == 200 and removed["organizationId"] == str(organization.id)
+    assert [entry["outcome"] for entry in audit_rows("DeleteShopLogo")] == ["ok"]
+    assert call(stack.base, logo_path, method="DELETE", headers=TOKEN)[0] == 404
+    assert '<span class="logo"' in page(stack, f"/s/{token}")[1].decode()
+    call(stack.base, logo_path, method="PUT", headers=own, body=body)
+    call(stack.base, f"/admin/shares/{link['id']}/revoke", method="POST", headers=TOKEN, body={})
+    assert page(stack, f"/s/{token}/logo")[0] == 410
 
 
 def test_a_share_link_shows_one_render_until_revoked_or_expired(stack, shop, clock):  # noqa: F811

@@ -60,9 +60,10 @@ PUBLIC_RENDER_API = {"ListPublicCarpets", "GetPublicCarpetThumbnail", "SubmitPub
                      "GetPublicRender", "WatchPublicRender", "GetPublicRenderOutput"}
 # Share links, quote requests and the funnel (docs/shares-and-leads.md).
 SALES_PUBLIC = {"CreatePublicShare", "SubmitPublicLead", "RecordPublicEvent", "GetSharedRender",
-                "GetSharedRenderOutput"}
+                "GetSharedRenderOutput", "GetSharedShopLogo"}
 SALES_ADMIN = {"ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportPersonalData",
-               "ErasePersonalData", "RecordConversion", "GetFunnel"}
+               "ErasePersonalData", "RecordConversion", "GetFunnel", "SetShopLogo",
+               "GetShopLogo", "DeleteShopLogo"}
 ADDED_METHODS = {
     "carpet.credit.v1.NotificationService": NOTIFICATIONS | {"GetOrganizationControls",
                                                              "PublishRenderEvents"},
