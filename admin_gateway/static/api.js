@@ -69,7 +69,15 @@ export async function upload(path, form) {
 }
 
 export async function download(path, filename) {
-  const url = await blobUrl(path);
+  saveUrl(await blobUrl(path), filename);
+}
+
+// Data the page holds, saved as a file.
+export function saveBlob(blob, filename) {
+  saveUrl(URL.createObjectURL(blob), filename);
+}
+
+function saveUrl(url, filename) {
   const link = document.createElement("a");
   link.href = url;
   link.download = filename;

@@ -1,5 +1,6 @@
 // The Leads and Analytics screens (docs/shares-and-leads.md): shoppers' quote requests with
-// their status and the shop's note, and the widget's funnel per day and per carpet. ADMIN sees
+// their status and the shop's note, a person's data exported or erased on request, and the
+// widget's funnel per day and per carpet. ADMIN sees
 // every organisation's; STAFF their own.
 "use strict";
 
@@ -7,7 +8,9 @@ import * as api from "./api.js";
 import { barChart } from "./charts.js";
 import * as i18n from "./i18n.js";
 import { t } from "./i18n.js";
-import { $, PagedList, button, cell, csvDelimiter, guarded, labelCells, notify } from "./ui.js";
+import {
+  $, PagedList, button, cell, clearInvalid, csvDelimiter, guarded, invalid, labelCells, notify,
+} from "./ui.js";
 
 const LEAD_STATUSES = ["new", "contacted", "won", "lost"];
 const STEPS = ["opened", "photoAdded", "rendered", "shared", "leads", "conversions"];
@@ -22,6 +25,8 @@ export function setUp(from) {
   $("analytics-days").addEventListener("change", () => guarded(loadAnalytics));
   $("analytics-org").addEventListener("change", () => guarded(loadAnalytics));
   $("analytics-csv").addEventListener("click", () => guarded(downloadAnalytics));
+  $("privacy-form").addEventListener("submit", (event) => guarded(() => exportPerson(event)));
+  $("privacy-erase").addEventListener("click", () => guarded(erasePerson));
 }
 
 export const leads = {
@@ -67,6 +72,40 @@ async function editNote(lead) {
   const note = window.prompt(t("leads.notePrompt", { name: lead.name }), lead.note || "");
   if (note === null) return;
   await updateLead(lead, { note: note.slice(0, 2000) });
+}
+
+// ---- a person's data on request (KVKK): exported as a file, or erased --------------------------
+
+function person() {
+  clearInvalid($("privacy-form"));
+  const contact = $("privacy-contact").value.trim();
+  if (!contact) {
+    invalid($("privacy-contact"), t("privacy.needContact"));
+    return null;
+  }
+  return contact.includes("@") ? { email: contact } : { phone: contact };
+}
+
+async function exportPerson(event) {
+  event.preventDefault();
+  const asked = person();
+  if (!asked) return;
+  const held = await api.api("/admin/privacy/export", { method: "POST", body: asked });
+  api.saveBlob(new Blob([JSON.stringify(held, null, 2)], { type: "application/json" }),
+               "personal-data.json");
+  notify(t("privacy.exported", { count: i18n.number((held.leads || []).length) }));
+}
+
+async function erasePerson() {
+  const asked = person();
+  if (!asked || !window.confirm(t("privacy.confirmErase", { contact: asked.email || asked.phone }))) {
+    return;
+  }
+  const erased = await api.api("/admin/privacy/erase", { method: "POST", body: asked });
+  $("privacy-contact").value = "";
+  notify(t("privacy.erased", { leads: i18n.number(erased.leadsErased || 0),
+                               renders: i18n.number(erased.rendersErased || 0) }));
+  await leads.reload();
 }
 
 // A render's share links in its detail (docs/shares-and-leads.md): each can be withdrawn.

@@ -3,8 +3,10 @@ services on both engines (`docs/shares-and-leads.md`): the share page as a shopp
 it (picture, Open Graph tags, no sideways scroll at 360 px, axe clean, nothing blocked by its
 strict CSP) and as a messenger's preview fetch sees it; its quote form refusing a bad phone in
 both languages, needing the consent box, and taking a request; the console's Leads screen
-changing a request's status and note, and the Analytics screen showing the funnel; a shop's
+changing a request's status and note and a shopper's data exported and erased on request, the
+Analytics screen showing the funnel; a shop's
 logo set on the console and shown on its share pages."""
+import json
 import os
 import urllib.error
 import urllib.request
@@ -163,6 +165,25 @@ def test_the_leads_and_analytics_screens(browser, stack, shop, clock,  # noqa: F
     with pytest.raises(urllib.error.HTTPError) as gone:
         urllib.request.urlopen(url, timeout=30)
     assert gone.value.code == 410
+
+    # A shopper's data on request: exported as a file, then erased (the dialog names them).
+    page.click("#render-close")
+    open_screen(page, "leads")
+    page.click("#privacy-erase")  # nobody named: said at the field, nothing erased
+    expect(page.locator("#privacy-contact")).to_have_attribute("aria-invalid", "true")
+    page.fill("#privacy-contact", "0532 123 45 67")
+    with page.expect_download() as download:
+        page.click("#privacy-export")
+    assert download.value.suggested_filename == "personal-data.json"
+    with open(download.value.path(), encoding="utf-8") as handle:
+        held = json.load(handle)
+    assert [(lead["name"], lead["phone"]) for lead in held["leads"]] == [
+        ("Ayşe Yılmaz", "+905321234567")]
+    page.click("#privacy-erase")
+    expect(page.locator("#notice")).to_contain_text("Deleted 1 request(s) and the photos of 1")
+    assert dialogs.seen[-1].startswith("Delete everything held about 0532 123 45 67?")
+    assert models.Lead.select().count() == 0
+    expect(page.locator("#leads tbody tr")).to_have_count(1)  # the "nothing here" row
 
 
 def test_staff_set_the_logo_their_share_pages_show(browser, stack, shop, credit_server,  # noqa: F811
