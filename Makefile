@@ -55,6 +55,8 @@ lint: protos
 	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
 		$(VENV)/bin/buf breaking --against '$(BUF_AGAINST)'; \
 	else echo "buf breaking: no previous commit to compare with (shallow clone?)"; fi
+	$(VENV)/bin/hadolint Containerfile
+	./scripts/lint-kubernetes.sh
 
 bench: protos
 	$(PY) -m bench

@@ -171,7 +171,8 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
                                   tls=tls_files(settings), unix_socket=unix_socket,
                                   reflection=settings.grpc_reflection,
                                   long_streams=EXPORT_METHODS,
-                                  stream_limits=StreamLimits.from_settings(settings))
+                                  stream_limits=StreamLimits.from_settings(settings),
+                                  health_address=settings.health_addr)
     ended_sessions.start()
     running.background.append(ended_sessions)
     return running, port

@@ -203,6 +203,7 @@ class GrpcServer:
     # Background work the server's calls rely on (e.g. the ended-sessions list), stopped with it.
     background: list = field(default_factory=list)
     stopped: bool = False
+    probe: grpc.aio.Server | None = None  # HEALTH_ADDR's listener, health only
 
     def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
         if self.stopped:
@@ -217,6 +218,8 @@ class GrpcServer:
         self.bridge.stopping.set()  # waiting streams end at once with UNAVAILABLE
         await self.health.enter_graceful_shutdown()  # every service -> NOT_SERVING
         await self.server.stop(grace)
+        if self.probe is not None:
+            await self.probe.stop(0)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
         return on_serving_loop(self.server.wait_for_termination(timeout))
@@ -246,21 +249,26 @@ def create_server(
     reflection: bool = True,
     long_streams: Sequence[str] = (),
     stream_limits: StreamLimits | None = None,
+    health_address: str | None = None,
 ) -> tuple[GrpcServer, int]:
     """Build, bind and start a server. `register(server)` adds the servicers;
     `service_names` are their full names, announced by health and reflection. `share_port`:
     sibling processes of `serve_in_processes` bind the same address (SO_REUSEPORT).
     `interceptors` run in order, the first outermost, on the `max_workers` worker threads
     (carpet_common.serving). `long_streams`: methods whose streams last as long as a client
-    wants (like WatchRender), counted per caller and in all by `stream_limits`."""
+    wants (like WatchRender), counted per caller and in all by `stream_limits`.
+    `health_address` (HEALTH_ADDR): a second, plaintext listener serving the health service
+    alone, for probes that cannot speak TLS (Kubernetes' gRPC probes)."""
     return on_serving_loop(_create_server(
         address, register, service_names, interceptors=interceptors, max_workers=max_workers,
         tls=tls, unix_socket=unix_socket, share_port=share_port, reflection=reflection,
-        long_streams=long_streams, stream_limits=stream_limits or StreamLimits()))
+        long_streams=long_streams, stream_limits=stream_limits or StreamLimits(),
+        health_address=health_address))
 
 
 async def _create_server(address, register, service_names, *, interceptors, max_workers, tls,
-                         unix_socket, share_port, reflection, long_streams, stream_limits):
+                         unix_socket, share_port, reflection, long_streams, stream_limits,
+                         health_address):
     counter = StreamCounter(stream_limits)
     LONG_STREAMS.set_function(counter.open_streams)
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
@@ -310,10 +318,24 @@ async def _create_server(address, register, service_names, *, interceptors, max_
         raise OSError(f"could not bind gRPC address {address} (taken, or not this machine's)")
     if unix_socket is not None:  # a private local listener (plaintext; file permissions guard it)
         server.add_insecure_port(f"unix:{unix_socket}")
+    probe = None
+    if health_address is not None:
+        probe = grpc.aio.server(options=[("grpc.so_reuseport", 1 if share_port else 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe)
+        try:
+            bound = probe.add_insecure_port(health_address)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise OSError(f"could not bind HEALTH_ADDR {health_address} (taken, or not this "
+                          f"machine's)")
     await server.start()
+    if probe is not None:
+        await probe.start()
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return GrpcServer(server, health_servicer, tuple(service_names), bridge, pool), port
+    return GrpcServer(server, health_servicer, tuple(service_names), bridge, pool,
+                      probe=probe), port
 
 
 _stop_requested = threading.Event()

@@ -65,6 +65,7 @@ class Settings:
     seed_admin_email: str = "admin@example.com"
     seed_credits: int = 100
     metrics_addr: str | None = None
+    health_addr: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
@@ -221,10 +222,33 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
 
 
 BACKGROUND_CONNECTIONS = 2  # the render status hub's, and one the background work shares
+# Settings that may hold a secret, and so may be read from a file instead (`<NAME>_FILE`: a
+# container's mounted secret, never in the environment a process listing shows).
+FILE_SETTINGS = ("ADMIN_TOKENS", "SERVICE_TOKENS", "SERVICE_TOKEN", "JWT_SECRET",
+                 "AUDIT_HMAC_KEY", "RENDER_API_KEY", "CREDIT_DATABASE_URL",
+                 "RENDER_DATABASE_URL", "RATE_LIMIT_STORAGE", "SEED_ADMIN_PASSWORD")
+
+
+def with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
+    """`env` with each `<NAME>_FILE` of FILE_SETTINGS read into `<NAME>` (the file's text
+    without its final newline). Setting both is refused: which one wins would be a guess."""
+    named = {name: env[f"{name}_FILE"] for name in FILE_SETTINGS if env.get(f"{name}_FILE")}
+    if not named:
+        return env
+    values = dict(env)
+    for name, path in named.items():
+        if env.get(name):
+            raise SettingsError(f"set {name} or {name}_FILE, not both")
+        try:
+            with open(path, encoding="utf-8") as file:
+                values[name] = file.read().removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as error:
+            raise SettingsError(f"{name}_FILE cannot be read ({type(error).__name__})") from None
+    return values
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if env is None else env
+    env = with_secret_files(os.environ if env is None else env)
     defaults = Settings()
 
     def optional(name: str) -> str | None:
@@ -288,6 +312,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         seed_admin_email=text("SEED_ADMIN_EMAIL", defaults.seed_admin_email),
         seed_credits=_int(env, "SEED_CREDITS", defaults.seed_credits),
         metrics_addr=optional("METRICS_ADDR"),
+        health_addr=optional("HEALTH_ADDR"),
         tls_cert=optional("TLS_CERT"),
         tls_key=optional("TLS_KEY"),
         tls_client_ca=optional("TLS_CLIENT_CA"),

@@ -200,7 +200,8 @@ def build_server(settings: Settings, address: str, *, clock: Clock = system_cloc
                                   tls=tls_files(settings),
                                   share_port=settings.server_processes > 1,
                                   reflection=settings.grpc_reflection,
-                                  stream_limits=StreamLimits.from_settings(settings))
+                                  stream_limits=StreamLimits.from_settings(settings),
+                                  health_address=settings.health_addr)
     ended_sessions.start()
     running.background.append(ended_sessions)
     return running, port

@@ -147,7 +147,8 @@ def build_server(settings: Settings, address: str, *, channel: grpc.Channel | No
                                   reflection=settings.grpc_reflection,
                                   long_streams=(f"/{SERVICE}/WatchRender",
                                                 f"/{SERVICE}/WatchPublicRender"),
-                                  stream_limits=StreamLimits.from_settings(settings))
+                                  stream_limits=StreamLimits.from_settings(settings),
+                                  health_address=settings.health_addr)
     ended_sessions.start()
     running.background += [ended_sessions, status_hub]
     return running, port

@@ -113,3 +113,20 @@ def test_the_image_api_protocol_is_sync_or_async():
     assert load_settings({"RENDER_API_MODE": "async"}).render_api_mode == "async"
     with pytest.raises(SettingsError, match="RENDER_API_MODE must be sync or async"):
         load_settings({"RENDER_API_MODE": "webhook"})
+
+
+def test_secrets_are_read_from_files_named_by_their_file_variables(tmp_path):
+    secret = tmp_path / "jwt_secret"
+    secret.write_text("j" * 40 + "\n")
+    tokens = tmp_path / "admin_tokens"
+    tokens.write_text("ops:" + "a" * 30)  # no final newline: taken as it is
+    settings = load_settings({"JWT_SECRET_FILE": str(secret), "ADMIN_TOKENS_FILE": str(tokens)})
+    assert settings.jwt_secret == "j" * 40
+    assert settings.admin_tokens == {"ops": "a" * 30}
+    with pytest.raises(SettingsError,
+                       match=r"^JWT_SECRET_FILE cannot be read \(FileNotFoundError\)$"):
+        load_settings({"JWT_SECRET_FILE": str(tmp_path / "missing")})
+    with pytest.raises(SettingsError, match="^set JWT_SECRET or JWT_SECRET_FILE, not both$"):
+        load_settings({"JWT_SECRET_FILE": str(secret), "JWT_SECRET": "k" * 40})
+    # Only the settings that hold secrets: others are not read from files.
+    assert load_settings({"LOG_FORMAT_FILE": str(secret)}).log_format == "text"
