@@ -56,7 +56,7 @@ lint: protos
 		$(VENV)/bin/buf breaking --against '$(BUF_AGAINST)'; \
 	else echo "buf breaking: no previous commit to compare with (shallow clone?)"; fi
 	$(VENV)/bin/hadolint Containerfile
-	./scripts/lint-kubernetes.sh
+	VENV=$(VENV) ./scripts/lint-kubernetes.sh
 
 bench: protos
 	$(PY) -m bench

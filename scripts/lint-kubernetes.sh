@@ -15,6 +15,6 @@ trap 'rm -rf "$rendered"' EXIT
 for overlay in deploy/kubernetes/overlays/*/; do
     name=$(basename "$overlay")
     kubectl kustomize "$overlay" > "$rendered/$name.yaml"
-    .venv/bin/kubernetes-validate --strict --quiet -k "$KUBERNETES_VERSION" "$rendered/$name.yaml"
+    "${VENV:-.venv}/bin/kubernetes-validate" --strict --quiet -k "$KUBERNETES_VERSION" "$rendered/$name.yaml"
     echo "deploy/kubernetes/overlays/$name: $(grep -c '^kind:' "$rendered/$name.yaml") resources valid for Kubernetes $KUBERNETES_VERSION"
 done
