@@ -86,17 +86,12 @@ class SharePage:
         token, part = page.group(1), page.group(2)
         request = render_pb2.GetSharedRenderRequest(token=token)
         if part == "/image" and method == "GET":
-            answer = picture_response(lambda: self._renders.GetSharedRenderOutput(
-                request, timeout=CALL_TIMEOUT_S))
-            if answer.status == 412:
-                answer.status = 410
-            return "/s/{token}/image", answer
+            return "/s/{token}/image", _gone_as_410(picture_response(
+                lambda: self._renders.GetSharedRenderOutput(request, timeout=CALL_TIMEOUT_S)))
         if part == "/logo" and method == "GET":
-            answer = picture_response(lambda: [logo_chunk(self._renders.GetSharedShopLogo(
-                request, timeout=CALL_TIMEOUT_S))], cache="public, max-age=300")
-            if answer.status == 412:
-                answer.status = 410
-            return "/s/{token}/logo", answer
+            return "/s/{token}/logo", _gone_as_410(picture_response(
+                lambda: [logo_chunk(self._renders.GetSharedShopLogo(
+                    request, timeout=CALL_TIMEOUT_S))], cache="public, max-age=300"))
         if part == "/lead" and method == "POST":
             return "/s/{token}/lead", self._lead(environ, token)
         if part is None and method == "GET":
@@ -217,6 +212,13 @@ class SharePage:
                 f'<title>{text}</title><link rel="stylesheet" href="{STYLE_PATH}"></head>'
                 f'<body><main><h1>{text}</h1></main></body></html>')
         return Response(status, body.encode(), "text/html; charset=utf-8", dict(PAGE_HEADERS))
+
+
+def _gone_as_410(answer: Response) -> Response:
+    """A shared picture of a link that no longer works (FAILED_PRECONDITION, 412) is gone."""
+    if answer.status == 412:
+        answer.status = 410
+    return answer
 
 
 # A refused quote request, by reason or by code: (status, the page's words).

@@ -127,13 +127,23 @@ def _return_freed_memory() -> None:
 DECODES = DecodeBudget()
 
 
-def decode_fully(data: bytes, what: str, header: Header) -> None:
-    """Decode every pixel (a truncated or corrupt file fails here) within the budget."""
+@contextmanager
+def decoded(data: bytes, what: str, header: Header):
+    """The picture with every pixel decoded (a truncated or corrupt file fails here, as
+    INVALID_ARGUMENT), within the budget while the caller uses it."""
     with DECODES.decoding(header.pixels):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as image:
-                    image.load()
+                image = Image.open(io.BytesIO(data))
+                image.load()
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             raise InvalidArgument(f"{what} is not a readable PNG or JPEG picture") from None
+        with image:
+            yield image
+
+
+def decode_fully(data: bytes, what: str, header: Header) -> None:
+    """Decode every pixel (a truncated or corrupt file fails here) within the budget."""
+    with decoded(data, what, header):
+        pass

@@ -9,7 +9,7 @@ import io
 
 from PIL import Image
 
-from carpet_common.pictures import DECODES, read_header
+from carpet_common.pictures import DECODES, Header, decoded, read_header
 
 THUMBNAIL_BOX = (320, 240)
 JPEG_QUALITY = 72
@@ -33,11 +33,11 @@ def make_thumbnail(image: bytes) -> bytes:
 LOGO_BOX = (512, 256)
 
 
-def make_logo(image: bytes) -> tuple[bytes, str]:
+def make_logo(image: bytes, header: Header) -> tuple[bytes, str]:
     """A shop's logo reduced to at most LOGO_BOX, and its content type: a PNG stays a PNG (a
-    logo's transparency is kept), a JPEG a JPEG."""
-    header = read_header(image, "logo")
-    with DECODES.decoding(header.pixels), Image.open(io.BytesIO(image)) as opened:
+    logo's transparency is kept), a JPEG a JPEG. Decoded once, here: a file that is not a
+    whole picture is INVALID_ARGUMENT."""
+    with decoded(image, "the logo", header) as opened:
         keeps_alpha = opened.format == "PNG"
         picture = opened.convert("RGBA" if keeps_alpha else "RGB")
         picture.thumbnail(LOGO_BOX, Image.Resampling.LANCZOS)

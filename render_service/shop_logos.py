@@ -1,5 +1,6 @@
 """A shop's logo on its share pages (`docs/shares-and-leads.md`). The file is checked like every
-picture the service accepts (render_service.images), then kept reduced to at most 512 × 256
+picture the service accepts (render_service.images: its header's limits, then every pixel
+decoded, once, while it is reduced), then kept reduced to at most 512 × 256
 pixels, so a page's logo is a few kilobytes whatever was uploaded. Setting and removing it are
 audited in the change's transaction, the audit entry naming the organisation and the stored
 size, never the picture.
@@ -11,7 +12,7 @@ import datetime
 from carpet_common.errors import InvalidArgument, NotFound
 from carpet_common.thumbnails import make_logo
 from render_service import audit_outbox
-from render_service.images import check_image
+from render_service.images import check_header
 from render_service.models import ShopLogo, database
 
 MAX_LOGO_BYTES = 2 * 1024 * 1024
@@ -25,8 +26,7 @@ def set_logo(organization_id: int, image: bytes, *, now: datetime.datetime,
     if len(image) > MAX_LOGO_BYTES:
         raise InvalidArgument(f"the logo is {len(image)} bytes; the limit is {MAX_LOGO_BYTES} "
                               f"bytes (2 MiB)")
-    check_image(image, "the logo", MAX_LOGO_ASPECT)
-    reduced, content_type = make_logo(image)
+    reduced, content_type = make_logo(image, check_header(image, "the logo", MAX_LOGO_ASPECT))
     with database.atomic():
         (ShopLogo.insert(organization_id=organization_id, image=reduced,
                          content_type=content_type, updated_at=now)

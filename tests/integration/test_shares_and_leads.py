@@ -148,6 +148,13 @@ def test_the_share_page_shows_the_shops_logo_which_staff_set_and_remove(stack, s
     assert page(stack, f"/s/{token}/logo")[:2] == (200, stored)
     assert [(entry.get("bytes"), entry["outcome"]) for entry in audit_rows("SetShopLogo")] == [
         (None, "error:INVALID_ARGUMENT"), (len(stored), "ok")]
+    # A PNG cut short passes its header's checks and fails as it is decoded: still a 400, and
+    # the logo stays as it was.
+    status, refused, _ = call(stack.base, logo_path, method="PUT", headers=own,
+                              body={"image": base64.b64encode(wide_logo()[:300]).decode()})
+    assert (status, refused["code"]) == (400, "INVALID_ARGUMENT")
+    assert "not a readable PNG or JPEG" in refused["message"]
+    assert page(stack, logo_path, headers=own)[:2] == (200, stored)
 
     # Removed (audited): the initial again. A link that no longer works shows no logo either.
     status, _, _ = call(stack.base, logo_path, method="PUT", headers=own, body=body)
