@@ -41,6 +41,7 @@ from admin_gateway.responses import (
     picture_response,
     rpc_error_response,
 )
+from carpet_common import tracing
 from carpet_common.auth import Authenticator
 from carpet_common.calls import client_ip, is_trusted, trusted_networks
 from carpet_common.errors import Unauthenticated
@@ -370,7 +371,7 @@ class AdminHttpApp:
     def __init__(self, grpc_target: str, metrics_reader: Authenticator, trusted_proxies=(),
                  backends: dict[str, str] | None = None,
                  security: ChannelSecurity = PLAINTEXT, public: PublicApi | None = None):
-        self._channel = grpc.insecure_channel(grpc_target)
+        self._channel = tracing.traced_channel(grpc.insecure_channel(grpc_target))
         self._public = public
         self._metrics_reader = metrics_reader
         self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
@@ -395,17 +396,19 @@ class AdminHttpApp:
     def __call__(self, environ, start_response):
         started = time.perf_counter()
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
-        try:
-            route, response = self._route(environ, method, path)
-        except Exception:  # noqa: BLE001 - the caller gets a generic 500, the log the rest
-            logger.exception("HTTP %s %s failed", method, _escaped(path))
-            route, response = "error", error_response(500, "INTERNAL", "internal error")
+        with tracing.http_request(environ) as span:
+            try:
+                route, response = self._route(environ, method, path)
+            except Exception:  # noqa: BLE001 - the caller gets a generic 500, the log the rest
+                logger.exception("HTTP %s %s failed", method, _escaped(path))
+                route, response = "error", error_response(500, "INTERNAL", "internal error")
+            tracing.name_http(span, method, route, response.status)
+            # Paths and codes only: headers (credentials) are never logged; control
+            # characters in a path are escaped, so it cannot forge log lines.
+            logger.info("%s %s %s %d", environ.get("REMOTE_ADDR", "-"), method, _escaped(path),
+                        response.status)
         HTTP_REQUESTS.labels(route, str(response.status)).inc()
         HTTP_SECONDS.labels(route, str(response.status)).observe(time.perf_counter() - started)
-        # Paths and codes only: headers (credentials) are never logged; control characters
-        # in a path are escaped, so it cannot forge log lines.
-        logger.info("%s %s %s %d", environ.get("REMOTE_ADDR", "-"), method, _escaped(path),
-                    response.status)
         headers = [("Content-Type", response.content_type),
                    ("X-Content-Type-Options", "nosniff"),  # on every response
                    *response.headers.items()]

@@ -2,7 +2,7 @@
 
 BENCH_DATABASE_URL selects PostgreSQL (default: SQLite files), BENCH_SECONDS the length of
 each scenario, BENCH_CONCURRENCY the number of client processes, BENCH_GROUPS which groups of
-scenarios run (default all: credit,render,watch,scaling,webhooks,admin,catalogue).
+scenarios run (default all: credit,render,watch,scaling,webhooks,tracing,admin,catalogue).
 """
 from __future__ import annotations
 
@@ -122,6 +122,12 @@ def create_carpet(config: dict, address: str) -> int:
 MULTI_PROCESS = {"credit.get_balance.processes2": "credit_workloads.get_balance",
                  "credit.reserve_capture_spread.processes2":
                      "credit_workloads.reserve_capture_spread"}
+# The two hot paths with tracing on, sampling one trace in ten, against the same with tracing
+# off (the default): what an operator pays for turning it on (docs/performance.md, "Tracing").
+TRACED_HOT_PATHS = (("render.submit", "render_workloads.submit"),
+                    ("credit.reserve_capture_hot", "credit_workloads.reserve_capture_hot"))
+
+
 ADMIN_SIZES = {"1k": 1_000, "1m": 1_000_000}
 ADMIN_WORKLOADS = {"admin.overview": "overview", "admin.list_renders": "list_renders",
                    "admin.list_renders.deep": "list_renders_deep",
@@ -191,6 +197,8 @@ COMPARED_WITH = {
     "render.submit.webhook_dead": ("render.submit.events",),
     "credit.reserve_capture_hot.webhook_dead": ("credit.reserve_capture_hot.events",),
     "admin.overview.grpc": (), "admin.overview.http": ("admin.overview.grpc",),
+    **{f"{name}.tracing_off": (name,) for name, _ in TRACED_HOT_PATHS},
+    **{f"{name}.traced10": (f"{name}.tracing_off",) for name, _ in TRACED_HOT_PATHS},
     **{name: ("ceiling.chain3",) if ceiling == "ceiling.grpc.admin" else
        ((ceiling,) if ceiling else ()) for name, ceiling in ADMIN_CEILINGS.items()},
 }
@@ -228,7 +236,8 @@ def report_rows(results: dict[str, Result], cpu: dict[str, dict[str, float]]) ->
     return rows
 
 
-GROUPS = ("credit", "render", "watch", "scaling", "webhooks", "admin", "catalogue")
+GROUPS = ("credit", "render", "watch", "scaling", "webhooks", "tracing", "admin",
+          "catalogue")
 
 
 class Bench:
@@ -299,13 +308,16 @@ class Bench:
 
     @contextlib.contextmanager
     def serving(self, credit_processes: int = 1, render_processes: int = 1,
-                render_workers: int = 0, **render_settings: str):
+                render_workers: int = 0, shared_settings: dict[str, str] | None = None,
+                **render_settings: str):
         """The credit service and a render service (none with `render_processes=0`) for the
-        block, each with SERVER_PROCESSES as given; their addresses in the config."""
+        block, each with SERVER_PROCESSES as given; their addresses in the config.
+        `shared_settings` go to both, `render_settings` to the render service alone."""
         credit_address, render_address = free_address(), free_address()
+        shared_settings = shared_settings or {}
         running = [ServerProcess("credit_service", {
             **self.env, "CREDIT_ADDR": credit_address,
-            "SERVER_PROCESSES": str(credit_processes)}, credit_address)]
+            "SERVER_PROCESSES": str(credit_processes), **shared_settings}, credit_address)]
         saved = {key: self.config.get(key) for key in ("address", "render_address")}
         saved_pids = dict(self.server_pids)
         try:
@@ -313,7 +325,8 @@ class Bench:
                 running.append(ServerProcess("render_service", {
                     **self.render_env, "CREDIT_ADDR": credit_address,
                     "RENDER_ADDR": render_address, "RENDER_WORKERS": str(render_workers),
-                    "SERVER_PROCESSES": str(render_processes), **render_settings},
+                    "SERVER_PROCESSES": str(render_processes), **shared_settings,
+                    **render_settings},
                     render_address))
             self.config.update(address=credit_address, render_address=render_address)
             if render_processes and "carpet" not in self.config:  # the one the renders use
@@ -433,6 +446,25 @@ def run_webhooks(bench: Bench) -> None:
                                        ("credit.reserve_capture_hot",
                                         "credit_workloads.reserve_capture_hot")):
                     bench.scenario_again(f"{name}.{suffix}", workload)
+
+
+def run_tracing(bench: Bench) -> None:
+    """Each hot path with tracing off and with OTLP export sampling 10 % to a collector on
+    loopback (which counts what arrives without decoding it), each way twice in the order
+    A B B A, the two runs of each way added up."""
+    from tests.otlp_collector import OtlpCollector
+
+    with OtlpCollector(keep=False) as collector:
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.origin,
+                  "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                  "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+        for suffix, settings in (("tracing_off", {}), ("traced10", traced),
+                                 ("traced10", traced), ("tracing_off", {})):
+            with bench.serving(shared_settings=settings):
+                for name, workload in TRACED_HOT_PATHS:
+                    bench.scenario_again(f"{name}.{suffix}", workload)
+        bench.extra["tracing"] = {"otlp_exports": collector.exports,
+                                  "otlp_bytes": collector.received_bytes}
 
 
 def run_admin(bench: Bench) -> dict:

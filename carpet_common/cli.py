@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from peewee import Database, DatabaseProxy, OperationalError
 from playhouse.db_url import parse as parse_db_url
 
+from carpet_common import tracing
 from carpet_common.db import bind_database, engine_name
 from carpet_common.logs import configure_logging
 from carpet_common.settings import Settings, SettingsError, load_settings
@@ -28,6 +29,7 @@ def start(prog: str, commands: Sequence[str], argv: list[str] | None = None,
     os.umask(0o077)
     try:
         settings = load_settings()
+        tracing.configure(prog)
     except SettingsError as error:
         # The message names the setting, never its value.
         print(f"configuration error: {error}", file=sys.stderr)

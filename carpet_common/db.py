@@ -20,6 +20,8 @@ from peewee import Database, DatabaseProxy, SqliteDatabase
 from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase
 
+from carpet_common import tracing
+
 SQLITE_BUSY_TIMEOUT_S = 15
 
 
@@ -61,6 +63,25 @@ class SerializedSqliteDatabase(SqliteDatabase):
             self._writer.release()
 
 
+class _TracedStatements:
+    """Each statement a span of the traced call that runs it (carpet_common.tracing); mixed
+    in only when tracing is on, so an untraced process runs peewee's own execute_sql."""
+
+    system = ""
+
+    def execute_sql(self, sql, params=None):
+        with tracing.statement(sql, self.system):
+            return super().execute_sql(sql, params)
+
+
+class _TracedSqliteDatabase(_TracedStatements, SerializedSqliteDatabase):
+    system = "sqlite"
+
+
+class _TracedPostgresqlDatabase(_TracedStatements, PooledPostgresqlDatabase):
+    system = "postgresql"
+
+
 def is_postgres(database: Database) -> bool:
     return isinstance(database, PooledPostgresqlDatabase)
 
@@ -94,7 +115,8 @@ def open_database(url: str, *, max_connections: int = 20) -> Database:
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        return SerializedSqliteDatabase(
+        sqlite_class = _TracedSqliteDatabase if tracing.enabled() else SerializedSqliteDatabase
+        return sqlite_class(
             path,
             pragmas={
                 "journal_mode": "wal",
@@ -107,7 +129,9 @@ def open_database(url: str, *, max_connections: int = 20) -> Database:
         )
     name = kwargs.pop("database")
     kwargs.pop("max_connections", None)
-    return PooledPostgresqlDatabase(
+    postgres_class = (_TracedPostgresqlDatabase if tracing.enabled()
+                      else PooledPostgresqlDatabase)
+    return postgres_class(
         name,
         max_connections=max_connections,
         stale_timeout=300,

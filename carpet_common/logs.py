@@ -12,6 +12,8 @@ import logging
 import re
 import sys
 
+from carpet_common import tracing
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 _CREDENTIAL_PATTERNS = (
@@ -57,6 +59,9 @@ class _JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
+        ids = tracing.current_ids()
+        if ids is not None:  # tracing on, inside a traced call: the log line joins its trace
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return mask_credentials(json.dumps(entry, ensure_ascii=False))

@@ -7,7 +7,9 @@ stop sending) and stops with a grace period.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -20,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection as grpc_reflection
 
+from carpet_common import tracing
 from carpet_common.auth import SERVICE_TOKEN_HEADER
 from carpet_common.interceptors import AroundInterceptor, AroundPipeline
 from carpet_common.metrics import LONG_STREAMS
@@ -30,6 +33,10 @@ from carpet_common.streams import StreamAdmission, StreamCounter, StreamLimits
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 5.0
+# From NOT_SERVING to refusing calls: time for the health watches of the callers' channels
+# to hear it (milliseconds on a network; the Kubernetes manifests add a preStop wait for the
+# endpoints' removal).
+SHUTDOWN_DRAIN_S = 0.5
 # Messages above this are refused by gRPC itself (RESOURCE_EXHAUSTED, "Received message larger
 # than max"). Pictures are limited to 10 MB by the services, which say so with the number; this
 # is set well above that, so a picture a little over the limit gets that readable refusal.
@@ -101,13 +108,17 @@ def service_channel(target: str, security: ChannelSecurity = PLAINTEXT, *,
                     service_config: str | None = None) -> grpc.Channel:
     """A channel from one service to another, presenting this process's identity: its client
     certificate under mTLS, and `service_token` (SERVICE_TOKEN) on every call when given.
-    `service_config`: gRPC service config JSON (retry policies)."""
-    options: tuple[tuple[str, str | int], ...] = CLIENT_CHANNEL_OPTIONS
-    if service_config:
-        options = (*options, ("grpc.service_config", service_config))
+    `service_config`: gRPC service config JSON (retry policies).
+
+    Every such channel watches each replica's health (gRPC client-side health checking): a
+    replica that is stopping says NOT_SERVING first (`GrpcServer.stop`), and calls go to the
+    others from then on, so a rolling restart fails no call."""
+    config = {**json.loads(service_config or "{}"), "healthCheckConfig": {"serviceName": ""}}
+    options: tuple[tuple[str, str | int], ...] = (
+        *CLIENT_CHANNEL_OPTIONS, ("grpc.service_config", json.dumps(config)))
     if security.roots and security.server_name:
         options = (*options, ("grpc.ssl_target_name_override", security.server_name))
-    channel = _transport_channel(target, security, options)
+    channel = tracing.traced_channel(_transport_channel(target, security, options))
     return grpc.intercept_channel(channel, _ServiceCalls(target, service_token))
 
 
@@ -217,6 +228,10 @@ class GrpcServer:
     async def _stop(self, grace: float) -> None:
         self.bridge.stopping.set()  # waiting streams end at once with UNAVAILABLE
         await self.health.enter_graceful_shutdown()  # every service -> NOT_SERVING
+        # The drain: callers watching health (service_channel) move to other replicas before
+        # this one refuses calls. Calls already taken are finished within `grace`; a call
+        # that reached grpc's queue but not a handler when the server stops is cancelled.
+        await asyncio.sleep(SHUTDOWN_DRAIN_S)
         await self.server.stop(grace)
         if self.probe is not None:
             await self.probe.stop(0)
@@ -277,6 +292,8 @@ async def _create_server(address, register, service_names, *, interceptors, max_
     # only, so a burst (a shop's 500 shoppers submitting at once) queues; each client's rate
     # limit bounds how many of those messages are pictures.
     max_queued = max_workers * 64
+    if tracing.enabled():  # outermost: the span covers the whole call, refusals included
+        interceptors = (tracing.ServerInterceptor(), *interceptors)
     bridge = Bridge(AroundPipeline((*interceptors, StreamAdmission(counter, long_streams))),
                     pool, ServingRules(max_queued, frozenset(long_streams), counter))
     # A backstop above every limit of our own (health Watch streams are counted only here).

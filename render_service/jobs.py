@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from peewee import IntegrityError, fn
 
+from carpet_common import tracing
 from carpet_common.days import as_date
 from carpet_common.db import Statement, is_postgres, require_transaction
 from carpet_common.errors import FailedPrecondition, IdempotencyKeyReused, InvalidArgument, NotFound
@@ -42,13 +43,14 @@ _INSERT_JOB = Statement("""
                             cost, credits_charged, idempotency_key, request_hash, attempts,
                             release_pending, has_room_image, input_bytes, output_bytes,
                             output_expired, placement, hold_id, created_at, updated_at,
-                            finished_at, priority, public_id, publishable_key_id, scene)
+                            finished_at, priority, public_id, publishable_key_id, scene,
+                            trace_parent)
     VALUES ({id}, {organization_id}, {user_id}, {carpet_id}, {carpet_size_id}, {mode},
             {status}, {error_text},
             {cost}, 0, {idempotency_key}, {request_hash}, 0, {release_pending},
             {has_room_image}, {input_bytes}, 0, {output_expired}, {placement}, {hold_id},
             {now}, {now}, {finished_at}, {priority}, {public_id}, {publishable_key_id},
-            {scene})
+            {scene}, {trace_parent})
     RETURNING id""")
 # The job's id before the reservation (its hold is reserved under it): PostgreSQL takes it from
 # render_job's own sequence; SQLite has no sequences, so a one-row counter (migration 0012)
@@ -149,7 +151,8 @@ def _values(s: Submission, job_id: int, *, hold_id: int | None, error_text: str,
                 has_room_image=bool(s.room_image), input_bytes=stored, output_expired=False,
                 placement=s.placement, hold_id=hold_id, now=s.now,
                 finished_at=s.now if ended else None, priority=s.priority,
-                public_id=s.public_id, publishable_key_id=s.publishable_key_id, scene=s.scene)
+                public_id=s.public_id, publishable_key_id=s.publishable_key_id, scene=s.scene,
+                trace_parent=tracing.current_traceparent())
 
 
 def _conflicting(submission: Submission, error: IntegrityError) -> RenderJob:

@@ -130,6 +130,9 @@ class RenderJob(BaseModel):
     # A render on a measured floor: its scene as JSON (render_service.floor; '' otherwise);
     # no Python default, like priority.
     scene = TextField(constraints=[SQL("DEFAULT ''")])
+    # The submission's W3C traceparent, for the render work's span link (carpet_common.tracing;
+    # '' untraced); no Python default, like priority.
+    trace_parent = CharField(max_length=64, constraints=[SQL("DEFAULT ''")])
     publishable_key_id = BigIntegerField(null=True)
     created_at = DateTimeField(default=utcnow)
     started_at = DateTimeField(null=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from prometheus_client import Histogram
 
-from carpet_common import errors
+from carpet_common import errors, tracing
 from carpet_common.errors import InvalidArgument
 from carpet_common.pictures import read_header
 from carpet_common.settings import Settings
@@ -142,7 +142,10 @@ class WorkerPool:
         heartbeat.start()
         started = time.perf_counter()
         try:
-            self._process(job, owner)
+            # A trace of its own, linked to the submission's (it may run minutes later).
+            with tracing.linked_span("render work", job.trace_parent,
+                                     {"render.job_id": job.id, "render.mode": job.mode}):
+                self._process(job, owner)
         finally:
             heartbeat.stop()
             status = RenderJob.select(RenderJob.status).where(RenderJob.id == job.id).scalar()
