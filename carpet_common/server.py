@@ -216,22 +216,24 @@ class GrpcServer:
     stopped: bool = False
     probe: grpc.aio.Server | None = None  # HEALTH_ADDR's listener, health only
 
-    def stop(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+    def stop(self, grace: float = SHUTDOWN_GRACE_S, drain: float = 0.0) -> None:
+        """NOT_SERVING, then after `drain` seconds (a process told to stop: SHUTDOWN_DRAIN_S)
+        no new calls; calls in hand get `grace` seconds."""
         if self.stopped:
             return
         self.stopped = True
-        on_serving_loop(self._stop(grace))
+        on_serving_loop(self._stop(grace, drain))
         self.pool.shutdown(wait=False)
         for work in self.background:
             work.stop()
 
-    async def _stop(self, grace: float) -> None:
+    async def _stop(self, grace: float, drain: float) -> None:
         self.bridge.stopping.set()  # waiting streams end at once with UNAVAILABLE
         await self.health.enter_graceful_shutdown()  # every service -> NOT_SERVING
         # The drain: callers watching health (service_channel) move to other replicas before
         # this one refuses calls. Calls already taken are finished within `grace`; a call
         # that reached grpc's queue but not a handler when the server stops is cancelled.
-        await asyncio.sleep(SHUTDOWN_DRAIN_S)
+        await asyncio.sleep(drain)
         await self.server.stop(grace)
         if self.probe is not None:
             await self.probe.stop(0)
@@ -379,7 +381,7 @@ def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] 
     if on_stop is not None:
         on_stop()
     for running in servers:
-        running.stop(grace)
+        running.stop(grace, drain=SHUTDOWN_DRAIN_S)
     logger.info("stopped")
 
 

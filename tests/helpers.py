@@ -99,3 +99,18 @@ def render_stubs(port: int, service: str | None = "web") -> RenderStubs:
     if service is not None:
         stubs.anonymous = render_stubs(port, None)
     return stubs
+
+
+def multipart_form(fields: dict) -> tuple[bytes, str]:
+    """(body, Content-Type) of a multipart form as a browser sends it; bytes values are files
+    (a room picture)."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    data = b""
+    for name, value in fields.items():
+        filename = '; filename="room.png"' if isinstance(value, bytes) else ""
+        value = value if isinstance(value, bytes) else str(value).encode()
+        data += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'
+                 f'{filename}\r\n\r\n').encode() + value + b"\r\n"
+    return data + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

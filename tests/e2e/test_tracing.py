@@ -10,12 +10,12 @@ import json
 import secrets
 import time
 import urllib.request
-import uuid
 
 import pytest
 
 from tests.conftest import free_port
 from tests.fake_image_api import tiny_png
+from tests.helpers import multipart_form
 from tests.otlp_collector import OtlpCollector
 from tests.processes import ServiceProcess, run_cli
 
@@ -33,17 +33,6 @@ def http(base, path, *, method="GET", body=None, headers=None):
     request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, json.loads(response.read())
-
-
-def multipart(fields):
-    boundary = uuid.uuid4().hex
-    data = b""
-    for name, value in fields.items():
-        filename = '; filename="room.png"' if isinstance(value, bytes) else ""
-        value = value if isinstance(value, bytes) else str(value).encode()
-        data += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}'
-                 f'\r\n\r\n').encode() + value + b"\r\n"
-    return data + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 @pytest.mark.postgres
@@ -83,7 +72,7 @@ def test_a_submission_is_one_trace_across_the_three_processes(tmp_path, credit_d
 
             # The shop's page, itself traced: its span is the parent of the gateway's.
             trace_id, page_span = secrets.token_hex(16), secrets.token_hex(8)
-            body, content_type = multipart({"roomImage": tiny_png(size=(64, 48)),
+            body, content_type = multipart_form({"roomImage": tiny_png(size=(64, 48)),
                                             "carpetId": carpet["id"], "mode": "preview"})
             status, render = http(base, "/public/v1/renders", method="POST", body=body, headers={
                 "Content-Type": content_type, "X-Publishable-Key": key["key"], "Origin": SHOP,

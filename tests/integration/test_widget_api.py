@@ -11,7 +11,6 @@ import json
 import re
 import urllib.error
 import urllib.request
-import uuid
 
 import grpc
 import pytest
@@ -22,7 +21,7 @@ from protos.carpet.credit.v1 import notification_pb2
 from protos.carpet.render.v1 import render_pb2
 from render_service import models
 from tests.fake_image_api import tiny_png
-from tests.helpers import ADMIN, SERVICE_TOKEN, bearer, render_stubs
+from tests.helpers import ADMIN, SERVICE_TOKEN, bearer, multipart_form, render_stubs
 from tests.integration.test_admin_http import TOKEN, call
 from tests.integration.test_credit_accounts import create_org, staff_token
 from tests.integration.test_render_service import balance, create_carpet, submit
@@ -77,15 +76,7 @@ def public(stack, path, key, *, origin=SHOP, method="GET", form=None, visitor=No
         headers["X-Forwarded-For"] = visitor
     data = None
     if form is not None:
-        boundary = uuid.uuid4().hex
-        data = b""
-        for name, value in form.items():
-            filename = '; filename="room.png"' if isinstance(value, bytes) else ""
-            value = value if isinstance(value, bytes) else str(value).encode()
-            data += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'
-                     f'{filename}\r\n\r\n').encode() + value + b"\r\n"
-        data += f"--{boundary}--\r\n".encode()
-        headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        data, headers["Content-Type"] = multipart_form(form)
     request = urllib.request.Request(stack.base + path, data=data, method=method,
                                      headers=headers)
     try:
