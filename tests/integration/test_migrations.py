@@ -166,7 +166,8 @@ def test_carpets_become_the_shared_catalogue_with_one_size_each(engine, tmp_path
                                           cost=1, status="queued", hold_id=9)
             assert apply_migrations(database, migrations.DIRECTORY) == [
                 "0013_carpet_catalogues", "0014_render_carpet_daily", "0015_publishable_keys",
-                "0016_render_scene", "0017_shares_leads_funnel", "0018_shop_logo"]
+                "0016_render_scene", "0017_shares_leads_funnel", "0018_shop_logo",
+                "0019_render_trace_parent"]
 
             shown = catalogue.get_carpet(carpet_id)
             assert (shown.carpet.organization_id, shown.carpet.sku) == (0, "K-1")
