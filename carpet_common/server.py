@@ -382,6 +382,9 @@ def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] 
         on_stop()
     for running in servers:
         running.stop(grace, drain=SHUTDOWN_DRAIN_S)
+    # The spans still buffered: a forked serving process leaves by os._exit, which skips the
+    # OpenTelemetry SDK's own flush at exit.
+    tracing.shutdown()
     logger.info("stopped")
 
 
