@@ -115,7 +115,10 @@ def shutdown() -> None:
 
 
 def current_ids() -> tuple[str, str] | None:
-    """(trace id, span id) in hex of the span in progress, None outside one (for logs)."""
+    """(trace id, span id) in hex of the span in progress, None outside one or with tracing
+    off (for logs: off, a log line costs one check of a module variable)."""
+    if _tracer is None:
+        return None
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
         return None
