@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PROTO_SRC := $(shell find protos -name '*.proto')
 PROTO_STAMP := protos/.generated
 
-.PHONY: all install protos migrate seed run test lint bench profile mutate clients clean
+.PHONY: all install protos migrate seed run test lint bench profile mutate sim clients clean
 
 all: protos
 
@@ -50,6 +50,7 @@ BUF_AGAINST ?= .git\#ref=HEAD~1
 
 lint: protos
 	$(PY) -m ruff check .
+	$(PY) scripts/check_determinism.py
 	$(PY) -m mypy
 	$(VENV)/bin/buf lint
 	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
@@ -60,6 +61,15 @@ lint: protos
 
 bench: protos
 	$(PY) -m bench
+
+# The deterministic simulation (docs/reliability.md): SEED (default: a fresh one), STEPS
+# (default: a million), SIM_DATABASE (a PostgreSQL URL; default: SQLite in memory).
+SEED ?=
+STEPS ?= 1000000
+SIM_DATABASE ?=
+sim: protos
+	$(PY) -m tests.sim --steps $(STEPS) $(if $(SEED),--seed $(SEED)) \
+		$(if $(SIM_DATABASE),--database '$(SIM_DATABASE)')
 
 # Where a submission's CPU goes: py-spy flame graphs of both services under render.submit.
 profile: protos

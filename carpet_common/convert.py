@@ -5,12 +5,14 @@ import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from carpet_common import sources
 from carpet_common.errors import InvalidArgument
 
 
 def utcnow() -> datetime.datetime:
-    """Naive UTC, microsecond precision: stored the same way on SQLite and PostgreSQL."""
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    """Naive UTC, microsecond precision: stored the same way on SQLite and PostgreSQL. Read
+    through carpet_common.sources, so the simulator's clock replaces it everywhere."""
+    return sources.now()
 
 
 _EPOCH = datetime.datetime(1970, 1, 1)

@@ -19,9 +19,10 @@ import hmac
 import json
 from dataclasses import dataclass
 
+from carpet_common import sources
 from carpet_common.db import is_postgres
 from carpet_common.paging import Page, paginate
-from credit_service.models import AuditChainHead, AuditLog, database, utcnow
+from credit_service.models import AuditChainHead, AuditLog, database
 
 GENESIS_HASH = "0" * 64
 _key: bytes | None = None
@@ -95,7 +96,7 @@ def append_audit(entry: AuditEntry, now: datetime.datetime | None = None) -> Aud
     entry = AuditEntry(**{**entry.__dict__, "actor": _clip(entry.actor),
                           "target": _clip(entry.target), "peer": _clip(entry.peer),
                           "request_id": _clip(entry.request_id)})
-    created_at = now or utcnow()
+    created_at = now or sources.now()
     with database.atomic():
         head = _locked_head()
         digest = row_hash(head.last_hash, created_at, entry)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from carpet_common import sources
 from carpet_common.settings import Settings
 from credit_service import accounts, passwords
 from credit_service.audit import AuditEntry, append_audit
 from credit_service.emails import normalize_email
-from credit_service.models import Organization, User, database, utcnow
+from credit_service.models import Organization, User, database
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def seed(settings: Settings) -> SeedResult:
         if organization is None:
             organization = accounts.create_organization(
                 settings.seed_org_name, settings.seed_credits, actor="seed", reason="seed",
-                now=utcnow())
+                now=sources.now())
             _audit("seed.CreateOrganization", organization.id, f"organization:{organization.id}",
                    {"name": organization.name, "initial_credits": settings.seed_credits})
             created.append("organization")
@@ -41,7 +42,7 @@ def seed(settings: Settings) -> SeedResult:
         has_password = admin is not None and bool(admin.password_hash)
         if admin is None:  # created without a password
             admin = accounts.create_user(organization.id, settings.seed_admin_name,
-                                         settings.seed_admin_email, "ADMIN", now=utcnow())
+                                         settings.seed_admin_email, "ADMIN", now=sources.now())
             _audit("seed.CreateUser", organization.id, f"user:{admin.id}",
                    {"email": email, "role": "ADMIN"})
             created.append("admin user")

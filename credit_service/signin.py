@@ -21,11 +21,11 @@ import datetime
 import hashlib
 import json
 import math
-import secrets
 from dataclasses import dataclass
 
 from peewee import fn
 
+from carpet_common import sources
 from carpet_common.auth import MAX_JWT_LIFETIME_S
 from carpet_common.db import is_postgres
 from carpet_common.errors import (
@@ -148,12 +148,12 @@ def _first_refusal(keys: list[str], now: datetime.datetime) -> bool:
 
 
 def _new_session(user: User, now: datetime.datetime, refresh_ttl_s: int) -> SignedIn:
-    session = AuthSession.create(id=secrets.token_hex(16), user=user.id, created_at=now)
+    session = AuthSession.create(id=sources.token_hex(16), user=user.id, created_at=now)
     return SignedIn(user, session.id, _next_token(session.id, now, refresh_ttl_s))
 
 
 def _next_token(session_id: str, now: datetime.datetime, refresh_ttl_s: int) -> str:
-    token = secrets.token_urlsafe(32)
+    token = sources.token_urlsafe(32)
     RefreshToken.create(session=session_id, token_hash=_digest(token), created_at=now,
                         expires_at=now + datetime.timedelta(seconds=refresh_ttl_s))
     return token

@@ -13,9 +13,9 @@ recorded too, in a transaction of its own.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 
+from carpet_common import sources
 from carpet_common.calls import current_call, current_principal
 from carpet_common.periodic import Periodic
 from protos.carpet.credit.v1 import audit_pb2
@@ -74,7 +74,7 @@ def record(action: str, who: Who, *, outcome: str, organization_id: int | None, 
     if who.via:
         details["relayed_by"] = who.via
     RenderAudit.create(
-        key=uuid.uuid4().hex, actor=who.actor[:320], actor_user_id=who.user_id, role=who.role,
+        key=sources.unique_hex(), actor=who.actor[:320], actor_user_id=who.user_id, role=who.role,
         action=action, outcome=outcome, organization_id=organization_id, target=target,
         details=json.dumps(details, sort_keys=True), peer=who.client_ip[:100],
         request_id=who.request_id[:100], occurred_at=now)

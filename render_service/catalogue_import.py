@@ -9,7 +9,6 @@ import datetime
 import json
 import os
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 from peewee import IntegrityError
 
+from carpet_common import sources
 from carpet_common.errors import DomainError, InvalidArgument, NotFound
 from carpet_common.outbound import FetchFailed, TargetRefused
 from render_service import audit_outbox, catalogue
@@ -130,7 +130,7 @@ def _import_all(organization_id: int, designs: Sequence[ImportedDesign], dry_run
                 file_name: str, pictures: FetchedPictures, now: datetime.datetime,
                 who: audit_outbox.Who) -> ImportReport:
     outcomes: list[RowOutcome] = []
-    import_id = uuid.uuid4().hex  # names the import's audit entry, and what it created
+    import_id = sources.unique_hex()  # names the import's audit entry, and what it created
     with database.atomic() as transaction:
         for design in designs:
             try:

@@ -13,13 +13,13 @@ import datetime
 import hashlib
 import json
 import re
-import secrets
 import string
 import urllib.parse
 from dataclasses import dataclass, replace
 
 from limits import parse as parse_rate
 
+from carpet_common import sources
 from carpet_common.db import Statement, is_postgres
 from carpet_common.errors import (
     FailedPrecondition,
@@ -71,7 +71,7 @@ def key_hash(key: str) -> str:
 
 
 def _new_key() -> str:
-    return PREFIX + "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_CHARACTERS))
+    return PREFIX + "".join(sources.choice(ALPHABET) for _ in range(RANDOM_CHARACTERS))
 
 
 def normalized_origin(text: str) -> str:

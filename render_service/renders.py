@@ -15,9 +15,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import secrets
 
-from carpet_common import errors
+from carpet_common import errors, sources
 from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
 from render_service import audit_outbox, catalogue, floor, jobs, publishable_keys
@@ -98,7 +97,7 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
         publishable_keys.take_render(publishable_key, now)
         submission = dataclasses.replace(
             submission, priority=publishable_keys.WIDGET_PRIORITY,
-            public_id=secrets.token_urlsafe(PUBLIC_ID_BYTES),
+            public_id=sources.token_urlsafe(PUBLIC_ID_BYTES),
             publishable_key_id=publishable_key.id)
     return _submit(submission, room, credit, settings)
 

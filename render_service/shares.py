@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import secrets
 import string
 
+from carpet_common import sources
 from carpet_common.errors import FailedPrecondition, NotFound
 from render_service import audit_outbox, funnel
 from render_service.models import RenderJob, RenderShare, database
@@ -36,7 +36,7 @@ def create_share(job: RenderJob, *, shop_name: str, session_id: str,
     if job.status != "success" or job.output_expired:
         raise FailedPrecondition("only a finished render whose picture is kept can be shared",
                                  reason="RENDER_NOT_READY")
-    token = "".join(secrets.choice(ALPHABET) for _ in range(TOKEN_CHARACTERS))
+    token = "".join(sources.choice(ALPHABET) for _ in range(TOKEN_CHARACTERS))
     with database.atomic():
         if RenderShare.select().where(RenderShare.job_id == job.id).count() \
                 >= MAX_LINKS_PER_RENDER:

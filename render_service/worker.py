@@ -145,14 +145,16 @@ class WorkerPool:
             # A trace of its own, linked to the submission's (it may run minutes later).
             with tracing.linked_span("render work", job.trace_parent,
                                      {"render.job_id": job.id, "render.mode": job.mode}):
-                self._process(job, owner)
+                self.work_on(job, owner)
         finally:
             heartbeat.stop()
             status = RenderJob.select(RenderJob.status).where(RenderJob.id == job.id).scalar()
             outcome = status if status in jobs.TERMINAL else "deferred"
             JOB_SECONDS.labels(outcome).observe(time.perf_counter() - started)
 
-    def _process(self, job: RenderJob, owner: str) -> None:
+    def work_on(self, job: RenderJob, owner: str) -> None:
+        """One claimed job's work, without the heartbeat that `process` runs beside it (the
+        simulator calls this: its clock does not move while a step runs)."""
         has_output = self._store.exists(job.output_path)
         if not has_output and job.attempts > self._settings.render_max_attempts:
             self._fail(job, owner, REPEATED_FAILURE_TEXT)

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import secrets
-import uuid
 from dataclasses import dataclass
 
 from peewee import IntegrityError, fn
 
+from carpet_common import sources
 from carpet_common.db import Statement, require_transaction
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
@@ -61,7 +60,7 @@ def record_event(event_type: str, organization_id: int, data: dict, now: datetim
                   if event_type in endpoint.events.split(",")]
     if not subscribed:
         return False  # nobody listens: nothing to keep (an endpoint added later starts afresh)
-    event_id = event_id or f"msg_{uuid.uuid4().hex}"
+    event_id = event_id or f"msg_{sources.unique_hex()}"
     body = event_body(event_type, {"organizationId": organization_id, **data},
                       occurred_at or now)
     try:
@@ -241,7 +240,7 @@ def claim_due(limit: int, now: datetime.datetime, lease: datetime.timedelta,
     so nothing is lost; while it holds, no other replica sends the same delivery."""
     if limit <= 0:
         return []
-    token = secrets.token_hex(16)
+    token = sources.token_hex(16)
     with database.atomic():
         ids = [row.id for row in _CLAIM.rows(database, token=token, lease_until=now + lease,
                                              now=now, window=CLAIM_WINDOW,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
+
+from carpet_common import sources
 
 SECRET_PREFIX = "whsec_"
 _key: bytes | None = None
@@ -23,7 +24,7 @@ def use_key(audit_hmac_key: bytes) -> None:
 
 
 def new_salt() -> str:
-    return secrets.token_hex(16)
+    return sources.token_hex(16)
 
 
 def endpoint_secret(salt: str) -> str:
