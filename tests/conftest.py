@@ -83,9 +83,10 @@ def free_port() -> int:
         return port
 
 
-def _admin_execute(statement: str) -> None:
+def admin_execute(statement: str, url: str = "") -> None:
+    """One statement on PostgreSQL (TEST_DATABASE_URL unless `url`), outside a transaction."""
     # CREATE/DROP DATABASE cannot run in a transaction: autocommit, no `with connection`.
-    connection = psycopg2.connect(PG_URL)
+    connection = psycopg2.connect(url or PG_URL)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
@@ -104,7 +105,7 @@ class PostgresDatabases:
     def url(self, name: str) -> str:
         if name not in self._created:
             database = f"{self._prefix}_{name}".lower()
-            _admin_execute(f'CREATE DATABASE "{database}"')
+            admin_execute(f'CREATE DATABASE "{database}"')
             parsed = urlparse(PG_URL)
             self._created[name] = urlunparse(parsed._replace(path="/" + database))
         return self._created[name]
@@ -112,7 +113,7 @@ class PostgresDatabases:
     def drop_all(self) -> None:
         for url in self._created.values():
             database = urlparse(url).path.lstrip("/")
-            _admin_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            admin_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         self._created.clear()
 
 

@@ -131,6 +131,10 @@ class Model:
             self.tokens[answer.refresh_token] = answer.session_id
             self.token_expiry[answer.refresh_token] = self.now() + REFRESH_TTL
 
+    def organization_made(self, organization_id: int, initial_credits: int) -> None:
+        """Committed (its answer may still be lost); made again by a replay: the same one."""
+        self.expected_balance.setdefault(organization_id, initial_credits)
+
     def _apply_log(self, log) -> None:
         if log.id not in self.applied_logs:
             self.applied_logs.add(log.id)

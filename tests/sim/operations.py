@@ -18,7 +18,7 @@ from carpet_common import errors
 from carpet_common.convert import timestamp
 from credit_service import controls, grants, ledger
 from credit_service.webhooks import outbox
-from protos.carpet.credit.v1 import credit_pb2
+from protos.carpet.credit.v1 import account_pb2, credit_pb2
 from render_service import audit_outbox, events, jobs, renders
 from render_service.models import Carpet, RenderJob
 from render_service.settler import HoldSettler
@@ -43,20 +43,26 @@ class Clients:
         self.direct_holds: list[dict] = []
         self.refresh_tokens: list[str] = []
         self.spent_tokens: list[str] = []
+        self.organizations: list[int] = []  # made during the run
+        self.unanswered_organization = None
 
     def key(self, prefix: str) -> str:
         self.next_key += 1
         return f"{prefix}-{self.next_key}"
 
 
-def _organization(rng) -> int:
+def _organization(world: World, rng) -> int:
+    """One of the seeded organisations mostly, now and then one made during the run."""
+    made = world.clients.organizations
+    if made and rng.random() < 0.15:
+        return rng.choice(made)
     return rng.choices(range(1, len(ORGANIZATIONS) + 1), weights=(5, 4, 1))[0]
 
 
 def _user(rng, organization_id: int) -> int | None:
     """One of its users, none, or now and then another organisation's (refused)."""
     draw = rng.random()
-    if draw < 0.3:
+    if draw < 0.3 or organization_id > len(ORGANIZATIONS):  # one made in the run has none
         return None
     if draw < 0.33:
         organization_id = organization_id % len(ORGANIZATIONS) + 1
@@ -74,7 +80,7 @@ def submit(world: World, rng) -> None:
     elif clients.answered_submissions and rng.random() < 0.1:
         request = rng.choice(clients.answered_submissions)  # a replay of an answered one
     else:
-        organization_id = _organization(rng)
+        organization_id = _organization(world, rng)
         carpets = [row for (row,) in Carpet.select(Carpet.id).order_by(Carpet.id).tuples()]
         request = {"organization_id": organization_id, "user_id": _user(rng, organization_id),
                    "carpet_id": rng.choice(carpets), "mode": rng.choice(("preview", "standard",
@@ -115,8 +121,27 @@ def adjust(world: World, rng) -> None:
         return
     delta = rng.choice((-12, -5, -2, -1, 1, 3, 10, 25))
     _send_change(world, "adjust", credit_pb2.AdjustCreditsRequest(
-        organization_id=_organization(rng), delta=delta, reason="simulated adjustment",
+        organization_id=_organization(world, rng), delta=delta, reason="simulated adjustment",
         idempotency_key=clients.key("adjust")))
+
+
+def create_organization(world: World, rng) -> None:
+    """An admin makes an organisation with starting credit (retried with its key when the
+    answer was lost)."""
+    clients = world.clients
+    request = clients.unanswered_organization or account_pb2.CreateOrganizationRequest(
+        name=clients.key("Shop"), initial_credits=rng.choice((0, 5, 40)),
+        idempotency_key=clients.key("organization"))
+    clients.unanswered_organization = None
+    try:
+        answer = world.credit.create_organization(request)
+    except errors.Unavailable:
+        clients.unanswered_organization = request
+        return
+    except errors.DomainError:
+        return
+    if answer.id not in clients.organizations:
+        clients.organizations.append(answer.id)
 
 
 def grant(world: World, rng) -> None:
@@ -124,7 +149,7 @@ def grant(world: World, rng) -> None:
     effective = now + datetime.timedelta(hours=rng.choice((0, 0, 1, 30)))
     expires = effective + datetime.timedelta(hours=rng.choice((1, 6, 48, 240)))
     request = credit_pb2.GrantCreditsRequest(
-        organization_id=_organization(rng), amount=rng.randint(1, 20),
+        organization_id=_organization(world, rng), amount=rng.randint(1, 20),
         kind=rng.choice((credit_pb2.GRANT_KIND_PAID, credit_pb2.GRANT_KIND_PROMOTIONAL)),
         priority=rng.randint(-2, 2), reason="simulated grant",
         idempotency_key=world.clients.key("grant"))
@@ -141,7 +166,7 @@ def reserve_direct(world: World, rng) -> None:
     if unknown and rng.random() < 0.7:
         hold = unknown[0]  # its answer was lost: the same reference again
     else:
-        organization_id = _organization(rng)
+        organization_id = _organization(world, rng)
         hold = {"organization_id": organization_id, "user_id": _user(rng, organization_id),
                 "amount": rng.randint(1, 8), "reference": clients.key("direct"),
                 "ttl": rng.choice((60, 600, 1800)), "id": None}
@@ -191,7 +216,7 @@ def cancel(world: World, rng) -> None:
 
 
 def controls_change(world: World, rng) -> None:
-    organization_id = _organization(rng)
+    organization_id = _organization(world, rng)
     draw = rng.random()
     if draw < 0.5:
         monthly = rng.choice((0, 0, 15, 40, 90))
@@ -204,7 +229,7 @@ def controls_change(world: World, rng) -> None:
 
 
 def sign_in(world: World, rng) -> None:
-    organization_id = _organization(rng)
+    organization_id = _organization(world, rng)
     email = f"user{rng.randrange(USERS_PER_ORGANIZATION)}@org{organization_id}.example"
     if rng.random() < 0.2:
         email = f"nobody{rng.randrange(5)}@org{organization_id}.example"  # a failure
@@ -290,6 +315,7 @@ def clock_jump(world: World, rng) -> None:
 # name -> (operation, weight)
 OPERATIONS = {
     "submit": (submit, 20), "adjust": (adjust, 7), "grant": (grant, 4),
+    "create_organization": (create_organization, 1),
     "reserve": (reserve_direct, 6), "resolve": (resolve_direct, 6), "cancel": (cancel, 3),
     "controls": (controls_change, 2), "sign_in": (sign_in, 2), "refresh": (refresh, 3),
     "claim": (claim, 14), "work": (work, 14), "settle": (settle, 5),

@@ -244,15 +244,9 @@ class PostgresDatabases:
         self._created: list[str] = []
 
     def _admin(self, statement: str) -> None:
-        import psycopg2
+        from tests.conftest import admin_execute
 
-        connection = psycopg2.connect(self._url.geturl())
-        connection.autocommit = True
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
-        finally:
-            connection.close()
+        admin_execute(statement, self._url.geturl())
 
     def open(self, faults: Faults):
         made = []
@@ -309,6 +303,7 @@ class SimCreditClient:
     def __init__(self, world: World):
         self._world = world
         self._credit = CreditServicer(world.now)
+        self._accounts = AccountServicer(world.now)
         self._notifications = NotificationServicer(world.now, allow_private=False)
         self._audit = AuditServicer()
 
@@ -374,6 +369,14 @@ class SimCreditClient:
             ledger.release_hold_by_reference(organization_id, reference,
                                              reason="released by the shop",
                                              now=self._world.now())))
+
+    def create_organization(self, request):
+        def body():
+            made = self._accounts.CreateOrganization(request, None)
+            self._world.model.organization_made(made.id, request.initial_credits)
+            return made
+        return self._deliver("create_organization",
+                             "/carpet.credit.v1.AccountService/CreateOrganization", ADMIN, body)
 
     def adjust(self, request):
         return self._deliver("adjust", "/carpet.credit.v1.CreditService/AdjustCredits", ADMIN,
