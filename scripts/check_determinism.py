@@ -18,10 +18,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("credit_service", "render_service")
 ADAPTERS = {
     # process wiring: where the real clock is chosen and handed to the domain code
-    "credit_service/app.py", "render_service/app.py",
-    "credit_service/__main__.py", "render_service/__main__.py",
-    # the gRPC layer: call deadlines and stream lifetimes in real time
-    "render_service/servicer.py", "render_service/status_hub.py",
+    "credit_service/app.py", "render_service/__main__.py",
+    # the gRPC layer: a stream's lifetime in real time
+    "render_service/servicer.py",
     # outside I/O: the webhook sender's signature timestamp, the image API's retries
     "credit_service/webhooks/dispatcher.py",
     "render_service/renderers/http.py", "render_service/renderers/async_http.py",

@@ -278,6 +278,12 @@ def work(world: World, rng) -> None:
     world.workers.work_on(jobs.get_job(job_id), worker)
 
 
+def work_all(world: World, rng) -> None:
+    """Every claimable job claimed and worked on at once (draining a run's end only)."""
+    while (job := jobs.claim_next("drain", world.now(), LEASE)) is not None:
+        world.workers.work_on(job, "drain")
+
+
 def settle(world: World, rng) -> None:
     settler = HoldSettler(world.credit, world.now)
     for job in jobs.jobs_to_release():
@@ -321,4 +327,5 @@ OPERATIONS = {
     "claim": (claim, 14), "work": (work, 14), "settle": (settle, 5),
     "sweep_holds": (sweep_holds, 3), "expire_grants": (expire_grants, 2), "relay": (relay, 5),
     "deliver_webhooks": (deliver_webhooks, 4), "clock_jump": (clock_jump, 1),
+    "work_all": (work_all, 0),  # never drawn: the drain at a run's end runs it
 }

@@ -105,25 +105,17 @@ def drain(world: World) -> None:
     """No more clients or faults: the background work runs until nothing is left to do, with
     time moving past every lease, hold and grant."""
     for _ in range(DRAIN_ROUNDS):
-        world.step_random = random.Random(0)
-        try:
-            while (job := operations.jobs.claim_next("drain", world.now(),
-                                                     operations.LEASE)) is not None:
-                world.workers.work_on(job, "drain")
-        except Exception as error:  # noqa: BLE001 - reported as what it is
-            world.violation(f"unexpected error draining: {type(error).__name__}: {error}")
-            return
-        for name in ("settle", "relay", "relay", "deliver_webhooks", "sweep_holds",
+        for name in ("work_all", "settle", "relay", "relay", "deliver_webhooks", "sweep_holds",
                      "expire_grants"):
             _step(world, Step(name, 0))
         world.advance(datetime.timedelta(minutes=20))
     world.in_hand.clear()
 
 
-def run(steps: list[Step], seed: int, databases=None, *, at_rest: bool = True,
-        stop_at_first: bool = True) -> Result:
-    """Run `steps` on fresh databases with invariants checked after each; at the end (when
-    nothing failed) drain the background work and check every ledger at rest."""
+def run(steps: list[Step], seed: int, databases=None) -> Result:
+    """Run `steps` on fresh databases with invariants checked after each, up to the first
+    violation; at the end (when nothing failed) drain the background work and check every
+    ledger at rest."""
     databases = databases or SqliteDatabases()
     model = Model()
     started = time.perf_counter()
@@ -135,11 +127,10 @@ def run(steps: list[Step], seed: int, databases=None, *, at_rest: bool = True,
         for index, step in enumerate(steps):
             _step(world, step)
             model.check(world)
-            if model.violations and failed_step is None:
+            if model.violations:
                 failed_step = index
-                if stop_at_first:
-                    break
-        if not model.violations and at_rest:
+                break
+        if not model.violations:
             drain(world)
             model.check(world)
             model.check_at_rest()
@@ -176,8 +167,8 @@ def kind_of(violation: str) -> str:
     return violation.split(":")[0]
 
 
-def shrink(steps: list[Step], seed: int, fails: Callable[[list[Step]], bool] | None = None,
-           budget_s: float = 120.0, databases=None) -> list[Step]:
+def shrink(steps: list[Step], seed: int, budget_s: float = 120.0,
+           databases=None) -> list[Step]:
     """The shortest plan found (within `budget_s`) that still fails the same way: drop chunks
     of steps, halving the chunk size, while the failure stays."""
     first = run(steps, seed, databases)
@@ -187,8 +178,6 @@ def shrink(steps: list[Step], seed: int, fails: Callable[[list[Step]], bool] | N
     steps = steps[:first.failed_step + 1]
 
     def still_fails(candidate: list[Step]) -> bool:
-        if fails is not None:
-            return fails(candidate)
         result = run(candidate, seed, databases)
         return result.failed and kind_of(result.violations[0]) == wanted
 

@@ -68,7 +68,11 @@ def test_a_run_replays_exactly_from_its_plan():
     steps = runner.plan(99, 1500)
     first, again = runner.run(steps, 99), runner.run(steps, 99)
     assert first.fingerprint == again.fingerprint and first.notes == again.notes
-    assert any("crashed" in note for note in first.notes)  # faults were injected
+    # every kind of fault was injected
+    for fault in ("the render process crashed", "the credit process crashed",
+                  "credit process crashed during", "reply to", "image API hung",
+                  "webhook receiver failed"):
+        assert any(fault in note for note in first.notes), fault
     other = runner.run(runner.plan(98, 1500), 98)
     assert other.fingerprint != first.fingerprint
 

@@ -455,6 +455,7 @@ class WebhookReceiver:
 
     def send(self, claimed: outbox.Claimed) -> Outcome:
         if self._world.step_random.random() < 0.3:
+            self._world.note("webhook receiver failed")
             return Outcome(status_code=500, latency_ms=5, error="receiver failed")
         seen = self.received.setdefault(claimed.event_id, claimed.body)
         if seen != claimed.body:
