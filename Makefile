@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PROTO_SRC := $(shell find protos -name '*.proto')
+# protos/third_party: Google's HTTP annotations, vendored for protoc and buf; their Python
+# modules come from the googleapis-common-protos package.
+PROTO_SRC := $(shell find protos -name '*.proto' -not -path 'protos/third_party/*')
 PROTO_STAMP := protos/.generated
 
 .PHONY: all install protos migrate seed run test lint bench profile mutate sim clients clean
@@ -22,7 +24,7 @@ install: $(STAMP)
 # include path, so `protos/carpet/credit/v1/account.proto` imports as
 # `protos.carpet.credit.v1.account_pb2` with no sys.path edits.
 $(PROTO_STAMP): $(STAMP) $(PROTO_SRC)
-	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
+	$(PY) -m grpc_tools.protoc -I . -I protos/third_party --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
 	touch $(PROTO_STAMP)
 
 protos: $(PROTO_STAMP)

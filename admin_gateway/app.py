@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import grpc
 
 from admin_gateway.clients import ServiceClients
-from admin_gateway.http import AdminHttpServer
+from admin_gateway.hosting import AdminHttpServer
 from admin_gateway.public_api import PublicApi
-from admin_gateway.servicer import AdminServicer
-from carpet_common.auth import ADMIN, ADMIN_STAFF, PUBLIC, Authenticator
+from admin_gateway.servicer import AdminServicer, method_handlers
+from admin_gateway.surface import OPERATIONS, POLICY, SERVICE
+from carpet_common.auth import Authenticator
 from carpet_common.calls import AuthInterceptor, CallContextInterceptor, Denial
 from carpet_common.convert import utcnow
 from carpet_common.denials import DenialLog
@@ -26,92 +27,16 @@ from carpet_common.server import ChannelSecurity, GrpcServer, create_server, tls
 from carpet_common.sessions import revoked_sessions_via
 from carpet_common.settings import Settings
 from carpet_common.streams import StreamLimits
-from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
+from protos.carpet.admin.v1 import admin_pb2
 from protos.carpet.credit.v1 import audit_pb2
 
 logger = logging.getLogger(__name__)
 
-SERVICE = "carpet.admin.v1.AdminService"
 SERVICE_NAMES = (SERVICE,)
-# Who may call what: the gateway serves people (its callers are admins and staff); services
-# call the credit and render services directly. A method missing here is refused.
-POLICY = {
-    f"/{SERVICE}/GetOverview": ADMIN_STAFF,
-    f"/{SERVICE}/ListUsers": ADMIN_STAFF,
-    f"/{SERVICE}/ListRenders": ADMIN_STAFF,
-    f"/{SERVICE}/ListOrganizations": ADMIN,
-    f"/{SERVICE}/ListCreditLogs": ADMIN_STAFF,
-    f"/{SERVICE}/ListAuditLogs": ADMIN,
-    f"/{SERVICE}/CreateOrganization": ADMIN,
-    f"/{SERVICE}/CreateUser": ADMIN,
-    f"/{SERVICE}/AdjustCredits": ADMIN,
-    f"/{SERVICE}/GetRenderImage": ADMIN_STAFF,
-    # The catalogues: STAFF their own organisation's (the render service scopes and audits).
-    f"/{SERVICE}/ListCarpets": ADMIN_STAFF,
-    f"/{SERVICE}/GetCarpet": ADMIN_STAFF,
-    f"/{SERVICE}/CreateCarpet": ADMIN_STAFF,
-    f"/{SERVICE}/UpdateCarpet": ADMIN_STAFF,
-    f"/{SERVICE}/ArchiveCarpet": ADMIN_STAFF,
-    f"/{SERVICE}/RestoreCarpet": ADMIN_STAFF,
-    f"/{SERVICE}/ExportCarpets": ADMIN_STAFF,
-    f"/{SERVICE}/ImportCarpets": ADMIN_STAFF,
-    f"/{SERVICE}/GetCarpetImport": ADMIN_STAFF,
-    f"/{SERVICE}/GetCarpetThumbnail": ADMIN_STAFF,
-    # Publishable keys: STAFF their own organisation's (the render service scopes and audits).
-    f"/{SERVICE}/CreatePublishableKey": ADMIN_STAFF,
-    f"/{SERVICE}/ListPublishableKeys": ADMIN_STAFF,
-    f"/{SERVICE}/UpdatePublishableKey": ADMIN_STAFF,
-    f"/{SERVICE}/RotatePublishableKey": ADMIN_STAFF,
-    f"/{SERVICE}/RevokePublishableKey": ADMIN_STAFF,
-    # Share links, leads and the funnel: STAFF their own organisation's (the render service
-    # scopes and audits).
-    **{f"/{SERVICE}/{name}": ADMIN_STAFF for name in (
-        "ListShares", "RevokeShare", "ListLeads", "UpdateLead", "ExportLeads",
-        "ExportPersonalData", "ErasePersonalData", "RecordConversion", "GetFunnel",
-        "ExportFunnel", "SetShopLogo", "GetShopLogo", "DeleteShopLogo")},
-    f"/{SERVICE}/SetUserPassword": ADMIN,
-    f"/{SERVICE}/DeactivateUser": ADMIN,
-    f"/{SERVICE}/ActivateUser": ADMIN,
-    # Sign-in proves the person by what the request carries (password, refresh token); the
-    # credit service checks it, counts failures and locks out.
-    f"/{SERVICE}/Login": PUBLIC,
-    f"/{SERVICE}/Refresh": PUBLIC,
-    f"/{SERVICE}/Logout": PUBLIC,
-    f"/{SERVICE}/ChangePassword": ADMIN_STAFF,
-    # The console (docs/console.md).
-    f"/{SERVICE}/GetUsage": ADMIN_STAFF,
-    f"/{SERVICE}/ExportRenders": ADMIN_STAFF,
-    f"/{SERVICE}/ExportOrganizations": ADMIN,
-    f"/{SERVICE}/ExportUsers": ADMIN_STAFF,
-    f"/{SERVICE}/ExportCreditLogs": ADMIN_STAFF,
-    f"/{SERVICE}/ExportAuditLogs": ADMIN,
-    f"/{SERVICE}/GetRenderThumbnail": ADMIN_STAFF,
-    f"/{SERVICE}/GetRenderRoom": ADMIN_STAFF,
-    f"/{SERVICE}/CancelRender": ADMIN,
-    f"/{SERVICE}/VerifyAuditChain": ADMIN,
-    f"/{SERVICE}/GetConsoleSettings": ADMIN_STAFF,
-    f"/{SERVICE}/CreateWebhookEndpoint": ADMIN,
-    f"/{SERVICE}/ListWebhookEndpoints": ADMIN,
-    f"/{SERVICE}/DeleteWebhookEndpoint": ADMIN,
-    f"/{SERVICE}/ListWebhookDeliveries": ADMIN,
-    f"/{SERVICE}/RetryWebhookDelivery": ADMIN,
-    f"/{SERVICE}/SetLowBalanceAlert": ADMIN,
-    f"/{SERVICE}/SetSpendLimits": ADMIN,
-    f"/{SERVICE}/SuspendOrganization": ADMIN,
-    f"/{SERVICE}/ResumeOrganization": ADMIN,
-    f"/{SERVICE}/ListOrganizationControls": ADMIN,
-    f"/{SERVICE}/GrantCredits": ADMIN,
-    f"/{SERVICE}/GetBalance": ADMIN_STAFF,
-}
 # Exports last as long as their pages: long streams, bounded per caller (carpet_common.streams).
-EXPORT_METHODS = {f"/{SERVICE}/{name}" for name in
-                  ("ExportRenders", "ExportOrganizations", "ExportUsers", "ExportCreditLogs",
-                   "ExportAuditLogs", "ExportCarpets")}
-# Pictures have their own per-IP budget (RATE_LIMIT_IMAGES): a page of thumbnails must not use
-# up the budget that protects the API, nor the API the pictures'.
-IMAGE_METHODS = {f"/{SERVICE}/{name}" for name in
-                 ("GetRenderImage", "GetRenderThumbnail", "GetRenderRoom",
-                  "GetCarpetThumbnail", "GetShopLogo")}
+EXPORT_METHODS = {operation.path for operation in OPERATIONS if operation.export}
+# Pictures have their own per-IP budget (RATE_LIMIT_IMAGES; `picture` in the method's access).
+IMAGE_METHODS = {operation.path for operation in OPERATIONS if operation.picture}
 
 
 def console_settings(settings: Settings) -> admin_pb2.ConsoleSettings:
@@ -163,8 +88,11 @@ def build_server(settings: Settings, address: str, *, clients: ServiceClients | 
     ]
 
     def register(server):
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(clients, clock or utcnow, console_settings(settings)), server)
+        handlers = method_handlers(
+            AdminServicer(clients, clock or utcnow, console_settings(settings)), clients)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE,
+                                                                              handlers),))
+        server.add_registered_method_handlers(SERVICE, handlers)
 
     running, port = create_server(address, register, SERVICE_NAMES, interceptors=interceptors,
                                   max_workers=settings.grpc_max_workers,

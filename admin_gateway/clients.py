@@ -84,6 +84,7 @@ class ServiceClients:
         credit, render = (grpc.intercept_channel(channel, _ForwardCaller())
                           for channel in (own_credit, own_render))
         self._channels = (own_credit, own_render)
+        self._relaying = {"carpet.credit.v1.": credit, "carpet.render.v1.": render}
         self.accounts = account_pb2_grpc.AccountServiceStub(credit)
         self.credits = credit_pb2_grpc.CreditServiceStub(credit)
         self.audit = audit_pb2_grpc.AuditServiceStub(credit)
@@ -100,6 +101,14 @@ class ServiceClients:
         # The public render API (admin_gateway.public_api): the gateway's identity only; the
         # page's key, origin and visitor travel in each request.
         self.public = render_pb2_grpc.RenderServiceStub(own_render)
+
+    def relay_channel(self, service: str) -> grpc.Channel:
+        """The channel, carrying the caller's credential, to the process serving `service`
+        ("carpet.render.v1.RenderService")."""
+        for package, channel in self._relaying.items():
+            if service.startswith(package):
+                return channel
+        raise ValueError(f"no service process serves {service}")
 
     def close(self) -> None:
         for channel in self._channels:

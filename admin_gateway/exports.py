@@ -26,7 +26,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
+from protos.carpet.credit.v1 import account_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
 
 BOM = "\ufeff".encode()
@@ -120,8 +120,9 @@ def _action_key(action: str) -> str:
 
 @dataclass(frozen=True)
 class Export:
-    rpc: str  # the AdminService streaming method
-    request_type: type
+    """The CSV of one AdminService export (EXPORTS, by method name; its path and request are
+    the method's own, admin_gateway.surface)."""
+
     rows: Callable[[object], Iterable]  # a page message -> its rows
     columns: tuple[Column, ...]
 
@@ -131,8 +132,7 @@ _kind = _enum_name(credit_pb2.CreditLogKind, "CREDIT_LOG_KIND_")
 _role = _enum_name(account_pb2.Role, "ROLE_")
 
 EXPORTS = {
-    "/admin/renders.csv": Export("ExportRenders", render_pb2.ListRendersRequest,
-                                 lambda page: page.renders, (
+    "ExportRenders": Export(lambda page: page.renders, (
         Column("id", lambda row: row.render.id),
         Column("created_at", lambda row: _time(row.render.created_at)),
         Column("organization_id", lambda row: row.render.organization_id),
@@ -149,9 +149,7 @@ EXPORTS = {
         Column("started_at", lambda row: _time(row.render.started_at)),
         Column("finished_at", lambda row: _time(row.render.finished_at)),
     )),
-    "/admin/organizations.csv": Export("ExportOrganizations",
-                                       account_pb2.ListOrganizationsRequest,
-                                       lambda page: page.organizations, (
+    "ExportOrganizations": Export(lambda page: page.organizations, (
         Column("id", lambda row: row.id),
         Column("name", lambda row: row.name, text=True),
         Column("balance", lambda row: row.balance),
@@ -159,8 +157,7 @@ EXPORTS = {
         Column("available", lambda row: row.balance - row.held),
         Column("created_at", lambda row: _time(row.created_at)),
     )),
-    "/admin/users.csv": Export("ExportUsers", account_pb2.ListUsersRequest,
-                               lambda page: page.users, (
+    "ExportUsers": Export(lambda page: page.users, (
         Column("id", lambda row: row.id),
         Column("name", lambda row: row.name, text=True),
         Column("email", lambda row: row.display_email or row.email, text=True),
@@ -170,8 +167,7 @@ EXPORTS = {
         Column("active", lambda row: "yes" if row.active else "no", word_key=_key("users.")),
         Column("created_at", lambda row: _time(row.created_at)),
     )),
-    "/admin/credit-logs.csv": Export("ExportCreditLogs", credit_pb2.ListCreditLogsRequest,
-                                     lambda page: page.logs, (
+    "ExportCreditLogs": Export(lambda page: page.logs, (
         Column("id", lambda row: row.id),
         Column("created_at", lambda row: _time(row.created_at)),
         Column("organization_id", lambda row: row.organization_id),
@@ -186,8 +182,7 @@ EXPORTS = {
     )),
     # One row per size in use: a design's sizes share its SKU, name and material. Pictures
     # are not in the file.
-    "/admin/carpets.csv": Export("ExportCarpets", render_pb2.ListCarpetsRequest,
-                                 lambda page: [(carpet, size) for carpet in page.carpets
+    "ExportCarpets": Export(lambda page: [(carpet, size) for carpet in page.carpets
                                                for size in carpet.sizes], (
         Column("sku", lambda row: row[0].sku, text=True),
         Column("name", lambda row: row[0].name, text=True),
@@ -197,8 +192,7 @@ EXPORTS = {
         Column("image", lambda row: "", text=True),
     )),
     # Quote requests: personal data, for the shop that received them.
-    "/admin/leads.csv": Export("ExportLeads", render_pb2.ListLeadsRequest,
-                               lambda page: page.leads, (
+    "ExportLeads": Export(lambda page: page.leads, (
         Column("id", lambda row: row.id),
         Column("created_at", lambda row: _time(row.created_at)),
         Column("organization_id", lambda row: row.organization_id),
@@ -214,8 +208,7 @@ EXPORTS = {
         Column("consent_accepted_at", lambda row: _time(row.consent.accepted_at)),
     )),
     # The funnel per carpet over the period asked (`days`).
-    "/admin/analytics.csv": Export("ExportFunnel", render_pb2.GetFunnelRequest,
-                                   lambda funnel: funnel.carpets, (
+    "ExportFunnel": Export(lambda funnel: funnel.carpets, (
         Column("carpet_id", lambda row: row.carpet_id),
         Column("carpet_name", lambda row: row.carpet_name, text=True),
         Column("opened", lambda row: row.counts.opened),
@@ -227,8 +220,7 @@ EXPORTS = {
         Column("conversion_value", lambda row: f"{row.counts.conversion_value:.2f}"),
         Column("lead_rate", lambda row: _rate(row.counts.leads, row.counts.rendered)),
     )),
-    "/admin/audit.csv": Export("ExportAuditLogs", audit_pb2.ListAuditLogsRequest,
-                               lambda page: page.audit_logs, (
+    "ExportAuditLogs": Export(lambda page: page.audit_logs, (
         Column("id", lambda row: row.id),
         Column("created_at", lambda row: _time(row.created_at)),
         Column("actor", lambda row: row.actor, text=True),

@@ -1,12 +1,12 @@
-"""The OpenAPI 3 document of the HTTP API, generated from the routes and the proto
-descriptors, so it always describes exactly the bodies the gateway reads and writes (proto
-JSON: lowerCamelCase names, 64-bit integers as strings, enums by name)."""
+"""The OpenAPI 3 document of the HTTP API, generated from the AdminService descriptor (each
+method's google.api.http route and access, admin_gateway.surface), so it always describes
+exactly the routes the gateway serves and the bodies it reads and writes (proto JSON:
+lowerCamelCase names, 64-bit integers as strings, enums by name)."""
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from admin_gateway.surface import Operation
 from carpet_common.errors import HTTP_ERROR_STATUSES
 
 ERROR_SCHEMA = {
@@ -20,12 +20,11 @@ _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Err
 _SECURED = [{"adminToken": []}, {"bearer": []}]
 
 
-def picture_path_item(rpc: str) -> dict:
-    """GET /admin/renders/{id}/image|thumbnail|room answer with the picture itself."""
-    return {"get": {
-        "operationId": rpc, "summary": f"AdminService.{rpc}",
-        "parameters": [{"name": "id", "in": "path", "required": True,
-                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}],
+def _picture_operation(operation: Operation, components: dict) -> dict:
+    """GET /admin/renders/{id}/image|thumbnail|room and the like answer with the picture."""
+    return {
+        "operationId": operation.name, "summary": f"AdminService.{operation.name}",
+        "parameters": [_ID_PARAMETER],
         "security": _SECURED,
         "responses": {
             "200": {"description": "the picture", "content": {
@@ -38,7 +37,7 @@ def picture_path_item(rpc: str) -> dict:
                 ("412", "not rendered yet, or no longer kept"),
                 ("429", "rate limited (see Retry-After)"), ("503", "a service is unavailable"))},
         },
-    }}
+    }
 
 
 CSV_OPTIONS = [
@@ -51,12 +50,12 @@ CSV_OPTIONS = [
 ]
 
 
-def export_path_item(rpc: str, request_type) -> dict:
+def _export_operation(operation: Operation, components: dict) -> dict:
     """GET /admin/*.csv: the JSON list's query filters, a CSV body."""
-    components: dict = {}
-    return {"get": {
-        "operationId": rpc, "summary": f"AdminService.{rpc} as CSV",
-        "parameters": [*_query_parameters(request_type.DESCRIPTOR, components), *CSV_OPTIONS],
+    return {
+        "operationId": operation.name, "summary": f"AdminService.{operation.name} as CSV",
+        "parameters": [*_query_parameters(operation.request_type.DESCRIPTOR, components),
+                       *CSV_OPTIONS],
         "security": _SECURED,
         "responses": {
             "200": {"description": "UTF-8 CSV with a byte-order mark and a header row",
@@ -64,38 +63,35 @@ def export_path_item(rpc: str, request_type) -> dict:
             **{status: {"description": text, "content": _ERROR_BODY}
                for status, text in ERROR_STATUSES.items()},
         },
-    }}
+    }
 
 
-def import_path_item(rpc: str, report_type) -> Callable[[dict], dict]:
-    """POST /admin/carpets/import: a multipart upload, a JSON report (its schema joins the
-    document's components when the document is built)."""
-    def item(components: dict) -> dict:
-        report = add_message(report_type.DESCRIPTOR, components)
-        return {"post": {
-            "operationId": rpc, "summary": f"AdminService.{rpc} from an uploaded spreadsheet",
-            "security": _SECURED,
-            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                "type": "object", "required": ["file"], "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "CSV (UTF-8 or Windows-1254; , ; or tab) or XLSX: "
-                                            "sku,name,material,width_cm,length_cm,image"},
-                    "pictures": {"type": "string", "format": "binary",
-                                 "description": "a ZIP of the pictures the image column names"},
-                    "dryRun": {"type": "string", "enum": ["true", "false"],
-                               "description": "report only, change nothing (default true)"},
-                    "organizationId": {"type": "string", "pattern": "^[0-9]{1,18}$"}}}}}},
-            "responses": {
-                "200": {"description": "what was done (or would be), row by row",
-                        "content": {"application/json": {"schema": {
-                            "$ref": f"#/components/schemas/{report}"}}}},
-                "413": {"description": "an upload over 20 MiB", "content": _ERROR_BODY},
-                **{status: {"description": text, "content": _ERROR_BODY}
-                   for status, text in ERROR_STATUSES.items()},
-            },
-        }}
-
-    return item
+def _upload_operation(operation: Operation, components: dict) -> dict:
+    """POST /admin/carpets/import: a multipart upload, a JSON report."""
+    report = add_message(operation.response_type.DESCRIPTOR, components)
+    return {
+        "operationId": operation.name,
+        "summary": f"AdminService.{operation.name} from an uploaded spreadsheet",
+        "security": _SECURED,
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "CSV (UTF-8 or Windows-1254; , ; or tab) or XLSX: "
+                                        "sku,name,material,width_cm,length_cm,image"},
+                "pictures": {"type": "string", "format": "binary",
+                             "description": "a ZIP of the pictures the image column names"},
+                "dryRun": {"type": "string", "enum": ["true", "false"],
+                           "description": "report only, change nothing (default true)"},
+                "organizationId": {"type": "string", "pattern": "^[0-9]{1,18}$"}}}}}},
+        "responses": {
+            "200": {"description": "what was done (or would be), row by row",
+                    "content": {"application/json": {"schema": {
+                        "$ref": f"#/components/schemas/{report}"}}}},
+            "413": {"description": "an upload over 20 MiB", "content": _ERROR_BODY},
+            **{status: {"description": text, "content": _ERROR_BODY}
+               for status, text in ERROR_STATUSES.items()},
+        },
+    }
 
 
 def _query_parameters(request: Descriptor, components: dict) -> list[dict]:
@@ -156,38 +152,50 @@ _ID_PARAMETER = {"name": "id", "in": "path", "required": True,
                  "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
 
 
-def build_document(routes: dict, extra_paths: dict, public_paths=frozenset()) -> dict:
-    """`public_paths`: the sign-in routes, which take no credential header."""
+def _json_operation(operation: Operation, components: dict) -> dict:
+    route = operation.http
+    assert route is not None
+    result: dict = {"operationId": operation.name, "summary": f"AdminService.{operation.name}",
+                    "security": [] if operation.rule.public else _SECURED}
+    path_parameters = [_ID_PARAMETER] if "{id}" in route.template else []
+    result["parameters"] = path_parameters
+    if route.body:
+        schema = {"$ref": "#/components/schemas/"
+                          f"{add_message(operation.request_type.DESCRIPTOR, components)}"}
+        result["requestBody"] = {"required": True,
+                                 "content": {"application/json": {"schema": schema}}}
+    else:
+        result["parameters"] = path_parameters + [
+            parameter for parameter in _query_parameters(operation.request_type.DESCRIPTOR,
+                                                         components)
+            if not (path_parameters and parameter["name"] == "id")]
+    answer = add_message(operation.response_type.DESCRIPTOR, components)
+    result["responses"] = {
+        "200": {"description": "OK", "content": {"application/json": {"schema": {
+            "$ref": f"#/components/schemas/{answer}"}}}},
+        **{status: {"description": text, "content": _ERROR_BODY}
+           for status, text in ERROR_STATUSES.items()},
+    }
+    if route.body:
+        result["responses"]["413"] = {
+            "description": "body over its limit (64 KiB; 14 MiB with a carpet's picture)",
+            "content": _ERROR_BODY}
+    return result
+
+
+def build_document(operations) -> dict:
+    """Every operation with an HTTP route, described by the kind of its answer."""
     components: dict = {"Error": ERROR_SCHEMA}
     paths: dict = {}
-    for (method, path), (rpc, request_type, response_type) in sorted(routes.items()):
-        operation = {"operationId": rpc, "summary": f"AdminService.{rpc}",
-                     "security": [] if path in public_paths else _SECURED}
-        path_parameters = [_ID_PARAMETER] if "{id}" in path else []
-        operation["parameters"] = path_parameters
-        request = request_type.DESCRIPTOR
-        if method == "GET":
-            operation["parameters"] = path_parameters + [
-                parameter for parameter in _query_parameters(request, components)
-                if not (path_parameters and parameter["name"] == "id")]
-        else:
-            schema = {"$ref": f"#/components/schemas/{add_message(request, components)}"}
-            operation["requestBody"] = {"required": method != "DELETE",
-                                        "content": {"application/json": {"schema": schema}}}
-        operation["responses"] = {
-            "200": {"description": "OK", "content": {"application/json": {"schema": {
-                "$ref": f"#/components/schemas/{add_message(response_type.DESCRIPTOR, components)}"
-            }}}},
-            **{status: {"description": text, "content": _ERROR_BODY}
-               for status, text in ERROR_STATUSES.items()},
-        }
-        if method != "GET":
-            operation["responses"]["413"] = {
-                "description": "body over its limit (64 KiB; 14 MiB with a carpet's picture)",
-                "content": _ERROR_BODY}
-        paths.setdefault(path, {})[method.lower()] = operation
-    for path, item in extra_paths.items():  # beside the path's JSON methods, if it has any
-        paths.setdefault(path, {}).update(item(components) if callable(item) else item)
+    for operation in sorted((operation for operation in operations if operation.http),
+                            key=lambda operation: (operation.http.template,
+                                                   operation.http.verb)):
+        describe = (_upload_operation if operation.upload
+                    else _picture_operation if operation.picture
+                    else _export_operation if operation.export else _json_operation)
+        route = operation.http
+        paths.setdefault(route.template, {})[route.verb.lower()] = describe(operation,
+                                                                            components)
     return {
         "openapi": "3.0.3",
         "info": {"title": "Carpet admin API", "version": "1",

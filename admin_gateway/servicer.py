@@ -1,5 +1,10 @@
 """AdminService: aggregates the credit and render services for admins. It owns no tables;
-every call goes to the services with the caller's credential, which they check again."""
+every call goes to the services with the caller's credential, which they check again.
+
+A method that only passes its request on declares the service it relays to in its proto
+(`relay`, admin_gateway.surface) and is served by one generic relay; `AdminServicer` holds the
+methods that do more: aggregates, scoping a STAFF caller's request, exports page by page,
+pictures, sign-in (which adds the caller's address)."""
 from __future__ import annotations
 
 import datetime
@@ -8,13 +13,14 @@ import functools
 import grpc
 
 from admin_gateway.clients import ServiceClients, relayed
+from admin_gateway.surface import OPERATIONS, Operation, SurfaceError
 from carpet_common.calls import current_call, current_principal
 from carpet_common.convert import timestamp
 from carpet_common.lru import LruCache
 from carpet_common.thumbnails import CACHED as CACHED_THUMBNAILS
 from carpet_common.thumbnails import CONTENT_TYPE as THUMBNAIL_TYPE
 from carpet_common.thumbnails import make_thumbnail
-from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
+from protos.carpet.admin.v1 import admin_pb2
 from protos.carpet.credit.v1 import account_pb2, credit_pb2, notification_pb2
 from protos.carpet.render.v1 import render_pb2
 
@@ -81,7 +87,7 @@ def _scope(organization_id: int) -> int:
 CACHED_CARPET_NAMES = 10_000
 
 
-class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+class AdminServicer:
     def __init__(self, clients: ServiceClients, clock,
                  console: admin_pb2.ConsoleSettings | None = None):
         self._clients = clients
@@ -185,43 +191,11 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return names
 
     @relaying
-    def ListOrganizations(self, request, context):
-        return self._clients.accounts.ListOrganizations(request)
-
-    @relaying
     def ListCreditLogs(self, request, context):
         scoped = type(request)()
         scoped.CopyFrom(request)
         scoped.organization_id = _scope(request.organization_id)
         return self._clients.credits.ListCreditLogs(scoped)
-
-    @relaying
-    def ListAuditLogs(self, request, context):
-        return self._clients.audit.ListAuditLogs(request)
-
-    @relaying
-    def CreateOrganization(self, request, context):
-        return self._clients.accounts.CreateOrganization(request)
-
-    @relaying
-    def CreateUser(self, request, context):
-        return self._clients.accounts.CreateUser(request)
-
-    @relaying
-    def AdjustCredits(self, request, context):
-        return self._clients.credits.AdjustCredits(request)
-
-    @relaying
-    def SetUserPassword(self, request, context):
-        return self._clients.accounts.SetUserPassword(request)
-
-    @relaying
-    def DeactivateUser(self, request, context):
-        return self._clients.accounts.DeactivateUser(request)
-
-    @relaying
-    def ActivateUser(self, request, context):
-        return self._clients.accounts.ActivateUser(request)
 
     # Sign-in: the credit service checks the password or refresh token; the gateway says from
     # which address (a field the caller cannot set: it is overwritten here).
@@ -237,19 +211,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def Logout(self, request, context):
         return self._clients.sign_in.Logout(_from_caller(request))
 
-    @relaying
-    def ChangePassword(self, request, context):
-        return self._clients.auth.ChangePassword(request)
-
+    @relaying_stream
     def GetRenderImage(self, request, context):
-        try:
-            job = self._clients.renders.GetRender(render_pb2.GetRenderRequest(id=request.id))
-            _scope(job.organization_id)  # STAFF: only its own organisation's pictures
-            yield from self._clients.renders.GetRenderOutput(request)
-        except grpc.RpcError as error:
-            raise relayed(error) from None
-
-
+        self._visible_render(request.id)
+        yield from self._clients.renders.GetRenderOutput(request)
 
     @relaying
     def GetUsage(self, request, context):
@@ -317,94 +282,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         _scope(job.organization_id)  # STAFF: only its own organisation's pictures
         return job
 
-    @relaying
-    def CancelRender(self, request, context):
-        # The render service audits the cancel itself, in the cancel's own transaction.
-        return self._clients.renders.CancelRender(request)
-
-    @relaying
-    def VerifyAuditChain(self, request, context):
-        return self._clients.audit.VerifyAuditChain(request)
-
     def GetConsoleSettings(self, request, context):
         return self._console
-
-    # Webhooks and organisation controls (`docs/webhooks.md`): the credit service owns them and
-    # audits each change; the gateway passes the person's credential on.
-    @relaying
-    def CreateWebhookEndpoint(self, request, context):
-        return self._clients.notifications.CreateWebhookEndpoint(request)
-
-    @relaying
-    def ListWebhookEndpoints(self, request, context):
-        return self._clients.notifications.ListWebhookEndpoints(request)
-
-    @relaying
-    def DeleteWebhookEndpoint(self, request, context):
-        return self._clients.notifications.DeleteWebhookEndpoint(request)
-
-    @relaying
-    def ListWebhookDeliveries(self, request, context):
-        return self._clients.notifications.ListWebhookDeliveries(request)
-
-    @relaying
-    def RetryWebhookDelivery(self, request, context):
-        return self._clients.notifications.RetryWebhookDelivery(request)
-
-    @relaying
-    def SetLowBalanceAlert(self, request, context):
-        return self._clients.notifications.SetLowBalanceAlert(request)
-
-    @relaying
-    def SetSpendLimits(self, request, context):
-        return self._clients.notifications.SetSpendLimits(request)
-
-    @relaying
-    def SuspendOrganization(self, request, context):
-        return self._clients.notifications.SuspendOrganization(request)
-
-    @relaying
-    def ResumeOrganization(self, request, context):
-        return self._clients.notifications.ResumeOrganization(request)
-
-    @relaying
-    def GrantCredits(self, request, context):
-        return self._clients.credits.GrantCredits(request)
-
-    @relaying
-    def ListOrganizationControls(self, request, context):
-        return self._clients.notifications.ListOrganizationControls(request)
 
     @relaying
     def GetBalance(self, request, context):
         return self._clients.credits.GetBalance(credit_pb2.GetBalanceRequest(
             organization_id=_scope(request.organization_id)))
-
-    # The carpet catalogues (`docs/catalogue.md`): the render service scopes each call to the
-    # person's catalogues and audits each change in the change's own transaction.
-    @relaying
-    def ListCarpets(self, request, context):
-        return self._clients.renders.ListCarpets(request)
-
-    @relaying
-    def GetCarpet(self, request, context):
-        return self._clients.renders.GetCarpet(request)
-
-    @relaying
-    def CreateCarpet(self, request, context):
-        return self._clients.renders.CreateCarpet(request)
-
-    @relaying
-    def UpdateCarpet(self, request, context):
-        return self._clients.renders.UpdateCarpet(request)
-
-    @relaying
-    def ArchiveCarpet(self, request, context):
-        return self._clients.renders.ArchiveCarpet(request)
-
-    @relaying
-    def RestoreCarpet(self, request, context):
-        return self._clients.renders.RestoreCarpet(request)
 
     @relaying_stream
     def GetCarpetThumbnail(self, request, context):
@@ -418,84 +302,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             self._carpet_thumbnails.put(version, thumbnail)
         yield render_pb2.RenderOutputChunk(content_type=THUMBNAIL_TYPE, data=thumbnail)
 
-    # Publishable keys (`docs/widget.md`): scoped and audited by the render service.
-    @relaying
-    def CreatePublishableKey(self, request, context):
-        return self._clients.renders.CreatePublishableKey(request)
-
-    @relaying
-    def ListPublishableKeys(self, request, context):
-        return self._clients.renders.ListPublishableKeys(request)
-
-    @relaying
-    def UpdatePublishableKey(self, request, context):
-        return self._clients.renders.UpdatePublishableKey(request)
-
-    @relaying
-    def RotatePublishableKey(self, request, context):
-        return self._clients.renders.RotatePublishableKey(request)
-
-    @relaying
-    def RevokePublishableKey(self, request, context):
-        return self._clients.renders.RevokePublishableKey(request)
-
-    # Share links, leads and the funnel (`docs/shares-and-leads.md`): scoped and audited by
-    # the render service.
-    @relaying
-    def ListShares(self, request, context):
-        return self._clients.renders.ListShares(request)
-
-    @relaying
-    def RevokeShare(self, request, context):
-        return self._clients.renders.RevokeShare(request)
-
-    @relaying
-    def ListLeads(self, request, context):
-        return self._clients.renders.ListLeads(request)
-
-    @relaying
-    def UpdateLead(self, request, context):
-        return self._clients.renders.UpdateLead(request)
-
     @relaying_stream
     def ExportLeads(self, request, context):
         yield from _pages(self._clients.renders.ListLeads, request)
 
-    @relaying
-    def ExportPersonalData(self, request, context):
-        return self._clients.renders.ExportPersonalData(request)
-
-    @relaying
-    def ErasePersonalData(self, request, context):
-        return self._clients.renders.ErasePersonalData(request)
-
-    @relaying
-    def RecordConversion(self, request, context):
-        return self._clients.renders.RecordConversion(request)
-
-    @relaying
-    def GetFunnel(self, request, context):
-        return self._clients.renders.GetFunnel(request)
-
     @relaying_stream
     def ExportFunnel(self, request, context):
         yield self._clients.renders.GetFunnel(request)
-
-    @relaying
-    def SetShopLogo(self, request, context):
-        return self._clients.renders.SetShopLogo(request)
-
-    @relaying
-    def GetShopLogo(self, request, context):
-        return self._clients.renders.GetShopLogo(request)
-
-    @relaying
-    def DeleteShopLogo(self, request, context):
-        return self._clients.renders.DeleteShopLogo(request)
-
-    @relaying
-    def GetCarpetImport(self, request, context):
-        return self._clients.renders.GetCarpetImport(request)
 
     @relaying
     def ImportCarpets(self, request, context):
@@ -504,3 +317,37 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     @relaying_stream
     def ExportCarpets(self, request, context):
         yield from _pages(self._clients.renders.ListCarpets, request)
+
+
+def _relay(channel: grpc.Channel, operation: Operation):
+    """The request, unchanged, to the method of the same name on the declared service."""
+    call = channel.unary_unary(f"/{operation.relay}/{operation.name}",
+                               request_serializer=operation.request_type.SerializeToString,
+                               response_deserializer=operation.response_type.FromString)
+
+    def relay(request, context):
+        try:
+            return call(request)
+        except grpc.RpcError as error:
+            raise relayed(error) from None
+
+    return relay
+
+
+def method_handlers(servicer: AdminServicer,
+                    clients: ServiceClients) -> dict[str, grpc.RpcMethodHandler]:
+    """Every AdminService method's handler: the servicer's own method, or the generic relay
+    its proto declares. A method with neither, or both, stops the gateway at start."""
+    handlers = {}
+    for operation in OPERATIONS:
+        own = getattr(servicer, operation.name, None)
+        if (own is None) == (not operation.relay):
+            raise SurfaceError(f"AdminService.{operation.name}: "
+                               + ("implemented and relayed" if own else "not implemented"))
+        behaviour = own or _relay(clients.relay_channel(operation.relay), operation)
+        handler = (grpc.unary_stream_rpc_method_handler if operation.streaming
+                   else grpc.unary_unary_rpc_method_handler)
+        handlers[operation.name] = handler(
+            behaviour, request_deserializer=operation.request_type.FromString,
+            response_serializer=operation.response_type.SerializeToString)
+    return handlers

@@ -193,10 +193,13 @@ def test_image_healthz_metrics_and_openapi(http_gateway, credit_server, render_s
     from openapi_spec_validator import validate
 
     validate(document)  # raises on anything that is not valid OpenAPI 3
-    from admin_gateway.http import ROUTES
+    from admin_gateway.surface import OPERATIONS
 
-    for (method, path), _ in ROUTES.items():
-        operation = document["paths"][path][method.lower()]
+    json_routes = [operation.http for operation in OPERATIONS if operation.http
+                   and not (operation.picture or operation.export or operation.upload)]
+    assert len(json_routes) > 50  # every JSON route of the protos
+    for route in json_routes:
+        operation = document["paths"][route.template][route.verb.lower()]
         reference = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
         assert reference.split("/")[-1] in document["components"]["schemas"]
         assert set(operation["responses"]) >= {"200", "400", "401", "403", "429"}
@@ -314,11 +317,11 @@ def test_a_request_trickling_in_is_cut_off(render_settings, render_server, credi
     import dataclasses
     import socket
 
-    from admin_gateway import http
+    from admin_gateway import hosting
     from admin_gateway.app import start_gateway
     from tests.helpers import GATEWAY_TOKEN
 
-    monkeypatch.setattr(http, "REQUEST_READ_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(hosting, "REQUEST_READ_TIMEOUT_S", 1.0)
     settings = dataclasses.replace(render_settings, render_addr=f"127.0.0.1:{render_server.port}",
                                    service_token=GATEWAY_TOKEN)
     gateway = start_gateway(settings, "127.0.0.1:0", "127.0.0.1:0")

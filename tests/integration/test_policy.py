@@ -10,7 +10,7 @@ import jwt
 import pytest
 from google.protobuf.message_factory import GetMessageClass
 
-from admin_gateway.app import POLICY as GATEWAY_POLICY
+from admin_gateway.surface import POLICY as GATEWAY_POLICY
 from carpet_common.auth import Identity, Principal
 from credit_service.app import policy as credit_policy
 from protos.carpet.admin.v1 import admin_pb2

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from admin_gateway.http import CONNECTIONS_PER_ADDRESS
+from admin_gateway.hosting import CONNECTIONS_PER_ADDRESS
 from tests.security.stack import Deployment
 
 ATTACKING = 1050

@@ -6,8 +6,7 @@ import importlib
 import os
 import re
 
-from admin_gateway.exports import EXPORTS
-from admin_gateway.http import ROUTES
+from admin_gateway.surface import OPERATIONS
 from carpet_common import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,7 +37,7 @@ def test_every_grpc_method_is_listed_under_its_service():
 
 def test_every_http_path_and_error_reason_is_listed():
     page = reference()
-    paths = [f"`{method} {path}`" for method, path in ROUTES]
-    paths += [f"`GET {path}`" for path in EXPORTS]
+    paths = [f"`{operation.http.verb} {operation.http.template}`" for operation in OPERATIONS
+             if operation.http]
     reasons = [f"`{cls.reason}`" for cls in errors.ERROR_CLASSES]
     assert [text for text in paths + reasons if text not in page] == []
