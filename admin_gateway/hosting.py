@@ -10,6 +10,7 @@ a waitress that changed them stops the gateway rather than leaving it unprotecte
 """
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 import time
 
@@ -104,7 +105,6 @@ def _with_read_timeout(server) -> None:
 
 def check_waitress(server) -> None:
     """The internals extended here are still what this module expects."""
-    import importlib.metadata
     version = importlib.metadata.version("waitress")
     if not version.startswith(WAITRESS_VERSIONS):
         raise RuntimeError(f"waitress {version}: admin_gateway.hosting is written for "

@@ -13,12 +13,12 @@ from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message_factory import GetMessageClass
 
-from carpet_common.auth import Rule
+from carpet_common.auth import ADMIN, PUBLIC, Rule
 from protos.carpet.admin.v1 import access_pb2, admin_pb2
 
 SERVICE = "carpet.admin.v1.AdminService"
-_ROLES = {access_pb2.ROLE_ADMIN: Rule(admin=True), access_pb2.ROLE_STAFF: Rule(staff=True),
-          access_pb2.ROLE_ANYONE: Rule(public=True)}
+_ROLES = {access_pb2.ROLE_ADMIN: ADMIN, access_pb2.ROLE_STAFF: Rule(staff=True),
+          access_pb2.ROLE_ANYONE: PUBLIC}
 _VERBS = ("get", "put", "post", "delete", "patch")
 # Methods whose HTTP request is a multipart upload the gateway reads (admin_gateway.imports),
 # not the request message as JSON.
@@ -121,6 +121,5 @@ def read(service=admin_pb2.DESCRIPTOR.services_by_name["AdminService"]) -> tuple
 
 
 OPERATIONS = read()
-BY_NAME = {operation.name: operation for operation in OPERATIONS}
 # Who may call what. A method missing here is refused (there is none: each declares access).
 POLICY = {operation.path: operation.rule for operation in OPERATIONS}

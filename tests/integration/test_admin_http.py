@@ -292,7 +292,12 @@ def test_edge_details(http_gateway, credit_server, render_settings, render_serve
         base = f"http://127.0.0.1:{port}"
         for index in range(40):
             assert call(base, f"/admin/bogus-{index}", headers=TOKEN)[0] == 404
-        assert call(base, "/admin/overview/", method="POST", body={}, headers=TOKEN)[0] == 405
+        status, _, headers = call(base, "/admin/overview/", method="POST", body={},
+                                  headers=TOKEN)
+        assert (status, headers["Allow"]) == (405, "GET")
+        status, _, headers = call(base, "/admin/renders.csv", method="POST", body={},
+                                  headers=TOKEN)  # an export's path: only GET
+        assert (status, headers["Allow"]) == (405, "GET")
         metrics = fetch(base + "/metrics", TOKEN)[1].decode()
         assert "bogus" not in metrics and "overview/" not in metrics
         assert 'route="unknown",status="404"' in metrics
