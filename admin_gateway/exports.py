@@ -25,6 +25,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from protos.carpet.credit.v1 import account_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
@@ -70,6 +71,12 @@ def catalogue(language: str) -> Mapping[str, object]:
         return json.load(handle)
 
 
+@functools.cache
+def phrases(language: str) -> Mapping[str, str]:
+    """The catalogue's single phrases (without its plural forms, which are objects)."""
+    return {key: value for key, value in catalogue(language).items() if isinstance(value, str)}
+
+
 @dataclass(frozen=True)
 class CsvStyle:
     delimiter: str = ","
@@ -104,7 +111,7 @@ def csv_style(query: str) -> tuple[CsvStyle, str]:
 @dataclass(frozen=True)
 class Column:
     header: str  # the identifier; `csv.<header>` in the catalogues names it for people
-    value: Callable[[object], object]
+    value: Callable[[Any], object]  # a row (a message of the page) -> its cell
     text: bool = False  # quoted and formula-safe; numbers and times are written as they are
     word_key: Callable[[str], str] | None = None  # value -> its catalogue key, for a coded value
 
@@ -123,7 +130,7 @@ class Export:
     """The CSV of one AdminService export (EXPORTS, by method name; its path and request are
     the method's own, admin_gateway.surface)."""
 
-    rows: Callable[[object], Iterable]  # a page message -> its rows
+    rows: Callable[[Any], Iterable[Any]]  # a page message -> its rows
     columns: tuple[Column, ...]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 
 def form_parts(content_type: str, body: bytes) -> dict[str, Message] | None:
@@ -15,16 +16,16 @@ def form_parts(content_type: str, body: bytes) -> dict[str, Message] | None:
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
     if not message.is_multipart():
         return None
-    return {part.get_param("name", header="content-disposition"): part
+    return {collapse_rfc2231_value(part.get_param("name", "", header="content-disposition")): part
             for part in message.iter_parts()}
 
 
 def part_text(parts: dict[str, Message], name: str, default: str = "") -> str:
-    part = parts.get(name)
-    return part.get_payload(decode=True).decode("utf-8", "replace").strip() if part \
+    return part_bytes(parts, name).decode("utf-8", "replace").strip() if name in parts \
         else default
 
 
 def part_bytes(parts: dict[str, Message], name: str) -> bytes:
     part = parts.get(name)
-    return (part.get_payload(decode=True) or b"") if part else b""
+    payload = part.get_payload(decode=True) if part else None
+    return payload if isinstance(payload, bytes) else b""

@@ -112,10 +112,9 @@ def parse_request(request_type, from_body: bool, query: str, body: bytes):
     value, so a body carrying a password or token gets a fixed one instead."""
     try:
         if not from_body:
-            fields = {key: values[-1] for key, values in
-                      urllib.parse.parse_qs(query, keep_blank_values=False).items()}
-            fields = {key: _query_bool(value) if _is_bool(request_type, key) else value
-                      for key, value in fields.items()}
+            fields: dict[str, object] = {
+                key: _query_bool(values[-1]) if _is_bool(request_type, key) else values[-1]
+                for key, values in urllib.parse.parse_qs(query, keep_blank_values=False).items()}
         else:
             fields = json.loads(body or b"{}")
             if not isinstance(fields, dict):
@@ -123,8 +122,8 @@ def parse_request(request_type, from_body: bool, query: str, body: bytes):
         return json_format.ParseDict(fields, request_type())
     except (json_format.ParseError, json.JSONDecodeError, UnicodeDecodeError) as error:
         if _carries_secret(request_type):
-            fields = ", ".join(field.json_name for field in request_type.DESCRIPTOR.fields)
-            raise BadRequest(f"the body must be a JSON object with string fields ({fields})"
+            names = ", ".join(field.json_name for field in request_type.DESCRIPTOR.fields)
+            raise BadRequest(f"the body must be a JSON object with string fields ({names})"
                              ) from None
         raise BadRequest(str(error).splitlines()[0][:300]) from None
 
@@ -242,7 +241,7 @@ class AdminHttpApp:
             identity = self._metrics_reader.identify(_credentials(environ))
         except Unauthenticated as error:
             return error_response(401, "UNAUTHENTICATED", error.message)
-        if identity.service is None and not identity.person.is_admin:
+        if identity.service is None and not (identity.person and identity.person.is_admin):
             return error_response(403, "PERMISSION_DENIED", "metrics are for ADMIN or a service")
         return Response(200, generate_latest(), CONTENT_TYPE_LATEST, {"Cache-Control": "no-store"})
 
@@ -268,7 +267,7 @@ class AdminHttpApp:
 
     def _call(self, operation: Operation, environ, params: dict[str, str]) -> Response:
         """A JSON answer: the request from the path, and the body (`body: "*"`) or the query."""
-        route = operation.http
+        route = operation.route
         max_body = MAX_PICTURE_BODY_BYTES if _carries_picture(operation.request_type) \
             else MAX_BODY_BYTES
         try:

@@ -244,7 +244,8 @@ def designs(rows: list[Row], pictures: Pictures) -> list[render_pb2.ImportedCarp
             row.refuse("name", "CONFLICTING_ROWS", f"another row of {sku} gives another name or "
                                                    f"material")
             continue
-        image, image_url = b"", ""
+        image: bytes | None = b""
+        image_url = ""
         if image_name.lower().startswith(("http://", "https://")):
             image_url = image_name  # fetched by the render service through its SSRF guard
         elif image_name:

@@ -17,7 +17,7 @@ ERROR_SCHEMA = {
 # The error responses every JSON operation may give, from the one error map.
 ERROR_STATUSES = {str(status): text for status, text in sorted(HTTP_ERROR_STATUSES.items())}
 _ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-_SECURED = [{"adminToken": []}, {"bearer": []}]
+_SECURED: list[dict[str, list[str]]] = [{"adminToken": []}, {"bearer": []}]
 
 
 def _picture_operation(operation: Operation, components: dict) -> dict:
@@ -101,7 +101,7 @@ def _query_parameters(request: Descriptor, components: dict) -> list[dict]:
             if not field.is_repeated and field.type != FieldDescriptor.TYPE_MESSAGE
             or (field.message_type is not None
                 and field.message_type.full_name == "google.protobuf.Timestamp")]
-_SCALARS = {
+_SCALARS: dict[int, dict[str, object]] = {
     FieldDescriptor.TYPE_INT64: {"type": "string", "format": "int64"},
     FieldDescriptor.TYPE_UINT64: {"type": "string", "format": "uint64"},
     FieldDescriptor.TYPE_INT32: {"type": "integer", "format": "int32"},
@@ -127,9 +127,9 @@ def _field_schema(field: FieldDescriptor, components: dict) -> dict:
 
 
 def _single(field: FieldDescriptor, components: dict) -> dict:
-    if field.type == FieldDescriptor.TYPE_ENUM:
+    if field.enum_type is not None:
         return {"type": "string", "enum": [value.name for value in field.enum_type.values]}
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
+    if field.message_type is not None:
         if field.message_type.full_name == "google.protobuf.Timestamp":
             return {"type": "string", "format": "date-time"}
         return {"$ref": f"#/components/schemas/{add_message(field.message_type, components)}"}

@@ -18,7 +18,7 @@ import urllib.parse
 
 import grpc
 
-from admin_gateway.exports import catalogue
+from admin_gateway.exports import phrases
 from admin_gateway.leads_form import HONEYPOT, is_bot, lead_request
 from admin_gateway.responses import Response, logo_chunk, picture_response
 from carpet_common.calls import client_ip, is_trusted, trusted_networks
@@ -115,7 +115,7 @@ class SharePage:
         if isinstance(shared, Response):
             return shared
         lang = language(environ)
-        words = catalogue(lang)
+        words = phrases(lang)
         url = share_url(environ, self._trusted, token)
         carpet = html.escape(shared.carpet_name)
         size = f"{shared.carpet_width_cm:g} × {shared.carpet_length_cm:g} cm"
@@ -170,7 +170,7 @@ class SharePage:
         return Response(status, body.encode(), "text/html; charset=utf-8", dict(PAGE_HEADERS))
 
     def _lead(self, environ, token: str) -> Response:
-        words = catalogue(language(environ))
+        words = phrases(language(environ))
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -198,15 +198,15 @@ class SharePage:
             reason = rpc_error_reason(error)
             if reason == GONE or error.code() == grpc.StatusCode.NOT_FOUND:
                 return self._page(environ, token)  # it says why
-            status, key = _LEAD_REFUSALS.get(reason or "", (None, None))
-            if status is None:
-                status, key = _LEAD_REFUSALS.get(error.code().name, (400, "share.formInvalid"))
+            status, key = _LEAD_REFUSALS.get(
+                reason or error.code().name,
+                _LEAD_REFUSALS.get(error.code().name, (400, "share.formInvalid")))
             return self._page(environ, token, status, words[key], form)
         return self._page(environ, token, 201, words["share.sent"])
 
     def _message(self, environ, status: int, key: str) -> Response:
         lang = language(environ)
-        text = html.escape(catalogue(lang)[key])
+        text = html.escape(phrases(lang)[key])
         body = (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
                 f'<meta name="viewport" content="width=device-width, initial-scale=1">'
                 f'<title>{text}</title><link rel="stylesheet" href="{STYLE_PATH}"></head>'

@@ -54,6 +54,13 @@ class Operation:
         return f"/{self.service}/{self.name}"
 
     @property
+    def route(self) -> HttpRoute:
+        """Its HTTP route, for a method the HTTP API serves."""
+        if self.http is None:
+            raise LookupError(f"{self.name} is not served over HTTP")
+        return self.http
+
+    @property
     def upload(self) -> bool:
         return self.name in UPLOADS
 

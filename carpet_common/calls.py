@@ -39,8 +39,12 @@ def current_call() -> CallInfo:
     return call
 
 
-def current_principal() -> Principal | None:
-    return principal_var.get()
+def current_principal() -> Principal:
+    """The verified caller of the RPC in progress (ANONYMOUS on a public method)."""
+    principal = principal_var.get()
+    if principal is None:
+        raise RuntimeError("no RPC in progress")
+    return principal
 
 
 def peer_ip(peer: str) -> str:

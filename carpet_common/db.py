@@ -14,6 +14,8 @@ import os
 import re
 import threading
 import weakref
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 from peewee import Database, DatabaseProxy, SqliteDatabase
@@ -92,6 +94,12 @@ def require_transaction(database) -> None:
     programming error, caught at once rather than as a half-written change."""
     if not database.in_transaction():
         raise RuntimeError("this must run inside its caller's transaction")
+
+
+def tuples(query: Any) -> Iterator[tuple[Any, ...]]:
+    """The rows of a select as tuples of its columns. (The stubs peewee ships type
+    `query.tuples()` as the query itself, whose rows are models; this says what they are.)"""
+    return iter(query.tuples())
 
 
 def engine_name(url: str) -> str:

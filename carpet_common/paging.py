@@ -9,6 +9,7 @@ import base64
 import datetime
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from peewee import Field, ModelSelect, Tuple
 
@@ -46,7 +47,7 @@ def decode_token(token: str) -> tuple[datetime.datetime, int]:
         raise InvalidArgument("page_token is not valid") from None
 
 
-def paginate(query: ModelSelect, created_at: Field, row_id: Field, page_size: int,
+def paginate(query: ModelSelect[Any], created_at: Field, row_id: Field, page_size: int,
              page_token: str) -> Page:
     """Apply keyset order and limit to `query`; fetch one extra row to know if more exist."""
     size = page_size_or_default(page_size)

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -264,7 +264,7 @@ def create_server(
     unix_socket: str | None = None,
     share_port: bool = False,
     reflection: bool = True,
-    long_streams: Sequence[str] = (),
+    long_streams: Collection[str] = (),
     stream_limits: StreamLimits | None = None,
     health_address: str | None = None,
 ) -> tuple[GrpcServer, int]:

@@ -93,8 +93,12 @@ def serve(settings, process_index: int) -> int:
     dispatcher.start()
     logger.info("credit service listening on %s (port %d, process %d)", settings.credit_addr,
                 port, process_index)
-    run_until_signal([running], on_stop=lambda: (sweeper.stop(), cleaner.stop(),
-                                                 dispatcher.stop()))
+    def stop_background() -> None:
+        sweeper.stop()
+        cleaner.stop()
+        dispatcher.stop()
+
+    run_until_signal([running], on_stop=stop_background)
     return 0
 
 

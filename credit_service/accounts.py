@@ -179,5 +179,5 @@ def account_totals(organization_id: int = 0) -> tuple[int, int, int, int]:
     if organization_id:
         balances = balances.where(CreditBalance.organization == organization_id)
         users = users.where(User.organization == organization_id)
-    organizations, balance, held = balances.tuples().get()
+    organizations, balance, held = balances.scalar(as_tuple=True)
     return int(organizations), int(users.scalar()), int(balance), int(held)

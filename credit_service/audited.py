@@ -46,7 +46,7 @@ _SECRET_FIELD_HINTS = ("token", "secret", "password", "authorization", "api_key"
 def summarize_request(request: Message, relayed_by: str = "") -> str:
     """The request as JSON for the audit row: secrets dropped, bytes reduced to a size; and,
     for a person's call relayed by a service (the gateway), that service's name."""
-    summary = {}
+    summary: dict[str, object] = {}
     for field, value in request.ListFields():
         if any(hint in field.name.lower() for hint in _SECRET_FIELD_HINTS):
             summary[field.name] = "[redacted]"
@@ -90,13 +90,11 @@ class Change:
 def _audit_entry(request: Message, change: Change, outcome: str) -> AuditEntry:
     call, principal = current_call(), current_principal()
     return AuditEntry(
-        actor=principal.actor if principal else "anonymous",
-        role=principal.role if principal else "", action=call.method, outcome=outcome,
+        actor=principal.actor, role=principal.role, action=call.method, outcome=outcome,
         organization_id=change.organization_id or None, target=change.target,
-        details=summarize_request(request, principal.via if principal else ""),
+        details=summarize_request(request, principal.via),
         peer=call.client_ip, request_id=call.request_id,
-        credit_log_id=change.credit_log_id,
-        actor_user_id=principal.user_id if principal else None)
+        credit_log_id=change.credit_log_id, actor_user_id=principal.user_id)
 
 
 def _stored_response(method: str, key: str, fingerprint: str) -> bytes | None:
@@ -133,8 +131,7 @@ def _keyed_method(method: str) -> str:
     """The method column of the caller's idempotency records: the method and a digest of who
     calls (role, organisation and name), so each caller's keys are its own."""
     principal = current_principal()
-    caller = (f"{principal.role}:{principal.organization_id or 0}:{principal.actor}"
-              if principal else "anonymous")
+    caller = f"{principal.role}:{principal.organization_id or 0}:{principal.actor}"
     return f"{method}@{hashlib.sha256(caller.encode()).hexdigest()[:16]}"
 
 
@@ -193,7 +190,7 @@ def write_denial(denial: Denial, count: int, methods: Counter) -> None:
     the client IP. It runs before DatabaseConnectionInterceptor (or on the summary timer's
     thread), so it opens a connection when the thread has none, and gives back what it opened."""
     opened = database.connect(reuse_if_open=True)
-    details = {"error": denial.message}
+    details: dict[str, object] = {"error": denial.message}
     if count > 1:
         details.update(count=count, methods=dict(methods.most_common(20)))
     try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError, fn
 
-from carpet_common.db import require_transaction
+from carpet_common.db import require_transaction, tuples
 from carpet_common.errors import InvalidArgument, NotFound, OrganizationSuspended
 from credit_service.models import (
     CreditBalance,
@@ -254,15 +254,15 @@ def list_controls(now: datetime.datetime, organization_ids: list[int] | None = N
         query = query.where((CreditBalance.low_balance_threshold > 0)
                             & ((CreditBalance.balance - CreditBalance.held)
                                < CreditBalance.low_balance_threshold))
-    rows = list(query.tuples())
+    rows = list(tuples(query))
     ids = [row[0] for row in rows]
-    spent = {}
+    spent: dict[int, int] = {}
     if ids:
-        spent = dict(CreditHold.select(CreditHold.organization, fn.SUM(CreditHold.amount))
-                     .where(CreditHold.organization.in_(ids)
-                            & (CreditHold.created_at >= month_start(now))
-                            & CreditHold.state.in_(SPENDING))
-                     .group_by(CreditHold.organization).tuples())
+        spent = dict(tuples(CreditHold.select(CreditHold.organization, fn.SUM(CreditHold.amount))
+                            .where(CreditHold.organization.in_(ids)
+                                   & (CreditHold.created_at >= month_start(now))
+                                   & CreditHold.state.in_(SPENDING))
+                            .group_by(CreditHold.organization)))
     return [Controls(organization_id=org_id, organization_name=name,
                      low_balance_threshold=threshold,
                      low_balance=bool(threshold) and balance - held < threshold,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from carpet_common.db import Statement, require_transaction
+from carpet_common.db import Statement, require_transaction, tuples
 from carpet_common.errors import InvalidArgument
 from credit_service.ledger_sql import SPEND_ORDER
 from credit_service.models import (
@@ -88,9 +88,10 @@ def expire_grants(now: datetime.datetime, limit: int = 500) -> int:
     race finds the grant already expired (its conditional UPDATE changes nothing): each grant
     is expired once. Returns the credits expired."""
     organization_ids = [row[0] for row in
-                        CreditGrant.select(CreditGrant.organization).distinct()
-                        .where(CreditGrant.expired_at.is_null() & (CreditGrant.expires_at <= now))
-                        .limit(limit).tuples()]
+                        tuples(CreditGrant.select(CreditGrant.organization).distinct()
+                               .where(CreditGrant.expired_at.is_null()
+                                      & (CreditGrant.expires_at <= now))
+                               .limit(limit))]
     total = 0
     for organization_id in organization_ids:
         with database.atomic():

@@ -35,7 +35,7 @@ def _checked_url(url: str) -> str:
 
 class IdentityProvider:
     def __init__(self, settings: Settings):
-        self._keys = jwt.PyJWKClient(_checked_url(settings.jwt_jwks_url), cache_keys=True,
+        self._keys = jwt.PyJWKClient(_checked_url(settings.jwt_jwks_url or ""), cache_keys=True,
                                      lifespan=CACHE_LIFESPAN_S, timeout=FETCH_TIMEOUT_S,
                                      cooldown_duration=REFETCH_COOLDOWN_S)
         self._audience = settings.jwt_audience

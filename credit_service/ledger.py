@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 from peewee import JOIN, SQL, IntegrityError, fn
 
 from carpet_common.days import as_date
+from carpet_common.db import tuples
 from carpet_common.errors import (
     FailedPrecondition,
     InsufficientCredits,
@@ -93,8 +95,9 @@ def adjust_credits(organization_id: int, delta: int, reason: str, *, actor: str,
     if abs(delta) > MAX_ADJUSTMENT:
         raise InvalidArgument(f"delta must be within ±{MAX_ADJUSTMENT}")
     reason = _clean_reason(reason)
+    grant_terms = grants.GrantTerms()
     if delta > 0:
-        terms = grants.check_terms(terms or grants.GrantTerms(), now)
+        grant_terms = grants.check_terms(terms or grant_terms, now)
     elif terms is not None:
         raise InvalidArgument("only credit added can be a grant")
     with database.atomic():
@@ -109,7 +112,7 @@ def adjust_credits(organization_id: int, delta: int, reason: str, *, actor: str,
             raise InsufficientCredits("not enough available credit for this adjustment")
         grant = None
         if delta > 0:
-            grant = grants.add_grant(organization_id, delta, terms, reason=reason,
+            grant = grants.add_grant(organization_id, delta, grant_terms, reason=reason,
                                      reference=reference[:MAX_REFERENCE_LENGTH], now=now)
         elif not ledger_sql.consume(organization_id, -delta, now):
             # The balance has it, but not all of it is spendable now (a grant not yet in
@@ -187,7 +190,7 @@ def reserve_credits(organization_id: int, amount: int, reference: str, ttl_secon
             hold_id, state = ledger_sql.insert_and_hold(organization_id, user_id or None,
                                                         amount, reference, expires_at, now)
             if hold_id is None:  # this reference already has its hold: a repeat
-                return _hold_by_reference(organization_id, reference)
+                return _repeated_hold(organization_id, reference)
             if state is None:
                 raise _NotReserved
             # The balance row is locked by this transaction from here to its end.
@@ -241,7 +244,8 @@ def _clean_reference(reference: str) -> str:
     return reference
 
 
-def _hold_view(row: CreditHold) -> HoldView:
+def _hold_view(row: Any) -> HoldView:
+    """A CreditHold row, read with the id of the log row that captured it (an alias column)."""
     return HoldView(id=row.id, organization_id=row.organization_id, user_id=row.user_id,
                     amount=row.amount, state=row.state, reference=row.reference,
                     expires_at=row.expires_at, credit_log_id=row.credit_log_id,
@@ -259,6 +263,14 @@ def _hold_by_reference(organization_id: int, reference: str) -> HoldView | None:
     row = _holds().where((CreditHold.organization == organization_id)
                          & (CreditHold.reference == reference)).first()
     return None if row is None else _hold_view(row)
+
+
+def _repeated_hold(organization_id: int, reference: str) -> HoldView:
+    """The hold a repeated reserve found (holds are never deleted)."""
+    hold = _hold_by_reference(organization_id, reference)
+    if hold is None:
+        raise RuntimeError(f"the hold of reference {reference!r} vanished")
+    return hold
 
 
 def _get_hold(hold_id: int) -> HoldView:
@@ -339,4 +351,4 @@ def credit_usage(start: datetime.date, end: datetime.date, organization_id: int 
              .where(CreditDaily.day.between(start, end)).group_by(CreditDaily.day))
     if organization_id:
         query = query.where(CreditDaily.organization_id == organization_id)
-    return {as_date(day): (int(spent), int(added)) for day, spent, added in query.tuples()}
+    return {as_date(day): (int(spent), int(added)) for day, spent, added in tuples(query)}

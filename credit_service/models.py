@@ -61,6 +61,7 @@ class Organization(BaseModel):
 class User(BaseModel):
     id = BigAutoField()
     organization = ForeignKeyField(Organization, backref="users", on_delete="RESTRICT")
+    organization_id: int  # the key's value (peewee's accessor, typed)
     name = CharField(max_length=200, constraints=[Check("length(name) > 0")])
     # The sign-in name in its normal form (credit_service.emails: NFC, Turkish-aware lower
     # case, IDNA domain), unique; `display_email` keeps it as typed.
@@ -102,7 +103,9 @@ class CreditBalance(BaseModel):
 class CreditHold(BaseModel):
     id = BigAutoField()
     organization = ForeignKeyField(Organization, on_delete="RESTRICT")
+    organization_id: int  # the key's value (peewee's accessor, typed)
     user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
+    user_id: int | None  # the key's value (peewee's accessor, typed)
     amount = BigIntegerField(constraints=[Check("amount > 0")])
     state = CharField(max_length=16, default="held",
                       constraints=[Check(_in("state", HOLD_STATES))])
@@ -171,11 +174,14 @@ class CreditHoldDraw(BaseModel):
 class CreditLog(BaseModel):
     id = BigAutoField()
     organization = ForeignKeyField(Organization, on_delete="RESTRICT")
+    organization_id: int  # the key's value (peewee's accessor, typed)
     user = ForeignKeyField(User, null=True, on_delete="RESTRICT")
+    user_id: int | None  # the key's value (peewee's accessor, typed)
     # The hold a `render` row captured; unique, so a hold is charged at most once.
     hold = ForeignKeyField(CreditHold, null=True, unique=True, on_delete="RESTRICT")
     # The grant a positive adjustment made, or the grant an `expire` row expired.
     grant = ForeignKeyField(CreditGrant, null=True, on_delete="RESTRICT")
+    grant_id: int | None  # the key's value (peewee's accessor, typed)
     delta = BigIntegerField(constraints=[Check("delta <> 0")])
     balance_after = BigIntegerField(constraints=[Check("balance_after >= 0")])
     kind = CharField(max_length=16, constraints=[Check(_in("kind", CREDIT_LOG_KINDS))])
@@ -206,6 +212,7 @@ class AuditLog(BaseModel):
     request_id = CharField(max_length=200, default="")
     # The adjustment this row audits (invariant 3: each `adjust` log row has one).
     credit_log = ForeignKeyField(CreditLog, null=True, unique=True, on_delete="RESTRICT")
+    credit_log_id: int | None  # the key's value (peewee's accessor, typed)
     prev_hash = CharField(max_length=64)
     hash = CharField(max_length=64, unique=True)
     # The signed-in user who acted (NULL: a token's name, a service, or nobody known).
@@ -342,6 +349,7 @@ class WebhookDelivery(BaseModel):
     id = BigAutoField()
     event = ForeignKeyField(WebhookEvent, on_delete="RESTRICT")
     endpoint = ForeignKeyField(WebhookEndpoint, on_delete="RESTRICT")
+    endpoint_id: int  # the key's value (peewee's accessor, typed)
     state = CharField(max_length=16, default="pending",
                       constraints=[Check(_in("state", DELIVERY_STATES))])
     attempts = IntegerField(default=0, constraints=[Check("attempts >= 0")])
@@ -362,6 +370,7 @@ class WebhookDelivery(BaseModel):
 class WebhookAttempt(BaseModel):
     id = BigAutoField()
     delivery = ForeignKeyField(WebhookDelivery, on_delete="RESTRICT")
+    delivery_id: int  # the key's value (peewee's accessor, typed)
     attempted_at = DateTimeField()
     status_code = IntegerField(default=0)  # 0: no HTTP answer
     latency_ms = BigIntegerField(default=0)

@@ -40,10 +40,13 @@ def seed(settings: Settings) -> SeedResult:
             created.append("organization")
         admin = User.get_or_none(User.email == email)
         has_password = admin is not None and bool(admin.password_hash)
-        if admin is None:  # created without a password
-            admin = accounts.create_user(organization.id, settings.seed_admin_name,
-                                         settings.seed_admin_email, "ADMIN", now=sources.now())
-            _audit("seed.CreateUser", organization.id, f"user:{admin.id}",
+        if admin is not None:
+            admin_id = admin.id
+        else:  # created without a password
+            admin_id = accounts.create_user(organization.id, settings.seed_admin_name,
+                                            settings.seed_admin_email, "ADMIN",
+                                            now=sources.now()).id
+            _audit("seed.CreateUser", organization.id, f"user:{admin_id}",
                    {"email": email, "role": "ADMIN"})
             created.append("admin user")
         if settings.seed_admin_password and not has_password:
@@ -51,7 +54,7 @@ def seed(settings: Settings) -> SeedResult:
             # changed since is never reset by running seed again.
             password = passwords.check_new_password(settings.seed_admin_password, email)
             User.update(password_hash=passwords.hash_password(password)).where(
-                User.id == admin.id).execute()
-            _audit("seed.SetUserPassword", organization.id, f"user:{admin.id}", {})
+                User.id == admin_id).execute()
+            _audit("seed.SetUserPassword", organization.id, f"user:{admin_id}", {})
             created.append("admin password")
-    return SeedResult(organization.id, admin.id, tuple(created))
+    return SeedResult(organization.id, admin_id, tuple(created))

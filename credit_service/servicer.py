@@ -29,7 +29,7 @@ from protos.carpet.credit.v1 import (
 Clock = Callable[[], datetime.datetime]
 
 ROLE_TO_PROTO = {"ADMIN": account_pb2.ROLE_ADMIN, "STAFF": account_pb2.ROLE_STAFF}
-ROLE_FROM_PROTO = {value: key for key, value in ROLE_TO_PROTO.items()}
+ROLE_FROM_PROTO: dict[int, str] = {value: key for key, value in ROLE_TO_PROTO.items()}
 KIND_TO_PROTO = {"seed": credit_pb2.CREDIT_LOG_KIND_SEED,
                  "adjust": credit_pb2.CREDIT_LOG_KIND_ADJUST,
                  "render": credit_pb2.CREDIT_LOG_KIND_RENDER,
@@ -104,7 +104,7 @@ def _grant_terms(row) -> dict:
     grant = getattr(row, "__rel__", {}).get("grant")
     if grant is None or grant.kind is None:
         return {}
-    terms = {"grant_kind": GRANT_KIND_TO_PROTO[grant.kind]}
+    terms: dict[str, object] = {"grant_kind": GRANT_KIND_TO_PROTO[grant.kind]}
     if grant.expires_at is not None:
         terms["grant_expires_at"] = timestamp(grant.expires_at)
     return terms
@@ -135,9 +135,10 @@ def audit_message(row: AuditLog) -> audit_pb2.AuditLog:
 
 
 def _role(value: int) -> str:
-    if value not in ROLE_FROM_PROTO:
+    role = ROLE_FROM_PROTO.get(value)
+    if role is None:
         raise InvalidArgument("role must be ROLE_ADMIN or ROLE_STAFF")
-    return ROLE_FROM_PROTO[value]
+    return role
 
 
 class AccountServicer(account_pb2_grpc.AccountServiceServicer):

@@ -27,7 +27,7 @@ from peewee import fn
 
 from carpet_common import sources
 from carpet_common.auth import MAX_JWT_LIFETIME_S
-from carpet_common.db import is_postgres
+from carpet_common.db import is_postgres, tuples
 from carpet_common.errors import (
     InvalidArgument,
     NotFound,
@@ -71,7 +71,8 @@ class Origin:
     via: str = ""
 
 
-def _audit(action: str, outcome: str, *, actor: str, user: User | None = None,
+def _audit(action: str, outcome: str, *, actor: str,
+           user: User | accounts.UserRow | None = None,
            origin: Origin, details: dict | None = None) -> None:
     """A sign-in event in the audit log, naming the person; never a password or token."""
     details = dict(details or {})
@@ -100,7 +101,7 @@ def _locked_for(keys: list[str], now: datetime.datetime) -> int:
         count, oldest = (LoginFailure.select(fn.COUNT(LoginFailure.id),
                                              fn.MIN(LoginFailure.created_at))
                          .where((LoginFailure.key == key) & (LoginFailure.created_at > since))
-                         .tuples().get())
+                         .scalar(as_tuple=True))
         if count >= FAILURE_LIMIT:
             oldest = _as_datetime(oldest)
             longest = max(longest, math.ceil((oldest + FAILURE_WINDOW - now).total_seconds()))
@@ -147,7 +148,8 @@ def _first_refusal(keys: list[str], now: datetime.datetime) -> bool:
     return True
 
 
-def _new_session(user: User, now: datetime.datetime, refresh_ttl_s: int) -> SignedIn:
+def _new_session(user: accounts.UserRow, now: datetime.datetime, refresh_ttl_s: int
+                 ) -> SignedIn:
     session = AuthSession.create(id=sources.token_hex(16), user=user.id, created_at=now)
     return SignedIn(user, session.id, _next_token(session.id, now, refresh_ttl_s))
 
@@ -181,7 +183,9 @@ def login(email: str, password: str, client_ip: str, now: datetime.datetime, *,
                             "note": "further refusals in this window are not written"})
         raise
     user = User.get_or_none(User.email == account)
-    if not passwords.verify_password(user.password_hash if user else "", password):
+    # Checked without a user too, so an unknown email costs the time a wrong password does.
+    if not passwords.verify_password(user.password_hash if user else "", password) \
+            or user is None:
         _audit("Login", "denied:UNAUTHENTICATED", actor=account, user=user, origin=origin,
                details={"error": WRONG_CREDENTIALS})
         raise Unauthenticated(WRONG_CREDENTIALS)
@@ -357,7 +361,7 @@ def revoked_session_ids(now: datetime.datetime) -> list[str]:
     (an access token lives at most MAX_JWT_LIFETIME_S)."""
     since = now - datetime.timedelta(seconds=MAX_JWT_LIFETIME_S)
     return [session_id for (session_id,) in
-            AuthSession.select(AuthSession.id).where(AuthSession.ended_at > since).tuples()]
+            tuples(AuthSession.select(AuthSession.id).where(AuthSession.ended_at > since))]
 
 
 def forget_old(now: datetime.datetime) -> None:

@@ -15,6 +15,7 @@ import json
 
 from peewee import JOIN, Case, fn
 
+from carpet_common.db import tuples
 from credit_service.audit import broken_links
 from credit_service.models import (
     AuditLog,
@@ -32,12 +33,11 @@ def balance_mismatches() -> list[str]:
     ledger_sum = (CreditLog.select(CreditLog.organization.alias("org_id"),
                                    fn.SUM(CreditLog.delta).alias("total"))
                   .group_by(CreditLog.organization).alias("ledger"))
-    rows = (Organization.select(Organization.id, CreditBalance.balance,
-                                fn.COALESCE(ledger_sum.c.total, 0).alias("total"))
-            .join(CreditBalance, JOIN.LEFT_OUTER,
-                  on=(CreditBalance.organization == Organization.id))
-            .join(ledger_sum, JOIN.LEFT_OUTER, on=(ledger_sum.c.org_id == Organization.id))
-            .tuples())
+    rows = tuples(Organization.select(Organization.id, CreditBalance.balance,
+                                      fn.COALESCE(ledger_sum.c.total, 0).alias("total"))
+                  .join(CreditBalance, JOIN.LEFT_OUTER,
+                        on=(CreditBalance.organization == Organization.id))
+                  .join(ledger_sum, JOIN.LEFT_OUTER, on=(ledger_sum.c.org_id == Organization.id)))
     problems = []
     for organization_id, balance, total in rows:
         if balance is None:
@@ -53,20 +53,18 @@ def held_mismatches() -> list[str]:
                                     fn.SUM(CreditHold.amount).alias("total"))
                   .where(CreditHold.state == "held")
                   .group_by(CreditHold.organization).alias("open_holds"))
-    rows = (CreditBalance.select(CreditBalance.organization, CreditBalance.held,
-                                 fn.COALESCE(open_holds.c.total, 0))
-            .join(open_holds, JOIN.LEFT_OUTER,
-                  on=(open_holds.c.org_id == CreditBalance.organization))
-            .tuples())
+    rows = tuples(CreditBalance.select(CreditBalance.organization, CreditBalance.held,
+                                       fn.COALESCE(open_holds.c.total, 0))
+                  .join(open_holds, JOIN.LEFT_OUTER,
+                        on=(open_holds.c.org_id == CreditBalance.organization)))
     return [f"invariant 2: organisation {organization_id} held {held} != sum of held holds "
             f"{int(total)}" for organization_id, held, total in rows if held != int(total)]
 
 
 def unaudited_adjustments() -> list[str]:
-    rows = (CreditLog.select(CreditLog.id)
-            .join(AuditLog, JOIN.LEFT_OUTER, on=(AuditLog.credit_log == CreditLog.id))
-            .where((CreditLog.kind == "adjust") & AuditLog.id.is_null())
-            .tuples())
+    rows = tuples(CreditLog.select(CreditLog.id)
+                  .join(AuditLog, JOIN.LEFT_OUTER, on=(AuditLog.credit_log == CreditLog.id))
+                  .where((CreditLog.kind == "adjust") & AuditLog.id.is_null()))
     return [f"invariant 3: adjust credit_log {log_id} has no audit row" for (log_id,) in rows]
 
 
@@ -80,10 +78,10 @@ def audit_disagreements() -> list[str]:
     (its idempotency key); each `seed` row has its organisation's creation audited with
     those initial credits."""
     problems = []
-    rows = (AuditLog.select(AuditLog.id, AuditLog.organization_id, AuditLog.details,
-                            CreditLog.id, CreditLog.organization, CreditLog.delta,
-                            CreditLog.reference)
-            .join(CreditLog, on=(AuditLog.credit_log == CreditLog.id)).tuples())
+    rows = tuples(AuditLog.select(AuditLog.id, AuditLog.organization_id, AuditLog.details,
+                                  CreditLog.id, CreditLog.organization, CreditLog.delta,
+                                  CreditLog.reference)
+                  .join(CreditLog, on=(AuditLog.credit_log == CreditLog.id)))
     for audit_id, audit_org, details, log_id, log_org, delta, reference in rows:
         said = _details(details)
         amount = said.get("delta", said.get("amount"))
@@ -93,13 +91,13 @@ def audit_disagreements() -> list[str]:
                             f"{delta}, reference {reference!r}) disagrees with its audit row "
                             f"{audit_id} (organisation {audit_org}, amount {amount})")
     created = {}
-    for organization_id, details in (AuditLog.select(AuditLog.organization_id, AuditLog.details)
-                                     .where(AuditLog.action.in_(ORGANIZATION_CREATED)
-                                            & (AuditLog.outcome == "ok")).tuples()):
+    creations = (AuditLog.select(AuditLog.organization_id, AuditLog.details)
+                 .where(AuditLog.action.in_(ORGANIZATION_CREATED) & (AuditLog.outcome == "ok")))
+    for organization_id, details in tuples(creations):
         created[organization_id] = _int(_details(details).get("initial_credits"))
-    for log_id, organization_id, delta in (CreditLog.select(CreditLog.id, CreditLog.organization,
-                                                            CreditLog.delta)
-                                           .where(CreditLog.kind == "seed").tuples()):
+    seeds = (CreditLog.select(CreditLog.id, CreditLog.organization, CreditLog.delta)
+             .where(CreditLog.kind == "seed"))
+    for log_id, organization_id, delta in tuples(seeds):
         if organization_id not in created:
             problems.append(f"invariant 3: seed credit_log {log_id} of organisation "
                             f"{organization_id} has no audited creation")
@@ -132,11 +130,11 @@ def daily_mismatches() -> list[str]:
     added = fn.SUM(Case(None, [((CreditLog.delta > 0) & CreditLog.kind.in_(("seed", "adjust")),
                                 CreditLog.delta)], 0))
     recount = {(org, str(when)): (int(s), int(a)) for org, when, s, a in
-               CreditLog.select(CreditLog.organization, day, spent, added)
-               .group_by(CreditLog.organization, day).tuples()}
+               tuples(CreditLog.select(CreditLog.organization, day, spent, added)
+                      .group_by(CreditLog.organization, day))}
     kept = {(org, str(when)): (int(s), int(a)) for org, when, s, a in
-            CreditDaily.select(CreditDaily.organization_id, CreditDaily.day, CreditDaily.spent,
-                               CreditDaily.added).tuples()}
+            tuples(CreditDaily.select(CreditDaily.organization_id, CreditDaily.day,
+                                      CreditDaily.spent, CreditDaily.added))}
     problems = []
     for key in sorted(recount.keys() | kept.keys()):
         counted, rolled_up = recount.get(key, (0, 0)), kept.get(key, (0, 0))
@@ -156,11 +154,11 @@ def grant_mismatches() -> list[str]:
                                    fn.SUM(CreditGrant.remaining).alias("remaining"),
                                    fn.SUM(CreditGrant.held).alias("held"))
                 .group_by(CreditGrant.organization).alias("by_grant"))
-    rows = (CreditBalance.select(CreditBalance.organization, CreditBalance.balance,
-                                 CreditBalance.held, fn.COALESCE(by_grant.c.remaining, 0),
-                                 fn.COALESCE(by_grant.c.held, 0))
-            .join(by_grant, JOIN.LEFT_OUTER, on=(by_grant.c.org_id == CreditBalance.organization))
-            .tuples())
+    rows = tuples(CreditBalance.select(CreditBalance.organization, CreditBalance.balance,
+                                       CreditBalance.held, fn.COALESCE(by_grant.c.remaining, 0),
+                                       fn.COALESCE(by_grant.c.held, 0))
+                  .join(by_grant, JOIN.LEFT_OUTER,
+                        on=(by_grant.c.org_id == CreditBalance.organization)))
     problems = []
     for organization_id, balance, held, remaining, grants_held in rows:
         if (balance, held) != (int(remaining), int(grants_held)):
@@ -171,10 +169,10 @@ def grant_mismatches() -> list[str]:
                                    fn.SUM(CreditHoldDraw.amount).alias("total"))
              .join(CreditHold).where(CreditHold.state == "held")
              .group_by(CreditHoldDraw.grant).alias("drawn"))
-    for grant_id, held, total in (CreditGrant.select(CreditGrant.id, CreditGrant.held,
-                                                     fn.COALESCE(drawn.c.total, 0))
-                                  .join(drawn, JOIN.LEFT_OUTER,
-                                        on=(drawn.c.grant_id == CreditGrant.id)).tuples()):
+    for grant_id, held, total in tuples(CreditGrant.select(CreditGrant.id, CreditGrant.held,
+                                                           fn.COALESCE(drawn.c.total, 0))
+                                        .join(drawn, JOIN.LEFT_OUTER,
+                                              on=(drawn.c.grant_id == CreditGrant.id))):
         if held != int(total):
             problems.append(f"invariant 6: grant {grant_id} held {held} != what open holds "
                             f"drew from it {int(total)}")

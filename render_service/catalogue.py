@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError
 
-from carpet_common.db import Statement
+from carpet_common.db import Statement, tuples
 from carpet_common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -296,8 +296,8 @@ def carpet_names(carpet_ids: Sequence[int]) -> dict[int, str]:
     """Each carpet's name, in one query."""
     if not carpet_ids:
         return {}
-    return dict(Carpet.select(Carpet.id, Carpet.name)
-                .where(Carpet.id.in_(list(carpet_ids))).tuples())
+    return dict(tuples(Carpet.select(Carpet.id, Carpet.name)
+                       .where(Carpet.id.in_(list(carpet_ids)))))
 
 
 def carpet_image(carpet_id: int, catalogues: Catalogues) -> tuple[bytes, str]:

@@ -87,7 +87,8 @@ class FetchedPictures:
         self._directory = tempfile.TemporaryDirectory(prefix="carpet-import-")
         urls = sorted({design.image_url for design in designs if design.image_url})
         with ThreadPoolExecutor(FETCHES_AT_ONCE) as pool:
-            spooled = pool.map(lambda numbered: self._spooled(*numbered, fetch), enumerate(urls))
+            spooled = pool.map(lambda number, url: self._spooled(number, url, fetch),
+                               range(len(urls)), urls)
             self._found: dict[str, str | Problem] = dict(zip(urls, spooled, strict=True))
 
     def _spooled(self, number: int, url: str, fetch: Callable[[str], bytes]) -> str | Problem:

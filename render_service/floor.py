@@ -183,7 +183,8 @@ def place(floor: Floor, spots: Sequence[SizedSpot],
         raise InvalidArgument(f"a render on a measured floor has 1 to {MAX_CARPETS} carpets")
     matrix = homography(floor)
     horizon_side = np.sign(project(matrix, [(0.0, 0.0)])[0][2])
-    placed, outlines = [], []
+    placed: list[PlacedCarpet] = []
+    outlines: list[list[Point]] = []
     for number, sized in enumerate(spots, start=1):
         spot = sized.spot
         if not all(math.isfinite(value) for value in (spot.center_x_cm, spot.center_y_cm,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from peewee import IntegrityError, fn
 
-from carpet_common.db import require_transaction
+from carpet_common.db import require_transaction, tuples
 from carpet_common.errors import FailedPrecondition, InvalidArgument
 from render_service.models import (
     FUNNEL_STEPS,
@@ -163,7 +163,7 @@ def report(organization_id: int, days: int, today: datetime.date) -> FunnelRepor
         (row.day, row.carpet_id, Counts(row.opened, row.photo_added, row.rendered, row.shared,
                                         row.lead)) for row in rows]
     found += [(day, carpet_id, Counts(conversions=int(count), conversion_cents=int(cents)))
-              for day, carpet_id, count, cents in sales.tuples()]
+              for day, carpet_id, count, cents in tuples(sales)]
     for day, carpet_id, counts in found:
         result.days[day].add(counts)
         result.carpets.setdefault(carpet_id, Counts()).add(counts)

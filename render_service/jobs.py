@@ -15,7 +15,7 @@ from peewee import IntegrityError, fn
 
 from carpet_common import tracing
 from carpet_common.days import as_date
-from carpet_common.db import Statement, is_postgres, require_transaction
+from carpet_common.db import Statement, is_postgres, require_transaction, tuples
 from carpet_common.errors import FailedPrecondition, IdempotencyKeyReused, InvalidArgument, NotFound
 from carpet_common.idempotency import clean_key
 from carpet_common.paging import Page, decode_token, page_of, page_size_or_default
@@ -318,7 +318,7 @@ def claim_next(owner: str, now: datetime.datetime, lease: datetime.timedelta) ->
         candidate = (RenderJob.select(RenderJob.id).where(claimable)
                      .order_by(RenderJob.priority, RenderJob.id).limit(1))
         if is_postgres(database.obj):
-            candidate = candidate.for_update(for_update="FOR UPDATE", skip_locked=True)
+            candidate = candidate.for_update(skip_locked=True)
         row = candidate.first()
         if row is None:
             return None
@@ -428,9 +428,9 @@ def forget_pictures(job_ids: list[int], now: datetime.datetime) -> list[str]:
     if not job_ids:
         return []
     RenderInput.delete().where(RenderInput.job.in_(job_ids)).execute()
-    outputs = [job.output_path for job in RenderJob.select(RenderJob.output_path).where(
+    outputs = [path for (path,) in tuples(RenderJob.select(RenderJob.output_path).where(
         RenderJob.id.in_(job_ids) & RenderJob.output_path.is_null(False)
-        & (RenderJob.output_expired == False))]  # noqa: E712
+        & (RenderJob.output_expired == False)))]  # noqa: E712
     (RenderJob.update(input_bytes=0, output_expired=True, output_bytes=0, updated_at=now)
      .where(RenderJob.id.in_(job_ids) & (RenderJob.status == "success")).execute())
     RenderJob.update(input_bytes=0).where(RenderJob.id.in_(job_ids)).execute()
@@ -450,7 +450,7 @@ def render_totals(organization_id: int = 0) -> dict[str, int]:
     if organization_id:
         query = query.where(RenderCount.organization_id == organization_id)
     counts = dict.fromkeys(RENDER_STATUSES, 0)
-    counts.update({status: int(count) for status, count in query.tuples()})
+    counts.update({status: int(count) for status, count in tuples(query)})
     return counts
 
 
@@ -472,7 +472,7 @@ def carpet_usage(start: datetime.date, end: datetime.date, organization_id: int 
              .limit(MOST_RENDERED))
     if organization_id:
         query = query.where(RenderCarpetDaily.organization_id == organization_id)
-    return [(int(carpet), int(size), int(jobs)) for carpet, size, jobs in query.tuples()]
+    return [(int(carpet), int(size), int(jobs)) for carpet, size, jobs in tuples(query)]
 
 
 def render_usage(start: datetime.date, end: datetime.date, organization_id: int = 0
@@ -485,6 +485,6 @@ def render_usage(start: datetime.date, end: datetime.date, organization_id: int 
     if organization_id:
         query = query.where(RenderDaily.organization_id == organization_id)
     usage: dict[datetime.date, dict[str, int]] = {}
-    for day, status, jobs in query.tuples():
+    for day, status, jobs in tuples(query):
         usage.setdefault(as_date(day), dict.fromkeys(RENDER_STATUSES, 0))[status] = int(jobs)
     return usage

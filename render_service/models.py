@@ -70,6 +70,7 @@ class CarpetSize(BaseModel):
 
     id = BigAutoField()
     carpet = ForeignKeyField(Carpet, on_delete="RESTRICT", index=False, backref="sizes")
+    carpet_id: int  # the key's value (peewee's accessor, typed)
     sku = CharField(max_length=64, default="")  # unique within its carpet when not empty
     width_cm = IntegerField(constraints=[Check("width_cm BETWEEN 1 AND 10000")])
     length_cm = IntegerField(constraints=[Check("length_cm BETWEEN 1 AND 10000")])
@@ -91,9 +92,11 @@ class RenderJob(BaseModel):
     organization_id = BigIntegerField()
     user_id = BigIntegerField(null=True)
     carpet = ForeignKeyField(Carpet, on_delete="RESTRICT", index=False)
+    carpet_id: int  # the key's value (peewee's accessor, typed)
     # NULL: a job from before sizes, which showed the one size whose id is its carpet's id
     # (migrations/0013_carpet_catalogues.py); read it through size_id_of().
     carpet_size = ForeignKeyField(CarpetSize, null=True, index=False)
+    carpet_size_id: int | None  # the key's value (peewee's accessor, typed)
     mode = CharField(max_length=32)
     status = CharField(max_length=16, default="queued", constraints=[
         Check("status IN ('queued', 'processing', 'success', 'failed')")])
@@ -309,6 +312,7 @@ class PublishableKeyDay(BaseModel):
     """Renders submitted through a key on one UTC day, counted under its daily cap."""
 
     key = ForeignKeyField(PublishableKey, on_delete="CASCADE", index=False)
+    key_id: int  # the key's value (peewee's accessor, typed)
     day = DateField()
     renders = IntegerField(constraints=[Check("renders >= 0")])
 

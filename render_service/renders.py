@@ -21,6 +21,7 @@ from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
 from render_service import audit_outbox, catalogue, floor, jobs, publishable_keys
 from render_service.credit_client import CreditClient
+from render_service.floor import Floor, Spot
 from render_service.images import check_header
 from render_service.models import PublishableKey, RenderJob, database
 from render_service.placement import check_corners, dump
@@ -39,8 +40,8 @@ PUBLIC_ID_BYTES = 18  # 144 random bits, 24 URL-safe characters
 class Measured:
     """A render on a measured floor, as asked (render_service.floor)."""
 
-    floor: floor.Floor
-    spots: list[floor.Spot]
+    floor: Floor
+    spots: list[Spot]
     occluders: list[list[tuple[float, float]]]
 
 
@@ -146,7 +147,7 @@ def _decode_room(submission: jobs.Submission, room: Header | None) -> None:
     """Every pixel of the room picture, now that its credit is held (a corrupt file is refused
     here, with its hold given back); RESOURCE_EXHAUSTED when the decode budget stays full."""
     if room is not None:
-        decode_fully(submission.room_image, "room_image", room)
+        decode_fully(submission.room_image or b"", "room_image", room)
 
 
 class _Refused(Exception):
@@ -194,15 +195,17 @@ def cancel_render(job: RenderJob, *, who: audit_outbox.Who, credit: CreditClient
                   now: datetime.datetime) -> RenderJob:
     """Cancel a queued job, audited as `who` did it: the cancel and its audit entry are one
     transaction; a refused cancel is audited on its own."""
-    where = dict(organization_id=job.organization_id, target=f"render_job:{job.id}",
-                 details={"id": job.id}, now=now)
+    def record(outcome: str) -> None:
+        audit_outbox.record(audit_outbox.CANCEL, who, outcome=outcome,
+                            organization_id=job.organization_id, target=f"render_job:{job.id}",
+                            details={"id": job.id}, now=now)
+
     try:
         with database.atomic():
             job = jobs.cancel_job(job.id, now)
-            audit_outbox.record(audit_outbox.CANCEL, who, outcome="ok", **where)
+            record("ok")
     except errors.DomainError as refused:
-        audit_outbox.record(audit_outbox.CANCEL, who, outcome=f"error:{refused.grpc_code.name}",
-                            **where)
+        record(f"error:{refused.grpc_code.name}")
         raise
     if job.hold_id is not None:
         try:

@@ -373,7 +373,7 @@ class RenderServicer(SalesMethods, render_pb2_grpc.RenderServiceServicer):
         if job.status != "success":
             raise FailedPrecondition(f"render {job.id} is {job.status}, it has no image",
                                      reason="RENDER_NOT_READY")
-        if not self._store.exists(job.output_path):
+        if job.output_path is None or not self._store.exists(job.output_path):
             raise NotFound(f"the image of render {job.id} is missing from storage")
         for chunk in self._store.read_chunks(job.output_path):
             yield render_pb2.RenderOutputChunk(content_type=job.output_content_type, data=chunk)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import psycopg2
 from psycopg2.extensions import ISOLATION_LEVEL_AUTOCOMMIT
 
-from carpet_common.db import is_postgres
+from carpet_common.db import is_postgres, tuples
 from carpet_common.serving import Pause
 from render_service.models import RenderJob
 
@@ -159,8 +159,8 @@ class StatusHub:
         self._database.connect(reuse_if_open=True)
         for start in range(0, len(watched), POLL_CHUNK):
             chunk = watched[start:start + POLL_CHUNK]
-            for job_id, status in (RenderJob.select(RenderJob.id, RenderJob.status)
-                                   .where(RenderJob.id.in_(chunk)).tuples()):
+            for job_id, status in tuples(RenderJob.select(RenderJob.id, RenderJob.status)
+                                         .where(RenderJob.id.in_(chunk))):
                 self._wake(job_id, status)
 
     def _run(self) -> None:

@@ -28,7 +28,7 @@ class ImageStore:
         return os.path.join(self._directory, os.path.basename(name))
 
     def exists(self, name: str | None) -> bool:
-        return bool(name) and os.path.exists(self.path(name))
+        return name is not None and os.path.exists(self.path(name))
 
     def remove(self, name: str | None) -> None:
         """Gone already is fine: replicas may remove the same picture."""

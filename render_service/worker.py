@@ -160,7 +160,7 @@ class WorkerPool:
             self._fail(job, owner, REPEATED_FAILURE_TEXT)
             return
         hold_id = job.hold_id  # a queued job is written with its hold (renders.submit_render)
-        renderer = job.renderer
+        renderer: str | None = job.renderer
         if not has_output:
             renderer = self._render_and_store(job, owner)
             if renderer is None:
@@ -171,6 +171,8 @@ class WorkerPool:
             if jobs.finish_uncharged(job.id, owner, self._clock()):
                 self._settler.release(jobs.get_job(job.id))
             return
+        if hold_id is None:
+            raise RuntimeError(f"render job {job.id} has no hold")
         try:
             captured = self._credit.capture(hold_id)
         except errors.FailedPrecondition as error:

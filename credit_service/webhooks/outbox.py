@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from peewee import IntegrityError, fn
 
 from carpet_common import sources
-from carpet_common.db import Statement, require_transaction
+from carpet_common.db import Statement, require_transaction, tuples
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from credit_service.models import (
@@ -247,11 +248,11 @@ def claim_due(limit: int, now: datetime.datetime, lease: datetime.timedelta,
                                              per_endpoint=per_endpoint, limit=limit)]
     if not ids:
         return []
-    rows = (WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.attempts,
-                                   WebhookEndpoint.url, WebhookEndpoint.secret_salt,
-                                   WebhookEvent.event_id, WebhookEvent.body)
-            .join(WebhookEndpoint).switch(WebhookDelivery).join(WebhookEvent)
-            .where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.id).tuples())
+    rows = tuples(WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.attempts,
+                                         WebhookEndpoint.url, WebhookEndpoint.secret_salt,
+                                         WebhookEvent.event_id, WebhookEvent.body)
+                  .join(WebhookEndpoint).switch(WebhookDelivery).join(WebhookEvent)
+                  .where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.id))
     return [Claimed(delivery_id, token, attempts, url, salt, event_id, body)
             for delivery_id, attempts, url, salt, event_id, body in rows]
 
@@ -266,6 +267,7 @@ def record_attempt(claimed: Claimed, outcome: Outcome, schedule: tuple[int, ...]
                               response_excerpt=outcome.excerpt, error=outcome.error[:500])
         owned = ((WebhookDelivery.id == claimed.delivery_id)
                  & (WebhookDelivery.lease_token == claimed.lease_token))
+        changes: dict[str, Any]
         if outcome.delivered:
             changes = {"state": "delivered", "delivered_at": now}
         elif claimed.attempt <= len(schedule):

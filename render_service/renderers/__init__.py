@@ -53,7 +53,11 @@ class RenderError(Exception):
 
 
 class TransientRenderError(RenderError):
-    """Worth retrying (timeout, 429, 5xx)."""
+    """Worth retrying (timeout, 429, 5xx); `retry_after`: the seconds the API asked to wait."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Renderer(Protocol):

@@ -62,7 +62,7 @@ class HttpRenderer:
                     raise TransientRenderError(
                         f"{error} (gave up after {attempt} attempts)") from None
                 backoff = self._backoff * 2 ** (attempt - 1)
-                delay = min(self._max_retry_after, getattr(error, "retry_after", None) or backoff)
+                delay = min(self._max_retry_after, error.retry_after or backoff)
                 logger.info("image API attempt %d for job %d failed (%s); retrying in %.1f s",
                             attempt, request.job_id, error, delay)
                 time.sleep(delay)
@@ -97,9 +97,8 @@ def send(outgoing: urllib.request.Request, timeout: float, limit: int) -> tuple[
             raise RenderError(f"image API redirected (HTTP {status}); redirects are not "
                               f"followed") from None
         if status == 429 or status >= 500:
-            transient = TransientRenderError(f"image API answered HTTP {status}")
-            transient.retry_after = _retry_after(error.headers.get("Retry-After"))
-            raise transient from None
+            raise TransientRenderError(f"image API answered HTTP {status}",
+                                       _retry_after(error.headers.get("Retry-After"))) from None
         raise RenderError(f"image API refused the request (HTTP {status})") from None
     except TimeoutError:
         raise TransientRenderError("image API timed out") from None

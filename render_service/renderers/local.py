@@ -199,8 +199,8 @@ def compose(room: Image.Image, carpet: Image.Image, quad: Sequence[tuple[float, 
     luminance = np.asarray(blurred, dtype=np.float32)[top - wide[1]:bottom - wide[1],
                                                       left - wide[0]:right - wide[0]]
     light = floor_light(luminance, mask) * (1.0 - RIM_DARKENING * rim)
-    floor = np.asarray(room.crop((left, top, right, bottom)), dtype=np.float32)
-    floor = floor * (1.0 - (CONTACT_SHADOW[0] * outer1 + CONTACT_SHADOW[1] * outer2))[..., None]
+    shadow = 1.0 - (CONTACT_SHADOW[0] * outer1 + CONTACT_SHADOW[1] * outer2)
+    floor = np.asarray(room.crop((left, top, right, bottom)), dtype=np.float32) * shadow[..., None]
     lit_carpet = pixels[..., :3] * light[..., None]
     blended = floor + (lit_carpet - floor) * alpha[..., None]
     scene = room.copy()
