@@ -311,7 +311,7 @@ class Authenticator:
 MAX_ID = 2**63 - 1  # ids are int64 in every table and message
 
 
-def _positive_int(value) -> bool:
+def _positive_int(value: object) -> bool:
     # bool is an int in Python: `"org": true` must not pass as organisation 1; an id beyond
     # int64 names nothing and would fail where it is put into a message.
     return type(value) is int and 0 < value <= MAX_ID

@@ -8,15 +8,17 @@ import dataclasses
 import functools
 import ipaddress
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from carpet_common import errors
 from carpet_common.auth import ANONYMOUS, Authenticator, Principal, Rule, admit
-from carpet_common.interceptors import AroundInterceptor
+from carpet_common.interceptors import Around, AroundInterceptor
 from carpet_common.logs import request_id_var
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def client_ip(peer_address: str, forwarded_for: str, trusted_proxies: Sequence[s
 
 
 @functools.lru_cache(maxsize=16)
-def trusted_networks(entries: tuple[str, ...]):
+def trusted_networks(entries: tuple[str, ...]) -> tuple[IpNetwork, ...]:
     """TRUSTED_PROXIES as networks (an entry that is not one is ignored); parsed once per
     setting, not on every call."""
     networks = []
@@ -83,7 +85,7 @@ def trusted_networks(entries: tuple[str, ...]):
     return tuple(networks)
 
 
-def is_trusted(address: str, networks) -> bool:
+def is_trusted(address: str, networks: Iterable[IpNetwork]) -> bool:
     if address.startswith("unix:"):
         # A Unix socket is reachable only from this machine's file system: the gateway's own
         # HTTP front end uses one and passes the browser's address on.
@@ -116,9 +118,9 @@ class CallContextInterceptor(AroundInterceptor):
     def __init__(self, trusted_proxies: Sequence[str] = ()):
         self._trusted = tuple(trusted_proxies)
 
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         @contextlib.contextmanager
-        def in_call(request, context: grpc.ServicerContext) -> Iterator[None]:
+        def in_call(request: object, context: grpc.ServicerContext) -> Iterator[None]:
             metadata, forwarded = {}, []
             for key, value in context.invocation_metadata():
                 if not isinstance(value, str):
@@ -191,9 +193,9 @@ class AuthInterceptor(AroundInterceptor):
                     client_ip=call.client_ip, request_id=call.request_id))
             raise
 
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         @contextlib.contextmanager
-        def admitted(request, context) -> Iterator[None]:
+        def admitted(request: object, context: grpc.ServicerContext) -> Iterator[None]:
             token = principal_var.set(self._admit(method, context))
             try:
                 yield

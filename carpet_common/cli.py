@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from peewee import Database, DatabaseProxy, OperationalError
 from playhouse.db_url import parse as parse_db_url
@@ -18,7 +18,8 @@ from carpet_common.settings import Settings, SettingsError, load_settings
 
 
 def start(prog: str, commands: Sequence[str], argv: list[str] | None = None,
-          add_arguments=None) -> tuple[argparse.Namespace, Settings]:
+          add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+          ) -> tuple[argparse.Namespace, Settings]:
     parser = argparse.ArgumentParser(prog=f"python -m {prog}")
     parser.add_argument("command", choices=tuple(commands))
     if add_arguments is not None:
@@ -68,7 +69,7 @@ def refuse_plaintext_beyond_loopback(settings: Settings, *listeners: tuple[str, 
 
 
 @contextlib.contextmanager
-def exit_when_unable_to_listen():
+def exit_when_unable_to_listen() -> Iterator[None]:
     """A listening address that cannot be bound (taken, or not this machine's) is said in one
     line and ends the process with exit 2, instead of a traceback."""
     try:

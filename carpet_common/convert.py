@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from carpet_common import sources
@@ -31,12 +32,13 @@ def timestamp(value: datetime.datetime | None) -> Timestamp | None:
                      nanos=since.microseconds * 1000)
 
 
-def optional_time(message, field: str) -> datetime.datetime | None:
+def optional_time(message: Message, field: str) -> datetime.datetime | None:
     """A Timestamp field as naive UTC, or None when the caller did not set it. A timestamp
     outside 0001-01-01..9999-12-31 or with nanos outside 0..999,999,999 is the caller's error."""
     if not message.HasField(field):
         return None
     try:
-        return getattr(message, field).ToDatetime()
+        stamp: Timestamp = getattr(message, field)
+        return stamp.ToDatetime()
     except (ValueError, OverflowError):
         raise InvalidArgument(f"{field} is not a valid timestamp") from None

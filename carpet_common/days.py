@@ -29,6 +29,6 @@ def each_day(start: datetime.date, end: datetime.date) -> list[datetime.date]:
     return [start + datetime.timedelta(days=offset) for offset in range((end - start).days + 1)]
 
 
-def as_date(value) -> datetime.date:
+def as_date(value: object) -> datetime.date:
     """A DATE column's value: a date on PostgreSQL, text on SQLite."""
     return value if isinstance(value, datetime.date) else datetime.date.fromisoformat(str(value))

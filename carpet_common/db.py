@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -25,6 +25,8 @@ from playhouse.pool import PooledPostgresqlDatabase
 from carpet_common import tracing
 
 SQLITE_BUSY_TIMEOUT_S = 15
+# A peewee database, or the proxy a service binds its models to (either runs statements).
+AnyDatabase = Database | DatabaseProxy
 
 
 class SerializedSqliteDatabase(SqliteDatabase):
@@ -33,12 +35,12 @@ class SerializedSqliteDatabase(SqliteDatabase):
     polls with sleeps of up to 100 ms (seen as a 100 ms p99 under load). Other processes on the
     same file still wait through the busy timeout."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._writer = threading.Lock()
         self._holder = threading.local()
 
-    def begin(self, lock_type=None):
+    def begin(self, lock_type: str | None = None) -> None:
         self._writer.acquire()
         self._holder.holds = True
         try:
@@ -47,13 +49,13 @@ class SerializedSqliteDatabase(SqliteDatabase):
             self._release_writer()
             raise
 
-    def commit(self):
+    def commit(self) -> None:
         try:
             super().commit()
         finally:
             self._release_writer()
 
-    def rollback(self):
+    def rollback(self) -> None:
         try:
             super().rollback()
         finally:
@@ -71,9 +73,9 @@ class _TracedStatements:
 
     system = ""
 
-    def execute_sql(self, sql, params=None):
+    def execute_sql(self, sql: str, params: Sequence[object] | None = None) -> Any:
         with tracing.statement(sql, self.system):
-            return super().execute_sql(sql, params)
+            return super().execute_sql(sql, params)  # type: ignore[misc]  # a mixin's next class
 
 
 class _TracedSqliteDatabase(_TracedStatements, SerializedSqliteDatabase):
@@ -84,11 +86,12 @@ class _TracedPostgresqlDatabase(_TracedStatements, PooledPostgresqlDatabase):
     system = "postgresql"
 
 
-def is_postgres(database: Database) -> bool:
-    return isinstance(database, PooledPostgresqlDatabase)
+def is_postgres(database: AnyDatabase) -> bool:
+    """Whether it (or the database a proxy stands for) is PostgreSQL."""
+    return isinstance(getattr(database, "obj", database), PooledPostgresqlDatabase)
 
 
-def require_transaction(database) -> None:
+def require_transaction(database: AnyDatabase) -> None:
     """For a function that must run inside its caller's transaction (its writes belong to the
     caller's change, or it relies on a row the caller locked): called outside one, it is a
     programming error, caught at once rather than as a half-written change."""
@@ -157,7 +160,7 @@ def bind_database(proxy: DatabaseProxy, url: str, *, max_connections: int = 20) 
 
 # The statements each PostgreSQL connection has prepared (by name). Weak keys: a connection the
 # pool closes takes its list with it, and a new connection prepares again.
-_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _PARAMETER = re.compile(r"\{(\w+)\}")
 
 
@@ -182,7 +185,7 @@ class Statement:
         self.names = tuple(_PARAMETER.findall(self.text))  # in order; a repeat is a new one
         self._positional = _PARAMETER.sub("{p}", self.text)
         self._by_placeholder: dict[str, str] = {}
-        self._row_types: dict[tuple, type] = {}
+        self._row_types: dict[tuple[str, ...], type] = {}
         self.name = "carpet_" + hashlib.sha1(self.text.encode()).hexdigest()[:16]  # noqa: S324
         numbered = iter(range(1, len(self.names) + 1))
         self.prepare_text = (f"PREPARE {self.name} AS "
@@ -191,7 +194,7 @@ class Statement:
         self.execute_text = (f"EXECUTE {self.name}({', '.join(['%s'] * len(self.names))})"
                              if self.names else f"EXECUTE {self.name}")
 
-    def values(self, params: dict) -> tuple:
+    def values(self, params: dict[str, object]) -> tuple[object, ...]:
         """The parameters in the statement's order; a missing or unknown name is an error."""
         unknown = params.keys() - set(self.names)
         missing = set(self.names) - params.keys()
@@ -200,8 +203,8 @@ class Statement:
                             f"unknown {sorted(unknown)}")
         return tuple(params[name] for name in self.names)
 
-    def sql_for(self, database) -> str:
-        if not is_postgres(getattr(database, "obj", database)):
+    def sql_for(self, database: AnyDatabase) -> str:
+        if not is_postgres(database):
             return self.sql_with(database.param)
         prepared = _PREPARED.setdefault(database.connection(), set())
         if self.name not in prepared:
@@ -211,7 +214,7 @@ class Statement:
             prepared.add(self.name)
         return self.execute_text
 
-    def prepare(self, cursor) -> str:
+    def prepare(self, cursor: Any) -> str:
         """Prepare it on a psycopg2 cursor's connection; the text that executes it there."""
         cursor.execute(self.prepare_text)
         return self.execute_text
@@ -225,11 +228,11 @@ class Statement:
                                                                                placeholder)
         return sql
 
-    def rows(self, database, **params) -> list:
+    def rows(self, database: AnyDatabase, **params: object) -> list[Any]:
         """Run it and return every row (read to the end, so SQLite can commit afterwards),
         each a named tuple of its columns."""
         cursor = database.execute_sql(self.sql_for(database), self.values(params))
-        found = cursor.fetchall()
+        found: list[Any] = cursor.fetchall()
         if not found or cursor.description is None:
             return found
         columns = tuple(column[0] for column in cursor.description)
@@ -239,10 +242,12 @@ class Statement:
                 "Row", columns, rename=True)
         return [row_type(*values) for values in found]
 
-    def row(self, database, **params):
+    def row(self, database: AnyDatabase, **params: object) -> Any:
+        """The first row, or None."""
         rows = self.rows(database, **params)
         return rows[0] if rows else None
 
-    def count(self, database, **params) -> int:
+    def count(self, database: AnyDatabase, **params: object) -> int:
         """Run a statement without RETURNING; the number of rows it changed."""
-        return database.execute_sql(self.sql_for(database), self.values(params)).rowcount
+        changed: int = database.execute_sql(self.sql_for(database), self.values(params)).rowcount
+        return changed

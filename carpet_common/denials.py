@@ -33,14 +33,14 @@ class DenialLog:
     No thread runs while nothing is pending: the first refusal that is only counted starts a
     one-shot timer that writes the summaries when its window ends."""
 
-    def __init__(self, write: Callable[[Denial, int, Counter], None],
+    def __init__(self, write: Callable[[Denial, int, Counter[str]], None],
                  window_s: float = DEFAULT_WINDOW_S):
         self._write = write
         self._window = window_s
         self._lock = threading.Lock()
         self._window_started = time.monotonic()
         # caller -> (refusals written this window, last counted refusal, counted methods)
-        self._seen: dict[tuple[str, str], tuple[int, Denial | None, Counter]] = {}
+        self._seen: dict[tuple[str, str], tuple[int, Denial | None, Counter[str]]] = {}
         self._overflow = 0
         self._timer: threading.Timer | None = None
 
@@ -86,7 +86,7 @@ class DenialLog:
             self._timer.daemon = True
             self._timer.start()
 
-    def _safe_write(self, denial: Denial, count: int, methods: Counter) -> None:
+    def _safe_write(self, denial: Denial, count: int, methods: Counter[str]) -> None:
         try:
             self._write(denial, count, methods)
         except Exception:  # the caller is refused either way; the gap shows in the log

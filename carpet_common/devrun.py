@@ -143,7 +143,7 @@ def main() -> int:
 
     stopping = False
 
-    def request_stop(_signum, _frame):
+    def request_stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
@@ -156,7 +156,7 @@ def main() -> int:
     return 0 if stopping else 1
 
 
-def _answers(address: str, child: subprocess.Popen, timeout_s: float = 60) -> bool:
+def _answers(address: str, child: subprocess.Popen[bytes], timeout_s: float = 60) -> bool:
     """Whether the process serving `address` answers its health check SERVING (grpc's own
     health service needs no identity) before it exits or `timeout_s` passes."""
     import grpc
@@ -180,7 +180,7 @@ def _answers(address: str, child: subprocess.Popen, timeout_s: float = 60) -> bo
     return False
 
 
-def _stop(children: list[subprocess.Popen]) -> None:
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     """In dependency order, each before the next: the gateway first (no new admin calls), then
     the render service (its workers finish the jobs in hand and capture or release their holds,
     which needs the credit service), the credit service last."""

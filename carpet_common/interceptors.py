@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import any_pb2
@@ -20,6 +21,9 @@ from peewee import InterfaceError, OperationalError
 
 from carpet_common import errors
 
+if TYPE_CHECKING:  # the database module imports this one (through tracing)
+    from carpet_common.db import AnyDatabase
+
 logger = logging.getLogger(__name__)
 
 # Methods served by grpc's own servicers: probes and `grpcurl list` need no credential.
@@ -27,7 +31,7 @@ GRPC_OWN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 Behaviour = Callable[[object, grpc.ServicerContext], object]
 # around(request, context) -> a context manager entered for the length of the call
-Around = Callable[[object, grpc.ServicerContext], contextlib.AbstractContextManager]
+Around = Callable[[object, grpc.ServicerContext], contextlib.AbstractContextManager[None]]
 
 
 def wrap_handler(handler: grpc.RpcMethodHandler | None, around: Around | None
@@ -44,12 +48,15 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, around: Around | None
     else:
         behaviour, factory = handler.stream_stream, grpc.stream_stream_rpc_method_handler
 
+    wrapped: Callable[[object, grpc.ServicerContext], object]
     if handler.response_streaming:
-        def wrapped(request, context):
+        def wrapped_stream(request: object, context: grpc.ServicerContext) -> Iterator[object]:
             with around(request, context):
                 yield from behaviour(request, context)
+
+        wrapped = wrapped_stream
     else:
-        def wrapped(request, context):
+        def wrapped(request: object, context: grpc.ServicerContext) -> object:
             with around(request, context):
                 return behaviour(request, context)
 
@@ -115,9 +122,9 @@ class ErrorMappingInterceptor(AroundInterceptor):
     """Domain exceptions -> the status their class carries; anything unexpected -> INTERNAL
     with a generic message, and the traceback only in the log."""
 
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         @contextlib.contextmanager
-        def mapping(request, context) -> Iterator[None]:
+        def mapping(request: object, context: grpc.ServicerContext) -> Iterator[None]:
             try:
                 yield
             except Exception as error:  # noqa: BLE001 - this is the one place that maps them
@@ -132,12 +139,12 @@ class ErrorMappingInterceptor(AroundInterceptor):
         return mapping
 
 
-def nul_text_field(message) -> str | None:
+def nul_text_field(message: Message) -> str | None:
     """The name of the first string field (nested ones included) holding a NUL character."""
     for field, value in message.ListFields():
         values = value if field.is_repeated else (value,)
         if field.type == field.TYPE_STRING and any("\x00" in text for text in values):
-            return field.name
+            return str(field.name)
         if field.type == field.TYPE_MESSAGE:
             for nested in values:
                 if (name := nul_text_field(nested)) is not None:
@@ -150,9 +157,9 @@ class TextFieldInterceptor(AroundInterceptor):
     PostgreSQL cannot store or even compare such text (the driver raises), SQLite would keep
     it silently, and no name, reason, filter or key of this system needs one."""
 
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         @contextlib.contextmanager
-        def checked(request, context) -> Iterator[None]:
+        def checked(request: object, context: grpc.ServicerContext) -> Iterator[None]:
             if isinstance(request, Message) and (name := nul_text_field(request)) is not None:
                 raise errors.InvalidArgument(f"{name} must not contain NUL characters")
             yield
@@ -168,12 +175,12 @@ class DatabaseConnectionInterceptor(AroundInterceptor):
     terminated) is dropped, so the thread's next call opens a fresh one, and the caller gets
     UNAVAILABLE: safe to retry."""
 
-    def __init__(self, database):
+    def __init__(self, database: AnyDatabase):
         self._database = database
 
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         @contextlib.contextmanager
-        def connected(request, context) -> Iterator[None]:
+        def connected(request: object, context: grpc.ServicerContext) -> Iterator[None]:
             try:
                 # Opening one fails too (the server refuses: restarting, out of connections).
                 self._database.connect(reuse_if_open=True)

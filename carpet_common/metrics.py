@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from carpet_common import errors
-from carpet_common.interceptors import AroundInterceptor
+from carpet_common.db import AnyDatabase
+from carpet_common.interceptors import Around, AroundInterceptor
 
 RPC_REQUESTS = Counter("carpet_rpc_requests_total", "gRPC calls handled", ["method", "code"])
 RPC_SECONDS = Histogram("carpet_rpc_duration_seconds", "gRPC call latency", ["method", "code"],
@@ -23,19 +24,19 @@ LONG_STREAMS = Gauge("carpet_grpc_long_streams_open",
 
 def _code(context: grpc.ServicerContext, error: BaseException | None) -> str:
     if isinstance(error, errors.DomainError):
-        return error.grpc_code.name
+        return str(error.grpc_code.name)
     code = context.code()
     if code is not None:
-        return code.name
+        return str(code.name)
     if isinstance(error, GeneratorExit):  # a stream ended by its client or by the server
         return "CANCELLED"
     return "OK" if error is None else "UNKNOWN"
 
 
 class MetricsInterceptor(AroundInterceptor):
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         @contextlib.contextmanager
-        def measured(request, context) -> Iterator[None]:
+        def measured(request: object, context: grpc.ServicerContext) -> Iterator[None]:
             started, error = time.perf_counter(), None
             try:
                 yield
@@ -62,7 +63,7 @@ def serve_metrics(address: str | None, process_index: int = 0) -> None:
     start_http_server(int(port) + process_index, addr=host or "127.0.0.1")
 
 
-def gauge_from_query(gauge, database, query) -> None:
+def gauge_from_query(gauge: Gauge, database: AnyDatabase, query: Callable[[], float]) -> None:
     """Make `gauge` read `query()` (a number) from the database at each scrape."""
 
     def read() -> float:

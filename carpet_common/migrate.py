@@ -20,7 +20,7 @@ def apply_migrations(database: Database, directory: str) -> list[str]:
         if is_postgres(database):
             database.execute_sql("SELECT pg_advisory_lock(%s)", (_PG_MIGRATION_LOCK_KEY,))
         try:
-            applied = Runner(database, directory).up()
+            applied: list[str] = Runner(database, directory).up()
         finally:
             if is_postgres(database):
                 database.execute_sql("SELECT pg_advisory_unlock(%s)", (_PG_MIGRATION_LOCK_KEY,))

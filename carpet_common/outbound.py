@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from typing import Any
 
 MAX_URL_LENGTH = 2000
 
@@ -119,7 +120,7 @@ def connection(parts: urllib.parse.SplitResult, address: str, timeout_s: float,
     else:
         made = http.client.HTTPConnection(host, port, timeout=timeout_s)
 
-    def connect(_address, *args, **kwargs):
+    def connect(_address: object, *args: Any, **kwargs: Any) -> socket.socket:
         return watchdog.guard(socket.create_connection((address, port), *args, **kwargs))
 
     made._create_connection = connect  # type: ignore[attr-defined]  # noqa: SLF001 - its hook

@@ -21,7 +21,7 @@ MAX_PAGE_SIZE = 500
 
 @dataclass(frozen=True)
 class Page:
-    rows: list
+    rows: list[Any]
     next_page_token: str
 
 
@@ -60,7 +60,7 @@ def paginate(query: ModelSelect[Any], created_at: Field, row_id: Field, page_siz
     return page_of(rows, size)
 
 
-def page_of(rows: list, size: int) -> Page:
+def page_of(rows: list[Any], size: int) -> Page:
     """A page from up to `size` + 1 rows read newest first (each with `created_at` and `id`):
     the extra row only says that more exist."""
     if len(rows) <= size:

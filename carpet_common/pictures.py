@@ -24,6 +24,7 @@ import io
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -84,7 +85,7 @@ class DecodeBudget:
             self._changed.notify_all()
 
     @contextmanager
-    def decoding(self, pixels: int, *, patient: bool = False):
+    def decoding(self, pixels: int, *, patient: bool = False) -> Iterator[None]:
         """Hold `pixels` of the budget while the body decodes. `patient` (background work)
         waits as long as it takes; otherwise RESOURCE_EXHAUSTED after `patience_s`."""
         share = max(1, min(pixels, self._limit))
@@ -108,7 +109,7 @@ class DecodeBudget:
                 self._changed.notify_all()
 
 
-def _load_trim():
+def _load_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc: nothing to trim
@@ -128,7 +129,7 @@ DECODES = DecodeBudget()
 
 
 @contextmanager
-def decoded(data: bytes, what: str, header: Header):
+def decoded(data: bytes, what: str, header: Header) -> Iterator[Image.Image]:
     """The picture with every pixel decoded (a truncated or corrupt file fails here, as
     INVALID_ARGUMENT), within the budget while the caller uses it."""
     with DECODES.decoding(header.pixels):

@@ -8,11 +8,12 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 
+import grpc
 from limits import parse, storage, strategies
 
 from carpet_common import errors
 from carpet_common.calls import current_call
-from carpet_common.interceptors import AroundInterceptor
+from carpet_common.interceptors import Around, AroundInterceptor
 
 
 def client_key(client_ip: str) -> str:
@@ -64,13 +65,13 @@ class RateLimitInterceptor(AroundInterceptor):
         self._limiter = limiter
         self._methods = None if methods is None else frozenset(methods)
 
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         if not self._limiter.enabled or (
                 self._methods is not None and method not in self._methods):
             return None
 
         @contextlib.contextmanager
-        def limited(request, context) -> Iterator[None]:
+        def limited(request: object, context: grpc.ServicerContext) -> Iterator[None]:
             self._limiter.check(current_call().client_ip)
             yield
 

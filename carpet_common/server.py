@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,10 +28,13 @@ from carpet_common.auth import SERVICE_TOKEN_HEADER
 from carpet_common.interceptors import AroundInterceptor, AroundPipeline
 from carpet_common.metrics import LONG_STREAMS
 from carpet_common.serving import Bridge, ServingRules, on_serving_loop
-from carpet_common.settings import SettingsError
+from carpet_common.settings import Settings, SettingsError
 from carpet_common.streams import StreamAdmission, StreamCounter, StreamLimits
 
 logger = logging.getLogger(__name__)
+
+# What a client interceptor hands a call on to: (call details, request) -> the call.
+Continuation = Callable[[Any, object], Any]
 
 SHUTDOWN_GRACE_S = 5.0
 # From NOT_SERVING to refusing calls: time for the health watches of the callers' channels
@@ -66,15 +70,17 @@ class ServiceTokenInterceptor(grpc.UnaryUnaryClientInterceptor,
     def __init__(self, token: str | None):
         self._metadata = ((SERVICE_TOKEN_HEADER, token),) if token else ()
 
-    def _with_token(self, details):
+    def _with_token(self, details: Any) -> Any:
         if not self._metadata:
             return details
         return details._replace(metadata=[*(details.metadata or ()), *self._metadata])
 
-    def intercept_unary_unary(self, continuation, details, request):
+    def intercept_unary_unary(self, continuation: Continuation, details: Any,
+                              request: object) -> Any:
         return continuation(self._with_token(details), request)
 
-    def intercept_unary_stream(self, continuation, details, request):
+    def intercept_unary_stream(self, continuation: Continuation, details: Any,
+                               request: object) -> Any:
         return continuation(self._with_token(details), request)
 
 
@@ -94,7 +100,7 @@ class ChannelSecurity:
     server_name: str | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> ChannelSecurity:
+    def from_settings(cls, settings: Settings) -> ChannelSecurity:
         return cls(roots=settings.tls_ca or settings.tls_client_ca,
                    cert=settings.tls_cert, key=settings.tls_key,
                    server_name=settings.tls_server_name)
@@ -122,7 +128,8 @@ def service_channel(target: str, security: ChannelSecurity = PLAINTEXT, *,
     return grpc.intercept_channel(channel, _ServiceCalls(target, service_token))
 
 
-def _transport_channel(target: str, security: ChannelSecurity, options) -> grpc.Channel:
+def _transport_channel(target: str, security: ChannelSecurity,
+                       options: Sequence[tuple[str, object]]) -> grpc.Channel:
     if not security.roots:
         return grpc.insecure_channel(target, options=options)
     with open(security.roots, "rb") as roots:
@@ -147,7 +154,7 @@ class _ServiceCalls(ServiceTokenInterceptor):
         self._target = target
         self._failing = False
 
-    def _done(self, call) -> None:
+    def _done(self, call: grpc.Future) -> None:
         code = call.code()
         if code == grpc.StatusCode.UNAVAILABLE and not self._failing:
             self._failing = True
@@ -156,11 +163,12 @@ class _ServiceCalls(ServiceTokenInterceptor):
         elif code == grpc.StatusCode.OK:
             self._failing = False
 
-    def _watch(self, call):
+    def _watch(self, call: Any) -> Any:
         call.add_done_callback(self._done)  # never blocks: `.future()` calls stay parallel
         return call
 
-    def intercept_unary_unary(self, continuation, details, request):
+    def intercept_unary_unary(self, continuation: Continuation, details: Any,
+                              request: object) -> Any:
         return self._watch(continuation(self._with_token(details), request))
 
 
@@ -171,7 +179,7 @@ class TlsFiles:
     client_ca: str | None = None  # set: clients must present a certificate (mTLS)
 
 
-def tls_files(settings) -> TlsFiles | None:
+def tls_files(settings: Settings) -> TlsFiles | None:
     """The process's TLS settings, or None to serve plaintext."""
     if settings.tls_cert and settings.tls_key:
         return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
@@ -212,7 +220,7 @@ class GrpcServer:
     bridge: Bridge
     pool: futures.ThreadPoolExecutor
     # Background work the server's calls rely on (e.g. the ended-sessions list), stopped with it.
-    background: list = field(default_factory=list)
+    background: list[Any] = field(default_factory=list)
     stopped: bool = False
     probe: grpc.aio.Server | None = None  # HEALTH_ADDR's listener, health only
 
@@ -239,7 +247,7 @@ class GrpcServer:
             await self.probe.stop(0)
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
-        return on_serving_loop(self.server.wait_for_termination(timeout))
+        return bool(on_serving_loop(self.server.wait_for_termination(timeout)))
 
 
 def _server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
@@ -283,9 +291,13 @@ def create_server(
         health_address=health_address))
 
 
-async def _create_server(address, register, service_names, *, interceptors, max_workers, tls,
-                         unix_socket, share_port, reflection, long_streams, stream_limits,
-                         health_address):
+async def _create_server(address: str, register: Callable[[grpc.aio.Server], None],
+                         service_names: Sequence[str], *,
+                         interceptors: Sequence[AroundInterceptor], max_workers: int,
+                         tls: TlsFiles | None, unix_socket: str | None, share_port: bool,
+                         reflection: bool, long_streams: Collection[str],
+                         stream_limits: StreamLimits, health_address: str | None
+                         ) -> tuple[GrpcServer, int]:
     counter = StreamCounter(stream_limits)
     LONG_STREAMS.set_function(counter.open_streams)
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
@@ -365,7 +377,7 @@ def catch_stop_signals() -> None:
     a process starts serving: a signal that arrived after the port answered but before the
     stop was awaited used to interrupt the start-up half-way, and the process hung."""
 
-    def request_stop(signum, _frame):
+    def request_stop(signum: int, _frame: object) -> None:
         logger.info("received %s, shutting down", signal.Signals(signum).name)
         _stop_requested.set()
 
@@ -434,7 +446,7 @@ def serve_in_processes(count: int, serve: Callable[[int], int]) -> int:
 
     children = {spawn(index): index for index in range(count)}
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
         for pid in children:

@@ -25,9 +25,18 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Mapping,
+    Sequence,
+)
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import grpc
 
@@ -35,11 +44,15 @@ from carpet_common import errors
 from carpet_common.calls import peer_ip
 from carpet_common.interceptors import GRPC_OWN_PREFIXES, AroundPipeline, error_status
 from carpet_common.ratelimit import client_key
-from carpet_common.streams import REFLECTION, StreamCounter
+from carpet_common.streams import REFLECTION, StreamCounter, StreamLimits
 
 logger = logging.getLogger(__name__)
 
 _END = object()
+T = TypeVar("T")
+# A handler as our servicers write it (on a worker thread), and as grpc.aio serves it.
+SyncBehaviour = Callable[[Any, "SyncContext"], Any]
+AsyncBehaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
@@ -57,7 +70,7 @@ def serving_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def on_serving_loop(coroutine, timeout: float | None = None):
+def on_serving_loop(coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run `coroutine` on the serving loop from any other thread and return its result."""
     return asyncio.run_coroutine_threadsafe(coroutine, serving_loop()).result(timeout)
 
@@ -65,7 +78,7 @@ def on_serving_loop(coroutine, timeout: float | None = None):
 class Status(NamedTuple):
     code: grpc.StatusCode
     details: str
-    trailing_metadata: tuple
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
 class Aborted(Exception):
@@ -83,25 +96,25 @@ class SyncContext:
         self.status: Status | None = None
 
     def abort(self, code: grpc.StatusCode, details: str = "",
-              trailing_metadata: tuple = ()) -> None:
+              trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()) -> None:
         self.status = Status(code, details, tuple(trailing_metadata))
         raise Aborted(details)
 
-    def abort_with_status(self, status) -> None:
+    def abort_with_status(self, status: grpc.Status) -> None:
         self.abort(status.code, status.details, status.trailing_metadata)
 
     def code(self) -> grpc.StatusCode | None:
         """The code the call was aborted with, None while it has not been."""
         return self.status.code if self.status is not None else None
 
-    def invocation_metadata(self):
-        return self._context.invocation_metadata()
+    def invocation_metadata(self) -> Sequence[tuple[str, str | bytes]]:
+        return self._context.invocation_metadata()  # type: ignore[no-any-return]
 
     def peer(self) -> str:
-        return self._context.peer()
+        return str(self._context.peer())
 
-    def auth_context(self):
-        return self._context.auth_context()
+    def auth_context(self) -> Mapping[str, Sequence[bytes]]:
+        return self._context.auth_context()  # type: ignore[no-any-return]
 
 
 
@@ -118,13 +131,13 @@ class _Steps:
     the call's own context. The lock keeps a close (the client went away) from running while a
     step still runs on another thread."""
 
-    def __init__(self, behaviour, request, context: SyncContext):
+    def __init__(self, behaviour: SyncBehaviour, request: object, context: SyncContext):
         self._start = lambda: behaviour(request, context)
-        self._responses = None
+        self._responses: Generator[object, None, None] | None = None
         self._context = contextvars.Context()
         self._lock = threading.Lock()
 
-    def next(self):
+    def next(self) -> object:
         with self._lock:
             if self._responses is None:
                 self._responses = self._context.run(self._start)
@@ -148,7 +161,7 @@ class Bridge(grpc.aio.ServerInterceptor):
     loop, and bounds grpc's own reflection streams. Each method's served handler is built once
     and kept for as long as the handler beneath it is the same object."""
 
-    def __init__(self, pipeline: AroundPipeline, pool, rules: ServingRules):
+    def __init__(self, pipeline: AroundPipeline, pool: Executor, rules: ServingRules):
         self._pipeline = pipeline
         self._pool = pool
         self._rules = rules
@@ -156,7 +169,9 @@ class Bridge(grpc.aio.ServerInterceptor):
         self._queued = 0  # touched on the loop only
         self.stopping = asyncio.Event()
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(
+            self, continuation: Callable[[Any], Awaitable[grpc.RpcMethodHandler | None]],
+            handler_call_details: Any) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or (method.startswith(GRPC_OWN_PREFIXES) and method != REFLECTION):
@@ -186,8 +201,8 @@ class Bridge(grpc.aio.ServerInterceptor):
         return factory(behaviour, request_deserializer=handler.request_deserializer,
                        response_serializer=handler.response_serializer)
 
-    def _unary(self, behaviour):
-        async def unary(request, context):
+    def _unary(self, behaviour: SyncBehaviour) -> AsyncBehaviour:
+        async def unary(request: object, context: grpc.aio.ServicerContext) -> object:
             if self._queued >= self._rules.max_queued:
                 await context.abort(*error_status(errors.ResourceExhausted(
                     "the server is busy (too many calls waiting); retry shortly",
@@ -198,16 +213,16 @@ class Bridge(grpc.aio.ServerInterceptor):
                 return await asyncio.get_running_loop().run_in_executor(
                     self._pool, contextvars.Context().run, behaviour, request, call)
             except Aborted:
-                await context.abort(*call.status)
+                await _abort(context, call.status)
             finally:
                 self._queued -= 1
 
         return unary
 
-    def _stream(self, behaviour, long: bool):
+    def _stream(self, behaviour: SyncBehaviour, long: bool) -> AsyncBehaviour:
         limits = self._rules.counter.limits
 
-        async def stream(request, context):
+        async def stream(request: object, context: grpc.aio.ServicerContext) -> None:
             loop = asyncio.get_running_loop()
             call = SyncContext(context)
             steps = _Steps(behaviour, request, call)
@@ -251,11 +266,13 @@ class Bridge(grpc.aio.ServerInterceptor):
         if self.stopping.is_set():
             raise _Ended(grpc.StatusCode.UNAVAILABLE, "the server is stopping; retry")
 
-    def _bounded_reflection(self, behaviour):
+    def _bounded_reflection(self, behaviour: Callable[..., AsyncIterator[object]]
+                            ) -> AsyncBehaviour:
         limits = self._rules.counter.limits
         counter = self._rules.counter
 
-        async def bounded(requests, context):
+        async def bounded(requests: AsyncIterator[object], context: grpc.aio.ServicerContext
+                          ) -> None:
             lifetime = asyncio.timeout(limits.lifetime_s)
             try:
                 with counter.admitted(client_key(peer_ip(context.peer())), reflection=True):
@@ -285,13 +302,13 @@ class _Ended(Exception):
         self.status = Status(code, details, ())
 
 
-def _lived_too_long(limits) -> Status:
+def _lived_too_long(limits: StreamLimits) -> Status:
     return Status(grpc.StatusCode.CANCELLED,
                   f"the stream reached its lifetime ({limits.lifetime_s:g} s); open a new one",
                   ())
 
 
-async def _end(context, status: Status) -> None:
+async def _end(context: grpc.aio.ServicerContext, status: Status) -> None:
     """Send the final status. To a client that reads nothing it waits until the client reads or
     goes (the stream's slot and clean-up are already done), and fails if it went."""
     try:
@@ -302,12 +319,18 @@ async def _end(context, status: Status) -> None:
         raise asyncio.CancelledError from None
 
 
-def _log_failure(future) -> None:
+async def _abort(context: grpc.aio.ServicerContext, status: Status | None) -> NoReturn:
+    """End the call with the status its handler aborted with (grpc's abort raises)."""
+    await context.abort(*(status or Status(grpc.StatusCode.UNKNOWN, "aborted", ())))
+    raise AssertionError("grpc.aio's abort returned")
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.error("closing a stream failed", exc_info=future.exception())
 
 
-async def _write(context, message, timeout_s: float) -> None:
+async def _write(context: grpc.aio.ServicerContext, message: object, timeout_s: float) -> None:
     """Send one message; a client that reads nothing for `timeout_s` loses its stream."""
     try:
         await asyncio.wait_for(context.write(message), timeout_s)
@@ -316,7 +339,7 @@ async def _write(context, message, timeout_s: float) -> None:
                      f"the client read nothing for {timeout_s:g} s") from None
 
 
-async def _idling(requests, idle_s: float) -> AsyncIterator:
+async def _idling(requests: AsyncIterator[object], idle_s: float) -> AsyncIterator[object]:
     """The client's messages; the stream ends when it sends none for `idle_s`."""
     iterator = requests.__aiter__()
     while True:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+import grpc
+
 from carpet_common.periodic import Periodic
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class RevokedSessions:
         self._periodic.stop()
 
 
-def revoked_sessions_via(channel, interval_s: float) -> RevokedSessions:
+def revoked_sessions_via(channel: grpc.Channel, interval_s: float) -> RevokedSessions:
     """The ended sessions as the credit service, reached through `channel`, lists them."""
     from protos.carpet.credit.v1 import auth_pb2, auth_pb2_grpc
 

@@ -20,13 +20,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+import grpc
 
 from carpet_common import errors
 from carpet_common.calls import call_var, peer_ip, principal_var
-from carpet_common.interceptors import AroundInterceptor
+from carpet_common.interceptors import Around, AroundInterceptor
 from carpet_common.ratelimit import client_key
+from carpet_common.settings import Settings
 
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
@@ -41,7 +44,7 @@ class StreamLimits:
     write_timeout_s: float = 10.0  # one message's send to a client that stopped reading
 
     @classmethod
-    def from_settings(cls, settings) -> StreamLimits:
+    def from_settings(cls, settings: Settings) -> StreamLimits:
         return cls(total=settings.streams_per_process,
                    per_principal=settings.streams_per_principal,
                    reflection_per_principal=settings.reflection_per_principal)
@@ -54,7 +57,7 @@ class StreamCounter:
     def __init__(self, limits: StreamLimits):
         self.limits = limits
         self._lock = threading.Lock()
-        self._open: Counter = Counter()
+        self._open: Counter[tuple[str, bool]] = Counter()  # (caller, reflection)
         self._total = 0
 
     @contextlib.contextmanager
@@ -103,15 +106,16 @@ class StreamAdmission(AroundInterceptor):
     """Counts the long streams among this service's methods, inside authentication so the
     caller's identity is known."""
 
-    def __init__(self, counter: StreamCounter, methods):
+    def __init__(self, counter: StreamCounter, methods: Iterable[str]):
         self._counter = counter
         self._methods = frozenset(methods)
 
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         if method not in self._methods:
             return None
 
-        def admitted(request, context):
+        def admitted(request: object, context: grpc.ServicerContext
+                     ) -> contextlib.AbstractContextManager[None]:
             return self._counter.admitted(caller_of_call(context.peer()))
 
         return admitted

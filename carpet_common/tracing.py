@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import grpc
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from carpet_common.interceptors import AroundInterceptor
+from carpet_common.interceptors import Around, AroundInterceptor
 from carpet_common.settings import SettingsError
 
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -135,7 +137,7 @@ def current_traceparent() -> str:
     return carrier.get("traceparent", "")
 
 
-def _parent_from(headers: Mapping[str, str]):
+def _parent_from(headers: Mapping[str, str]) -> Context:
     return propagate.extract({key: headers[key] for key in TRACE_HEADERS if key in headers})
 
 
@@ -143,7 +145,7 @@ class ServerInterceptor(AroundInterceptor):
     """Outermost on every server: a SERVER span for the call, a child of the caller's span when
     the call's metadata carries one; the status code as `rpc.grpc.status_code`."""
 
-    def around(self, method):
+    def around(self, method: str) -> Around | None:
         tracer = _tracer
         if tracer is None:
             return None
@@ -151,7 +153,7 @@ class ServerInterceptor(AroundInterceptor):
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
         @contextlib.contextmanager
-        def traced(request, context) -> Iterator[None]:
+        def traced(request: object, context: grpc.ServicerContext) -> Iterator[None]:
             metadata = {key: value for key, value in context.invocation_metadata()
                         if key in TRACE_HEADERS}
             with tracer.start_as_current_span(
@@ -166,7 +168,7 @@ class ServerInterceptor(AroundInterceptor):
         return traced
 
 
-def _end_rpc(span, code: grpc.StatusCode) -> None:
+def _end_rpc(span: trace.Span, code: grpc.StatusCode) -> None:
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code in _SERVER_ERRORS:
         span.set_status(Status(StatusCode.ERROR, code.name))
@@ -177,7 +179,7 @@ class ClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClient
     in `traceparent`. A call made outside any trace (background work) goes as it is: it would
     otherwise start a trace of its own on every poll."""
 
-    def _start(self, details) -> tuple[trace.Span | None, object]:
+    def _start(self, details: Any) -> tuple[trace.Span | None, Any]:
         if _tracer is None or not trace.get_current_span().get_span_context().is_valid:
             return None, details
         service, _, name = details.method.lstrip("/").rpartition("/")
@@ -187,7 +189,8 @@ class ClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClient
         propagate.inject(carrier, context=trace.set_span_in_context(span))
         return span, details._replace(metadata=[*(details.metadata or ()), *carrier.items()])
 
-    def _call(self, continuation, details, request):
+    def _call(self, continuation: Callable[[Any, object], Any], details: Any,
+              request: object) -> Any:
         span, details = self._start(details)
         if span is None:
             return continuation(details, request)
@@ -197,17 +200,19 @@ class ClientInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClient
             span.end()
             raise
 
-        def ended(done) -> None:
+        def ended(done: grpc.Future) -> None:
             _end_rpc(span, done.code() or grpc.StatusCode.OK)
             span.end()
 
         call.add_done_callback(ended)
         return call
 
-    def intercept_unary_unary(self, continuation, details, request):
+    def intercept_unary_unary(self, continuation: Callable[[Any, object], Any], details: Any,
+                              request: object) -> Any:
         return self._call(continuation, details, request)
 
-    def intercept_unary_stream(self, continuation, details, request):
+    def intercept_unary_stream(self, continuation: Callable[[Any, object], Any], details: Any,
+                               request: object) -> Any:
         return self._call(continuation, details, request)
 
 
@@ -219,7 +224,7 @@ def traced_channel(channel: grpc.Channel) -> grpc.Channel:
 
 
 @contextlib.contextmanager
-def http_request(environ: Mapping) -> Iterator[trace.Span | None]:
+def http_request(environ: Mapping[str, Any]) -> Iterator[trace.Span | None]:
     """A SERVER span around one HTTP request to the gateway, parented on its `traceparent`
     header; None when tracing is off. The caller names it by its route (`name_http`)."""
     if _tracer is None:
@@ -246,7 +251,7 @@ def name_http(span: trace.Span | None, method: str, route: str, status: int) -> 
         span.set_status(Status(StatusCode.ERROR))
 
 
-def statement(sql: str, system: str):
+def statement(sql: str, system: str) -> contextlib.AbstractContextManager[object]:
     """A CLIENT span for one SQL statement inside a traced call (a null context outside one:
     background polls would otherwise each start a trace)."""
     if _tracer is None or not trace.get_current_span().is_recording():

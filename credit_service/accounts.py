@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
-from peewee import JOIN, IntegrityError, fn
+from peewee import JOIN, IntegrityError, ModelSelect, fn
 
 from carpet_common.db import Statement
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
@@ -50,7 +51,7 @@ def create_organization(name: str, initial_credits: int, *, actor: str, now: dat
     return with_balance(Organization.select()).where(Organization.id == organization.id).get()
 
 
-def with_balance(query):
+def with_balance(query: ModelSelect[Organization]) -> ModelSelect[Organization]:
     """Organisations joined with their balance row (`.balance_row`)."""
     return (query.select_extend(CreditBalance.balance, CreditBalance.held)
             .join(CreditBalance, JOIN.LEFT_OUTER,
@@ -58,8 +59,8 @@ def with_balance(query):
 
 
 def get_organization(organization_id: int) -> Organization:
-    row = (with_balance(Organization.select())
-           .where(Organization.id == organization_id).first())
+    row: Organization | None = (with_balance(Organization.select())
+                                .where(Organization.id == organization_id).first())
     if row is None:
         raise NotFound(f"organisation {organization_id} not found")
     return row
@@ -131,7 +132,8 @@ def batch_get_users(ids: list[int]) -> list[UserRow]:
         return []
     size = 1 << (len(wanted) - 1).bit_length()
     padded = wanted + [wanted[-1]] * (size - len(wanted))
-    read_time = User.created_at.python_value  # SQLite gives the text back
+    # SQLite gives the text back
+    read_time: Callable[[object], datetime.datetime] = User.created_at.python_value
     ids_by_name = {f"id_{index}": user_id for index, user_id in enumerate(padded)}
     return [UserRow(**{**row._asdict(), "created_at": read_time(row.created_at),
                        "active": bool(row.active), "has_password": bool(row.has_password)})

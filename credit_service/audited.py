@@ -185,7 +185,7 @@ def _unit_of_work(request: Message, organization_id: int | None, target: str,
         raise
 
 
-def write_denial(denial: Denial, count: int, methods: Counter) -> None:
+def write_denial(denial: Denial, count: int, methods: Counter[str]) -> None:
     """DenialLog's writer: refused calls (one, or a burst summarised) as one audit row with
     the client IP. It runs before DatabaseConnectionInterceptor (or on the summary timer's
     thread), so it opens a connection when the thread has none, and gives back what it opened."""

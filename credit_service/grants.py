@@ -9,6 +9,7 @@ organisation's grants change one transaction at a time, across threads and repli
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from carpet_common.db import Statement, require_transaction, tuples
@@ -144,7 +145,8 @@ _LIVE = Statement(f"""
     FROM credit_grant
     WHERE organization_id = {{organization_id}} AND expired_at IS NULL AND remaining > 0
     ORDER BY {SPEND_ORDER}""")
-_as_time = CreditGrant.created_at.python_value  # driver value -> naive UTC datetime
+# driver value -> naive UTC datetime
+_as_time: Callable[[object], datetime.datetime] = CreditGrant.created_at.python_value
 
 
 def live_grants(organization_id: int) -> list[GrantView]:

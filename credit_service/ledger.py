@@ -12,7 +12,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import JOIN, SQL, IntegrityError, fn
+from peewee import JOIN, SQL, IntegrityError, ModelSelect, fn
 
 from carpet_common.days import as_date
 from carpet_common.db import tuples
@@ -26,7 +26,8 @@ from carpet_common.errors import (
 )
 from carpet_common.paging import Page, paginate
 from credit_service import controls, grants, ledger_sql
-from credit_service.ledger_sql import CreditLogView, HoldView
+from credit_service.ledger_sql import CreditLogView as CreditLogView  # shown to callers
+from credit_service.ledger_sql import HoldView as HoldView
 from credit_service.models import (
     CreditBalance,
     CreditDaily,
@@ -252,7 +253,7 @@ def _hold_view(row: Any) -> HoldView:
                     release_reason=row.release_reason)
 
 
-def _holds():
+def _holds() -> ModelSelect[CreditHold]:
     """Holds with `credit_log_id`: the id of the `render` row that captured them, or None."""
     return (CreditHold.select(CreditHold, CreditLog.id.alias("credit_log_id"))
             .join(CreditLog, JOIN.LEFT_OUTER, on=(CreditLog.hold == CreditHold.id))

@@ -11,13 +11,16 @@ so it runs the statements one by one. Every function here runs inside its caller
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from carpet_common.db import Statement, is_postgres, require_transaction
 from credit_service.controls import BalanceState
 from credit_service.models import CreditHold, database
 
-_as_time = CreditHold.expires_at.python_value  # driver value -> naive UTC datetime
+# driver value -> naive UTC datetime
+_as_time: Callable[[object], datetime.datetime] = CreditHold.expires_at.python_value
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,7 @@ def balance_now(organization_id: int, now: datetime.datetime) -> tuple[int, int]
     return None if found is None else (found.balance, int(found.held_now))
 
 
-def _state(row) -> BalanceState:
+def _state(row: Any) -> BalanceState:
     return BalanceState(row.balance, row.held, row.low_balance_threshold,
                         row.low_balance_armed, row.monthly_credit_limit,
                         row.user_daily_credit_limit)

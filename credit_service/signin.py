@@ -23,7 +23,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from peewee import fn
+from peewee import Expression, fn
 
 from carpet_common import sources
 from carpet_common.auth import MAX_JWT_LIFETIME_S
@@ -73,7 +73,7 @@ class Origin:
 
 def _audit(action: str, outcome: str, *, actor: str,
            user: User | accounts.UserRow | None = None,
-           origin: Origin, details: dict | None = None) -> None:
+           origin: Origin, details: dict[str, object] | None = None) -> None:
     """A sign-in event in the audit log, naming the person; never a password or token."""
     details = dict(details or {})
     if origin.via:
@@ -108,7 +108,7 @@ def _locked_for(keys: list[str], now: datetime.datetime) -> int:
     return max(longest, 1) if longest else 0
 
 
-def _as_datetime(value) -> datetime.datetime:
+def _as_datetime(value: datetime.datetime | str) -> datetime.datetime:
     # SQLite hands an aggregate back as text.
     if isinstance(value, str):
         return datetime.datetime.fromisoformat(value)
@@ -161,9 +161,10 @@ def _next_token(session_id: str, now: datetime.datetime, refresh_ttl_s: int) -> 
     return token
 
 
-def _end_sessions(condition, reason: str, now: datetime.datetime) -> int:
-    return (AuthSession.update(ended_at=now, end_reason=reason)
-            .where(condition & AuthSession.ended_at.is_null()).execute())
+def _end_sessions(condition: Expression, reason: str, now: datetime.datetime) -> int:
+    ended: int = (AuthSession.update(ended_at=now, end_reason=reason)
+                  .where(condition & AuthSession.ended_at.is_null()).execute())
+    return ended
 
 
 def login(email: str, password: str, client_ip: str, now: datetime.datetime, *,

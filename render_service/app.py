@@ -1,6 +1,8 @@
 """Assembles the render service: servicer, interceptors, credit client, workers."""
 from __future__ import annotations
 
+import functools
+
 import grpc
 
 from carpet_common.auth import ADMIN_STAFF, Authenticator, Rule, services
@@ -168,6 +170,9 @@ def register_gauges() -> None:
     from carpet_common.metrics import gauge_from_query
     from render_service.jobs import render_totals
 
+    def jobs_in(status: str) -> float:
+        return render_totals()[status]
+
     for status in ("queued", "processing"):
         gauge = Gauge(f"carpet_render_jobs_{status}", f"render jobs in status {status}")
-        gauge_from_query(gauge, database, lambda status=status: render_totals()[status])
+        gauge_from_query(gauge, database, functools.partial(jobs_in, status))

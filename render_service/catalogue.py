@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
-from peewee import IntegrityError
+from peewee import IntegrityError, ModelSelect
 
 from carpet_common.db import Statement, tuples
 from carpet_common.errors import (
@@ -20,7 +21,7 @@ from carpet_common.errors import (
 )
 from carpet_common.paging import Page, paginate
 from render_service import audit_outbox
-from render_service.floor import SizedSpot
+from render_service.floor import SizedSpot, Spot
 from render_service.images import MAX_CARPET_ASPECT, check_image
 from render_service.models import Carpet, CarpetSize, RenderJob, database, size_id_of
 
@@ -150,7 +151,7 @@ def check_changeable(organization_id: int, catalogues: Catalogues) -> None:
         _refuse_change(organization_id)
 
 
-def _refuse_change(organization_id: int):
+def _refuse_change(organization_id: int) -> NoReturn:
     """A catalogue the caller may not change: the shared one (STAFF) is said so; another
     organisation's does not exist for it."""
     if organization_id == SHARED:
@@ -158,7 +159,7 @@ def _refuse_change(organization_id: int):
     raise NotFound(f"organisation {organization_id}'s catalogue not found")
 
 
-def update_carpet(carpet_id: int, changes: dict, *, catalogues: Catalogues,
+def update_carpet(carpet_id: int, changes: dict[str, Any], *, catalogues: Catalogues,
                   now: datetime.datetime, who: audit_outbox.Who) -> ShownCarpet:
     """Change the fields `changes` names (UPDATABLE; "sizes" a list of SizeSpec: one with an
     id keeps that size, one without is added, one left out is archived), with its audit entry,
@@ -168,7 +169,7 @@ def update_carpet(carpet_id: int, changes: dict, *, catalogues: Catalogues,
         named = ", ".join(sorted(name[:40] for name in unknown)[:5])
         raise InvalidArgument(f"update_mask must name some of {', '.join(UPDATABLE)}"
                               + (f" (not {named})" if unknown else ""))
-    values: dict = {}
+    values: dict[str, object] = {}
     if "name" in changes:
         values["name"] = _text(changes["name"], "name", 200)
     if "material" in changes:
@@ -241,7 +242,7 @@ def set_archived(carpet_id: int, archived: bool, *, catalogues: Catalogues,
 
 
 def _changeable(carpet_id: int, catalogues: Catalogues) -> Carpet:
-    carpet = _without_image().where(Carpet.id == carpet_id).first()
+    carpet: Carpet | None = _without_image().where(Carpet.id == carpet_id).first()
     if carpet is None or not catalogues.sees(carpet.organization_id):
         raise NotFound(f"carpet {carpet_id} not found")
     if not catalogues.changes(carpet.organization_id):
@@ -249,7 +250,7 @@ def _changeable(carpet_id: int, catalogues: Catalogues) -> Carpet:
     return carpet
 
 
-def _without_image():
+def _without_image() -> ModelSelect[Carpet]:
     """Carpet rows without their picture: listings never need the bytes."""
     return Carpet.select(*[f for f in Carpet._meta.sorted_fields if f is not Carpet.image])
 
@@ -357,7 +358,8 @@ def renderable_size(carpet_id: int, size_id: int, organization_id: int) -> int:
     if rows[0].carpet_archived_at is not None:
         raise FailedPrecondition(f"carpet {carpet_id} is archived: restore it to render it",
                                  reason="CARPET_ARCHIVED")
-    archived_at = {row.size_id: row.size_archived_at for row in rows if row.size_id is not None}
+    archived_at: dict[int, datetime.datetime | None] = {
+        row.size_id: row.size_archived_at for row in rows if row.size_id is not None}
     if size_id:
         if size_id not in archived_at:
             raise NotFound(f"carpet {carpet_id} has no size {size_id}")
@@ -372,7 +374,7 @@ def renderable_size(carpet_id: int, size_id: int, organization_id: int) -> int:
     return in_use
 
 
-def sized_spots(spots: Sequence) -> list[SizedSpot]:
+def sized_spots(spots: Sequence[Spot]) -> list[SizedSpot]:
     """Each spot of a measured floor (render_service.floor.Spot) with the design and the
     measurements of the size it names; NOT_FOUND for a size no catalogue has (whether the
     organisation may render it is checked with renderable_size)."""

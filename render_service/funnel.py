@@ -173,4 +173,5 @@ def report(organization_id: int, days: int, today: datetime.date) -> FunnelRepor
 
 def forget_sessions(before: datetime.datetime) -> int:
     """Sessions not seen since `before` (past the attribution window) are deleted."""
-    return FunnelSession.delete().where(FunnelSession.last_seen_at < before).execute()
+    deleted: int = FunnelSession.delete().where(FunnelSession.last_seen_at < before).execute()
+    return deleted

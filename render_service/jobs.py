@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from peewee import IntegrityError, fn
+from peewee import Expression, IntegrityError, fn
 
 from carpet_common import tracing
 from carpet_common.days import as_date
@@ -139,7 +140,7 @@ def record_job(submission: Submission, job_id: int, *, hold_id: int | None,
 
 
 def _values(s: Submission, job_id: int, *, hold_id: int | None, error_text: str,
-            release_pending: bool, stored: int) -> dict:
+            release_pending: bool, stored: int) -> dict[str, object]:
     """_INSERT_JOB's parameters: queued with `hold_id`, or failed with `error_text` without
     one."""
     ended = hold_id is None
@@ -267,13 +268,15 @@ def list_jobs(page_size: int, page_token: str, *, organization_id: int = 0, user
     given = {"organization_id": organization_id, "user_id": user_id, "status": status,
              "mode": mode, "created_after": created_after, "created_before": created_before}
     filters = tuple(name for name, value in given.items() if value)
-    as_stored = RenderJob.created_at.db_value  # a time as the column keeps it (SQLite: text)
+    # a time as the column keeps it (SQLite: text)
+    as_stored: Callable[[object], object] = RenderJob.created_at.db_value
     params = {name: as_stored(given[name]) if name.startswith("created_") else given[name]
               for name in filters}
     if page_token:
         after_time, params["after_id"] = decode_token(page_token)
         params["after_time"] = as_stored(after_time)
-    read_time = RenderJob.created_at.python_value  # SQLite gives the text back
+    # SQLite gives the text back
+    read_time: Callable[[object], datetime.datetime] = RenderJob.created_at.python_value
     rows = [ListedJob(**{**row._asdict(), "created_at": read_time(row.created_at),
                          "started_at": read_time(row.started_at),
                          "finished_at": read_time(row.finished_at)})
@@ -337,7 +340,7 @@ def renew_lease(job_id: int, owner: str, now: datetime.datetime,
                        & (RenderJob.lease_owner == owner)).execute())
 
 
-def _owned(job_id: int, owner: str):
+def _owned(job_id: int, owner: str) -> Expression:
     return ((RenderJob.id == job_id) & (RenderJob.status == "processing")
             & (RenderJob.lease_owner == owner))
 

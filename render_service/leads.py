@@ -16,7 +16,7 @@ import datetime
 import re
 from dataclasses import dataclass
 
-from peewee import IntegrityError
+from peewee import IntegrityError, ModelSelect
 
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
@@ -178,7 +178,7 @@ def update_lead(lead_id: int, *, status: str | None, note: str | None,
     return lead
 
 
-def _person(phone: str, email: str, organization_scope: int | None):
+def _person(phone: str, email: str, organization_scope: int | None) -> ModelSelect[Lead]:
     """The leads of one phone or e-mail (exactly one of them), as a query."""
     if bool(phone.strip()) == bool(email.strip()):
         raise InvalidArgument("name one phone or one email")

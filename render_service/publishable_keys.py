@@ -16,6 +16,7 @@ import re
 import string
 import urllib.parse
 from dataclasses import dataclass, replace
+from typing import Any
 
 from limits import parse as parse_rate
 
@@ -127,7 +128,7 @@ def settings_of(row: PublishableKey) -> KeySettings:
                        row.renders_per_day, row.max_concurrent, row.rate_per_visitor)
 
 
-def _audited_details(row: PublishableKey) -> dict:
+def _audited_details(row: PublishableKey) -> dict[str, object]:
     """What an audit entry says about a key: its settings, never the key."""
     settings = settings_of(row)
     return {"id": row.id, "last4": row.last4, "name": settings.name,
@@ -168,13 +169,14 @@ def list_keys(organization_id: int) -> list[PublishableKey]:
 def _own_key(key_id: int, organization_scope: int | None) -> PublishableKey:
     """The key, locked for the change; NOT_FOUND for another organisation's (STAFF)."""
     rows = PublishableKey.select().where(PublishableKey.id == key_id)
-    row = rows.for_update().first() if is_postgres(database.obj) else rows.first()
+    row: PublishableKey | None = (rows.for_update().first() if is_postgres(database.obj)
+                                  else rows.first())
     if row is None or organization_scope not in (None, row.organization_id):
         raise NotFound(f"publishable key {key_id} not found")
     return row
 
 
-def update_key(key_id: int, changes: dict, *, organization_scope: int | None,
+def update_key(key_id: int, changes: dict[str, Any], *, organization_scope: int | None,
                now: datetime.datetime, who: audit_outbox.Who) -> PublishableKey:
     """The fields `changes` names (a subset of UPDATABLE) set; a revoked key is not changed."""
     unknown = sorted(set(changes) - set(UPDATABLE))

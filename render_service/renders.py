@@ -19,6 +19,7 @@ import logging
 from carpet_common import errors, sources
 from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
+from protos.carpet.credit.v1 import credit_pb2
 from render_service import audit_outbox, catalogue, floor, jobs, publishable_keys
 from render_service.credit_client import CreditClient
 from render_service.floor import Floor, Spot
@@ -162,7 +163,7 @@ class _Refused(Exception):
 
 
 def _reserve(submission: jobs.Submission, job_id: int, credit: CreditClient,
-             settings: Settings):
+             settings: Settings) -> credit_pb2.Hold:
     """The job's hold. Refusals (not enough credit, a spend limit, a suspension, an unknown
     organisation or user) fail the job; when the credit service could not be reached the job
     is also marked release_pending, because a reservation whose answer was lost may exist."""
