@@ -3,7 +3,6 @@ when TEST_DATABASE_URL is set, on PostgreSQL (one database per test module, drop
 its tables emptied before each test). Tests take `engine` to run on both."""
 from __future__ import annotations
 
-import datetime
 import os
 import random
 import socket
@@ -15,6 +14,7 @@ import pytest
 
 from carpet_common.db import bind_database, is_postgres
 from carpet_common.migrate import apply_migrations
+from tests.helpers import FakeClock
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 PG_SKIP_REASON = "TEST_DATABASE_URL is not set: PostgreSQL case skipped"
@@ -194,19 +194,6 @@ def credit_db(credit_db_url):
     from credit_service import models
 
     yield from _bound(models, credit_db_url)
-
-
-class FakeClock:
-    """An injectable clock: tests move time instead of sleeping."""
-
-    def __init__(self, start: datetime.datetime | None = None):
-        self.now = start or datetime.datetime(2026, 1, 1, 12, 0, 0)
-
-    def __call__(self) -> datetime.datetime:
-        return self.now
-
-    def advance(self, **delta) -> None:
-        self.now += datetime.timedelta(**delta)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from dataclasses import dataclass
 
 import grpc
@@ -22,6 +23,21 @@ SERVICE_TOKEN = {"render": "render-service-token-for-tests-0123456789",
                  "web": "web-backend-token-for-tests-0123456789abcd"}
 GATEWAY_TOKEN = SERVICE_TOKEN["admin-gateway"]
 SERVICE_TOKENS = ",".join(f"{name}:{token}" for name, token in SERVICE_TOKEN.items())
+
+
+class FakeClock:
+    """The tests' one clock, injected where the code takes one: tests move time instead of
+    sleeping. `advance(30)` or `advance(minutes=5)`; returns the new time."""
+
+    def __init__(self, start: datetime.datetime | None = None):
+        self.now = start or datetime.datetime(2026, 1, 1, 12, 0, 0)
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+    def advance(self, seconds: float = 0, **delta: float) -> datetime.datetime:
+        self.now += datetime.timedelta(seconds=seconds, **delta)
+        return self.now
 
 
 def as_service(name: str) -> tuple[tuple[str, str], ...]:

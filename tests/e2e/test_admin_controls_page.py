@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from standardwebhooks import Webhook
 
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2, notification_pb2
+from tests.builders import staff
 from tests.e2e.test_admin_page import (
     Dialogs,
     browser,  # noqa: F401 - the fixture
@@ -22,7 +23,7 @@ from tests.e2e.test_admin_page import (
     signed_in_boss,
 )
 from tests.helpers import ADMIN
-from tests.integration.test_admin_gateway import staff, world  # noqa: F401 - the fixture
+from tests.integration.test_admin_gateway import world  # noqa: F401
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.usefixtures("engine")

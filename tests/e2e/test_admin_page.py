@@ -13,9 +13,9 @@ from playwright.sync_api import expect
 
 from credit_service.controls import spend_limit_message, suspended_message
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2, notification_pb2
+from tests.builders import submit, wait_final
 from tests.helpers import ADMIN, ADMIN_TOKEN
 from tests.integration.test_admin_gateway import world  # noqa: F401 - the shared fixture
-from tests.integration.test_render_service import submit, wait_final
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,9 +9,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from protos.carpet.credit.v1 import credit_pb2
+from tests.builders import create_org
 from tests.e2e.test_webhook_processes import Stubs, credit_process
 from tests.helpers import ADMIN
-from tests.integration.test_credit_accounts import create_org
 from tests.processes import run_cli
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]

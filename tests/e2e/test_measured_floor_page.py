@@ -5,12 +5,12 @@ language, and the floor and the carpets outlined over the room picture
 import pytest
 from playwright.sync_api import expect
 
+from tests.builders import create_org
 from tests.e2e.test_admin_page import (
     browser,  # noqa: F401 - the fixture
     open_screen,
     signed_in_boss,
 )
-from tests.integration.test_credit_accounts import create_org
 from tests.integration.test_measured_floor_api import spot, submit_on_floor, two_carpets
 
 pytestmark = pytest.mark.usefixtures("engine")

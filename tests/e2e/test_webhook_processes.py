@@ -17,9 +17,9 @@ from protos.carpet.credit.v1 import (
     notification_pb2,
     notification_pb2_grpc,
 )
+from tests.builders import create_org
 from tests.conftest import free_port
 from tests.helpers import ADMIN, ADMIN_TOKEN
-from tests.integration.test_credit_accounts import create_org
 from tests.processes import ServiceProcess
 from tests.webhook_receiver import WebhookReceiver
 

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from protos.carpet.credit.v1 import account_pb2
 from protos.carpet.render.v1 import render_pb2
 from render_service import models
+from tests.builders import TOKEN, balance, call, create_org
 from tests.e2e.test_admin_page import (
     Dialogs,
     browser,  # noqa: F401 - the fixture
@@ -24,9 +25,6 @@ from tests.e2e.test_admin_page import (
     sign_in,
 )
 from tests.fake_image_api import tiny_png
-from tests.integration.test_admin_http import TOKEN, call
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_render_service import balance
 from tests.integration.test_widget_api import stack  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.usefixtures("engine")

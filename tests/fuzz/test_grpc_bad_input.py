@@ -23,11 +23,10 @@ from protos.carpet.admin.v1 import admin_pb2
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, auth_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
 from render_service import models as render_models
+from tests.builders import create_carpet, create_org, create_user, jpeg, submit
 from tests.fake_image_api import tiny_png
 from tests.fuzz.proto_strategies import message_strategy
 from tests.helpers import ADMIN, GATEWAY_TOKEN, as_service, error_reason
-from tests.integration.test_credit_accounts import create_org, create_user
-from tests.integration.test_render_service import create_carpet, jpeg, submit
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
+from tests.builders import create_org, create_user
 from tests.fuzz.test_grpc_bad_input import EXAMPLES
 from tests.helpers import ADMIN_TOKEN, GATEWAY_TOKEN
-from tests.integration.test_credit_accounts import create_org, create_user
 
 pytestmark = pytest.mark.usefixtures("engine")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]

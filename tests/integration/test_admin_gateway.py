@@ -5,7 +5,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import time
 
 import grpc
 import jwt
@@ -14,18 +13,18 @@ import pytest
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
+from tests.builders import (
+    create_carpet,
+    create_org,
+    create_user,
+    expect_error,
+    staff,
+    submit,
+    wait_final,
+)
 from tests.helpers import ADMIN, GATEWAY_TOKEN, JWT_SECRET, bearer
-from tests.integration.test_credit_accounts import create_org, create_user, expect_error
-from tests.integration.test_render_service import create_carpet, submit, wait_final
 
 pytestmark = pytest.mark.usefixtures("engine")
-
-
-def staff(organization_id):
-    return bearer(jwt.encode({"sub": "sam", "role": "STAFF", "org": organization_id,
-                              "exp": int(time.time()) + 300,
-                              "iat": int(time.time()), "aud": "carpet-admin",
-                              "iss": "carpet"}, JWT_SECRET, algorithm="HS256"))
 
 
 @pytest.fixture

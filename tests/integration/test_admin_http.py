@@ -7,25 +7,10 @@ import urllib.request
 
 import pytest
 
+from tests.builders import TOKEN, call, create_org, create_user, staff, staff_token
 from tests.helpers import ADMIN_TOKEN, GATEWAY_TOKEN
-from tests.integration.test_admin_gateway import staff
-from tests.integration.test_credit_accounts import create_org, create_user, staff_token
 
 pytestmark = pytest.mark.usefixtures("engine")
-TOKEN = {"x-admin-token": ADMIN_TOKEN}
-
-
-def call(base, path, *, method="GET", body=None, headers=None, raw=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json",
-                                              **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read()), dict(error.headers)
 
 
 def test_read_endpoints(http_gateway, credit_server):

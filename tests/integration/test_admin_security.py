@@ -17,8 +17,8 @@ from admin_gateway.app import build_server
 from protos.carpet.admin.v1 import admin_pb2, admin_pb2_grpc
 from protos.carpet.credit.v1 import account_pb2, audit_pb2, credit_pb2
 from protos.carpet.render.v1 import render_pb2
+from tests.builders import create_org, expect_error
 from tests.helpers import ADMIN, GATEWAY_TOKEN, JWT_SECRET, bearer
-from tests.integration.test_credit_accounts import create_org, expect_error
 
 pytestmark = pytest.mark.usefixtures("engine")
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -9,10 +9,9 @@ from google.protobuf import field_mask_pb2
 
 from protos.carpet.render.v1 import render_pb2
 from render_service import models
+from tests.builders import balance, create_org, expect_error, staff_token, submit, wait_final
 from tests.fake_image_api import tiny_png
 from tests.helpers import ADMIN, bearer
-from tests.integration.test_credit_accounts import create_org, expect_error, staff_token
-from tests.integration.test_render_service import balance, submit, wait_final
 
 pytestmark = pytest.mark.usefixtures("engine")
 NOT_FOUND, DENIED = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED

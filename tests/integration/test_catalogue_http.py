@@ -10,10 +10,9 @@ import pytest
 from PIL import Image
 
 from admin_gateway.http import MAX_PICTURE_BODY_BYTES
+from tests.builders import TOKEN, call, create_org, staff_token
 from tests.fake_image_api import tiny_png
 from tests.helpers import bearer
-from tests.integration.test_admin_http import TOKEN, call
-from tests.integration.test_credit_accounts import create_org, staff_token
 
 pytestmark = pytest.mark.usefixtures("engine")
 PICTURE = base64.b64encode(tiny_png()).decode()

@@ -14,10 +14,9 @@ import pytest
 
 from admin_gateway.imports import MAX_UPLOAD_BYTES
 from render_service import models
+from tests.builders import TOKEN, call, create_org, staff_token
 from tests.fake_image_api import tiny_png
 from tests.helpers import bearer
-from tests.integration.test_admin_http import TOKEN, call
-from tests.integration.test_credit_accounts import create_org, staff_token
 
 pytestmark = pytest.mark.usefixtures("engine")
 HEADER = "sku,name,material,width_cm,length_cm,image\n"

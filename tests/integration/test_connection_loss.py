@@ -5,8 +5,8 @@ import psycopg2
 import pytest
 
 from protos.carpet.credit.v1 import credit_pb2
+from tests.builders import create_org
 from tests.conftest import PG_URL
-from tests.integration.test_credit_accounts import create_org
 
 
 @pytest.mark.postgres

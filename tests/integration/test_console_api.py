@@ -8,32 +8,24 @@ import datetime
 import io
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from PIL import Image
 
-from tests.helpers import ADMIN_TOKEN, SERVICE_TOKEN
-from tests.integration.test_admin_gateway import staff, world  # noqa: F401 - shared fixture
-from tests.integration.test_credit_accounts import create_org, create_user
-from tests.integration.test_render_service import create_carpet, jpeg, submit, wait_final
+from tests.builders import (
+    create_carpet,
+    create_org,
+    create_user,
+    get,
+    jpeg,
+    staff,
+    submit,
+    wait_final,
+)
+from tests.helpers import SERVICE_TOKEN
+from tests.integration.test_admin_gateway import world  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("engine")
-ADMIN = {"x-admin-token": ADMIN_TOKEN}
-
-
-def get(base, path, headers=ADMIN, method="GET", body=None):
-    """(status, headers, raw body)."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, dict(error.headers), error.read()
 
 
 def as_staff(organization_id):

@@ -1,42 +1,12 @@
 """AccountService through a real server (port 0, every interceptor), on SQLite and PostgreSQL."""
 import grpc
-import jwt
 import pytest
 
 from protos.carpet.credit.v1 import account_pb2
-from tests.helpers import ADMIN, JWT_SECRET, bearer, credit_stubs, error_reason
+from tests.builders import create_org, create_user, expect_error, staff_token
+from tests.helpers import ADMIN, bearer, credit_stubs
 
 pytestmark = pytest.mark.usefixtures("engine")
-
-
-def staff_token(organization_id: int, exp_offset: int = 600) -> str:
-    import time
-
-    return jwt.encode({"sub": "sam", "role": "STAFF", "org": organization_id,
-                       "exp": int(time.time()) + exp_offset,
-                       "iat": int(time.time()), "aud": "carpet-admin",
-                       "iss": "carpet"}, JWT_SECRET, algorithm="HS256")
-
-
-def create_org(stubs, name="Acme", credits=100):
-    return stubs.accounts.CreateOrganization(
-        account_pb2.CreateOrganizationRequest(name=name, initial_credits=credits),
-        metadata=ADMIN, timeout=10)
-
-
-def create_user(stubs, organization_id, email, role=account_pb2.ROLE_STAFF, name="Ada"):
-    return stubs.accounts.CreateUser(
-        account_pb2.CreateUserRequest(organization_id=organization_id, name=name, email=email,
-                                      role=role), metadata=ADMIN, timeout=10)
-
-
-def expect_error(call, code, reason=None):
-    with pytest.raises(grpc.RpcError) as raised:
-        call()
-    assert raised.value.code() == code, raised.value.details()
-    if reason is not None:
-        assert error_reason(raised.value) == reason
-    return raised.value
 
 
 def test_create_get_and_list_organizations(credit_server):

@@ -13,11 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from credit_service import grants
 from credit_service.verify import verify_credit
 from protos.carpet.credit.v1 import credit_pb2
+from tests.builders import adjust, balance, capture, create_org, get, release, reserve, staff
 from tests.helpers import ADMIN, error_reason
-from tests.integration.test_admin_gateway import staff
-from tests.integration.test_console_api import get
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_credit_ledger import adjust, balance, capture, release, reserve
 
 pytestmark = pytest.mark.usefixtures("engine")
 THREADS = 40

@@ -8,9 +8,8 @@ import pytest
 from credit_service.app import build_server
 from credit_service.verify import verify_credit
 from protos.carpet.credit.v1 import account_pb2, credit_pb2
+from tests.builders import adjust, balance, create_org, expect_error
 from tests.helpers import ADMIN, credit_stubs, service_settings
-from tests.integration.test_credit_accounts import create_org, expect_error
-from tests.integration.test_credit_ledger import adjust, balance
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -6,40 +6,19 @@ import pytest
 from credit_service import ledger
 from credit_service.verify import verify_credit
 from protos.carpet.credit.v1 import credit_pb2
+from tests.builders import (
+    adjust,
+    amounts,
+    balance,
+    capture,
+    create_org,
+    expect_error,
+    release,
+    reserve,
+)
 from tests.helpers import ADMIN
-from tests.integration.test_credit_accounts import create_org, expect_error
 
 pytestmark = pytest.mark.usefixtures("engine")
-
-
-def balance(stubs, organization_id):
-    return stubs.credits.GetBalance(credit_pb2.GetBalanceRequest(organization_id=organization_id),
-                                    timeout=10)
-
-
-def amounts(shown: credit_pb2.Balance) -> tuple[int, int, int]:
-    return shown.balance, shown.held, shown.available
-
-
-def adjust(stubs, organization_id, delta, reason="test", key=""):
-    return stubs.credits.AdjustCredits(
-        credit_pb2.AdjustCreditsRequest(organization_id=organization_id, delta=delta,
-                                        reason=reason, idempotency_key=key),
-        metadata=ADMIN, timeout=10)
-
-
-def reserve(stubs, organization_id, amount, reference, ttl=0):
-    return stubs.credits.ReserveCredits(
-        credit_pb2.ReserveCreditsRequest(organization_id=organization_id, amount=amount,
-                                         reference=reference, ttl_seconds=ttl), timeout=10)
-
-
-def capture(stubs, hold_id):
-    return stubs.credits.CaptureHold(credit_pb2.CaptureHoldRequest(hold_id=hold_id), timeout=10)
-
-
-def release(stubs, hold_id):
-    return stubs.credits.ReleaseHold(credit_pb2.ReleaseHoldRequest(hold_id=hold_id), timeout=10)
 
 
 def test_adjust_credits_writes_log_and_balance(credit_server):

@@ -7,9 +7,8 @@ import pytest
 
 from credit_service.verify import verify_credit
 from protos.carpet.credit.v1 import credit_pb2
+from tests.builders import adjust, balance, capture, create_org, release, reserve
 from tests.helpers import error_reason
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_credit_ledger import adjust, balance, capture, release, reserve
 
 pytestmark = pytest.mark.usefixtures("engine")
 THREADS = 40

@@ -9,6 +9,7 @@ import pytest
 
 from credit_service.verify import verify_credit
 from protos.carpet.credit.v1 import audit_pb2, credit_pb2
+from tests.builders import adjust, create_org, expect_error, staff_token
 from tests.helpers import (
     ADMIN,
     ADMIN_TOKEN,
@@ -17,8 +18,6 @@ from tests.helpers import (
     bearer,
     error_reason,
 )
-from tests.integration.test_credit_accounts import create_org, expect_error, staff_token
-from tests.integration.test_credit_ledger import adjust
 
 pytestmark = pytest.mark.usefixtures("engine")
 

@@ -11,9 +11,8 @@ from carpet_common.db import is_postgres
 from credit_service import audit, models
 from credit_service.verify import verify_credit
 from protos.carpet.credit.v1 import audit_pb2
+from tests.builders import adjust, balance, create_org, expect_error, reserve
 from tests.helpers import ADMIN, AUDIT_HMAC_KEY
-from tests.integration.test_credit_accounts import create_org, expect_error
-from tests.integration.test_credit_ledger import adjust, balance, reserve
 
 pytestmark = pytest.mark.usefixtures("engine")
 

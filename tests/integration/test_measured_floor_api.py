@@ -10,9 +10,8 @@ from protos.carpet.render.v1 import render_pb2
 from render_service import models
 from render_service.renderers import CarpetLayer, RenderRequest
 from render_service.renderers.http import HttpRenderer
+from tests.builders import balance, create_org, wait_final
 from tests.fake_image_api import FakeImageApi, tiny_png
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_render_service import balance, wait_final
 from tests.unit.test_measured_floor import MEASURE
 
 pytestmark = pytest.mark.usefixtures("engine")

@@ -5,16 +5,13 @@ import json
 
 import pytest
 
-from tests.integration.test_admin_gateway import staff
-from tests.integration.test_console_api import ADMIN, get
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_webhooks import wait_until
+from tests.builders import TOKEN, create_org, get, staff, wait_until
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-def call(base, method, path, body=None, headers=ADMIN):
+def call(base, method, path, body=None, headers=TOKEN):
     status, _, raw = get(base, path, headers=headers, method=method, body=body)
     return status, json.loads(raw) if raw else None
 

@@ -13,10 +13,8 @@ from PIL import Image
 from protos.carpet.render.v1 import render_pb2
 from render_service.renderers import RenderRequest
 from render_service.renderers.http import HttpRenderer
+from tests.builders import create_carpet, create_org, get, wait_final
 from tests.fake_image_api import FakeImageApi, tiny_png
-from tests.integration.test_console_api import get
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_render_service import create_carpet, wait_final
 
 pytestmark = pytest.mark.usefixtures("engine")
 CORNERS = ((0.1, 0.6), (0.4, 0.6), (0.45, 0.95), (0.05, 0.95))  # the lower-left of the room

@@ -11,9 +11,8 @@ import pytest
 
 from protos.carpet.credit.v1 import credit_pb2
 from protos.carpet.render.v1 import render_pb2
+from tests.builders import create_carpet, create_org, submit, wait_final
 from tests.fake_image_api import tiny_png
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_render_service import create_carpet, submit, wait_final
 from tests.processes import ROOT, security_env
 
 

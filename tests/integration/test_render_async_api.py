@@ -10,10 +10,9 @@ from credit_service.verify import verify_credit
 from protos.carpet.render.v1 import render_pb2
 from render_service.renderers import RenderError, RenderRequest, TransientRenderError
 from render_service.renderers.async_http import AsyncHttpRenderer
+from tests.builders import balance, create_carpet, create_org, submit, wait_final
 from tests.fake_async_image_api import OUTPUT, FakeAsyncImageApi
 from tests.fake_image_api import tiny_png
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_render_service import balance, create_carpet, submit, wait_final
 
 API_KEY = "sk-live-async-image-api-key-0123456789"
 REQUEST = RenderRequest(job_id=7, mode="hd", carpet_image=tiny_png(), carpet_width_cm=100,

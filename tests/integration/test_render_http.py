@@ -19,15 +19,8 @@ from render_service.renderers import (
 )
 from render_service.renderers.http import HttpRenderer
 from render_service.renderers.local import LocalRenderer
+from tests.builders import balance, create_carpet, create_org, settings_for, submit, wait_final
 from tests.fake_image_api import FakeImageApi, tiny_png
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_render_service import (
-    balance,
-    create_carpet,
-    settings_for,
-    submit,
-    wait_final,
-)
 
 API_KEY = "sk-live-fake-image-api-key-0123456789"
 REQUEST = RenderRequest(job_id=1, mode="preview", carpet_image=tiny_png(), carpet_width_cm=100,

@@ -8,55 +8,24 @@ import grpc
 import pytest
 from PIL import Image
 
-from carpet_common.settings import Settings
 from credit_service.verify import verify_credit
 from ops.reconcile import reconcile
 from protos.carpet.credit.v1 import credit_pb2
 from protos.carpet.render.v1 import render_pb2
+from tests.builders import (
+    amounts,
+    balance,
+    create_carpet,
+    create_org,
+    expect_error,
+    jpeg,
+    settings_for,
+    submit,
+    wait_final,
+)
 from tests.fake_image_api import tiny_png
-from tests.integration.test_credit_accounts import create_org, expect_error
-from tests.integration.test_credit_ledger import amounts
 
 pytestmark = pytest.mark.usefixtures("engine")
-FINAL = (render_pb2.RENDER_STATUS_SUCCESS, render_pb2.RENDER_STATUS_FAILED)
-
-
-def jpeg(size=(40, 30)) -> bytes:
-    output = io.BytesIO()
-    Image.new("RGB", size, (90, 60, 30)).save(output, format="JPEG")
-    return output.getvalue()
-
-
-def create_carpet(stubs, sku="K-1", image=None, **fields):
-    values = dict(sku=sku, name="Kilim", width_cm=160, length_cm=230, material="wool",
-                  image=image if image is not None else tiny_png())
-    values.update(fields)
-    return stubs.renders.CreateCarpet(render_pb2.CreateCarpetRequest(**values), timeout=10)
-
-
-def submit(stubs, organization_id, carpet_id, mode="preview", key="", room=b"", user_id=0):
-    return stubs.renders.SubmitRender(render_pb2.SubmitRenderRequest(
-        organization_id=organization_id, carpet_id=carpet_id, mode=mode, idempotency_key=key,
-        room_image=room, user_id=user_id), timeout=30)
-
-
-def wait_final(stubs, job_id, timeout=30):
-    states = []
-    for job in stubs.renders.WatchRender(render_pb2.WatchRenderRequest(id=job_id),
-                                         timeout=timeout):
-        states.append(job.status)
-    assert states and states[-1] in FINAL, states
-    return stubs.renders.GetRender(render_pb2.GetRenderRequest(id=job_id), timeout=10), states
-
-
-def balance(credit_server, organization_id):
-    return credit_server.credits.GetBalance(
-        credit_pb2.GetBalanceRequest(organization_id=organization_id), timeout=10)
-
-
-def settings_for(credit_db_url, render_db_url) -> Settings:
-    return dataclasses.replace(Settings(), credit_database_url=credit_db_url,
-                               render_database_url=render_db_url)
 
 
 def test_carpets(render_server):

@@ -22,10 +22,9 @@ from PIL import Image
 
 from protos.carpet.render.v1 import render_pb2
 from render_service import models
+from tests.builders import TOKEN, call, create_org, staff_token
 from tests.fake_image_api import tiny_png
 from tests.helpers import bearer
-from tests.integration.test_admin_http import TOKEN, call
-from tests.integration.test_credit_accounts import create_org, staff_token
 from tests.integration.test_widget_api import (
     SHOP,
     audit_rows,

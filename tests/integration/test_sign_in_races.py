@@ -7,8 +7,8 @@ import grpc
 import pytest
 
 from protos.carpet.credit.v1 import account_pb2, auth_pb2, auth_pb2_grpc
+from tests.builders import create_org
 from tests.helpers import ADMIN, identified_channel
-from tests.integration.test_credit_accounts import create_org
 
 pytestmark = pytest.mark.usefixtures("engine")
 THREADS = 12

@@ -17,11 +17,18 @@ from protos.carpet.credit.v1 import (
     notification_pb2,
 )
 from protos.carpet.render.v1 import render_pb2
+from tests.builders import (
+    add_endpoint,
+    adjust,
+    balance,
+    create_carpet,
+    create_org,
+    deliveries,
+    release,
+    reserve,
+    submit,
+)
 from tests.helpers import ADMIN, error_reason, identified_channel
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_credit_ledger import adjust, balance, release, reserve
-from tests.integration.test_render_service import create_carpet, submit
-from tests.integration.test_webhooks import add_endpoint, deliveries
 
 pytestmark = pytest.mark.usefixtures("engine")
 THREADS = 40

@@ -9,33 +9,25 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from protos.carpet.credit.v1 import audit_pb2, credit_pb2, notification_pb2
+from tests.builders import (
+    add_endpoint,
+    create_carpet,
+    create_org,
+    deliveries,
+    submit,
+    wait_final,
+    wait_until,
+)
 from tests.helpers import ADMIN
-from tests.integration.test_credit_accounts import create_org
-from tests.integration.test_render_service import create_carpet, submit, wait_final
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.usefixtures("engine")
-ALL_EVENTS = ["render.succeeded", "render.failed", "credit.adjusted", "credit.low_balance",
-              "credit.spend_limit_reached", "organization.suspended"]
-
-
-def add_endpoint(credit_server, url, events=ALL_EVENTS, organization_id=0, key=""):
-    return credit_server.notifications.CreateWebhookEndpoint(
-        notification_pb2.CreateWebhookEndpointRequest(
-            organization_id=organization_id, url=url, events=events, idempotency_key=key),
-        metadata=ADMIN, timeout=10)
 
 
 def adjust(credit_server, organization_id, delta, reason="top-up"):
     return credit_server.credits.AdjustCredits(credit_pb2.AdjustCreditsRequest(
         organization_id=organization_id, delta=delta, reason=reason), metadata=ADMIN,
         timeout=10)
-
-
-def deliveries(credit_server, endpoint_id):
-    return list(credit_server.notifications.ListWebhookDeliveries(
-        notification_pb2.ListWebhookDeliveriesRequest(id=endpoint_id), metadata=ADMIN,
-        timeout=10).deliveries)
 
 
 def verified(secret, received):
@@ -219,19 +211,6 @@ def test_two_delivery_workers_never_send_one_delivery_twice(credit_server, start
         wait_until(lambda: len(receiver.events()) == 40, timeout=2, strict=False)
     ids = [request.headers["webhook-id"] for request in receiver.events()]
     assert len(ids) == 40 and len(set(ids)) == 40, len(got)
-
-
-def wait_until(condition, timeout=30.0, strict=True):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    if strict:
-        raise AssertionError("condition not reached in time")
-    return False
 
 
 def test_render_job_json_data_is_an_object(credit_server):

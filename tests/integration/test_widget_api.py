@@ -20,11 +20,9 @@ from admin_gateway.surface import OPERATIONS
 from protos.carpet.credit.v1 import notification_pb2
 from protos.carpet.render.v1 import render_pb2
 from render_service import models
+from tests.builders import TOKEN, balance, call, create_carpet, create_org, staff_token, submit
 from tests.fake_image_api import tiny_png
 from tests.helpers import ADMIN, SERVICE_TOKEN, bearer, multipart_form, render_stubs
-from tests.integration.test_admin_http import TOKEN, call
-from tests.integration.test_credit_accounts import create_org, staff_token
-from tests.integration.test_render_service import balance, create_carpet, submit
 
 pytestmark = pytest.mark.usefixtures("engine")
 SHOP = "https://shop.example"

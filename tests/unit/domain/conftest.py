@@ -13,7 +13,7 @@ from credit_service import migrations as credit_migrations
 from credit_service import models as credit_models
 from render_service import migrations as render_migrations
 from render_service import models as render_models
-from tests.helpers import AUDIT_HMAC_KEY
+from tests.helpers import AUDIT_HMAC_KEY, FakeClock
 
 T0 = datetime.datetime(2026, 11, 25, 12, 0, 0)
 
@@ -43,18 +43,6 @@ def render_db():
 
 
 @pytest.fixture
-def clock():
-    """Starts at a fixed instant; `clock.advance(seconds)` moves it."""
-
-    class Clock:
-        def __init__(self):
-            self.now = T0
-
-        def __call__(self):
-            return self.now
-
-        def advance(self, seconds):
-            self.now += datetime.timedelta(seconds=seconds)
-            return self.now
-
-    return Clock()
+def clock() -> FakeClock:
+    """The tests' clock, starting at T0."""
+    return FakeClock(T0)
