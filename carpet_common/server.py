@@ -389,7 +389,12 @@ def run_until_signal(servers: Sequence[GrpcServer], on_stop: Callable[[], None] 
                      grace: float = SHUTDOWN_GRACE_S) -> None:
     """Block the main thread until SIGTERM or SIGINT, then stop everything gracefully."""
     catch_stop_signals()  # a no-op when serve() caught them before starting
-    _stop_requested.wait()
+    # Woken twice a second, not once: Python runs a signal's handler on the main thread, and a
+    # SIGTERM the kernel hands to another thread (gRPC's, the worker pool's) does not wake a
+    # main thread asleep on a lock. Seen as a gateway replica that ignored SIGTERM under load
+    # until it was killed, its calls in flight lost (tests/e2e/test_rolling_restart.py).
+    while not _stop_requested.wait(0.5):
+        pass
     if on_stop is not None:
         on_stop()
     for running in servers:
