@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import ExifTags, Image
 
 from carpet_common.errors import InvalidArgument, ResourceExhausted
 
@@ -43,6 +43,12 @@ class Header:
     format: str
     width: int
     height: int
+    turned: bool = False  # its EXIF orientation shows it a quarter turn round (5 to 8)
+
+    @property
+    def upright_aspect(self) -> float:
+        """Width over height as the picture is meant to be seen."""
+        return self.height / self.width if self.turned else self.width / self.height
 
     @property
     def pixels(self) -> int:
@@ -61,7 +67,12 @@ def read_header(data: bytes, what: str) -> Header:
             # only duplicate them with a less helpful message.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                header = Header(image.format or "", *image.size)
+                # A JPEG's EXIF sits before its pixels; PIL would decode a whole PNG to look
+                # for one after them, so a PNG is taken as it is stored.
+                orientation = (image.getexif().get(ExifTags.Base.Orientation, 1)
+                               if image.format == "JPEG" else 1)
+                header = Header(image.format or "", *image.size,
+                                turned=orientation in (5, 6, 7, 8))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise InvalidArgument(f"{what} is not a readable PNG or JPEG picture") from None
     if header.format not in CONTENT_TYPES:

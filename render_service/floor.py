@@ -1,9 +1,10 @@
 """True-size placement on a measured floor (`docs/render-api.md`, "A measured floor").
 
-The user marks a rectangle they know on the floor of the photo (a rug, a tile grid, a marked
-area): its four corners as fractions of the photo, far-left, far-right, near-right, near-left,
-and its real width (far-left to far-right) and length (far-left to near-left) in cm. The four
-point pairs fix the floor plane's homography: floor centimetres -> photo fractions.
+The floor is measured in one of two ways. A rectangle: the user marks a rectangle they know
+on the floor of the photo (a rug, a tile grid, a marked area): its four corners as fractions
+of the photo, far-left, far-right, near-right, near-left, and its real width (far-left to
+far-right) and length (far-left to near-left) in cm. The four point pairs fix the floor
+plane's homography: floor centimetres -> photo fractions.
 
 Floor coordinates: origin at the rectangle's far-left corner, x towards far-right, y towards
 near-left, in cm. A carpet is placed by its size (the chosen size variant), its centre and its
@@ -13,6 +14,13 @@ floor whatever the perspective. Up to MAX_CARPETS carpets share one render; they
 on the floor, and each must stay inside the photo. How each lies against the measured
 rectangle (its clearance to each edge, negative where it sticks out) is reported, not refused:
 the rectangle is a measure, not a wall.
+
+A line (`FloorLine`), for a photo without a rectangle to mark: two points on the floor, the real
+distance between them, and the vanishing point of the floor's lines that run away from the
+camera. With a phone photo's camera (its principal point at the centre, square pixels, held
+level, a known focal length) that fixes the floor plane's homography too; floor coordinates
+then start at the first point, y runs towards the camera along those lines and x across them.
+A line measures scale, not an area: there is no fit to report.
 """
 from __future__ import annotations
 
@@ -31,6 +39,11 @@ MAX_OCCLUDERS = 20
 MAX_OCCLUDER_POINTS = 100
 MAX_FLOOR_CM = 100_000.0
 CORNER_NAMES = ("far-left", "far-right", "near-right", "near-left")
+# A phone's main camera, in 35 mm terms, when the caller does not say; the 35 mm frame's diagonal.
+DEFAULT_FOCAL_LENGTH_MM = 26.0
+FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
+FOCAL_LENGTH_RANGE_MM = (10.0, 300.0)
+MAX_VANISHING_POINT = 50.0  # fractions of the photo: farther is a view straight down
 OVERLAP_TOLERANCE_CM = 0.5  # carpets laid edge to edge touch; more than this is an overlap
 
 Point = tuple[float, float]
@@ -41,6 +54,22 @@ class Floor:
     rectangle: tuple[Point, ...]  # photo fractions, far-left, far-right, near-right, near-left
     width_cm: float
     length_cm: float
+
+
+@dataclass(frozen=True)
+class FloorLine:
+    """Two points on the floor (photo fractions), the real distance between them, and where the
+    floor's lines running away from the camera meet (photo fractions, may lie outside it)."""
+
+    start: Point
+    end: Point
+    length_cm: float
+    vanishing_point: Point
+    focal_length_mm: float = DEFAULT_FOCAL_LENGTH_MM  # 35 mm terms
+    photo_aspect: float = 4 / 3  # the upright photo's width over its height
+
+
+Measure = Floor | FloorLine
 
 
 @dataclass(frozen=True)
@@ -70,14 +99,14 @@ class PlacedCarpet:
     length_cm: int
     spot: Spot
     corners: tuple[Point, ...]  # photo fractions, far-left, far-right, near-right, near-left
-    fit: Fit
+    fit: Fit | None  # None on a floor measured by a line: no edges to measure against
 
 
 @dataclass(frozen=True)
 class Scene:
     """What a render on a measured floor holds: kept with its job as JSON."""
 
-    floor: Floor
+    floor: Measure
     carpets: tuple[PlacedCarpet, ...]
     occluders: tuple[tuple[Point, ...], ...]
 
@@ -97,8 +126,36 @@ def check_floor(floor: Floor) -> Floor:
     return floor
 
 
-def homography(floor: Floor) -> np.ndarray:
+def check_line(line: FloorLine) -> FloorLine:
+    for point, what in ((line.start, "start"), (line.end, "end")):
+        if not all(math.isfinite(value) and 0.0 <= value <= 1.0 for value in point):
+            raise InvalidArgument(f"floor line {what} must lie inside the photo (0..1)")
+    if math.dist(line.start, line.end) < 0.01:
+        raise InvalidArgument("floor line start and end must be at least 1 % of the photo apart")
+    if not (math.isfinite(line.length_cm) and 1.0 <= line.length_cm <= MAX_FLOOR_CM):
+        raise InvalidArgument(f"floor line length_cm must be between 1 and {MAX_FLOOR_CM:,.0f} cm")
+    if not all(math.isfinite(value) and abs(value) <= MAX_VANISHING_POINT
+               for value in line.vanishing_point):
+        raise InvalidArgument(f"floor line vanishing_point must be within "
+                              f"{MAX_VANISHING_POINT:.0f} photo widths of the photo")
+    low, high = FOCAL_LENGTH_RANGE_MM
+    if not low <= line.focal_length_mm <= high:
+        raise InvalidArgument(f"floor line focal_length_mm must be between {low:.0f} and "
+                              f"{high:.0f} (35 mm terms; 0: {DEFAULT_FOCAL_LENGTH_MM:.0f})")
+    horizon = line.vanishing_point[1]
+    for point, what in ((line.start, "start"), (line.end, "end")):
+        # A floor point lies below the horizon, the level line through the vanishing point.
+        if point[1] <= horizon + 0.005:
+            raise InvalidArgument(f"floor line {what} is not below the floor's horizon (the "
+                                  f"vanishing point's height, y {horizon:.0%}): mark points on "
+                                  f"the floor and where its lines meet")
+    return line
+
+
+def homography(floor: Measure) -> np.ndarray:
     """The 3×3 matrix taking floor cm (x, y, 1) to photo fractions (homogeneous)."""
+    if isinstance(floor, FloorLine):
+        return _line_homography(floor)
     source = ((0.0, 0.0), (floor.width_cm, 0.0), (floor.width_cm, floor.length_cm),
               (0.0, floor.length_cm))
     rows, values = [], []
@@ -111,6 +168,33 @@ def homography(floor: Floor) -> np.ndarray:
     except np.linalg.LinAlgError:
         raise InvalidArgument("floor rectangle is degenerate") from None
     return np.append(solved, 1.0).reshape(3, 3)
+
+
+def _line_homography(line: FloorLine) -> np.ndarray:
+    """The camera of a level phone photo, in pixels of a photo `photo_aspect` wide and 1 high:
+    the principal point at the centre, the focal length from its 35 mm equivalent over the
+    diagonal. The horizon is the level line through the vanishing point, so the floor's normal
+    is K^T·horizon; the two points' rays meet the floor (camera height 1), their distance gives
+    the scale; y runs against the vanishing direction (towards the camera), x = y × normal."""
+    width, height = line.photo_aspect, 1.0
+    focal = line.focal_length_mm / FULL_FRAME_DIAGONAL_MM * math.hypot(width, height)
+    intrinsic = np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+    inverse = np.linalg.inv(intrinsic)
+
+    def ray(point: Point) -> np.ndarray:
+        direction: np.ndarray = inverse @ np.array([point[0] * width, point[1] * height, 1.0])
+        return direction
+
+    normal = intrinsic.T @ np.array([0.0, 1.0, -line.vanishing_point[1] * height])
+    normal /= np.linalg.norm(normal)
+    start, end = (ray(point) / (normal @ ray(point)) for point in (line.start, line.end))
+    scale = line.length_cm / float(np.linalg.norm(end - start))
+    towards_camera = -ray(line.vanishing_point)
+    towards_camera /= np.linalg.norm(towards_camera)
+    across = np.cross(towards_camera, normal)
+    to_pixels = intrinsic @ np.column_stack([across, towards_camera, start * scale])
+    matrix: np.ndarray = np.diag([1 / width, 1 / height, 1.0]) @ to_pixels
+    return matrix
 
 
 def floor_corners(spot: Spot, width_cm: float, length_cm: float) -> list[Point]:
@@ -174,11 +258,11 @@ class SizedSpot:
     length_cm: int
 
 
-def place(floor: Floor, spots: Sequence[SizedSpot],
+def place(floor: Measure, spots: Sequence[SizedSpot],
           occluders: Sequence[Sequence[Point]] = ()) -> Scene:
     """Every carpet's corners in the photo and its fit, or InvalidArgument naming the carpet
     (by its position in the request, its size) and the numbers."""
-    floor = check_floor(floor)
+    floor = check_line(floor) if isinstance(floor, FloorLine) else check_floor(floor)
     if not 1 <= len(spots) <= MAX_CARPETS:
         raise InvalidArgument(f"a render on a measured floor has 1 to {MAX_CARPETS} carpets")
     matrix = homography(floor)
@@ -214,8 +298,9 @@ def place(floor: Floor, spots: Sequence[SizedSpot],
                 raise InvalidArgument(f"carpets {other_number} and {number} overlap by about "
                                       f"{depth:.0f} cm on the floor: move them apart")
         outlines.append(on_floor)
+        fit = fit_of(on_floor, floor) if isinstance(floor, Floor) else None
         placed.append(PlacedCarpet(sized.carpet_id, spot.carpet_size_id, sized.width_cm,
-                                   sized.length_cm, spot, corners, fit_of(on_floor, floor)))
+                                   sized.length_cm, spot, corners, fit))
     return Scene(floor, tuple(placed), check_occluders(occluders))
 
 
@@ -244,11 +329,19 @@ def load(text: str | None) -> Scene | None:
         return None
     data = json.loads(text)
     floor = data["floor"]
+    measure: Measure
+    if "rectangle" in floor:
+        measure = Floor(tuple(tuple(point) for point in floor["rectangle"]), floor["width_cm"],
+                        floor["length_cm"])
+    else:
+        measure = FloorLine(tuple(floor["start"]), tuple(floor["end"]), floor["length_cm"],
+                            tuple(floor["vanishing_point"]), floor["focal_length_mm"],
+                            floor["photo_aspect"])
     return Scene(
-        Floor(tuple(tuple(point) for point in floor["rectangle"]), floor["width_cm"],
-              floor["length_cm"]),
+        measure,
         tuple(PlacedCarpet(carpet["carpet_id"], carpet["carpet_size_id"], carpet["width_cm"],
                            carpet["length_cm"], Spot(**carpet["spot"]),
                            tuple(tuple(point) for point in carpet["corners"]),
-                           Fit(**carpet["fit"])) for carpet in data["carpets"]),
+                           Fit(**carpet["fit"]) if carpet["fit"] else None)
+              for carpet in data["carpets"]),
         tuple(tuple(tuple(point) for point in polygon) for polygon in data["occluders"]))

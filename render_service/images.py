@@ -20,6 +20,8 @@ MIN_IMAGE_SIDE = 16
 # at most 6400 px high); a carpet picture only fills the carpet's outline, and runners are long.
 MAX_ROOM_ASPECT = 4
 MAX_CARPET_ASPECT = 10
+# The plain room the local renderer draws when a render has no photo: 4:3.
+GENERATED_ROOM_ASPECT = 4 / 3
 
 
 def check_header(data: bytes, what: str = "image", max_aspect: int = MAX_ROOM_ASPECT) -> Header:

@@ -22,8 +22,8 @@ from carpet_common.settings import Settings
 from protos.carpet.credit.v1 import credit_pb2
 from render_service import audit_outbox, catalogue, floor, jobs, publishable_keys
 from render_service.credit_client import CreditClient
-from render_service.floor import Floor, Spot
-from render_service.images import check_header
+from render_service.floor import Measure, Spot
+from render_service.images import GENERATED_ROOM_ASPECT, check_header
 from render_service.models import PublishableKey, RenderJob, database
 from render_service.placement import check_corners, dump
 
@@ -41,7 +41,7 @@ PUBLIC_ID_BYTES = 18  # 144 random bits, 24 URL-safe characters
 class Measured:
     """A render on a measured floor, as asked (render_service.floor)."""
 
-    floor: Floor
+    floor: Measure
     spots: list[Spot]
     occluders: list[list[tuple[float, float]]]
 
@@ -64,12 +64,17 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
     Submitted through a publishable key (the widget), it also counts under that key's caps,
     runs after the others, and gets an unguessable `public_id`."""
     cost = cost_of(settings, mode)
+    room = check_header(room_image, "room_image") if room_image else None
     scene = None
     if measured is not None:
         if placement:
             raise errors.InvalidArgument("give either placement (four corners) or a floor with "
                                          "carpets, not both")
-        scene = floor.place(measured.floor,
+        measure = measured.floor
+        if isinstance(measure, floor.FloorLine):  # its camera needs the photo's shape
+            measure = dataclasses.replace(
+                measure, photo_aspect=room.upright_aspect if room else GENERATED_ROOM_ASPECT)
+        scene = floor.place(measure,
                             catalogue.sized_spots(measured.spots),
                             measured.occluders)
         first = scene.carpets[0]
@@ -80,7 +85,6 @@ def submit_render(*, organization_id: int, user_id: int | None, carpet_id: int, 
         placement = list(first.corners)
         cost += settings.render_extra_carpet_cost * (len(scene.carpets) - 1)
     corners = check_corners(placement or [])
-    room = check_header(room_image, "room_image") if room_image else None
     submission = jobs.new_submission(organization_id, user_id, carpet_id, mode, cost,
                                      room_image, idempotency_key, fingerprint, now=now,
                                      placement=dump(corners))

@@ -160,12 +160,26 @@ def _measured(request) -> renders.Measured | None:
     if not request.HasField("floor"):
         raise InvalidArgument("carpets and occluders are placed on a measured floor: give floor")
     return renders.Measured(
-        floor=floor.Floor(tuple((point.x, point.y) for point in request.floor.rectangle),
-                          request.floor.width_cm, request.floor.length_cm),
+        floor=_measure(request.floor),
         spots=[floor.Spot(carpet.carpet_size_id, carpet.center_x_cm, carpet.center_y_cm,
                           carpet.rotation_deg) for carpet in request.carpets],
         occluders=[[(point.x, point.y) for point in polygon.points]
                    for polygon in request.occluders])
+
+
+def _measure(message: render_pb2.Floor) -> floor.Measure:
+    """The floor as measured: a line when one is given (its photo's shape is filled in by the
+    submission), else the rectangle."""
+    if message.HasField("line"):
+        line = message.line
+        if message.rectangle:
+            raise InvalidArgument("measure the floor by a rectangle or by a line, not both")
+        return floor.FloorLine(
+            (line.start.x, line.start.y), (line.end.x, line.end.y), line.length_cm,
+            (line.vanishing_point.x, line.vanishing_point.y),
+            line.focal_length_mm or floor.DEFAULT_FOCAL_LENGTH_MM)
+    return floor.Floor(tuple((point.x, point.y) for point in message.rectangle),
+                       message.width_cm, message.length_cm)
 
 
 def placed_carpets(scene: floor.Scene | None) -> list[render_pb2.PlacedCarpet]:
@@ -175,15 +189,23 @@ def placed_carpets(scene: floor.Scene | None) -> list[render_pb2.PlacedCarpet]:
         carpet_size_id=carpet.carpet_size_id, width_cm=carpet.width_cm,
         length_cm=carpet.length_cm,
         corners=[render_pb2.Point(x=x, y=y) for x, y in carpet.corners],
-        fit=render_pb2.Fit(**vars(carpet.fit))) for carpet in scene.carpets]
+        fit=render_pb2.Fit(**vars(carpet.fit)) if carpet.fit else None)
+        for carpet in scene.carpets]
 
 
 def floor_message(scene: floor.Scene | None) -> render_pb2.Floor | None:
     if scene is None:
         return None
-    return render_pb2.Floor(rectangle=[render_pb2.Point(x=x, y=y)
-                                       for x, y in scene.floor.rectangle],
-                            width_cm=scene.floor.width_cm, length_cm=scene.floor.length_cm)
+    measure = scene.floor
+    if isinstance(measure, floor.FloorLine):
+        return render_pb2.Floor(line=render_pb2.FloorLine(
+            start=render_pb2.Point(x=measure.start[0], y=measure.start[1]),
+            end=render_pb2.Point(x=measure.end[0], y=measure.end[1]),
+            length_cm=measure.length_cm, focal_length_mm=measure.focal_length_mm,
+            vanishing_point=render_pb2.Point(x=measure.vanishing_point[0],
+                                             y=measure.vanishing_point[1])))
+    return render_pb2.Floor(rectangle=[render_pb2.Point(x=x, y=y) for x, y in measure.rectangle],
+                            width_cm=measure.width_cm, length_cm=measure.length_cm)
 
 
 class RenderServicer(SalesMethods, render_pb2_grpc.RenderServiceServicer):

@@ -415,13 +415,16 @@ function outlineSvg(outlines) {
 function floorFields(job) {
   if (!job.floor) return [];
   const cm = (value) => i18n.number(Math.round(Number(value || 0)));
-  const fields = [[t("renders.floor"), t("renders.floorSize", { width: cm(job.floor.widthCm), length: cm(job.floor.lengthCm) })]];
+  const line = job.floor.line;
+  const fields = [[t("renders.floor"), line ? t("renders.floorLine", { length: cm(line.lengthCm) })
+                                            : t("renders.floorSize", { width: cm(job.floor.widthCm), length: cm(job.floor.lengthCm) })]];
   (job.placedCarpets || []).forEach((carpet, index) => {
-    const fit = carpet.fit || {};
+    const fit = carpet.fit;  // none on a floor measured by a line: it has no edges
     fields.push([t("renders.placedCarpet", { number: index + 1, width: cm(carpet.widthCm), length: cm(carpet.lengthCm) }),
-                 t(fit.insideFloor ? "renders.fitInside" : "renders.fitOutside", {
-                   left: cm(fit.clearanceLeftCm), right: cm(fit.clearanceRightCm),
-                   far: cm(fit.clearanceFarCm), near: cm(fit.clearanceNearCm) })]);
+                 !fit ? t("renders.fitUnmeasured")
+                      : t(fit.insideFloor ? "renders.fitInside" : "renders.fitOutside", {
+                          left: cm(fit.clearanceLeftCm), right: cm(fit.clearanceRightCm),
+                          far: cm(fit.clearanceFarCm), near: cm(fit.clearanceNearCm) })]);
   });
   return fields;
 }
@@ -457,7 +460,8 @@ function showRender(item) {
     detail.textContent = value;
     return [term, detail];
   }));
-  const outlines = job.floor ? [{ points: job.floor.rectangle || [], kind: "floor" },
+  const measure = job.floor && (job.floor.line ? [job.floor.line.start, job.floor.line.end] : job.floor.rectangle);
+  const outlines = job.floor ? [{ points: measure || [], kind: "floor" },
     ...(job.placedCarpets || []).map((carpet) => ({ points: carpet.corners || [], kind: "carpet" }))] : [];
   picture($("render-room"), `/admin/renders/${job.id}/room`, t("renders.noRoom"), outlines);
   const noResult = t(status === "failed" ? "renders.failedNoResult" : "renders.noResult");

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from carpet_common.errors import InvalidArgument
 from carpet_common.pictures import DECODES, read_header
+from render_service.images import GENERATED_ROOM_ASPECT
 from render_service.renderers import RenderedImage, RenderError, RenderRequest
 
 # Output width per mode; a mode not listed here renders at the standard width.
@@ -246,7 +247,7 @@ class LocalRenderer:
                     room = room.resize((width, height), Image.Resampling.BILINEAR,
                                        reducing_gap=2.0)
                 else:
-                    height = width * 3 // 4
+                    height = round(width / GENERATED_ROOM_ASPECT)
                     room = generated_room(width, height)
         except (OSError, InvalidArgument):
             raise RenderError("could not read the carpet or room picture") from None

@@ -3,16 +3,19 @@ their real sizes, one charge with the extra carpet's surcharge, the computed cor
 the answer and in GetRender, the picture made; what cannot be placed refused in words before
 anything is held; the HTTP image API given every carpet's corners and the occluders
 (`docs/render-api.md`, "A measured floor")."""
+import io
+
 import grpc
 import pytest
+from PIL import Image
 
 from protos.carpet.render.v1 import render_pb2
-from render_service import models
+from render_service import floor, models
 from render_service.renderers import CarpetLayer, RenderRequest
 from render_service.renderers.http import HttpRenderer
 from tests.builders import balance, create_org, wait_final
 from tests.fake_image_api import FakeImageApi, tiny_png
-from tests.unit.test_measured_floor import MEASURE
+from tests.unit.test_measured_floor import MEASURE, line_measure
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -108,6 +111,76 @@ def test_what_cannot_be_placed_is_refused_before_anything_is_held(render_server,
         refused.value.details()
     assert models.RenderJob.select().count() == 0
     assert balance(credit_server, shop.id).held == 0
+
+
+def line_floor(**changes):
+    line, _ = line_measure(0.0)
+    fields = dict(start=point(*line.start), end=point(*line.end), length_cm=line.length_cm,
+                  vanishing_point=point(*line.vanishing_point),
+                  focal_length_mm=line.focal_length_mm)
+    return render_pb2.Floor(line=render_pb2.FloorLine(**{**fields, **changes}))
+
+
+def jpeg(width, height, orientation=1) -> bytes:
+    """A plain JPEG whose EXIF orientation is `orientation` (6: shown a quarter turn round)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    output = io.BytesIO()
+    Image.new("RGB", (width, height), (180, 170, 160)).save(output, format="JPEG",
+                                                             exif=exif.tobytes())
+    return output.getvalue()
+
+
+def test_a_floor_measured_by_a_line(render_server, credit_server, start_workers):
+    """Two points, their distance and the vanishing point: the carpet where the camera sees it
+    (the unit tests check the geometry), no fit; the floor comes back as it was measured; a
+    photo shown turned by its EXIF orientation is measured as it is seen."""
+    shop = create_org(credit_server, "Shop", 20)
+    room, _ = two_carpets(render_server, shop.id)
+    line, _ = line_measure(0.0)
+    here = [spot(room.sizes[0].id, 50.0, -100.0, 20.0)]
+    job = render_server.renders.SubmitRender(render_pb2.SubmitRenderRequest(
+        organization_id=shop.id, mode="preview", room_image=jpeg(640, 480),
+        floor=line_floor(), carpets=here), timeout=30)
+    expected = floor.place(line, [floor.SizedSpot(floor.Spot(room.sizes[0].id, 50.0, -100.0,
+                                                             20.0), room.id, 100, 150)])
+    assert max(abs(got - want) for placed, corner in zip(job.placed_carpets[0].corners,
+                                                          expected.carpets[0].corners,
+                                                          strict=True)
+               for got, want in zip((placed.x, placed.y), corner, strict=True)) < 1e-9
+    assert not job.placed_carpets[0].HasField("fit")
+    assert job.floor == line_floor()
+    turned = render_server.renders.SubmitRender(render_pb2.SubmitRenderRequest(
+        organization_id=shop.id, mode="preview", room_image=jpeg(480, 640, orientation=6),
+        floor=line_floor(), carpets=here), timeout=30)
+    assert list(turned.placed_carpets) == list(job.placed_carpets)
+    upright = render_server.renders.SubmitRender(render_pb2.SubmitRenderRequest(
+        organization_id=shop.id, mode="preview", room_image=jpeg(480, 640),
+        floor=line_floor(), carpets=here), timeout=30)
+    assert list(upright.placed_carpets) != list(job.placed_carpets)
+    start_workers()
+    done, _ = wait_final(render_server, job.id)
+    assert done.status == render_pb2.RENDER_STATUS_SUCCESS, done.error_text
+    assert done.floor == line_floor() and list(done.placed_carpets) == list(job.placed_carpets)
+
+
+@pytest.mark.parametrize("floor_message,message", [
+    (line_floor(vanishing_point=point(0.5, 0.95)), "is not below the floor's horizon"),
+    (line_floor(length_cm=0.0), "length_cm must be between 1"),
+    (render_pb2.Floor(rectangle=measured_floor().rectangle, line=line_floor().line),
+     "by a rectangle or by a line, not both"),
+])
+def test_a_bad_line_is_refused_before_anything_is_held(render_server, credit_server,
+                                                       floor_message, message):
+    shop = create_org(credit_server, "Shop", 20)
+    room, _ = two_carpets(render_server, shop.id)
+    with pytest.raises(grpc.RpcError) as refused:
+        render_server.renders.SubmitRender(render_pb2.SubmitRenderRequest(
+            organization_id=shop.id, mode="preview", room_image=jpeg(640, 480),
+            floor=floor_message, carpets=[spot(room.sizes[0].id, 50.0, -100.0)]), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in refused.value.details()
+    assert models.RenderJob.select().count() == 0 and balance(credit_server, shop.id).held == 0
 
 
 def test_the_http_renderer_gets_every_carpet_and_the_occluders():

@@ -5,6 +5,7 @@ its outline within 1 % of the picture's width, the floor it covers within 2 % of
 carpet of twice the size on four times the floor, its pattern's proportions kept; several
 carpets light each other not at all; occluders are drawn back over them; what cannot be placed
 is refused with its numbers."""
+import dataclasses
 import io
 import math
 
@@ -210,3 +211,74 @@ def test_a_bad_measure_is_refused():
         assert message in refused.value.message
     assert floor.load(floor.dump(place((100, 150, 100.0, 150.0, 30.0)))) == place(
         (100, 150, 100.0, 150.0, 30.0))
+
+
+# Measured by a line: the test camera is a level phone-like camera (principal point at the
+# centre, square pixels), its focal length in 35 mm terms over the photo's diagonal.
+FOCAL_MM = FOCAL * WIDTH / math.hypot(WIDTH, HEIGHT) * floor.FULL_FRAME_DIAGONAL_MM
+
+
+def line_measure(turn: float, start=(150.0, 420.0), across=180.0, deep=60.0):
+    """A FloorLine from `start` on the true floor to a point `across` and `deep` cm from it,
+    the vanishing point that of the direction turned `turn` radians from the true y; with the
+    true floor's position of each line-floor coordinate (origin at start, y towards the camera
+    along the turned direction, x across it)."""
+    towards = np.array([math.sin(turn), math.cos(turn)])
+    right = np.array([math.cos(turn), -math.sin(turn)])
+    origin = np.array(start)
+    end = origin + across * right + deep * towards
+    u, v, w = TRUE @ np.array([*towards, 0.0])
+    line = floor.FloorLine(to_photo([origin])[0], to_photo([end])[0],
+                           float(np.linalg.norm(end - origin)), (u / w, v / w), FOCAL_MM,
+                           WIDTH / HEIGHT)
+    return line, lambda x, y: tuple(origin + x * right + y * towards)
+
+
+@pytest.mark.parametrize("turn", [0.0, 0.4, -0.3])
+def test_a_line_and_its_vanishing_point_give_the_cameras_floor(turn):
+    line, true_floor = line_measure(turn)
+    matrix = floor.homography(line)
+    for x, y in ((0, 0), (100, -200), (-50, 30), (200, 100)):
+        (u, v, _), = floor.project(matrix, [(x, y)])
+        (tu, tv), = to_photo([true_floor(x, y)])
+        assert abs(u - tu) < 1e-9 and abs(v - tv) < 1e-9
+    scene = floor.place(line, [floor.SizedSpot(floor.Spot(1, 50.0, -100.0, 20.0), 1, 100, 150)])
+    expected = to_photo([true_floor(x, y) for x, y in
+                         floor.floor_corners(floor.Spot(1, 50.0, -100.0, 20.0), 100, 150)])
+    assert np.allclose(scene.carpets[0].corners, expected, atol=1e-9)
+    assert scene.carpets[0].fit is None  # a line measures scale, not an area
+    assert floor.load(floor.dump(scene)) == scene
+
+
+def test_a_line_measured_with_another_focal_length_is_off_by_its_perspective():
+    """The focal length is part of the measure: a phone's default (26 mm) on this camera
+    (31 mm) still keeps the line's ends and their distance, and puts a point 1.5 m away within a
+    few % of the photo."""
+    line, true_floor = line_measure(0.0)
+    default = floor.homography(dataclasses.replace(line, focal_length_mm=26.0))
+    inverse = np.linalg.inv(default)
+    ends = [inverse @ np.array([*point, 1.0]) for point in (line.start, line.end)]
+    (x0, y0), (x1, y1) = ((end[0] / end[2], end[1] / end[2]) for end in ends)
+    assert (x0, y0) == pytest.approx((0.0, 0.0), abs=1e-9)
+    assert math.hypot(x1, y1) == pytest.approx(line.length_cm, rel=1e-9)
+    (u, v, _), = floor.project(default, [(0.0, -150.0)])
+    (tu, tv), = to_photo([true_floor(0.0, -150.0)])
+    assert 0.001 < math.hypot(u - tu, v - tv) < 0.05
+
+
+def test_a_bad_line_is_refused():
+    line, _ = line_measure(0.0)
+    horizon = line.vanishing_point[1]
+    for bad, message in (
+            (dataclasses.replace(line, end=line.start), "at least 1 % of the photo apart"),
+            (dataclasses.replace(line, end=(0.5, 1.2)), "end must lie inside the photo"),
+            (dataclasses.replace(line, length_cm=0.0), "length_cm must be between 1"),
+            (dataclasses.replace(line, vanishing_point=(0.5, math.inf)),
+             "vanishing_point must be within"),
+            (dataclasses.replace(line, vanishing_point=(0.5, 0.9)),
+             "start is not below the floor's horizon"),
+            (dataclasses.replace(line, focal_length_mm=5.0), "focal_length_mm must be between")):
+        with pytest.raises(InvalidArgument) as refused:
+            floor.place(bad, [floor.SizedSpot(floor.Spot(1, 0, 0, 0), 1, 100, 150)])
+        assert message in refused.value.message, message
+    assert horizon < 0  # the camera looks down: its horizon is above the photo
