@@ -7,8 +7,11 @@ Whether every job was charged as it says (invariant 4) needs the credit database
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from peewee import fn
 
+from render_service import floor
 from render_service import models as render_models
 
 
@@ -62,15 +65,23 @@ def counts_before_catalogues():
 
 
 def carpet_count_problems():
-    """render_carpet_daily against a recount (migration 0014's table)."""
+    """render_carpet_daily against a recount (migrations 0014 and 0020): a job by its carpet
+    and size, a render on a measured floor under each of its carpets."""
     RenderJob, CarpetDaily = render_models.RenderJob, render_models.RenderCarpetDaily
     day = fn.date(RenderJob.created_at).coerce(False)
     size = fn.COALESCE(RenderJob.carpet_size, RenderJob.carpet)
-    by_carpet = {(org, str(when), carpet, size_id): int(jobs)
-                 for org, when, carpet, size_id, jobs in
-                 RenderJob.select(RenderJob.organization_id, day, RenderJob.carpet, size,
-                                  fn.COUNT(RenderJob.id))
-                 .group_by(RenderJob.organization_id, day, RenderJob.carpet, size).tuples()}
+    plain = RenderJob.scene == ""
+    by_carpet = Counter({(org, str(when), carpet, size_id): int(jobs)
+                         for org, when, carpet, size_id, jobs in
+                         RenderJob.select(RenderJob.organization_id, day, RenderJob.carpet, size,
+                                          fn.COUNT(RenderJob.id)).where(plain)
+                         .group_by(RenderJob.organization_id, day, RenderJob.carpet, size)
+                         .tuples()})
+    for org, when, scene in RenderJob.select(RenderJob.organization_id, day,
+                                             RenderJob.scene).where(~plain).tuples():
+        for carpet, size_id in {(placed.carpet_id, placed.carpet_size_id)
+                                for placed in floor.load(scene).carpets}:
+            by_carpet[(org, str(when), carpet, size_id)] += 1
     kept_carpets = {(org, str(when), carpet, size_id): int(jobs)
                     for org, when, carpet, size_id, jobs in
                     CarpetDaily.select(CarpetDaily.organization_id, CarpetDaily.day,

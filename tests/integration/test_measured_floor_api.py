@@ -67,6 +67,12 @@ def test_two_carpets_by_their_real_size(render_server, credit_server, start_work
         (p.x, p.y) for p in job.placed_carpets[0].corners]
     # One charge: the mode's cost (1) and one extra carpet (1).
     assert balance(credit_server, shop.id).held == 2
+    # Counted under each of its carpets in the shop's usage.
+    day = job.created_at.ToDatetime().date().isoformat()
+    usage = render_server.renders.GetRenderUsage(render_pb2.GetRenderUsageRequest(
+        organization_id=shop.id, from_date=day, to_date=day), timeout=10)
+    assert sorted((row.carpet_id, row.carpet_size_id, row.renders) for row in usage.carpets) == \
+        sorted([(room.id, room.sizes[0].id, 1), (runner.id, runner.sizes[0].id, 1)])
     start_workers()
     done, _ = wait_final(render_server, job.id)
     assert done.status == render_pb2.RENDER_STATUS_SUCCESS, done.error_text

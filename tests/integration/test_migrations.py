@@ -167,7 +167,7 @@ def test_carpets_become_the_shared_catalogue_with_one_size_each(engine, tmp_path
             assert apply_migrations(database, migrations.DIRECTORY) == [
                 "0013_carpet_catalogues", "0014_render_carpet_daily", "0015_publishable_keys",
                 "0016_render_scene", "0017_shares_leads_funnel", "0018_shop_logo",
-                "0019_render_trace_parent"]
+                "0019_render_trace_parent", "0020_render_carpet_daily_scenes"]
 
             shown = catalogue.get_carpet(carpet_id)
             assert (shown.carpet.organization_id, shown.carpet.sku) == (0, "K-1")
@@ -188,6 +188,67 @@ def test_carpets_become_the_shared_catalogue_with_one_size_each(engine, tmp_path
             assert list(verify.count_problems()) == []
             assert [(row.carpet_id, row.carpet_size_id, row.jobs)
                     for row in models.RenderCarpetDaily.select()] == [(carpet_id, carpet_id, 1)]
+    finally:
+        if is_postgres(database):
+            database.close_all()
+
+
+def test_every_carpet_of_a_render_on_a_measured_floor_is_counted(engine, tmp_path, pg_databases):
+    """0020: render_carpet_daily counts a render of two carpets under each (a carpet shown twice
+    once), in the statement that writes or deletes the job; the renders written before it get
+    their other carpets counted when it runs, and uncounted when it is rolled back."""
+    from playhouse.migrations import Runner
+
+    from render_service import floor, migrations, models, verify
+    from tests.unit.test_measured_floor import MEASURE
+
+    url = fresh_database_url(engine, "migrate_carpet_scenes", tmp_path, pg_databases)
+    database = bind_database(models.database, url)
+
+    def counts():
+        return sorted((row.carpet_id, row.carpet_size_id, row.jobs)
+                      for row in models.RenderCarpetDaily.select() if row.jobs)
+
+    def scene_job(*sizes):
+        spots = [floor.SizedSpot(floor.Spot(size.id, 60.0 + 110 * index, 150.0, 0.0),
+                                 size.carpet_id, 100, 150) for index, size in enumerate(sizes)]
+        return models.RenderJob.create(
+            organization_id=4, carpet=sizes[0].carpet_id, carpet_size=sizes[0].id,
+            mode="preview", cost=1, status="queued", hold_id=9,
+            scene=floor.dump(floor.place(MEASURE, spots)))
+
+    try:
+        with database.connection_context():
+            apply_migrations(database, migrations.DIRECTORY)
+            room = models.Carpet.create(sku="ROOM", name="Room", image=b"png",
+                                        image_content_type="image/png")
+            runner = models.Carpet.create(sku="RUN", name="Runner", image=b"png",
+                                          image_content_type="image/png")
+            room_size, runner_size = (
+                models.CarpetSize.create(carpet=carpet, width_cm=100, length_cm=150, position=0)
+                for carpet in (room, runner))
+            before = [(room.id, room_size.id, 1), (runner.id, runner_size.id, 1)]
+            Runner(database, migrations.DIRECTORY).down("0020_render_carpet_daily_scenes")
+            old = scene_job(room_size, runner_size)
+            assert counts() == [(room.id, room_size.id, 1)]  # the first carpet only, before
+            apply_migrations(database, migrations.DIRECTORY)
+            assert counts() == before and list(verify.count_problems()) == []
+            # Written now: counted by the trigger; the same size twice counts once.
+            scene_job(runner_size, room_size)
+            scene_job(runner_size, runner_size)
+            plain = models.RenderJob.create(organization_id=4, carpet=room, carpet_size=room_size,
+                                            mode="preview", cost=1, status="queued", hold_id=9)
+            assert counts() == [(room.id, room_size.id, 3), (runner.id, runner_size.id, 3)]
+            assert list(verify.count_problems()) == []
+            for job in (old, plain):
+                job.delete_instance()
+            assert counts() == [(room.id, room_size.id, 1), (runner.id, runner_size.id, 2)]
+            assert list(verify.count_problems()) == []
+            # Rolled back: the first carpets only, as 0014 counted them.
+            Runner(database, migrations.DIRECTORY).down("0020_render_carpet_daily_scenes")
+            assert counts() == [(runner.id, runner_size.id, 2)]
+            models.RenderJob.delete().execute()
+            assert counts() == []
     finally:
         if is_postgres(database):
             database.close_all()
