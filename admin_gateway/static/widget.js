@@ -4,11 +4,12 @@
 //   <button type="button" data-carpet-sku="KLM-001"></button>
 //
 // Every element with data-carpet-sku opens a dialog: take or choose a room photo, drag the four
-// corners onto the floor, choose a size, see a quick preview, then a full-quality picture to
-// download. It talks only to the gateway it was loaded from (no third party, no cookies), runs no
-// inline script and no eval, and styles itself through a constructed stylesheet in a shadow root,
-// so it works under a strict Content-Security-Policy (script-src and connect-src naming the
-// gateway, img-src blob:). Texts follow the page's language: Turkish for lang="tr…", else English.
+// corners onto the floor (or measure the floor and place up to three carpets in true size),
+// choose a size, see a quick preview, then a full-quality picture to download. It talks only to
+// the gateway it was loaded from (no third party, no cookies), runs no inline script and no eval,
+// and styles itself through a constructed stylesheet in a shadow root, so it works under a strict
+// Content-Security-Policy (script-src and connect-src naming the gateway, img-src blob:). Texts
+// follow the page's language: Turkish for lang="tr…", else English.
 (() => {
   "use strict";
 
@@ -22,6 +23,10 @@
   const MAX_SIDE = 2048;  // a phone's 12 MP photo is scaled down before it is sent
   const POLL_MS = 2000;
   const START = [[0.3, 0.55], [0.7, 0.55], [0.85, 0.92], [0.15, 0.92]];  // far-left, far-right, near-right, near-left
+  const LINE_START = [[0.3, 0.8], [0.7, 0.8]];  // a length on the floor, left end first
+  const VANISHING_START = [0.5, 0.3];  // where the floor's lines meet, until the shopper moves it
+  const MAX_CARPETS = 3;
+  const FOCAL_LENGTH_MM = 26;  // a phone's main camera in 35 mm terms, as the render service assumes
 
   const TEXTS = {
     en: {
@@ -43,7 +48,12 @@
       measure: "I know a size on the floor (true size)",
       measureHint: "Put the four corners on a rectangle you know (a rug, tiles), and give its size; then drag the carpet into place.",
       measureWidth: "Its width (cm)", measureLength: "Its length (cm)",
-      carpetHandle: "The carpet: drag to move, arrow keys move 5 cm, R turns it", rotate: "Turn 15°",
+      measureBy: "Measured by", measureRectangle: "a rectangle (four corners)", measureLine: "a length (two points)",
+      measureLineHint: "Put the two blue points on the ends of something on the floor you know the length of (a door, a rug's side), and the hollow point where the floor's lines meet (floorboards, the foot of the walls); then drag the carpet into place.",
+      measureLineLength: "Its length (cm)", lineStart: "One end of the length you know", lineEnd: "Its other end",
+      vanishing: "Where the floor's lines meet: drag it where the floorboards or the walls' feet would meet",
+      carpetHandle: "Carpet {number}: drag to move, arrow keys move 5 cm, R turns it", rotate: "Turn 15°",
+      addCarpet: "Add a carpet", removeCarpet: "Remove this carpet",
       move: "The carpet does not fit there: move it, turn it or choose a smaller size.",
       share: "Share", shared: "Send this link to anyone (it works for 30 days):",
       ask: "Ask the shop for a price or a home visit", name: "Your name", phone: "Phone",
@@ -75,7 +85,12 @@
       measure: "Zeminde bir ölçü biliyorum (gerçek boyut)",
       measureHint: "Dört köşeyi ölçüsünü bildiğiniz bir dikdörtgene (bir kilim, fayanslar) koyun ve ölçüsünü yazın; sonra halıyı yerine sürükleyin.",
       measureWidth: "Genişliği (cm)", measureLength: "Uzunluğu (cm)",
-      carpetHandle: "Halı: taşımak için sürükleyin, ok tuşları 5 cm taşır, R döndürür", rotate: "15° döndür",
+      measureBy: "Ölçü", measureRectangle: "bir dikdörtgen (dört köşe)", measureLine: "bir uzunluk (iki nokta)",
+      measureLineHint: "İki mavi noktayı zeminde uzunluğunu bildiğiniz bir şeyin (bir kapı, bir kilimin kenarı) uçlarına, içi boş noktayı da zemindeki çizgilerin (parkeler, duvar dipleri) birleştiği yere koyun; sonra halıyı yerine sürükleyin.",
+      measureLineLength: "Uzunluğu (cm)", lineStart: "Bildiğiniz uzunluğun bir ucu", lineEnd: "Öbür ucu",
+      vanishing: "Zemindeki çizgilerin birleştiği yer: parkelerin ya da duvar diplerinin birleşeceği yere sürükleyin",
+      carpetHandle: "Halı {number}: taşımak için sürükleyin, ok tuşları 5 cm taşır, R döndürür", rotate: "15° döndür",
+      addCarpet: "Halı ekle", removeCarpet: "Bu halıyı kaldır",
       move: "Halı oraya sığmıyor: taşıyın, döndürün ya da daha küçük bir ölçü seçin.",
       share: "Paylaş", shared: "Bu bağlantıyı istediğiniz kişiye gönderin (30 gün çalışır):",
       ask: "Mağazadan fiyat ya da ev ziyareti isteyin", name: "Adınız", phone: "Telefon",
@@ -116,7 +131,10 @@
     .handle { position: absolute; width: 32px; height: 32px; min-height: 0; padding: 0; margin: -16px 0 0 -16px;
       border-radius: 50%; border: 3px solid #fff; background: #0a58ca; box-shadow: 0 0 0 1px #1d1d1f; touch-action: none; }
     .carpet-handle { background: #a5281a; }
-    .rotate { margin: 0 0 8px; }
+    .carpet-handle.active { box-shadow: 0 0 0 3px #1d1d1f; }
+    .vanishing { background: #fff; border-color: #0a58ca; }
+    .stage.line { margin-top: 96px; }
+    .stage svg { overflow: visible; }
     input[type=number] { font: inherit; min-height: 44px; width: 7em; padding: 4px 8px; }
     input[type=checkbox] { width: 24px; height: 24px; }
     .result img { display: block; width: 100%; height: auto; margin: 8px 0; }
@@ -238,6 +256,31 @@
     return [[h[0], h[1], h[2]], [h[3], h[4], h[5]], [h[6], h[7], 1]];
   }
 
+  // The floor of a level phone photo measured by a line, as render_service/floor.py's
+  // _line_homography: the principal point at the centre, FOCAL_LENGTH_MM over the diagonal;
+  // the horizon is the level line through the vanishing point (null: a point is not below it).
+  function lineHomography({ start, end, vanishing }, length, aspect) {
+    if (Math.max(start[1], end[1]) > 1 || Math.min(start[1], end[1]) <= vanishing[1] + 0.005) return null;
+    const width = aspect, height = 1;
+    const focal = (FOCAL_LENGTH_MM / Math.hypot(36, 24)) * Math.hypot(width, height);
+    const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    const scaled = (a, factor) => a.map((value) => value * factor);
+    const unit = (a) => scaled(a, 1 / Math.hypot(...a));
+    const ray = ([x, y]) => [(x * width - width / 2) / focal, (y * height - height / 2) / focal, 1];
+    const normal = unit([0, focal, height / 2 - vanishing[1] * height]);
+    const onFloor = (point) => scaled(ray(point), 1 / dot(normal, ray(point)));
+    const a = onFloor(start), b = onFloor(end);
+    const distance = Math.hypot(b[0] - a[0], b[1] - a[1], b[2] - a[2]);
+    if (!(distance > 0)) return null;
+    const origin = scaled(a, length / distance);
+    const towards = unit(scaled(ray(vanishing), -1));
+    const across = [towards[1] * normal[2] - towards[2] * normal[1], towards[2] * normal[0] - towards[0] * normal[2],
+                    towards[0] * normal[1] - towards[1] * normal[0]];
+    const column = (v) => [(focal * v[0] + (width / 2) * v[2]) / width, (focal * v[1] + (height / 2) * v[2]) / height, v[2]];
+    const [x, y, o] = [column(across), column(towards), column(origin)];
+    return [[x[0], y[0], o[0]], [x[1], y[1], o[1]], [x[2], y[2], o[2]]];
+  }
+
   const apply = (m, [x, y]) => {
     const w = m[2][0] * x + m[2][1] * y + m[2][2];
     return [(m[0][0] * x + m[0][1] * y + m[0][2]) / w, (m[1][0] * x + m[1][1] * y + m[1][2]) / w];
@@ -292,8 +335,13 @@
     constructor(carpet) {
       this.carpet = carpet;
       this.corners = START.map((point) => [...point]);
-      this.measured = null;  // true size: { width, length } of the marked rectangle
-      this.spot = null;  // the carpet's centre and turn on the measured floor, in cm
+      this.line = { start: [...LINE_START[0]], end: [...LINE_START[1]], vanishing: [...VANISHING_START] };
+      // True size: { kind: "rectangle", width, length } or { kind: "line", length }, in cm.
+      this.measure = null;
+      this.spots = [];  // the carpets on the measured floor: centre and turn in cm, and size
+      this.active = 0;  // the carpet the size list, the turn button and the arrow keys act on
+      this.arranged = false;  // the shopper moved, turned, added or removed a carpet
+      this.aspect = null;  // the photo's width over its height, once it is shown
       this.photo = null;
       this.following = null;
       const host = element("div");
@@ -330,25 +378,48 @@
       };
       const sizeRow = element("div", { className: "row", hidden: this.carpet.sizes.length < 2 }, [
         element("label", { htmlFor: "size", textContent: text("size") }), this.sizes]);
+      const number = (id, value) => element("input", { type: "number", id, min: 10, max: 5000, value, inputMode: "numeric" });
       this.measureToggle = element("input", { type: "checkbox", id: "measure" });
-      this.measureWidth = element("input", { type: "number", id: "measure-width", min: 10, max: 5000, value: 200, inputMode: "numeric" });
-      this.measureLength = element("input", { type: "number", id: "measure-length", min: 10, max: 5000, value: 300, inputMode: "numeric" });
-      this.measureFields = element("div", { className: "row", hidden: true }, [
+      this.measureKind = element("select", { id: "measure-kind" }, [
+        element("option", { value: "rectangle", textContent: text("measureRectangle") }),
+        element("option", { value: "line", textContent: text("measureLine") })]);
+      this.measureWidth = number("measure-width", 200);
+      this.measureLength = number("measure-length", 300);
+      this.lineLength = number("measure-line-length", 100);
+      this.rectangleFields = element("div", { className: "row" }, [
         element("p", { textContent: text("measureHint") }),
         element("label", { htmlFor: "measure-width", textContent: text("measureWidth") }), this.measureWidth,
         element("label", { htmlFor: "measure-length", textContent: text("measureLength") }), this.measureLength]);
+      this.lineFields = element("div", { className: "row", hidden: true }, [
+        element("p", { textContent: text("measureLineHint") }),
+        element("label", { htmlFor: "measure-line-length", textContent: text("measureLineLength") }), this.lineLength]);
+      this.measureFields = element("div", { hidden: true }, [
+        element("div", { className: "row" }, [element("label", { htmlFor: "measure-kind", textContent: text("measureBy") }), this.measureKind]),
+        this.rectangleFields, this.lineFields]);
       const measureRow = element("div", { className: "row" }, [
         this.measureToggle, element("label", { htmlFor: "measure", textContent: text("measure") })]);
-      this.measureToggle.addEventListener("change", () => this.setMeasured(this.measureToggle.checked));
-      for (const field of [this.measureWidth, this.measureLength]) {
-        field.addEventListener("input", () => this.setMeasured(this.measureToggle.checked));
+      this.measureToggle.addEventListener("change", () => this.setMeasured());
+      // Another way of measuring has other floor coordinates: the carpets start again.
+      this.measureKind.addEventListener("change", () => { this.spots = []; this.arranged = false; this.setMeasured(); });
+      for (const field of [this.measureWidth, this.measureLength, this.lineLength]) {
+        field.addEventListener("input", () => this.setMeasured());
       }
-      this.sizes.addEventListener("change", () => this.redraw && this.redraw());
+      this.sizes.addEventListener("change", () => {
+        if (this.spots[this.active]) this.spots[this.active].sizeId = this.sizes.value;
+        if (this.redraw) this.redraw();
+      });
+      const rotate = element("button", { type: "button", textContent: text("rotate") });
+      rotate.addEventListener("click", () => this.turn());
+      this.addButton = element("button", { type: "button", textContent: text("addCarpet") });
+      this.addButton.addEventListener("click", () => this.addCarpet());
+      this.removeButton = element("button", { type: "button", textContent: text("removeCarpet") });
+      this.removeButton.addEventListener("click", () => this.removeCarpet());
+      this.carpetControls = element("div", { className: "row", hidden: true }, [rotate, this.addButton, this.removeButton]);
       this.dialog = element("dialog", { "aria-labelledby": titleId }, [
         element("header", {}, [element("h2", { id: titleId, textContent: text("title", { name: this.carpet.name }) }), close]),
         element("p", { textContent: text("intro") }),
         element("div", { className: "row" }, [picker(text("take"), true), picker(text("choose"), false)]),
-        this.stage, measureRow, this.measureFields, sizeRow,
+        this.stage, this.carpetControls, measureRow, this.measureFields, sizeRow,
         element("div", { className: "row" }, [this.previewButton, this.standardButton]),
         this.status, this.result]);
       this.dialog.addEventListener("close", () => this.dispose());
@@ -362,22 +433,69 @@
       this.host.remove();
     }
 
-    // True size: the four handles mark a rectangle of known size; the carpet, in its real
-    // size, is moved and turned on that floor.
-    setMeasured(on) {
+    // True size: a rectangle (the four corner handles) or a length (two handles and where the
+    // floor's lines meet) measures the floor; each carpet, in its real size, is moved and
+    // turned on it (docs/widget.md).
+    setMeasured() {
+      const on = this.measureToggle.checked, line = this.measureKind.value === "line";
       this.measureFields.hidden = !on;
+      this.rectangleFields.hidden = line;
+      this.lineFields.hidden = !line;
       const width = Number(this.measureWidth.value), length = Number(this.measureLength.value);
-      this.measured = on && width >= 1 && length >= 1 ? { width, length } : null;
-      if (this.measured && !this.spot) this.spot = { x: width / 2, y: length / 2, turn: 0 };
+      const lineLength = Number(this.lineLength.value);
+      if (!on) this.measure = null;
+      else if (line) this.measure = lineLength >= 1 ? { kind: "line", length: lineLength } : null;
+      else this.measure = width >= 1 && length >= 1 ? { kind: "rectangle", width, length } : null;
+      if (!this.arranged) this.spots = [];  // still where it started: it follows the measure
       if (this.redraw) this.redraw();
     }
 
-    size() {
-      return this.carpet.sizes.find((one) => one.id === this.sizes.value) || this.carpet.sizes[0];
+    sizeOf(sizeId) {
+      return this.carpet.sizes.find((one) => one.id === sizeId) || this.carpet.sizes[0];
     }
 
     floorMatrix() {
-      return this.measured && homography(this.corners, this.measured.width, this.measured.length);
+      if (!this.measure) return null;
+      if (this.measure.kind === "rectangle") return homography(this.corners, this.measure.width, this.measure.length);
+      return this.aspect && lineHomography(this.line, this.measure.length, this.aspect);
+    }
+
+    // The first carpet: in the middle of the rectangle, or on the middle of the line.
+    firstSpot(matrix) {
+      const sizeId = this.sizes.value || this.carpet.sizes[0].id;
+      if (this.measure.kind === "rectangle") return { x: this.measure.width / 2, y: this.measure.length / 2, turn: 0, sizeId };
+      const middle = [(this.line.start[0] + this.line.end[0]) / 2, (this.line.start[1] + this.line.end[1]) / 2];
+      const [x, y] = apply(inverse(matrix), middle);
+      return { x, y, turn: 0, sizeId };
+    }
+
+    setActive(index) {
+      this.active = index;
+      this.sizes.value = this.spots[index].sizeId;
+    }
+
+    turn() {
+      const spot = this.spots[this.active];
+      spot.turn = (spot.turn + 15) % 360;
+      this.arranged = true;
+      this.redraw();
+    }
+
+    // Another carpet (up to MAX_CARPETS), beside the last one, in the size chosen.
+    addCarpet() {
+      const last = this.spots[this.spots.length - 1];
+      const size = this.sizeOf(this.sizes.value), lastSize = this.sizeOf(last.sizeId);
+      this.spots.push({ x: last.x + (lastSize.widthCm + size.widthCm) / 2 + 10, y: last.y, turn: 0, sizeId: size.id });
+      this.setActive(this.spots.length - 1);
+      this.arranged = true;
+      this.redraw();
+    }
+
+    removeCarpet() {
+      this.spots.splice(this.active, 1);
+      this.setActive(Math.max(0, this.active - 1));
+      this.arranged = true;
+      this.redraw();
     }
 
     say(message, error = false) {
@@ -396,92 +514,134 @@
       this.previewButton.disabled = false;
     }
 
-    showStage(source) {
-      const image = element("img", { src: source, alt: text("roomPhoto") });
-      const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-      svg.setAttribute("viewBox", "0 0 100 100");
-      svg.setAttribute("preserveAspectRatio", "none");
-      svg.setAttribute("aria-hidden", "true");
-      const outline = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
-      outline.setAttribute("fill", "rgba(10, 88, 202, .25)");
-      outline.setAttribute("stroke", "#0a58ca");
-      outline.setAttribute("stroke-width", "0.6");
-      const carpetOutline = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
-      carpetOutline.setAttribute("fill", "rgba(200, 60, 40, .35)");
-      carpetOutline.setAttribute("stroke", "#a5281a");
-      carpetOutline.setAttribute("stroke-width", "0.6");
-      svg.append(outline, carpetOutline);
-      const carpetHandle = element("button", { type: "button", className: "handle carpet-handle",
-                                               "aria-label": text("carpetHandle"), hidden: true });
-      const rotate = element("button", { type: "button", className: "rotate", textContent: text("rotate"), hidden: true });
-      rotate.addEventListener("click", () => { this.spot.turn = (this.spot.turn + 15) % 360; draw(); });
-      carpetHandle.addEventListener("pointerdown", (event) => {
-        carpetHandle.setPointerCapture(event.pointerId);
+    // A handle the shopper drags (or moves with the arrow keys) to a point of the photo;
+    // `limits` keep it where it may go (the vanishing point may lie above the photo).
+    pointHandle(className, label, point, limits = [[0, 1], [0, 1]]) {
+      const handle = element("button", { type: "button", className: `handle ${className}`, "aria-label": label });
+      const clamp = (value, [low, high]) => Math.min(high, Math.max(low, value));
+      const moveTo = (x, y) => { point[0] = clamp(x, limits[0]); point[1] = clamp(y, limits[1]); this.redraw(); };
+      handle.addEventListener("pointerdown", (event) => {
+        handle.setPointerCapture(event.pointerId);
+        const move = (moved) => {
+          const box = this.stage.getBoundingClientRect();
+          moveTo((moved.clientX - box.left) / box.width, (moved.clientY - box.top) / box.height);
+        };
+        const stop = () => { handle.removeEventListener("pointermove", move); handle.removeEventListener("pointerup", stop); };
+        handle.addEventListener("pointermove", move);
+        handle.addEventListener("pointerup", stop);
+      });
+      handle.addEventListener("keydown", (event) => {
+        const step = { ArrowLeft: [-0.01, 0], ArrowRight: [0.01, 0], ArrowUp: [0, -0.01], ArrowDown: [0, 0.01] }[event.key];
+        if (!step) return;
+        event.preventDefault();
+        moveTo(point[0] + step[0], point[1] + step[1]);
+      });
+      return handle;
+    }
+
+    // A carpet's handle: dragged over the floor (the pointer's floor point is its centre),
+    // arrow keys move it 5 cm, R turns it.
+    carpetHandle(index) {
+      const handle = element("button", { type: "button", className: "handle carpet-handle",
+                                         "aria-label": text("carpetHandle", { number: index + 1 }) });
+      handle.addEventListener("pointerdown", (event) => {
+        this.setActive(index);
+        handle.setPointerCapture(event.pointerId);
         const move = (moved) => {
           const matrix = this.floorMatrix();
           if (!matrix) return;
           const box = this.stage.getBoundingClientRect();
           const [x, y] = apply(inverse(matrix), [(moved.clientX - box.left) / box.width, (moved.clientY - box.top) / box.height]);
-          if (Number.isFinite(x) && Number.isFinite(y)) { this.spot.x = x; this.spot.y = y; draw(); }
+          if (Number.isFinite(x) && Number.isFinite(y)) {
+            Object.assign(this.spots[index], { x, y });
+            this.arranged = true;
+            this.redraw();
+          }
         };
-        const stop = () => { carpetHandle.removeEventListener("pointermove", move); carpetHandle.removeEventListener("pointerup", stop); };
-        carpetHandle.addEventListener("pointermove", move);
-        carpetHandle.addEventListener("pointerup", stop);
+        const stop = () => { handle.removeEventListener("pointermove", move); handle.removeEventListener("pointerup", stop); };
+        handle.addEventListener("pointermove", move);
+        handle.addEventListener("pointerup", stop);
+        this.redraw();
       });
-      carpetHandle.addEventListener("keydown", (event) => {
+      handle.addEventListener("focus", () => { this.setActive(index); this.redraw(); });
+      handle.addEventListener("keydown", (event) => {
         const step = { ArrowLeft: [-5, 0], ArrowRight: [5, 0], ArrowUp: [0, -5], ArrowDown: [0, 5] }[event.key];
-        if (event.key === "r" || event.key === "R") { this.spot.turn = (this.spot.turn + 15) % 360; }
-        else if (step) { this.spot.x += step[0]; this.spot.y += step[1]; }
+        const spot = this.spots[index];
+        if (event.key === "r" || event.key === "R") { spot.turn = (spot.turn + 15) % 360; }
+        else if (step) { spot.x += step[0]; spot.y += step[1]; }
         else return;
         event.preventDefault();
-        draw();
+        this.arranged = true;
+        this.redraw();
       });
-      const handles = this.corners.map((corner, index) => {
-        const handle = element("button", { type: "button", className: "handle corner",
-                                           "aria-label": `${TEXTS[language()].corner[index]}: ${text("cornerHint")}` });
-        handle.addEventListener("pointerdown", (event) => {
-          handle.setPointerCapture(event.pointerId);
-          const move = (moved) => {
-            const box = this.stage.getBoundingClientRect();
-            corner[0] = Math.min(1, Math.max(0, (moved.clientX - box.left) / box.width));
-            corner[1] = Math.min(1, Math.max(0, (moved.clientY - box.top) / box.height));
-            draw();
-          };
-          const stop = () => { handle.removeEventListener("pointermove", move); handle.removeEventListener("pointerup", stop); };
-          handle.addEventListener("pointermove", move);
-          handle.addEventListener("pointerup", stop);
-        });
-        handle.addEventListener("keydown", (event) => {
-          const step = { ArrowLeft: [-0.01, 0], ArrowRight: [0.01, 0], ArrowUp: [0, -0.01], ArrowDown: [0, 0.01] }[event.key];
-          if (!step) return;
-          event.preventDefault();
-          corner[0] = Math.min(1, Math.max(0, corner[0] + step[0]));
-          corner[1] = Math.min(1, Math.max(0, corner[1] + step[1]));
-          draw();
-        });
-        return handle;
-      });
+      return handle;
+    }
+
+    showStage(source) {
+      const svgNs = "http://www.w3.org/2000/svg";
+      const image = element("img", { src: source, alt: text("roomPhoto") });
+      image.addEventListener("load", () => { this.aspect = image.naturalWidth / image.naturalHeight; this.redraw(); });
+      const svg = document.createElementNS(svgNs, "svg");
+      svg.setAttribute("viewBox", "0 0 100 100");
+      svg.setAttribute("preserveAspectRatio", "none");
+      svg.setAttribute("aria-hidden", "true");
+      const shape = (tag, fill, stroke, width = "0.6") => {
+        const made = document.createElementNS(svgNs, tag);
+        made.setAttribute("fill", fill);
+        made.setAttribute("stroke", stroke);
+        made.setAttribute("stroke-width", width);
+        return made;
+      };
+      const outline = shape("polygon", "rgba(10, 88, 202, .25)", "#0a58ca");
+      const measured = shape("polyline", "none", "#0a58ca", "1");
+      const guides = shape("polyline", "none", "#0a58ca", "0.4");
+      guides.setAttribute("stroke-dasharray", "1.5 1");
+      const carpets = document.createElementNS(svgNs, "g");
+      svg.append(outline, guides, measured, carpets);
+      const cornerHandles = this.corners.map((corner, index) => this.pointHandle(
+        "corner", `${TEXTS[language()].corner[index]}: ${text("cornerHint")}`, corner));
+      const lineHandles = [
+        this.pointHandle("line-end", text("lineStart"), this.line.start),
+        this.pointHandle("line-end", text("lineEnd"), this.line.end),
+        this.pointHandle("vanishing", text("vanishing"), this.line.vanishing, [[-0.5, 1.5], [-1.5, 1]])];
+      const at = (handle, [x, y]) => { handle.style.left = `${x * 100}%`; handle.style.top = `${y * 100}%`; };
+      const points = (list) => list.map(([x, y]) => `${x * 100},${y * 100}`).join(" ");
+      let carpetHandles = [];
       const draw = () => {
-        outline.setAttribute("points", this.corners.map(([x, y]) => `${x * 100},${y * 100}`).join(" "));
-        handles.forEach((handle, index) => {
-          handle.style.left = `${this.corners[index][0] * 100}%`;
-          handle.style.top = `${this.corners[index][1] * 100}%`;
-        });
+        const line = Boolean(this.measure && this.measure.kind === "line");
+        this.stage.classList.toggle("line", line);
+        cornerHandles.forEach((handle, index) => { handle.hidden = line; at(handle, this.corners[index]); });
+        const linePoints = [this.line.start, this.line.end, this.line.vanishing];
+        lineHandles.forEach((handle, index) => { handle.hidden = !line; at(handle, linePoints[index]); });
+        outline.setAttribute("points", line ? "" : points(this.corners));
+        measured.setAttribute("points", line ? points([this.line.start, this.line.end]) : "");
+        guides.setAttribute("points", line ? points([this.line.start, this.line.vanishing, this.line.end]) : "");
         const matrix = this.floorMatrix();
-        carpetHandle.hidden = rotate.hidden = !matrix;
         outline.setAttribute("stroke-dasharray", matrix ? "1.5 1" : "");
-        if (!matrix) { carpetOutline.setAttribute("points", ""); return; }
-        const size = this.size();
-        const corners = carpetCorners(this.spot, size.widthCm, size.lengthCm).map((point) => apply(matrix, point));
-        carpetOutline.setAttribute("points", corners.map(([x, y]) => `${x * 100},${y * 100}`).join(" "));
-        const [cx, cy] = apply(matrix, [this.spot.x, this.spot.y]);
-        carpetHandle.style.left = `${cx * 100}%`;
-        carpetHandle.style.top = `${cy * 100}%`;
+        this.carpetControls.hidden = !matrix;
+        if (matrix && !this.spots.length) this.spots.push(this.firstSpot(matrix));
+        const shown = matrix ? this.spots : [];
+        if (carpetHandles.length !== shown.length) {
+          carpetHandles.forEach((handle) => handle.remove());
+          carpetHandles = shown.map((_, index) => this.carpetHandle(index));
+          this.stage.append(...carpetHandles);
+          carpets.replaceChildren(...shown.map(() => shape("polygon", "rgba(200, 60, 40, .35)", "#a5281a")));
+        }
+        shown.forEach((spot, index) => {
+          const size = this.sizeOf(spot.sizeId);
+          const corners = carpetCorners(spot, size.widthCm, size.lengthCm).map((point) => apply(matrix, point));
+          const polygon = carpets.children[index];
+          polygon.setAttribute("points", points(corners));
+          polygon.setAttribute("stroke-width", index === this.active ? "1.2" : "0.6");
+          carpetHandles[index].classList.toggle("active", index === this.active);
+          at(carpetHandles[index], apply(matrix, [spot.x, spot.y]));
+        });
+        this.addButton.hidden = this.spots.length >= MAX_CARPETS;
+        this.removeButton.hidden = this.spots.length <= 1;
       };
       this.redraw = draw;
+      this.stage.replaceChildren(image, svg, ...cornerHandles, ...lineHandles);
       draw();
-      this.stage.replaceChildren(image, svg, ...handles, carpetHandle);
-      this.stage.after(rotate);
       this.stage.hidden = false;
     }
 
@@ -493,15 +653,20 @@
       const form = new FormData();
       form.append("roomImage", this.photo, "room.jpg");
       form.append("carpetId", this.carpet.id);
-      form.append("carpetSizeId", this.sizes.value || "0");
       form.append("mode", mode);
-      const points = this.corners.map(([x, y]) => ({ x, y }));
-      if (this.measured) {
-        form.append("floor", JSON.stringify({ rectangle: points, widthCm: this.measured.width, lengthCm: this.measured.length }));
-        form.append("carpets", JSON.stringify([{ carpetSizeId: this.size().id, centerXCm: this.spot.x,
-                                                 centerYCm: this.spot.y, rotationDeg: this.spot.turn }]));
+      const point = ([x, y]) => ({ x, y });
+      if (this.floorMatrix()) {
+        const floor = this.measure.kind === "rectangle"
+          ? { rectangle: this.corners.map(point), widthCm: this.measure.width, lengthCm: this.measure.length }
+          : { line: { start: point(this.line.start), end: point(this.line.end), lengthCm: this.measure.length,
+                      vanishingPoint: point(this.line.vanishing) } };
+        form.append("carpetSizeId", this.spots[0].sizeId);
+        form.append("floor", JSON.stringify(floor));
+        form.append("carpets", JSON.stringify(this.spots.map((spot) => ({
+          carpetSizeId: spot.sizeId, centerXCm: spot.x, centerYCm: spot.y, rotationDeg: spot.turn }))));
       } else {
-        form.append("placement", JSON.stringify({ carpetCorners: points }));
+        form.append("carpetSizeId", this.sizes.value || "0");
+        form.append("placement", JSON.stringify({ carpetCorners: this.corners.map(point) }));
       }
       try {
         const render = await (await call("/public/v1/renders", { method: "POST", body: form })).json();

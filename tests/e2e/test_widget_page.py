@@ -143,7 +143,7 @@ def test_a_shopper_sees_the_carpet_in_their_room(browser, stack, credit_server, 
     page.mouse.up()
     handles.nth(0).focus()
     page.keyboard.press("ArrowLeft")
-    page.select_option("select", label="80 × 150 cm")
+    page.select_option("#size", label="80 × 150 cm")
     page.click(f"button:has-text('{words[2]}')")
     expect(page.locator(".status")).to_have_text(words[3], timeout=30_000)
     expect(page.locator(".result img")).to_be_visible()
@@ -186,10 +186,20 @@ def test_the_widget_is_accessible(browser, stack, credit_server, shop_site):  # 
     page.click("button[data-carpet-sku]")
     page.locator("label.file").nth(1).locator("input").set_input_files([ROOM])
     expect(page.locator(".corner")).to_have_count(4)
-    results = Axe().run(page)
-    serious = [violation["id"] for violation in results.response["violations"]
-               if violation["impact"] in ("serious", "critical")]
-    assert serious == []
+
+    def serious():
+        results = Axe().run(page)
+        return [violation["id"] for violation in results.response["violations"]
+                if violation["impact"] in ("serious", "critical")]
+
+    assert serious() == []
+    # True size by a length, with two carpets: every control named, in Turkish.
+    page.check("#measure")
+    page.select_option("#measure-kind", value="line")
+    page.click("button:has-text('Halı ekle')")
+    expect(page.locator(".carpet-handle")).to_have_count(2)
+    expect(page.locator(".vanishing")).to_have_attribute("aria-label", re.compile("^Zemindeki"))
+    assert serious() == []
     # The dialog closes with Escape and leaves nothing behind.
     page.keyboard.press("Escape")
     expect(page.locator("[data-carpet-widget]")).to_have_count(0)
@@ -310,7 +320,7 @@ def test_a_shopper_places_the_carpet_in_true_size(browser, stack, credit_server,
     page.check("#measure")
     page.fill("#measure-width", "200")
     page.fill("#measure-length", "300")
-    page.select_option("select", label="80 × 150 cm")
+    page.select_option("#size", label="80 × 150 cm")
     handle = page.locator(".carpet-handle")
     expect(handle).to_be_visible()
     handle.focus()
@@ -329,6 +339,102 @@ def test_a_shopper_places_the_carpet_in_true_size(browser, stack, credit_server,
         80, 150, True)
     assert job.carpet_size_id == carpet.sizes[1].id
     assert balance(credit_server, shop.id).balance == 20 - 1
+    assert [line for line in problems if "carpet widget" in line] == []
+    page.close()
+
+
+def drawn_carpets(page):
+    """The carpets' outlines the widget draws over the photo, as photo fractions."""
+    return [[tuple(float(value) / 100 for value in pair.split(","))
+             for pair in polygon.get_attribute("points").split()]
+            for polygon in page.locator(".stage svg g polygon").all()]
+
+
+def assert_drawn_where_placed(page, scene):
+    """The widget's own homography (JavaScript) draws each carpet where the render service
+    (Python) computed it."""
+    drawn = drawn_carpets(page)
+    assert len(drawn) == len(scene["carpets"])
+    for outline, placed in zip(drawn, scene["carpets"], strict=True):
+        assert max(abs(a - b) for point, corner in zip(outline, placed["corners"], strict=True)
+                   for a, b in zip(point, corner, strict=True)) < 1e-6
+
+
+def test_a_shopper_places_two_carpets_of_a_design(browser, stack, credit_server,  # noqa: F811
+                                                   shop_site, start_workers):
+    """A room carpet and a smaller one of the same design on one measured floor: added, sized,
+    a third added and removed again; one render, the extra carpet's surcharge charged once."""
+    shop, _, key = shop_with_carpet(stack, credit_server, shop_site)
+    duo = stack.render.renders.CreateCarpet(render_pb2.CreateCarpetRequest(
+        organization_id=shop.id, sku="DUO", name="Duo", image=tiny_png(),
+        sizes=[render_pb2.CarpetSize(width_cm=100, length_cm=150),
+               render_pb2.CarpetSize(width_cm=60, length_cm=90)]), timeout=10)
+    start_workers()
+    page = browser.new_page()
+    problems = console_lines(page)
+    page.goto(shop_site.show(key["key"], "DUO", "en"))
+    page.click("button[data-carpet-sku]")
+    page.locator("label.file").nth(1).locator("input").set_input_files([ROOM])
+    page.check("#measure")
+    page.fill("#measure-width", "300")
+    page.fill("#measure-length", "300")
+    expect(page.locator(".carpet-handle")).to_have_count(1)
+    expect(page.locator("button:has-text('Remove this carpet')")).to_be_hidden()
+    page.click("button:has-text('Add a carpet')")
+    page.select_option("#size", label="60 × 90 cm")  # the size of the carpet just added
+    page.click("button:has-text('Add a carpet')")
+    expect(page.locator(".carpet-handle")).to_have_count(3)
+    expect(page.locator("button:has-text('Add a carpet')")).to_be_hidden()  # three at most
+    page.click("button:has-text('Remove this carpet')")
+    expect(page.locator(".carpet-handle")).to_have_count(2)
+    page.click("button:has-text('Show preview')")
+    expect(page.locator(".status")).to_have_text("Here it is.", timeout=30_000)
+    [job] = list(models.RenderJob.select())
+    scene = json.loads(job.scene)
+    assert [placed["spot"] for placed in scene["carpets"]] == [
+        {"carpet_size_id": duo.sizes[0].id, "center_x_cm": 150, "center_y_cm": 150,
+         "rotation_deg": 0},
+        {"carpet_size_id": duo.sizes[1].id, "center_x_cm": 260, "center_y_cm": 150,
+         "rotation_deg": 0}]
+    assert (job.carpet_id, job.carpet_size_id) == (duo.id, duo.sizes[0].id)
+    assert_drawn_where_placed(page, scene)
+    # One render: the preview (1) and the second carpet (1).
+    assert balance(credit_server, shop.id).balance == 20 - 2
+    assert [line for line in problems if "carpet widget" in line] == []
+    page.close()
+
+
+def test_a_shopper_measures_the_floor_by_a_length(browser, stack, credit_server,  # noqa: F811
+                                                 shop_site, start_workers):
+    """Two points a known length apart and where the floor's lines meet: the carpet, moved by
+    the keyboard, is placed where the widget drew it, and the render is made."""
+    shop, carpet, key = shop_with_carpet(stack, credit_server, shop_site)
+    start_workers()
+    page, problems = dialog_with_photo(browser, shop_site, key, "en")
+    page.check("#measure")
+    page.select_option("#measure-kind", label="a length (two points)")
+    page.fill("#measure-line-length", "100")
+    expect(page.locator(".corner").first).to_be_hidden()
+    expect(page.locator(".line-end")).to_have_count(2)
+    expect(page.locator(".vanishing")).to_be_visible()
+    page.select_option("#size", label="80 × 150 cm")
+    handle = page.locator(".carpet-handle")
+    handle.focus()
+    for _ in range(20):  # 100 cm away from the camera, past the measured length
+        page.keyboard.press("ArrowUp")
+    page.click("button:has-text('Show preview')")
+    expect(page.locator(".status")).to_have_text("Here it is.", timeout=30_000)
+    [job] = list(models.RenderJob.select())
+    scene = json.loads(job.scene)
+    assert scene["floor"] == {"start": [0.3, 0.8], "end": [0.7, 0.8], "length_cm": 100,
+                              "vanishing_point": [0.5, 0.3], "focal_length_mm": 26,
+                              "photo_aspect": pytest.approx(4 / 3)}
+    [placed] = scene["carpets"]
+    assert placed["spot"]["carpet_size_id"] == carpet.sizes[1].id
+    assert (placed["spot"]["center_x_cm"], placed["spot"]["center_y_cm"]) == (
+        pytest.approx(50), pytest.approx(-100))
+    assert placed["fit"] is None
+    assert_drawn_where_placed(page, scene)
     assert [line for line in problems if "carpet widget" in line] == []
     page.close()
 
