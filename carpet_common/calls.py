@@ -49,6 +49,30 @@ def current_principal() -> Principal:
     return principal
 
 
+@dataclass(frozen=True)
+class Who:
+    """Who makes a change, as its audit entry names them. Domain code that records a change is
+    given one (the servicer takes it from its call with `who_calls()`); it never reads the
+    call's context itself."""
+
+    actor: str
+    role: str
+    user_id: int | None = None
+    organization_id: int | None = None  # a STAFF person's organisation
+    via: str = ""  # the service that relayed a person's call (the gateway)
+    client_ip: str = ""
+    request_id: str = ""
+    method: str = ""  # the full gRPC method of the call
+
+
+def who_calls() -> Who:
+    """The caller of the RPC in progress, for servicers to pass on."""
+    principal, call = current_principal(), current_call()
+    return Who(actor=principal.actor, role=principal.role, user_id=principal.user_id,
+               organization_id=principal.organization_id, via=principal.via or "",
+               client_ip=call.client_ip, request_id=call.request_id, method=call.method)
+
+
 def peer_ip(peer: str) -> str:
     """`ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` -> the address alone."""
     kind, _, rest = peer.partition(":")

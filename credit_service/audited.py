@@ -6,11 +6,13 @@ A servicer method hands it the change as a function of its own:
         log, after = ledger.adjust_credits(...)   # its atomic() nests as a savepoint
         return change.done(response, target=..., credit_log_id=log.id)
 
-    return audited(request, adjust, replay=credit_pb2.AdjustCreditsResponse.FromString,
+    return audited(request, adjust, who=who_calls(),
+                   replay=credit_pb2.AdjustCreditsResponse.FromString,
                    organization_id=request.organization_id)
 
 A retry with a key already used gets the stored answer (`replay`) and the body never runs: no
-servicer has to remember to check.
+servicer has to remember to check. Who makes the change (`who`, with the call's method) is passed
+in by the servicer: nothing here reads the call's context.
 
 One transaction holds the idempotency key's claim, the change itself, its audit row and the
 stored response, so no adjustment can exist without its audit row and a retried key can never
@@ -35,7 +37,7 @@ from google.protobuf.message import Message
 from peewee import IntegrityError
 
 from carpet_common import errors
-from carpet_common.calls import Denial, current_call, current_principal
+from carpet_common.calls import Denial, Who
 from carpet_common.idempotency import clean_key, request_fingerprint
 from credit_service.audit import AuditEntry, append_audit
 from credit_service.models import IdempotencyRecord, database
@@ -87,14 +89,13 @@ class Change:
         return response
 
 
-def _audit_entry(request: Message, change: Change, outcome: str) -> AuditEntry:
-    call, principal = current_call(), current_principal()
+def _audit_entry(request: Message, who: Who, change: Change, outcome: str) -> AuditEntry:
     return AuditEntry(
-        actor=principal.actor, role=principal.role, action=call.method, outcome=outcome,
+        actor=who.actor, role=who.role, action=who.method, outcome=outcome,
         organization_id=change.organization_id or None, target=change.target,
-        details=summarize_request(request, principal.via),
-        peer=call.client_ip, request_id=call.request_id,
-        credit_log_id=change.credit_log_id, actor_user_id=principal.user_id)
+        details=summarize_request(request, who.via),
+        peer=who.client_ip, request_id=who.request_id,
+        credit_log_id=change.credit_log_id, actor_user_id=who.user_id)
 
 
 def _stored_response(method: str, key: str, fingerprint: str) -> bytes | None:
@@ -127,15 +128,14 @@ def _claim_key(method: str, key: str, fingerprint: str) -> bytes | None:
     return None
 
 
-def _keyed_method(method: str) -> str:
+def _keyed_method(who: Who) -> str:
     """The method column of the caller's idempotency records: the method and a digest of who
     calls (role, organisation and name), so each caller's keys are its own."""
-    principal = current_principal()
-    caller = f"{principal.role}:{principal.organization_id or 0}:{principal.actor}"
-    return f"{method}@{hashlib.sha256(caller.encode()).hexdigest()[:16]}"
+    caller = f"{who.role}:{who.organization_id or 0}:{who.actor}"
+    return f"{who.method}@{hashlib.sha256(caller.encode()).hexdigest()[:16]}"
 
 
-def audited(request: Message, body: Callable[[Change], Message], *,
+def audited(request: Message, body: Callable[[Change], Message], *, who: Who,
             replay: Callable[[bytes], Message] | None = None,
             organization_id: int | None = None, target: str = "",
             own_row: bool = True) -> Message:
@@ -146,8 +146,8 @@ def audited(request: Message, body: Callable[[Change], Message], *,
     needed only by requests with an idempotency key. `organization_id` and `target` name what
     a refused attempt's audit row is about. `own_row=False`: a call whose change is itself an
     audit row (RecordAction) writes no row of its own about the call; it keeps the key's
-    claim and replay."""
-    with _unit_of_work(request, organization_id, target, own_row) as change:
+    claim and replay. `who` names the caller and the call's method."""
+    with _unit_of_work(request, who, organization_id, target, own_row) as change:
         if change.replayed is not None:
             if replay is None:
                 raise RuntimeError("a stored answer without a way to replay it")
@@ -156,14 +156,14 @@ def audited(request: Message, body: Callable[[Change], Message], *,
 
 
 @contextlib.contextmanager
-def _unit_of_work(request: Message, organization_id: int | None, target: str,
+def _unit_of_work(request: Message, who: Who, organization_id: int | None, target: str,
                   own_row: bool) -> Iterator[Change]:
-    method = current_call().method
+    method = who.method
     change = Change(organization_id=organization_id, target=target)
     try:
         key = clean_key(getattr(request, "idempotency_key", ""))
         fingerprint = request_fingerprint(request) if key else ""
-        keyed_method = _keyed_method(method) if key else ""
+        keyed_method = _keyed_method(who) if key else ""
         with database.atomic():
             if key:
                 change.replayed = _claim_key(keyed_method, key, fingerprint)
@@ -173,7 +173,7 @@ def _unit_of_work(request: Message, organization_id: int | None, target: str,
             if change.response is None:
                 raise RuntimeError(f"{method} ended its audited change without done()")
             if own_row:
-                append_audit(_audit_entry(request, change, "ok"))
+                append_audit(_audit_entry(request, who, change, "ok"))
             if key:
                 (IdempotencyRecord.update(response=change.response.SerializeToString())
                  .where((IdempotencyRecord.method == keyed_method)
@@ -181,7 +181,7 @@ def _unit_of_work(request: Message, organization_id: int | None, target: str,
                  .execute())
     except errors.DomainError as error:
         if own_row:
-            append_audit(_audit_entry(request, change, "error:" + error.grpc_code.name))
+            append_audit(_audit_entry(request, who, change, "error:" + error.grpc_code.name))
         raise
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from carpet_common.calls import current_principal
+from carpet_common.calls import current_principal, who_calls
 from carpet_common.convert import timestamp
 from carpet_common.errors import InvalidArgument
 from credit_service import controls
@@ -79,7 +79,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             created.secret = signing.endpoint_secret(outbox.get_endpoint(created.id).secret_salt)
             return created
 
-        return audited(request, create, replay=replay,
+        return audited(request, create, who=who_calls(), replay=replay,
                        organization_id=request.organization_id or None,
                        target="webhook_endpoint")
 
@@ -94,7 +94,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
             return change.done(endpoint_message(endpoint), organization_id=endpoint.organization_id,
                                target=f"webhook_endpoint:{endpoint.id}")
 
-        return audited(request, delete, target=f"webhook_endpoint:{request.id}")
+        return audited(request, delete, who=who_calls(), target=f"webhook_endpoint:{request.id}")
 
     def ListWebhookDeliveries(self, request, context):
         views, next_token = outbox.list_deliveries(request.id, request.page_size,
@@ -109,7 +109,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                                organization_id=view.event.organization_id,
                                target=f"webhook_delivery:{request.id}")
 
-        return audited(request, retry, target=f"webhook_delivery:{request.id}")
+        return audited(request, retry, who=who_calls(), target=f"webhook_delivery:{request.id}")
 
     # --- organisation controls ----------------------------------------------------------
 
@@ -122,7 +122,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                                                                       self._clock())),
                                target=target)
 
-        return audited(request, change_controls,
+        return audited(request, change_controls, who=who_calls(),
                        replay=notification_pb2.OrganizationControls.FromString,
                        organization_id=request.id, target=target)
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 
 from carpet_common.auth import mint_jwt
-from carpet_common.calls import current_call, current_principal
+from carpet_common.calls import current_call, current_principal, who_calls
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.days import day_range, each_day
 from carpet_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -58,7 +58,7 @@ def _call_origin() -> dict:
     sign-in calls on), for the sign-in module's audit rows."""
     principal = current_principal()
     return {"request_id": current_call().request_id,
-            "via": principal.actor if principal is not None and principal.is_service else ""}
+            "via": principal.actor if principal.is_service else ""}
 
 
 def _visible(organization_id: int, what: str):
@@ -152,7 +152,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             return change.done(organization_message(row), organization_id=row.id,
                                target=f"organization:{row.id}")
 
-        return audited(request, create, replay=account_pb2.Organization.FromString)
+        return audited(request, create, who=who_calls(), replay=account_pb2.Organization.FromString)
 
     def GetOrganization(self, request, context):
         _visible(request.id, f"organisation {request.id}")
@@ -174,7 +174,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
                                        password=request.password)
             return change.done(user_message(row), target=f"user:{row.id}")
 
-        return audited(request, create, replay=account_pb2.User.FromString,
+        return audited(request, create, who=who_calls(), replay=account_pb2.User.FromString,
                        organization_id=request.organization_id)
 
     def SetUserPassword(self, request, context):
@@ -183,7 +183,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             return change.done(user_message(row), target=f"user:{row.id}",
                                organization_id=row.organization_id)
 
-        return audited(request, set_password, target=f"user:{request.id}")
+        return audited(request, set_password, who=who_calls(), target=f"user:{request.id}")
 
     def DeactivateUser(self, request, context):
         return self._set_active(request, False)
@@ -197,7 +197,7 @@ class AccountServicer(account_pb2_grpc.AccountServiceServicer):
             return change.done(user_message(row), target=f"user:{row.id}",
                                organization_id=row.organization_id)
 
-        return audited(request, set_active, target=f"user:{request.id}")
+        return audited(request, set_active, who=who_calls(), target=f"user:{request.id}")
 
     def GetUser(self, request, context):
         row = accounts.get_user(request.id)
@@ -262,7 +262,8 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
                 log=credit_log_message(log), balance=balance_message(after)),
                 target=f"credit_grant:{log.grant_id}", credit_log_id=log.id)
 
-        return audited(request, grant, replay=credit_pb2.GrantCreditsResponse.FromString,
+        return audited(request, grant, who=who_calls(),
+                       replay=credit_pb2.GrantCreditsResponse.FromString,
                        organization_id=request.organization_id,
                        target=f"organization:{request.organization_id}")
 
@@ -275,7 +276,8 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
                 log=credit_log_message(log), balance=balance_message(after)),
                 target=f"credit_log:{log.id}", credit_log_id=log.id)
 
-        return audited(request, adjust, replay=credit_pb2.AdjustCreditsResponse.FromString,
+        return audited(request, adjust, who=who_calls(),
+                       replay=credit_pb2.AdjustCreditsResponse.FromString,
                        organization_id=request.organization_id,
                        target=f"organization:{request.organization_id}")
 
@@ -357,7 +359,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 actor_user_id=request.actor_user_id or None))
             return change.done(audit_message(row), target=request.target)
 
-        return audited(request, record, replay=audit_pb2.AuditLog.FromString, own_row=False)
+        return audited(request, record, who=who_calls(), replay=audit_pb2.AuditLog.FromString,
+                       own_row=False)
 
     def VerifyAuditChain(self, request, context):
         problems = audit.broken_links()
@@ -433,7 +436,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             return change.done(auth_pb2.ChangePasswordResponse(sessions_ended=ended),
                                target=f"user:{principal.user_id}")
 
-        return audited(request, change_password, target=f"user:{principal.user_id or 0}")
+        return audited(request, change_password, who=who_calls(),
+                       target=f"user:{principal.user_id or 0}")
 
     def ListRevokedSessions(self, request, context):
         return auth_pb2.ListRevokedSessionsResponse(

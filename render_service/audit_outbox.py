@@ -13,10 +13,9 @@ recorded too, in a transaction of its own.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from carpet_common import sources
-from carpet_common.calls import current_call, current_principal
+from carpet_common.calls import Who
 from carpet_common.periodic import Periodic
 from protos.carpet.credit.v1 import audit_pb2
 from render_service.credit_client import CreditClient
@@ -45,26 +44,7 @@ SET_SHOP_LOGO = "/carpet.render.v1.RenderService/SetShopLogo"
 DELETE_SHOP_LOGO = "/carpet.render.v1.RenderService/DeleteShopLogo"
 
 
-@dataclass(frozen=True)
-class Who:
-    """Who made a change, as its audit entry names them."""
-
-    actor: str
-    role: str
-    user_id: int | None = None
-    via: str = ""  # the service that relayed a person's call (the gateway)
-    client_ip: str = ""
-    request_id: str = ""
-
-
 SEED = Who(actor="seed", role="SERVICE")  # the demo catalogue of `make run`
-
-
-def who_calls() -> Who:
-    """The caller of the RPC in progress (for servicers, which pass it on)."""
-    principal, call = current_principal(), current_call()
-    return Who(actor=principal.actor, role=principal.role, user_id=principal.user_id,
-               via=principal.via or "", client_ip=call.client_ip, request_id=call.request_id)
 
 
 def record(action: str, who: Who, *, outcome: str, organization_id: int | None, target: str,

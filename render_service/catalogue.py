@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from peewee import IntegrityError, ModelSelect
 
+from carpet_common.calls import Who
 from carpet_common.db import Statement, tuples
 from carpet_common.errors import (
     AlreadyExists,
@@ -100,7 +101,7 @@ def _checked_sizes(sizes: Sequence[SizeSpec]) -> list[SizeSpec]:
 
 def create_carpet(*, organization_id: int, sku: str, name: str, material: str, image: bytes,
                   sizes: Sequence[SizeSpec], idempotent: bool, catalogues: Catalogues,
-                  now: datetime.datetime, who: audit_outbox.Who) -> ShownCarpet:
+                  now: datetime.datetime, who: Who) -> ShownCarpet:
     """The new design, its sizes and its audit entry naming `who`, in one transaction.
     `idempotent` (the request carried a key): the same request again answers the carpet it
     made instead of ALREADY_EXISTS."""
@@ -160,7 +161,7 @@ def _refuse_change(organization_id: int) -> NoReturn:
 
 
 def update_carpet(carpet_id: int, changes: dict[str, Any], *, catalogues: Catalogues,
-                  now: datetime.datetime, who: audit_outbox.Who) -> ShownCarpet:
+                  now: datetime.datetime, who: Who) -> ShownCarpet:
     """Change the fields `changes` names (UPDATABLE; "sizes" a list of SizeSpec: one with an
     id keeps that size, one without is added, one left out is archived), with its audit entry,
     in one transaction."""
@@ -226,7 +227,7 @@ def _replace_sizes(carpet_id: int, sizes: list[SizeSpec], now: datetime.datetime
 
 
 def set_archived(carpet_id: int, archived: bool, *, catalogues: Catalogues,
-                 now: datetime.datetime, who: audit_outbox.Who) -> ShownCarpet:
+                 now: datetime.datetime, who: Who) -> ShownCarpet:
     """Archive (or restore) a design, with its audit entry. Doing it twice is no error and
     writes no second entry."""
     with database.atomic():

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from peewee import IntegrityError
 
 from carpet_common import sources
+from carpet_common.calls import Who
 from carpet_common.errors import DomainError, InvalidArgument, NotFound
 from carpet_common.outbound import FetchFailed, TargetRefused
 from render_service import audit_outbox, catalogue
@@ -115,7 +116,7 @@ class FetchedPictures:
 
 def import_carpets(organization_id: int, designs: Sequence[ImportedDesign], *, dry_run: bool,
                    file_name: str, catalogues: catalogue.Catalogues, now: datetime.datetime,
-                   who: audit_outbox.Who, fetch: Callable[[str], bytes]) -> ImportReport:
+                   who: Who, fetch: Callable[[str], bytes]) -> ImportReport:
     """Every row's outcome, in the order given; an applied import's report is kept."""
     catalogue.check_changeable(organization_id, catalogues)
     if sum(len(design.lines) for design in designs) > MAX_ROWS:
@@ -129,7 +130,7 @@ def import_carpets(organization_id: int, designs: Sequence[ImportedDesign], *, d
 
 def _import_all(organization_id: int, designs: Sequence[ImportedDesign], dry_run: bool,
                 file_name: str, pictures: FetchedPictures, now: datetime.datetime,
-                who: audit_outbox.Who) -> ImportReport:
+                who: Who) -> ImportReport:
     outcomes: list[RowOutcome] = []
     import_id = sources.unique_hex()  # names the import's audit entry, and what it created
     with database.atomic() as transaction:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from peewee import IntegrityError, ModelSelect
 
+from carpet_common.calls import Who
 from carpet_common.errors import AlreadyExists, InvalidArgument, NotFound
 from carpet_common.paging import Page, paginate
 from render_service import audit_outbox, funnel, jobs, shares
@@ -150,7 +151,7 @@ def list_leads(organization_id: int, status: str, page_size: int, page_token: st
 
 def update_lead(lead_id: int, *, status: str | None, note: str | None,
                 organization_scope: int | None, now: datetime.datetime,
-                who: audit_outbox.Who) -> Lead:
+                who: Who) -> Lead:
     """The lead with its new status and/or note; the audit entry holds neither the note nor
     anything of the shopper."""
     if status is not None and status not in LEAD_STATUSES:
@@ -193,7 +194,7 @@ def _person(phone: str, email: str, organization_scope: int | None) -> ModelSele
 
 
 def export_person(phone: str, email: str, *, organization_scope: int | None,
-                  now: datetime.datetime, who: audit_outbox.Who) -> list[Lead]:
+                  now: datetime.datetime, who: Who) -> list[Lead]:
     """Every lead of the person; the access is audited with how many were found."""
     with database.atomic():
         found = list(_person(phone, email, organization_scope).order_by(Lead.id))
@@ -203,7 +204,7 @@ def export_person(phone: str, email: str, *, organization_scope: int | None,
 
 
 def erase_person(phone: str, email: str, *, store: ImageStore, organization_scope: int | None,
-                 now: datetime.datetime, who: audit_outbox.Who) -> tuple[int, int]:
+                 now: datetime.datetime, who: Who) -> tuple[int, int]:
     """Deletes the person's leads and, of the renders they were about, the room pictures,
     the rendered pictures and the share links, in one transaction with its audit entry (which
     holds the counts only); (leads erased, renders erased)."""

@@ -21,6 +21,7 @@ from typing import Any
 from limits import parse as parse_rate
 
 from carpet_common import sources
+from carpet_common.calls import Who
 from carpet_common.db import Statement, is_postgres
 from carpet_common.errors import (
     FailedPrecondition,
@@ -139,7 +140,7 @@ def _audited_details(row: PublishableKey) -> dict[str, object]:
 
 
 def create_key(organization_id: int, settings: KeySettings, *, now: datetime.datetime,
-               who: audit_outbox.Who) -> tuple[PublishableKey, str]:
+               who: Who) -> tuple[PublishableKey, str]:
     """A new key of `organization_id` and the key itself (shown this once)."""
     if organization_id <= 0:
         raise InvalidArgument("organization_id is required")
@@ -177,7 +178,7 @@ def _own_key(key_id: int, organization_scope: int | None) -> PublishableKey:
 
 
 def update_key(key_id: int, changes: dict[str, Any], *, organization_scope: int | None,
-               now: datetime.datetime, who: audit_outbox.Who) -> PublishableKey:
+               now: datetime.datetime, who: Who) -> PublishableKey:
     """The fields `changes` names (a subset of UPDATABLE) set; a revoked key is not changed."""
     unknown = sorted(set(changes) - set(UPDATABLE))
     if unknown or not changes:
@@ -201,7 +202,7 @@ def update_key(key_id: int, changes: dict[str, Any], *, organization_scope: int 
 
 
 def rotate_key(key_id: int, overlap_s: int, *, organization_scope: int | None,
-               now: datetime.datetime, who: audit_outbox.Who) -> tuple[PublishableKey, str]:
+               now: datetime.datetime, who: Who) -> tuple[PublishableKey, str]:
     """A new key for the same settings; the old one keeps working for `overlap_s` seconds
     (0: a day), so pages still holding it go on working until they are updated."""
     overlap_s = overlap_s or DEFAULT_OVERLAP_S
@@ -223,7 +224,7 @@ def rotate_key(key_id: int, overlap_s: int, *, organization_scope: int | None,
 
 
 def revoke_key(key_id: int, *, organization_scope: int | None, now: datetime.datetime,
-               who: audit_outbox.Who) -> PublishableKey:
+               who: Who) -> PublishableKey:
     """The key (and a rotated-out predecessor) refused from now on."""
     with database.atomic():
         row = _own_key(key_id, organization_scope)

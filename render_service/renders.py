@@ -17,6 +17,7 @@ import datetime
 import logging
 
 from carpet_common import errors, sources
+from carpet_common.calls import Who
 from carpet_common.pictures import Header, decode_fully
 from carpet_common.settings import Settings
 from protos.carpet.credit.v1 import credit_pb2
@@ -196,7 +197,7 @@ def _give_back(credit: CreditClient, hold_id: int, reason: str) -> bool:
     return True
 
 
-def cancel_render(job: RenderJob, *, who: audit_outbox.Who, credit: CreditClient,
+def cancel_render(job: RenderJob, *, who: Who, credit: CreditClient,
                   now: datetime.datetime) -> RenderJob:
     """Cancel a queued job, audited as `who` did it: the cancel and its audit entry are one
     transaction; a refused cancel is audited on its own."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from carpet_common import idempotency, outbound
-from carpet_common.calls import current_principal
+from carpet_common.calls import current_principal, who_calls
 from carpet_common.convert import optional_time, timestamp
 from carpet_common.days import day_range, each_day
 from carpet_common.errors import (
@@ -228,7 +228,7 @@ class RenderServicer(SalesMethods, render_pb2_grpc.RenderServiceServicer):
     def _audited_change(self, action: str, target: str, organization_id: int | None,
                         details: dict, change):
         """`change(now, who)`, which audits itself; a refusal is audited on its own."""
-        now, who = self._clock(), audit_outbox.who_calls()
+        now, who = self._clock(), who_calls()
         try:
             return change(now, who)
         except DomainError as refused:
@@ -282,7 +282,7 @@ class RenderServicer(SalesMethods, render_pb2_grpc.RenderServiceServicer):
             material=carpet.material, image=carpet.image, image_url=carpet.image_url,
             sizes=[(size.width_cm, size.length_cm) for size in carpet.sizes])
             for carpet in request.carpets]
-        now, who = self._clock(), audit_outbox.who_calls()
+        now, who = self._clock(), who_calls()
         try:
             result = catalogue_import.import_carpets(
                 organization_id, designs, dry_run=request.dry_run,
@@ -382,7 +382,7 @@ class RenderServicer(SalesMethods, render_pb2_grpc.RenderServiceServicer):
 
     def CancelRender(self, request, context):
         return render_message(renders.cancel_render(
-            _visible_job(request.id), who=audit_outbox.who_calls(), credit=self._credit,
+            _visible_job(request.id), who=who_calls(), credit=self._credit,
             now=self._clock()))
 
     def GetRenderOutput(self, request, context):

@@ -15,6 +15,7 @@ import hashlib
 import string
 
 from carpet_common import sources
+from carpet_common.calls import Who
 from carpet_common.errors import FailedPrecondition, NotFound
 from render_service import audit_outbox, funnel
 from render_service.models import RenderJob, RenderShare, database
@@ -78,7 +79,7 @@ def list_shares(organization_id: int, job_id: int) -> list[RenderShare]:
 
 
 def revoke_share(share_id: int, *, organization_scope: int | None, now: datetime.datetime,
-                 who: audit_outbox.Who) -> RenderShare:
+                 who: Who) -> RenderShare:
     """The link refused from now on (revoking twice keeps the first time)."""
     with database.atomic():
         row = RenderShare.get_or_none(RenderShare.id == share_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 
+from carpet_common.calls import Who
 from carpet_common.errors import InvalidArgument, NotFound
 from carpet_common.thumbnails import make_logo
 from render_service import audit_outbox
@@ -22,7 +23,7 @@ DELETE = audit_outbox.DELETE_SHOP_LOGO
 
 
 def set_logo(organization_id: int, image: bytes, *, now: datetime.datetime,
-             who: audit_outbox.Who) -> ShopLogo:
+             who: Who) -> ShopLogo:
     if len(image) > MAX_LOGO_BYTES:
         raise InvalidArgument(f"the logo is {len(image)} bytes; the limit is {MAX_LOGO_BYTES} "
                               f"bytes (2 MiB)")
@@ -53,7 +54,7 @@ def has_logo(organization_id: int) -> bool:
 
 
 def delete_logo(organization_id: int, *, now: datetime.datetime,
-                who: audit_outbox.Who) -> ShopLogo:
+                who: Who) -> ShopLogo:
     with database.atomic():
         removed = logo(organization_id)
         removed.delete_instance()

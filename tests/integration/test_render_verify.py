@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from carpet_common.calls import Who
 from credit_service import models as credit_models
 from render_service import audit_outbox
 from render_service import models as render_models
@@ -30,7 +31,7 @@ def test_verify_reports_charges_that_do_not_match_jobs(credit_db, render_db, cre
     carpet = render_models.Carpet.create(sku="K", name="K", image=b"",
                                          image_content_type="image/png")
     # Its audit record, as CreateCarpet writes it (reconcile checks every carpet has one).
-    audit_outbox.record(audit_outbox.CREATE_CARPET, audit_outbox.Who("test", "ADMIN"),
+    audit_outbox.record(audit_outbox.CREATE_CARPET, Who("test", "ADMIN"),
                         outcome="ok", organization_id=None, target=f"carpet:{carpet.id}",
                         details={}, now=render_models.utcnow())
 

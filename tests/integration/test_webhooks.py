@@ -4,11 +4,14 @@ library (`standardwebhooks`, not the project's code), retries with the same webh
 service's clock, a receiver that never answers or is not there at all, manual retry, render
 events relayed from the render service's outbox, and two delivery workers that never send one
 delivery twice."""
+import functools
+
 import grpc
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from protos.carpet.credit.v1 import audit_pb2, credit_pb2, notification_pb2
+from protos.carpet.credit.v1 import audit_pb2, notification_pb2
+from tests import builders
 from tests.builders import (
     add_endpoint,
     create_carpet,
@@ -24,10 +27,7 @@ from tests.webhook_receiver import WebhookReceiver
 pytestmark = pytest.mark.usefixtures("engine")
 
 
-def adjust(credit_server, organization_id, delta, reason="top-up"):
-    return credit_server.credits.AdjustCredits(credit_pb2.AdjustCreditsRequest(
-        organization_id=organization_id, delta=delta, reason=reason), metadata=ADMIN,
-        timeout=10)
+top_up = functools.partial(builders.adjust, reason="top-up")
 
 
 def verified(secret, received):
@@ -49,7 +49,7 @@ def test_the_secret_is_shown_once_and_signs_every_delivery(credit_server, start_
         assert [endpoint.id for endpoint in listed.endpoints] == [created.id]
         assert created.secret not in str(listed)
         start_dispatcher()
-        log = adjust(credit_server, org.id, 5).log
+        log = top_up(credit_server, org.id, 5).log
         (request,) = receiver.wait_for(lambda got: len(got) == 1)
     event = verified(created.secret, request)
     assert event["type"] == "credit.adjusted" and event["timestamp"].endswith("Z")
@@ -66,7 +66,7 @@ def test_failed_attempts_are_retried_with_the_same_id(credit_server, start_dispa
     with WebhookReceiver(["status:500", "status:503", "ok"]) as receiver:
         created = add_endpoint(credit_server, receiver.url, ["credit.adjusted"])
         start_dispatcher()
-        adjust(credit_server, org.id, 5)
+        top_up(credit_server, org.id, 5)
 
         def recorded(count):  # the attempt is written after the receiver answered it
             wait_until(lambda: len(deliveries(credit_server, created.id)[0].attempt_log)
@@ -97,7 +97,7 @@ def test_a_receiver_that_is_never_there_loses_nothing(credit_server, start_dispa
     org = create_org(credit_server, "Acme", 10)
     created = add_endpoint(credit_server, "http://127.0.0.1:9/hooks", ["credit.adjusted"])
     start_dispatcher(webhook_retry_schedule_s=(5, 5))
-    logs = [adjust(credit_server, org.id, delta).log for delta in (1, 2, 3)]
+    logs = [top_up(credit_server, org.id, delta).log for delta in (1, 2, 3)]
     assert [log.balance_after for log in logs] == [11, 13, 16]
 
     def attempts():  # as recorded: each attempt's row is written with its next state
@@ -122,7 +122,7 @@ def test_a_receiver_that_never_answers_times_out(credit_server, start_dispatcher
     with WebhookReceiver(["hang"]) as receiver:
         created = add_endpoint(credit_server, receiver.url, ["credit.adjusted"])
         start_dispatcher(webhook_timeout_s=1)
-        adjust(credit_server, org.id, 1)
+        top_up(credit_server, org.id, 1)
         wait_until(lambda: deliveries(credit_server, created.id)[0].attempts == 1
                    and deliveries(credit_server, created.id)[0].attempt_log)
     (delivery,) = deliveries(credit_server, created.id)
@@ -206,7 +206,7 @@ def test_two_delivery_workers_never_send_one_delivery_twice(credit_server, start
         start_dispatcher(webhook_concurrency=4)
         start_dispatcher(webhook_concurrency=4)
         for _ in range(40):
-            adjust(credit_server, org.id, 1)
+            top_up(credit_server, org.id, 1)
         got = receiver.wait_for(lambda got: len(got) >= 40)
         wait_until(lambda: len(receiver.events()) == 40, timeout=2, strict=False)
     ids = [request.headers["webhook-id"] for request in receiver.events()]
@@ -226,7 +226,7 @@ def test_an_event_nobody_wants_is_not_kept(credit_server):
 
     org = create_org(credit_server, "Acme", 10)
     add_endpoint(credit_server, "http://127.0.0.1:9/hooks", ["render.failed"])
-    adjust(credit_server, org.id, 5)  # credit.adjusted: no endpoint wants it
+    top_up(credit_server, org.id, 5)  # credit.adjusted: no endpoint wants it
     with database.connection_context():
         assert WebhookEvent.select().count() == 0
 
@@ -246,7 +246,7 @@ def test_finished_deliveries_are_forgotten_after_their_retention(credit_server,
         answered = add_endpoint(credit_server, receiver.url, ["credit.adjusted"])
         absent = add_endpoint(credit_server, "http://127.0.0.1:9/hooks", ["credit.adjusted"])
         start_dispatcher(webhook_retry_schedule_s=(3600,))
-        adjust(credit_server, org.id, 5)
+        top_up(credit_server, org.id, 5)
         wait_until(lambda: [d.state for d in deliveries(credit_server, answered.id)]
                    == ["delivered"]
                    and [len(d.attempt_log) for d in deliveries(credit_server, absent.id)] == [1])

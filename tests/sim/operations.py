@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 
 from carpet_common import errors
+from carpet_common.calls import Who
 from carpet_common.convert import timestamp
 from credit_service import controls, grants, ledger
 from credit_service.webhooks import outbox
@@ -27,7 +28,7 @@ from .world import ORGANIZATIONS, SETTINGS, SHOP_BACKEND, USERS_PER_ORGANIZATION
 
 LEASE = datetime.timedelta(seconds=SETTINGS.render_lease_seconds)
 WORKERS = ("render-1:0", "render-1:1", "render-2:0")
-ADMIN = audit_outbox.Who(actor="sim-admin@example.com", role="ADMIN")
+ADMIN = Who(actor="sim-admin@example.com", role="ADMIN")
 WEBHOOK_SCHEDULE = (5, 30, 120)
 
 
