@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from admin_gateway.responses import (
     picture_response,
     rpc_error_response,
 )
+from admin_gateway.router import Router
 from admin_gateway.share_page import SharePage, share_url
 from carpet_common.calls import client_ip
 from protos.carpet.render.v1 import render_pb2, render_pb2_grpc
@@ -45,12 +45,19 @@ logger = logging.getLogger(__name__)
 PREFIX = "/public/v1/"
 WIDGET_PATH = "/widget/v1/widget.js"
 WIDGET_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "widget.js")
-CARPETS_PATH = "/public/v1/carpets"
-RENDERS_PATH = "/public/v1/renders"
-THUMBNAIL_PATH = re.compile(r"/public/v1/carpets/(\d{1,18})/thumbnail")
-RENDER_PATH = re.compile(r"/public/v1/renders/([A-Za-z0-9_-]{1,32})(/events|/image|/share)?")
-LEADS_PATH = "/public/v1/leads"
-EVENTS_PATH = "/public/v1/events"
+# The public API's routes: (method, template, handler method). Each handler takes the WSGI
+# environ, the caller and the path's parameters (tests/unit/test_router.py checks the table).
+ROUTES = (
+    ("GET", "/public/v1/carpets", "_carpets"),
+    ("GET", "/public/v1/carpets/{id}/thumbnail", "_thumbnail"),
+    ("POST", "/public/v1/renders", "_submit"),
+    ("GET", "/public/v1/renders/{token}", "_render"),
+    ("GET", "/public/v1/renders/{token}/events", "_events"),
+    ("GET", "/public/v1/renders/{token}/image", "_image"),
+    ("POST", "/public/v1/renders/{token}/share", "_share"),
+    ("POST", "/public/v1/leads", "_lead"),
+    ("POST", "/public/v1/events", "_event"),
+)
 MAX_JSON_BYTES = 16 * 1024  # a quote request's fields, with room to spare
 # A room photo is at most 10 MB (the render service's limit); the form around it adds little.
 MAX_SUBMISSION_BYTES = 10 * 1024 * 1024 + 64 * 1024
@@ -77,6 +84,8 @@ class PublicApi:
         self._trusted = tuple(trusted_proxies)
         self._share_page = SharePage(renders, self._trusted)
         self._event_streams = threading.BoundedSemaphore(MAX_EVENT_STREAMS)
+        self._routes = Router.of((method, template, getattr(self, handler))
+                                 for method, template, handler in ROUTES)
         with open(WIDGET_FILE, "rb") as script:
             self._widget = script.read()
         self._widget_etag = '"' + hashlib.sha256(self._widget).hexdigest()[:32] + '"'
@@ -110,36 +119,14 @@ class PublicApi:
                                         visitor=_printable(visitor, 64))
 
     def _route(self, environ, method: str, path: str, caller) -> tuple[str, Response]:
-        if path == CARPETS_PATH and method == "GET":
-            return path, self._carpets(environ, caller)
-        if path == RENDERS_PATH and method == "POST":
-            return path, self._submit(environ, caller)
-        if path == LEADS_PATH and method == "POST":
-            return path, self._lead(environ, caller)
-        if path == EVENTS_PATH and method == "POST":
-            return path, self._event(environ, caller)
-        thumbnail = THUMBNAIL_PATH.fullmatch(path)
-        if thumbnail and method == "GET":
-            return "/public/v1/carpets/{id}/thumbnail", picture_response(
-                lambda: self._renders.GetPublicCarpetThumbnail(render_pb2.PublicCarpetRequest(
-                    caller=caller, carpet_id=int(thumbnail.group(1))), timeout=CALL_TIMEOUT_S))
-        render = RENDER_PATH.fullmatch(path)
-        if render and render.group(2) == "/share" and method == "POST":
-            return "/public/v1/renders/{id}/share", self._share(environ, caller, render.group(1))
-        if render and method == "GET" and render.group(2) != "/share":
-            request = render_pb2.PublicRenderRequest(caller=caller, id=render.group(1))
-            if render.group(2) == "/events":
-                return "/public/v1/renders/{id}/events", self._events(request)
-            if render.group(2) == "/image":
-                return "/public/v1/renders/{id}/image", picture_response(
-                    lambda: self._renders.GetPublicRenderOutput(request, timeout=CALL_TIMEOUT_S))
-            return "/public/v1/renders/{id}", self._render(request)
-        if path in (CARPETS_PATH, RENDERS_PATH, LEADS_PATH, EVENTS_PATH) or thumbnail or render:
-            return "/public/v1 wrong method", error_response(405, "METHOD_NOT_ALLOWED",
-                                                             "wrong method")
-        return "unknown", error_response(404, "NOT_FOUND", "no such endpoint")
+        found = self._routes.match(method, path)
+        if found.target is None:
+            if found.status == 405:
+                return found.template, error_response(405, "METHOD_NOT_ALLOWED", "wrong method")
+            return found.template, error_response(404, "NOT_FOUND", "no such endpoint")
+        return found.template, found.target(environ, caller, found.params)
 
-    def _carpets(self, environ, caller) -> Response:
+    def _carpets(self, environ, caller, _params) -> Response:
         query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         request = render_pb2.ListPublicCarpetsRequest(
             caller=caller, sku=_printable(query.get("sku", [""])[-1], 64),
@@ -152,7 +139,7 @@ class PublicApi:
                                                for carpet in page.carpets],
                                    "nextPageToken": page.next_page_token})
 
-    def _submit(self, environ, caller) -> Response:
+    def _submit(self, environ, caller, _params) -> Response:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -174,14 +161,14 @@ class PublicApi:
             return rpc_error_response(error)
         return json_response(201, _render(render))
 
-    def _share(self, environ, caller, render_id: str) -> Response:
+    def _share(self, environ, caller, params) -> Response:
         """A share link to a finished render: `{"id", "url", "expiresAt"}`."""
         document = _json_body(environ, allow_empty=True)
         if isinstance(document, Response):
             return document
         try:
             link = self._renders.CreatePublicShare(render_pb2.CreatePublicShareRequest(
-                caller=caller, id=render_id,
+                caller=caller, id=params["token"],
                 session_id=_printable(str(document.get("sessionId", "")), 64)),
                 timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as error:
@@ -190,14 +177,14 @@ class PublicApi:
                                    "url": share_url(environ, self._trusted, link.token),
                                    "expiresAt": link.expires_at.ToJsonString()})
 
-    def _lead(self, environ, caller) -> Response:
+    def _lead(self, environ, caller, _params) -> Response:
         """A quote request (JSON); 201 `{"status": "received"}`."""
         document = _json_body(environ)
         if isinstance(document, Response):
             return document
         return submit_lead(self._renders, document, caller)
 
-    def _event(self, environ, caller) -> Response:
+    def _event(self, environ, caller, _params) -> Response:
         document = _json_body(environ)
         if isinstance(document, Response):
             return document
@@ -213,19 +200,31 @@ class PublicApi:
             return rpc_error_response(error)
         return json_response(202, {"counted": answer.counted})
 
-    def _render(self, request) -> Response:
+    def _thumbnail(self, _environ, caller, params) -> Response:
+        return picture_response(lambda: self._renders.GetPublicCarpetThumbnail(
+            render_pb2.PublicCarpetRequest(caller=caller, carpet_id=int(params["id"])),
+            timeout=CALL_TIMEOUT_S))
+
+    def _image(self, _environ, caller, params) -> Response:
+        request = render_pb2.PublicRenderRequest(caller=caller, id=params["token"])
+        return picture_response(
+            lambda: self._renders.GetPublicRenderOutput(request, timeout=CALL_TIMEOUT_S))
+
+    def _render(self, _environ, caller, params) -> Response:
+        request = render_pb2.PublicRenderRequest(caller=caller, id=params["token"])
         try:
             return json_response(200, _render(self._renders.GetPublicRender(
                 request, timeout=CALL_TIMEOUT_S)))
         except grpc.RpcError as error:
             return rpc_error_response(error)
 
-    def _events(self, request) -> Response:
+    def _events(self, _environ, caller, params) -> Response:
         """`text/event-stream`: an event `status` with the render at each change until it
         ends. The first answer is awaited here, so a refusal is still a JSON error."""
         if not self._event_streams.acquire(blocking=False):
             return error_response(503, "UNAVAILABLE", "too many event streams: poll "
                                   "GET /public/v1/renders/{id} instead", retry_after="2")
+        request = render_pb2.PublicRenderRequest(caller=caller, id=params["token"])
         try:
             updates = self._renders.WatchPublicRender(request, timeout=EVENTS_LIFETIME_S)
             first = next(updates)

@@ -1,21 +1,25 @@
-"""Which handler serves an admin HTTP request. The method and the path alone decide, with no
-I/O, so every route is unit-tested (tests/unit/test_router.py).
+"""Which handler serves an HTTP request (the admin API, the widget's public API, the share
+pages). The method and the path alone decide, with no I/O, so every route is unit-tested
+(tests/unit/test_router.py).
 
 Templates follow google.api.http's path syntax, as the protos declare them: `{id}` is one path
-segment, and in this API every such segment is a numeric id (1 to 18 digits, so it always fits
-an int64); `{name=**}` is the rest of the path (the console's static files). A path matches with
-or without a trailing slash. The label of a match is its template, never the request's path,
+segment holding a numeric id (1 to 18 digits, so it always fits an int64), `{token}` one holding
+an opaque token (1 to 32 letters, digits, `-` or `_`: a widget render's public id, a share
+link's token); `{name=**}` is the rest of the path (the console's static files). A path matches
+with or without a trailing slash. The label of a match is its template, never the request's path,
 so metrics cannot grow with bogus paths.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 _VARIABLE = re.compile(r"\{(\w+)(=\*\*)?\}")
+SEGMENTS = {"id": "[0-9]{1,18}", "token": "[A-Za-z0-9_-]{1,32}"}
 UNKNOWN = "unknown"
 
 
@@ -35,8 +39,10 @@ def _pattern(template: str) -> re.Pattern[str]:
     parts, end = [], 0
     for variable in _VARIABLE.finditer(template):
         parts.append(re.escape(template[end:variable.start()]))
-        rest = variable.group(2) is not None
-        parts.append(f"(?P<{variable.group(1)}>{'.+' if rest else '[0-9]{1,18}'})")
+        name, rest = variable.group(1), variable.group(2) is not None
+        if not rest and name not in SEGMENTS:
+            raise ValueError(f"{template}: a path segment is {{id}} or {{token}}, not {{{name}}}")
+        parts.append(f"(?P<{name}>{'.+' if rest else SEGMENTS[name]})")
         end = variable.end()
     parts.append(re.escape(template[end:]))
     return re.compile("".join(parts))
@@ -60,6 +66,14 @@ class Router(Generic[T]):
         if method in methods:
             raise ValueError(f"{method} {template} is routed twice")
         methods[method] = target
+
+    @classmethod
+    def of(cls, routes: Iterable[tuple[str, str, T]]) -> Router[T]:
+        """A router of (method, template, target) rows."""
+        router: Router[T] = cls()
+        for method, template, target in routes:
+            router.add(method, template, target)
+        return router
 
     def routes(self) -> list[tuple[str, str]]:
         """(method, template) of every route."""

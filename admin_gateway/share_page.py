@@ -21,12 +21,21 @@ import grpc
 from admin_gateway.exports import phrases
 from admin_gateway.leads_form import HONEYPOT, is_bot, lead_request
 from admin_gateway.responses import Response, logo_chunk, picture_response
+from admin_gateway.router import Router
 from carpet_common.calls import client_ip, is_trusted, trusted_networks
 from carpet_common.errors import rpc_error_reason
 from protos.carpet.render.v1 import render_pb2
 
-PAGE_PATH = re.compile(r"/s/([A-Za-z0-9]{32})(/image|/logo|/lead)?")
 STYLE_PATH = "/s/share.css"
+# The share pages' routes: (method, template, handler method); each handler takes the WSGI
+# environ and the path's parameters (tests/unit/test_router.py checks the table).
+ROUTES = (
+    ("GET", STYLE_PATH, "_style_sheet"),
+    ("GET", "/s/{token}", "_shared_page"),
+    ("GET", "/s/{token}/image", "_image"),
+    ("GET", "/s/{token}/logo", "_logo"),
+    ("POST", "/s/{token}/lead", "_lead_form"),
+)
 STYLE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "share.css")
 CALL_TIMEOUT_S = 15.0
 MAX_FORM_BYTES = 16 * 1024
@@ -71,32 +80,39 @@ class SharePage:
         self._trusted = tuple(trusted_proxies)
         with open(STYLE_FILE, "rb") as style:
             self._style = style.read()
+        self._routes = Router.of((method, template, getattr(self, handler))
+                                 for method, template, handler in ROUTES)
 
     @staticmethod
     def serves(path: str) -> bool:
         return path.startswith("/s/")
 
     def handle(self, environ, method: str, path: str) -> tuple[str, Response]:
-        if path == STYLE_PATH and method == "GET":
-            return path, Response(200, self._style, "text/css; charset=utf-8",
-                                  {"Cache-Control": "public, max-age=3600"})
-        page = PAGE_PATH.fullmatch(path)
-        if page is None:
-            return "/s unknown", self._message(environ, 404, "share.notFound")
-        token, part = page.group(1), page.group(2)
-        request = render_pb2.GetSharedRenderRequest(token=token)
-        if part == "/image" and method == "GET":
-            return "/s/{token}/image", _gone_as_410(picture_response(
-                lambda: self._renders.GetSharedRenderOutput(request, timeout=CALL_TIMEOUT_S)))
-        if part == "/logo" and method == "GET":
-            return "/s/{token}/logo", _gone_as_410(picture_response(
-                lambda: [logo_chunk(self._renders.GetSharedShopLogo(
-                    request, timeout=CALL_TIMEOUT_S))], cache="public, max-age=300"))
-        if part == "/lead" and method == "POST":
-            return "/s/{token}/lead", self._lead(environ, token)
-        if part is None and method == "GET":
-            return "/s/{token}", self._page(environ, token)
-        return "/s wrong method", self._message(environ, 405, "share.notFound")
+        found = self._routes.match(method, path)
+        if found.target is None:
+            return found.template, self._message(environ, found.status, "share.notFound")
+        return found.template, found.target(environ, found.params)
+
+    def _style_sheet(self, _environ, _params) -> Response:
+        return Response(200, self._style, "text/css; charset=utf-8",
+                        {"Cache-Control": "public, max-age=3600"})
+
+    def _shared_page(self, environ, params) -> Response:
+        return self._page(environ, params["token"])
+
+    def _image(self, _environ, params) -> Response:
+        request = render_pb2.GetSharedRenderRequest(token=params["token"])
+        return _gone_as_410(picture_response(
+            lambda: self._renders.GetSharedRenderOutput(request, timeout=CALL_TIMEOUT_S)))
+
+    def _logo(self, _environ, params) -> Response:
+        request = render_pb2.GetSharedRenderRequest(token=params["token"])
+        return _gone_as_410(picture_response(
+            lambda: [logo_chunk(self._renders.GetSharedShopLogo(
+                request, timeout=CALL_TIMEOUT_S))], cache="public, max-age=300"))
+
+    def _lead_form(self, environ, params) -> Response:
+        return self._lead(environ, params["token"])
 
     def _shared(self, environ, token: str) -> render_pb2.SharedRender | Response:
         try:

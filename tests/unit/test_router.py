@@ -69,3 +69,50 @@ def test_routes_lists_every_method_and_template(router):
         ("GET", "/admin/carpets/{id}"), ("GET", "/admin/renders/{id}/image"),
         ("GET", "/admin/static/{name=**}"), ("PATCH", "/admin/carpets/{id}"),
         ("POST", "/admin/carpets")]
+
+
+def test_a_segment_is_an_id_or_a_token():
+    with pytest.raises(ValueError, match=r"a path segment is \{id\} or \{token\}, not \{name\}"):
+        Router().add("GET", "/admin/users/{name}", "user")
+
+
+@pytest.fixture
+def public():
+    """The widget's public API and the share pages, from their own tables."""
+    from admin_gateway import public_api, share_page
+
+    return Router.of(public_api.ROUTES + share_page.ROUTES)
+
+
+@pytest.mark.parametrize(("method", "path", "target", "params"), [
+    ("GET", "/public/v1/carpets", "_carpets", {}),
+    ("GET", "/public/v1/carpets/12/thumbnail", "_thumbnail", {"id": "12"}),
+    ("POST", "/public/v1/renders", "_submit", {}),
+    ("GET", "/public/v1/renders/Ab-_9xYz", "_render", {"token": "Ab-_9xYz"}),
+    ("GET", "/public/v1/renders/Ab-_9xYz/events", "_events", {"token": "Ab-_9xYz"}),
+    ("GET", "/public/v1/renders/Ab-_9xYz/image", "_image", {"token": "Ab-_9xYz"}),
+    ("POST", "/public/v1/renders/Ab-_9xYz/share", "_share", {"token": "Ab-_9xYz"}),
+    ("POST", "/public/v1/leads", "_lead", {}),
+    ("POST", "/public/v1/events", "_event", {}),
+    ("GET", "/s/share.css", "_style_sheet", {}),  # the exact path, not a token
+    ("GET", "/s/" + "a" * 32, "_shared_page", {"token": "a" * 32}),
+    ("GET", "/s/" + "a" * 32 + "/logo", "_logo", {"token": "a" * 32}),
+    ("POST", "/s/" + "a" * 32 + "/lead", "_lead_form", {"token": "a" * 32}),
+])
+def test_the_public_routes(public, method, path, target, params):
+    found = public.match(method, path)
+    assert (found.status, found.target, found.params) == (200, target, params)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/public/v1/carpets/abc/thumbnail", 404),  # a carpet's id is digits
+    ("GET", "/public/v1/renders/" + "a" * 33, 404),  # a token is at most 32 characters
+    ("GET", "/public/v1/renders/a.b", 404),
+    ("GET", "/public/v1/renders/abc/share", 405),  # sharing is a POST
+    ("DELETE", "/public/v1/renders/abc", 405),
+    ("POST", "/s/share.css", 405),
+    ("GET", "/s/", 404),
+])
+def test_the_public_routes_refuse(public, method, path, status):
+    found = public.match(method, path)
+    assert (found.status, found.target) == (status, None)
