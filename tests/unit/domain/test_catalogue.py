@@ -14,10 +14,12 @@ from tests.fake_image_api import tiny_png
 SHOP, OTHER, SHARED = 5, 6, 0
 STAFF = Who(actor="ayse@shop.example", role="STAFF", organization_id=SHOP)
 ADMIN = Who(actor="admin@example.com", role="ADMIN")
+OWN = Catalogues(SHOP)  # what the shop's STAFF sees and changes
+ONE_SIZE = (SizeSpec(160, 230),)
 
 
-def create(clock, organization_id=SHOP, sku="KLM-1", sizes=(SizeSpec(160, 230),),
-           catalogues=Catalogues(SHOP), who=STAFF, idempotent=False, name="Kilim"):
+def create(clock, organization_id=SHOP, sku="KLM-1", sizes=ONE_SIZE, catalogues=OWN,
+           who=STAFF, idempotent=False, name="Kilim"):
     return catalogue.create_carpet(organization_id=organization_id, sku=sku, name=name,
                                    material="wool", image=tiny_png(), sizes=list(sizes),
                                    idempotent=idempotent, catalogues=catalogues, now=clock(),
@@ -35,10 +37,10 @@ def test_a_shop_changes_its_own_catalogue_and_only_sees_the_shared_one(render_db
     with pytest.raises(errors.NotFound):  # another shop's catalogue does not exist for it
         create(clock, organization_id=OTHER, sku="MINE")
     with pytest.raises(errors.PermissionDenied):
-        catalogue.set_archived(shared.carpet.id, True, catalogues=Catalogues(SHOP),
+        catalogue.set_archived(shared.carpet.id, True, catalogues=OWN,
                                now=clock(), who=STAFF)
     with pytest.raises(errors.NotFound):
-        catalogue.set_archived(other.carpet.id, True, catalogues=Catalogues(SHOP),
+        catalogue.set_archived(other.carpet.id, True, catalogues=OWN,
                                now=clock(), who=STAFF)
     # The same SKU in two catalogues is two carpets; twice in one is refused...
     assert create(clock, organization_id=OTHER, sku="KLM-1", catalogues=Catalogues(OTHER),
@@ -73,7 +75,7 @@ def test_sizes_are_kept_by_id_never_re_measured_and_archived_when_left_out(rende
     large, small = made.sizes
     changed = catalogue.update_carpet(
         made.carpet.id, {"sizes": [SizeSpec(80, 150, "S", small.id), SizeSpec(200, 300, "XL")]},
-        catalogues=Catalogues(SHOP), now=clock(), who=STAFF)
+        catalogues=OWN, now=clock(), who=STAFF)
     assert [(size.id, size.width_cm, size.sku) for size in changed.sizes][:1] == [
         (small.id, 80, "S")]  # kept, in the order given
     assert [size.width_cm for size in changed.sizes] == [80, 200]
@@ -84,9 +86,9 @@ def test_sizes_are_kept_by_id_never_re_measured_and_archived_when_left_out(rende
     assert catalogue.renderable_size(made.carpet.id, 0, SHOP) == small.id  # the first in use
     with pytest.raises(errors.InvalidArgument, match="measurements never change"):
         catalogue.update_carpet(made.carpet.id, {"sizes": [SizeSpec(90, 150, "S", small.id)]},
-                                catalogues=Catalogues(SHOP), now=clock(), who=STAFF)
+                                catalogues=OWN, now=clock(), who=STAFF)
     with pytest.raises(errors.InvalidArgument, match="update_mask must name some of"):
-        catalogue.update_carpet(made.carpet.id, {"sku": "NEW"}, catalogues=Catalogues(SHOP),
+        catalogue.update_carpet(made.carpet.id, {"sku": "NEW"}, catalogues=OWN,
                                 now=clock(), who=STAFF)
 
 
@@ -102,9 +104,9 @@ def test_what_a_render_may_show(render_db, clock):
         catalogue.renderable_size(other.carpet.id, 0, SHOP)
     with pytest.raises(errors.NotFound, match="has no size"):
         catalogue.renderable_size(own.carpet.id, shared.sizes[0].id, SHOP)
-    catalogue.set_archived(own.carpet.id, True, catalogues=Catalogues(SHOP), now=clock(),
+    catalogue.set_archived(own.carpet.id, True, catalogues=OWN, now=clock(),
                            who=STAFF)
-    catalogue.set_archived(own.carpet.id, True, catalogues=Catalogues(SHOP), now=clock(),
+    catalogue.set_archived(own.carpet.id, True, catalogues=OWN, now=clock(),
                            who=STAFF)  # again: no error, no second entry
     with pytest.raises(errors.FailedPrecondition, match="restore it to render it"):
         catalogue.renderable_size(own.carpet.id, 0, SHOP)
