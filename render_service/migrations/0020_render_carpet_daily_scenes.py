@@ -5,9 +5,12 @@ same cheap statement; a job with a scene by the carpets its JSON lists (`render_
 `carpets[].carpet_id`, `carpets[].carpet_size_id`), read by the engine's JSON functions in the
 trigger, so the counts change in the statement that writes or deletes the job. The renders on a
 measured floor written before this migration get their other carpets counted when it runs."""
+import importlib
 import json
 
 from peewee import PostgresqlDatabase
+
+BEFORE = importlib.import_module("render_service.migrations.0014_render_carpet_daily")
 
 POSTGRES_FUNCTION = """
 CREATE OR REPLACE FUNCTION render_job_carpet_daily() RETURNS TRIGGER LANGUAGE plpgsql AS $$
@@ -34,26 +37,6 @@ BEGIN
         SELECT DISTINCT NEW.organization_id, NEW.created_at::date,
                (placed ->> 'carpet_id')::bigint, (placed ->> 'carpet_size_id')::bigint, 1
         FROM jsonb_array_elements(NEW.scene::jsonb -> 'carpets') AS placed
-        ON CONFLICT (organization_id, day, carpet_id, carpet_size_id)
-        DO UPDATE SET jobs = render_carpet_daily.jobs + 1;
-    END IF;
-    RETURN NULL;
-END $$;
-"""
-
-# The first carpet-only function, restored by down().
-POSTGRES_FUNCTION_BEFORE = """
-CREATE OR REPLACE FUNCTION render_job_carpet_daily() RETURNS TRIGGER LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        UPDATE render_carpet_daily SET jobs = jobs - 1
-        WHERE organization_id = OLD.organization_id AND day = OLD.created_at::date
-          AND carpet_id = OLD.carpet_id
-          AND carpet_size_id = COALESCE(OLD.carpet_size_id, OLD.carpet_id);
-    ELSE
-        INSERT INTO render_carpet_daily (organization_id, day, carpet_id, carpet_size_id, jobs)
-        VALUES (NEW.organization_id, NEW.created_at::date, NEW.carpet_id,
-                COALESCE(NEW.carpet_size_id, NEW.carpet_id), 1)
         ON CONFLICT (organization_id, day, carpet_id, carpet_size_id)
         DO UPDATE SET jobs = render_carpet_daily.jobs + 1;
     END IF;
@@ -109,16 +92,18 @@ def up(migrator, db):
 
 
 def down(migrator, db):
+    """Back to migration 0014's triggers (every job by its own carpet and size)."""
     _count_other_carpets(db, counting=False)
     if isinstance(db, PostgresqlDatabase):
-        db.execute_sql(POSTGRES_FUNCTION_BEFORE)
+        db.execute_sql("DROP TRIGGER render_job_carpet_daily_insert ON render_job")
+        db.execute_sql("DROP TRIGGER render_job_carpet_daily_delete ON render_job")
+        db.execute_sql("DROP FUNCTION render_job_carpet_daily()")
+        db.execute_sql(BEFORE.POSTGRES_TRIGGERS)
         return
     for name in ("insert", "delete", "insert_scene", "delete_scene"):
         db.execute_sql(f"DROP TRIGGER render_job_carpet_daily_{name}")
-    # Migration 0014's triggers: every job by its own carpet and size.
-    for statement in SQLITE_PLAIN_TRIGGERS:
-        db.execute_sql(statement.replace("WHEN NEW.scene = '' ", "")
-                       .replace("WHEN OLD.scene = '' ", ""))
+    for statement in BEFORE.SQLITE_TRIGGERS:
+        db.execute_sql(statement)
 
 
 def _count_other_carpets(db, counting: bool) -> None:
