@@ -37,7 +37,8 @@ def balance_mismatches() -> list[str]:
                                       fn.COALESCE(ledger_sum.c.total, 0).alias("total"))
                   .join(CreditBalance, JOIN.LEFT_OUTER,
                         on=(CreditBalance.organization == Organization.id))
-                  .join(ledger_sum, JOIN.LEFT_OUTER, on=(ledger_sum.c.org_id == Organization.id)))
+                  .join(ledger_sum, JOIN.LEFT_OUTER, on=(ledger_sum.c.org_id == Organization.id))
+                  .order_by(Organization.id))
     problems = []
     for organization_id, balance, total in rows:
         if balance is None:
@@ -56,7 +57,8 @@ def held_mismatches() -> list[str]:
     rows = tuples(CreditBalance.select(CreditBalance.organization, CreditBalance.held,
                                        fn.COALESCE(open_holds.c.total, 0))
                   .join(open_holds, JOIN.LEFT_OUTER,
-                        on=(open_holds.c.org_id == CreditBalance.organization)))
+                        on=(open_holds.c.org_id == CreditBalance.organization))
+                  .order_by(CreditBalance.organization))
     return [f"invariant 2: organisation {organization_id} held {held} != sum of held holds "
             f"{int(total)}" for organization_id, held, total in rows if held != int(total)]
 
@@ -64,7 +66,8 @@ def held_mismatches() -> list[str]:
 def unaudited_adjustments() -> list[str]:
     rows = tuples(CreditLog.select(CreditLog.id)
                   .join(AuditLog, JOIN.LEFT_OUTER, on=(AuditLog.credit_log == CreditLog.id))
-                  .where((CreditLog.kind == "adjust") & AuditLog.id.is_null()))
+                  .where((CreditLog.kind == "adjust") & AuditLog.id.is_null())
+                  .order_by(CreditLog.id))
     return [f"invariant 3: adjust credit_log {log_id} has no audit row" for (log_id,) in rows]
 
 
@@ -158,7 +161,8 @@ def grant_mismatches() -> list[str]:
                                        CreditBalance.held, fn.COALESCE(by_grant.c.remaining, 0),
                                        fn.COALESCE(by_grant.c.held, 0))
                   .join(by_grant, JOIN.LEFT_OUTER,
-                        on=(by_grant.c.org_id == CreditBalance.organization)))
+                        on=(by_grant.c.org_id == CreditBalance.organization))
+                  .order_by(CreditBalance.organization))
     problems = []
     for organization_id, balance, held, remaining, grants_held in rows:
         if (balance, held) != (int(remaining), int(grants_held)):
@@ -172,7 +176,8 @@ def grant_mismatches() -> list[str]:
     for grant_id, held, total in tuples(CreditGrant.select(CreditGrant.id, CreditGrant.held,
                                                            fn.COALESCE(drawn.c.total, 0))
                                         .join(drawn, JOIN.LEFT_OUTER,
-                                              on=(drawn.c.grant_id == CreditGrant.id))):
+                                              on=(drawn.c.grant_id == CreditGrant.id))
+                                        .order_by(CreditGrant.id)):
         if held != int(total):
             problems.append(f"invariant 6: grant {grant_id} held {held} != what open holds "
                             f"drew from it {int(total)}")
