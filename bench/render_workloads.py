@@ -107,15 +107,23 @@ def submit_statements(config: dict, index: int):
             now=now)
         execute(credit, draw, organization_id=organization, now=now, amount=1, hold_id=hold_id)
         credit.execute("COMMIT")
-        execute(render, insert_job, id=job_id, organization_id=organization, user_id=None,
-                carpet_id=carpet, carpet_size_id=size_id, mode="preview", status="queued",
-                error_text="", cost=1,
-                idempotency_key=None, request_hash="", release_pending=False,
-                has_room_image=False, input_bytes=0, output_expired=False, placement="",
-                hold_id=hold_id, now=now, finished_at=None)
+        execute(render, insert_job, **queued_job(job_id, organization, carpet, size_id,
+                                                 hold_id, now))
         return 1
 
     return operation
+
+
+def queued_job(job_id: int, organization_id: int, carpet_id: int, size_id: int, hold_id: int,
+               now: datetime.datetime) -> dict[str, object]:
+    """The job insert's parameters for a queued preview with its hold, as a backend's
+    submission writes it (tests/unit/test_bench_statements.py keeps them the statement's)."""
+    return dict(id=job_id, organization_id=organization_id, user_id=None, carpet_id=carpet_id,
+                carpet_size_id=size_id, mode="preview", status="queued", error_text="", cost=1,
+                idempotency_key=None, request_hash="", release_pending=False,
+                has_room_image=False, input_bytes=0, output_expired=False, placement="",
+                hold_id=hold_id, now=now, finished_at=None, priority=0, public_id=None,
+                publishable_key_id=None, scene="", trace_parent="")
 
 
 def end_to_end(config: dict, index: int):
