@@ -173,10 +173,11 @@ def test_generated_requests_get_documented_codes_and_errors_change_nothing(
         # A submission the credit service refused is kept as a failed job (render_service.
         # renders._reserve: not enough credit, or an organisation it does not know, which is
         # all a generated request can meet; a spend limit or a suspension needs setting up).
-        refused_by_credit = reason == "INSUFFICIENT_CREDITS" or (
-            code == grpc.StatusCode.NOT_FOUND
-            and details == f"organisation {request.organization_id} not found")
-        if method.name == "SubmitRender" and refused_by_credit:  # kept as failed
+        refused_by_credit = method.name == "SubmitRender" and (
+            reason == "INSUFFICIENT_CREDITS"
+            or (code == grpc.StatusCode.NOT_FOUND
+                and details == f"organisation {request.organization_id} not found"))
+        if refused_by_credit:  # kept as failed
             removed, added = render_changes.pop("render_job")
             assert not removed and len(added) == 1 and "failed" in next(iter(added))
             job_id = next(iter(added))[0]
